@@ -1,0 +1,5 @@
+"""hgfast: fast Stacked Hourglass pose estimation for PyTorch."""
+from .models import Hourglass, Merge, Residual, StackedHourglass, StackHead, Stem
+
+__version__ = "0.1.0"
+__all__ = ["StackedHourglass", "Residual", "Hourglass", "Stem", "StackHead", "Merge", "__version__"]

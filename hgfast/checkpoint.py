@@ -1,0 +1,77 @@
+"""Reading and writing weight files: safetensors (hgfast's format) and torch pickles (peer checkpoints).
+
+Every write goes to a temporary file in the destination folder, is flushed to disk, then renamed over the
+target, so an interrupted write never leaves a truncated file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch import Tensor
+
+_CONFIG_KEY = "hgfast_config"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: Mapping | None = None) -> None:
+    """Save a state dict as safetensors (contiguous CPU copies), with an optional JSON ``config`` in the metadata."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    metadata = {_CONFIG_KEY: json.dumps(dict(config))} if config else None
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
+
+
+def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
+    """Load ``(state_dict, config)`` from a safetensors file or a torch checkpoint.
+
+    Torch checkpoints may hold the state dict directly or under ``"state_dict"`` / ``"model"`` (as peer training
+    scripts save it); they are read with ``weights_only=True``. ``config`` is ``{}`` unless hgfast wrote the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
+        return state, json.loads(metadata.get(_CONFIG_KEY, "{}"))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt pickles / zip archives
+        raise ValueError(f"corrupt or unreadable torch checkpoint {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return dict(obj), {}

@@ -1,0 +1,123 @@
+"""The Stacked Hourglass network (Newell, Yang, Deng, ECCV 2016)."""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .head import Merge, StackHead
+from .hourglass import Hourglass
+from .stem import Stem
+
+
+class StackedHourglass(nn.Module):
+    """Stacked Hourglass pose network, faithful to the paper's code.
+
+    Input ``(B, in_channels, H, W)`` (NCHW or channels_last, H and W multiples of ``4 * 2**depth``, i.e. 64 for
+    the default depth 4); output ``(B, nstack, njoints, H/4, W/4)`` raw heatmaps of every stack (intermediate
+    supervision uses all of them; the last stack is the prediction).
+
+    Submodules: ``stem``, ``hourglasses[i]``, ``heads[i]`` (residual, lin conv+BN+ReLU, heatmap conv) and
+    ``merges[i]`` (between stacks). Parameter names are the checkpoint format.
+    """
+
+    def __init__(self, nstack: int = 8, nfeat: int = 256, njoints: int = 16, depth: int = 4, in_channels: int = 3):
+        super().__init__()
+        for name, value in (("nstack", nstack), ("nfeat", nfeat), ("njoints", njoints), ("depth", depth),
+                            ("in_channels", in_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"StackedHourglass: {name} must be a positive int, got {value!r}")
+        if nfeat % 2:
+            raise ValueError(f"StackedHourglass: nfeat must be even, got {nfeat}")
+        self.nstack, self.nfeat, self.njoints, self.depth, self.in_channels = nstack, nfeat, njoints, depth, in_channels
+        self.stem = Stem(in_channels, nfeat)
+        self.hourglasses = nn.ModuleList(Hourglass(depth, nfeat) for _ in range(nstack))
+        self.heads = nn.ModuleList(StackHead(nfeat, njoints) for _ in range(nstack))
+        self.merges = nn.ModuleList(Merge(nfeat, njoints) for _ in range(nstack - 1))
+
+    @property
+    def config(self) -> dict[str, int]:
+        """Constructor arguments; stored in checkpoints so a model can be rebuilt from a file alone."""
+        return dict(nstack=self.nstack, nfeat=self.nfeat, njoints=self.njoints, depth=self.depth,
+                    in_channels=self.in_channels)
+
+    @property
+    def input_multiple(self) -> int:
+        """Input height and width must be multiples of this (stride-4 stem, then ``depth`` halvings)."""
+        return 4 * 2 ** self.depth
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError/TypeError naming ``x`` if it is not a valid image batch for this model."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"StackedHourglass: x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"StackedHourglass: x must be (B, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"StackedHourglass: x must be a floating-point tensor, got {x.dtype}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"StackedHourglass: x must have {self.in_channels} channels (dim 1), "
+                             f"got shape {tuple(x.shape)}")
+        m = self.input_multiple
+        h, w = x.shape[-2:]
+        if h == 0 or w == 0 or h % m or w % m:
+            raise ValueError(f"StackedHourglass: x height and width must be positive multiples of {m} "
+                             f"(stride-4 stem, then {self.depth} halvings), got {h}x{w}")
+        if x.shape[0] == 0:
+            raise ValueError("StackedHourglass: x is an empty batch (B = 0)")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        x = self.stem(x)
+        heatmaps = []
+        for i in range(self.nstack):
+            feature, hm = self.heads[i](self.hourglasses[i](x))
+            heatmaps.append(hm)
+            if i < self.nstack - 1:
+                x = self.merges[i](x, feature, hm)
+        return torch.stack(heatmaps, 1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights as safetensors (atomically), with ``config`` in the metadata."""
+        from ..checkpoint import save_weights
+
+        save_weights(self.state_dict(), path, config=self.config)
+
+    @classmethod
+    def from_checkpoint(cls, source: str | os.PathLike | Mapping[str, Tensor], strict: bool = True,
+                        **overrides) -> "StackedHourglass":
+        """Build a model from hgfast safetensors, or a princeton-vl / bearpaw / anibali checkpoint.
+
+        ``source`` is a file path (``.safetensors``, ``.pth``, ``.pt``, ``.tar``) or a state dict. The layout is
+        detected from the key names and remapped; the architecture is inferred from the tensor shapes (pass
+        ``nstack=...`` etc. to insist on one). A wrong or partial checkpoint raises a ``ValueError`` listing the
+        missing and unexpected keys (with ``strict=False`` missing keys keep their initial values).
+        """
+        from ..checkpoint import load_state_dict
+        from .convert import infer_config, to_hgfast_layout
+
+        state, stored_config = (load_state_dict(source) if isinstance(source, (str, os.PathLike))
+                                else (dict(source), {}))
+        state = to_hgfast_layout(state)
+        config = {**infer_config(state), **stored_config, **overrides}
+        model = cls(**config)
+        load_into(model, state, strict=strict)
+        return model
+
+
+def load_into(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True) -> None:
+    """``model.load_state_dict`` with an error that lists missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                        for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if mismatched or unexpected or (strict and missing):
+        def fmt(keys):
+            return ", ".join(keys[:20]) + (f" ... (+{len(keys) - 20} more)" if len(keys) > 20 else "") or "none"
+        raise ValueError("checkpoint does not fit StackedHourglass"
+                         f"(nstack={getattr(model, 'nstack', '?')}, nfeat={getattr(model, 'nfeat', '?')}, "
+                         f"njoints={getattr(model, 'njoints', '?')}): missing keys [{fmt(missing)}]; "
+                         f"unexpected keys [{fmt(unexpected)}]; shape mismatches [{fmt(mismatched)}]")
+    model.load_state_dict(dict(state), strict=False)
