@@ -1,0 +1,119 @@
+"""Checkpoints: safetensors round trip, peer layouts (princeton-vl, bearpaw, anibali) and bad files."""
+import pytest
+import torch
+
+from hgfast import StackedHourglass
+from hgfast.checkpoint import atomic_path
+from hgfast.models.convert import detect_layout, strip_wrappers, to_hgfast_layout
+from peer_models import BPHourglassNet, PVPoseNet, randomize_bn_stats
+
+NSTACK, NFEAT, NJOINTS = 2, 32, 5
+
+
+@pytest.fixture
+def image():
+    return torch.randn(2, 3, 64, 64)
+
+
+def test_safetensors_round_trip_rebuilds_the_architecture(tmp_path, image):
+    model = randomize_bn_stats(StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS)).eval()
+    model.save(tmp_path / "w.safetensors")
+    loaded = StackedHourglass.from_checkpoint(tmp_path / "w.safetensors").eval()
+    assert loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with torch.no_grad():
+        assert torch.equal(loaded(image), model(image))
+
+
+def test_peer_model_equals_reference_on_same_weights(image):
+    """The stand-in peers compute the same function as hgfast once weights are remapped (guards the stand-ins)."""
+    peer = randomize_bn_stats(PVPoseNet(NSTACK, NFEAT, NJOINTS)).eval()
+    ours = StackedHourglass.from_checkpoint(peer.state_dict()).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("prefix", ["", "model.module."])
+def test_princeton_vl_checkpoint_loads_with_identical_outputs(tmp_path, image, prefix):
+    peer = randomize_bn_stats(PVPoseNet(NSTACK, NFEAT, NJOINTS)).eval()
+    state = {prefix + k: v for k, v in peer.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "checkpoint.pt")
+    assert detect_layout(strip_wrappers(state)) == "princeton-vl"
+    ours = StackedHourglass.from_checkpoint(tmp_path / "checkpoint.pt").eval()
+    assert ours.config == dict(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, depth=4, in_channels=3)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
+
+
+def test_princeton_vl_unused_skip_convs_are_dropped():
+    peer = PVPoseNet(NSTACK, NFEAT, NJOINTS)
+    remapped = to_hgfast_layout(peer.state_dict())
+    assert not any("skip_layer" in k for k in remapped)
+    ours = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS)
+    assert set(remapped) == set(ours.state_dict())
+    # Only the two channel-changing stem residuals keep a skip conv (64->128 and 128->nfeat).
+    assert sorted(k for k in remapped if ".skip." in k) == ["stem.res1.skip.bias", "stem.res1.skip.weight",
+                                                            "stem.res3.skip.bias", "stem.res3.skip.weight"]
+
+
+@pytest.mark.parametrize("prefix", ["module.", ""], ids=["bearpaw", "anibali"])
+def test_bearpaw_and_anibali_checkpoints_load_with_identical_outputs(tmp_path, image, prefix):
+    peer = randomize_bn_stats(BPHourglassNet(NSTACK, NFEAT, NJOINTS)).eval()
+    state = {prefix + k: v for k, v in peer.state_dict().items()}
+    torch.save({"epoch": 1, "arch": "hg", "state_dict": state}, tmp_path / "model_best.pth.tar")
+    ours = StackedHourglass.from_checkpoint(tmp_path / "model_best.pth.tar").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
+
+
+def test_bearpaw_multi_block_checkpoint_is_refused():
+    state = BPHourglassNet(1, NFEAT, NJOINTS).state_dict()
+    state["res.0.1.conv1.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="num_blocks > 1"):
+        StackedHourglass.from_checkpoint(state)
+
+
+def test_partial_checkpoint_lists_missing_and_unexpected_keys():
+    state = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS).state_dict()
+    del state["heads.1.heatmap.bias"]
+    state["heads.1.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"missing keys \[heads\.1\.heatmap\.bias\].*unexpected keys "
+                                         r"\[heads\.1\.extra\.weight\]"):
+        StackedHourglass.from_checkpoint(state)
+
+
+def test_wrong_architecture_reports_shape_mismatch():
+    state = StackedHourglass(nstack=1, nfeat=NFEAT, njoints=NJOINTS).state_dict()
+    with pytest.raises(ValueError, match="shape mismatches.*heads.0.heatmap.weight"):
+        StackedHourglass.from_checkpoint(state, njoints=NJOINTS + 1)
+
+
+def test_unknown_layout_is_refused():
+    with pytest.raises(ValueError, match="unrecognised checkpoint layout"):
+        StackedHourglass.from_checkpoint({"backbone.conv.weight": torch.zeros(1)})
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        StackedHourglass.from_checkpoint(tmp_path / "nope.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        StackedHourglass.from_checkpoint(tmp_path / "bad.safetensors")
+    (tmp_path / "bad.pt").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="corrupt"):
+        StackedHourglass.from_checkpoint(tmp_path / "bad.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="does not hold a state dict"):
+        StackedHourglass.from_checkpoint(tmp_path / "list.pt")
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]

@@ -1,0 +1,34 @@
+"""`hgfast summary`: the per-block table and its totals."""
+import subprocess
+import sys
+
+from hgfast.cli import main
+from hgfast.models import StackedHourglass
+from hgfast.summary import summarize
+
+
+def test_summary_totals_match_the_model():
+    model = StackedHourglass(nstack=2, nfeat=32, njoints=4)
+    rows = summarize(model, 64)
+    assert [r.name for r in rows] == ["stem", "hourglass[0]", "head[0]", "merge[0]", "hourglass[1]", "head[1]"]
+    assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
+    assert rows[2].output_shape == (4, 16, 16)
+    # stem conv7x7/2: 32*32 outputs x 64 channels x 3*7*7 taps
+    assert rows[0].macs > 32 * 32 * 64 * 3 * 49
+
+
+def test_eight_stack_macs_match_the_design_figure():
+    total = sum(r.macs for r in summarize(StackedHourglass(nstack=8), 256))
+    assert abs(total / 1e9 - 27.4) < 0.05
+
+
+def test_summary_cli_prints_the_table(capsys):
+    assert main(["summary", "--nstack", "1", "--nfeat", "32", "--input", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "hourglass[0]" in out and "total" in out
+
+
+def test_summary_cli_rejects_bad_input_size():
+    proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", "--input", "100"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "multiple of 64" in proc.stderr
