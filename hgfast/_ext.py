@@ -1,0 +1,91 @@
+"""Resolve the hgfast._C extension: compiled `hgfast._C` → JIT build of csrc/ (ninja, cached) → none.
+
+When no tier loads, the public ops run their pure-PyTorch references. Resolution happens on first use, not at
+`import hgfast`. `STATUS` records the tier that loaded and why the others were skipped (see `python -m hgfast.info`).
+Environment: HGFAST_NO_EXT=1 skips both tiers (reference only); HGFAST_NO_JIT=1 skips the JIT build;
+HGFAST_CACHE sets the JIT build cache (default ~/.cache/hgfast).
+"""
+import glob
+import hashlib
+import os
+import traceback
+
+import torch
+
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+STATUS = {"tier": None, "skipped": {}}
+_resolved = False
+
+
+def _sources():
+    """(C++ sources, CUDA binding + kernel sources) of the extension, empty lists if csrc/ is absent."""
+    cpp = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    cuda = sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+    return cpp, cuda
+
+
+def _load_compiled():
+    from . import _C  # noqa: F401  (registers the ops with the dispatcher)
+    return "compiled"
+
+
+def _load_jit():
+    from torch.utils import cpp_extension
+
+    if os.environ.get("HGFAST_NO_JIT") == "1":
+        raise RuntimeError("HGFAST_NO_JIT=1")
+    cpp, cuda = _sources()
+    if not cpp:
+        raise RuntimeError(f"no C++ sources at {CSRC} (not an editable/source install)")
+    with_cuda = bool(torch.version.cuda) and cpp_extension.CUDA_HOME is not None
+    sources = cpp + (cuda if with_cuda else [])
+    digest = hashlib.sha1(torch.__version__.encode())
+    for path in sources + glob.glob(os.path.join(CSRC, "**", "*.h*"), recursive=True):
+        digest.update(path.encode() + open(path, "rb").read())
+    root = os.environ.get("HGFAST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hgfast"))
+    build = os.path.join(root, "jit_" + digest.hexdigest()[:16])
+    failed = os.path.join(build, "FAILED")
+    if os.path.exists(failed):
+        raise RuntimeError(f"an earlier JIT build of these sources failed; see {failed} (delete it to retry)")
+    os.makedirs(build, exist_ok=True)
+    try:
+        cpp_extension.load(
+            name="hgfast_C", sources=sources, build_directory=build, is_python_module=False,
+            extra_cflags=["-O3"], extra_cuda_cflags=["-O3"],
+            extra_include_paths=[CSRC], with_cuda=with_cuda, verbose=False)
+    except Exception:
+        with open(failed, "w") as f:
+            f.write(traceback.format_exc())
+        raise
+    return "jit" + ("" if with_cuda else " (CPU only)")
+
+
+def resolve():
+    """Load the first working tier once; return STATUS."""
+    global _resolved
+    if _resolved:
+        return STATUS
+    _resolved = True
+    if os.environ.get("HGFAST_NO_EXT") == "1":
+        STATUS["skipped"]["compiled"] = STATUS["skipped"]["jit"] = "HGFAST_NO_EXT=1"
+        return STATUS
+    for name, loader in (("compiled", _load_compiled), ("jit", _load_jit)):
+        try:
+            STATUS["tier"] = loader()
+        except Exception as e:  # any failure means: try the next tier, and say why
+            STATUS["skipped"][name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+            continue
+        from .ops import _fake  # noqa: F401  (fake kernels and autograd need the schemas loaded)
+        break
+    return STATUS
+
+
+def op(name, device):
+    """torch.ops.hgfast.<name> if a kernel for device's type is loaded, else None (use the reference)."""
+    resolve()
+    if STATUS["tier"] is None:
+        return None
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
+    if key is None or not torch._C._dispatch_has_kernel_for_dispatch_key(f"hgfast::{name}", key):
+        return None
+    return getattr(torch.ops.hgfast, name)

@@ -1,0 +1,74 @@
+"""Input validation and normalisation shared by the public ops. Errors name the argument and what was expected."""
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+ENCODINGS = ("unbiased", "integer")
+
+
+def tensor(name, value, ndims, dtypes=FLOAT_DTYPES, last=None):
+    """Check that `value` is a tensor with ndim in `ndims`, dtype in `dtypes` and size `last` on the last dim."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() not in ndims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndims))} dims, got shape {tuple(value.shape)}")
+    if dtypes is not None and value.dtype not in dtypes:
+        raise TypeError(f"{name} must have dtype in {[str(d) for d in dtypes]}, got {value.dtype}")
+    if last is not None and value.shape[-1] != last:
+        raise ValueError(f"{name} must have size {last} in its last dim, got shape {tuple(value.shape)}")
+    return value
+
+
+def same_device(name, value, ref):
+    if value.device != ref.device:
+        raise ValueError(f"{name} is on {value.device} but the other inputs are on {ref.device}")
+
+
+def keypoints(value):
+    """(B,K,2) or (B,N,K,2) → (B,N,K,2) float32 contiguous."""
+    tensor("keypoints", value, (3, 4), last=2)
+    kp = value.unsqueeze(1) if value.dim() == 3 else value
+    return kp.to(torch.float32).contiguous()
+
+
+def visible(value, kp, name="visible"):
+    """None or (B,K) / (B,N,K) matching kp (B,N,K,2) → (B,N,K) bool; nonzero means visible. Rejects non-finite
+    coordinates of visible joints."""
+    B, N, K, _ = kp.shape
+    if value is None:
+        vis = torch.ones((B, N, K), dtype=torch.bool, device=kp.device)
+    else:
+        tensor(name, value, (2, 3), dtypes=None)
+        same_device(name, value, kp)
+        vis = value.unsqueeze(1) if value.dim() == 2 else value
+        if tuple(vis.shape) != (B, N, K):
+            raise ValueError(f"{name} must have shape {(B, K) if N == 1 else (B, N, K)}, got {tuple(value.shape)}")
+        vis = (vis != 0).contiguous()
+    if not torch.isfinite(kp).all(-1)[vis].all():
+        raise ValueError("keypoints contains NaN or Inf for a visible joint (mark it invisible instead)")
+    return vis
+
+
+def sigma(value, K, device):
+    """Positive finite scalar or (K,) tensor → (K,) float32 on `device`."""
+    s = torch.as_tensor(value, dtype=torch.float32, device=device)
+    if s.dim() == 0:
+        s = s.expand(K)
+    if s.dim() != 1 or s.shape[0] != K:
+        raise ValueError(f"sigma must be a scalar or have shape ({K},), got shape {tuple(s.shape)}")
+    if not (torch.isfinite(s) & (s > 0)).all():
+        raise ValueError("sigma must be positive and finite")
+    return s.contiguous()
+
+
+def size(value):
+    """(H, W) or int → (H, W) positive ints."""
+    hw = (value, value) if isinstance(value, int) else tuple(value)
+    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+        raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {value!r}")
+    return hw
+
+
+def encoding(value):
+    if value not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, got {value!r}")
+    return value == "integer"

@@ -1,0 +1,37 @@
+"""gaussian_heatmaps: Gaussian heatmap targets from keypoints (DESIGN.md §5)."""
+import torch
+
+from .. import _ext
+from . import _checks
+from .reference import gaussian_heatmaps_ref
+
+
+def gaussian_heatmaps(keypoints, visible=None, size=(64, 64), sigma=1.0, encoding="unbiased", dtype=torch.float32):
+    """Render Gaussian heatmap targets.
+
+    Args:
+        keypoints: (B,K,2) or (B,N,K,2) float (x, y) in heatmap pixels; pixel (col j, row i) is at (j, i).
+            N instances per map are merged by max (multi-person).
+        visible: None (all visible) or (B,K) / (B,N,K); a joint with visible == 0 gives no Gaussian.
+            Coordinates of invisible joints are ignored (may be NaN); visible non-finite ones raise ValueError.
+        size: (H, W) of the maps, or an int for square maps.
+        sigma: float or (K,) tensor of per-joint standard deviations in heatmap pixels (> 0).
+        encoding: "unbiased" uses the sub-pixel centre (x, y); "integer" uses floor(x + 0.5), floor(y + 0.5),
+            so that argmax_decode(..., refine="none") recovers integer keypoints exactly.
+        dtype: output dtype (float32, float64, float16 or bfloat16); values are computed in float32.
+
+    Returns:
+        (B,K,H,W): exp(-((j-cx)² + (i-cy)²) / 2σ²) where max(|j-cx|, |i-cy|) <= 3σ, else 0.
+    Inputs need not be contiguous. Keypoints far outside the map give all-zero maps.
+    """
+    kp = _checks.keypoints(keypoints)
+    vis = _checks.visible(visible, kp)
+    H, W = _checks.size(size)
+    sig = _checks.sigma(sigma, kp.shape[2], kp.device)
+    integer = _checks.encoding(encoding)
+    if dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be one of {[str(d) for d in _checks.FLOAT_DTYPES]}, got {dtype}")
+    op = _ext.op("gaussian_heatmaps", kp.device)
+    if op is None:
+        return gaussian_heatmaps_ref(kp, vis, sig, (H, W), integer, dtype)
+    return op(kp, vis, sig, H, W, integer, dtype)

@@ -1,0 +1,76 @@
+"""Batched affine maps between image and crop/heatmap coordinates (centre, scale, rotation).
+
+Convention (bearpaw/pytorch-pose `get_transform`, continuous, without its 1-based offsets):
+a square box of side `pixel_std · scale` around `center` maps onto an output of size (H, W), rotated by
+`rotation` degrees about the output centre:
+    out = R(−rotation) · diag(W, H) / (pixel_std · scale) · (p − center) + (W/2, H/2),
+with R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]]. MPII scale = box height / 200, so pixel_std = 200.
+"""
+import math
+
+import torch
+
+from . import _checks
+
+
+def _batch(name, value, B, shape, ref):
+    t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+    if t.dim() == 0:
+        t = t.expand(B, *shape)
+    if tuple(t.shape) != (B, *shape):
+        raise ValueError(f"{name} must have shape {(B, *shape)} (or be a scalar), got {tuple(t.shape)}")
+    return t
+
+
+def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
+    """(B,2,3) affine from image (x, y) to output (x, y) for center (B,2), scale (B,), rotation (B,) degrees."""
+    _checks.tensor("center", center, (2,), last=2)
+    c = center if center.dtype in (torch.float32, torch.float64) else center.float()
+    B = c.shape[0]
+    s = _batch("scale", scale, B, (), c)
+    r = _batch("rotation", rotation, B, (), c)
+    H, W = _checks.size(size)
+    theta = -r * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    box = pixel_std * s
+    sx, sy = W / box, H / box
+    A = torch.stack([torch.stack([cos * sx, -sin * sy], -1), torch.stack([sin * sx, cos * sy], -1)], -2)
+    t = torch.tensor([W / 2.0, H / 2.0], dtype=c.dtype, device=c.device) - (A @ c.unsqueeze(-1)).squeeze(-1)
+    return torch.cat([A, t.unsqueeze(-1)], dim=-1)
+
+
+def invert_affine(matrix):
+    """Inverse of (B,2,3) affine maps."""
+    _checks.tensor("matrix", matrix, (3,))
+    A, t = matrix[..., :2], matrix[..., 2:]
+    Ai = torch.linalg.inv(A)
+    return torch.cat([Ai, -Ai @ t], dim=-1)
+
+
+def transform_points(points, matrix):
+    """Apply (B,2,3) affine maps to points (B,...,2) → (B,...,2)."""
+    _checks.tensor("points", points, range(2, 8), last=2)
+    _checks.tensor("matrix", matrix, (3,))
+    if matrix.shape[1:] != (2, 3) or matrix.shape[0] != points.shape[0]:
+        raise ValueError(f"matrix must have shape ({points.shape[0]}, 2, 3), got {tuple(matrix.shape)}")
+    p = points.reshape(points.shape[0], -1, 2).to(matrix.dtype)
+    out = p @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
+    return out.reshape(points.shape)
+
+
+def image_to_heatmap(points, center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
+    """Image (x, y) (B,...,2) → heatmap (x, y), for a heatmap of `size` (H, W)."""
+    return transform_points(points, crop_matrix(center, scale, rotation, size, pixel_std))
+
+
+def heatmap_to_image(coords, center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0,
+                     half_pixel=False, truncate=False):
+    """Heatmap (x, y) (B,...,2) → image (x, y), inverse of `image_to_heatmap`.
+
+    half_pixel: add 0.5 before mapping back (LUA / princeton-vl / bearpaw convention, consistent with their
+        truncating target encoding); leave False for round-to-nearest or unbiased encodings (HRNet, mmpose).
+    truncate: truncate results toward zero like the legacy `.int()` / `.astype(int)` (loses sub-pixel accuracy).
+    """
+    c = coords + 0.5 if half_pixel else coords
+    out = transform_points(c, invert_affine(crop_matrix(center, scale, rotation, size, pixel_std)))
+    return torch.trunc(out) if truncate else out
