@@ -1,0 +1,95 @@
+"""Shared benchmark helpers: environment facts, GPU timing, and the ``extra_info`` every case records.
+
+Every case stores in ``benchmark.extra_info``: ``median_ms`` (CUDA-event median on GPU, pytest-benchmark's median
+on CPU), ``gb_per_s`` (bytes each input read once and each output written once, over the median time),
+``tflop_per_s`` where FLOPs are meaningful, ``peak_mem_mb`` on GPU, ``rel_error`` against the reference, and the
+implementation name. Device and versions go into the JSON's ``machine_info`` (see conftest.py).
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+from typing import Callable
+
+import torch
+
+ON_GPU = torch.cuda.is_available()
+GPU_ONLY = "needs a CUDA GPU (this case measures a GPU implementation)"
+
+
+def environment() -> dict:
+    """Device name and the versions that matter, for the results file."""
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device": torch.cuda.get_device_name() if ON_GPU else f"CPU: {platform.processor() or platform.machine()}",
+        "cpu_threads": torch.get_num_threads(),
+    }
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    return info
+
+
+def sync() -> None:
+    if ON_GPU:
+        torch.cuda.synchronize()
+
+
+def cuda_median_ms(fn: Callable[[], object], warmup: int = 10, rep: int = 50) -> float:
+    """Median time of ``fn`` in milliseconds from CUDA events, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(rep):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """``||out - ref|| / ||ref||`` in float64 (0 when both are zero)."""
+    out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
+    denom = ref.norm().item()
+    return (out - ref).norm().item() / denom if denom else float((out - ref).norm().item())
+
+
+def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: float | None = None,
+             flops: float | None = None, error: float | None = None) -> None:
+    """Time ``fn`` with pytest-benchmark (synchronising on GPU inside the timed call) and record extra_info."""
+    def timed():
+        result = fn()
+        sync()
+        return result
+
+    if ON_GPU:
+        torch.cuda.reset_peak_memory_stats()
+        median_ms = cuda_median_ms(fn)
+        benchmark.extra_info["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    benchmark(timed)
+    if not ON_GPU:
+        median_ms = benchmark.stats.stats.median * 1e3 if benchmark.stats else None
+    info = benchmark.extra_info
+    info["impl"] = impl
+    info["median_ms"] = median_ms
+    if median_ms:
+        if bytes_moved is not None:
+            info["gb_per_s"] = bytes_moved / (median_ms * 1e-3) / 1e9
+        if flops is not None:
+            info["tflop_per_s"] = flops / (median_ms * 1e-3) / 1e12
+    if error is not None:
+        info["rel_error"] = error
+
+
+def nbytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)

@@ -1,0 +1,33 @@
+"""Contenders for the residual and whole-model benchmarks: eager, torch.compile(max-autotune) and fused."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from common import GPU_ONLY, ON_GPU
+
+CONTENDERS = ["eager", "compile", "fused"]
+
+
+def prepare(module: torch.nn.Module, contender: str, train: bool) -> torch.nn.Module:
+    """Return ``module`` set up for ``contender`` (channels_last, cudnn.benchmark) or skip with a reason."""
+    if contender != "eager" and not ON_GPU:
+        pytest.skip(GPU_ONLY)
+    device = "cuda" if ON_GPU else "cpu"
+    torch.backends.cudnn.benchmark = True
+    module = module.to(device=device, memory_format=torch.channels_last).train(train)
+    if contender == "compile":
+        return torch.compile(module, mode="max-autotune")
+    if contender == "fused":
+        if not hasattr(module, "fused"):
+            pytest.skip("the fused form of this module is not available in this build")
+        module.fused = True
+        if not getattr(module, "fused_active", True):
+            pytest.skip("fused kernels are not active here (needs CUDA and triton)")
+    return module
+
+
+def autocast(dtype: torch.dtype):
+    """AMP context for half dtypes; plain fp32 otherwise."""
+    device = "cuda" if ON_GPU else "cpu"
+    return torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32)

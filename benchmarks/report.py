@@ -1,0 +1,122 @@
+"""Turn a pytest-benchmark JSON file into a markdown table and a PNG bar chart.
+
+    python benchmarks/report.py RESULTS.json [--markdown OUT.md] [--png OUT.png]
+
+For every group: each implementation's median time, its speedup over the group's eager PyTorch, torch.compile
+and numpy contenders where present, achieved GB/s and TFLOP/s, and the percentage of the measured device ceiling
+(the ``ceiling: copy`` and ``ceiling: matmul`` cases of the same run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+BASELINES = {"eager": ("eager",), "torch.compile": ("compile",), "numpy": ("numpy-vectorised", "numpy")}
+
+
+def load(path: Path) -> tuple[dict, dict[str, list[dict]]]:
+    """Return (machine info, {group: [row, ...]}) with one row per benchmark: impl, median_ms and extra_info."""
+    data = json.loads(path.read_text())
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for bench in data["benchmarks"]:
+        extra = bench.get("extra_info", {})
+        median_ms = extra.get("median_ms") or bench["stats"]["median"] * 1e3
+        groups[bench.get("group") or bench["name"]].append(
+            {"impl": extra.get("impl", bench["param"] or bench["name"]), "median_ms": median_ms, **{
+                k: v for k, v in extra.items() if k not in ("impl", "median_ms")}})
+    return data.get("machine_info", {}), dict(groups)
+
+
+def ceilings(groups: dict[str, list[dict]]) -> tuple[float | None, float | None]:
+    """Measured copy GB/s and matmul TFLOP/s of this run, if it has the ceiling cases."""
+    copy = groups.get("ceiling: copy", [{}])[0].get("gb_per_s")
+    matmul = groups.get("ceiling: matmul", [{}])[0].get("tflop_per_s")
+    return copy, matmul
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown(machine: dict, groups: dict[str, list[dict]]) -> str:
+    env = machine.get("hgfast", {})
+    copy_ceiling, mm_ceiling = ceilings(groups)
+    lines = [f"Device: {env.get('device', machine.get('cpu', {}).get('brand_raw', '?'))}; torch {env.get('torch')}, "
+             f"triton {env.get('triton')}, CUDA {env.get('cuda')}; {env.get('date', '')}.",
+             f"Ceilings measured in this run: copy {_fmt(copy_ceiling, '.1f')} GB/s, "
+             f"matmul {_fmt(mm_ceiling, '.3g')} TFLOP/s.", "",
+             "| case | implementation | median ms | vs eager | vs torch.compile | vs numpy | GB/s | TFLOP/s "
+             "| % of ceiling |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for group, rows in groups.items():
+        if group.startswith("ceiling:"):
+            continue
+        base = {name: next((r["median_ms"] for r in rows if r["impl"] in impls), None)
+                for name, impls in BASELINES.items()}
+        for row in sorted(rows, key=lambda r: r["median_ms"]):
+            speedups = [_fmt(base[name] / row["median_ms"] if base[name] else None, ".2f") + ("x" if base[name] else "")
+                        for name in BASELINES]
+            gbs, tfs = row.get("gb_per_s"), row.get("tflop_per_s")
+            if tfs is not None and mm_ceiling:
+                pct = 100 * tfs / mm_ceiling
+            elif gbs is not None and copy_ceiling:
+                pct = 100 * gbs / copy_ceiling
+            else:
+                pct = None
+            lines.append(f"| {group} | {row['impl']} | {row['median_ms']:.3f} | " + " | ".join(speedups) +
+                         f" | {_fmt(gbs, '.1f')} | {_fmt(tfs, '.2f')} | {_fmt(pct, '.0f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(groups: dict[str, list[dict]], png: Path) -> None:
+    """Horizontal bars: each implementation's speedup over the slowest implementation of its group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values = [], []
+    for group, rows in groups.items():
+        if group.startswith("ceiling:"):
+            continue
+        slowest = max(r["median_ms"] for r in rows)
+        for row in rows:
+            labels.append(f"{group} | {row['impl']}")
+            values.append(slowest / row["median_ms"])
+    fig, ax = plt.subplots(figsize=(10, 0.28 * len(labels) + 1.2))
+    ax.barh(range(len(values)), values, color="tab:blue")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("speedup over the slowest implementation in the case (log scale)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a pytest --benchmark-json file")
+    parser.add_argument("--markdown", type=Path, help="write the table here (default: stdout)")
+    parser.add_argument("--png", type=Path, help="bar chart path (default: RESULTS with .png)")
+    args = parser.parse_args(argv)
+    if not args.results.is_file():
+        parser.error(f"results file not found: {args.results}")
+    try:
+        machine, groups = load(args.results)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        parser.error(f"{args.results} is not a pytest-benchmark JSON file: {exc}")
+    table = markdown(machine, groups)
+    if args.markdown:
+        args.markdown.write_text(table)
+    else:
+        sys.stdout.write(table)
+    bar_chart(groups, args.png or args.results.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""One pre-activation residual Res(256, 256): forward and forward+backward, eval and train-mode BN.
+
+GPU: batch 32 at 64x64 and 16x16, bf16 (AMP) and channels_last; eager vs torch.compile(max-autotune) vs fused.
+CPU: batch 2, 64 channels, fp32, eager only.
+"""
+import pytest
+import torch
+
+from common import ON_GPU, run_case
+from models import CONTENDERS, autocast, prepare
+from hgfast import Residual
+
+if ON_GPU:
+    BATCH, CHANNELS, SIZES, DTYPE = 32, 256, (64, 16), torch.bfloat16
+else:
+    BATCH, CHANNELS, SIZES, DTYPE = 2, 64, (32, 16), torch.float32
+
+
+def _forward_flops(size: int) -> float:
+    c, mid = CHANNELS, CHANNELS // 2
+    return 2.0 * BATCH * size * size * (c * mid + mid * mid * 9 + mid * c)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("bn", ["eval", "train"])
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("size", SIZES)
+def test_residual(benchmark, size, backward, bn, contender):
+    benchmark.group = f"residual {size}x{size} b{BATCH} {'fwd+bwd' if backward else 'fwd'} {bn}-BN"
+    block = prepare(Residual(CHANNELS, CHANNELS), contender, train=bn == "train")
+    device = next(block.parameters()).device
+    x = torch.randn(BATCH, CHANNELS, size, size, device=device).to(memory_format=torch.channels_last)
+    x.requires_grad_(backward)
+
+    def step():
+        with torch.set_grad_enabled(backward), autocast(DTYPE):
+            out = block(x)
+        if backward:
+            out.backward(torch.ones_like(out))
+        return out
+
+    for _ in range(3):
+        step()
+    element = torch.finfo(DTYPE).bits // 8
+    io_bytes = 2 * BATCH * CHANNELS * size * size * element * (2 if backward else 1)
+    run_case(benchmark, step, impl=contender, bytes_moved=io_bytes,
+             flops=_forward_flops(size) * (3 if backward else 1))
