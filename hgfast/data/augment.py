@@ -1,0 +1,55 @@
+"""Training augmentation presets, with the distributions of the projects they are named after.
+
+Each preset draws, per sample: a scale factor (the crop box is multiplied by it), a rotation in degrees, a
+horizontal flip, and per-channel colour gains. ``s`` below is the annotated scale.
+
+- ``newell`` (the paper's Lua trainer, ``pose.lua``): scale ``s · 2^clip(N(0,1)·0.25, ±0.5)``; rotation
+  ``clip(N(0,30), ±60)`` with probability 0.4; flip p = 0.5; colour gains U(0.6, 1.4) per channel.
+- ``bearpaw`` (bearpaw/pytorch-pose ``mpii.py``): scale ``s · clip(N(1,0.25), 0.75, 1.25)``; rotation
+  ``clip(N(0,30), ±60)`` with probability 0.6; flip p = 0.5; colour gains U(0.8, 1.2) per channel.
+- ``none``: identity (evaluation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    scale: float = 1.0
+    rotation: float = 0.0
+    flip: bool = False
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+def _newell(rng: np.random.Generator) -> AugmentParams:
+    scale = 2.0 ** np.clip(rng.normal() * 0.25, -0.5, 0.5)
+    rotation = np.clip(rng.normal(0, 30), -60, 60) if rng.random() < 0.4 else 0.0
+    return AugmentParams(float(scale), float(rotation), bool(rng.random() < 0.5),
+                         tuple(float(g) for g in rng.uniform(0.6, 1.4, 3)))
+
+
+def _bearpaw(rng: np.random.Generator) -> AugmentParams:
+    scale = np.clip(rng.normal(1, 0.25), 0.75, 1.25)
+    rotation = np.clip(rng.normal(0, 30), -60, 60) if rng.random() < 0.6 else 0.0
+    return AugmentParams(float(scale), float(rotation), bool(rng.random() < 0.5),
+                         tuple(float(g) for g in rng.uniform(0.8, 1.2, 3)))
+
+
+PRESETS = {"newell": _newell, "bearpaw": _bearpaw, "none": lambda rng: AugmentParams()}
+
+
+def sample(preset: str, rng: np.random.Generator) -> AugmentParams:
+    """Draw augmentation parameters from ``preset`` (one of ``PRESETS``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset](rng)
+
+
+def apply_colour(image: np.ndarray, gains) -> np.ndarray:
+    """Multiply each channel of ``image`` (H, W, C) uint8 by ``gains`` and clip to [0, 255]."""
+    if all(g == 1.0 for g in gains):
+        return image
+    return np.clip(image.astype(np.float32) * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)

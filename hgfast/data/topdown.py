@@ -1,0 +1,60 @@
+"""The top-down dataset base: a person record → augmented crop, keypoints and meta, ready for a DataLoader.
+
+Targets are *not* made here: workers return keypoints and the training step renders heatmaps on the device
+(``hgfast.ops.gaussian_heatmaps`` / ``heatmap_mse_loss``).
+
+Indexing: item ``key`` is sample ``key % len(ds)`` in epoch ``key // len(ds)``. The augmentation is drawn from
+``numpy.random.default_rng([seed, epoch, index])``, so a sample depends on neither worker nor process, and a
+resumed run sees exactly the same data (``hgfast.train.distributed.EpochSampler`` yields such keys).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..ops import MPII_FLIP_PERMUTATION
+from . import augment
+from .crop import crop
+
+
+class TopDownDataset(Dataset):
+    """Subclasses implement ``__len__`` and ``record(index)`` returning a dict with ``image`` (H, W, 3) uint8
+    RGB, ``joints`` (K, 2) image pixels, ``visible`` (K,), ``annotated`` (K,), ``center`` (2,), ``scale``
+    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels)."""
+
+    def __init__(self, input_size: int = 256, augment_preset: str = "none", seed: int = 0):
+        if augment_preset not in augment.PRESETS:
+            raise ValueError(f"unknown augmentation preset {augment_preset!r}; "
+                             f"choose one of {sorted(augment.PRESETS)}")
+        if not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+        self.input_size, self.augment_preset, self.seed = input_size, augment_preset, seed
+
+    def record(self, index: int) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: int) -> dict:
+        """Returns tensors: ``image`` (3, S, S) uint8; ``keypoints`` (K, 2) float32 crop pixels; ``visible``,
+        ``annotated`` (K,); meta ``center`` (2,), ``scale``, ``rotation``, ``normalize``, ``joints`` (K, 2)
+        (image pixels, un-augmented) and ``index``."""
+        n = len(self)
+        index, epoch = int(key) % n, int(key) // n
+        rec = self.record(index)
+        aug = augment.sample(self.augment_preset, np.random.default_rng([self.seed, epoch, index]))
+        scale = float(rec["scale"]) * aug.scale
+        image, keypoints = crop(rec["image"], rec["joints"], rec["center"], scale, aug.rotation,
+                                self.input_size, flip=aug.flip)
+        image = augment.apply_colour(image, aug.colour)
+        visible, annotated = (np.asarray(rec[k], np.float32) for k in ("visible", "annotated"))
+        if aug.flip:
+            perm = list(MPII_FLIP_PERMUTATION)
+            visible, annotated = visible[perm], annotated[perm]
+        return dict(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+                    keypoints=torch.from_numpy(keypoints), visible=torch.from_numpy(visible),
+                    annotated=torch.from_numpy(annotated),
+                    center=torch.as_tensor(rec["center"], dtype=torch.float32),
+                    scale=torch.tensor(scale, dtype=torch.float32),
+                    rotation=torch.tensor(aug.rotation, dtype=torch.float32),
+                    normalize=torch.tensor(float(rec["normalize"]), dtype=torch.float32),
+                    joints=torch.as_tensor(rec["joints"], dtype=torch.float32), index=torch.tensor(index))

@@ -1,0 +1,1 @@
+"""Training: config, loop, resumable state, distributed helpers."""
