@@ -1,0 +1,128 @@
+"""Shared pieces of the hgfast Triton kernels: tile loaders with the BN prologues, dot helpers, configs.
+
+Conventions used by every kernel in this package:
+
+- Activations are NHWC, contiguous, addressed as a ``[M = N*H*W, C]`` matrix; row ``m`` is pixel
+  ``(n, h, w) = (m // (H*W), (m // W) % H, m % W)``.
+- Prologues (``PRO``), applied per input channel ``c`` to the loaded value ``v`` in fp32:
+  ``0``: ``v``; ``1``: ``relu(v * s[c] + t[c])`` (BN-ReLU); ``2``: ``v * s[c] + x2 * t[c] + r[c]`` where ``x2`` is a
+  second tensor of the same shape (BN-backward apply). Positions outside the image (3x3 taps) or the tensor are
+  exactly 0 *after* the prologue (zero padding of the activation, not of the raw input).
+- Matrix products accumulate in fp32; operands are rounded to the I/O dtype first. The interpreter's ``tl.dot``
+  cannot multiply bf16, so there the (bf16-rounded) operands are multiplied in fp32 - the same products.
+"""
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+_TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+SUPPORTED_DTYPES = tuple(_TL_DTYPES)
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def tl_dtype(dtype: torch.dtype):
+    return _TL_DTYPES[dtype]
+
+
+def dot_dtype(dtype: torch.dtype):
+    """The dtype ``tl.dot`` multiplies in for I/O dtype ``dtype`` (bf16 -> fp32 under the interpreter)."""
+    if dtype == torch.bfloat16 and interpreting():
+        return tl.float32
+    return _TL_DTYPES[dtype]
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 GEMMs follow cuDNN convolutions: TF32 when ``torch.backends.cudnn.allow_tf32`` (PyTorch's default)."""
+    if dtype == torch.float32 and not interpreting() and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def block_m(m: int) -> int:
+    """Rows per tile. Fixed per launch (not autotuned) because the partial-statistics buffers depend on it."""
+    if interpreting():
+        return 16
+    return 128 if m >= 128 * 132 else 64
+
+
+def gemm_configs(**extra_keys):
+    """Autotune candidates for the N/K tiles: one small config under the interpreter, a short list on GPU."""
+    if interpreting():
+        return [triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)]
+    return [triton.Config({"BN": bn, "BK": bk}, num_warps=w, num_stages=s)
+            for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
+
+
+def elementwise_block() -> int:
+    return 16 if interpreting() else 64
+
+
+def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, device=None, channels=None) -> None:
+    """Raise naming ``name`` unless ``t`` is a contiguous 4-D NHWC floating tensor of the expected kind."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must be 4-D NHWC (N, H, W, C), got shape {tuple(t.shape)}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} must be on {device}, got {t.device}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be a contiguous NHWC tensor (x.permute(0, 2, 3, 1) of a channels_last tensor)")
+    if channels is not None and t.shape[3] != channels:
+        raise ValueError(f"{name} must have {channels} channels (last dim), got shape {tuple(t.shape)}")
+
+
+def check_vector(name: str, t: torch.Tensor, length: int, device) -> None:
+    """Raise naming ``name`` unless ``t`` is a contiguous fp32 vector of ``length`` on ``device``."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != length:
+        raise ValueError(f"{name} must be a 1-D tensor of length {length}, got "
+                         f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    if t.dtype != torch.float32 or t.device != device or not t.is_contiguous():
+        raise TypeError(f"{name} must be a contiguous float32 tensor on {device}, got {t.dtype} on {t.device}")
+
+
+@triton.jit
+def row_coords(rows, H, W):
+    """``(h, w)`` of flattened NHWC rows."""
+    return (rows // W) % H, rows % W
+
+
+@triton.jit
+def load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w, DH, DW, H, W, cols, C,
+              PRO: tl.constexpr):
+    """fp32 tile ``[len(rows), len(cols)]`` of ``prologue(x)[n, h + DH, w + DW, cols]``; 0 outside image/tensor."""
+    hh = h + DH
+    ww = w + DW
+    col_ok = cols < C
+    inside = row_ok & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+    mask = inside[:, None] & col_ok[None, :]
+    offs = (rows + DH * W + DW)[:, None] * C + cols[None, :]
+    v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if PRO == 1:
+        s = tl.load(s_ptr + cols, mask=col_ok, other=0.0)
+        t = tl.load(t_ptr + cols, mask=col_ok, other=0.0)
+        v = tl.where(mask, tl.maximum(v * s[None, :] + t[None, :], 0.0), 0.0)
+    elif PRO == 2:
+        x2 = tl.load(x2_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr + cols, mask=col_ok, other=0.0)
+        t = tl.load(t_ptr + cols, mask=col_ok, other=0.0)
+        r = tl.load(r_ptr + cols, mask=col_ok, other=0.0)
+        v = tl.where(mask, v * s[None, :] + x2 * t[None, :] + r[None, :], 0.0)
+    return v
+
+
+@triton.jit
+def mma(acc, a, b, IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr):
+    """``acc + a @ b`` with both operands rounded to the I/O dtype and an fp32 accumulator."""
+    a = a.to(IO_DTYPE).to(DOT_DTYPE)
+    b = b.to(IO_DTYPE).to(DOT_DTYPE)
+    return tl.dot(a, b, acc, input_precision=DOT_PREC, out_dtype=tl.float32)

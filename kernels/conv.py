@@ -1,0 +1,138 @@
+"""Forward 1x1 / 3x3 (stride 1, pad 1) convolution over NHWC rows with fused BN prologue and epilogues.
+
+``y[m, co] = epilogue(sum_{tap, ci} prologue(x)[m + tap, ci] * w[co, ci, tap])`` as an implicit GEMM: the 1x1 conv
+is a plain GEMM ``[M, Cin] @ [Cin, Cout]``; the 3x3 conv loops over its 9 taps, each a shifted, zero-padded view.
+
+Epilogue, in this order (each optional): ``+ bias``; ``relu(v * es + et)`` (folded BN + ReLU); ``+ residual``;
+``+ low[n, h // 2, w // 2]`` (nearest-2x upsample add); store in the I/O dtype; per-channel partial BN statistics
+``(count, mean, M2)`` of the stored values, one row per row tile (see ``bn_stats``).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
+                     row_coords, tl_dtype)
+from .bn_stats import write_partial_stats
+
+
+@triton.jit
+def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, rows, row_ok, h, w, H, W, CA, cols, CB,
+                  KS: tl.constexpr, PRO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                  IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr):
+    """fp32 ``[BM, BN]`` tile of ``conv(prologue(x))``; ``w`` is packed ``[KS*KS*CA, CB]`` (tap-major)."""
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    col_ok = cols < CB
+    for tap in tl.static_range(KS * KS):
+        for k0 in range(0, CA, BK):
+            ks = k0 + tl.arange(0, BK)
+            a = load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w,
+                          tap // KS - KS // 2, tap % KS - KS // 2, H, W, ks, CA, PRO)
+            b_mask = (ks < CA)[:, None] & col_ok[None, :]
+            b = tl.load(w_ptr + (tap * CA + ks)[:, None] * CB + cols[None, :], mask=b_mask, other=0.0)
+            acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+    return acc
+
+
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "BM", "PRO", "HAS_LOW"])
+@triton.jit
+def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_ptr, res_ptr, low_ptr, stats_ptr,
+                    M, H, W, CIN, COUT, T,
+                    KS: tl.constexpr, PRO: tl.constexpr, HAS_BIAS: tl.constexpr, EPI_AFFINE: tl.constexpr,
+                    HAS_RES: tl.constexpr, HAS_LOW: tl.constexpr, STATS: tl.constexpr,
+                    IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
+                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    pid_m = tl.program_id(0)
+    rows = pid_m * BM + tl.arange(0, BM)
+    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    row_ok = rows < M
+    col_ok = cols < COUT
+    h, w = row_coords(rows, H, W)
+    v = conv_mainloop(x_ptr, x_ptr, ps_ptr, pt_ptr, pt_ptr, w_ptr, rows, row_ok, h, w, H, W, CIN, cols, COUT,
+                      KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+    mask = row_ok[:, None] & col_ok[None, :]
+    if HAS_BIAS:
+        v += tl.load(bias_ptr + cols, mask=col_ok, other=0.0)[None, :]
+    if EPI_AFFINE:
+        es = tl.load(es_ptr + cols, mask=col_ok, other=0.0)
+        et = tl.load(et_ptr + cols, mask=col_ok, other=0.0)
+        v = tl.maximum(v * es[None, :] + et[None, :], 0.0)
+    offs = rows[:, None] * COUT + cols[None, :]
+    if HAS_RES:
+        v += tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_LOW:
+        low_rows = (rows // (H * W)) * ((H // 2) * (W // 2)) + (h // 2) * (W // 2) + w // 2
+        v += tl.load(low_ptr + low_rows[:, None] * COUT + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    out = v.to(IO_DTYPE)
+    tl.store(y_ptr + offs, out, mask=mask)
+    if STATS:
+        write_partial_stats(stats_ptr, out.to(tl.float32), row_ok, cols, col_ok, pid_m, T, COUT)
+
+
+def pack_weight(weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``[Cout, Cin, k, k]`` -> GEMM operand ``[k*k*Cin, Cout]`` (tap-major); ``transpose=True`` packs the
+    data-gradient operand ``[k*k*Cout, Cin]`` (spatially flipped, channels swapped)."""
+    if transpose:
+        weight = weight.flip(2, 3).transpose(0, 1)
+    cout = weight.shape[0]
+    return weight.permute(2, 3, 1, 0).reshape(-1, cout).contiguous()
+
+
+def check_weight(name: str, weight: torch.Tensor, x: torch.Tensor, cin: int) -> int:
+    """Validate a conv weight ``[Cout, cin, k, k]`` (k in 1, 3) against input ``x``; return k."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != cin \
+            or weight.shape[2] != weight.shape[3] or weight.shape[2] not in (1, 3):
+        raise ValueError(f"{name} must be (Cout, {cin}, k, k) with k in (1, 3), got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if weight.dtype != x.dtype or weight.device != x.device:
+        raise TypeError(f"{name} must match the input: {x.dtype} on {x.device}, got {weight.dtype} on {weight.device}")
+    return weight.shape[2]
+
+
+def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=None, epi_shift=None,
+               residual=None, low=None, stats=False):
+    """Fused ``[BN-ReLU] -> conv (1x1 or 3x3, pad 1) -> [+bias] [BN-ReLU] [+residual] [+up2x(low)]``.
+
+    x: NHWC ``(N, H, W, Cin)``; weight ``(Cout, Cin, k, k)`` in x's dtype; bias, pro_*, epi_*: fp32 vectors
+    (``pro_scale``/``pro_shift`` of length Cin, the others Cout); residual ``(N, H, W, Cout)``; low
+    ``(N, H/2, W/2, Cout)``. Returns ``(y (N, H, W, Cout), partial)`` where ``partial`` is the fp32
+    ``(3, ceil(M / BM), Cout)`` statistics buffer when ``stats`` else None.
+    """
+    check_nhwc("x", x)
+    n, hh, ww, cin = x.shape
+    ks = check_weight("weight", weight, x, cin)
+    cout = weight.shape[0]
+    for name, vec, length in (("bias", bias, cout), ("pro_scale", pro_scale, cin), ("pro_shift", pro_shift, cin),
+                              ("epi_scale", epi_scale, cout), ("epi_shift", epi_shift, cout)):
+        if vec is not None:
+            check_vector(name, vec, length, x.device)
+    if (pro_scale is None) != (pro_shift is None) or (epi_scale is None) != (epi_shift is None):
+        raise ValueError("pro_scale/pro_shift and epi_scale/epi_shift must be given in pairs")
+    if residual is not None:
+        check_nhwc("residual", residual, x.dtype, x.device)
+        if residual.shape != (n, hh, ww, cout):
+            raise ValueError(f"residual must be {(n, hh, ww, cout)}, got {tuple(residual.shape)}")
+    if low is not None:
+        check_nhwc("low", low, x.dtype, x.device)
+        if hh % 2 or ww % 2 or low.shape != (n, hh // 2, ww // 2, cout):
+            raise ValueError(f"low must be (N, H/2, W/2, Cout) = {(n, hh // 2, ww // 2, cout)} with even H, W; "
+                             f"got {tuple(low.shape)} for H, W = {hh}, {ww}")
+    m = n * hh * ww
+    bm = block_m(m)
+    t = triton.cdiv(m, bm)
+    y = torch.empty((n, hh, ww, cout), device=x.device, dtype=x.dtype)
+    partial = torch.empty((3, t, cout), device=x.device, dtype=torch.float32) if stats else None
+    dummy = y
+    grid = lambda meta: (t, triton.cdiv(cout, meta["BN"]))  # noqa: E731
+    conv_fwd_kernel[grid](
+        x, pack_weight(weight), y, _or(pro_scale, dummy), _or(pro_shift, dummy), _or(bias, dummy),
+        _or(epi_scale, dummy), _or(epi_shift, dummy), _or(residual, dummy), _or(low, dummy), _or(partial, dummy),
+        m, hh, ww, cin, cout, t,
+        KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,
+        HAS_RES=residual is not None, HAS_LOW=low is not None, STATS=stats,
+        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
+    return y, partial
+
+
+def _or(t, default):
+    return default if t is None else t

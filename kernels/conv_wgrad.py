@@ -1,0 +1,80 @@
+"""Weight (and bias) gradient of the fused BN-ReLU-conv, recomputing ``relu(x * s + t)`` instead of saving it.
+
+``dw[co, ci, tap] = sum_m prologue(dy)[m, co] * relu(x * s + t)[m + tap, ci]`` (zero padding after the
+prologue); ``dbias[co] = sum_m prologue(dy)[m, co]``. Each program owns one ``(tap, Cin block) x Cout block`` tile
+and loops over all rows in order: deterministic, no split-K atomics.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
+                     row_coords, tl_dtype)
+from .conv_dgrad import _check_pending
+
+
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO_X", "PRO_DY"])
+@triton.jit
+def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, dw_ptr, db_ptr,
+                      M, H, W, CIN, COUT,
+                      KS: tl.constexpr, PRO_X: tl.constexpr, PRO_DY: tl.constexpr, HAS_BIAS: tl.constexpr,
+                      IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
+                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    nkb = tl.cdiv(CIN, BK)
+    pid_k = tl.program_id(0)
+    tap = pid_k // nkb
+    ks = (pid_k % nkb) * BK + tl.arange(0, BK)
+    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    dh = tap // KS - KS // 2
+    dw = tap % KS - KS // 2
+    acc = tl.zeros((BK, BN), dtype=tl.float32)
+    dbias = tl.zeros((BN,), dtype=tl.float32)
+    for m0 in range(0, M, BM):
+        rows = m0 + tl.arange(0, BM)
+        row_ok = rows < M
+        h, w = row_coords(rows, H, W)
+        u = load_tile(x_ptr, x_ptr, s_ptr, t_ptr, t_ptr, rows, row_ok, h, w, dh, dw, H, W, ks, CIN, PRO_X)
+        g = load_tile(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, rows, row_ok, h, w, 0, 0, H, W, cols, COUT, PRO_DY)
+        acc = mma(acc, tl.trans(u), g, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+        if HAS_BIAS:
+            dbias += tl.sum(g.to(IO_DTYPE).to(tl.float32), 0)
+    col_ok = cols < COUT
+    mask = (ks < CIN)[:, None] & col_ok[None, :]
+    tl.store(dw_ptr + (tap * CIN + ks)[:, None] * COUT + cols[None, :], acc, mask=mask)
+    if HAS_BIAS:
+        tl.store(db_ptr + cols, dbias, mask=col_ok & (pid_k == 0))
+
+
+def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bias=True):
+    """``(dweight (Cout, Cin, k, k), dbias (Cout,) or None)`` in fp32 for ``y = conv(relu(x * scale + shift))``.
+
+    x: NHWC ``(N, H, W, Cin)`` (the raw, pre-BN input; without scale/shift the conv input itself); dy: NHWC
+    ``(N, H, W, Cout)``; ``dy_pending = (x2, a, b, c)`` as in ``conv2d_dgrad``; kernel_size 1 or 3 (pad 1).
+    """
+    check_nhwc("x", x)
+    check_nhwc("dy", dy, x.dtype, x.device)
+    n, hh, ww, cin = x.shape
+    cout = dy.shape[3]
+    if dy.shape[:3] != x.shape[:3]:
+        raise ValueError(f"dy must be (N, H, W, Cout) with x's N, H, W {tuple(x.shape[:3])}, got {tuple(dy.shape)}")
+    if kernel_size not in (1, 3):
+        raise ValueError(f"kernel_size must be 1 or 3, got {kernel_size!r}")
+    if (scale is None) != (shift is None):
+        raise ValueError("scale and shift must be given together")
+    if scale is not None:
+        check_vector("scale", scale, cin, x.device)
+        check_vector("shift", shift, cin, x.device)
+    pending = _check_pending(dy_pending, dy)
+    m = n * hh * ww
+    dw = torch.empty((kernel_size * kernel_size * cin, cout), device=x.device, dtype=torch.float32)
+    db = torch.empty(cout, device=x.device, dtype=torch.float32) if bias else None
+    grid = lambda meta: (kernel_size * kernel_size * triton.cdiv(cin, meta["BK"]),  # noqa: E731
+                         triton.cdiv(cout, meta["BN"]))
+    conv_wgrad_kernel[grid](
+        x, x if scale is None else scale, x if shift is None else shift, dy, *pending, dw, dw if db is None else db,
+        m, hh, ww, cin, cout,
+        KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
+        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype),
+        BM=block_m(m))
+    dweight = dw.reshape(kernel_size, kernel_size, cin, cout).permute(3, 2, 0, 1).contiguous()
+    return dweight, db

@@ -1,0 +1,172 @@
+"""Triton conv kernels (forward, data gradient, weight gradient) against float64 PyTorch references.
+
+Runs under TRITON_INTERPRET=1 on CPU. Inputs are rounded to the tested dtype first, so the reference sees the same
+numbers; remaining error comes from rounding of intermediates (the BN-ReLU prologue output is rounded to the I/O
+dtype before the product, like a materialised activation) and of the output. Tolerances, relative to the max |ref|:
+fp32 1e-5 (fp32 accumulation, K <= 63), fp16 4e-3 (11-bit mantissa), bf16 3e-2 (8-bit mantissa).
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytestmark = pytest.mark.triton
+kernels = pytest.importorskip("hgfast.kernels")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+RTOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def nchw(t):
+    return t.permute(0, 3, 1, 2).double()
+
+
+def vec(c, lo=0.5):
+    return torch.rand(c) + lo
+
+
+def close(actual, ref, dtype, what):
+    ref = ref.double()
+    err = (actual.double() - ref).abs().max().item()
+    scale = max(ref.abs().max().item(), 1e-6)
+    assert err <= RTOL[dtype] * scale, f"{what}: max error {err:.3g} > {RTOL[dtype]} * {scale:.3g}"
+
+
+def rnd(shape, dtype):
+    return torch.randn(shape).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("n,h,w", [(1, 6, 10), (2, 4, 6)])
+def test_conv_fwd_prologue_bias_stats(dtype, k, n, h, w):
+    cin, cout = 5, 7
+    x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
+    b, s, t = torch.randn(cout), vec(cin), torch.randn(cin)
+    y, partial = kernels.conv2d_fwd(x, wt, b, s, t, stats=True)
+    u = F.relu(nchw(x) * s[:, None, None].double() + t[:, None, None].double()).to(dtype).double()
+    ref = F.conv2d(u, wt.double(), b.double(), padding=k // 2)
+    close(nchw(y), ref, dtype, "y")
+    mean, var = kernels.finalize_stats(partial)
+    yd = nchw(y)  # statistics are of the stored values
+    torch.testing.assert_close(mean.double(), yd.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(var.double(), yd.var((0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 3])
+def test_conv_fwd_epilogue_affine_residual_upsample(dtype, k):
+    n, h, w, cin, cout = 1, 6, 10, 6, 5
+    x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
+    b, es, et = torch.randn(cout), vec(cout), torch.randn(cout)
+    res, low = rnd((n, h, w, cout), dtype), rnd((n, h // 2, w // 2, cout), dtype)
+    y, partial = kernels.conv2d_fwd(x, wt, b, epi_scale=es, epi_shift=et, residual=res, low=low)
+    assert partial is None
+    ref = F.conv2d(nchw(x), wt.double(), b.double(), padding=k // 2)
+    ref = F.relu(ref * es[:, None, None].double() + et[:, None, None].double())
+    ref = ref + nchw(res) + F.interpolate(nchw(low), scale_factor=2.0, mode="nearest")
+    close(nchw(y), ref, dtype, "y")
+
+
+def test_conv3x3_padding_after_prologue():
+    """A shift that makes relu(shift) > 0 must not leak into the zero padding of the 3x3 border taps."""
+    x = torch.zeros(1, 3, 5, 2)
+    wt = torch.ones(1, 2, 3, 3)
+    y, _ = kernels.conv2d_fwd(x, wt, pro_scale=torch.ones(2), pro_shift=torch.full((2,), 1.0))
+    # Each output sums relu(0 * 1 + 1) = 1 over its in-image taps and 2 channels.
+    taps = F.conv2d(torch.ones(1, 1, 3, 5), torch.ones(1, 1, 3, 3), padding=1)
+    torch.testing.assert_close(y[..., 0], 2 * taps[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("pending", [False, True])
+def test_conv_dgrad_mask_and_bn_sums(dtype, k, pending):
+    n, h, w, cin, cout = 1, 6, 10, 7, 5
+    x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
+    s, t, mean = vec(cin), torch.randn(cin) * 0.5, torch.randn(cin)
+    dy = rnd((n, h, w, cout), dtype)
+    g = nchw(dy)
+    dy_pending = None
+    if pending:
+        x2, a, b, c = rnd((n, h, w, cout), dtype), torch.randn(cout), torch.randn(cout), torch.randn(cout)
+        dy_pending = (x2, a, b, c)
+        g = g * a[:, None, None].double() + nchw(x2) * b[:, None, None].double() + c[:, None, None].double()
+        g = g.to(dtype).double()  # the kernel rounds the prologue output to the I/O dtype
+    dv, sums = kernels.conv2d_dgrad(dy, wt, x, s, t, mean, dy_pending=dy_pending)
+    v = (nchw(x) * s[:, None, None].double() + t[:, None, None].double()).requires_grad_()
+    F.conv2d(F.relu(v), wt.double(), padding=k // 2).backward(g)
+    close(nchw(dv), v.grad, dtype, "dv")
+    dvd = nchw(dv)
+    torch.testing.assert_close(sums[0].sum(0).double(), dvd.sum((0, 2, 3)), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(sums[1].sum(0).double(),
+                               (dvd * (nchw(x) - mean[:, None, None].double())).sum((0, 2, 3)), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_conv_dgrad_plain(k):
+    n, h, w, cin, cout = 2, 5, 7, 6, 9
+    dy, wt = torch.randn(n, h, w, cout), torch.randn(cout, cin, k, k)
+    du, sums = kernels.conv2d_dgrad(dy, wt)
+    u = torch.zeros(n, cin, h, w, dtype=torch.float64, requires_grad=True)
+    F.conv2d(u, wt.double(), padding=k // 2).backward(nchw(dy))
+    assert sums is None
+    close(nchw(du), u.grad, torch.float32, "du")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("pending", [False, True])
+def test_conv_wgrad_recompute_bn_relu(dtype, k, pending):
+    n, h, w, cin, cout = 2, 6, 6, 5, 6
+    x, dy = rnd((n, h, w, cin), dtype), rnd((n, h, w, cout), dtype)
+    s, t = vec(cin), torch.randn(cin) * 0.5
+    g = nchw(dy)
+    dy_pending = None
+    if pending:
+        x2, a, b, c = rnd((n, h, w, cout), dtype), torch.randn(cout), torch.randn(cout), torch.randn(cout)
+        dy_pending = (x2, a, b, c)
+        g = (g * a[:, None, None].double() + nchw(x2) * b[:, None, None].double()
+             + c[:, None, None].double()).to(dtype).double()
+    dw, db = kernels.conv2d_wgrad(x, dy, k, s, t, dy_pending=dy_pending)
+    u = F.relu(nchw(x) * s[:, None, None].double() + t[:, None, None].double()).to(dtype).double()
+    wt = torch.zeros(cout, cin, k, k, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(cout, dtype=torch.float64, requires_grad=True)
+    F.conv2d(u, wt, bias, padding=k // 2).backward(g)
+    close(dw, wt.grad, dtype, "dweight")
+    close(db, bias.grad, dtype, "dbias")
+
+
+def test_conv_wgrad_plain_no_bias():
+    x, dy = torch.randn(1, 6, 10, 8), torch.randn(1, 6, 10, 3)
+    dw, db = kernels.conv2d_wgrad(x, dy, 3, bias=False)
+    wt = torch.zeros(3, 8, 3, 3, dtype=torch.float64, requires_grad=True)
+    F.conv2d(nchw(x), wt, padding=1).backward(nchw(dy))
+    assert db is None
+    close(dw, wt.grad, torch.float32, "dweight")
+
+
+def test_conv_bad_inputs_name_the_argument():
+    x, wt = torch.randn(1, 4, 4, 3), torch.randn(2, 3, 1, 1)
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        kernels.conv2d_fwd(x[0], wt)
+    with pytest.raises(ValueError, match="weight must be"):
+        kernels.conv2d_fwd(x, torch.randn(2, 4, 1, 1))
+    with pytest.raises(ValueError, match="weight must be"):
+        kernels.conv2d_fwd(x, torch.randn(2, 3, 5, 5))
+    with pytest.raises(TypeError, match="weight must match"):
+        kernels.conv2d_fwd(x, wt.half())
+    with pytest.raises(TypeError, match="x must be float32"):
+        kernels.conv2d_fwd(x.double(), wt.double())
+    with pytest.raises(ValueError, match="contiguous NHWC"):
+        kernels.conv2d_fwd(x.transpose(1, 2), wt)
+    with pytest.raises(ValueError, match="bias must be"):
+        kernels.conv2d_fwd(x, wt, torch.randn(3))
+    with pytest.raises(ValueError, match="low must be"):
+        kernels.conv2d_fwd(x, wt, low=torch.randn(1, 4, 4, 2))
+    with pytest.raises(ValueError, match="in pairs"):
+        kernels.conv2d_fwd(x, wt, pro_scale=torch.ones(3))
+    with pytest.raises(ValueError, match="x must be"):
+        kernels.conv2d_dgrad(torch.randn(1, 4, 4, 2), wt, x=torch.randn(1, 4, 4, 5), scale=torch.ones(3),
+                             shift=torch.ones(3), mean=torch.ones(3))
+    with pytest.raises(ValueError, match="kernel_size"):
+        kernels.conv2d_wgrad(x, torch.randn(1, 4, 4, 2), 2)

@@ -1,0 +1,74 @@
+"""Triton upsample-add, BN statistics and per-channel affine kernels against PyTorch references (interpreter)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytestmark = pytest.mark.triton
+kernels = pytest.importorskip("hgfast.kernels")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+def nchw(t):
+    return t.permute(0, 3, 1, 2).double()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 6, 10, 5), (2, 2, 4, 17)])
+def test_upsample_add_forward_backward(dtype, shape):
+    n, h, w, c = shape
+    skip = torch.randn(shape).to(dtype)
+    low = torch.randn(n, h // 2, w // 2, c).to(dtype)
+    out = kernels.upsample_add(skip, low)
+    ref = nchw(skip) + F.interpolate(nchw(low), scale_factor=2.0, mode="nearest")
+    # One rounding of the fp32 sum to the output dtype.
+    tol = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype] * ref.abs().max().item()
+    torch.testing.assert_close(nchw(out), ref, rtol=0, atol=tol)
+    g = torch.randn(shape).to(dtype)
+    lowd = nchw(low).requires_grad_()
+    (nchw(skip) + F.interpolate(lowd, scale_factor=2.0, mode="nearest")).backward(nchw(g))
+    grad_low = kernels.upsample_add_backward(g)
+    tol = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype] * lowd.grad.abs().max().item()
+    torch.testing.assert_close(nchw(grad_low), lowd.grad, rtol=0, atol=tol)
+
+
+def test_upsample_add_bad_inputs():
+    with pytest.raises(ValueError, match="low must be"):
+        kernels.upsample_add(torch.randn(1, 5, 4, 3), torch.randn(1, 2, 2, 3))
+    with pytest.raises(TypeError, match="low must have dtype"):
+        kernels.upsample_add(torch.randn(1, 4, 4, 3), torch.randn(1, 2, 2, 3).half())
+    with pytest.raises(ValueError, match="grad_out must have even"):
+        kernels.upsample_add_backward(torch.randn(1, 3, 4, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channel_stats_chan_merge(dtype):
+    """Many partial tiles (M = 2*7*9 = 126 rows, the last tile partial) merged in order; large mean offset."""
+    x = (torch.randn(2, 7, 9, 11) * 3 + 100).to(dtype)
+    partial = kernels.channel_stats(x)
+    assert partial.shape[0] == 3 and partial.shape[1] > 1
+    mean, var = kernels.finalize_stats(partial)
+    xd = x.double().reshape(-1, 11)
+    torch.testing.assert_close(mean.double(), xd.mean(0), rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(var.double(), xd.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
+    again = kernels.finalize_stats(kernels.channel_stats(x))
+    assert torch.equal(again[0], mean) and torch.equal(again[1], var)  # deterministic
+
+
+def test_finalize_bad_partial():
+    with pytest.raises(ValueError, match="partial must be"):
+        kernels.finalize_stats(torch.zeros(2, 3, 4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bn_relu_and_backward_apply(dtype):
+    x, g, add = (torch.randn(1, 3, 5, 7).to(dtype) for _ in range(3))
+    s, t, r = torch.randn(7), torch.randn(7), torch.randn(7)
+    tol = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    ref = F.relu(nchw(x) * s[:, None, None].double() + t[:, None, None].double())
+    torch.testing.assert_close(nchw(kernels.bn_relu(x, s, t)), ref, rtol=tol, atol=tol)
+    ref = (nchw(g) * s[:, None, None].double() + nchw(x) * t[:, None, None].double() + r[:, None, None].double()
+           + nchw(add))
+    torch.testing.assert_close(nchw(kernels.bn_backward_apply(g, x, s, t, r, add)), ref, rtol=tol, atol=4 * tol)
+    with pytest.raises(ValueError, match="scale must be"):
+        kernels.bn_relu(x, s[:3], t)
