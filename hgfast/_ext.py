@@ -3,7 +3,7 @@
 When no tier loads, the public ops run their pure-PyTorch references. Resolution happens on first use, not at
 `import hgfast`. `STATUS` records the tier that loaded and why the others were skipped (see `python -m hgfast.info`).
 Environment: HGFAST_NO_EXT=1 skips both tiers (reference only); HGFAST_NO_JIT=1 skips the JIT build;
-HGFAST_CACHE sets the JIT build cache (default ~/.cache/hgfast).
+HGFAST_CACHE sets the JIT build cache (default ~/.cache/hgfast); HGFAST_CUDA=0/1 skips/forces CUDA sources.
 """
 import glob
 import hashlib
@@ -17,11 +17,26 @@ STATUS = {"tier": None, "skipped": {}}
 _resolved = False
 
 
-def _sources():
-    """(C++ sources, CUDA binding + kernel sources) of the extension, empty lists if csrc/ is absent."""
-    cpp = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
-    cuda = sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
-    return cpp, cuda
+def cuda_wanted():
+    """(build CUDA sources?, why): HGFAST_CUDA=1/0 forces/skips; else torch must have CUDA and CUDA_HOME exist."""
+    env = os.environ.get("HGFAST_CUDA")
+    if env in ("0", "1"):
+        return env == "1", f"HGFAST_CUDA={env}"
+    if not torch.version.cuda:
+        return False, f"torch {torch.__version__} is a CPU build"
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME is None:
+        return False, "CUDA_HOME not found"
+    return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
+
+
+def sources(with_cuda):
+    """Absolute paths of the extension sources (also used by setup.py); empty if csrc/ is absent."""
+    found = glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp"))
+    if with_cuda and found:
+        found += glob.glob(os.path.join(CSRC, "cuda", "*.cpp")) + glob.glob(os.path.join(CSRC, "cuda", "*.cu"))
+    return sorted(found)
 
 
 def _load_compiled():
@@ -34,13 +49,12 @@ def _load_jit():
 
     if os.environ.get("HGFAST_NO_JIT") == "1":
         raise RuntimeError("HGFAST_NO_JIT=1")
-    cpp, cuda = _sources()
-    if not cpp:
+    with_cuda, _ = cuda_wanted()
+    srcs = sources(with_cuda)
+    if not srcs:
         raise RuntimeError(f"no C++ sources at {CSRC} (not an editable/source install)")
-    with_cuda = bool(torch.version.cuda) and cpp_extension.CUDA_HOME is not None
-    sources = cpp + (cuda if with_cuda else [])
     digest = hashlib.sha1(torch.__version__.encode())
-    for path in sources + glob.glob(os.path.join(CSRC, "**", "*.h*"), recursive=True):
+    for path in srcs + glob.glob(os.path.join(CSRC, "**", "*.h*"), recursive=True):
         digest.update(path.encode() + open(path, "rb").read())
     root = os.environ.get("HGFAST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hgfast"))
     build = os.path.join(root, "jit_" + digest.hexdigest()[:16])
@@ -50,7 +64,7 @@ def _load_jit():
     os.makedirs(build, exist_ok=True)
     try:
         cpp_extension.load(
-            name="hgfast_C", sources=sources, build_directory=build, is_python_module=False,
+            name="hgfast_C", sources=srcs, build_directory=build, is_python_module=False,
             extra_cflags=["-O3"], extra_cuda_cflags=["-O3"],
             extra_include_paths=[CSRC], with_cuda=with_cuda, verbose=False)
     except Exception:

@@ -1,0 +1,42 @@
+// Argument checks shared by the CPU and CUDA bindings (the Python wrappers check first, with friendlier text).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace hgfast {
+
+inline void check_input(const at::Tensor& t, const char* name, int64_t dim, const at::Tensor& like) {
+  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dims, got ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.device() == like.device(), name, " is on ", t.device(), ", expected ", like.device());
+}
+
+// keypoints (B,N,K,2) f32, visible (B,N,K) bool, sigma (K,) f32.
+inline void check_targets(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma) {
+  check_input(kp, "keypoints", 4, kp);
+  check_input(vis, "visible", 3, kp);
+  check_input(sigma, "sigma", 1, kp);
+  TORCH_CHECK(kp.scalar_type() == at::kFloat, "keypoints must be float32, got ", kp.scalar_type());
+  TORCH_CHECK(vis.scalar_type() == at::kBool, "visible must be bool, got ", vis.scalar_type());
+  TORCH_CHECK(sigma.scalar_type() == at::kFloat, "sigma must be float32, got ", sigma.scalar_type());
+  TORCH_CHECK(kp.size(3) == 2, "keypoints must be (B,N,K,2), got ", kp.sizes());
+  TORCH_CHECK(vis.sizes() == kp.sizes().slice(0, 3), "visible must be (B,N,K), got ", vis.sizes());
+  TORCH_CHECK(sigma.size(0) == kp.size(2), "sigma must be (K,), got ", sigma.sizes());
+}
+
+// pred (B,S,K,H,W) floating, weights (B,K) in the accumulation dtype, keypoints matching B and K.
+inline void check_loss(const at::Tensor& pred, const at::Tensor& kp, const at::Tensor& vis,
+                       const at::Tensor& weights, const at::Tensor& sigma) {
+  check_input(pred, "pred", 5, pred);
+  TORCH_CHECK(at::isFloatingType(pred.scalar_type()), "pred must be floating point, got ", pred.scalar_type());
+  check_targets(kp, vis, sigma);
+  check_input(weights, "weights", 2, pred);
+  TORCH_CHECK(kp.device() == pred.device(), "keypoints is on ", kp.device(), ", expected ", pred.device());
+  TORCH_CHECK(kp.size(0) == pred.size(0) && kp.size(2) == pred.size(2), "keypoints ", kp.sizes(),
+              " does not match pred ", pred.sizes());
+  TORCH_CHECK(weights.size(0) == pred.size(0) && weights.size(1) == pred.size(2), "weights must be (B,K), got ",
+              weights.sizes());
+  const auto acc = pred.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(weights.scalar_type() == acc, "weights must be ", acc, ", got ", weights.scalar_type());
+}
+
+}  // namespace hgfast

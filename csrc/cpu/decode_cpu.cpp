@@ -1,0 +1,95 @@
+// CPU kernel of hgfast::argmax_decode: one task per (b,k) map; a vectorisable max pass, then the first match.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "../checks.h"
+#include "../hg_math.h"
+#include "profiles.h"
+
+namespace hgfast {
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+// Index of the first maximum of p[0, n) (n > 0); NaN counts as the maximum, as in torch.argmax.
+template <typename F>
+int64_t first_peak(const F* p, int64_t n) {
+  F lane[kLanes];
+  bool nan = false;
+  for (int64_t l = 0; l < kLanes; ++l) lane[l] = p[0];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const F v = p[i + l];
+      lane[l] = v > lane[l] ? v : lane[l];
+      nan |= v != v;
+    }
+  }
+  F best = p[0];
+  for (; i < n; ++i) {
+    best = p[i] > best ? p[i] : best;
+    nan |= p[i] != p[i];
+  }
+  for (int64_t l = 0; l < kLanes; ++l) best = lane[l] > best ? lane[l] : best;
+  if (nan) {
+    for (i = 0; i < n; ++i)
+      if (p[i] != p[i]) return i;
+  }
+  for (i = 0; i + kLanes <= n; i += kLanes) {
+    bool hit = false;
+    for (int64_t l = 0; l < kLanes; ++l) hit |= p[i + l] == best;
+    if (hit) break;
+  }
+  for (; i < n; ++i)
+    if (p[i] == best) return i;
+  return 0;  // unreachable: best is an element of p
+}
+
+template <typename T>
+void decode(const at::Tensor& hm, bool quarter, float* coords, float* scores) {
+  const int64_t H = hm.size(2), W = hm.size(3), HW = H * W;
+  const T* base = hm.data_ptr<T>();
+  constexpr bool native = std::is_same<T, float>::value || std::is_same<T, double>::value;
+  at::parallel_for(0, hm.size(0) * hm.size(1), map_grain(HW), [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(native ? 0 : HW);
+    for (int64_t m = begin; m < end; ++m) {
+      const T* p = base + m * HW;
+      int64_t idx;
+      if constexpr (native) {
+        idx = first_peak(p, HW);
+      } else {
+        for (int64_t t = 0; t < HW; ++t) buf[t] = static_cast<float>(p[t]);
+        idx = first_peak(buf.data(), HW);
+      }
+      const int64_t y = idx / W, x = idx % W;
+      float cx = (float)x, cy = (float)y;
+      if (quarter && x > 0 && x < W - 1) cx += quarter_step((float)p[idx + 1], (float)p[idx - 1]);
+      if (quarter && y > 0 && y < H - 1) cy += quarter_step((float)p[idx + W], (float)p[idx - W]);
+      coords[2 * m] = cx;
+      coords[2 * m + 1] = cy;
+      scores[m] = (float)p[idx];
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> argmax_decode_cpu(const at::Tensor& hm, bool quarter) {
+  check_input(hm, "heatmaps", 4, hm);
+  TORCH_CHECK(at::isFloatingType(hm.scalar_type()), "heatmaps must be floating point, got ", hm.scalar_type());
+  TORCH_CHECK(hm.size(2) > 0 && hm.size(3) > 0, "heatmaps must have H, W > 0, got ", hm.sizes());
+  auto coords = at::empty({hm.size(0), hm.size(1), 2}, hm.options().dtype(at::kFloat));
+  auto scores = at::empty({hm.size(0), hm.size(1)}, hm.options().dtype(at::kFloat));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hm.scalar_type(), "argmax_decode_cpu", [&] {
+    decode<scalar_t>(hm, quarter, coords.data_ptr<float>(), scores.data_ptr<float>());
+  });
+  return {coords, scores};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hgfast, CPU, m) { m.impl("argmax_decode", &argmax_decode_cpu); }
+
+}  // namespace hgfast

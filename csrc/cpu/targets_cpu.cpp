@@ -1,0 +1,53 @@
+// CPU kernel of hgfast::gaussian_heatmaps: one task per (b,k) map, rows from separable profiles.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../checks.h"
+#include "profiles.h"
+
+namespace hgfast {
+namespace {
+
+template <typename T>
+void render(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma, bool integer_centre,
+            at::Tensor& out) {
+  const int64_t B = kp.size(0), N = kp.size(1), K = kp.size(2), H = out.size(2), W = out.size(3);
+  const float* kp_p = kp.data_ptr<float>();
+  const bool* vis_p = vis.data_ptr<bool>();
+  const float* sig_p = sigma.data_ptr<float>();
+  T* out_p = out.data_ptr<T>();
+  at::parallel_for(0, B * K, map_grain(H * W), [&](int64_t begin, int64_t end) {
+    MapProfiles prof(H, W, N);
+    std::vector<float> row(W);
+    for (int64_t m = begin; m < end; ++m) {
+      const int64_t b = m / K, k = m % K;
+      prof.build(kp_p + b * N * K * 2, vis_p + b * N * K, N, K, k, sig_p[k], integer_centre);
+      T* o = out_p + m * H * W;
+      for (int64_t i = 0; i < H; ++i, o += W) {
+        if (prof.row(i, row.data())) {
+          for (int64_t j = 0; j < W; ++j) o[j] = static_cast<T>(row[j]);
+        } else {
+          std::fill(o, o + W, T(0));
+        }
+      }
+    }
+  });
+}
+
+at::Tensor gaussian_heatmaps_cpu(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma,
+                                 int64_t height, int64_t width, bool integer_centre, at::ScalarType dtype) {
+  check_targets(kp, vis, sigma);
+  TORCH_CHECK(height > 0 && width > 0, "height and width must be positive, got ", height, "x", width);
+  TORCH_CHECK(at::isFloatingType(dtype), "dtype must be floating point, got ", dtype);
+  auto out = at::empty({kp.size(0), kp.size(2), height, width}, kp.options().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "gaussian_heatmaps_cpu",
+                                  [&] { render<scalar_t>(kp, vis, sigma, integer_centre, out); });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hgfast, CPU, m) { m.impl("gaussian_heatmaps", &gaussian_heatmaps_cpu); }
+
+}  // namespace hgfast
