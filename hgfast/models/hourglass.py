@@ -2,6 +2,7 @@
 from torch import Tensor, nn
 import torch.nn.functional as F
 
+from ..fused import impl as fused_impl, wants_fused
 from .residual import Residual
 
 
@@ -22,8 +23,11 @@ class Hourglass(nn.Module):
         self.low1 = Residual(f, f)
         self.low2 = Hourglass(depth - 1, f) if depth > 1 else Residual(f, f)
         self.low3 = Residual(f, f)
+        self.fused = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if wants_fused(self, x):
+            return fused_impl().hourglass_forward(self, x)
         up1 = self.up1(x)
         low3 = self.low3(self.low2(self.low1(F.max_pool2d(x, 2, 2))))
         return up1 + F.interpolate(low3, scale_factor=2.0, mode="nearest")

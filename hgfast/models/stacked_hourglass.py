@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Mapping
 
 import torch
 from torch import Tensor, nn
 
+from .. import fused as _fused
 from .head import Merge, StackHead
 from .hourglass import Hourglass
 from .stem import Stem
@@ -21,9 +23,14 @@ class StackedHourglass(nn.Module):
 
     Submodules: ``stem``, ``hourglasses[i]``, ``heads[i]`` (residual, lin conv+BN+ReLU, heatmap conv) and
     ``merges[i]`` (between stacks). Parameter names are the checkpoint format.
+
+    ``fused=True`` runs residuals, hourglass merges, heads and merges with the Triton kernels (``hgfast.fused``) on
+    CUDA tensors; elsewhere the reference path runs and ``fused_active`` is False (warned once). ``fused=None``
+    takes ``hgfast.fused.default_fused()`` (``HGFAST_FUSED``). Both forms share one ``state_dict``.
     """
 
-    def __init__(self, nstack: int = 8, nfeat: int = 256, njoints: int = 16, depth: int = 4, in_channels: int = 3):
+    def __init__(self, nstack: int = 8, nfeat: int = 256, njoints: int = 16, depth: int = 4, in_channels: int = 3,
+                 fused: bool | None = None):
         super().__init__()
         for name, value in (("nstack", nstack), ("nfeat", nfeat), ("njoints", njoints), ("depth", depth),
                             ("in_channels", in_channels)):
@@ -36,6 +43,26 @@ class StackedHourglass(nn.Module):
         self.hourglasses = nn.ModuleList(Hourglass(depth, nfeat) for _ in range(nstack))
         self.heads = nn.ModuleList(StackHead(nfeat, njoints) for _ in range(nstack))
         self.merges = nn.ModuleList(Merge(nfeat, njoints) for _ in range(nstack - 1))
+        self.fused = _fused.default_fused() if fused is None else fused
+
+    @property
+    def fused(self) -> bool:
+        """Whether the fused path is requested (see ``fused_active`` for whether it runs)."""
+        return self._fused
+
+    @fused.setter
+    def fused(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"StackedHourglass: fused must be a bool or None, got {enabled!r}")
+        self._fused, self._fused_warned = enabled, False
+        for m in self.modules():
+            if m is not self and hasattr(m, "fused"):
+                m.fused = enabled
+
+    @property
+    def fused_active(self) -> bool:
+        """True when ``forward`` runs the Triton kernels: fused requested, triton importable, CUDA parameters."""
+        return self._fused and _fused.runs_on(self.stem.conv.weight.device)
 
     @property
     def config(self) -> dict[str, int]:
@@ -69,6 +96,10 @@ class StackedHourglass(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        if self._fused and not self._fused_warned and not _fused.runs_on(x.device):
+            self._fused_warned = True
+            warnings.warn("StackedHourglass(fused=True): the fused Triton path needs CUDA tensors and triton; "
+                          f"running the reference path on {x.device} (fused_active is False)", stacklevel=2)
         x = self.stem(x)
         heatmaps = []
         for i in range(self.nstack):

@@ -1,0 +1,79 @@
+"""Fused (Triton) execution of the Stacked Hourglass: switches deciding when it runs.
+
+``StackedHourglass(fused=True)`` runs the fused path only on CUDA tensors with triton importable; elsewhere it
+runs the reference path and reports ``model.fused_active == False``. The default for ``fused=None`` comes from
+``set_default_fused`` or else the ``HGFAST_FUSED`` environment variable (``1``/``true``/``on``).
+``force_triton_on_cpu()`` (tests only) lets the Triton path run on CPU tensors under ``TRITON_INTERPRET=1``.
+Importing this package does not import triton; ``hgfast.fused.modules`` does.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+
+import torch
+
+_default: bool | None = None
+_force_cpu = False
+
+
+def set_default_fused(enabled: bool | None) -> None:
+    """Set the process-wide default for ``StackedHourglass(fused=None)``; ``None`` returns to ``HGFAST_FUSED``."""
+    global _default
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool or None, got {enabled!r}")
+    _default = enabled
+
+
+def default_fused() -> bool:
+    if _default is not None:
+        return _default
+    return os.environ.get("HGFAST_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """Whether triton (and so ``hgfast.kernels``) can be imported."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        import hgfast.kernels  # noqa: F401
+    except Exception:  # a broken triton install counts as absent
+        return False
+    return True
+
+
+def runs_on(device: torch.device) -> bool:
+    """Whether the fused path runs for tensors on ``device``."""
+    return triton_available() and (device.type == "cuda" or (_force_cpu and device.type == "cpu"))
+
+
+@contextlib.contextmanager
+def force_triton_on_cpu():
+    """Tests only: run the Triton kernels on CPU tensors (needs ``TRITON_INTERPRET=1`` set before import)."""
+    global _force_cpu
+    previous, _force_cpu = _force_cpu, True
+    try:
+        yield
+    finally:
+        _force_cpu = previous
+
+
+def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
+    """True when ``module`` (flagged ``module.fused``) should run its fused forward on ``x``.
+
+    Eval mode runs fused only when no gradient is needed (the folded-BN kernels have no backward).
+    """
+    if not getattr(module, "fused", False) or not runs_on(x.device):
+        return False
+    return module.training or not (torch.is_grad_enabled() and
+                                   (x.requires_grad or any(p.requires_grad for p in module.parameters())))
+
+
+def impl():
+    """``hgfast.fused.modules`` (imports triton)."""
+    from . import modules
+
+    return modules

@@ -1,0 +1,139 @@
+"""How the fused ops are differentiated: ``torch.autograd.Function``s composed of the ``hgfast::`` custom ops.
+
+Activations are NHWC-contiguous; parameters keep their own dtype (cast to the activation dtype for the GEMMs,
+gradients cast back). BN math, per channel, with ``M`` rows, batch ``mean``/biased ``var`` and
+``invstd = rsqrt(var + eps)``: forward ``relu(x * s + t)`` with ``s = gamma * invstd``, ``t = beta - mean * s``;
+backward from ``dv`` (gradient at the BN output, ReLU mask applied) ``dbeta = sum(dv)``,
+``dgamma = invstd * sum(dv * (x - mean))`` and ``dx = dv * a + x * b + c`` (``bn_backward_coeffs``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import ops  # noqa: F401  (registers torch.ops.hgfast.*)
+
+_ops = torch.ops.hgfast
+
+
+def _f32(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach().float().contiguous()
+
+
+def bn_scale_shift(mean: Tensor, var: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-channel ``(s, t)`` with ``bn(x) = x * s + t`` (fp32)."""
+    s = _f32(gamma) * torch.rsqrt(var + eps)
+    return s, _f32(beta) - mean * s
+
+
+def bn_backward_coeffs(sums: Tensor, mean: Tensor, var: Tensor, gamma: Tensor, eps: float, count: int):
+    """From dgrad partial sums ``(2, T, C)`` -> ``((a, b, c), dgamma, dbeta)`` with ``dx = dv * a + x * b + c``."""
+    sum_dv, sum_dvxc = sums.sum(1).unbind(0)  # fixed-order reduction over row tiles
+    invstd = torch.rsqrt(var + eps)
+    a = _f32(gamma) * invstd
+    b = -a * invstd * invstd * sum_dvxc / count
+    return (a, b, -a * sum_dv / count - mean * b), sum_dvxc * invstd, sum_dv
+
+
+class ResidualTrainFn(torch.autograd.Function):
+    """Training-mode fused residual ``BN-ReLU-conv1x1 -> BN-ReLU-conv3x3 -> BN-ReLU-conv1x1 + skip [+ up2x(low)]``.
+
+    Forward: a stats pass over ``x`` and three GEMM kernels (each applying the pending BN-ReLU as it loads its
+    input, the first two writing partial statistics of their output), plus the skip conv if any. Saves only ``x``
+    and the two pre-BN conv outputs. ``eps`` is the tuple of the three BNs' eps. Returns
+    ``(y, mean1, var1, mean2, var2, mean3, var3)``; the batch statistics are non-differentiable outputs for the
+    running-stat update.
+    Backward: per conv, wgrad recomputes BN-ReLU of its input; dgrad applies the ReLU mask and writes BN-backward
+    partial sums; the resulting BN-backward apply is the prologue of the next dgrad/wgrad; the last one is a
+    standalone pass that also adds the skip gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, low, eps, g1, b1, w1, bias1, g2, b2, w2, bias2, g3, b3, w3, bias3, w_skip, bias_skip):
+        dt, (e1, e2, e3) = x.dtype, eps
+        mean1, var1 = _ops.batch_stats(x)
+        s1, t1 = bn_scale_shift(mean1, var1, g1, b1, e1)
+        skip = x if w_skip is None else \
+            _ops.conv_fwd(x, w_skip.to(dt), _f32(bias_skip), None, None, None, None, None, None, False)[0]
+        c1, p1 = _ops.conv_fwd(x, w1.to(dt), _f32(bias1), s1, t1, None, None, None, None, True)
+        mean2, var2 = _ops.finalize_stats(p1)
+        s2, t2 = bn_scale_shift(mean2, var2, g2, b2, e2)
+        c2, p2 = _ops.conv_fwd(c1, w2.to(dt), _f32(bias2), s2, t2, None, None, None, None, True)
+        mean3, var3 = _ops.finalize_stats(p2)
+        s3, t3 = bn_scale_shift(mean3, var3, g3, b3, e3)
+        y, _ = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, False)
+        ctx.save_for_backward(x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
+                              mean1, var1, mean2, var2, mean3, var3)
+        ctx.eps, ctx.has_low = eps, low is not None
+        stats = (mean1, var1, mean2, var2, mean3, var3)
+        ctx.mark_non_differentiable(*stats)
+        return (y, *stats)
+
+    @staticmethod
+    def backward(ctx, dy, *_):
+        (x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
+         mean1, var1, mean2, var2, mean3, var3) = ctx.saved_tensors
+        dt, (e1, e2, e3) = x.dtype, ctx.eps
+        count = x.numel() // x.shape[3]
+        dy = dy.to(dt).contiguous()
+        grad_low = _ops.upsample_add_backward(dy) if ctx.has_low else None
+        if w_skip is None:
+            dx_skip, dw_skip, db_skip = dy, None, None
+        else:
+            dw_skip, db_skip = _ops.conv_wgrad(x, dy, 1, None, None, None, None, None, None)
+            dx_skip = _ops.conv_dgrad(dy, w_skip.to(dt), None, None, None, None, None, None, None, None)[0]
+        # conv3 (1x1): its upstream gradient is dy itself.
+        dw3, db3 = _ops.conv_wgrad(c2, dy, 1, s3, t3, None, None, None, None)
+        dv3, sums3 = _ops.conv_dgrad(dy, w3.to(dt), c2, s3, t3, mean3, None, None, None, None)
+        k3, dg3, dbeta3 = bn_backward_coeffs(sums3, mean3, var3, g3, e3, count)
+        # conv2 (3x3): upstream gradient dc2 = dv3 * a3 + c2 * b3 + c3, applied in the prologues.
+        dw2, db2 = _ops.conv_wgrad(c1, dv3, 3, s2, t2, c2, *k3)
+        dv2, sums2 = _ops.conv_dgrad(dv3, w2.to(dt), c1, s2, t2, mean2, c2, *k3)
+        k2, dg2, dbeta2 = bn_backward_coeffs(sums2, mean2, var2, g2, e2, count)
+        # conv1 (1x1): upstream gradient dc1 = dv2 * a2 + c1 * b2 + c2.
+        dw1, db1 = _ops.conv_wgrad(x, dv2, 1, s1, t1, c1, *k2)
+        dv1, sums1 = _ops.conv_dgrad(dv2, w1.to(dt), x, s1, t1, mean1, c1, *k2)
+        k1, dg1, dbeta1 = bn_backward_coeffs(sums1, mean1, var1, g1, e1, count)
+        dx = _ops.bn_backward_apply(dv1, x, *k1, dx_skip)
+
+        def like(grad, param):
+            return None if param is None else grad.to(param.dtype)
+
+        return (dx, grad_low, None,
+                like(dg1, g1), like(dbeta1, g1), like(dw1, w1), like(db1, w1),
+                like(dg2, g2), like(dbeta2, g2), like(dw2, w2), like(db2, w2),
+                like(dg3, g3), like(dbeta3, g3), like(dw3, w3), like(db3, w3),
+                like(dw_skip, w_skip), like(db_skip, w_skip))
+
+
+class ConvFn(torch.autograd.Function):
+    """``conv(x, w) + bias [+ residual]`` (1x1 or 3x3 pad 1) on NHWC tensors, with Triton dgrad and wgrad."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual):
+        y, _ = _ops.conv_fwd(x, weight.to(x.dtype), _f32(bias), None, None, None, None, residual, None, False)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias, ctx.has_res = bias is not None, residual is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        dy = dy.to(x.dtype).contiguous()
+        dw, db = _ops.conv_wgrad(x, dy, weight.shape[2], None, None, None, None, None, None)
+        dx = _ops.conv_dgrad(dy, weight.to(x.dtype), None, None, None, None, None, None, None, None)[0]
+        return (dx, dw.to(weight.dtype), db.to(weight.dtype) if ctx.has_bias else None,
+                dy if ctx.has_res else None)
+
+
+class UpsampleAddFn(torch.autograd.Function):
+    """``skip + nearest_2x(low)`` on NHWC tensors."""
+
+    @staticmethod
+    def forward(ctx, skip, low):
+        return _ops.upsample_add(skip, low)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        return grad, _ops.upsample_add_backward(grad)

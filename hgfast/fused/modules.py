@@ -1,0 +1,106 @@
+"""Fused forwards of the model's modules; each module calls its function here from one line of its ``forward``.
+
+Modules hand NCHW tensors around (channels_last in the fused path, so the NHWC views below are free).
+Training mode uses batch statistics and updates ``running_mean``/``running_var``/``num_batches_tracked`` like
+``nn.BatchNorm2d``; eval mode applies BN1 as the first GEMM's prologue and folds BN2/BN3 into the epilogues of
+conv1/conv2 (three kernels per residual). Eval mode is inference only: with gradients needed it is not used.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .functions import ConvFn, ResidualTrainFn, bn_scale_shift
+
+_ops = torch.ops.hgfast
+
+
+def nhwc(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+
+
+def nchw(y: Tensor) -> Tensor:
+    return y.permute(0, 3, 1, 2)
+
+
+def check_bn(bn: nn.BatchNorm2d, where: str) -> None:
+    if not (bn.affine and bn.track_running_stats):
+        raise ValueError(f"fused {where}: BatchNorm2d needs affine=True and track_running_stats=True")
+
+
+def update_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor, count: int) -> None:
+    """``nn.BatchNorm2d``'s training update: momentum (or cumulative average for None), unbiased variance."""
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        f = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+        bn.running_mean.mul_(1 - f).add_(mean.to(bn.running_mean.dtype), alpha=f)
+        bn.running_var.mul_(1 - f).add_((var * (count / (count - 1))).to(bn.running_var.dtype), alpha=f)
+
+
+def eval_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    return bn_scale_shift(bn.running_mean.float(), bn.running_var.float(), bn.weight, bn.bias, bn.eps)
+
+
+def _f32(t):
+    return None if t is None else t.detach().float()
+
+
+def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
+    """``res(x) [+ nearest_2x(low)]`` for a ``Residual``; the upsample-add runs in the last GEMM's epilogue."""
+    xn, lown = nhwc(x), None if low is None else nhwc(low)
+    bns = (res.bn1, res.bn2, res.bn3)
+    for bn in bns:
+        check_bn(bn, "Residual")
+    skip_w = None if res.skip is None else res.skip.weight
+    skip_b = None if res.skip is None else res.skip.bias
+    if res.training:
+        count = xn.numel() // xn.shape[3]
+        if count < 2:
+            raise ValueError(f"fused Residual: training BatchNorm needs more than 1 value per channel, got input "
+                             f"shape {tuple(x.shape)}")
+        y, *stats = ResidualTrainFn.apply(
+            xn, lown, tuple(bn.eps for bn in bns),
+            res.bn1.weight, res.bn1.bias, res.conv1.weight, res.conv1.bias,
+            res.bn2.weight, res.bn2.bias, res.conv2.weight, res.conv2.bias,
+            res.bn3.weight, res.bn3.bias, res.conv3.weight, res.conv3.bias, skip_w, skip_b)
+        for i, bn in enumerate(bns):
+            update_running_stats(bn, stats[2 * i], stats[2 * i + 1], count)
+        return nchw(y)
+    dt = xn.dtype
+    (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
+    skip = xn if skip_w is None else \
+        _ops.conv_fwd(xn, skip_w.detach().to(dt), _f32(skip_b), None, None, None, None, None, None, False)[0]
+    a = _ops.conv_fwd(xn, res.conv1.weight.detach().to(dt), _f32(res.conv1.bias), s1, t1, s2, t2,
+                      None, None, False)[0]
+    b = _ops.conv_fwd(a, res.conv2.weight.detach().to(dt), _f32(res.conv2.bias), None, None, s3, t3,
+                      None, None, False)[0]
+    y = _ops.conv_fwd(b, res.conv3.weight.detach().to(dt), _f32(res.conv3.bias), None, None, None, None,
+                      skip, lown, False)[0]
+    return nchw(y)
+
+
+def hourglass_forward(hg, x: Tensor) -> Tensor:
+    """``up1(x) + nearest_2x(low3)`` with the merge in the epilogue of ``up1``'s last GEMM."""
+    low3 = hg.low3(hg.low2(hg.low1(F.max_pool2d(x, 2, 2))))
+    return residual_forward(hg.up1, x, low=low3)
+
+
+def head_forward(head, y: Tensor) -> tuple[Tensor, Tensor]:
+    """StackHead: fused residual; ``lin`` conv (eval: with BN + ReLU folded into its epilogue); heatmap conv."""
+    r = nhwc(head.res(y))
+    if head.training:
+        feature = F.relu(head.lin_bn(nchw(ConvFn.apply(r, head.lin_conv.weight, head.lin_conv.bias, None))))
+    else:
+        check_bn(head.lin_bn, "StackHead")
+        s, t = eval_scale_shift(head.lin_bn)
+        w = head.lin_conv.weight.detach().to(r.dtype)
+        feature = nchw(_ops.conv_fwd(r, w, _f32(head.lin_conv.bias), None, None, s, t, None, None, False)[0])
+    heatmaps = ConvFn.apply(nhwc(feature), head.heatmap.weight, head.heatmap.bias, None)
+    return feature, nchw(heatmaps)
+
+
+def merge_forward(merge, x: Tensor, feature: Tensor, heatmaps: Tensor) -> Tensor:
+    """``x + conv1x1(feature) + conv1x1(heatmaps)``, both adds in GEMM epilogues."""
+    out = ConvFn.apply(nhwc(feature), merge.feature.weight, merge.feature.bias, nhwc(x))
+    return nchw(ConvFn.apply(nhwc(heatmaps), merge.heatmap.weight, merge.heatmap.bias, out))

@@ -1,0 +1,139 @@
+"""``torch.library`` custom ops (namespace ``hgfast``) around the Triton launchers, with fake implementations.
+
+Registered so ``torch.compile`` captures the fused model without graph breaks; differentiation lives in
+``hgfast.fused.functions`` (autograd Functions composed of these ops). Optional outputs are returned as empty
+tensors (``(3, 0, C)`` statistics when not requested). All activations are NHWC-contiguous.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import kernels as K
+from ..kernels.common import block_m
+
+
+def _tiles(m: int) -> int:
+    return -(-m // block_m(m))
+
+
+@torch.library.custom_op("hgfast::conv_fwd", mutates_args=())
+def conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], pro_scale: Optional[Tensor],
+             pro_shift: Optional[Tensor], epi_scale: Optional[Tensor], epi_shift: Optional[Tensor],
+             residual: Optional[Tensor], low: Optional[Tensor], stats: bool) -> tuple[Tensor, Tensor]:
+    y, partial = K.conv2d_fwd(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats)
+    if partial is None:
+        partial = x.new_empty((3, 0, weight.shape[0]), dtype=torch.float32)
+    return y, partial
+
+
+@conv_fwd.register_fake
+def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats):
+    n, h, w, _ = x.shape
+    cout = weight.shape[0]
+    t = _tiles(n * h * w) if stats else 0
+    return x.new_empty((n, h, w, cout)), x.new_empty((3, t, cout), dtype=torch.float32)
+
+
+@torch.library.custom_op("hgfast::conv_dgrad", mutates_args=())
+def conv_dgrad(dy: Tensor, weight: Tensor, x: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor],
+               mean: Optional[Tensor], x2: Optional[Tensor], a: Optional[Tensor], b: Optional[Tensor],
+               c: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    pending = None if x2 is None else (x2, a, b, c)
+    dv, sums = K.conv2d_dgrad(dy, weight, x, scale, shift, mean, dy_pending=pending)
+    if sums is None:
+        sums = dy.new_empty((2, 0, weight.shape[1]), dtype=torch.float32)
+    return dv, sums
+
+
+@conv_dgrad.register_fake
+def _(dy, weight, x, scale, shift, mean, x2, a, b, c):
+    n, h, w, _ = dy.shape
+    cin = weight.shape[1]
+    t = _tiles(n * h * w) if x is not None else 0
+    return dy.new_empty((n, h, w, cin)), dy.new_empty((2, t, cin), dtype=torch.float32)
+
+
+@torch.library.custom_op("hgfast::conv_wgrad", mutates_args=())
+def conv_wgrad(x: Tensor, dy: Tensor, kernel_size: int, scale: Optional[Tensor], shift: Optional[Tensor],
+               x2: Optional[Tensor], a: Optional[Tensor], b: Optional[Tensor],
+               c: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    pending = None if x2 is None else (x2, a, b, c)
+    return K.conv2d_wgrad(x, dy, kernel_size, scale, shift, dy_pending=pending, bias=True)
+
+
+@conv_wgrad.register_fake
+def _(x, dy, kernel_size, scale, shift, x2, a, b, c):
+    cin, cout = x.shape[3], dy.shape[3]
+    return (x.new_empty((cout, cin, kernel_size, kernel_size), dtype=torch.float32),
+            x.new_empty((cout,), dtype=torch.float32))
+
+
+@torch.library.custom_op("hgfast::upsample_add", mutates_args=())
+def upsample_add(skip: Tensor, low: Tensor) -> Tensor:
+    return K.upsample_add(skip, low)
+
+
+@upsample_add.register_fake
+def _(skip, low):
+    return torch.empty_like(skip)
+
+
+@torch.library.custom_op("hgfast::upsample_add_backward", mutates_args=())
+def upsample_add_backward(grad_out: Tensor) -> Tensor:
+    return K.upsample_add_backward(grad_out)
+
+
+@upsample_add_backward.register_fake
+def _(grad_out):
+    n, h, w, c = grad_out.shape
+    return grad_out.new_empty((n, h // 2, w // 2, c))
+
+
+@torch.library.custom_op("hgfast::batch_stats", mutates_args=())
+def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel ``(mean, biased var)`` of an NHWC tensor, fp32, deterministic."""
+    return K.finalize_stats(K.channel_stats(x))
+
+
+@batch_stats.register_fake
+def _(x):
+    c = x.shape[3]
+    return x.new_empty((c,), dtype=torch.float32), x.new_empty((c,), dtype=torch.float32)
+
+
+@torch.library.custom_op("hgfast::finalize_stats", mutates_args=())
+def finalize_stats(partial: Tensor) -> tuple[Tensor, Tensor]:
+    return K.finalize_stats(partial)
+
+
+@finalize_stats.register_fake
+def _(partial):
+    c = partial.shape[2]
+    return partial.new_empty((c,)), partial.new_empty((c,))
+
+
+@torch.library.custom_op("hgfast::bn_relu", mutates_args=())
+def bn_relu(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    return K.bn_relu(x, scale, shift)
+
+
+@bn_relu.register_fake
+def _(x, scale, shift):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("hgfast::bn_backward_apply", mutates_args=())
+def bn_backward_apply(g: Tensor, x: Tensor, a: Tensor, b: Tensor, c: Tensor, add: Optional[Tensor]) -> Tensor:
+    return K.bn_backward_apply(g, x, a, b, c, add)
+
+
+@bn_backward_apply.register_fake
+def _(g, x, a, b, c, add):
+    return torch.empty_like(g)
+
+
+ALL_OPS = (conv_fwd, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, batch_stats, finalize_stats,
+           bn_relu, bn_backward_apply)

@@ -1,0 +1,162 @@
+"""Fused residual and hourglass (Triton path forced onto CPU tensors under the interpreter) vs the reference.
+
+Same parameters and inputs in both; the reference runs in float64 (bf16 case) or float32 (fp32 case).
+Tolerances relative to the largest reference magnitude of each tensor: fp32 2e-5 (fp32 accumulation, different
+summation order); bf16 6e-2 forward / 1e-1 gradients (activations and operands rounded to 8-bit mantissas at
+every kernel boundary, as in any bf16 network; the reference rounds only the input and parameters).
+The conv biases of conv1/conv2 feed a training-mode BN and so have an exactly-zero true gradient: compared with an
+absolute tolerance scaled by the weight gradient instead.
+"""
+import copy
+
+import pytest
+import torch
+
+from hgfast.fused import force_triton_on_cpu
+from hgfast.models import Hourglass, Residual
+
+pytestmark = pytest.mark.triton
+pytest.importorskip("hgfast.kernels")
+
+
+@pytest.fixture
+def triton_cpu():
+    with force_triton_on_cpu():
+        yield
+
+
+def randomize(module, seed=1):
+    """Random parameters and BN running statistics (not the defaults, which hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if name.endswith("bn1.weight") else 0.0))
+        for name, b in module.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.3)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+    return module
+
+
+def fused_copy(module):
+    fused = copy.deepcopy(module)
+    for m in fused.modules():
+        if hasattr(m, "fused"):
+            m.fused = True
+    return fused
+
+
+def rel_err(actual, ref):
+    return (actual.double() - ref.double()).abs().max().item() / max(ref.double().abs().max().item(), 1e-12)
+
+
+def compare_grads(ref, fused, tol):
+    grads = dict(ref.named_parameters())
+    for name, p in fused.named_parameters():
+        r = grads[name].grad
+        if name.endswith(("conv1.bias", "conv2.bias")):
+            scale = grads[name.replace("bias", "weight")].grad.abs().max().item()
+            assert (p.grad.double() - r.double()).abs().max().item() <= tol * scale, name
+        else:
+            assert rel_err(p.grad, r) <= tol, f"grad of {name}: rel err {rel_err(p.grad, r):.3g}"
+
+
+def compare_buffers(ref, fused, tol):
+    bufs = dict(ref.named_buffers())
+    for name, b in fused.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            assert int(b) == int(bufs[name]), name
+        else:
+            assert rel_err(b, bufs[name]) <= tol, f"{name}: rel err {rel_err(b, bufs[name]):.3g}"
+
+
+@pytest.mark.parametrize("cin,cout,shape", [(6, 6, (1, 6, 10)), (5, 8, (2, 3, 5))])
+def test_residual_train_fp32(triton_cpu, cin, cout, shape):
+    ref = randomize(Residual(cin, cout))
+    fused = fused_copy(ref)
+    x = torch.randn(shape[0], cin, *shape[1:])
+    g = torch.randn(shape[0], cout, *shape[1:])
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert rel_err(yf, yr) <= 2e-5
+    yr.backward(g)
+    yf.backward(g)
+    assert rel_err(xf.grad, xr.grad) <= 2e-5
+    compare_grads(ref, fused, 2e-5)
+    compare_buffers(ref, fused, 2e-5)
+
+
+def test_residual_train_momentum_none_cumulative(triton_cpu):
+    ref = randomize(Residual(6, 6))
+    for bn in (ref.bn1, ref.bn2, ref.bn3):
+        bn.momentum = None
+    fused = fused_copy(ref)
+    for _ in range(2):
+        x = torch.randn(1, 6, 4, 6)
+        ref(x)
+        fused(x)
+    compare_buffers(ref, fused, 2e-5)
+
+
+def test_residual_train_bf16(triton_cpu):
+    ref = randomize(Residual(6, 6)).double()
+    fused = fused_copy(ref).float()  # fp32 parameters, bf16 activations: weights are cast per GEMM
+    x = torch.randn(1, 6, 6, 10).bfloat16()
+    g = torch.randn(1, 6, 6, 10).bfloat16()
+    xr, xf = x.double().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert yf.dtype == torch.bfloat16
+    assert rel_err(yf, yr) <= 6e-2
+    yr.backward(g.double())
+    yf.backward(g)
+    assert xf.grad.dtype == torch.bfloat16
+    assert rel_err(xf.grad, xr.grad) <= 1e-1
+    compare_grads(ref, fused, 1e-1)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 1e-2), (torch.bfloat16, 6e-2)])
+def test_residual_eval_folded(triton_cpu, dtype, tol):
+    ref = randomize(Residual(5, 8)).double().eval()
+    fused = fused_copy(ref).float().eval()
+    x = torch.randn(1, 5, 6, 10).to(dtype)
+    with torch.no_grad():
+        yr, yf = ref(x.double()), fused(x)
+    assert yf.dtype == dtype
+    assert rel_err(yf, yr) <= tol
+
+
+def test_residual_eval_with_grad_uses_reference(triton_cpu):
+    """Eval mode with gradients needed falls back to the reference ops (the folded kernels have no backward)."""
+    ref = randomize(Residual(6, 6)).eval()
+    fused = fused_copy(ref).eval()
+    x = torch.randn(1, 6, 4, 4, requires_grad=True)
+    fused(x).sum().backward()
+    assert fused.conv1.weight.grad is not None
+
+
+def test_residual_train_rejects_single_value_per_channel(triton_cpu):
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        fused_copy(Residual(4, 4))(torch.randn(1, 4, 1, 1))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_hourglass_fp32(triton_cpu, training):
+    """Depth 2 at 8x8 (the innermost residual sees 2x2 pixels): float64 reference, fp32 tolerance 5e-5 (batch
+    statistics over 8 values per channel amplify fp32 rounding in the BN backward)."""
+    ref = randomize(Hourglass(2, 6)).double().train(training)
+    fused = fused_copy(ref).float().train(training)
+    x = torch.randn(2, 6, 8, 8)
+    if not training:
+        with torch.no_grad():
+            assert rel_err(fused(x), ref(x.double())) <= 2e-5
+        return
+    g = torch.randn(2, 6, 8, 8)
+    xr, xf = x.double().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert rel_err(yf, yr) <= 5e-5
+    yr.backward(g.double())
+    yf.backward(g)
+    assert rel_err(xf.grad, xr.grad) <= 5e-5
+    compare_grads(ref, fused, 5e-5)
+    compare_buffers(ref, fused, 5e-5)
