@@ -1,0 +1,121 @@
+"""argmax_decode: quarter offset, ties, DARK, C++/CUDA kernels against the reference, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from _ops_common import DEVICES, needs_kernel
+from hgfast.ops import argmax_decode, gaussian_heatmaps, numpy_ref
+from hgfast.ops.reference import argmax_peaks_ref
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def test_matches_numpy_vectorised_and_loop():
+    hm = torch.randn(4, 5, 13, 17)
+    hm[0, 0] = 1.0  # constant map: first pixel, no offset
+    hm[1, 1, 3, 4:7] = torch.tensor([5.0, 9.0, 5.0])  # tie between neighbours: no x offset
+    coords, scores = argmax_decode(hm)
+    for oracle in (numpy_ref.argmax_decode_vectorised, numpy_ref.argmax_decode_loop):
+        c, s = oracle(hm.numpy())
+        np.testing.assert_array_equal(coords.numpy(), c)
+        np.testing.assert_array_equal(scores.numpy(), s)
+    assert coords[0, 0].tolist() == [0.0, 0.0] and coords[1, 1, 0] == 5.0
+
+
+def test_first_maximum_and_borders():
+    hm = torch.zeros(1, 3, 4, 5)
+    hm[0, 0, 2, 1] = hm[0, 0, 1, 3] = 2.0  # tie between peaks: the first in row-major order wins
+    hm[0, 1, 0, 4], hm[0, 1, 1, 4], hm[0, 1, 0, 3] = 3.0, 1.0, 2.0  # corner peak: no offset at borders
+    hm[0, 2, 2, 2], hm[0, 2, 2, 3], hm[0, 2, 1, 2] = 3.0, 1.0, 0.5  # interior: towards the larger neighbour
+    coords, scores = argmax_decode(hm)
+    assert coords[0].tolist() == [[3.0, 1.0], [4.0, 0.0], [2.25, 1.75]]
+    assert scores[0].tolist() == [2.0, 3.0, 3.0]
+    assert argmax_decode(hm, refine="none")[0][0, 2].tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 16, 64, 64), (2, 1, 7, 5), (1, 3, 1, 9), (2, 2, 6, 1), (1, 1, 1, 1)])
+@pytest.mark.parametrize("quarter", [True, False])
+def test_kernel_matches_reference(device, shape, quarter):
+    needs_kernel("argmax_decode", device)
+    for dtype in DTYPES:
+        hm = torch.randn(shape, device=device).to(dtype)
+        hm[:, :1] = hm[:, :1].round()  # many ties
+        if shape[0] > 1:
+            hm[1] = -2.0  # constant maps
+        got = torch.ops.hgfast.argmax_decode(hm, quarter)
+        want = argmax_peaks_ref(hm, quarter)
+        for g, w in zip(got, want):
+            assert g.dtype == torch.float32
+            torch.testing.assert_close(g, w, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_nan_is_the_maximum(device):
+    needs_kernel("argmax_decode", device)
+    hm = torch.rand(2, 2, 5, 40, device=device)
+    hm[0, 0, 3, 7] = hm[0, 0, 4, 1] = float("nan")
+    hm[1, 1, 0, 0] = float("nan")
+    coords, scores = torch.ops.hgfast.argmax_decode(hm, False)
+    for g, w in zip((coords, scores), argmax_peaks_ref(hm, False)):
+        torch.testing.assert_close(g, w, equal_nan=True)
+    assert coords[0, 0].tolist() == [7.0, 3.0] and coords[1, 1].tolist() == [0.0, 0.0]
+    assert scores.isnan().sum() == 2
+
+
+def test_dark_recovers_subpixel_centre():
+    kp = torch.tensor([[[20.3, 31.7], [40.6, 12.2]]])
+    hm = gaussian_heatmaps(kp, size=64, sigma=2.0)
+    coords, _ = argmax_decode(hm, refine="dark", dark_kernel=11)
+    quarter, _ = argmax_decode(hm)
+    assert (coords - kp).abs().max() < 0.1 < (quarter - kp).abs().max()
+    border = gaussian_heatmaps(torch.tensor([[[1.0, 30.0]]]), size=64, sigma=2.0)
+    assert argmax_decode(border, refine="dark")[0].tolist() == [[[1.0, 30.0]]]  # x < 2: left unchanged
+    with pytest.raises(ValueError, match="dark_kernel"):
+        argmax_decode(hm, refine="dark", dark_kernel=4)
+
+
+def test_public_dtypes_layouts_and_empty():
+    hm = torch.randn(2, 3, 9, 11)
+    want = argmax_decode(hm)
+    for dtype in (torch.float16, torch.bfloat16):
+        c, s = argmax_decode(hm.to(dtype))
+        assert c.dtype == s.dtype == torch.float32 and c.shape == (2, 3, 2)
+    cl = hm.to(memory_format=torch.channels_last)  # non-contiguous in the (B,K,H,W) sense
+    for g, w in zip(argmax_decode(cl), want):
+        torch.testing.assert_close(g, w)
+    c, s = argmax_decode(torch.zeros(0, 16, 64, 64))
+    assert c.shape == (0, 16, 2) and s.shape == (0, 16)
+    hm[0, 0, 0, 0] = -float("inf")  # -inf away from the peak is fine
+    argmax_decode(hm)
+
+
+@pytest.mark.parametrize("hm,kwargs,err,match", [
+    (torch.zeros(3, 4, 5), {}, ValueError, "heatmaps"),
+    (torch.zeros(1, 3, 4, 5, 6), {}, ValueError, "heatmaps"),
+    (torch.zeros(1, 2, 4, 5, dtype=torch.int32), {}, TypeError, "heatmaps"),
+    (torch.zeros(1, 2, 0, 5), {}, ValueError, "heatmaps"),
+    (torch.zeros(1, 2, 4, 5), {"refine": "udp"}, ValueError, "refine"),
+    (torch.zeros(1, 2, 4, 5).index_fill_(3, torch.tensor([2]), float("nan")), {}, ValueError, "NaN"),
+    (torch.zeros(1, 2, 4, 5).index_fill_(2, torch.tensor([1]), float("inf")), {}, ValueError, "Inf"),
+])
+def test_bad_input(hm, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        argmax_decode(hm, **kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    needs_kernel("argmax_decode", device)
+    for dtype in DTYPES:
+        torch.library.opcheck(torch.ops.hgfast.argmax_decode.default, (torch.randn(2, 3, 7, 9, device=device).to(dtype), True))
+
+
+def test_kernel_rejects_bad_arguments():
+    needs_kernel("argmax_decode", "cpu")
+    with pytest.raises(RuntimeError, match="heatmaps must have 4 dims"):
+        torch.ops.hgfast.argmax_decode(torch.zeros(2, 3, 4), True)
+    with pytest.raises(RuntimeError, match="heatmaps must be contiguous"):
+        torch.ops.hgfast.argmax_decode(torch.zeros(1, 2, 4, 6)[..., ::2], True)
+    with pytest.raises(RuntimeError, match="floating point"):
+        torch.ops.hgfast.argmax_decode(torch.zeros(1, 2, 4, 6, dtype=torch.int64), True)
