@@ -1,0 +1,102 @@
+"""heatmap_mse_loss: equals MSE against gaussian_heatmaps, fused kernels vs reference, gradcheck, bad input."""
+import pytest
+import torch
+
+from _ops_common import DEVICES, needs_kernel, random_keypoints
+from hgfast.ops import gaussian_heatmaps, heatmap_mse_loss
+from hgfast.ops.reference import heatmap_mse_loss_ref
+
+
+def _inputs(B, S, K, H, W, device, dtype=torch.float64, N=1):
+    pred = torch.rand(B, S, K, H, W, device=device, dtype=torch.float64).to(dtype)
+    kp = random_keypoints(B, N, K, H, W, device)
+    vis = torch.rand(B, N, K, device=device) > 0.25
+    w = torch.rand(B, K, device=device, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    sigma = torch.rand(K, device=device) * 3.5 + 0.5
+    return pred, kp, vis, w, sigma
+
+
+@pytest.mark.parametrize("encoding", ["unbiased", "integer"])
+def test_equals_mse_against_gaussian_heatmaps(encoding):
+    pred, kp, vis, w, sigma = _inputs(3, 2, 5, 13, 11, "cpu")
+    kp, vis = kp[:, 0], vis[:, 0]
+    loss = heatmap_mse_loss(pred, kp, w, vis, sigma, encoding)
+    target = gaussian_heatmaps(kp, vis, (13, 11), sigma, encoding, torch.float64)
+    want = sum((w[:, :, None, None] * (pred[:, s] - target) ** 2).mean() for s in range(2))
+    torch.testing.assert_close(loss, want, rtol=1e-12, atol=0)
+    plain = torch.nn.functional.mse_loss(pred[:, 0], target) + torch.nn.functional.mse_loss(pred[:, 1], target)
+    torch.testing.assert_close(heatmap_mse_loss(pred, kp, None, vis, sigma, encoding), plain)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("B,S,K,H,W,N", [(2, 3, 16, 16, 16, 1), (1, 1, 1, 7, 9, 1), (3, 2, 4, 5, 3, 2)])
+@pytest.mark.parametrize("integer", [False, True])
+def test_kernel_matches_reference(device, B, S, K, H, W, N, integer):
+    needs_kernel("heatmap_mse_loss", device)
+    for dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        pred, kp, vis, w, sigma = _inputs(B, S, K, H, W, device, dtype, N)
+        p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+        got = torch.ops.hgfast.heatmap_mse_loss(p1, kp, vis, w, sigma, integer)
+        want = heatmap_mse_loss_ref(p2, kp, vis, w, sigma, integer)
+        assert got.dtype == want.dtype == w.dtype and got.dim() == 0
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+        got.backward()
+        want.backward()
+        tol = 1e-6 if dtype in (torch.float32, torch.float64) else 1e-2
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=tol, atol=tol * 1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pred, kp, vis, w, sigma = _inputs(2, 2, 3, 6, 5, device)
+    pred.requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: heatmap_mse_loss(p, kp, w, vis, sigma), (pred,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    needs_kernel("heatmap_mse_loss", device)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        pred, kp, vis, w, sigma = _inputs(2, 2, 3, 6, 5, device, dtype)
+        torch.library.opcheck(torch.ops.hgfast.heatmap_mse_loss.default,
+                              (pred.requires_grad_(), kp, vis, w, sigma, False))
+        grad = torch.tensor(0.5, dtype=w.dtype, device=device)
+        torch.library.opcheck(torch.ops.hgfast.heatmap_mse_loss_backward.default,
+                              (grad, pred.detach(), kp, vis, w, sigma, True))
+
+
+def test_weights_select_joints():
+    pred, kp, vis, _, sigma = _inputs(2, 2, 4, 8, 8, "cpu")
+    kp, vis = kp[:, 0], vis[:, 0]
+    w = torch.tensor([[1.0, 0, 1, 0], [0, 1, 1, 1]], dtype=torch.float64)
+    pred2 = pred.clone()
+    pred2 += 5.0 * (w == 0)[:, None, :, None, None]  # joints with weight 0 do not matter
+    assert heatmap_mse_loss(pred, kp, w, vis, sigma) == heatmap_mse_loss(pred2, kp, w, vis, sigma)
+    nan = heatmap_mse_loss(pred.index_fill(4, torch.tensor([0]), float("nan")), kp, w, vis, sigma)
+    assert nan.isnan()  # NaN in pred propagates, as F.mse_loss
+
+
+@pytest.mark.parametrize("args,err,match", [
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 4, 2)), ValueError, "keypoints"),
+    ((torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 2)), ValueError, "pred"),
+    ((torch.zeros(2, 1, 3, 4, 4, dtype=torch.int64), torch.zeros(2, 3, 2)), TypeError, "pred"),
+    ((torch.zeros(0, 1, 3, 4, 4), torch.zeros(0, 3, 2)), ValueError, "empty"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), torch.ones(2, 4)), ValueError, "weights"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, torch.ones(3, 3)), ValueError, "visible"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, -1.0), ValueError, "sigma"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.full((2, 3, 2), float("nan"))), ValueError, "keypoints"),
+])
+def test_bad_input(args, err, match):
+    with pytest.raises(err, match=match):
+        heatmap_mse_loss(*args)
+
+
+def test_kernel_rejects_bad_arguments():
+    needs_kernel("heatmap_mse_loss", "cpu")
+    pred, kp, vis, w, sigma = _inputs(1, 1, 2, 4, 4, "cpu", torch.float32)
+    with pytest.raises(RuntimeError, match="weights must be Float"):
+        torch.ops.hgfast.heatmap_mse_loss(pred, kp, vis, w.double(), sigma, False)
+    with pytest.raises(RuntimeError, match="pred must be contiguous"):
+        torch.ops.hgfast.heatmap_mse_loss(pred.transpose(3, 4), kp, vis, w, sigma, False)
