@@ -1,0 +1,78 @@
+"""Affine maps between image and heatmap coordinates, and flip-test helpers."""
+import math
+
+import pytest
+import torch
+
+from hgfast.ops import (MPII_FLIP_PERMUTATION, crop_matrix, flip_heatmaps, flip_keypoints, flip_permutation,
+                        flip_test, gaussian_heatmaps, heatmap_to_image, image_to_heatmap, invert_affine,
+                        transform_points)
+
+
+def _boxes(B=5):
+    center = torch.rand(B, 2, dtype=torch.float64) * 500
+    scale = torch.rand(B, dtype=torch.float64) * 2 + 0.5
+    rotation = torch.rand(B, dtype=torch.float64) * 120 - 60
+    return center, scale, rotation
+
+
+def test_crop_matrix_known_values():
+    m = crop_matrix(torch.tensor([[100.0, 50.0]]), torch.tensor([1.0]), 0.0, (64, 64))
+    pts = torch.tensor([[[100.0, 50.0], [200.0, 150.0], [0.0, -50.0]]])
+    torch.testing.assert_close(transform_points(pts, m), torch.tensor([[[32.0, 32.0], [64.0, 64.0], [0.0, 0.0]]]))
+    r = crop_matrix(torch.tensor([[0.0, 0.0]]), torch.tensor([1.0]), torch.tensor([90.0]), (64, 64))
+    # rotation by +90° (bearpaw convention R(-rot)): image +x maps to output -y
+    torch.testing.assert_close(transform_points(torch.tensor([[[100.0, 0.0]]]), r), torch.tensor([[[32.0, 0.0]]]),
+                               atol=1e-5, rtol=0)
+
+
+def test_round_trip_and_inverse():
+    center, scale, rotation = _boxes()
+    pts = torch.rand(5, 16, 2, dtype=torch.float64) * 600
+    hm = image_to_heatmap(pts, center, scale, rotation, (64, 48))
+    torch.testing.assert_close(heatmap_to_image(hm, center, scale, rotation, (64, 48)), pts)
+    m = crop_matrix(center, scale, rotation, (64, 48))
+    eye = torch.eye(3, dtype=torch.float64).expand(5, 3, 3)
+    full = lambda a: torch.cat([a, eye[:, 2:]], dim=1)  # noqa: E731
+    torch.testing.assert_close(full(invert_affine(m)) @ full(m), eye)
+    # distances scale by output / (200 · scale) and rotation preserves them
+    d_img = (pts[:, 1] - pts[:, 0]).norm(dim=-1)
+    d_hm = (image_to_heatmap(pts, center, scale, rotation, (64, 64))[:, 1]
+            - image_to_heatmap(pts, center, scale, rotation, (64, 64))[:, 0]).norm(dim=-1)
+    torch.testing.assert_close(d_hm, d_img * 64 / (200 * scale))
+
+
+def test_legacy_options():
+    c, s = torch.tensor([[128.0, 128.0]]), torch.tensor([1.28])
+    coords = torch.tensor([[[10.3, 20.6]]])
+    plain = heatmap_to_image(coords, c, s, 0.0, (64, 64))
+    torch.testing.assert_close(heatmap_to_image(coords, c, s, 0.0, (64, 64), half_pixel=True), plain + 0.5 * 4)
+    torch.testing.assert_close(heatmap_to_image(coords, c, s, 0.0, (64, 64), truncate=True), plain.trunc())
+
+
+def test_flip_heatmaps_and_keypoints_agree():
+    kp = torch.rand(2, 16, 2) * torch.tensor([47.0, 63.0])
+    h = gaussian_heatmaps(kp, size=(64, 48), encoding="integer")
+    flipped_kp = flip_keypoints(kp, 48)
+    h_of_flipped_image = gaussian_heatmaps(flipped_kp, size=(64, 48), encoding="integer")
+    torch.testing.assert_close(flip_heatmaps(h_of_flipped_image), h)
+    torch.testing.assert_close(flip_test(h, h_of_flipped_image), h)
+    torch.testing.assert_close(flip_keypoints(flipped_kp, 48), kp)
+    shifted = flip_heatmaps(h_of_flipped_image, shift=True)
+    torch.testing.assert_close(shifted[..., 1:], h[..., :-1])
+    torch.testing.assert_close(shifted[..., 0], h[..., 0])
+
+
+def test_flip_permutation_and_errors():
+    assert flip_permutation([(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)], 16) == MPII_FLIP_PERMUTATION
+    with pytest.raises(ValueError, match="permutation"):
+        flip_heatmaps(torch.zeros(1, 3, 4, 4), (0, 0, 1))
+    with pytest.raises(ValueError, match="heatmaps_flipped"):
+        flip_test(torch.zeros(1, 16, 4, 4), torch.zeros(1, 16, 4, 5))
+    with pytest.raises(ValueError, match="matrix"):
+        transform_points(torch.zeros(2, 3, 2), torch.zeros(3, 2, 3))
+    with pytest.raises(ValueError, match="scale"):
+        crop_matrix(torch.zeros(2, 2), torch.ones(3))
+    with pytest.raises(ValueError, match="center"):
+        crop_matrix(torch.zeros(2, 3), torch.ones(2))
+    assert math.isclose(float(crop_matrix(torch.zeros(1, 2), 2.0)[0, 0, 0]), 64 / 400, rel_tol=1e-6)
