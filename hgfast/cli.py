@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--njoints", type=int, default=16)
     summary.add_argument("--input", type=int, default=256, help="input height = width in pixels")
     summary.set_defaults(func=_cmd_summary)
+    from .commands import register
+
+    register(sub)
     return parser
 
 

@@ -1,0 +1,211 @@
+"""``hgfast train / eval / predict / export``: argument parsing and the glue to the library.
+
+Errors the user can fix (missing files, bad config keys, bad boxes) end with ``hgfast <cmd>: error: ...`` and
+exit status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fail(cmd: str, exc: BaseException) -> int:
+    print(f"hgfast {cmd}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _config(args, **top):
+    from .train.config import resolve
+
+    return resolve(args.preset, args.config, args.set or (), **top)
+
+
+def _cmd_train(args) -> int:
+    from .train.loop import train
+
+    try:
+        cfg = _config(args, workdir=args.workdir, model={"fused": True} if args.fused else {})
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("train", exc)
+    resume = None
+    if args.resume:
+        resume = Path(cfg.workdir) if args.resume == "auto" else Path(args.resume)
+    try:
+        summary = train(cfg, resume=resume)
+    except KeyboardInterrupt:
+        print(f"hgfast train: interrupted; state written to {Path(cfg.workdir) / 'last.state.pt'}; continue with "
+              f"hgfast train {args.config or ''} --workdir {cfg.workdir} --resume".replace("  ", " "),
+              file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("train", exc)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import torch
+
+    from .data.build import build_dataset
+    from .eval import evaluate, format_table
+    from .models import StackedHourglass
+    from .visualize import prediction_grid, save_image
+
+    workdir = Path(args.workdir) if args.workdir else None
+    config = args.config or (workdir / "config.yaml" if workdir else None)
+    try:
+        cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        checkpoint = args.checkpoint or (workdir / "best.safetensors" if workdir else None)
+        if checkpoint is None:
+            raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
+        model = StackedHourglass.from_checkpoint(checkpoint)
+        dataset = build_dataset(cfg.data, "val")
+        thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
+        table, preds = evaluate(model, dataset, thresholds, batch_size=args.batch_size, workers=cfg.data.workers,
+                                flip=args.flip, flip_shift=not args.no_flip_shift)
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("eval", exc)
+    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset,
+                 normaliser="0.6 x head-box diagonal (h5 normalize)" if cfg.data.dataset == "mpii"
+                 else "figure standing height")
+    print(f"{cfg.data.dataset} val, {table['samples']} samples, flip test {args.flip}, checkpoint {checkpoint}")
+    print(format_table(table))
+    out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
+    if out:
+        out.write_text(json.dumps(table, indent=1))
+        print(f"wrote {out}")
+    picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
+    if picture:
+        n = min(16, len(preds["pred"]))
+        images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
+        save_image(prediction_grid(images, preds["pred"][:n]), picture)
+        print(f"wrote {picture}")
+    return 0
+
+
+def _parse_box(text: str) -> tuple[float, ...]:
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h with w, h > 0, got {text!r}")
+    return box
+
+
+def _input_size(args, checkpoint: Path) -> int:
+    """--input-size, else data.input_size from config.yaml beside the checkpoint, else 256."""
+    if args.input_size:
+        return args.input_size
+    beside = checkpoint.parent / "config.yaml"
+    if beside.is_file():
+        from .train.config import load_yaml
+
+        return int(load_yaml(beside).get("data", {}).get("input_size", 256))
+    return 256
+
+
+def _cmd_predict(args) -> int:
+    from .data.mpii import read_image
+    from .data.skeleton import JOINT_NAMES
+    from .predict import Predictor
+    from .visualize import draw_skeleton, save_image
+
+    boxes = args.box or [None]
+    if len(boxes) not in (1, len(args.images)):
+        return _fail("predict", ValueError(f"give one --box for all images or one per image "
+                                           f"({len(args.images)}), got {len(boxes)}"))
+    boxes = boxes * len(args.images) if len(boxes) == 1 else boxes
+    try:
+        checkpoint = Path(args.checkpoint)
+        predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size)
+        images = [read_image(p) for p in args.images]
+        keypoints, scores = predictor(images, boxes)
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("predict", exc)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path, image, box, kp, sc in zip(args.images, images, boxes, keypoints, scores):
+        picture = out / f"{Path(path).stem}_pose.jpg"
+        save_image(draw_skeleton(image, kp), picture)
+        results.append({"image": str(path), "box": box, "picture": str(picture),
+                        "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
+                                      zip(JOINT_NAMES, kp)},
+                        "scores": {n: round(float(s), 4) for n, s in zip(JOINT_NAMES, sc)}})
+    (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {out / 'predictions.json'} and {len(results)} picture(s) in {out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+    from .models import StackedHourglass
+
+    try:
+        checkpoint = Path(args.checkpoint)
+        model = StackedHourglass.from_checkpoint(checkpoint)
+        diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        return _fail("export", exc)
+    check = "" if diff is None else f"; onnxruntime max |diff| vs PyTorch = {diff:.3g}"
+    print(f"wrote {args.onnx}{check}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="YAML config file (keys as in hgfast/train/config.py)")
+    p.add_argument("--preset", help="start from a named preset: cpu-small, mpii-hg2, mpii-hg8")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable), "
+                   "e.g. --set optim.lr=1e-3 --set model.nstack=4")
+
+
+def register(sub) -> None:
+    """Add the train / eval / predict / export subcommands to the ``hgfast`` parser's subparsers."""
+    p = sub.add_parser("train", help="train a model (synthetic figures by default)")
+    _add_config_args(p)
+    p.add_argument("--workdir", help="output folder (config key 'workdir')")
+    p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt "
+                   "(or the given state file / work dir)")
+    p.add_argument("--fused", action="store_true", help="use the fused Triton model where it runs")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="PCK / PCKh of a checkpoint on the validation split (table + JSON)")
+    _add_config_args(p)
+    p.add_argument("--workdir", help="a training work dir: its config.yaml and best.safetensors; writes "
+                   "eval.json and eval.jpg there")
+    p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth)")
+    p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
+    p.add_argument("--no-flip-shift", action="store_true", help="no one-pixel shift of flipped heatmaps")
+    p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--box", type=_parse_box, action="append", metavar="X,Y,W,H",
+                   help="person box in pixels: once for all images or once per image (default: whole image)")
+    p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
+                   "else 256)")
+    p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="predictions", help="output folder")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="export the (unfused) model to ONNX")
+    p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input-size", type=int, help="input side (default: from config.yaml beside the "
+                   "checkpoint, else 256)")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.set_defaults(func=_cmd_export)

@@ -1,0 +1,27 @@
+"""Datasets from a ``hgfast.train.config.DataConfig``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .mpii import MPII
+from .synthetic import SyntheticPoses
+from .topdown import TopDownDataset
+
+
+def build_dataset(data, split: str) -> TopDownDataset:
+    """The ``split`` ("train" or "val") dataset of config section ``data``; only "train" is augmented."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    augment = data.augment if split == "train" else "none"
+    if data.dataset == "synthetic":
+        length = data.train_length if split == "train" else data.val_length
+        return SyntheticPoses(split, length, data.image_size, data.input_size, augment, data.seed)
+    if data.dataset == "mpii":
+        root = Path(data.root) if data.root else None
+        given = data.train_annotations if split == "train" else data.val_annotations
+        annotations = given or (root / "annot" / f"{'train' if split == 'train' else 'valid'}.h5" if root else "")
+        if not annotations:
+            raise ValueError(f"MPII {split} annotations: set 'data.{split}_annotations' or 'data.root'")
+        image_dir = data.image_dir or (root / "images" if root else "")
+        return MPII(annotations, image_dir, data.input_size, augment, data.seed)
+    raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic' or 'mpii'")

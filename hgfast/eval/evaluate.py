@@ -1,0 +1,45 @@
+"""Evaluate a model on a top-down dataset: predictions in image pixels, then a PCK / PCKh table."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.mpii import MPII
+from ..data.skeleton import PCKH_JOINTS
+from ..predict import predict_crops
+from .pck import ALL_JOINTS, pck_table
+
+
+def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
+                    flip_shift: bool = True, channels_last: bool = False,
+                    autocast_dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+    """Run ``model`` (in eval mode, restored after) over ``dataset``; numpy arrays ``pred`` (N, K, 2) and
+    ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, list] = {k: [] for k in ("pred", "scores", "joints", "annotated", "visible", "normalize",
+                                            "index")}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    try:
+        for b in loader:
+            kp, sc = predict_crops(model, b["image"], b["center"], b["scale"], b["rotation"], flip, flip_shift,
+                                   channels_last, autocast_dtype)
+            for key, value in (("pred", kp), ("scores", sc)) + tuple((k, b[k]) for k in list(out)[2:]):
+                out[key].append(value.numpy())
+    finally:
+        model.train(was_training)
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(table, predictions)``: ``pck_table`` over the dataset (MPII: PCKh, 14-joint Tompson mean; other data:
+    all 16 joints), and the arrays of ``predict_dataset``."""
+    preds = predict_dataset(model, dataset, **kwargs)
+    mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else ALL_JOINTS
+    table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
+                      mean_joints)
+    table["flip_test"] = bool(kwargs.get("flip", False))
+    table["samples"] = int(len(preds["pred"]))
+    return table, preds

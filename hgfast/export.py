@@ -1,0 +1,57 @@
+"""ONNX export of the unfused model (plain convolutions, BN and nearest upsampling), checked with onnxruntime.
+
+The graph has input ``image`` (B, 3, S, S) float32 in [0, 1] (dynamic batch) and output ``heatmaps``
+(B, nstack, K, S/4, S/4). A fused model is exported through its unfused twin (they share one state dict).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_path
+from .models import StackedHourglass
+
+
+def unfused(model: StackedHourglass) -> StackedHourglass:
+    """A plain ``StackedHourglass`` with ``model``'s weights, in eval mode on the CPU."""
+    config = {k: v for k, v in model.config.items() if k != "fused"}
+    plain = StackedHourglass(**config)
+    plain.load_state_dict(model.state_dict())
+    return plain.eval()
+
+
+def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: int = 256, opset: int = 18,
+                check: bool = True) -> float | None:
+    """Write ``model`` as ONNX to ``path`` (atomically). With ``check`` and onnxruntime installed, run the graph
+    on a random batch of 2 and return the max absolute difference from PyTorch (``None`` without onnxruntime).
+    Needs the ``onnx`` and ``onnxscript`` packages (``pip install hgfast[onnx]``)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
+    if not isinstance(input_size, int) or input_size < 1 or input_size % model.input_multiple:
+        raise ValueError(f"input_size must be a positive multiple of {model.input_multiple}, got {input_size!r}")
+    plain = unfused(model.cpu())
+    example = torch.rand(2, model.in_channels, input_size, input_size)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
+                                    dynamo=True, opset_version=opset, verbose=False,
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},))
+        program.save(tmp)
+    if not check:
+        return None
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    x = torch.rand(3, model.in_channels, input_size, input_size)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["heatmaps"], {"image": x.numpy()})[0]
+    with torch.no_grad():
+        want = plain(x).numpy()
+    return float(np.abs(got - want).max())

@@ -1,0 +1,113 @@
+"""Inference on images: person crops → heatmaps → keypoints in image pixels.
+
+``predict_crops`` is the one place where a batch of crops becomes image-space keypoints (used by training
+validation, ``hgfast eval`` and ``Predictor``): the model runs on ``crop / 255``, the last stack's heatmaps are
+decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped back with
+``hgfast.ops.heatmap_to_image`` for the crop's centre, scale and rotation.
+
+Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``). Heatmap coordinates are
+crop coordinates / 4, so mirroring the crop maps heatmap x to ``W − 1/4 − x`` rather than ``W − 1 − x``;
+``flip_shift=True`` (default) applies the nearest whole-pixel correction (one pixel, HRNet's SHIFT_HEATMAP).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data.crop import box_to_center_scale, crop
+from .ops import argmax_decode, flip_test, heatmap_to_image
+
+
+def to_input(images: Tensor, device: torch.device, channels_last: bool = False) -> Tensor:
+    """uint8 crops (B, 3, S, S) → float32 model input in [0, 1] on ``device``."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tensor, rotation: Tensor | None = None,
+                  flip: bool = False, flip_shift: bool = True, channels_last: bool = False,
+                  autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, S, S) cut with
+    ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0)."""
+    device = next(model.parameters()).device
+    x = to_input(images, device, channels_last)
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        heatmaps = model(x)[:, -1].float()
+        if flip:
+            heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), shift=flip_shift)
+    coords, scores = argmax_decode(heatmaps)
+    rotation = torch.zeros_like(scale) if rotation is None else rotation
+    f64 = dict(dtype=torch.float64, device=coords.device)
+    kp = heatmap_to_image(coords.double(), center.to(**f64), scale.to(**f64), rotation.to(**f64),
+                          size=tuple(heatmaps.shape[-2:]))
+    return kp.float().cpu(), scores.cpu()
+
+
+def _as_image(image) -> np.ndarray:
+    from .data.mpii import read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"images must be (H, W, 3) uint8 RGB arrays or file paths, got {image.dtype} "
+                         f"array of shape {image.shape}")
+    return image
+
+
+class Predictor:
+    """Single-person keypoints for images, each with an optional person box.
+
+    ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32)``; call it with a
+    list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels
+    (``None``: the whole image). Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The
+    crop is square, ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
+    """
+
+    def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
+                 flip: bool = False, batch_size: int = 32):
+        from .models import StackedHourglass
+        from .train.distributed import resolve_device
+
+        if isinstance(model, (str, os.PathLike)):
+            model = StackedHourglass.from_checkpoint(Path(model))
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
+        multiple = getattr(model, "input_multiple", 1)
+        if not isinstance(input_size, int) or input_size < 1 or input_size % multiple:
+            raise ValueError(f"Predictor: input_size must be a positive multiple of {multiple}, got {input_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size, self.flip, self.batch_size = input_size, flip, batch_size
+
+    def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+        images = [_as_image(im) for im in images]
+        if boxes is None:
+            boxes = [None] * len(images)
+        if len(boxes) != len(images):
+            raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
+        crops, centers, scales = [], [], []
+        for im, box in zip(images, boxes):
+            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box)
+            crops.append(crop(im, np.zeros((0, 2)), c, s, 0.0, self.input_size)[0])
+            centers.append(c)
+            scales.append(s)
+        kps, scores = [], []
+        for i in range(0, len(crops), self.batch_size):
+            batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).permute(0, 3, 1, 2)
+            kp, sc = predict_crops(self.model, batch, torch.as_tensor(np.stack(centers[i:i + self.batch_size])),
+                                   torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip)
+            kps.append(kp.numpy())
+            scores.append(sc.numpy())
+        if not kps:
+            k = getattr(self.model, "njoints", 16)
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        return np.concatenate(kps), np.concatenate(scores)

@@ -1,0 +1,238 @@
+"""Training configuration: dataclasses, presets, YAML files and ``--set key=value`` overrides.
+
+Resolution order: defaults → ``preset`` → YAML file → ``--set`` overrides. Keys are dotted paths
+(``optim.lr``, ``model.nstack``); an unknown key or a value of the wrong type raises ``ConfigError`` naming the
+key and the accepted keys / type. The resolved config is written to ``<workdir>/config.yaml``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value (the message names the key)."""
+
+
+@dataclass
+class ModelConfig:
+    nstack: int = 2
+    nfeat: int = 256
+    depth: int = 4
+    fused: bool = False          # StackedHourglass(fused=True) where that exists and a GPU runs it
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"   # "synthetic" or "mpii"
+    input_size: int = 256        # crop side in pixels; heatmaps are input_size / 4
+    sigma: float = 1.0           # target Gaussian std in heatmap pixels
+    encoding: str = "unbiased"   # target centre: "unbiased" (sub-pixel) or "integer"
+    loss_weight: str = "annotated"  # "annotated": train occluded joints too (Lua); "visible": mask them (bearpaw)
+    augment: str = "bearpaw"     # hgfast.data.augment.PRESETS
+    workers: int = 2
+    seed: int = 0
+    # synthetic figures
+    train_length: int = 20000
+    val_length: int = 500
+    image_size: int = 384        # side of the rendered images (the crop is cut from them)
+    # MPII: annot/{train,valid}.h5 and images/ under root unless given one by one
+    root: str = ""
+    train_annotations: str = ""
+    val_annotations: str = ""
+    image_dir: str = ""
+
+
+@dataclass
+class OptimConfig:
+    name: str = "rmsprop"        # "rmsprop" (paper: 2.5e-4, alpha 0.99, eps 1e-8) or "adam"
+    lr: float = 2.5e-4
+    weight_decay: float = 0.0
+    schedule: str = "step"       # "step" (× gamma at milestones), "cosine" or "constant"
+    milestones: list = field(default_factory=list)  # steps for the "step" schedule
+    gamma: float = 0.1
+    warmup_steps: int = 0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    workdir: str = "runs/hgfast"
+    steps: int = 20000
+    batch_size: int = 16         # per process
+    amp: str = "none"            # "none", "bf16" or "fp16"
+    channels_last: bool = False
+    sync_bn: bool = False        # SyncBatchNorm under DDP
+    device: str = "auto"         # "auto", "cpu", "cuda", "cuda:1", ...
+    seed: int = 0
+    threads: int = 0             # torch.set_num_threads (0: leave torch's default)
+    log_every: int = 50
+    val_every: int = 1000
+    val_flip: bool = False
+    val_thresholds: list = field(default_factory=list)  # default: [0.5, 0.1] (MPII), [0.2, 0.1, 0.05] (synthetic)
+    vis_every: int = 1000        # prediction picture every N steps (0: only at the end)
+    ckpt_every: int = 1000
+
+    def thresholds(self) -> list[float]:
+        if self.val_thresholds:
+            return [float(t) for t in self.val_thresholds]
+        return [0.5, 0.1] if self.data.dataset == "mpii" else [0.2, 0.1, 0.05]
+
+
+PRESETS: dict[str, dict] = {
+    # The CPU main job: a small model on small synthetic crops; val PCK@0.2 >= 0.7 in minutes on 2 cores.
+    "cpu-small": {"model": {"nstack": 2, "nfeat": 64, "depth": 3},
+                  "data": {"input_size": 64, "image_size": 128, "augment": "newell", "workers": 1,
+                           "train_length": 100000, "val_length": 400, "sigma": 1.0},
+                  "optim": {"name": "adam", "lr": 2e-3, "schedule": "cosine", "warmup_steps": 50},
+                  "steps": 1200, "batch_size": 32, "threads": 1, "log_every": 25, "val_every": 400,
+                  "vis_every": 400, "ckpt_every": 400},
+    # The paper's recipe on MPII (8 stacks, RMSprop 2.5e-4, batch 6, drop at the plateau), with Lua augmentation.
+    "mpii-hg8": {"model": {"nstack": 8, "nfeat": 256},
+                 "data": {"dataset": "mpii", "input_size": 256, "augment": "newell", "workers": 6},
+                 "optim": {"name": "rmsprop", "lr": 2.5e-4, "schedule": "step", "milestones": [600000]},
+                 "steps": 800000, "batch_size": 6, "amp": "bf16", "channels_last": True, "val_every": 10000,
+                 "vis_every": 10000, "ckpt_every": 5000},
+    # bearpaw's hg_s2_b1 recipe: 2 stacks, RMSprop 2.5e-4, x0.1 at epochs 60 and 90 of 100 (batch 6).
+    "mpii-hg2": {"model": {"nstack": 2, "nfeat": 256},
+                 "data": {"dataset": "mpii", "input_size": 256, "augment": "bearpaw", "workers": 6},
+                 "optim": {"name": "rmsprop", "lr": 2.5e-4, "schedule": "step", "milestones": [222460, 333690]},
+                 "steps": 370766, "batch_size": 6, "amp": "bf16", "channels_last": True, "val_every": 10000,
+                 "vis_every": 10000, "ckpt_every": 5000},
+}
+
+CHOICES = {"data.dataset": ("synthetic", "mpii"), "data.encoding": ("unbiased", "integer"),
+           "data.loss_weight": ("annotated", "visible"), "optim.name": ("rmsprop", "adam"),
+           "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16")}
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _merge(obj, updates: dict, prefix: str = "") -> None:
+    """Set fields of the dataclass ``obj`` from the nested dict ``updates``, checking keys and types."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<top>'} must be a mapping, got {updates!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in updates.items():
+        path = prefix + str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; keys in {prefix.rstrip('.') or 'the top level'}: "
+                              f"{', '.join(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, path + ".")
+        else:
+            setattr(obj, key, _coerce(path, hints[key], value))
+
+
+def _coerce(path: str, kind, value):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif kind is list:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+            return list(value)
+    raise ConfigError(f"config key {path!r} expects {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["optim.lr=1e-3", "model.nstack=4"]`` → nested dict (values parsed as YAML scalars / lists)."""
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def resolve(preset: str | None = None, path: str | os.PathLike | None = None, overrides=(), **top) -> Config:
+    """Build a validated ``Config`` from defaults, a preset name, a YAML file, ``--set`` strings and keywords."""
+    cfg = Config()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        _merge(cfg, PRESETS[preset])
+    if path is not None:
+        _merge(cfg, load_yaml(path))
+    _merge(cfg, parse_set(list(overrides)))
+    _merge(cfg, {k: v for k, v in top.items() if v is not None})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check choices and ranges; raise ``ConfigError`` naming the key."""
+    flat = {f"{s}.{k}": v for s in ("model", "data", "optim") for k, v in to_dict(getattr(cfg, s)).items()}
+    flat.update({k: v for k, v in to_dict(cfg).items() if not isinstance(v, dict)})
+    for key, options in CHOICES.items():
+        if flat[key] not in options:
+            raise ConfigError(f"config key {key!r} must be one of {options}, got {flat[key]!r}")
+    positive = ("model.nstack", "model.nfeat", "model.depth", "data.input_size", "data.sigma", "data.train_length",
+                "data.val_length", "data.image_size", "optim.lr", "steps", "batch_size", "log_every", "val_every",
+                "ckpt_every")
+    for key in positive:
+        if not flat[key] > 0:
+            raise ConfigError(f"config key {key!r} must be > 0, got {flat[key]!r}")
+    for key in ("data.workers", "threads", "vis_every", "optim.warmup_steps", "optim.weight_decay"):
+        if flat[key] < 0:
+            raise ConfigError(f"config key {key!r} must be >= 0, got {flat[key]!r}")
+    multiple = 4 * 2 ** cfg.model.depth
+    if cfg.data.input_size % multiple:
+        raise ConfigError(f"config key 'data.input_size' must be a multiple of {multiple} for model.depth="
+                          f"{cfg.model.depth}, got {cfg.data.input_size}")
+    if cfg.data.dataset == "mpii" and not (cfg.data.root or (cfg.data.train_annotations and cfg.data.image_dir)):
+        raise ConfigError("MPII needs 'data.root' (with annot/{train,valid}.h5 and images/) or "
+                          "'data.train_annotations', 'data.val_annotations' and 'data.image_dir'")
+
+
+def save_yaml(cfg: Config, path: str | os.PathLike) -> None:
+    import yaml
+
+    from ..checkpoint import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

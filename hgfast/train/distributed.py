@@ -1,0 +1,82 @@
+"""Multi-process training under ``torchrun``: process group set-up and a resumable distributed sampler.
+
+``torchrun --nproc_per_node N -m hgfast.cli train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; each process then
+trains on its shard (NCCL on GPUs, gloo on CPU). Without those variables training runs in one process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → cuda if available else cpu; otherwise ``torch.device(name)`` (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config key 'device' is {name!r} but no CUDA GPU is available")
+    return device
+
+
+def setup(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group when launched by torchrun; return the rank info and this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_name)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if info.enabled and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def cleanup(info: Dist) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffled per epoch from ``seed``, equal shards, drop_last) that yields dataset keys
+    ``epoch · len(dataset) + index`` (see ``hgfast.data.topdown``) and can start ``start`` samples into the
+    epoch, so a resumed run continues exactly where the interrupted one stopped."""
+
+    def __init__(self, dataset, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        n = len(self.dataset)
+        keys = [self.epoch * n + i for i in super().__iter__()]
+        return iter(keys[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start

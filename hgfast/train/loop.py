@@ -1,0 +1,280 @@
+"""The training loop: intermediate supervision on all stacks, targets on the device, AMP, DDP, checkpoints.
+
+Per step: the loader yields uint8 crops and crop-pixel keypoints; ``hgfast.ops.heatmap_mse_loss`` renders the
+Gaussian targets on the device and sums the per-stack MSE. Every ``val_every`` steps (and at the end) the main
+process evaluates PCK on the validation split, keeps ``best.safetensors`` and, every ``vis_every`` steps, draws
+predictions on validation images (``vis/step_XXXXXXX.jpg``).
+
+The work dir holds ``config.yaml`` (resolved), ``train.log``, ``metrics.csv``, ``last.state.pt`` (resumable),
+``last.safetensors`` and ``best.safetensors``. Ctrl-C finishes the current step, writes the state and raises
+``KeyboardInterrupt``; ``train(cfg, resume=workdir)`` continues bit-identically (on CPU).
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.build import build_dataset
+from ..eval.evaluate import evaluate
+from ..models import StackedHourglass
+from ..ops import heatmap_mse_loss
+from ..predict import to_input
+from ..visualize import prediction_grid, save_image
+from . import distributed
+from .config import Config, save_yaml, to_dict
+from .state import STATE_FILE, load_state, save_state, set_rng_state
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger("hgfast.train")
+
+
+def build_model(cfg: Config, njoints: int = 16) -> StackedHourglass:
+    """The configured model; ``fused=True`` is passed where ``StackedHourglass`` accepts it."""
+    kwargs = dict(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth)
+    if cfg.model.fused:
+        if "fused" in inspect.signature(StackedHourglass).parameters:
+            kwargs["fused"] = True
+        else:
+            log.warning("model.fused is set but this StackedHourglass has no fused form; training unfused")
+    return StackedHourglass(**kwargs)
+
+
+def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "rmsprop":  # the paper's Lua trainer: alpha 0.99, eps 1e-8, no momentum
+        return torch.optim.RMSprop(params, lr=o.lr, alpha=0.99, eps=1e-8, weight_decay=o.weight_decay)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def learning_rate(cfg: Config, step: int) -> float:
+    """LR for ``step`` (0-based): linear warm-up, then the step / cosine / constant schedule."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "step":
+        return o.lr * o.gamma ** sum(step >= m for m in o.milestones)
+    if o.schedule == "cosine":
+        t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+        return o.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return o.lr
+
+
+class _StopFlag:
+    """SIGINT sets a flag (the loop stops at the next step boundary); a second Ctrl-C raises at once."""
+
+    def __init__(self):
+        self.set, self._old = False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _setup_logging(workdir: Path, is_main: bool) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    if is_main:
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        for handler in (logging.FileHandler(workdir / "train.log"), logging.StreamHandler(sys.stderr)):
+            handler.setFormatter(fmt)
+            log.addHandler(handler)
+    log.propagate = False
+
+
+class _Metrics:
+    """Append rows to ``metrics.csv`` (columns fixed by the first row written in this run)."""
+
+    COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold"]
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.exists():
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self.COLUMNS)
+
+    def write(self, **row) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
+
+
+def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, picture: bool) -> float:
+    """Evaluate on ``dataset``; log the table, write ``vis/step_XXXXXXX.jpg`` if ``picture``; return the mean
+    PCK (weighted) at the first threshold."""
+    from ..eval.pck import format_table
+
+    thresholds = cfg.thresholds()
+    table, preds = evaluate(model, dataset, thresholds, batch_size=max(cfg.batch_size, 32), flip=cfg.val_flip,
+                            channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp])
+    log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
+             format_table(table))
+    (workdir / "val").mkdir(exist_ok=True)
+    (workdir / "val" / f"step_{step:07d}.json").write_text(json.dumps(table, indent=1))
+    if picture:
+        n = min(16, len(preds["pred"]))
+        images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
+        save_image(prediction_grid(images, preds["pred"][:n]), workdir / "vis" / f"step_{step:07d}.jpg")
+    return table["pck"][f"{thresholds[0]:g}"]["mean_weighted"]
+
+
+def train(cfg: Config, resume: str | Path | None = None,
+          callbacks: list[Callable[[int, dict], None]] = ()) -> dict:
+    """Train with ``cfg``; resume from a work dir or state file if ``resume`` is given.
+
+    ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
+    dict (steps, best validation PCK, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
+    """
+    dist_info, device = distributed.setup(cfg.device)
+    workdir = Path(cfg.workdir)
+    if dist_info.is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, workdir / "config.yaml")
+    _setup_logging(workdir, dist_info.is_main)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+    model = build_model(cfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model.parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    step, best = 0, None
+    if resume is not None:
+        state = load_state(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step, best = int(state["step"]), state.get("best")
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at step %d", resume, step)
+    net = model
+    if dist_info.enabled:
+        if cfg.sync_bn:
+            if device.type != "cuda":
+                raise ValueError("config key 'sync_bn' needs CUDA GPUs (SyncBatchNorm does not run on CPU)")
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    sampler = distributed.EpochSampler(train_set, dist_info.world_size, dist_info.rank, cfg.seed)
+    steps_per_epoch = sampler.num_samples // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training set ({len(train_set)} samples over {dist_info.world_size} processes) is "
+                         f"smaller than one batch ({cfg.batch_size})")
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers,
+                        drop_last=True, pin_memory=device.type == "cuda")
+    log.info("training %s on %s (%d process(es)), %d train / %d val samples, step %d of %d",
+             json.dumps(model.config), device, dist_info.world_size, len(train_set), len(val_set), step, cfg.steps)
+
+    metrics = _Metrics(workdir / "metrics.csv") if dist_info.is_main else None
+    amp_dtype = AMP_DTYPES[cfg.amp]
+    weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
+    hm_size = cfg.data.input_size // 4
+
+    def checkpoint(final: bool = False) -> None:
+        if dist_info.is_main:
+            save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg))
+            model.save(workdir / "last.safetensors")
+            log.info("checkpoint at step %d%s", step, " (final)" if final else "")
+
+    def run_validation() -> None:
+        nonlocal best
+        if dist_info.is_main:
+            picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
+            value = validate(model, cfg, val_set, step, workdir, bool(picture))
+            metrics.write(step=step, val_pck=f"{value:.5f}", val_pck_threshold=cfg.thresholds()[0])
+            if best is None or value > best:
+                best = value
+                model.save(workdir / "best.safetensors")
+        dist_info.barrier()
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (dist_info.is_main and sys.stderr.isatty()),
+               dynamic_ncols=True)
+    net.train()
+    t0, seen, loss_sum, loss_n = time.time(), 0, 0.0, 0
+    with _StopFlag() as stop:
+        try:
+            while step < cfg.steps:
+                epoch = step // steps_per_epoch
+                sampler.set_position(epoch, (step % steps_per_epoch) * cfg.batch_size)
+                for batch in loader:
+                    lr = learning_rate(cfg, step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    x = to_input(batch["image"], device, cfg.channels_last)
+                    kp = batch["keypoints"].to(device) * (hm_size / cfg.data.input_size)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        pred = net(x)
+                    loss = heatmap_mse_loss(pred.float(), kp, weights=batch[weight_key].to(device),
+                                            sigma=cfg.data.sigma, encoding=cfg.data.encoding)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    seen += x.shape[0] * dist_info.world_size
+                    loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.3g}", lr=f"{lr:.3g}")
+                    for cb in callbacks:
+                        cb(step, {"loss": loss.item(), "lr": lr})
+                    if step % cfg.log_every == 0 or step == cfg.steps:
+                        rate = seen / max(time.time() - t0, 1e-9)
+                        log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr,
+                                 loss_sum / loss_n, rate)
+                        if metrics:
+                            metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{loss_sum / loss_n:.6g}",
+                                          images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
+                        loss_sum, loss_n = 0.0, 0
+                    if step % cfg.val_every == 0 or step == cfg.steps:
+                        run_validation()
+                    if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                        checkpoint(final=step == cfg.steps)
+                    if stop.set:
+                        raise KeyboardInterrupt
+                    if step >= cfg.steps:
+                        break
+        except KeyboardInterrupt:
+            log.warning("interrupted at step %d; writing the checkpoint", step)
+            checkpoint()
+            raise
+        except Exception as exc:  # e.g. loader workers killed by the same Ctrl-C
+            if not stop.set:
+                raise
+            log.warning("interrupted at step %d (%s); writing the checkpoint", step, exc)
+            checkpoint()
+            raise KeyboardInterrupt from exc
+        finally:
+            bar.close()
+            distributed.cleanup(dist_info)
+    return {"steps": step, "best": best, "workdir": str(workdir),
+            "best_checkpoint": str(workdir / "best.safetensors")}

@@ -1,0 +1,162 @@
+"""Data: synthetic determinism and shapes, crops and their inverse, flip permutation, MPII h5 reading, bad input."""
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from hgfast.data import MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, render
+from hgfast.data import augment
+from hgfast.data.skeleton import JOINT_NAMES
+from hgfast.ops import MPII_FLIP_PERMUTATION, heatmap_to_image
+
+
+def test_render_is_deterministic_and_shaped():
+    a, b = render(3, "train", 7, 96), render(3, "train", 7, 96)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["image"].shape == (96, 96, 3) and a["image"].dtype == np.uint8
+    assert a["joints"].shape == (16, 2) and a["visible"].shape == (16,)
+    assert not np.array_equal(render(4, "train", 7, 96)["image"], a["image"])
+    assert not np.array_equal(render(3, "val", 7, 96)["image"], a["image"])
+    with pytest.raises(ValueError, match="split"):
+        render(0, "test", 0)
+
+
+def test_synthetic_figures_are_varied_with_occlusion():
+    recs = [render(0, "train", i, 128) for i in range(40)]
+    vis = np.stack([r["visible"] for r in recs])
+    assert 0.5 < vis.mean() < 1.0  # some joints hidden, most visible
+    heights = np.array([r["normalize"] for r in recs])
+    assert heights.min() < 0.55 * 128 < heights.max()
+    # figure faces the camera: right hip on the image left of the left hip for (near-)upright figures
+    upright = [r for r in recs if r["joints"][9, 1] < r["joints"][6, 1] - 0.2 * r["normalize"]]
+    assert np.mean([r["joints"][2, 0] < r["joints"][3, 0] for r in upright]) > 0.8
+
+
+def test_dataset_items_and_augmentation_keys():
+    ds = SyntheticPoses("train", 10, 64, 32, "newell", seed=1)
+    item = ds[3]
+    assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.uint8
+    assert item["keypoints"].shape == (16, 2) and item["annotated"].sum() == 16
+    same = ds[3]
+    assert all(torch.equal(item[k], same[k]) for k in item)
+    other_epoch = ds[13]  # sample 3 of epoch 1: same figure, new augmentation
+    assert torch.equal(other_epoch["joints"], item["joints"]) and other_epoch["index"] == 3
+    assert not torch.equal(other_epoch["image"], item["image"])
+    with pytest.raises(ValueError, match="augmentation preset"):
+        SyntheticPoses("train", 10, augment_preset="nope")
+
+
+@pytest.mark.parametrize("rotation", [0.0, 35.0])
+def test_crop_keypoints_round_trip(rotation):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    joints = rng.uniform(20, 80, (16, 2)).astype(np.float32)
+    center, scale = np.array([60.0, 45.0]), 0.4
+    _, kp = crop(image, joints, center, scale, rotation, 64)
+    back = heatmap_to_image(torch.from_numpy(kp).double()[None] / 4, torch.from_numpy(center[None]), torch.tensor([scale],
+                            dtype=torch.float64), torch.tensor([rotation], dtype=torch.float64), size=(16, 16))
+    np.testing.assert_allclose(back[0].numpy(), joints, atol=1e-4)
+
+
+def test_crop_pixels_follow_the_keypoints():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[30, 70] = 255  # a bright pixel at (x=70, y=30)
+    out, kp = crop(image, np.array([[70.0, 30.0]]), (50, 50), 0.5, 20.0, 100)
+    y, x = np.unravel_index(out[..., 0].argmax(), out.shape[:2])
+    assert abs(x - kp[0, 0]) <= 1 and abs(y - kp[0, 1]) <= 1
+
+
+def test_flip_mirrors_the_crop_and_swaps_joints():
+    rec = render(0, "val", 2, 96)
+    args = (rec["image"], rec["joints"], rec["center"], float(rec["scale"]), 0.0, 64)
+    plain, kp = crop(*args)
+    flipped, kp_f = crop(*args, flip=True)
+    np.testing.assert_array_equal(flipped, plain[:, ::-1])
+    perm = list(MPII_FLIP_PERMUTATION)
+    np.testing.assert_allclose(kp_f[:, 0], 63 - kp[perm, 0], atol=1e-4)
+    np.testing.assert_allclose(kp_f[:, 1], kp[perm, 1], atol=1e-4)
+    names = [JOINT_NAMES[p] for p in perm]
+    assert names[0] == "l_ankle" and names[10] == "l_wrist" and names[6] == "pelvis"
+
+
+def test_box_to_center_scale_and_crop_errors():
+    c, s = box_to_center_scale((10, 20, 40, 100))
+    np.testing.assert_allclose(c, [30, 70])
+    assert s == pytest.approx(1.25 * 100 / 200)
+    with pytest.raises(ValueError, match="box"):
+        box_to_center_scale((0, 0, 0, 10))
+    with pytest.raises(ValueError, match="scale"):
+        crop(np.zeros((8, 8, 3), np.uint8), np.zeros((1, 2)), (4, 4), 0.0)
+    assert crop_affine((0, 0), 1.0, 0.0, 200).shape == (2, 3)
+
+
+def test_augment_presets_draw_in_range():
+    rng = np.random.default_rng(0)
+    draws = [augment.sample("newell", rng) for _ in range(300)]
+    scales = np.array([d.scale for d in draws])
+    assert 2 ** -0.5 - 1e-9 <= scales.min() and scales.max() <= 2 ** 0.5 + 1e-9
+    assert 0.4 < np.mean([d.flip for d in draws]) < 0.6
+    assert 0.3 < np.mean([d.rotation != 0 for d in draws]) < 0.5  # rotation with p = 0.4
+    assert all(abs(d.rotation) <= 60 for d in draws)
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        augment.sample("lua", rng)
+
+
+def _write_mpii(tmp_path, n=3):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    part = rng.uniform(40, 120, (n, 16, 2))
+    part[0, 6] = 0  # pelvis of sample 0 not annotated
+    names = []
+    for i in range(n):
+        names.append(f"{i:05d}.jpg".encode())
+        cv2.imwrite(str(images / names[-1].decode()), rng.integers(0, 255, (160, 180, 3), dtype=np.uint8))
+    path = tmp_path / "valid.h5"
+    with h5py.File(path, "w") as f:
+        f["imgname"] = np.array(names, dtype="S9")
+        f["center"] = np.tile([80.0, 80.0], (n, 1))
+        f["scale"] = np.full(n, 0.6)
+        f["part"] = part
+        f["visible"] = np.ones((n, 16))
+        f["normalize"] = np.full(n, 12.0)
+    return path, images, part
+
+
+def test_mpii_reads_h5_and_images(tmp_path):
+    path, images, part = _write_mpii(tmp_path)
+    ds = MPII(path, images, input_size=64)
+    assert len(ds) == 3
+    item = ds[0]
+    assert item["image"].shape == (3, 64, 64)
+    np.testing.assert_allclose(item["joints"].numpy(), part[0], atol=1e-4)
+    assert item["annotated"][6] == 0 and item["annotated"].sum() == 15
+    assert item["normalize"] == 12.0 and item["scale"] == pytest.approx(0.6)
+    m = crop_affine((80, 80), 0.6, 0.0, 64)
+    np.testing.assert_allclose(item["keypoints"].numpy(), part[0] @ m[:, :2].T + m[:, 2], atol=1e-3)
+
+
+def test_mpii_bad_inputs(tmp_path):
+    path, images, _ = _write_mpii(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        MPII(tmp_path / "nope.h5", images)
+    with pytest.raises(FileNotFoundError, match="image folder"):
+        MPII(path, tmp_path / "missing")
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"not an hdf5 file" * 10)
+    with pytest.raises(ValueError, match="corrupt.h5"):
+        MPII(bad, images)
+    partial = tmp_path / "partial.h5"
+    with h5py.File(partial, "w") as f:
+        f["imgname"] = np.array([b"x.jpg"])
+    with pytest.raises(ValueError, match="center"):
+        MPII(partial, images)
+    (images / "00001.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    (images / "00002.jpg").unlink()
+    ds = MPII(path, images, input_size=64)
+    with pytest.raises(ValueError, match="00001.jpg"):
+        ds[1]
+    with pytest.raises(FileNotFoundError, match="00002.jpg"):
+        ds[2]

@@ -1,0 +1,66 @@
+"""PCK / PCKh against hand-computed cases."""
+import numpy as np
+import pytest
+
+from hgfast.data.skeleton import JOINT_NAMES, PCKH_JOINTS
+from hgfast.eval import ALL_JOINTS, format_table, pck_correct, pck_table
+
+
+def _case():
+    """2 samples, normaliser 10: joint k of sample 0 is off by k/2 px along x; sample 1 is exact except joint 0
+    (off by 20 px) and joint 15 (not annotated)."""
+    gt = np.zeros((2, 16, 2))
+    pred = gt.copy()
+    pred[0, :, 0] = np.arange(16) / 2
+    pred[1, 0] = [12.0, 16.0]  # distance 20
+    mask = np.ones((2, 16))
+    mask[1, 15] = 0
+    return pred, gt, mask, np.array([10.0, 10.0])
+
+
+def test_pck_correct_is_strict_unless_inclusive():
+    pred, gt, _, norm = _case()
+    strict = pck_correct(pred, gt, norm, 0.5)
+    assert strict[0].tolist() == [k / 2 < 5 for k in range(16)]  # joint 10 sits exactly on 0.5: not counted
+    assert pck_correct(pred, gt, norm, 0.5, inclusive=True)[0, 10]
+    assert strict[1].tolist() == [False] + [True] * 15
+
+
+def test_pck_table_by_hand():
+    pred, gt, mask, norm = _case()
+    r = pck_table(pred, gt, mask, norm, thresholds=(0.5, 0.1))
+    half, tenth = r["pck"]["0.5"], r["pck"]["0.1"]
+    # per joint at 0.5: joint 0 → 1/2 (sample 1 wrong); joints 1-9 → 2/2; 10-14 → 1/2; 15 → 0/1 (one annotated)
+    assert half["per_joint"]["r_ankle"] == 0.5 and half["per_joint"]["r_knee"] == 1.0
+    assert half["per_joint"]["r_wrist"] == 0.5 and half["per_joint"]["l_wrist"] == 0.0
+    assert r["count"]["l_wrist"] == 1 and r["count"]["pelvis"] == 2
+    # Tompson 14-joint mean: pelvis (6) and thorax (7) excluded
+    joints = list(PCKH_JOINTS)
+    correct = {0: 1, 1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 8: 2, 9: 2, 10: 1, 11: 1, 12: 1, 13: 1, 14: 1, 15: 0}
+    count = {k: 2 for k in joints} | {15: 1}
+    assert half["mean_weighted"] == pytest.approx(sum(correct.values()) / sum(count.values()))
+    assert half["mean_unweighted"] == pytest.approx(np.mean([correct[k] / count[k] for k in joints]))
+    assert half["mean_weighted"] != pytest.approx(half["mean_unweighted"])
+    assert half["per_group"]["wrist"] == pytest.approx(0.25)  # mean of 0.5 and 0.0
+    # at 0.1 (1 px): sample 0 joints 0, 1 (0 and 0.5 px) are correct; sample 1 all but joint 0
+    assert tenth["per_joint"]["r_ankle"] == 0.5 and tenth["per_joint"]["r_knee"] == 1.0
+    assert tenth["per_joint"]["r_hip"] == 0.5
+    assert "0.5" in format_table(r) and "Mean(w)" in format_table(r)
+
+
+def test_all_joint_mean_and_unannotated():
+    pred, gt, mask, norm = _case()
+    r = pck_table(pred, gt, mask, norm, thresholds=(0.2,), mean_joints=ALL_JOINTS)
+    assert r["mean_joints"] == list(JOINT_NAMES)
+    empty = pck_table(pred, gt, np.zeros_like(mask), norm, thresholds=(0.5,))
+    assert empty["pck"]["0.5"]["mean_weighted"] is None and empty["pck"]["0.5"]["per_joint"]["r_ankle"] is None
+
+
+def test_pck_bad_inputs():
+    pred, gt, _, norm = _case()
+    with pytest.raises(ValueError, match="pred and gt"):
+        pck_correct(pred[:, :3], gt, norm, 0.5)
+    with pytest.raises(ValueError, match="normalize"):
+        pck_correct(pred, gt, norm[:1], 0.5)
+    with pytest.raises(ValueError, match="normalize"):
+        pck_correct(pred, gt, np.array([10.0, 0.0]), 0.5)

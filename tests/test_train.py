@@ -1,0 +1,120 @@
+"""Training: config errors, checkpoints, interrupt + bit-identical resume, AMP, and a 2-process gloo DDP run."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hgfast.models import StackedHourglass
+from hgfast.train.config import ConfigError, parse_set, resolve
+from hgfast.train.loop import learning_rate, train
+from hgfast.train.state import load_state
+
+TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
+        "data.train_length=40", "data.val_length=8", "data.workers=0", "batch_size=4", "steps=4", "val_every=2",
+        "vis_every=2", "ckpt_every=2", "log_every=1", "threads=1", "optim.name=adam", "optim.lr=1e-3"]
+
+
+def tiny(tmp_path, *extra, name="run"):
+    return resolve(path=None, overrides=TINY + list(extra), workdir=str(tmp_path / name))
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="'optim.lrr'.*lr"):
+        resolve(overrides=["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="'model.nstack' expects int"):
+        resolve(overrides=["model.nstack=two"])
+    with pytest.raises(ConfigError, match="'amp' must be one of"):
+        resolve(overrides=["amp=fp8"])
+    with pytest.raises(ConfigError, match="data.input_size"):
+        resolve(overrides=["data.input_size=100"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        resolve(preset="huge")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set(["optim.lr"])
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        resolve(path=tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  nstack: 1\n  colour: red\n")
+    with pytest.raises(ConfigError, match="'model.colour'"):
+        resolve(path=bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("model:\n  nstack: 3\noptim:\n  lr: 0.001\n")
+    cfg = resolve(path=good, overrides=["model.nstack=4"])
+    assert cfg.model.nstack == 4 and cfg.optim.lr == 1e-3
+    assert resolve("cpu-small").data.input_size == 64
+
+
+def test_learning_rate_schedules():
+    cfg = resolve(overrides=["optim.milestones=[10, 20]", "optim.warmup_steps=5", "steps=30"])
+    assert learning_rate(cfg, 0) == pytest.approx(cfg.optim.lr / 5)
+    assert [learning_rate(cfg, s) / cfg.optim.lr for s in (5, 10, 25)] == pytest.approx([1, 0.1, 0.01])
+    cos = resolve(overrides=["optim.schedule=cosine", "steps=10"])
+    assert learning_rate(cos, 0) == pytest.approx(cos.optim.lr) and learning_rate(cos, 10) == pytest.approx(0)
+
+
+def _weights(path):
+    return StackedHourglass.from_checkpoint(path).state_dict()
+
+
+class _KillAt:
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, step, info):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_and_resume_bit_identical(tmp_path):
+    straight = tiny(tmp_path, "data.workers=1", name="straight")
+    summary = train(straight)
+    assert summary["steps"] == 4
+    work = tmp_path / "straight"
+    for f in ("config.yaml", "train.log", "metrics.csv", "last.state.pt", "last.safetensors", "best.safetensors",
+              "vis/step_0000002.jpg", "val/step_0000004.json"):
+        assert (work / f).is_file(), f
+    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3", "4"] and any(r["val_pck"] for r in rows)
+
+    cfg = tiny(tmp_path, "ckpt_every=100", name="killed")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[_KillAt(3)])
+    state = load_state(tmp_path / "killed")
+    assert state["step"] == 3  # the Ctrl-C checkpoint, not a periodic one
+    torch.manual_seed(123)  # resume must not depend on the RNG state of the new process
+    assert train(cfg, resume=tmp_path / "killed")["steps"] == 4
+    a, b = _weights(work / "last.safetensors"), _weights(tmp_path / "killed" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    resumed = load_state(tmp_path / "killed")
+    original = load_state(work)
+    for k, v in original["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], resumed["optimizer"]["state"][k]["exp_avg"])
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.state.pt"):
+        train(tiny(tmp_path), resume=tmp_path / "nothing")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="bad.pt"):
+        train(tiny(tmp_path), resume=bad)
+
+
+def test_amp_bf16_channels_last_and_visible_weights(tmp_path):
+    cfg = tiny(tmp_path, "amp=bf16", "channels_last=true", "steps=1", "data.loss_weight=visible",
+               "optim.name=rmsprop", "data.augment=bearpaw")
+    assert train(cfg)["steps"] == 1
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"] + [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "ddp" / "train.log").read_text()
+    assert "2 process(es)" in log
+    assert load_state(tmp_path / "ddp")["step"] == 2
