@@ -1,0 +1,75 @@
+"""``StackedHourglass(fused=True)`` vs ``fused=False`` sharing one state_dict (Triton forced onto CPU tensors).
+
+Two stacks, depth 1, 8 features, 3 joints, batch 2 at 16x16 (the stem's fixed 64/128-channel residuals included).
+Both models are float64-free fp32; three SGD steps with momentum; after each: outputs, loss, every gradient, and
+at the end every buffer (running statistics, num_batches_tracked) and parameter. Tolerance 1e-4 relative to each
+tensor's largest magnitude (fp32, different reduction orders, compounded over three steps of training-mode BN);
+gradients as in ``test_fused_residual.compare_grads``.
+"""
+import warnings
+
+import pytest
+import torch
+
+import hgfast.fused as fused_mod
+from hgfast import StackedHourglass
+from hgfast.fused import force_triton_on_cpu
+
+from test_fused_residual import compare_grads, randomize, rel_err
+
+TOL = 1e-4
+
+
+def test_fused_false_on_cpu_reports_inactive_and_warns_once():
+    model = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
+    assert model.fused and not model.fused_active
+    x = torch.randn(2, 3, 16, 16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(x)
+        model(x)
+    assert sum("fused_active is False" in str(w.message) for w in caught) == 1
+
+
+def test_fused_default_switches(monkeypatch):
+    monkeypatch.setenv("HGFAST_FUSED", "1")
+    assert StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1).fused
+    monkeypatch.setenv("HGFAST_FUSED", "0")
+    assert not StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1).fused
+    fused_mod.set_default_fused(True)
+    try:
+        assert StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1).fused
+    finally:
+        fused_mod.set_default_fused(None)
+    with pytest.raises(TypeError, match="fused must be a bool"):
+        StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused="yes")
+
+
+@pytest.mark.triton
+def test_stacked_hourglass_fused_matches_reference_over_three_steps():
+    pytest.importorskip("hgfast.kernels")
+    ref = randomize(StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=False))
+    fused = StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=True)
+    fused.load_state_dict(ref.state_dict())
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (ref, fused)]
+    with force_triton_on_cpu():
+        assert fused.fused_active
+        for step in range(3):
+            x = torch.randn(2, 3, 16, 16)
+            target = torch.randn(2, 2, 3, 4, 4)
+            losses = []
+            for model, opt in zip((ref, fused), opts):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x), target)
+                loss.backward()
+                losses.append(loss)
+            assert rel_err(losses[1].detach(), losses[0].detach()) <= TOL, f"loss at step {step}"
+            compare_grads(ref, fused, TOL)
+            for opt in opts:
+                opt.step()
+    state = ref.state_dict()
+    for name, value in fused.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            assert int(value) == int(state[name]) == 3, name
+        else:
+            assert rel_err(value, state[name]) <= TOL, f"{name}: {rel_err(value, state[name]):.3g}"
