@@ -1,0 +1,62 @@
+"""``torch.library.opcheck`` on every ``hgfast::`` custom op, and ``torch.compile`` capture of a fused residual."""
+import pytest
+import torch
+
+pytestmark = pytest.mark.triton
+pytest.importorskip("hgfast.kernels")
+
+from hgfast.fused import force_triton_on_cpu, ops  # noqa: E402
+from hgfast.models import Residual  # noqa: E402
+
+
+def nhwc(*shape):
+    return torch.randn(*shape)
+
+
+def vec(c):
+    return torch.rand(c) + 0.5
+
+
+def cases():
+    n, h, w, ci, co = 1, 4, 6, 5, 3
+    x, dy, x2 = nhwc(n, h, w, ci), nhwc(n, h, w, co), nhwc(n, h, w, co)
+    w3 = torch.randn(co, ci, 3, 3)
+    partial = ops.conv_fwd(x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, True)[1]
+    return [
+        (ops.conv_fwd, (x, w3, vec(co), vec(ci), vec(ci), vec(co), vec(co), dy, nhwc(n, h // 2, w // 2, co), True)),
+        (ops.conv_fwd, (x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, False)),
+        (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
+        (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None)),
+        (ops.conv_wgrad, (x, dy, 3, vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
+        (ops.upsample_add, (dy, nhwc(n, h // 2, w // 2, co))),
+        (ops.upsample_add_backward, (dy,)),
+        (ops.batch_stats, (x,)),
+        (ops.finalize_stats, (partial,)),
+        (ops.bn_relu, (x, vec(ci), vec(ci))),
+        (ops.bn_backward_apply, (dy, x2, vec(co), vec(co), vec(co), nhwc(n, h, w, co))),
+    ]
+
+
+def test_every_op_has_a_case():
+    assert {op for op, _ in cases()} == set(ops.ALL_OPS)
+
+
+@pytest.mark.parametrize("index", range(len(cases())))
+def test_opcheck(index):
+    torch.manual_seed(index)
+    op, args = cases()[index]
+    torch.library.opcheck(op, args)
+
+
+def test_fused_residual_compiles_without_graph_breaks():
+    torch._dynamo.reset()
+    res = Residual(5, 6)
+    res.fused = True
+    x = torch.randn(1, 5, 4, 6, requires_grad=True)
+    with force_triton_on_cpu():
+        expected = res(x)
+        compiled = torch.compile(res, backend="aot_eager", fullgraph=True)
+        out = compiled(x)
+        out.sum().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert x.grad is not None and res.conv2.weight.grad is not None
