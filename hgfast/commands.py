@@ -25,6 +25,9 @@ def _config(args, **top):
 def _cmd_train(args) -> int:
     from .train.loop import train
 
+    if args.resume and args.config is None and args.preset is None and args.workdir:
+        saved = Path(args.workdir) / "config.yaml"  # resume with the run's own resolved config
+        args.config = saved if saved.is_file() else None
     try:
         cfg = _config(args, workdir=args.workdir, model={"fused": True} if args.fused else {})
     except (ValueError, FileNotFoundError) as exc:
@@ -36,8 +39,7 @@ def _cmd_train(args) -> int:
         summary = train(cfg, resume=resume)
     except KeyboardInterrupt:
         print(f"hgfast train: interrupted; state written to {Path(cfg.workdir) / 'last.state.pt'}; continue with "
-              f"hgfast train {args.config or ''} --workdir {cfg.workdir} --resume".replace("  ", " "),
-              file=sys.stderr)
+              f"hgfast train --workdir {cfg.workdir} --resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError) as exc:
         return _fail("train", exc)
@@ -170,7 +172,7 @@ def register(sub) -> None:
     _add_config_args(p)
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
     p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt "
-                   "(or the given state file / work dir)")
+                   "(or the given state file / work dir); without a config or preset, <workdir>/config.yaml is used")
     p.add_argument("--fused", action="store_true", help="use the fused Triton model where it runs")
     p.set_defaults(func=_cmd_train)
 

@@ -1,0 +1,127 @@
+"""Predictor and the train / eval / predict / export CLI end to end, with bad inputs."""
+import importlib.util
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hgfast.cli import main
+from hgfast.data import render
+from hgfast.models import StackedHourglass
+from hgfast.predict import Predictor
+
+TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
+        "data.train_length=16", "data.val_length=8", "data.workers=0", "batch_size=4", "steps=2", "val_every=2",
+        "vis_every=2", "ckpt_every=2", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["train", "--workdir", str(work)] + [a for s in TINY for a in ("--set", s)]
+    assert main(argv) == 0
+    return work
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "person.png"
+    cv2.imwrite(str(path), render(0, "val", 0, 64)["image"][..., ::-1])
+    return path
+
+
+def test_predictor_shapes_batching_and_boxes(workdir, image_file):
+    predictor = Predictor(workdir / "best.safetensors", input_size=32, device="cpu", batch_size=2)
+    images = [render(0, "val", i, 48)["image"] for i in range(3)]
+    kp, scores = predictor(images + [str(image_file)])
+    assert kp.shape == (4, 16, 2) and scores.shape == (4, 16) and kp.dtype == np.float32
+    one, _ = predictor(images[:1])
+    np.testing.assert_allclose(one[0], kp[0], atol=1e-4)
+    boxed, _ = predictor(images[:1], boxes=[(10, 5, 20, 30)])
+    assert np.all(np.abs(boxed - np.array([20, 20])) < 30)  # inside the 1.25 × 30 px crop around the box
+    flipped, _ = Predictor(StackedHourglass.from_checkpoint(workdir / "best.safetensors"), 32, "cpu", flip=True)(
+        images[:1])
+    assert flipped.shape == (1, 16, 2)
+    empty, _ = predictor([])
+    assert empty.shape == (0, 16, 2)
+
+
+def test_predictor_bad_inputs(workdir, tmp_path):
+    predictor = Predictor(workdir / "best.safetensors", input_size=32, device="cpu")
+    with pytest.raises(ValueError, match="uint8"):
+        predictor([np.zeros((10, 10), np.float32)])
+    with pytest.raises(ValueError, match="boxes"):
+        predictor([np.zeros((10, 10, 3), np.uint8)], boxes=[None, None])
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        predictor([tmp_path / "nope.jpg"])
+    with pytest.raises(ValueError, match="input_size"):
+        Predictor(workdir / "best.safetensors", input_size=30)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        Predictor(tmp_path / "missing.safetensors")
+
+
+def test_cli_eval(workdir, capsys):
+    assert main(["eval", "--workdir", str(workdir), "--flip", "--thresholds", "0.2,0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "Mean(w)" in out and "0.2" in out
+    table = json.loads((workdir / "eval.json").read_text())
+    assert table["flip_test"] and table["samples"] == 8 and "mean_unweighted" in table["pck"]["0.2"]
+    assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
+
+
+def test_cli_predict(workdir, image_file, tmp_path):
+    out = tmp_path / "pred"
+    assert main(["predict", str(image_file), str(image_file), "--checkpoint", str(workdir / "best.safetensors"),
+                 "--box", "8,4,40,50", "--out", str(out)]) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 2 and len(results[0]["keypoints"]) == 16 and results[0]["box"] == [8, 4, 40, 50]
+    assert cv2.imread(results[0]["picture"]).shape == (64, 64, 3)
+
+
+def test_cli_export_onnx(workdir, tmp_path, capsys):
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("onnx / onnxscript not installed")
+    path = tmp_path / "model.onnx"
+    assert main(["export", "--onnx", str(path), "--checkpoint", str(workdir / "best.safetensors")]) == 0
+    assert path.is_file()
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime not installed: export written, not run")
+    import onnxruntime
+
+    model = StackedHourglass.from_checkpoint(workdir / "best.safetensors").eval()
+    x = torch.rand(5, 3, 32, 32)
+    got = onnxruntime.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+    assert "onnxruntime max |diff|" in capsys.readouterr().out
+
+
+def test_cli_resume_uses_the_saved_config(workdir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    assert main(["train", "--workdir", str(copy), "--resume", "--set", "steps=3"]) == 0
+    from hgfast.train.state import load_state
+
+    state = load_state(copy)
+    assert state["step"] == 3 and state["config"]["model"]["nfeat"] == 16
+
+
+def test_cli_bad_inputs(workdir, tmp_path, capsys):
+    assert main(["train", "--set", "optim.lrr=1", "--workdir", str(tmp_path / "x")]) == 2
+    assert "'optim.lrr'" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors")] + [a for s in TINY for a in
+                                                                                   ("--set", s)]) == 2
+    assert "none.safetensors" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff broken")
+    assert main(["predict", str(corrupt), "--checkpoint", str(workdir / "best.safetensors")]) == 2
+    assert "corrupt.jpg" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(corrupt), "--checkpoint", "x", "--box", "1,2,3"])
+    assert "--box" in capsys.readouterr().err
