@@ -93,6 +93,18 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _stop_requested(stop: _StopFlag, info: distributed.Dist, device: torch.device, boundary: bool) -> bool:
+    """Single process: the flag. DDP: agreed by all ranks (all-reduce, at log boundaries only), so every rank
+    stops after the same step."""
+    if not info.enabled:
+        return stop.set
+    if not boundary:
+        return False
+    flag = torch.tensor([float(stop.set)], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def _setup_logging(workdir: Path, is_main: bool) -> None:
     log.setLevel(logging.INFO)
     for h in list(log.handlers):
@@ -218,7 +230,7 @@ def train(cfg: Config, resume: str | Path | None = None,
     bar = tqdm(total=cfg.steps, initial=step, disable=not (dist_info.is_main and sys.stderr.isatty()),
                dynamic_ncols=True)
     net.train()
-    t0, seen, loss_sum, loss_n = time.time(), 0, 0.0, 0
+    t0, seen, loss_acc, loss_n = time.time(), 0, torch.zeros((), device=device), 0
     with _StopFlag() as stop:
         try:
             while step < cfg.steps:
@@ -234,32 +246,37 @@ def train(cfg: Config, resume: str | Path | None = None,
                         pred = net(x)
                     loss = heatmap_mse_loss(pred.float(), kp, weights=batch[weight_key].to(device),
                                             sigma=cfg.data.sigma, encoding=cfg.data.encoding)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
                     step += 1
                     seen += x.shape[0] * dist_info.world_size
-                    loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+                    loss_acc += loss.detach()
+                    loss_n += 1
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3g}", lr=f"{lr:.3g}")
                     for cb in callbacks:
-                        cb(step, {"loss": loss.item(), "lr": lr})
-                    if step % cfg.log_every == 0 or step == cfg.steps:
+                        cb(step, {"loss": loss.detach(), "lr": lr})
+                    last = step == cfg.steps
+                    if last or any(step % n == 0 for n in (cfg.log_every, cfg.val_every, cfg.ckpt_every)):
+                        mean_loss = loss_acc.item() / loss_n  # one host sync per boundary, not per step
+                        if not math.isfinite(mean_loss):
+                            raise FloatingPointError(f"training loss is {mean_loss} in steps {step - loss_n + 1}-"
+                                                     f"{step}; try a lower optim.lr or amp=none")
+                    if last or step % cfg.log_every == 0:
                         rate = seen / max(time.time() - t0, 1e-9)
-                        log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr,
-                                 loss_sum / loss_n, rate)
+                        log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr, mean_loss, rate)
+                        bar.set_postfix(loss=f"{mean_loss:.3g}", lr=f"{lr:.3g}")
                         if metrics:
-                            metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{loss_sum / loss_n:.6g}",
+                            metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{mean_loss:.6g}",
                                           images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
-                        loss_sum, loss_n = 0.0, 0
-                    if step % cfg.val_every == 0 or step == cfg.steps:
+                        loss_acc.zero_()
+                        loss_n = 0
+                    if last or step % cfg.val_every == 0:
                         run_validation()
-                    if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                        checkpoint(final=step == cfg.steps)
-                    if stop.set:
+                    if last or step % cfg.ckpt_every == 0:
+                        checkpoint(final=last)
+                    if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
                         raise KeyboardInterrupt
                     if step >= cfg.steps:
                         break
