@@ -51,7 +51,7 @@ def block_m(m: int) -> int:
     return 128 if m >= 128 * 132 else 64
 
 
-def gemm_configs(**extra_keys):
+def gemm_configs():
     """Autotune candidates for the N/K tiles: one small config under the interpreter, a short list on GPU."""
     if interpreting():
         return [triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)]

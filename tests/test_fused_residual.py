@@ -3,7 +3,8 @@
 Same parameters and inputs in both; the reference runs in float64 (bf16 case) or float32 (fp32 case).
 Tolerances relative to the largest reference magnitude of each tensor: fp32 2e-5 (fp32 accumulation, different
 summation order); bf16 6e-2 forward / 1e-1 gradients (activations and operands rounded to 8-bit mantissas at
-every kernel boundary, as in any bf16 network; the reference rounds only the input and parameters).
+every kernel boundary, as in any bf16 network; the reference rounds only the input and parameters); fp16
+1e-2 / 2e-2 (11-bit mantissas).
 """
 import copy
 
@@ -98,20 +99,21 @@ def test_residual_train_momentum_none_cumulative(triton_cpu):
     compare_buffers(ref, fused, 2e-5)
 
 
-def test_residual_train_bf16(triton_cpu):
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, (6e-2, 1e-1)), (torch.float16, (1e-2, 2e-2))])
+def test_residual_train_half(triton_cpu, dtype, tol):
     ref = randomize(Residual(6, 6)).double()
-    fused = fused_copy(ref).float()  # fp32 parameters, bf16 activations: weights are cast per GEMM
-    x = torch.randn(1, 6, 6, 10).bfloat16()
-    g = torch.randn(1, 6, 6, 10).bfloat16()
+    fused = fused_copy(ref).float()  # fp32 parameters, half activations: weights are cast per GEMM
+    x = torch.randn(1, 6, 6, 10).to(dtype)
+    g = torch.randn(1, 6, 6, 10).to(dtype)
     xr, xf = x.double().requires_grad_(), x.clone().requires_grad_()
     yr, yf = ref(xr), fused(xf)
-    assert yf.dtype == torch.bfloat16
-    assert rel_err(yf, yr) <= 6e-2
+    assert yf.dtype == dtype
+    assert rel_err(yf, yr) <= tol[0]
     yr.backward(g.double())
     yf.backward(g)
-    assert xf.grad.dtype == torch.bfloat16
-    assert rel_err(xf.grad, xr.grad) <= 1e-1
-    compare_grads(ref, fused, 1e-1)
+    assert xf.grad.dtype == dtype
+    assert rel_err(xf.grad, xr.grad) <= tol[1]
+    compare_grads(ref, fused, tol[1])
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 1e-2), (torch.bfloat16, 6e-2)])
