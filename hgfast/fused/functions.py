@@ -125,15 +125,3 @@ class ConvFn(torch.autograd.Function):
         return (dx, dw.to(weight.dtype), db.to(weight.dtype) if ctx.has_bias else None,
                 dy if ctx.has_res else None)
 
-
-class UpsampleAddFn(torch.autograd.Function):
-    """``skip + nearest_2x(low)`` on NHWC tensors."""
-
-    @staticmethod
-    def forward(ctx, skip, low):
-        return _ops.upsample_add(skip, low)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous()
-        return grad, _ops.upsample_add_backward(grad)
