@@ -1,57 +1,80 @@
-"""gaussian_heatmaps for a 32×16×64×64 batch: hgfast (C++/CUDA), its PyTorch reference, vectorised numpy."""
+"""gaussian_heatmaps, 16 joints, 64x64, batch 32 and 256 (sigma 1, unbiased centres, 10 % invisible joints).
+
+Contenders: the per-joint numpy loop the peer projects use, vectorised numpy (dense and separable), the PyTorch
+reference, and hgfast (``_C`` CPU kernel; ``_C`` CUDA kernel on a GPU). GB/s counts the heatmaps written.
+"""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from hgfast import _ext
+from common import ON_GPU, nbytes, rel_error, run_case
 from hgfast.ops import gaussian_heatmaps, numpy_ref
+from hgfast.ops.reference import gaussian_heatmaps_ref
 
-B, K, H, W = 32, 16, 64, 64
+K, SIZE, SIGMA = 16, (64, 64), 1.0
 
 
-def _keypoints(device):
+def numpy_loop(kp: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """Peer style: one 3-sigma patch per visible joint, drawn in a Python loop (same semantics as hgfast)."""
+    B, K, _ = kp.shape
+    H, W = SIZE
+    out = np.zeros((B, K, H, W), np.float32)
+    r = 3 * SIGMA
+    for b in range(B):
+        for k in range(K):
+            if not vis[b, k]:
+                continue
+            x, y = kp[b, k]
+            x0, x1, y0, y1 = max(0, math.ceil(x - r)), min(W - 1, math.floor(x + r)), \
+                max(0, math.ceil(y - r)), min(H - 1, math.floor(y + r))
+            if x0 > x1 or y0 > y1:
+                continue
+            dx = np.arange(x0, x1 + 1, dtype=np.float32) - x
+            dy = np.arange(y0, y1 + 1, dtype=np.float32) - y
+            out[b, k, y0:y1 + 1, x0:x1 + 1] = np.exp(-(dy[:, None] ** 2 + dx[None, :] ** 2) / (2 * SIGMA**2))
+    return out
+
+
+def _inputs(batch, device):
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(B, K, 2, generator=g) * 64).to(device), (torch.rand(B, K, generator=g) > 0.1).to(device)
-
-
-def _cuda(fn):
-    def run():
-        out = fn()
-        torch.cuda.synchronize()
-        return out
-    return run
-
-
-IMPLS = {
-    "hgfast": lambda kp, vis: lambda: gaussian_heatmaps(kp, vis, (H, W), 1.0),
-    "torch_reference": lambda kp, vis: lambda: _reference(kp, vis),
-    "numpy_dense": lambda kp, vis: lambda: numpy_ref.gaussian_heatmaps_dense(kp.cpu().numpy(), vis.cpu().numpy(),
-                                                                             (H, W), 1.0),
-    "numpy_separable": lambda kp, vis: lambda: numpy_ref.gaussian_heatmaps_separable(kp.cpu().numpy(),
-                                                                                     vis.cpu().numpy(), (H, W), 1.0),
-}
+    kp = torch.rand(batch, K, 2, generator=g) * 68 - 2
+    vis = torch.rand(batch, K, generator=g) > 0.1
+    return kp.to(device), vis.to(device)
 
 
 def _reference(kp, vis):
-    from hgfast.ops.reference import gaussian_heatmaps_ref
-
-    return gaussian_heatmaps_ref(kp.unsqueeze(1), vis.unsqueeze(1), torch.ones(K, device=kp.device), (H, W), False,
-                                 torch.float32)
+    return gaussian_heatmaps_ref(kp[:, None].double(), vis[:, None], torch.full((K,), SIGMA, dtype=torch.float64,
+                                 device=kp.device), SIZE, False, torch.float64)
 
 
-@pytest.mark.benchmark(group="targets-cpu-32x16x64x64")
-@pytest.mark.parametrize("impl", list(IMPLS))
-def test_targets_cpu(benchmark, impl):
-    kp, vis = _keypoints("cpu")
-    if impl == "hgfast":
-        benchmark.extra_info["tier"] = _ext.resolve()["tier"] or "reference"
-    out = benchmark(IMPLS[impl](kp, vis))
-    np.testing.assert_allclose(np.asarray(out), _reference(kp, vis).numpy(), atol=1e-6)
+CPU_IMPLS = {
+    "numpy-loop": lambda kp, vis: numpy_loop(kp.numpy(), vis.numpy()),
+    "numpy-vectorised": lambda kp, vis: numpy_ref.gaussian_heatmaps_dense(kp.numpy(), vis.numpy(), SIZE, SIGMA),
+    "numpy-separable": lambda kp, vis: numpy_ref.gaussian_heatmaps_separable(kp.numpy(), vis.numpy(), SIZE, SIGMA),
+    "torch-reference": lambda kp, vis: gaussian_heatmaps_ref(kp[:, None], vis[:, None], torch.full((K,), SIGMA),
+                                                             SIZE, False, torch.float32),
+    "hgfast": lambda kp, vis: gaussian_heatmaps(kp, vis, SIZE, SIGMA),
+}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.benchmark(group="targets-cuda-32x16x64x64")
-@pytest.mark.parametrize("impl", ["hgfast", "torch_reference"])
-def test_targets_cuda(benchmark, impl):
-    kp, vis = _keypoints("cuda")
-    benchmark(_cuda(IMPLS[impl](kp, vis)))
+@pytest.mark.parametrize("impl", list(CPU_IMPLS))
+@pytest.mark.parametrize("batch", [32, 256])
+def test_targets_cpu(benchmark, batch, impl):
+    benchmark.group = f"gaussian_heatmaps b{batch}x{K}x64x64 cpu"
+    kp, vis = _inputs(batch, "cpu")
+    out = torch.as_tensor(CPU_IMPLS[impl](kp, vis))
+    run_case(benchmark, lambda: CPU_IMPLS[impl](kp, vis), impl=impl, bytes_moved=nbytes(out),
+             error=rel_error(out, _reference(kp, vis)))
+
+
+@pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["torch-reference", "hgfast"])
+@pytest.mark.parametrize("batch", [32, 256])
+def test_targets_cuda(benchmark, batch, impl):
+    benchmark.group = f"gaussian_heatmaps b{batch}x{K}x64x64 cuda"
+    kp, vis = _inputs(batch, "cuda")
+    fn = CPU_IMPLS[impl]
+    out = fn(kp, vis)
+    run_case(benchmark, lambda: fn(kp, vis), impl=impl, bytes_moved=nbytes(out), error=rel_error(out, _reference(kp, vis)))
