@@ -65,8 +65,11 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: float | None = None,
-             flops: float | None = None, error: float | None = None) -> None:
-    """Time ``fn`` with pytest-benchmark (synchronising on GPU inside the timed call) and record extra_info."""
+             flops: float | None = None, error: float | None = None, rounds: int | None = None) -> None:
+    """Time ``fn`` with pytest-benchmark (synchronising on GPU inside the timed call) and record extra_info.
+
+    ``rounds`` fixes the number of timed calls (for slow cases); by default pytest-benchmark calibrates.
+    """
     def timed():
         result = fn()
         sync()
@@ -76,7 +79,10 @@ def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: flo
         torch.cuda.reset_peak_memory_stats()
         median_ms = cuda_median_ms(fn)
         benchmark.extra_info["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    benchmark(timed)
+    if rounds:
+        benchmark.pedantic(timed, rounds=rounds, iterations=1)
+    else:
+        benchmark(timed)
     if not ON_GPU:
         median_ms = benchmark.stats.stats.median * 1e3 if benchmark.stats else None
     info = benchmark.extra_info
