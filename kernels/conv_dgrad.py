@@ -2,9 +2,10 @@
 
 For ``y = conv(relu(x * s + t))`` (stride 1, 1x1 or 3x3 pad 1) and upstream ``g = prologue(dy)``:
 ``du = conv_transpose(g, w)`` - itself a stride-1 convolution with the flipped, channel-swapped weight - then
-``dv = du * (x * s + t > 0)`` is stored, and per row tile the partial sums ``sum(dv)`` and ``sum(dv * (x - mean))``
-per input channel are written to an fp32 ``(2, T, Cin)`` buffer. With ``x_hat = (x - mean) * invstd`` these give
-BN's ``dbeta = sum(dv)``, ``dgamma = invstd * sum(dv * (x - mean))`` and the input gradient (``bn_backward_coeffs``).
+``dv = (du [+ add]) * (x * s + t > 0)`` is stored (``add``: the gradient reaching the BN-ReLU output from another
+consumer), and per row tile the partial sums ``sum(dv)`` and ``sum(dv * (x - mean))`` per input channel are written
+to an fp32 ``(2, T, Cin)`` buffer. With ``x_hat = (x - mean) * invstd`` these give BN's ``dbeta = sum(dv)``,
+``dgamma = invstd * sum(dv * (x - mean))`` and the input gradient (``bn_backward_coeffs``).
 The prologue of ``dy`` may itself be a pending BN-backward apply (``PRO == 2``) of the next layer.
 """
 import torch
@@ -16,11 +17,11 @@ from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision
 from .conv import check_weight, conv_mainloop, pack_weight
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "BM", "PRO", "MASK"])
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "BM", "PRO", "MASK", "HAS_ADD"])
 @triton.jit
-def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr,
+def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr, add_ptr,
                       dv_ptr, sums_ptr, M, H, W, CIN, COUT, T,
-                      KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr,
+                      KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr, HAS_ADD: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
     pid_m = tl.program_id(0)
@@ -33,6 +34,8 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
                        KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
     mask = row_ok[:, None] & col_ok[None, :]
     offs = rows[:, None] * CIN + cols[None, :]
+    if HAS_ADD:
+        dv += tl.load(add_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if MASK:
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         s = tl.load(s_ptr + cols, mask=col_ok, other=0.0)
@@ -48,14 +51,15 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
         tl.store(base + T * CIN, tl.sum(d * tl.where(mask, x - mean[None, :], 0.0), 0), mask=col_ok)
 
 
-def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None):
+def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None, add=None):
     """Input gradient of ``conv(relu(x * scale + shift))``, masked by the ReLU, with BN-backward partial sums.
 
     dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)``. ``dy_pending = (x2, a, b, c)`` makes the upstream
     gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32 vectors; a BN-backward apply not yet materialised).
     With ``x`` (NHWC ``(N, H, W, Cin)``), ``scale``, ``shift`` and ``mean`` (fp32, length Cin) returns
     ``(dv, sums)`` with ``dv = du * (x * scale + shift > 0)`` and ``sums`` the fp32 ``(2, T, Cin)`` partials of
-    ``sum(dv)`` and ``sum(dv * (x - mean))``; without them returns ``(du, None)``.
+    ``sum(dv)`` and ``sum(dv * (x - mean))``; without them returns ``(du, None)``. ``add`` (NHWC
+    ``(N, H, W, Cin)``) is added to ``du`` before the mask.
     """
     check_nhwc("dy", dy)
     n, hh, ww, cout = dy.shape
@@ -71,6 +75,10 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
             raise ValueError(f"x must be {(n, hh, ww, cin)}, got {tuple(x.shape)}")
         for name, vec in (("scale", scale), ("shift", shift), ("mean", mean)):
             check_vector(name, vec, cin, dy.device)
+    if add is not None:
+        check_nhwc("add", add, dy.dtype, dy.device)
+        if add.shape != (n, hh, ww, cin):
+            raise ValueError(f"add must be {(n, hh, ww, cin)}, got {tuple(add.shape)}")
     pending = _check_pending(dy_pending, dy)
     m = n * hh * ww
     bm = block_m(m)
@@ -81,8 +89,8 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     conv_dgrad_kernel[grid](
         dy, *pending, pack_weight(weight, transpose=True),
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
-        dv, sums if masked else dv, m, hh, ww, cin, cout, t,
-        KS=ks, PRO=0 if dy_pending is None else 2, MASK=masked,
+        dv if add is None else add, dv, sums if masked else dv, m, hh, ww, cin, cout, t,
+        KS=ks, PRO=0 if dy_pending is None else 2, MASK=masked, HAS_ADD=add is not None,
         IO_DTYPE=tl_dtype(dy.dtype), DOT_DTYPE=dot_dtype(dy.dtype), DOT_PREC=dot_precision(dy.dtype), BM=bm)
     return dv, sums
 

@@ -4,7 +4,7 @@ Two stacks, depth 1, 8 features, 3 joints, batch 2 at 16x16 (the stem's fixed 64
 Both models are float64-free fp32; three SGD steps with momentum; after each: outputs, loss, every gradient, and
 at the end every buffer (running statistics, num_batches_tracked) and parameter. Tolerance 1e-4 relative to each
 tensor's largest magnitude (fp32, different reduction orders, compounded over three steps of training-mode BN);
-gradients as in ``test_fused_residual.compare_grads``.
+gradients as in ``test_fused_residual.compare_grads``. The head (post-activation ``lin`` BN) on its own: 2e-5.
 """
 import warnings
 
@@ -13,9 +13,10 @@ import torch
 
 import hgfast.fused as fused_mod
 from hgfast import StackedHourglass
-from hgfast.fused import force_triton_on_cpu
+from hgfast.fused import count_stats_passes, force_triton_on_cpu
+from hgfast.models import StackHead
 
-from test_fused_residual import compare_grads, randomize, rel_err
+from test_fused_residual import compare_buffers, compare_grads, fused_copy, randomize, rel_err
 
 TOL = 1e-4
 
@@ -60,16 +61,54 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
             losses = []
             for model, opt in zip((ref, fused), opts):
                 opt.zero_grad()
-                loss = torch.nn.functional.mse_loss(model(x), target)
+                with count_stats_passes() as passes:
+                    out = model(x)
+                loss = torch.nn.functional.mse_loss(out, target)
                 loss.backward()
                 losses.append(loss)
+            # Standalone statistics passes left (were 13 + 3): the residuals after the stem BN and after each
+            # max-pool, and the stem BN; every other residual's BN1 and the heads' lin BN take epilogue statistics.
+            assert dict(passes) == {"batch_stats": 2 + 2 * fused.depth, "batch_norm": 1}
             assert rel_err(losses[1].detach(), losses[0].detach()) <= TOL, f"loss at step {step}"
             compare_grads(ref, fused, TOL)
             for opt in opts:
                 opt.step()
+        ref.eval(), fused.eval()
+        with torch.no_grad():
+            assert rel_err(fused(x), ref(x)) <= TOL, "eval-mode outputs"
     state = ref.state_dict()
     for name, value in fused.state_dict().items():
         if name.endswith("num_batches_tracked"):
             assert int(value) == int(state[name]) == 3, name
         else:
             assert rel_err(value, state[name]) <= TOL, f"{name}: {rel_err(value, state[name]):.3g}"
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("momentum,feature_grad", [(0.1, True), (None, False)])
+def test_stack_head_train_lin_bn(momentum, feature_grad):
+    """StackHead in training: the lin BN's statistics from the lin GEMM epilogue, BN-ReLU in one pass; outputs,
+    gradients (through feature and heatmaps, or heatmaps alone) and lin BN running statistics over two steps."""
+    pytest.importorskip("hgfast.kernels")
+    ref = randomize(StackHead(6, 3))
+    ref.lin_bn.momentum = momentum
+    fused = fused_copy(ref)
+    with force_triton_on_cpu():
+        for _ in range(2):
+            y = torch.randn(2, 6, 4, 4)
+            gf, gh = torch.randn(2, 6, 4, 4), torch.randn(2, 3, 4, 4)
+            yr, yf = y.clone().requires_grad_(), y.clone().requires_grad_()
+            (fr, hr), (ff, hf) = ref(yr), fused(yf)
+            assert rel_err(ff, fr) <= 2e-5 and rel_err(hf, hr) <= 2e-5
+            for model, f, h in ((ref, fr, hr), (fused, ff, hf)):
+                model.zero_grad()
+                loss = (h * gh).sum()
+                (loss + (f * gf).sum() if feature_grad else loss).backward()
+            assert rel_err(yf.grad, yr.grad) <= 2e-5
+            compare_grads(ref, fused, 2e-5)
+        compare_buffers(ref, fused, 2e-5)
+        assert int(fused.lin_bn.num_batches_tracked) == 2
+        ref.eval(), fused.eval()
+        with torch.no_grad():
+            (fr, hr), (ff, hf) = ref(y), fused(y)
+        assert rel_err(ff, fr) <= 2e-5 and rel_err(hf, hr) <= 2e-5

@@ -25,8 +25,8 @@ def cases():
     return [
         (ops.conv_fwd, (x, w3, vec(co), vec(ci), vec(ci), vec(co), vec(co), dy, nhwc(n, h // 2, w // 2, co), True)),
         (ops.conv_fwd, (x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, False)),
-        (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
-        (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None)),
+        (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co), nhwc(n, h, w, ci))),
+        (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None)),
         (ops.conv_wgrad, (x, dy, 3, vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
         (ops.upsample_add, (dy, nhwc(n, h // 2, w // 2, co))),
         (ops.upsample_add_backward, (dy,)),

@@ -11,11 +11,13 @@ import copy
 import pytest
 import torch
 
-from hgfast.fused import force_triton_on_cpu
+from hgfast.fused import count_stats_passes, force_triton_on_cpu
 from hgfast.models import Hourglass, Residual
 
 pytestmark = pytest.mark.triton
 pytest.importorskip("hgfast.kernels")
+
+from hgfast.fused import modules, ops  # noqa: E402  (imports triton)
 
 
 @pytest.fixture
@@ -161,3 +163,31 @@ def test_hourglass_fp32(triton_cpu, training):
     assert rel_err(xf.grad, xr.grad) <= 5e-5
     compare_grads(ref, fused, 5e-5)
     compare_buffers(ref, fused, 5e-5)
+
+
+def test_residual_consumes_handed_over_stats(triton_cpu):
+    """Residual(5, 6) -> Residual(6, 6): the consumer's BN1 finalising the producer's epilogue statistics gives the
+    reference's outputs, gradients and running statistics, and those of the standalone-pass path, with one stats
+    pass fewer."""
+    ref = randomize(torch.nn.Sequential(Residual(5, 6), Residual(6, 6)))
+    standalone, handoff = fused_copy(ref), fused_copy(ref)
+    x, g = torch.randn(2, 5, 4, 6), torch.randn(2, 6, 4, 6)
+    xr, xs, xh = (x.clone().requires_grad_() for _ in range(3))
+    yr = ref(xr)
+    with count_stats_passes() as passes_standalone:
+        ys = standalone(xs)
+    with count_stats_passes() as passes_handoff:
+        mid, partial = modules._residual(handoff[0], xh, out_stats=True)
+        yh, no_partial = modules._residual(handoff[1], mid, x_partial=partial)
+    assert no_partial is None
+    assert passes_standalone["batch_stats"] == 2 and passes_handoff["batch_stats"] == 1
+    for a, b in zip(ops.finalize_stats(partial), ops.batch_stats(modules.nhwc(mid.detach()))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # statistics of the stored output
+    assert rel_err(yh, ys) <= 2e-6
+    for y in (yr, ys, yh):
+        y.backward(g)
+    for fused, y, xf in ((standalone, ys, xs), (handoff, yh, xh)):
+        assert rel_err(y, yr) <= 2e-5
+        assert rel_err(xf.grad, xr.grad) <= 2e-5
+        compare_grads(ref, fused, 2e-5)
+        compare_buffers(ref, fused, 2e-5)

@@ -102,6 +102,24 @@ def test_conv_dgrad_mask_and_bn_sums(dtype, k, pending):
                                (dvd * (nchw(x) - mean[:, None, None].double())).sum((0, 2, 3)), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("k", [1, 3])
+def test_conv_dgrad_add_before_mask(dtype, k):
+    """``add`` (the gradient of the BN-ReLU output from a second consumer) joins ``du`` before the ReLU mask."""
+    n, h, w, cin, cout = 1, 4, 6, 6, 3
+    x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
+    s, t, mean = vec(cin), torch.randn(cin) * 0.5, torch.randn(cin)
+    dy, add = rnd((n, h, w, cout), dtype), rnd((n, h, w, cin), dtype)
+    dv, sums = kernels.conv2d_dgrad(dy, wt, x, s, t, mean, add=add)
+    v = (nchw(x) * s[:, None, None].double() + t[:, None, None].double()).requires_grad_()
+    u = F.relu(v)
+    (F.conv2d(u, wt.double(), padding=k // 2) * nchw(dy)).sum().add((u * nchw(add)).sum()).backward()
+    close(nchw(dv), v.grad, dtype, "dv")
+    torch.testing.assert_close(sums[0].sum(0).double(), nchw(dv).sum((0, 2, 3)), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="add must be"):
+        kernels.conv2d_dgrad(dy, wt, x, s, t, mean, add=add[..., :-1].contiguous())
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_conv_dgrad_plain(k):
     n, h, w, cin, cout = 2, 5, 7, 6, 9

@@ -3,17 +3,20 @@
 ``StackedHourglass(fused=True)`` runs the fused path only on CUDA tensors with triton importable; elsewhere it
 runs the reference path and reports ``model.fused_active == False``. The default for ``fused=None`` comes from
 ``set_default_fused`` or else the ``HGFAST_FUSED`` environment variable (``1``/``true``/``on``).
-``force_triton_on_cpu()`` (tests only) lets the Triton path run on CPU tensors under ``TRITON_INTERPRET=1``.
+``force_triton_on_cpu()`` (tests only) lets the Triton path run on CPU tensors under ``TRITON_INTERPRET=1``;
+``count_stats_passes()`` (debugging) counts the standalone batch-statistics passes a block runs.
 Importing this package does not import triton; ``hgfast.fused.modules`` does.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.util
 import os
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _default: bool | None = None
 _force_cpu = False
@@ -59,6 +62,36 @@ def force_triton_on_cpu():
         yield
     finally:
         _force_cpu = previous
+
+
+class _StatsPassCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func._schema.name
+        if name == "hgfast::batch_stats":
+            self.counts["batch_stats"] += 1
+        elif "batch_norm" in name and "backward" not in name:
+            names = [a.name for a in func._schema.arguments]
+            if "training" in names and {**dict(zip(names, args)), **kwargs}["training"]:
+                self.counts["batch_norm"] += 1
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def count_stats_passes():
+    """Debugging: count the standalone batch-statistics passes run in the block.
+
+    Yields a ``Counter``: ``"batch_stats"`` counts ``hgfast::batch_stats`` calls (a fused residual whose input's
+    statistics were not handed over by their producer), ``"batch_norm"`` training-mode aten batch norms (a plain
+    ``nn.BatchNorm2d``). Intercepts every op (``TorchDispatchMode``), so it is slow; eager mode only.
+    """
+    mode = _StatsPassCounter()
+    with mode:
+        yield mode.counts
 
 
 def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:

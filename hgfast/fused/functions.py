@@ -20,6 +20,11 @@ def _f32(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach().float().contiguous()
 
 
+def _like(grad: Tensor, param: Tensor | None) -> Tensor | None:
+    """``grad`` in ``param``'s dtype (None without a parameter)."""
+    return None if param is None else grad.to(param.dtype)
+
+
 def bn_scale_shift(mean: Tensor, var: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Per-channel ``(s, t)`` with ``bn(x) = x * s + t`` (fp32)."""
     s = _f32(gamma) * torch.rsqrt(var + eps)
@@ -38,20 +43,23 @@ def bn_backward_coeffs(sums: Tensor, mean: Tensor, var: Tensor, gamma: Tensor, e
 class ResidualTrainFn(torch.autograd.Function):
     """Training-mode fused residual ``BN-ReLU-conv1x1 -> BN-ReLU-conv3x3 -> BN-ReLU-conv1x1 + skip [+ up2x(low)]``.
 
-    Forward: a stats pass over ``x`` and three GEMM kernels (each applying the pending BN-ReLU as it loads its
-    input, the first two writing partial statistics of their output), plus the skip conv if any. Saves only ``x``
-    and the two pre-BN conv outputs. ``eps`` is the tuple of the three BNs' eps. Returns
-    ``(y, mean1, var1, mean2, var2, mean3, var3)``; the batch statistics are non-differentiable outputs for the
-    running-stat update.
+    Forward: three GEMM kernels (each applying the pending BN-ReLU as it loads its input, the first two writing
+    partial statistics of their output), plus the skip conv if any. BN1 finalises ``x_partial``, the partial
+    statistics of ``x`` handed over by the kernel that produced it, or else runs a standalone stats pass over ``x``
+    (pass ``None``). Saves only ``x`` and the two pre-BN conv outputs. ``eps`` is the tuple of the three BNs' eps.
+    Returns ``(y, y_partial, mean1, var1, mean2, var2, mean3, var3)``, all but ``y`` non-differentiable:
+    ``y_partial`` the partial statistics of ``y`` from the last GEMM's epilogue when ``y_stats`` (else empty), for
+    the next residual's BN1; the batch statistics for the running-stat update.
     Backward: per conv, wgrad recomputes BN-ReLU of its input; dgrad applies the ReLU mask and writes BN-backward
     partial sums; the resulting BN-backward apply is the prologue of the next dgrad/wgrad; the last one is a
     standalone pass that also adds the skip gradient.
     """
 
     @staticmethod
-    def forward(ctx, x, low, eps, g1, b1, w1, bias1, g2, b2, w2, bias2, g3, b3, w3, bias3, w_skip, bias_skip):
+    def forward(ctx, x, low, x_partial, y_stats, eps, g1, b1, w1, bias1, g2, b2, w2, bias2, g3, b3, w3, bias3,
+                w_skip, bias_skip):
         dt, (e1, e2, e3) = x.dtype, eps
-        mean1, var1 = _ops.batch_stats(x)
+        mean1, var1 = _ops.batch_stats(x) if x_partial is None else _ops.finalize_stats(x_partial)
         s1, t1 = bn_scale_shift(mean1, var1, g1, b1, e1)
         skip = x if w_skip is None else \
             _ops.conv_fwd(x, w_skip.to(dt), _f32(bias_skip), None, None, None, None, None, None, False)[0]
@@ -61,11 +69,11 @@ class ResidualTrainFn(torch.autograd.Function):
         c2, p2 = _ops.conv_fwd(c1, w2.to(dt), _f32(bias2), s2, t2, None, None, None, None, True)
         mean3, var3 = _ops.finalize_stats(p2)
         s3, t3 = bn_scale_shift(mean3, var3, g3, b3, e3)
-        y, _ = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, False)
+        y, y_partial = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, y_stats)
         ctx.save_for_backward(x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
                               mean1, var1, mean2, var2, mean3, var3)
         ctx.eps, ctx.has_low = eps, low is not None
-        stats = (mean1, var1, mean2, var2, mean3, var3)
+        stats = (y_partial, mean1, var1, mean2, var2, mean3, var3)
         ctx.mark_non_differentiable(*stats)
         return (y, *stats)
 
@@ -81,47 +89,91 @@ class ResidualTrainFn(torch.autograd.Function):
             dx_skip, dw_skip, db_skip = dy, None, None
         else:
             dw_skip, db_skip = _ops.conv_wgrad(x, dy, 1, None, None, None, None, None, None)
-            dx_skip = _ops.conv_dgrad(dy, w_skip.to(dt), None, None, None, None, None, None, None, None)[0]
+            dx_skip = _ops.conv_dgrad(dy, w_skip.to(dt), None, None, None, None, None, None, None, None, None)[0]
         # conv3 (1x1): its upstream gradient is dy itself.
         dw3, db3 = _ops.conv_wgrad(c2, dy, 1, s3, t3, None, None, None, None)
-        dv3, sums3 = _ops.conv_dgrad(dy, w3.to(dt), c2, s3, t3, mean3, None, None, None, None)
+        dv3, sums3 = _ops.conv_dgrad(dy, w3.to(dt), c2, s3, t3, mean3, None, None, None, None, None)
         k3, dg3, dbeta3 = bn_backward_coeffs(sums3, mean3, var3, g3, e3, count)
         # conv2 (3x3): upstream gradient dc2 = dv3 * a3 + c2 * b3 + c3, applied in the prologues.
         dw2, db2 = _ops.conv_wgrad(c1, dv3, 3, s2, t2, c2, *k3)
-        dv2, sums2 = _ops.conv_dgrad(dv3, w2.to(dt), c1, s2, t2, mean2, c2, *k3)
+        dv2, sums2 = _ops.conv_dgrad(dv3, w2.to(dt), c1, s2, t2, mean2, c2, *k3, None)
         k2, dg2, dbeta2 = bn_backward_coeffs(sums2, mean2, var2, g2, e2, count)
         # conv1 (1x1): upstream gradient dc1 = dv2 * a2 + c1 * b2 + c2.
         dw1, db1 = _ops.conv_wgrad(x, dv2, 1, s1, t1, c1, *k2)
-        dv1, sums1 = _ops.conv_dgrad(dv2, w1.to(dt), x, s1, t1, mean1, c1, *k2)
+        dv1, sums1 = _ops.conv_dgrad(dv2, w1.to(dt), x, s1, t1, mean1, c1, *k2, None)
         k1, dg1, dbeta1 = bn_backward_coeffs(sums1, mean1, var1, g1, e1, count)
         dx = _ops.bn_backward_apply(dv1, x, *k1, dx_skip)
 
-        def like(grad, param):
-            return None if param is None else grad.to(param.dtype)
+        return (dx, grad_low, None, None, None,
+                _like(dg1, g1), _like(dbeta1, g1), _like(dw1, w1), _like(db1, w1),
+                _like(dg2, g2), _like(dbeta2, g2), _like(dw2, w2), _like(db2, w2),
+                _like(dg3, g3), _like(dbeta3, g3), _like(dw3, w3), _like(db3, w3),
+                _like(dw_skip, w_skip), _like(db_skip, w_skip))
 
-        return (dx, grad_low, None,
-                like(dg1, g1), like(dbeta1, g1), like(dw1, w1), like(db1, w1),
-                like(dg2, g2), like(dbeta2, g2), like(dw2, w2), like(db2, w2),
-                like(dg3, g3), like(dbeta3, g3), like(dw3, w3), like(db3, w3),
-                like(dw_skip, w_skip), like(db_skip, w_skip))
+
+class HeadTrainFn(torch.autograd.Function):
+    """Training-mode post-activation head ``feature = relu(bn(conv1x1(r))); heatmaps = conv1x1(feature)``.
+
+    Forward: the ``lin`` GEMM writes partial statistics of its output; one BN-ReLU pass materialises ``feature``
+    (returned, and read by the heatmap GEMM and the merge); the heatmap GEMM. Saves ``r`` and the pre-BN ``lin``.
+    Returns ``(feature, heatmaps, mean, var)``, the batch statistics non-differentiable.
+    Backward: the heatmap dgrad adds the gradient reaching ``feature`` from elsewhere (the merge) before the ReLU
+    mask and writes the BN-backward sums; the heatmap wgrad recomputes BN-ReLU(lin); the BN-backward apply is the
+    prologue of the ``lin`` dgrad and wgrad.
+    """
+
+    @staticmethod
+    def forward(ctx, r, eps, w, bias, gamma, beta, w_heat, bias_heat):
+        dt = r.dtype
+        lin, partial = _ops.conv_fwd(r, w.to(dt), _f32(bias), None, None, None, None, None, None, True)
+        mean, var = _ops.finalize_stats(partial)
+        s, t = bn_scale_shift(mean, var, gamma, beta, eps)
+        feature = _ops.bn_relu(lin, s, t)
+        heatmaps, _ = _ops.conv_fwd(feature, w_heat.to(dt), _f32(bias_heat), None, None, None, None, None, None,
+                                    False)
+        ctx.save_for_backward(r, lin, w, bias, gamma, w_heat, bias_heat, s, t, mean, var)
+        ctx.eps = eps
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(mean, var)
+        return feature, heatmaps, mean, var
+
+    @staticmethod
+    def backward(ctx, d_feature, d_heatmaps, *_):
+        r, lin, w, bias, gamma, w_heat, bias_heat, s, t, mean, var = ctx.saved_tensors
+        dt = r.dtype
+        count = r.numel() // r.shape[3]
+        if d_heatmaps is None:
+            d_heatmaps = lin.new_zeros(lin.shape[:3] + (w_heat.shape[0],))
+        d_heatmaps = d_heatmaps.to(dt).contiguous()
+        d_feature = None if d_feature is None else d_feature.to(dt).contiguous()
+        dw_heat, db_heat = _ops.conv_wgrad(lin, d_heatmaps, 1, s, t, None, None, None, None)
+        dv, sums = _ops.conv_dgrad(d_heatmaps, w_heat.to(dt), lin, s, t, mean, None, None, None, None, d_feature)
+        k, dgamma, dbeta = bn_backward_coeffs(sums, mean, var, gamma, ctx.eps, count)
+        dw, db = _ops.conv_wgrad(r, dv, 1, None, None, lin, *k)
+        dr = _ops.conv_dgrad(dv, w.to(dt), None, None, None, None, lin, *k, None)[0]
+        return (dr, None, _like(dw, w), _like(db, bias), _like(dgamma, gamma), _like(dbeta, gamma),
+                _like(dw_heat, w_heat), _like(db_heat, bias_heat))
 
 
 class ConvFn(torch.autograd.Function):
-    """``conv(x, w) + bias [+ residual]`` (1x1 or 3x3 pad 1) on NHWC tensors, with Triton dgrad and wgrad."""
+    """``conv(x, w) + bias [+ residual]`` (1x1 or 3x3 pad 1) on NHWC tensors, with Triton dgrad and wgrad.
+
+    Returns ``(y, y_partial)``: the partial statistics of ``y`` from the GEMM epilogue when ``stats`` (for the
+    consuming residual's BN1), else empty; non-differentiable.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, residual):
-        y, _ = _ops.conv_fwd(x, weight.to(x.dtype), _f32(bias), None, None, None, None, residual, None, False)
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias, ctx.has_res = bias is not None, residual is not None
-        return y
+    def forward(ctx, x, weight, bias, residual, stats):
+        y, partial = _ops.conv_fwd(x, weight.to(x.dtype), _f32(bias), None, None, None, None, residual, None, stats)
+        ctx.save_for_backward(x, weight, bias)
+        ctx.has_res = residual is not None
+        ctx.mark_non_differentiable(partial)
+        return y, partial
 
     @staticmethod
-    def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
+    def backward(ctx, dy, _):
+        x, weight, bias = ctx.saved_tensors
         dy = dy.to(x.dtype).contiguous()
         dw, db = _ops.conv_wgrad(x, dy, weight.shape[2], None, None, None, None, None, None)
-        dx = _ops.conv_dgrad(dy, weight.to(x.dtype), None, None, None, None, None, None, None, None)[0]
-        return (dx, dw.to(weight.dtype), db.to(weight.dtype) if ctx.has_bias else None,
-                dy if ctx.has_res else None)
-
+        dx = _ops.conv_dgrad(dy, weight.to(x.dtype), None, None, None, None, None, None, None, None, None)[0]
+        return dx, _like(dw, weight), _like(db, bias), dy if ctx.has_res else None, None

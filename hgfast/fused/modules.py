@@ -4,6 +4,11 @@ Modules hand NCHW tensors around (channels_last in the fused path, so the NHWC v
 Training mode uses batch statistics and updates ``running_mean``/``running_var``/``num_batches_tracked`` like
 ``nn.BatchNorm2d``; eval mode applies BN1 as the first GEMM's prologue and folds BN2/BN3 into the epilogues of
 conv1/conv2 (three kernels per residual). Eval mode is inference only: with gradients needed it is not used.
+
+Statistics handoff (training): the private ``_residual``/``_hourglass``/``_merge`` return ``(out, partial)``, the
+partial BN statistics of ``out`` written by the epilogue of the GEMM that stored it, and take their input's partial
+statistics, so a residual's BN1 needs no pass of its own over its input. Only inputs that no fused GEMM produced
+(after the stem's BN-ReLU and after each max-pool) get a standalone stats pass.
 """
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functions import ConvFn, ResidualTrainFn, bn_scale_shift
+from ..models.hourglass import Hourglass
+from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, bn_scale_shift
 
 _ops = torch.ops.hgfast
 
@@ -48,6 +54,13 @@ def _f32(t):
 
 def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
     """``res(x) [+ nearest_2x(low)]`` for a ``Residual``; the upsample-add runs in the last GEMM's epilogue."""
+    return _residual(res, x, low)[0]
+
+
+def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | None = None,
+              out_stats: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``residual_forward`` taking ``x``'s partial statistics (training; ``None``: a standalone pass) and, in
+    training with ``out_stats``, also returning the output's (else ``None``)."""
     xn, lown = nhwc(x), None if low is None else nhwc(low)
     bns = (res.bn1, res.bn2, res.bn3)
     for bn in bns:
@@ -59,14 +72,14 @@ def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
         if count < 2:
             raise ValueError(f"fused Residual: training BatchNorm needs more than 1 value per channel, got input "
                              f"shape {tuple(x.shape)}")
-        y, *stats = ResidualTrainFn.apply(
-            xn, lown, tuple(bn.eps for bn in bns),
+        y, y_partial, *stats = ResidualTrainFn.apply(
+            xn, lown, x_partial, out_stats, tuple(bn.eps for bn in bns),
             res.bn1.weight, res.bn1.bias, res.conv1.weight, res.conv1.bias,
             res.bn2.weight, res.bn2.bias, res.conv2.weight, res.conv2.bias,
             res.bn3.weight, res.bn3.bias, res.conv3.weight, res.conv3.bias, skip_w, skip_b)
         for i, bn in enumerate(bns):
             update_running_stats(bn, stats[2 * i], stats[2 * i + 1], count)
-        return nchw(y)
+        return nchw(y), y_partial if out_stats else None
     dt = xn.dtype
     (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
     skip = xn if skip_w is None else \
@@ -77,30 +90,72 @@ def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
                       None, None, False)[0]
     y = _ops.conv_fwd(b, res.conv3.weight.detach().to(dt), _f32(res.conv3.bias), None, None, None, None,
                       skip, lown, False)[0]
-    return nchw(y)
+    return nchw(y), None
 
 
 def hourglass_forward(hg, x: Tensor) -> Tensor:
     """``up1(x) + nearest_2x(low3)`` with the merge in the epilogue of ``up1``'s last GEMM."""
-    low3 = hg.low3(hg.low2(hg.low1(F.max_pool2d(x, 2, 2))))
-    return residual_forward(hg.up1, x, low=low3)
+    return _hourglass(hg, x)[0]
 
 
-def head_forward(head, y: Tensor) -> tuple[Tensor, Tensor]:
-    """StackHead: fused residual; ``lin`` conv (eval: with BN + ReLU folded into its epilogue); heatmap conv."""
-    r = nhwc(head.res(y))
+def _hourglass(hg, x: Tensor, x_partial: Tensor | None = None,
+               out_stats: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``hourglass_forward`` with statistics handed from each residual to the next (see ``_residual``)."""
+    low, partial = _residual(hg.low1, F.max_pool2d(x, 2, 2), out_stats=True)
+    inner = _hourglass if isinstance(hg.low2, Hourglass) else _residual
+    low, partial = inner(hg.low2, low, x_partial=partial, out_stats=True)
+    low3 = _residual(hg.low3, low, x_partial=partial)[0]
+    return _residual(hg.up1, x, low3, x_partial, out_stats)
+
+
+def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """StackHead: fused residual (taking ``y``'s partial statistics, see ``_residual``); ``lin`` conv with BN +
+    ReLU (training: statistics from the GEMM epilogue, one BN-ReLU pass; eval: folded into the epilogue);
+    heatmap conv."""
+    r = nhwc(_residual(head.res, y, x_partial=y_partial)[0])
+    check_bn(head.lin_bn, "StackHead")
+    args = (head.lin_conv.weight, head.lin_conv.bias, head.lin_bn.weight, head.lin_bn.bias,
+            head.heatmap.weight, head.heatmap.bias)
     if head.training:
-        feature = F.relu(head.lin_bn(nchw(ConvFn.apply(r, head.lin_conv.weight, head.lin_conv.bias, None))))
-    else:
-        check_bn(head.lin_bn, "StackHead")
-        s, t = eval_scale_shift(head.lin_bn)
-        w = head.lin_conv.weight.detach().to(r.dtype)
-        feature = nchw(_ops.conv_fwd(r, w, _f32(head.lin_conv.bias), None, None, s, t, None, None, False)[0])
-    heatmaps = ConvFn.apply(nhwc(feature), head.heatmap.weight, head.heatmap.bias, None)
-    return feature, nchw(heatmaps)
+        count = r.numel() // r.shape[3]
+        if count < 2:
+            raise ValueError(f"fused StackHead: training BatchNorm needs more than 1 value per channel, got input "
+                             f"shape {tuple(y.shape)}")
+        feature, heatmaps, mean, var = HeadTrainFn.apply(r, head.lin_bn.eps, *args)
+        update_running_stats(head.lin_bn, mean, var, count)
+        return nchw(feature), nchw(heatmaps)
+    s, t = eval_scale_shift(head.lin_bn)
+    w = head.lin_conv.weight.detach().to(r.dtype)
+    feature = _ops.conv_fwd(r, w, _f32(head.lin_conv.bias), None, None, s, t, None, None, False)[0]
+    heatmaps = ConvFn.apply(feature, head.heatmap.weight, head.heatmap.bias, None, False)[0]
+    return nchw(feature), nchw(heatmaps)
 
 
 def merge_forward(merge, x: Tensor, feature: Tensor, heatmaps: Tensor) -> Tensor:
     """``x + conv1x1(feature) + conv1x1(heatmaps)``, both adds in GEMM epilogues."""
-    out = ConvFn.apply(nhwc(feature), merge.feature.weight, merge.feature.bias, nhwc(x))
-    return nchw(ConvFn.apply(nhwc(heatmaps), merge.heatmap.weight, merge.heatmap.bias, out))
+    return _merge(merge, x, feature, heatmaps)[0]
+
+
+def _merge(merge, x: Tensor, feature: Tensor, heatmaps: Tensor,
+           out_stats: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``merge_forward``, in training with ``out_stats`` also returning the output's partial statistics."""
+    out_stats = out_stats and merge.training
+    out = ConvFn.apply(nhwc(feature), merge.feature.weight, merge.feature.bias, nhwc(x), False)[0]
+    out, partial = ConvFn.apply(nhwc(heatmaps), merge.heatmap.weight, merge.heatmap.bias, out, out_stats)
+    return nchw(out), partial if out_stats else None
+
+
+def stacked_hourglass_forward(model, x: Tensor) -> Tensor:
+    """``StackedHourglass.forward`` (input checked) with statistics handed from each producer to the next residual
+    (stem ``res2 -> res3 -> hourglass``, hourglass ``-> head``, merge ``-> hourglass``)."""
+    stem = model.stem
+    x, partial = _residual(stem.res2, stem.stage1(x), out_stats=True)
+    x, partial = _residual(stem.res3, x, x_partial=partial, out_stats=True)
+    heatmaps = []
+    for i in range(model.nstack):
+        y, y_partial = _hourglass(model.hourglasses[i], x, partial, out_stats=True)
+        feature, hm = head_forward(model.heads[i], y, y_partial)
+        heatmaps.append(hm)
+        if i < model.nstack - 1:
+            x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True)
+    return torch.stack(heatmaps, 1)

@@ -40,16 +40,16 @@ def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low
 @torch.library.custom_op("hgfast::conv_dgrad", mutates_args=())
 def conv_dgrad(dy: Tensor, weight: Tensor, x: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor],
                mean: Optional[Tensor], x2: Optional[Tensor], a: Optional[Tensor], b: Optional[Tensor],
-               c: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+               c: Optional[Tensor], add: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     pending = None if x2 is None else (x2, a, b, c)
-    dv, sums = K.conv2d_dgrad(dy, weight, x, scale, shift, mean, dy_pending=pending)
+    dv, sums = K.conv2d_dgrad(dy, weight, x, scale, shift, mean, dy_pending=pending, add=add)
     if sums is None:
         sums = dy.new_empty((2, 0, weight.shape[1]), dtype=torch.float32)
     return dv, sums
 
 
 @conv_dgrad.register_fake
-def _(dy, weight, x, scale, shift, mean, x2, a, b, c):
+def _(dy, weight, x, scale, shift, mean, x2, a, b, c, add):
     n, h, w, _ = dy.shape
     cin = weight.shape[1]
     t = _tiles(n * h * w) if x is not None else 0

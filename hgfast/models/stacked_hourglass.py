@@ -100,6 +100,8 @@ class StackedHourglass(nn.Module):
             self._fused_warned = True
             warnings.warn("StackedHourglass(fused=True): the fused Triton path needs CUDA tensors and triton; "
                           f"running the reference path on {x.device} (fused_active is False)", stacklevel=2)
+        if _fused.wants_fused(self, x):
+            return _fused.impl().stacked_hourglass_forward(self, x)
         x = self.stem(x)
         heatmaps = []
         for i in range(self.nstack):
