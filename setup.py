@@ -26,8 +26,10 @@ def extension():
     print(f"hgfast: building hgfast._C {'with' if with_cuda else 'without'} CUDA ({why})")
     sources = [os.path.relpath(p, here) for p in ext.sources(with_cuda)]
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
-    flags = {"cxx": ["-O3"], "nvcc": ["-O3"]} if with_cuda else {"cxx": ["-O3"]}
-    module = make("hgfast._C", sources, include_dirs=[os.path.join(here, "csrc")], extra_compile_args=flags)
+    omp = ext.openmp_flags()  # at::parallel_for is serial without it
+    flags = {"cxx": ["-O3"] + omp, "nvcc": ["-O3"]} if with_cuda else {"cxx": ["-O3"] + omp}
+    module = make("hgfast._C", sources, include_dirs=[os.path.join(here, "csrc")], extra_compile_args=flags,
+                  extra_link_args=omp)
     return [module], {"build_ext": cpp_extension.BuildExtension}
 
 

@@ -31,6 +31,17 @@ def cuda_wanted():
     return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
 
 
+def openmp_flags():
+    """Compiler/linker flags that make at::parallel_for in csrc/ run on torch's OpenMP pool: ATen's parallel_for is
+    header-inline and runs serially unless the extension itself is compiled with OpenMP. On Linux the extension's
+    libgomp.so.1 resolves to the one torch already loaded (same soname), so torch.set_num_threads() governs it."""
+    import sys
+
+    if sys.platform.startswith("linux") and "OpenMP" in torch.__config__.parallel_info().split("backend:")[-1]:
+        return ["-fopenmp"]
+    return []
+
+
 def sources(with_cuda):
     """Absolute paths of the extension sources (also used by setup.py); empty if csrc/ is absent."""
     found = glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp"))
@@ -65,7 +76,7 @@ def _load_jit():
     try:
         cpp_extension.load(
             name="hgfast_C", sources=srcs, build_directory=build, is_python_module=False,
-            extra_cflags=["-O3"], extra_cuda_cflags=["-O3"],
+            extra_cflags=["-O3"] + openmp_flags(), extra_ldflags=openmp_flags(), extra_cuda_cflags=["-O3"],
             extra_include_paths=[CSRC], with_cuda=with_cuda, verbose=False)
     except Exception:
         with open(failed, "w") as f:
@@ -94,12 +105,22 @@ def resolve():
     return STATUS
 
 
+_OPS = {}
+
+
 def op(name, device):
-    """torch.ops.hgfast.<name> if a kernel for device's type is loaded, else None (use the reference)."""
+    """torch.ops.hgfast.<name> if a kernel for device's type is loaded, else None (use the reference).
+    Cached per (name, device type) after the first look-up (the dispatcher query costs microseconds per call)."""
+    kind = device.type if isinstance(device, torch.device) else torch.device(device).type
+    try:
+        return _OPS[name, kind]
+    except KeyError:
+        pass
     resolve()
-    if STATUS["tier"] is None:
-        return None
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(torch.device(device).type)
-    if key is None or not torch._C._dispatch_has_kernel_for_dispatch_key(f"hgfast::{name}", key):
-        return None
-    return getattr(torch.ops.hgfast, name)
+    found = None
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(kind)
+    if STATUS["tier"] is not None and key is not None and \
+            torch._C._dispatch_has_kernel_for_dispatch_key(f"hgfast::{name}", key):
+        found = getattr(torch.ops.hgfast, name)
+    _OPS[name, kind] = found
+    return found

@@ -17,6 +17,8 @@ class MapProfiles {
   // kp: (N,K,2) keypoints of one batch item, vis: (N,K); builds the profiles of joint k.
   void build(const float* kp, const bool* vis, int64_t N, int64_t K, int64_t k, float sigma, bool integer_centre) {
     count_ = 0;
+    first_row_ = H_;
+    end_row_ = 0;
     for (int64_t n = 0; n < N; ++n) {
       if (!vis[n * K + k]) continue;
       const float cx = centre(kp[(n * K + k) * 2], integer_centre);
@@ -24,10 +26,17 @@ class MapProfiles {
       float* gx = gx_.data() + count_ * W_;
       float* gy = gy_.data() + count_ * H_;
       for (int64_t j = 0; j < W_; ++j) gx[j] = profile((float)j, cx, sigma);
-      for (int64_t i = 0; i < H_; ++i) gy[i] = profile((float)i, cy, sigma);
+      for (int64_t i = 0; i < H_; ++i) {
+        gy[i] = profile((float)i, cy, sigma);
+        if (gy[i] != 0.0f) first_row_ = std::min(first_row_, i), end_row_ = std::max(end_row_, i + 1);
+      }
       ++count_;
     }
   }
+
+  // Rows outside [first_row(), end_row()) are all zero (first_row() >= end_row() when the whole map is).
+  int64_t first_row() const { return first_row_; }
+  int64_t end_row() const { return end_row_; }
 
   // Writes target row i into out[W]; returns false (and writes nothing) when the row is all zero.
   bool row(int64_t i, float* out) const {
@@ -47,7 +56,7 @@ class MapProfiles {
   }
 
  private:
-  int64_t H_, W_, count_ = 0;
+  int64_t H_, W_, count_ = 0, first_row_ = 0, end_row_ = 0;
   std::vector<float> gx_, gy_;
 };
 

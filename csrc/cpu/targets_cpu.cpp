@@ -1,7 +1,11 @@
-// CPU kernel of hgfast::gaussian_heatmaps: one task per (b,k) map, rows from separable profiles.
+// CPU kernel of hgfast::gaussian_heatmaps: maps split over torch's threads, rows from separable profiles.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "../checks.h"
 #include "profiles.h"
@@ -23,14 +27,22 @@ void render(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma
     for (int64_t m = begin; m < end; ++m) {
       const int64_t b = m / K, k = m % K;
       prof.build(kp_p + b * N * K * 2, vis_p + b * N * K, N, K, k, sig_p[k], integer_centre);
+      // Each map is written once: zero rows above and below the Gaussian's rows as whole blocks, the rows in
+      // between from the separable profiles (straight into the output when it is float32).
       T* o = out_p + m * H * W;
-      for (int64_t i = 0; i < H; ++i, o += W) {
-        if (prof.row(i, row.data())) {
-          for (int64_t j = 0; j < W; ++j) o[j] = static_cast<T>(row[j]);
+      const int64_t r0 = std::min(prof.first_row(), H), r1 = std::max(prof.end_row(), r0);
+      std::fill(o, o + r0 * W, T(0));
+      for (int64_t i = r0; i < r1; ++i) {
+        T* orow = o + i * W;
+        if constexpr (std::is_same<T, float>::value) {
+          if (!prof.row(i, orow)) std::fill(orow, orow + W, T(0));
+        } else if (prof.row(i, row.data())) {
+          for (int64_t j = 0; j < W; ++j) orow[j] = static_cast<T>(row[j]);
         } else {
-          std::fill(o, o + W, T(0));
+          std::fill(orow, orow + W, T(0));
         }
       }
+      std::fill(o + r1 * W, o + H * W, T(0));
     }
   });
 }

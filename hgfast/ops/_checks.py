@@ -1,4 +1,6 @@
 """Input validation and normalisation shared by the public ops. Errors name the argument and what was expected."""
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -42,14 +44,17 @@ def visible(value, kp, name="visible"):
         vis = value.unsqueeze(1) if value.dim() == 2 else value
         if tuple(vis.shape) != (B, N, K):
             raise ValueError(f"{name} must have shape {(B, K) if N == 1 else (B, N, K)}, got {tuple(value.shape)}")
-        vis = (vis != 0).contiguous()
-    if not torch.isfinite(kp).all(-1)[vis].all():
+        vis = vis.contiguous() if vis.dtype == torch.bool else (vis != 0).contiguous()
+    # Fast path: a finite sum of all coordinates means none is NaN/Inf (one reduction instead of a masked scan).
+    if not math.isfinite(kp.sum().item()) and not torch.isfinite(kp).all(-1)[vis].all():
         raise ValueError("keypoints contains NaN or Inf for a visible joint (mark it invisible instead)")
     return vis
 
 
 def sigma(value, K, device):
     """Positive finite scalar or (K,) tensor → (K,) float32 on `device`."""
+    if isinstance(value, (int, float)) and 1e-30 < value < 1e30:  # fast path: valid in float32 for sure
+        return torch.full((K,), float(value), dtype=torch.float32, device=device)
     s = torch.as_tensor(value, dtype=torch.float32, device=device)
     if s.dim() == 0:
         s = s.expand(K)
