@@ -22,11 +22,14 @@ def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 
     ok = np.isfinite(kp).all(1) if scores is None else np.isfinite(kp).all(1) & (np.asarray(scores) > threshold)
     r = radius or max(1, round(max(out.shape[:2]) / 150))
     pt = lambda k: tuple(int(round(v * 16)) for v in kp[k])  # noqa: E731  (4 fractional bits)
-    for a, b, side in LIMBS:
-        if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
-            cv2.line(out, pt(a), pt(b), colours[side], max(1, r), cv2.LINE_AA, shift=4)
+    limbs = [(a, b, side) for a, b, side in LIMBS if a < len(kp) and b < len(kp) and ok[a] and ok[b]]
+    for a, b, _ in limbs:  # a dark outline keeps the skeleton visible on any background
+        cv2.line(out, pt(a), pt(b), (0, 0, 0), r + 2, cv2.LINE_AA, shift=4)
+    for a, b, side in limbs:
+        cv2.line(out, pt(a), pt(b), colours[side], r, cv2.LINE_AA, shift=4)
     for k in np.flatnonzero(ok):
-        cv2.circle(out, pt(k), r + 1, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
+        cv2.circle(out, pt(k), r + 1, (0, 0, 0), -1, cv2.LINE_AA, shift=4)
+        cv2.circle(out, pt(k), r, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
     return out
 
 

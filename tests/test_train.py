@@ -103,8 +103,8 @@ def test_resume_errors(tmp_path):
         train(tiny(tmp_path), resume=bad)
 
 
-def test_amp_bf16_channels_last_and_visible_weights(tmp_path):
-    cfg = tiny(tmp_path, "amp=bf16", "channels_last=true", "steps=1", "data.loss_weight=visible",
+def test_amp_bf16_channels_last_fused_flag_and_visible_weights(tmp_path):
+    cfg = tiny(tmp_path, "amp=bf16", "channels_last=true", "steps=1", "data.loss_weight=visible", "model.fused=true",
                "optim.name=rmsprop", "data.augment=bearpaw")
     assert train(cfg)["steps"] == 1
 

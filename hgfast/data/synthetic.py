@@ -48,7 +48,7 @@ def _pose(rng: np.random.Generator, height: float, centre: np.ndarray, rotation:
         if rng.random() < 0.3:  # foreshortening: the segment points towards or away from the camera
             L[limb] *= rng.uniform(0.5, 1.0)
     down = 90.0 + rotation  # image y points down; angle 90 deg = straight down
-    up = down + 180.0 + rng.normal(0, 12)
+    up = down + 180.0 + rng.normal(0, 15)
     j = np.zeros((NUM_JOINTS, 2))
     j[6] = 0.0
     j[7] = j[6] + L["torso"] * _unit(up)
@@ -59,7 +59,7 @@ def _pose(rng: np.random.Generator, height: float, centre: np.ndarray, rotation:
     for side, hip, knee, ankle, sho, elb, wri in ((-1, 2, 1, 0, 12, 11, 10), (1, 3, 4, 5, 13, 14, 15)):
         j[hip] = j[6] + side * L["hip"] * across
         j[sho] = j[7] + side * L["shoulder"] * across - 0.03 * height * _unit(up)
-        thigh = (up + 180 - side * (rng.normal(8, 12) if rng.random() < 0.7 else rng.uniform(-30, 95)))
+        thigh = (up + 180 - side * (rng.normal(8, 12) if rng.random() < 0.5 else rng.uniform(-30, 100)))
         shin = thigh + side * rng.choice([-1, 1], p=[0.8, 0.2]) * abs(rng.normal(0, 35))
         j[knee] = j[hip] + L["thigh"] * _unit(thigh)
         j[ankle] = j[knee] + L["shin"] * _unit(shin)
@@ -173,7 +173,8 @@ def render(seed: int, split: str, index: int, size: int = 128) -> dict:
         other = _pose(rng, other_h, rng.uniform(0, size, 2), rng.normal(0, 20))
         _draw_figure(img, None, other, other_h, rng)
     centre = rng.uniform(0.3, 0.7, 2) * size
-    joints = _pose(rng, height, centre, float(np.clip(rng.normal(0, 20), -60, 60)))
+    rotation = rng.uniform(-45, 45) if rng.random() < 0.85 else rng.uniform(-180, 180)
+    joints = _pose(rng, height, centre, rotation)
     ids = np.zeros((size, size), np.uint8)
     _draw_figure(img, ids, joints, height, rng)
     if rng.random() < 0.3:
@@ -188,10 +189,10 @@ def render(seed: int, split: str, index: int, size: int = 128) -> dict:
     inside = ((pix >= 0) & (pix < size)).all(1)
     front = ids[np.clip(pix[:, 1], 0, size - 1), np.clip(pix[:, 0], 0, size - 1)]
     visible = inside & np.array([front[k] in _OWNER_IDS[k] for k in range(NUM_JOINTS)])
-    box_centre = (joints.max(0) + joints.min(0)) / 2 + rng.normal(0, 0.03 * height, 2)
+    box_centre = (joints.max(0) + joints.min(0)) / 2 + rng.normal(0, 0.06 * height, 2)
     return dict(image=image, joints=joints.astype(np.float32), visible=visible.astype(np.float32),
                 center=box_centre.astype(np.float32),
-                scale=np.float32(height * 1.25 / 200 * rng.uniform(0.95, 1.05)), normalize=np.float32(height))
+                scale=np.float32(height * 1.25 / 200 * rng.uniform(0.85, 1.2)), normalize=np.float32(height))
 
 
 class SyntheticPoses(TopDownDataset):

@@ -42,13 +42,12 @@ log = logging.getLogger("hgfast.train")
 
 
 def build_model(cfg: Config, njoints: int = 16) -> StackedHourglass:
-    """The configured model; ``fused=True`` is passed where ``StackedHourglass`` accepts it."""
+    """The configured model, ``fused=model.fused`` (the Triton path runs where ``model.fused_active``)."""
     kwargs = dict(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth)
-    if cfg.model.fused:
-        if "fused" in inspect.signature(StackedHourglass).parameters:
-            kwargs["fused"] = True
-        else:
-            log.warning("model.fused is set but this StackedHourglass has no fused form; training unfused")
+    if "fused" in inspect.signature(StackedHourglass).parameters:
+        kwargs["fused"] = cfg.model.fused
+    elif cfg.model.fused:
+        log.warning("model.fused is set but this StackedHourglass has no fused form; training unfused")
     return StackedHourglass(**kwargs)
 
 
@@ -200,8 +199,9 @@ def train(cfg: Config, resume: str | Path | None = None,
                          f"smaller than one batch ({cfg.batch_size})")
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers,
                         drop_last=True, pin_memory=device.type == "cuda")
-    log.info("training %s on %s (%d process(es)), %d train / %d val samples, step %d of %d",
-             json.dumps(model.config), device, dist_info.world_size, len(train_set), len(val_set), step, cfg.steps)
+    log.info("training %s (fused kernels %s) on %s (%d process(es)), %d train / %d val samples, step %d of %d",
+             json.dumps(model.config), "on" if getattr(model, "fused_active", False) else "off", device,
+             dist_info.world_size, len(train_set), len(val_set), step, cfg.steps)
 
     metrics = _Metrics(workdir / "metrics.csv") if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
