@@ -118,3 +118,21 @@ def test_ddp_two_processes_gloo(tmp_path):
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert "2 process(es)" in log
     assert load_state(tmp_path / "ddp")["step"] == 2
+
+
+def test_train_and_validate_on_mpii_files(tmp_path):
+    import json
+    import shutil
+
+    from test_data import _write_mpii
+
+    root = tmp_path / "mpii"
+    (root / "annot").mkdir(parents=True)
+    valid, _, _ = _write_mpii(root)
+    shutil.move(valid, root / "annot" / "valid.h5")
+    shutil.copy(root / "annot" / "valid.h5", root / "annot" / "train.h5")
+    cfg = tiny(tmp_path, "data.dataset=mpii", f"data.root={root}", "steps=2", "batch_size=2")
+    assert train(cfg)["steps"] == 2
+    table = json.loads((tmp_path / "run" / "val" / "step_0000002.json").read_text())
+    assert list(table["pck"]) == ["0.5", "0.1"] and len(table["mean_joints"]) == 14
+    assert "pelvis" not in table["mean_joints"] and table["count"]["pelvis"] == 2
