@@ -55,8 +55,9 @@ def test_crop_keypoints_round_trip(rotation):
     joints = rng.uniform(20, 80, (16, 2)).astype(np.float32)
     center, scale = np.array([60.0, 45.0]), 0.4
     _, kp = crop(image, joints, center, scale, rotation, 64)
-    back = heatmap_to_image(torch.from_numpy(kp).double()[None] / 4, torch.from_numpy(center[None]), torch.tensor([scale],
-                            dtype=torch.float64), torch.tensor([rotation], dtype=torch.float64), size=(16, 16))
+    f64 = dict(dtype=torch.float64)
+    back = heatmap_to_image(torch.from_numpy(kp).double()[None] / 4, torch.from_numpy(center[None]),
+                            torch.tensor([scale], **f64), torch.tensor([rotation], **f64), size=(16, 16))
     np.testing.assert_allclose(back[0].numpy(), joints, atol=1e-4)
 
 

@@ -112,7 +112,8 @@ def test_amp_bf16_channels_last_fused_flag_and_visible_weights(tmp_path):
 def test_ddp_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"] + [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
+           "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"]
+    cmd += [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (tmp_path / "ddp" / "train.log").read_text()

@@ -6,5 +6,6 @@ from .skeleton import JOINT_NAMES, LIMBS, NUM_JOINTS, PCKH_GROUPS, PCKH_JOINTS
 from .synthetic import SyntheticPoses, render
 from .topdown import TopDownDataset
 
-__all__ = ["build_dataset", "SyntheticPoses", "MPII", "TopDownDataset", "render", "crop", "crop_affine", "box_to_center_scale",
+__all__ = ["build_dataset", "SyntheticPoses", "MPII", "TopDownDataset", "render", "crop", "crop_affine",
+           "box_to_center_scale",
            "read_annotations", "read_image", "JOINT_NAMES", "LIMBS", "NUM_JOINTS", "PCKH_GROUPS", "PCKH_JOINTS"]
