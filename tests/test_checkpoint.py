@@ -117,3 +117,21 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
             raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "new.bin") as tmp:
+            open(tmp, "wb").write(b"x")
+        (tmp_path / "kept.bin").write_bytes(b"old")
+        os.chmod(tmp_path / "kept.bin", 0o640)
+        with atomic_path(tmp_path / "kept.bin") as tmp:
+            open(tmp, "wb").write(b"new")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "kept.bin").stat().st_mode) == 0o640
