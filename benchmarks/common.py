@@ -2,8 +2,8 @@
 
 Every case stores in ``benchmark.extra_info``: ``median_ms`` (CUDA-event median on GPU, pytest-benchmark's median
 on CPU), ``gb_per_s`` (bytes each input read once and each output written once, over the median time),
-``tflop_per_s`` where FLOPs are meaningful, ``peak_mem_mb`` on GPU, ``rel_error`` against the reference, and the
-implementation name. Device and versions go into the JSON's ``machine_info`` (see conftest.py).
+``tflop_per_s`` where FLOPs are meaningful, ``images_per_s`` for training throughput, ``peak_mem_mb`` on GPU,
+``rel_error`` against the reference, and the implementation name. Device and versions go into the JSON's ``machine_info`` (see conftest.py).
 """
 from __future__ import annotations
 
@@ -65,10 +65,12 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: float | None = None,
-             flops: float | None = None, error: float | None = None, rounds: int | None = None) -> None:
+             flops: float | None = None, error: float | None = None, rounds: int | None = None,
+             images: int | None = None) -> None:
     """Time ``fn`` with pytest-benchmark (synchronising on GPU inside the timed call) and record extra_info.
 
     ``rounds`` fixes the number of timed calls (for slow cases); by default pytest-benchmark calibrates.
+    ``images`` (processed per call) adds ``images_per_s``.
     """
     def timed():
         result = fn()
@@ -93,6 +95,8 @@ def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: flo
             info["gb_per_s"] = bytes_moved / (median_ms * 1e-3) / 1e9
         if flops is not None:
             info["tflop_per_s"] = flops / (median_ms * 1e-3) / 1e12
+        if images is not None:
+            info["images_per_s"] = images / (median_ms * 1e-3)
     if error is not None:
         info["rel_error"] = error
 
