@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (device tool): build, test, sanitize, benchmark; results land in $OUT.
+#   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench]     (default: all four, in this order)
+# Each stage has its own time limit so the whole call fits the tool's 10-minute command limit; run the stages in
+# separate calls if a stage needs longer. The machine has torch+cu130, triton, nvcc, compute-sanitizer and every
+# dependency preinstalled, and no network: install with --no-build-isolation --no-deps.
+set -uo pipefail
+OUT=${OUT:-/tmp/hgfast-gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+stages=${*:-build test sanitize bench}
+stamp=$(date -u +%Y-%m-%d)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
+for stage in $stages; do
+    echo "=== $stage"
+    case $stage in
+        build)
+            timeout 300 python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -5
+            python3 -m hgfast.info | tee "$OUT/info.txt" ;;
+        test)
+            timeout 420 python3 -m pytest tests -q -x -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15 ;;
+        sanitize)
+            for tool in memcheck racecheck; do
+                timeout 240 compute-sanitizer --tool $tool --error-exitcode 1 \
+                    python3 -m pytest tests/test_ops_targets.py tests/test_ops_decode.py tests/test_ops_loss.py \
+                    -q -m gpu -p no:cacheprovider > "$OUT/sanitizer-$tool.log" 2>&1
+                echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer-$tool.log" | tr '\n' ' ')"
+            done ;;
+        bench)
+            json="benchmarks/results/$gpu-$stamp.json"
+            timeout 540 python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider \
+                --benchmark-json="$OUT/$(basename "$json")" 2>&1 | tail -5
+            python3 benchmarks/report.py "$OUT/$(basename "$json")" --markdown "$OUT/report.md" \
+                --png "$OUT/report.png" && tail -40 "$OUT/report.md" ;;
+        *) echo "unknown stage $stage (build, test, sanitize, bench)"; exit 2 ;;
+    esac
+done
