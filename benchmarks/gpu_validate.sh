@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (device tool): build, test, sanitize, benchmark; results land in $OUT.
 #   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench]     (default: all four, in this order)
-# Each stage has its own time limit so the whole call fits the tool's 10-minute command limit; run the stages in
+# BENCH_K selects benchmark cases (pytest -k), e.g. BENCH_K="residual or upsample": torch.compile(max-autotune) of
+# the whole-model cases alone takes longer than one call. Each stage has its own time limit so the whole call fits the tool's 10-minute command limit; run the stages in
 # separate calls if a stage needs longer. The machine has torch+cu130, triton, nvcc, compute-sanitizer and every
 # dependency preinstalled, and no network: install with --no-build-isolation --no-deps.
 set -uo pipefail
@@ -28,7 +29,7 @@ for stage in $stages; do
             done ;;
         bench)
             json="benchmarks/results/$gpu-$stamp.json"
-            timeout 540 python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider \
+            timeout 540 python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider -k "${BENCH_K:-}" \
                 --benchmark-json="$OUT/$(basename "$json")" 2>&1 | tail -5
             python3 benchmarks/report.py "$OUT/$(basename "$json")" --markdown "$OUT/report.md" \
                 --png "$OUT/report.png" && tail -40 "$OUT/report.md" ;;
