@@ -135,3 +135,21 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "kept.bin").stat().st_mode) == 0o640
+
+
+def test_partial_hgfast_file_reports_missing_keys_using_the_stored_config(tmp_path):
+    """The architecture comes from the file's stored config, so a key the shape inference needs may be missing."""
+    from hgfast.checkpoint import save_weights
+
+    model = StackedHourglass(nstack=1, nfeat=NFEAT, njoints=NJOINTS)
+    state = model.state_dict()
+    del state["stem.res3.conv3.weight"]
+    save_weights(state, tmp_path / "partial.safetensors", config=model.config)
+    with pytest.raises(ValueError, match=r"missing keys \[stem\.res3\.conv3\.weight\]"):
+        StackedHourglass.from_checkpoint(tmp_path / "partial.safetensors")
+    loaded = StackedHourglass.from_checkpoint(tmp_path / "partial.safetensors", strict=False)
+    assert loaded.config == model.config
+    # Without a stored config, explicit arguments stand in for the inference.
+    with pytest.raises(ValueError, match="cannot infer the architecture"):
+        StackedHourglass.from_checkpoint(state)
+    assert StackedHourglass.from_checkpoint(state, strict=False, **model.config).config == model.config

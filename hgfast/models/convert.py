@@ -130,6 +130,9 @@ def _from_bearpaw(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     ])
 
 
+ARCHITECTURE_KEYS = frozenset({"nstack", "nfeat", "njoints", "depth", "in_channels"})
+
+
 def infer_config(state: Mapping[str, Tensor]) -> dict[str, int]:
     """Architecture (nstack, nfeat, njoints, depth, in_channels) read off an hgfast-layout state dict."""
     try:
@@ -142,4 +145,4 @@ def infer_config(state: Mapping[str, Tensor]) -> dict[str, int]:
                     in_channels=state["stem.conv.weight"].shape[1])
     except (KeyError, ValueError) as exc:
         raise ValueError(f"cannot infer the architecture from the checkpoint: missing {exc}; "
-                         "pass nstack=, nfeat=, njoints= explicitly") from exc
+                         f"pass all of {', '.join(sorted(ARCHITECTURE_KEYS))} explicitly") from exc

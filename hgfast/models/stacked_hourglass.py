@@ -123,17 +123,19 @@ class StackedHourglass(nn.Module):
         """Build a model from hgfast safetensors, or a princeton-vl / bearpaw / anibali checkpoint.
 
         ``source`` is a file path (``.safetensors``, ``.pth``, ``.pt``, ``.tar``) or a state dict. The layout is
-        detected from the key names and remapped; the architecture is inferred from the tensor shapes (pass
-        ``nstack=...`` etc. to insist on one). A wrong or partial checkpoint raises a ``ValueError`` listing the
+        detected from the key names and remapped; the architecture comes from the overrides (``nstack=...`` etc.),
+        then the config stored by ``save``, then the tensor shapes. A wrong or partial checkpoint raises a ``ValueError`` listing the
         missing and unexpected keys (with ``strict=False`` missing keys keep their initial values).
         """
         from ..checkpoint import load_state_dict
-        from .convert import infer_config, to_hgfast_layout
+        from .convert import ARCHITECTURE_KEYS, infer_config, to_hgfast_layout
 
         state, stored_config = (load_state_dict(source) if isinstance(source, (str, os.PathLike))
                                 else (dict(source), {}))
         state = to_hgfast_layout(state)
-        config = {**infer_config(state), **stored_config, **overrides}
+        config = {**stored_config, **overrides}
+        if not ARCHITECTURE_KEYS <= config.keys():
+            config = {**infer_config(state), **config}
         model = cls(**config)
         load_into(model, state, strict=strict)
         return model
