@@ -23,7 +23,8 @@ def _conv_macs(module: nn.Conv2d, output: torch.Tensor) -> int:
 
 
 def summarize(model: StackedHourglass, input_size: int | tuple[int, int] = 256, batch: int = 1) -> list[BlockRow]:
-    """Run one forward on a meta-free CPU zeros batch and return a row per block (stem, each hourglass, head, merge).
+    """Run one forward on a zeros batch (on the model's device, unfused) and return a row per block (stem, each
+    hourglass, head, merge).
 
     MACs count convolutions only (BN, ReLU, pooling, upsampling and adds are negligible), for one image.
     """
@@ -46,13 +47,16 @@ def summarize(model: StackedHourglass, input_size: int | tuple[int, int] = 256, 
                 def on_conv(module, inputs, output, name=name):
                     macs[name] += _conv_macs(module, output) // output.shape[0]
                 handles.append(conv.register_forward_hook(on_conv))
-    was_training = model.training
+    was_training, was_fused = model.training, model.fused
+    device = next(model.parameters()).device
     try:
         model.eval()
+        model.fused = False  # the fused forward bypasses the per-conv hooks
         with torch.no_grad():
-            model(torch.zeros(batch, model.in_channels, h, w))
+            model(torch.zeros(batch, model.in_channels, h, w, device=device))
     finally:
         model.train(was_training)
+        model.fused = was_fused
         for handle in handles:
             handle.remove()
     return [BlockRow(name, shapes[name], sum(p.numel() for p in block.parameters()), macs[name])

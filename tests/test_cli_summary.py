@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from hgfast.cli import main
 from hgfast.models import StackedHourglass
 from hgfast.summary import summarize
@@ -32,3 +34,16 @@ def test_summary_cli_rejects_bad_input_size():
     proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", "--input", "100"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "multiple of 64" in proc.stderr
+
+
+@pytest.mark.triton
+def test_summary_of_a_fused_model_counts_the_same_and_restores_the_flag():
+    """The fused forward bypasses the conv hooks, so summarize must run the model unfused."""
+    from hgfast.fused import force_triton_on_cpu
+
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=2, fused=True)
+    with force_triton_on_cpu():
+        assert model.fused_active
+        fused_macs = sum(r.macs for r in summarize(model, 64))
+    assert fused_macs == sum(r.macs for r in summarize(StackedHourglass(nstack=1, nfeat=16, njoints=2), 64))
+    assert model.fused is True
