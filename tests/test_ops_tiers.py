@@ -35,3 +35,10 @@ def test_info_lists_every_op_and_device():
     assert torch.__version__ in text
     if _ext.resolve()["tier"] is not None:
         assert "C++ kernel" in text
+
+
+def test_extension_is_built():
+    """A development install (the README's test command) must end with a working hgfast._C, compiled or JIT:
+    otherwise every kernel test would skip and only the references would be tested."""
+    status = _ext.resolve()
+    assert status["tier"] is not None, f"hgfast._C did not load: {status['skipped']}"
