@@ -6,8 +6,9 @@ decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped 
 ``hgfast.ops.heatmap_to_image`` for the crop's centre, scale and rotation.
 
 Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``). Heatmap coordinates are
-crop coordinates / 4, so mirroring the crop maps heatmap x to ``W − 1/4 − x`` rather than ``W − 1 − x``;
-``flip_shift=True`` (default) applies the nearest whole-pixel correction (one pixel, HRNet's SHIFT_HEATMAP).
+crop coordinates / 4 (as the training targets), so the mirrored crop (crop x ↦ S − 1 − x) puts a joint at heatmap
+x ``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact
+``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         heatmaps = model(x)[:, -1].float()
         if flip:
-            heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), shift=flip_shift)
+            shift = 1 - heatmaps.shape[-1] / x.shape[-1] if flip_shift else 0.0
+            heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), shift=shift)
     coords, scores = argmax_decode(heatmaps)
     rotation = torch.zeros_like(scale) if rotation is None else rotation
     f64 = dict(dtype=torch.float64, device=coords.device)

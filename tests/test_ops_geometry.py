@@ -63,6 +63,19 @@ def test_flip_heatmaps_and_keypoints_agree():
     torch.testing.assert_close(shifted[..., 0], h[..., 0])
 
 
+def test_fractional_flip_shift_is_exact_for_stride_4_targets():
+    S, W = 64, 16  # targets at crop px / 4: the mirrored crop puts a joint at W − 1/4 − x, so shift 1 − W/S
+    kp = torch.rand(3, 16, 2) * 40 + 12
+    h = gaussian_heatmaps(kp / 4, size=(W, W))
+    h_of_flipped_crop = gaussian_heatmaps(flip_keypoints(kp, S) / 4, size=(W, W))
+    centroid = lambda hm: (hm.sum(-2) * torch.arange(W)).sum(-1) / hm.sum((-2, -1))  # noqa: E731
+    torch.testing.assert_close(centroid(flip_heatmaps(h_of_flipped_crop, shift=1 - W / S)), kp[..., 0] / 4,
+                               atol=0.06, rtol=0)  # a sampled Gaussian's centroid is within 0.02 px of its centre
+    torch.testing.assert_close(centroid(flip_test(h, h_of_flipped_crop, shift=0.75)), kp[..., 0] / 4, atol=0.06,
+                               rtol=0)
+    assert (centroid(flip_heatmaps(h_of_flipped_crop, shift=True)) - kp[..., 0] / 4).mean() > 0.2
+
+
 def test_flip_permutation_and_errors():
     assert flip_permutation([(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)], 16) == MPII_FLIP_PERMUTATION
     with pytest.raises(ValueError, match="permutation"):

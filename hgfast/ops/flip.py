@@ -1,4 +1,6 @@
 """Flip-test helpers: mirror heatmaps/keypoints horizontally and swap left/right joints."""
+import math
+
 import torch
 
 from . import _checks
@@ -25,13 +27,18 @@ def _perm(permutation, K, device):
 def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
     """Heatmaps (...,K,H,W) of a mirrored image → heatmaps of the original: mirror the W axis, permute joints.
 
-    shift: move the result one pixel right (`out[..., 1:] = out[..., :-1]`, HRNet SHIFT_HEATMAP), for targets
-    encoded with integer centres; not needed with unbiased encoding.
+    shift: move the result right by this many heatmap pixels (True: 1, HRNet's SHIFT_HEATMAP; a float is applied
+    by linear interpolation along x, edge values repeated). With heatmap x = crop x · W/S (crop side S), the
+    mirrored crop puts a joint at W − W/S − x, i.e. at x − (1 − W/S) after ``flip(-1)``: shift ``1 − W/S`` (0.75
+    for stride 4) is exact; 1 is right for targets centred at integer crop pixels / stride.
     """
     _checks.tensor("heatmaps", heatmaps, range(3, 8))
     out = heatmaps.flip(-1).index_select(-3, _perm(permutation, heatmaps.shape[-3], heatmaps.device))
     if shift:
-        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+        whole = math.floor(shift)
+        x = torch.arange(out.shape[-1], device=out.device) - whole
+        left = out.index_select(-1, (x - 1).clamp(0, out.shape[-1] - 1))
+        out = torch.lerp(out.index_select(-1, x.clamp(0, out.shape[-1] - 1)), left, float(shift) - whole)
     return out
 
 
