@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .data.crop import box_to_center_scale, crop
+from .device import resolve_device
 from .ops import argmax_decode, flip_test, heatmap_to_image
 
 
@@ -75,7 +76,6 @@ class Predictor:
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32):
         from .models import StackedHourglass
-        from .train.distributed import resolve_device
 
         if isinstance(model, (str, os.PathLike)):
             model = StackedHourglass.from_checkpoint(Path(model))

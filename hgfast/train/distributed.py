@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from ..device import resolve_device
+
 
 @dataclass
 class Dist:
@@ -30,16 +32,6 @@ class Dist:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" → cuda if available else cpu; otherwise ``torch.device(name)`` (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config key 'device' is {name!r} but no CUDA GPU is available")
-    return device
 
 
 def setup(device_name: str) -> tuple[Dist, torch.device]:
