@@ -63,8 +63,14 @@ def elementwise_block() -> int:
     return 16 if interpreting() else 64
 
 
+MAX_NUMEL = 2 ** 31 - 1
+
+
 def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, device=None, channels=None) -> None:
-    """Raise naming ``name`` unless ``t`` is a contiguous 4-D NHWC floating tensor of the expected kind."""
+    """Raise naming ``name`` unless ``t`` is a contiguous 4-D NHWC floating tensor of the expected kind.
+
+    The kernels address elements with int32 offsets (``row * C + col``), so tensors of ``2**31`` or more elements
+    are rejected."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 4:
@@ -79,6 +85,9 @@ def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, dev
         raise ValueError(f"{name} must be a contiguous NHWC tensor (x.permute(0, 2, 3, 1) of a channels_last tensor)")
     if channels is not None and t.shape[3] != channels:
         raise ValueError(f"{name} must have {channels} channels (last dim), got shape {tuple(t.shape)}")
+    if t.numel() > MAX_NUMEL:
+        raise ValueError(f"{name} has {t.numel()} elements, shape {tuple(t.shape)}: the Triton kernels use int32 "
+                         f"offsets and take at most 2**31 - 1 elements per tensor (split the batch)")
 
 
 def check_vector(name: str, t: torch.Tensor, length: int, device) -> None:

@@ -188,3 +188,15 @@ def test_conv_bad_inputs_name_the_argument():
                              shift=torch.ones(3), mean=torch.ones(3))
     with pytest.raises(ValueError, match="kernel_size"):
         kernels.conv2d_wgrad(x, torch.randn(1, 4, 4, 2), 2)
+
+
+def test_check_nhwc_rejects_int32_overflowing_tensors():
+    """Offsets are int32 (``row * C + col``): 2**31 elements or more are refused, naming the argument (meta tensors,
+    so nothing is allocated)."""
+    from hgfast.kernels.common import check_nhwc
+
+    check_nhwc("x", torch.empty(1, 2 ** 15, 2 ** 8, 2 ** 8 - 1, device="meta"))  # 2**31 - 2**23 elements: fine
+    with pytest.raises(ValueError, match="x has 2147483648 elements"):
+        check_nhwc("x", torch.empty(1, 2 ** 15, 2 ** 8, 2 ** 8, device="meta"))
+    with pytest.raises(ValueError, match="residual has"):
+        check_nhwc("residual", torch.empty(2, 2 ** 14, 2 ** 8, 2 ** 8, device="meta", dtype=torch.float16))
