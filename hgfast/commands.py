@@ -56,14 +56,19 @@ def _cmd_eval(args) -> int:
     from .visualize import prediction_grid, save_image
 
     workdir = Path(args.workdir) if args.workdir else None
+    checkpoint = Path(args.checkpoint) if args.checkpoint else (workdir / "best.safetensors" if workdir else None)
     config = args.config or (workdir / "config.yaml" if workdir else None)
     try:
+        if checkpoint is None:
+            raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
+        if config is None and args.preset is None:
+            config = checkpoint.parent / "config.yaml"  # the training run's config beside its weights
+            if not config.is_file():
+                raise ValueError(f"no config for {checkpoint} (no config.yaml beside it): give a config file, "
+                                 f"--preset or --workdir")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
         if args.threads:
             torch.set_num_threads(args.threads)
-        checkpoint = args.checkpoint or (workdir / "best.safetensors" if workdir else None)
-        if checkpoint is None:
-            raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
         model = StackedHourglass.from_checkpoint(checkpoint)
         dataset = build_dataset(cfg.data, "val")
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
@@ -180,9 +185,11 @@ def register(sub) -> None:
     _add_config_args(p)
     p.add_argument("--workdir", help="a training work dir: its config.yaml and best.safetensors; writes "
                    "eval.json and eval.jpg there")
-    p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth)")
+    p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth); without a config, --preset or "
+                   "--workdir, the config.yaml beside it is used")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
-    p.add_argument("--no-flip-shift", action="store_true", help="no one-pixel shift of flipped heatmaps")
+    p.add_argument("--no-flip-shift", action="store_true", help="no 3/4-pixel shift of the mirrored heatmaps "
+                   "(see hgfast.predict)")
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")

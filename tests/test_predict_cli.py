@@ -108,6 +108,17 @@ def test_cli_eval(workdir, capsys):
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
 
 
+def test_cli_eval_takes_the_config_beside_the_checkpoint(workdir, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(workdir / "best.safetensors"), "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["samples"] == 8  # the run's data.val_length
+    alone = tmp_path / "alone.safetensors"
+    alone.write_bytes((workdir / "best.safetensors").read_bytes())
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(alone)]) == 2  # not the default config, silently
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "--preset" in err and "--workdir" in err
+
+
 def test_cli_predict(workdir, image_file, tmp_path):
     out = tmp_path / "pred"
     assert main(["predict", str(image_file), str(image_file), "--checkpoint", str(workdir / "best.safetensors"),
@@ -152,8 +163,7 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     assert "'optim.lrr'" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml" in capsys.readouterr().err
-    assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors")] + [a for s in TINY for a in
-                                                                                   ("--set", s)]) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors"), "--preset", "cpu-small"]) == 2
     assert "none.safetensors" in capsys.readouterr().err
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff broken")
