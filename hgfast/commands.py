@@ -51,6 +51,7 @@ def _cmd_eval(args) -> int:
     import torch
 
     from .data.build import build_dataset
+    from .device import resolve_device
     from .eval import evaluate, format_table
     from .models import StackedHourglass
     from .visualize import prediction_grid, save_image
@@ -69,7 +70,7 @@ def _cmd_eval(args) -> int:
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
         if args.threads:
             torch.set_num_threads(args.threads)
-        model = StackedHourglass.from_checkpoint(checkpoint)
+        model = StackedHourglass.from_checkpoint(checkpoint).to(resolve_device(args.device))
         dataset = build_dataset(cfg.data, "val")
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, batch_size=args.batch_size, workers=cfg.data.workers,
@@ -191,6 +192,7 @@ def register(sub) -> None:
     p.add_argument("--no-flip-shift", action="store_true", help="no 3/4-pixel shift of the mirrored heatmaps "
                    "(see hgfast.predict)")
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--json", help="write the results here")
@@ -205,7 +207,7 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default="predictions", help="output folder")
     p.set_defaults(func=_cmd_predict)

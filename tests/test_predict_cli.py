@@ -108,6 +108,13 @@ def test_cli_eval(workdir, capsys):
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
 
 
+def test_cli_eval_device(workdir, tmp_path, capsys):
+    assert main(["eval", "--workdir", str(workdir), "--device", "cpu", "--json", str(tmp_path / "a.json")]) == 0
+    if not torch.cuda.is_available():
+        assert main(["eval", "--workdir", str(workdir), "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
 def test_cli_eval_takes_the_config_beside_the_checkpoint(workdir, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(workdir / "best.safetensors"), "--json", str(tmp_path / "a.json")]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["samples"] == 8  # the run's data.val_length
