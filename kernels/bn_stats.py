@@ -7,7 +7,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, elementwise_block, load_tile
+from .common import check_nhwc, elementwise_block, load_tile, on_tensor_device
 
 
 @triton.jit
@@ -62,6 +62,7 @@ def check_partial(partial: torch.Tensor) -> None:
                          f"{tuple(partial.shape) if isinstance(partial, torch.Tensor) else type(partial).__name__}")
 
 
+@on_tensor_device
 def channel_stats(x: torch.Tensor) -> torch.Tensor:
     """Partial statistics ``(3, T, C)`` of an NHWC tensor ``x`` (for tensors no fused kernel produced)."""
     check_nhwc("x", x)
@@ -74,6 +75,7 @@ def channel_stats(x: torch.Tensor) -> torch.Tensor:
     return partial
 
 
+@on_tensor_device
 def finalize_stats(partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge partials ``(3, T, C)`` -> ``(mean (C,), biased variance (C,))``, fp32, in a fixed order."""
     check_partial(partial)

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, check_vector, elementwise_block, load_tile
+from .common import check_nhwc, check_vector, elementwise_block, load_tile, on_tensor_device
 
 
 @triton.jit
@@ -36,6 +36,7 @@ def _launch(x, x2, s, t, r, add, pro):
     return out
 
 
+@on_tensor_device
 def bn_relu(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """``relu(x * scale + shift)`` per channel; x NHWC, scale/shift fp32 ``(C,)``."""
     check_nhwc("x", x)
@@ -44,6 +45,7 @@ def bn_relu(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.
     return _launch(x, x, scale, shift, shift, None, 1)
 
 
+@on_tensor_device
 def bn_backward_apply(g, x, a, b, c, add=None):
     """``g * a + x * b + c (+ add)`` per channel; g, x, add NHWC of one shape and dtype, a/b/c fp32 ``(C,)``."""
     check_nhwc("g", g)

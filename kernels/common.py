@@ -11,6 +11,8 @@ Conventions used by every kernel in this package:
 - Matrix products accumulate in fp32; operands are rounded to the I/O dtype first. The interpreter's ``tl.dot``
   cannot multiply bf16, so there the (bf16-rounded) operands are multiplied in fp32 - the same products.
 """
+import contextlib
+import functools
 import os
 
 import torch
@@ -42,6 +44,23 @@ def dot_precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and not interpreting() and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return "ieee"
+
+
+def on_tensor_device(launcher):
+    """Decorator for every launcher: run it with the CUDA device of its first tensor argument current.
+
+    Triton launches on the current CUDA device; without this, tensors on ``cuda:1`` while ``cuda:0`` is current
+    would be addressed on the wrong device. No-op for CPU tensors (the interpreter)."""
+
+    @functools.wraps(launcher)
+    def wrapper(*args, **kwargs):
+        t = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        guard = torch.cuda.device(t.device) if t is not None and t.device.type == "cuda" else contextlib.nullcontext()
+        with guard:
+            return launcher(*args, **kwargs)
+
+    wrapper.on_tensor_device = True
+    return wrapper
 
 
 def block_m(m: int) -> int:

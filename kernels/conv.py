@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
-                     row_coords, tl_dtype)
+                     on_tensor_device, row_coords, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -89,6 +89,7 @@ def check_weight(name: str, weight: torch.Tensor, x: torch.Tensor, cin: int) -> 
     return weight.shape[2]
 
 
+@on_tensor_device
 def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=None, epi_shift=None,
                residual=None, low=None, stats=False):
     """Fused ``[BN-ReLU] -> conv (1x1 or 3x3, pad 1) -> [+bias] [BN-ReLU] [+residual] [+up2x(low)]``.

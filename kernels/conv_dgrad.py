@@ -12,8 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, row_coords,
-                     tl_dtype)
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, on_tensor_device,
+                     row_coords, tl_dtype)
 from .conv import check_weight, conv_mainloop, pack_weight
 
 
@@ -51,6 +51,7 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
         tl.store(base + T * CIN, tl.sum(d * tl.where(mask, x - mean[None, :], 0.0), 0), mask=col_ok)
 
 
+@on_tensor_device
 def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None, add=None):
     """Input gradient of ``conv(relu(x * scale + shift))``, masked by the ReLU, with BN-backward partial sums.
 

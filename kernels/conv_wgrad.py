@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
-                     row_coords, tl_dtype)
+                     on_tensor_device, row_coords, tl_dtype)
 from .conv_dgrad import _check_pending
 
 
@@ -45,6 +45,7 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
         tl.store(db_ptr + cols, dbias, mask=col_ok & (pid_k == 0))
 
 
+@on_tensor_device
 def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bias=True):
     """``(dweight (Cout, Cin, k, k), dbias (Cout,) or None)`` in fp32 for ``y = conv(relu(x * scale + shift))``.
 

@@ -7,7 +7,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, elementwise_block
+from .common import check_nhwc, elementwise_block, on_tensor_device
 
 
 @triton.jit
@@ -40,6 +40,7 @@ def upsample_add_bwd_kernel(g_ptr, glow_ptr, ML, H, W, C, BM: tl.constexpr, BC: 
     tl.store(glow_ptr + low_rows[:, None] * C + cols[None, :], acc.to(glow_ptr.dtype.element_ty), mask=mask)
 
 
+@on_tensor_device
 def upsample_add(skip: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     """``skip (N, H, W, C) + nearest_2x(low (N, H/2, W/2, C))``, NHWC, same dtype and device."""
     check_nhwc("skip", skip)
@@ -55,6 +56,7 @@ def upsample_add(skip: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@on_tensor_device
 def upsample_add_backward(grad_out: torch.Tensor) -> torch.Tensor:
     """``grad_low (N, H/2, W/2, C)``: 2x2 sum-pool of ``grad_out (N, H, W, C)`` (NHWC, even H and W)."""
     check_nhwc("grad_out", grad_out)

@@ -72,3 +72,22 @@ def test_bn_relu_and_backward_apply(dtype):
     torch.testing.assert_close(nchw(kernels.bn_backward_apply(g, x, s, t, r, add)), ref, rtol=tol, atol=4 * tol)
     with pytest.raises(ValueError, match="scale must be"):
         kernels.bn_relu(x, s[:3], t)
+
+
+def test_every_launcher_runs_on_its_tensors_device():
+    """Triton launches on the current CUDA device: every launcher makes its first tensor's device current."""
+    for name in kernels.__all__:
+        assert getattr(getattr(kernels, name), "on_tensor_device", False), name
+
+
+@pytest.mark.gpu
+def test_launch_on_a_device_that_is_not_current():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    with torch.cuda.device(0):
+        x = torch.randn(1, 4, 6, 8, device="cuda:1")
+        s, t = torch.rand(8, device="cuda:1") + 0.5, torch.randn(8, device="cuda:1")
+        y = kernels.bn_relu(x, s, t)
+        torch.testing.assert_close(y, torch.relu(x * s + t), rtol=1e-6, atol=1e-6)
+        mean, var = kernels.finalize_stats(kernels.channel_stats(x))
+        torch.testing.assert_close(mean, x.mean((0, 1, 2)), rtol=1e-5, atol=1e-5)
