@@ -191,3 +191,17 @@ def test_residual_consumes_handed_over_stats(triton_cpu):
         assert rel_err(xf.grad, xr.grad) <= 2e-5
         compare_grads(ref, fused, 2e-5)
         compare_buffers(ref, fused, 2e-5)
+
+
+@pytest.mark.parametrize("frozen", ["bn2", "all"])
+def test_residual_frozen_bn_in_training_module_uses_reference(triton_cpu, frozen):
+    """``res.train(); bn.eval()`` (frozen BN fine-tuning): the eval BNs use and keep their running statistics, as
+    ``nn.BatchNorm2d`` does; the fused forward (mode taken from the module) would use batch statistics."""
+    ref = randomize(Residual(6, 6)).train()
+    for bn in (ref.bn1, ref.bn2, ref.bn3) if frozen == "all" else (ref.bn2,):
+        bn.eval()
+    fused = fused_copy(ref)
+    x = torch.randn(1, 6, 4, 6, requires_grad=True)
+    assert rel_err(fused(x), ref(x)) <= 2e-5
+    compare_buffers(ref, fused, 2e-5)
+    assert int(fused.bn2.num_batches_tracked) == 0

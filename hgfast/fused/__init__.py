@@ -97,9 +97,14 @@ def count_stats_passes():
 def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` (flagged ``module.fused``) should run its fused forward on ``x``.
 
-    Eval mode runs fused only when no gradient is needed (the folded-BN kernels have no backward).
+    Eval mode runs fused only when no gradient is needed (the folded-BN kernels have no backward). The fused
+    forwards take train/eval from the module, so a BatchNorm whose mode differs from the module's (frozen BN
+    fine-tuning: ``model.train()`` then ``bn.eval()``) sends the module to the reference path.
     """
     if not getattr(module, "fused", False) or not runs_on(x.device):
+        return False
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training != module.training
+           for m in module.modules()):
         return False
     return module.training or not (torch.is_grad_enabled() and
                                    (x.requires_grad or any(p.requires_grad for p in module.parameters())))
