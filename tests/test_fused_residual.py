@@ -205,3 +205,13 @@ def test_residual_frozen_bn_in_training_module_uses_reference(triton_cpu, frozen
     assert rel_err(fused(x), ref(x)) <= 2e-5
     compare_buffers(ref, fused, 2e-5)
     assert int(fused.bn2.num_batches_tracked) == 0
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_residual_float64_uses_reference(triton_cpu, training):
+    """The kernels take fp32/fp16/bf16 only: a float64 model with fused=True runs the reference ops."""
+    ref = randomize(Residual(5, 6)).double().train(training)
+    fused = fused_copy(ref)
+    x = torch.randn(2, 5, 4, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(fused(x), ref(x)) <= 1e-12

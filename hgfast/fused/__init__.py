@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 _default: bool | None = None
 _force_cpu = False
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # the kernels' I/O dtypes
 
 
 def set_default_fused(enabled: bool | None) -> None:
@@ -97,11 +98,12 @@ def count_stats_passes():
 def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """True when ``module`` (flagged ``module.fused``) should run its fused forward on ``x``.
 
+    Only float32/float16/bfloat16 inputs run fused (others, e.g. float64, take the reference path).
     Eval mode runs fused only when no gradient is needed (the folded-BN kernels have no backward). The fused
     forwards take train/eval from the module, so a BatchNorm whose mode differs from the module's (frozen BN
     fine-tuning: ``model.train()`` then ``bn.eval()``) sends the module to the reference path.
     """
-    if not getattr(module, "fused", False) or not runs_on(x.device):
+    if not getattr(module, "fused", False) or not runs_on(x.device) or x.dtype not in FUSED_DTYPES:
         return False
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training != module.training
            for m in module.modules()):
