@@ -36,12 +36,12 @@ def _cmd_train(args) -> int:
     if args.resume:
         resume = Path(cfg.workdir) if args.resume == "auto" else Path(args.resume)
     try:
-        summary = train(cfg, resume=resume)
+        summary = train(cfg, resume=resume, overwrite=args.overwrite)
     except KeyboardInterrupt:
         print(f"hgfast train: interrupted; state written to {Path(cfg.workdir) / 'last.state.pt'}; continue with "
               f"hgfast train --workdir {cfg.workdir} --resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         return _fail("train", exc)
     print(json.dumps(summary))
     return 0
@@ -179,6 +179,8 @@ def register(sub) -> None:
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
     p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt "
                    "(or the given state file / work dir); without a config or preset, <workdir>/config.yaml is used")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a work dir that holds an earlier run "
+                   "(its metrics are dropped, its checkpoints replaced); without it such a work dir is refused")
     p.add_argument("--fused", action="store_true", help="use the fused Triton model where it runs")
     p.set_defaults(func=_cmd_train)
 

@@ -94,6 +94,23 @@ def test_interrupt_and_resume_bit_identical(tmp_path):
         assert torch.equal(v["exp_avg"], resumed["optimizer"]["state"][k]["exp_avg"])
 
 
+def _loss_steps(work):
+    return [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["loss"]]
+
+
+def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
+    from hgfast.cli import main
+
+    cfg = tiny(tmp_path, "steps=2")
+    train(cfg)
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        train(cfg)
+    argv = ["train", "--workdir", cfg.workdir] + [a for s in TINY for a in ("--set", s)]
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--set", "steps=3"]) == 0
+    assert _loss_steps(tmp_path / "run") == ["1", "2", "3"]  # the earlier run's rows are gone
+
+
 def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.state.pt"):
         train(tiny(tmp_path), resume=tmp_path / "nothing")

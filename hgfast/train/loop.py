@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..checkpoint import atomic_path
 from ..data.build import build_dataset
 from ..eval.evaluate import evaluate
 from ..models import StackedHourglass
@@ -118,15 +119,19 @@ def _setup_logging(workdir: Path, is_main: bool) -> None:
 
 
 class _Metrics:
-    """Append rows to ``metrics.csv`` (columns fixed by the first row written in this run)."""
+    """``metrics.csv``: on opening, rows after ``step`` (the starting step: 0 for a fresh run, the checkpoint's
+    step on resume, so rows a crashed run wrote after its last checkpoint) are dropped; then rows are appended."""
 
     COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold"]
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, step: int):
         self.path = path
-        if not path.exists():
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(self.COLUMNS)
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([self.COLUMNS] + rows)
 
     def write(self, **row) -> None:
         with open(self.path, "a", newline="") as f:
@@ -153,14 +158,20 @@ def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, p
 
 
 def train(cfg: Config, resume: str | Path | None = None,
-          callbacks: list[Callable[[int, dict], None]] = ()) -> dict:
+          callbacks: list[Callable[[int, dict], None]] = (), overwrite: bool = False) -> dict:
     """Train with ``cfg``; resume from a work dir or state file if ``resume`` is given.
+
+    A fresh run refuses a work dir holding an earlier run's ``last.state.pt`` unless ``overwrite`` (then the
+    earlier run's metrics are dropped and its checkpoints replaced).
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
     dict (steps, best validation PCK, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
     """
-    dist_info, device = distributed.setup(cfg.device)
     workdir = Path(cfg.workdir)
+    if resume is None and not overwrite and (workdir / STATE_FILE).exists():
+        raise FileExistsError(f"{workdir} holds an earlier run ({STATE_FILE}): continue it with --resume, or "
+                              f"pass --overwrite to replace it (or choose another --workdir)")
+    dist_info, device = distributed.setup(cfg.device)
     if dist_info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, workdir / "config.yaml")
@@ -203,7 +214,7 @@ def train(cfg: Config, resume: str | Path | None = None,
              json.dumps(model.config), "on" if getattr(model, "fused_active", False) else "off", device,
              dist_info.world_size, len(train_set), len(val_set), step, cfg.steps)
 
-    metrics = _Metrics(workdir / "metrics.csv") if dist_info.is_main else None
+    metrics = _Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
     hm_size = cfg.data.input_size // 4
