@@ -215,3 +215,22 @@ def test_residual_float64_uses_reference(triton_cpu, training):
     x = torch.randn(2, 5, 4, 6, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(fused(x), ref(x)) <= 1e-12
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 6), (5, 8)])
+def test_residual_train_without_conv_biases(triton_cpu, cin, cout):
+    """Convs built with bias=False (skip conv included): no bias gradients, the rest as the reference."""
+    ref = randomize(Residual(cin, cout))
+    for conv in (ref.conv1, ref.conv2, ref.conv3, ref.skip):
+        if conv is not None:
+            conv.bias = None
+    fused = fused_copy(ref)
+    x, g = torch.randn(2, cin, 4, 6), torch.randn(2, cout, 4, 6)
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert rel_err(yf, yr) <= 2e-5
+    yr.backward(g)
+    yf.backward(g)
+    assert rel_err(xf.grad, xr.grad) <= 2e-5
+    compare_grads(ref, fused, 2e-5)
+    compare_buffers(ref, fused, 2e-5)

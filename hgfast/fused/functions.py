@@ -71,7 +71,7 @@ class ResidualTrainFn(torch.autograd.Function):
         s3, t3 = bn_scale_shift(mean3, var3, g3, b3, e3)
         y, y_partial = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, y_stats)
         ctx.save_for_backward(x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
-                              mean1, var1, mean2, var2, mean3, var3)
+                              mean1, var1, mean2, var2, mean3, var3, bias1, bias2, bias3, bias_skip)
         ctx.eps, ctx.has_low = eps, low is not None
         stats = (y_partial, mean1, var1, mean2, var2, mean3, var3)
         ctx.mark_non_differentiable(*stats)
@@ -80,7 +80,7 @@ class ResidualTrainFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, *_):
         (x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
-         mean1, var1, mean2, var2, mean3, var3) = ctx.saved_tensors
+         mean1, var1, mean2, var2, mean3, var3, bias1, bias2, bias3, bias_skip) = ctx.saved_tensors
         dt, (e1, e2, e3) = x.dtype, ctx.eps
         count = x.numel() // x.shape[3]
         dy = dy.to(dt).contiguous()
@@ -105,10 +105,10 @@ class ResidualTrainFn(torch.autograd.Function):
         dx = _ops.bn_backward_apply(dv1, x, *k1, dx_skip)
 
         return (dx, grad_low, None, None, None,
-                _like(dg1, g1), _like(dbeta1, g1), _like(dw1, w1), _like(db1, w1),
-                _like(dg2, g2), _like(dbeta2, g2), _like(dw2, w2), _like(db2, w2),
-                _like(dg3, g3), _like(dbeta3, g3), _like(dw3, w3), _like(db3, w3),
-                _like(dw_skip, w_skip), _like(db_skip, w_skip))
+                _like(dg1, g1), _like(dbeta1, g1), _like(dw1, w1), _like(db1, bias1),
+                _like(dg2, g2), _like(dbeta2, g2), _like(dw2, w2), _like(db2, bias2),
+                _like(dg3, g3), _like(dbeta3, g3), _like(dw3, w3), _like(db3, bias3),
+                _like(dw_skip, w_skip), _like(db_skip, bias_skip))
 
 
 class HeadTrainFn(torch.autograd.Function):
