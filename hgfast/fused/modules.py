@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.hourglass import Hourglass
-from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, bn_scale_shift
+from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32, bn_scale_shift
 
 _ops = torch.ops.hgfast
 
@@ -46,10 +46,6 @@ def update_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor, count: i
 
 def eval_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     return bn_scale_shift(bn.running_mean.float(), bn.running_var.float(), bn.weight, bn.bias, bn.eps)
-
-
-def _f32(t):
-    return None if t is None else t.detach().float()
 
 
 def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
