@@ -111,6 +111,25 @@ def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
     assert _loss_steps(tmp_path / "run") == ["1", "2", "3"]  # the earlier run's rows are gone
 
 
+def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
+    def crash(step, info):
+        if step == 4:
+            raise RuntimeError("crash")
+
+    cfg = tiny(tmp_path, "steps=5", "val_every=1", "ckpt_every=100")
+    with pytest.raises(RuntimeError, match="crash"):
+        train(cfg, callbacks=[crash])
+    work = tmp_path / "run"
+    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    state = load_state(work)  # written when best improved, though no periodic checkpoint was due
+    assert state["best"] == pytest.approx(max(float(r["val_pck"]) for r in rows if r["val_pck"]), abs=1e-5)
+    assert _loss_steps(work)[-1] == "3" and state["step"] <= 3
+    train(cfg, resume=work)
+    assert _loss_steps(work) == ["1", "2", "3", "4", "5"]  # rows after the state's step are not repeated
+    steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
+    assert steps == [1, 2, 3, 4, 5]
+
+
 def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.state.pt"):
         train(tiny(tmp_path), resume=tmp_path / "nothing")

@@ -225,16 +225,19 @@ def train(cfg: Config, resume: str | Path | None = None,
             model.save(workdir / "last.safetensors")
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
-    def run_validation() -> None:
+    def run_validation() -> bool:
+        """Validate; True (on the main process) when ``best`` improved and ``best.safetensors`` was written."""
         nonlocal best
+        improved = False
         if dist_info.is_main:
             picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
             value = validate(model, cfg, val_set, step, workdir, bool(picture))
             metrics.write(step=step, val_pck=f"{value:.5f}", val_pck_threshold=cfg.thresholds()[0])
             if best is None or value > best:
-                best = value
+                best, improved = value, True
                 model.save(workdir / "best.safetensors")
         dist_info.barrier()
+        return improved
 
     from tqdm import tqdm
 
@@ -283,9 +286,8 @@ def train(cfg: Config, resume: str | Path | None = None,
                                           images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
                         loss_acc.zero_()
                         loss_n = 0
-                    if last or step % cfg.val_every == 0:
-                        run_validation()
-                    if last or step % cfg.ckpt_every == 0:
+                    improved = (last or step % cfg.val_every == 0) and run_validation()
+                    if last or step % cfg.ckpt_every == 0 or improved:  # the state's best matches best.safetensors
                         checkpoint(final=last)
                     if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
                         raise KeyboardInterrupt
