@@ -35,7 +35,7 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: in
         raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
     if not isinstance(input_size, int) or input_size < 1 or input_size % model.input_multiple:
         raise ValueError(f"input_size must be a positive multiple of {model.input_multiple}, got {input_size!r}")
-    plain = unfused(model.cpu())
+    plain = unfused(model)  # a CPU copy: the caller's model stays where it is
     example = torch.rand(2, model.in_channels, input_size, input_size)
     path = Path(path)
     with atomic_path(path) as tmp:

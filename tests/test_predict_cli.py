@@ -153,6 +153,17 @@ def test_cli_export_onnx(workdir, tmp_path, capsys):
     assert "onnxruntime max |diff|" in capsys.readouterr().out
 
 
+def test_export_leaves_the_callers_model_alone(workdir, tmp_path):
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("onnx / onnxscript not installed")
+    from hgfast.export import export_onnx
+
+    model = StackedHourglass.from_checkpoint(workdir / "best.safetensors")
+    model._apply = lambda *a, **k: pytest.fail("export_onnx moved or cast the caller's model")
+    export_onnx(model, tmp_path / "m.onnx", 32, check=False)
+    assert model.training
+
+
 def test_cli_resume_uses_the_saved_config(workdir, tmp_path):
     import shutil
 
