@@ -16,6 +16,13 @@ def _fail(cmd: str, exc: BaseException) -> int:
     return 2
 
 
+def _write_json(obj, path: Path) -> None:
+    from .checkpoint import atomic_path
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=1))
+
+
 def _config(args, **top):
     from .train.config import resolve
 
@@ -84,7 +91,7 @@ def _cmd_eval(args) -> int:
     print(format_table(table))
     out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
     if out:
-        out.write_text(json.dumps(table, indent=1))
+        _write_json(table, out)
         print(f"wrote {out}")
     picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
     if picture:
@@ -137,15 +144,21 @@ def _cmd_predict(args) -> int:
         return _fail("predict", exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, names = [], set()
     for path, image, box, kp, sc in zip(args.images, images, boxes, keypoints, scores):
-        picture = out / f"{Path(path).stem}_pose.jpg"
+        stem, n = Path(path).stem, 1
+        name = f"{stem}_pose.jpg"
+        while name in names:  # a/x.jpg and b/x.jpg: x_pose.jpg, x_pose_2.jpg
+            n += 1
+            name = f"{stem}_pose_{n}.jpg"
+        names.add(name)
+        picture = out / name
         save_image(draw_skeleton(image, kp), picture)
         results.append({"image": str(path), "box": box, "picture": str(picture),
                         "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
                                       zip(JOINT_NAMES, kp)},
                         "scores": {n: round(float(s), 4) for n, s in zip(JOINT_NAMES, sc)}})
-    (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    _write_json(results, out / "predictions.json")
     print(f"wrote {out / 'predictions.json'} and {len(results)} picture(s) in {out}")
     return 0
 

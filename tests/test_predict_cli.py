@@ -133,6 +133,14 @@ def test_cli_predict(workdir, image_file, tmp_path):
     results = json.loads((out / "predictions.json").read_text())
     assert len(results) == 2 and len(results[0]["keypoints"]) == 16 and results[0]["box"] == [8, 4, 40, 50]
     assert cv2.imread(results[0]["picture"]).shape == (64, 64, 3)
+    twin = tmp_path / "b" / image_file.name
+    twin.parent.mkdir()
+    twin.write_bytes(image_file.read_bytes())
+    assert main(["predict", str(image_file), str(twin), "--checkpoint", str(workdir / "best.safetensors"),
+                 "--out", str(out)]) == 0
+    pictures = [r["picture"] for r in json.loads((out / "predictions.json").read_text())]
+    assert [r["image"] for r in json.loads((out / "predictions.json").read_text())] == [str(image_file), str(twin)]
+    assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
 
 
 def test_cli_export_onnx(workdir, tmp_path, capsys):

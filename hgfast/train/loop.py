@@ -148,8 +148,8 @@ def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, p
                             channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp])
     log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
              format_table(table))
-    (workdir / "val").mkdir(exist_ok=True)
-    (workdir / "val" / f"step_{step:07d}.json").write_text(json.dumps(table, indent=1))
+    with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
+        Path(tmp).write_text(json.dumps(table, indent=1))
     if picture:
         n = min(16, len(preds["pred"]))
         images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
