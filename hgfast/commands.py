@@ -61,7 +61,7 @@ def _cmd_eval(args) -> int:
     from .device import resolve_device
     from .eval import evaluate, format_table
     from .models import StackedHourglass
-    from .visualize import prediction_grid, save_image
+    from .visualize import save_predictions_picture
 
     workdir = Path(args.workdir) if args.workdir else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else (workdir / "best.safetensors" if workdir else None)
@@ -95,9 +95,7 @@ def _cmd_eval(args) -> int:
         print(f"wrote {out}")
     picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
     if picture:
-        n = min(16, len(preds["pred"]))
-        images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
-        save_image(prediction_grid(images, preds["pred"][:n]), picture)
+        save_predictions_picture(dataset, preds, picture)
         print(f"wrote {picture}")
     return 0
 

@@ -17,8 +17,7 @@ from .models import StackedHourglass
 
 def unfused(model: StackedHourglass) -> StackedHourglass:
     """A plain ``StackedHourglass`` with ``model``'s weights, in eval mode on the CPU."""
-    config = {k: v for k, v in model.config.items() if k != "fused"}
-    plain = StackedHourglass(**config, fused=False)
+    plain = StackedHourglass(**model.config, fused=False)
     plain.load_state_dict(model.state_dict())
     return plain.eval()
 

@@ -53,6 +53,13 @@ def prediction_grid(images: list[np.ndarray], keypoints, scores=None, threshold:
     return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
 
 
+def save_predictions_picture(dataset, preds: dict, path: str | os.PathLike, n: int = 16) -> None:
+    """Save the first ``n`` images of ``preds`` (``predict_dataset`` arrays) with their predictions, as a grid."""
+    n = min(n, len(preds["pred"]))
+    images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
+    save_image(prediction_grid(images, preds["pred"][:n]), path)
+
+
 def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write an RGB image (format from the suffix: .jpg, .png, ...) atomically."""
     path = Path(path)

@@ -12,7 +12,6 @@ The work dir holds ``config.yaml`` (resolved), ``train.log``, ``metrics.csv``, `
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ from ..eval.evaluate import evaluate
 from ..models import StackedHourglass
 from ..ops import heatmap_mse_loss
 from ..predict import to_input
-from ..visualize import prediction_grid, save_image
+from ..visualize import save_predictions_picture
 from . import distributed
 from .config import Config, save_yaml, to_dict
 from .state import STATE_FILE, load_state, save_state, set_rng_state
@@ -44,12 +43,8 @@ log = logging.getLogger("hgfast.train")
 
 def build_model(cfg: Config, njoints: int = 16) -> StackedHourglass:
     """The configured model, ``fused=model.fused`` (the Triton path runs where ``model.fused_active``)."""
-    kwargs = dict(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth)
-    if "fused" in inspect.signature(StackedHourglass).parameters:
-        kwargs["fused"] = cfg.model.fused
-    elif cfg.model.fused:
-        log.warning("model.fused is set but this StackedHourglass has no fused form; training unfused")
-    return StackedHourglass(**kwargs)
+    return StackedHourglass(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth,
+                            fused=cfg.model.fused)
 
 
 def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
@@ -151,9 +146,7 @@ def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, p
     with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
         Path(tmp).write_text(json.dumps(table, indent=1))
     if picture:
-        n = min(16, len(preds["pred"]))
-        images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
-        save_image(prediction_grid(images, preds["pred"][:n]), workdir / "vis" / f"step_{step:07d}.jpg")
+        save_predictions_picture(dataset, preds, workdir / "vis" / f"step_{step:07d}.jpg")
     return table["pck"][f"{thresholds[0]:g}"]["mean_weighted"]
 
 
