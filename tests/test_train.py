@@ -1,5 +1,6 @@
 """Training: config errors, checkpoints, interrupt + bit-identical resume, AMP, and a 2-process gloo DDP run."""
 import csv
+import logging
 import os
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def test_interrupt_and_resume_bit_identical(tmp_path):
         assert (work / f).is_file(), f
     rows = list(csv.DictReader(open(work / "metrics.csv")))
     assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3", "4"] and any(r["val_pck"] for r in rows)
+    assert not logging.getLogger("hgfast.train").handlers  # train.log is closed when train() returns
 
     cfg = tiny(tmp_path, "ckpt_every=100", name="killed")
     with pytest.raises(KeyboardInterrupt):

@@ -100,11 +100,15 @@ def _stop_requested(stop: _StopFlag, info: distributed.Dist, device: torch.devic
     return bool(flag.item())
 
 
-def _setup_logging(workdir: Path, is_main: bool) -> None:
-    log.setLevel(logging.INFO)
+def _close_logging() -> None:
     for h in list(log.handlers):
         log.removeHandler(h)
         h.close()
+
+
+def _setup_logging(workdir: Path, is_main: bool) -> None:
+    log.setLevel(logging.INFO)
+    _close_logging()
     if is_main:
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
         for handler in (logging.FileHandler(workdir / "train.log"), logging.StreamHandler(sys.stderr)):
@@ -160,6 +164,13 @@ def train(cfg: Config, resume: str | Path | None = None,
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
     dict (steps, best validation PCK, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
     """
+    try:
+        return _train(cfg, resume, callbacks, overwrite)
+    finally:
+        _close_logging()
+
+
+def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     workdir = Path(cfg.workdir)
     if resume is None and not overwrite and (workdir / STATE_FILE).exists():
         raise FileExistsError(f"{workdir} holds an earlier run ({STATE_FILE}): continue it with --resume, or "
