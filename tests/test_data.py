@@ -82,6 +82,25 @@ def test_flip_mirrors_the_crop_and_swaps_joints():
     assert names[0] == "l_ankle" and names[10] == "l_wrist" and names[6] == "pelvis"
 
 
+def test_flipped_items_permute_keypoints_and_flags_alike():
+    perm = (1, 0) + tuple(range(2, 16))  # not MPII's
+
+    class Swapped(SyntheticPoses):
+        flip_permutation = perm
+
+    ds = Swapped("train", 40, 64, 32, "newell", seed=1)
+    key = next(k for k in range(40) if augment.sample("newell", np.random.default_rng([1, 0, k])).flip)
+    aug = augment.sample("newell", np.random.default_rng([1, 0, key]))
+    rec = ds.record(key)
+    rec["visible"] = np.eye(16, dtype=np.float32)[1]  # only joint 1 visible
+    ds.record = lambda index: rec
+    item = ds[key]
+    assert item["visible"].tolist() == np.eye(16)[0].tolist()
+    _, kp = crop(rec["image"], rec["joints"], rec["center"], float(rec["scale"]) * aug.scale, aug.rotation, 32,
+                 flip=True, flip_permutation=perm)
+    np.testing.assert_allclose(item["keypoints"].numpy(), kp)
+
+
 def test_box_to_center_scale_and_crop_errors():
     c, s = box_to_center_scale((10, 20, 40, 100))
     np.testing.assert_allclose(c, [30, 70])

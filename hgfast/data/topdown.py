@@ -21,7 +21,10 @@ from .crop import crop
 class TopDownDataset(Dataset):
     """Subclasses implement ``__len__`` and ``record(index)`` returning a dict with ``image`` (H, W, 3) uint8
     RGB, ``joints`` (K, 2) image pixels, ``visible`` (K,), ``annotated`` (K,), ``center`` (2,), ``scale``
-    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels)."""
+    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels). ``flip_permutation`` (joint order
+    after a horizontal flip) is the one used for keypoints and their flags alike."""
+
+    flip_permutation = MPII_FLIP_PERMUTATION
 
     def __init__(self, input_size: int = 256, augment_preset: str = "none", seed: int = 0):
         if augment_preset not in augment.PRESETS:
@@ -44,11 +47,11 @@ class TopDownDataset(Dataset):
         aug = augment.sample(self.augment_preset, np.random.default_rng([self.seed, epoch, index]))
         scale = float(rec["scale"]) * aug.scale
         image, keypoints = crop(rec["image"], rec["joints"], rec["center"], scale, aug.rotation,
-                                self.input_size, flip=aug.flip)
+                                self.input_size, flip=aug.flip, flip_permutation=self.flip_permutation)
         image = augment.apply_colour(image, aug.colour)
         visible, annotated = (np.asarray(rec[k], np.float32) for k in ("visible", "annotated"))
-        if aug.flip:
-            perm = list(MPII_FLIP_PERMUTATION)
+        if aug.flip:  # the flags follow their joints, as crop re-ordered the keypoints
+            perm = list(self.flip_permutation)
             visible, annotated = visible[perm], annotated[perm]
         return dict(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(),
                     keypoints=torch.from_numpy(keypoints), visible=torch.from_numpy(visible),
