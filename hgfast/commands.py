@@ -216,7 +216,8 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--box", type=_parse_box, action="append", metavar="X,Y,W,H",
-                   help="person box in pixels: once for all images or once per image (default: whole image)")
+                   help="person box in pixels (the whole image is 0,0,W,H): once for all images or once per image "
+                   "(default: the whole image)")
     p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")

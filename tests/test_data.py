@@ -103,7 +103,8 @@ def test_flipped_items_permute_keypoints_and_flags_alike():
 
 def test_box_to_center_scale_and_crop_errors():
     c, s = box_to_center_scale((10, 20, 40, 100))
-    np.testing.assert_allclose(c, [30, 70])
+    np.testing.assert_allclose(c, [29.5, 69.5])  # pixel centres at integers: pixels 10..49 and 20..119
+    np.testing.assert_allclose(box_to_center_scale((0, 0, 64, 48))[0], [31.5, 23.5])  # the whole image
     assert s == pytest.approx(1.25 * 100 / 200)
     with pytest.raises(ValueError, match="box"):
         box_to_center_scale((0, 0, 0, 10))

@@ -42,8 +42,11 @@ def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: 
 
 def box_to_center_scale(box, margin: float = 1.25) -> tuple[np.ndarray, float]:
     """Person box ``(x, y, w, h)`` in pixels → ``(center (2,), scale)``: the crop is square, of side
-    ``margin · max(w, h)``, so ``scale = margin · max(w, h) / 200`` (MPII: box height / 200 with 1.25 margin)."""
+    ``margin · max(w, h)``, so ``scale = margin · max(w, h) / 200`` (MPII: box height / 200 with 1.25 margin).
+
+    The box is in edge coordinates (the whole image is ``(0, 0, W, H)``, as COCO boxes); with pixel centres at
+    integers its centre is ``(x + w/2 − 0.5, y + h/2 − 0.5)``, e.g. ``((W − 1)/2, (H − 1)/2)`` for the image."""
     x, y, w, h = (float(v) for v in box)
     if not (w > 0 and h > 0):
         raise ValueError(f"box must be (x, y, w, h) with w, h > 0, got {tuple(box)}")
-    return np.array([x + w / 2, y + h / 2]), margin * max(w, h) / 200.0
+    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(w, h) / 200.0
