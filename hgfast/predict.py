@@ -69,8 +69,9 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32)``; call it with a
     list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels
-    (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The
-    crop is square, ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
+    (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``).
+    Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
+    ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
     """
 
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
