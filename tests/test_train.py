@@ -2,6 +2,7 @@
 import csv
 import logging
 import os
+import socket
 import subprocess
 import sys
 
@@ -149,7 +150,10 @@ def test_amp_bf16_channels_last_fused_flag_and_visible_weights(tmp_path):
 
 def test_ddp_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    with socket.socket() as sock:  # a free port (a fixed one fails when another run holds it)
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"]
     cmd += [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
