@@ -63,6 +63,7 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
                 opt.zero_grad()
                 with count_stats_passes() as passes:
                     out = model(x)
+                assert out.is_contiguous()  # as the reference's, though the fused maps are channels_last
                 loss = torch.nn.functional.mse_loss(out, target)
                 loss.backward()
                 losses.append(loss)

@@ -154,4 +154,4 @@ def stacked_hourglass_forward(model, x: Tensor) -> Tensor:
         heatmaps.append(hm)
         if i < model.nstack - 1:
             x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True)
-    return torch.stack(heatmaps, 1)
+    return torch.stack(heatmaps, 1).contiguous()  # like the reference (the maps are channels_last)
