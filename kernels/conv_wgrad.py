@@ -37,7 +37,8 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
         g = load_tile(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, rows, row_ok, h, w, 0, 0, H, W, cols, COUT, PRO_DY)
         acc = mma(acc, tl.trans(u), g, IO_DTYPE, DOT_DTYPE, DOT_PREC)
         if HAS_BIAS:
-            dbias += tl.sum(g.to(IO_DTYPE).to(tl.float32), 0)
+            if pid_k == 0:  # only the first (tap, Cin block) program stores dbias
+                dbias += tl.sum(g.to(IO_DTYPE).to(tl.float32), 0)
     col_ok = cols < COUT
     mask = (ks < CIN)[:, None] & col_ok[None, :]
     tl.store(dw_ptr + (tap * CIN + ks)[:, None] * COUT + cols[None, :], acc, mask=mask)
