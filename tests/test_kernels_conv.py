@@ -154,6 +154,28 @@ def test_conv_wgrad_recompute_bn_relu(dtype, k, pending):
     close(db, bias.grad, dtype, "dbias")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_wide_channels_fwd_dgrad_wgrad(dtype):
+    """Cin 40, Cout 33 (3x3): several K blocks accumulated and several N tiles in every GEMM, in every dtype
+    (the other cases have fewer channels than one interpreter tile); tiny spatial size to stay fast."""
+    n, h, w, cin, cout = 1, 2, 3, 40, 33
+    x, wt, dy = rnd((n, h, w, cin), dtype), rnd((cout, cin, 3, 3), dtype), rnd((n, h, w, cout), dtype)
+    b, s, t, mean = torch.randn(cout), vec(cin), torch.randn(cin) * 0.5, torch.randn(cin)
+    y, _ = kernels.conv2d_fwd(x, wt, b, s, t)
+    v = (nchw(x) * s[:, None, None].double() + t[:, None, None].double()).requires_grad_()
+    u = F.relu(v).to(dtype).double()
+    close(nchw(y), F.conv2d(u, wt.double(), b.double(), padding=1), dtype, "y")
+    dv, _ = kernels.conv2d_dgrad(dy, wt, x, s, t, mean)
+    F.conv2d(F.relu(v), wt.double(), padding=1).backward(nchw(dy))
+    close(nchw(dv), v.grad, dtype, "dv")
+    dw, db = kernels.conv2d_wgrad(x, dy, 3, s, t)
+    wd = torch.zeros(cout, cin, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(cout, dtype=torch.float64, requires_grad=True)
+    F.conv2d(u, wd, bias, padding=1).backward(nchw(dy))
+    close(dw, wd.grad, dtype, "dweight")
+    close(db, bias.grad, dtype, "dbias")
+
+
 def test_conv_wgrad_plain_no_bias():
     x, dy = torch.randn(1, 6, 10, 8), torch.randn(1, 6, 10, 3)
     dw, db = kernels.conv2d_wgrad(x, dy, 3, bias=False)
