@@ -1,4 +1,4 @@
-"""Shared test setup: marker auto-skips and the Triton interpreter on CPU-only machines."""
+"""Shared test setup: marker auto-skips, the Triton interpreter on CPU-only machines, Triton tests on CUDA."""
 import importlib.util
 import os
 
@@ -26,3 +26,22 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _triton_on_cuda(request):
+    """Tests marked ``triton`` build their tensors and models on the default device: CUDA where there is one (the
+    Triton kernels then run compiled), else CPU (the interpreter, with ``force_triton_on_cpu``). On CUDA, TF32 is
+    off, so fp32 GEMMs (the kernels' ``dot_precision`` and the cuDNN/cuBLAS references) are IEEE and the fp32
+    tolerances hold."""
+    if not (HAS_CUDA and "triton" in request.keywords):
+        yield
+        return
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_default_device("cuda")
+    try:
+        yield
+    finally:
+        torch.set_default_device(None)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32

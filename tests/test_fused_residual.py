@@ -27,16 +27,18 @@ def triton_cpu():
 
 
 def randomize(module, seed=1):
-    """Random parameters and BN running statistics (not the defaults, which hide bugs)."""
+    """Random parameters and BN running statistics (not the defaults, which hide bugs); drawn on CPU from a seeded
+    generator and copied to the module's device."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if name.endswith("bn1.weight") else 0.0))
+            p.copy_(torch.randn(p.shape, generator=g, device="cpu") * 0.5
+                    + (1.0 if name.endswith("bn1.weight") else 0.0))
         for name, b in module.named_buffers():
             if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.3)
+                b.copy_(torch.randn(b.shape, generator=g, device="cpu") * 0.3)
             elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+                b.copy_(torch.rand(b.shape, generator=g, device="cpu") + 0.5)
     return module
 
 
