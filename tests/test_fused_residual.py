@@ -82,20 +82,26 @@ def compare_buffers(ref, fused, tol):
             assert rel_err(b, bufs[name]) <= tol, f"{name}: rel err {rel_err(b, bufs[name]):.3g}"
 
 
+def check_train_step(ref, fused, x, g, tol):
+    """One training forward + backward of ``ref`` and ``fused`` on ``x`` with output gradient ``g``: outputs, input
+    and parameter gradients, and running statistics agree within ``tol``."""
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr), fused(xf)
+    assert rel_err(yf, yr) <= tol
+    yr.backward(g)
+    yf.backward(g)
+    assert rel_err(xf.grad, xr.grad) <= tol
+    compare_grads(ref, fused, tol)
+    compare_buffers(ref, fused, tol)
+
+
 @pytest.mark.parametrize("cin,cout,shape", [(6, 6, (1, 6, 10)), (5, 8, (2, 3, 5))])
 def test_residual_train_fp32(triton_cpu, cin, cout, shape):
     ref = randomize(Residual(cin, cout))
     fused = fused_copy(ref)
     x = torch.randn(shape[0], cin, *shape[1:])
     g = torch.randn(shape[0], cout, *shape[1:])
-    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    yr, yf = ref(xr), fused(xf)
-    assert rel_err(yf, yr) <= 2e-5
-    yr.backward(g)
-    yf.backward(g)
-    assert rel_err(xf.grad, xr.grad) <= 2e-5
-    compare_grads(ref, fused, 2e-5)
-    compare_buffers(ref, fused, 2e-5)
+    check_train_step(ref, fused, x, g, 2e-5)
 
 
 def test_residual_train_momentum_none_cumulative(triton_cpu):
@@ -235,11 +241,4 @@ def test_residual_train_without_conv_biases(triton_cpu, cin, cout):
             conv.bias = None
     fused = fused_copy(ref)
     x, g = torch.randn(2, cin, 4, 6), torch.randn(2, cout, 4, 6)
-    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    yr, yf = ref(xr), fused(xf)
-    assert rel_err(yf, yr) <= 2e-5
-    yr.backward(g)
-    yf.backward(g)
-    assert rel_err(xf.grad, xr.grad) <= 2e-5
-    compare_grads(ref, fused, 2e-5)
-    compare_buffers(ref, fused, 2e-5)
+    check_train_step(ref, fused, x, g, 2e-5)
