@@ -24,14 +24,19 @@ def _flops_per_image(nstack: int) -> float:
     return 2 * sum(r.macs for r in summarize(StackedHourglass(nstack=nstack, nfeat=NFEAT), SIZE))
 
 
+def _model_and_images(nstack: int, batch: int, contender: str, train: bool):
+    """The contender's model and a random channels_last image batch on its device."""
+    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender, train=train)
+    device = next(model.parameters()).device
+    return model, torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("contender", CONTENDERS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_inference(benchmark, nstack, batch, dtype, contender):
     benchmark.group = f"model inference {nstack} stacks b{batch} {dtype}"
-    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender, train=False)
-    device = next(model.parameters()).device
-    x = torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last)
+    model, x = _model_and_images(nstack, batch, contender, train=False)
 
     def step():
         with torch.no_grad(), autocast(dtype):
@@ -47,11 +52,9 @@ def test_model_inference(benchmark, nstack, batch, dtype, contender):
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_train_step(benchmark, nstack, batch, dtype, contender):
     benchmark.group = f"model train step {nstack} stacks b{batch} {dtype}"
-    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender, train=True)
-    device = next(model.parameters()).device
+    model, x = _model_and_images(nstack, batch, contender, train=True)
     optimiser = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
-    x = torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last)
-    target = torch.rand(batch, 1, 16, SIZE // 4, SIZE // 4, device=device)
+    target = torch.rand(batch, 1, 16, SIZE // 4, SIZE // 4, device=x.device)
 
     def step():
         with autocast(dtype):
