@@ -4,7 +4,7 @@ All launchers take NHWC-contiguous activations (``x.permute(0, 2, 3, 1)`` of a c
 fp16 or bf16 and fp32 per-channel vectors; they accumulate and reduce in fp32. See ``common`` for conventions.
 Importing this package needs triton.
 """
-from .bn_stats import channel_stats, finalize_stats
+from .bn_stats import bn_backward_coeffs, bn_train_coeffs, channel_stats, finalize_stats
 from .channel_affine import bn_backward_apply, bn_relu
 from .conv import conv2d_fwd
 from .conv_dgrad import conv2d_dgrad
@@ -12,4 +12,4 @@ from .conv_wgrad import conv2d_wgrad
 from .upsample_add import upsample_add, upsample_add_backward
 
 __all__ = ["conv2d_fwd", "conv2d_dgrad", "conv2d_wgrad", "upsample_add", "upsample_add_backward",
-           "channel_stats", "finalize_stats", "bn_relu", "bn_backward_apply"]
+           "channel_stats", "finalize_stats", "bn_train_coeffs", "bn_backward_coeffs", "bn_relu", "bn_backward_apply"]

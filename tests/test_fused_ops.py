@@ -30,14 +30,15 @@ def cases():
         (ops.conv_wgrad, (x, dy, 3, vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
         (ops.upsample_add, (dy, nhwc(n, h // 2, w // 2, co))),
         (ops.upsample_add_backward, (dy,)),
-        (ops.batch_stats, (x,)),
-        (ops.finalize_stats, (partial,)),
+        (ops.channel_stats, (x,)),
+        (ops.bn_train_coeffs, (partial, vec(co), torch.randn(co), 1e-5)),
+        (ops.bn_backward_coeffs, (partial[:2].contiguous(), torch.randn(co), vec(co), torch.randn(co), 1e-3, 24)),
         (ops.bn_relu, (x, vec(ci), vec(ci))),
         (ops.bn_backward_apply, (dy, x2, vec(co), vec(co), vec(co), nhwc(n, h, w, co))),
     ]
 
 
-N_CASES = 11  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
+N_CASES = 12  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
 
 
 def test_every_op_has_a_case():

@@ -43,16 +43,61 @@ def test_upsample_add_bad_inputs():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_channel_stats_chan_merge(dtype):
-    """Many partial tiles (M = 2*7*9 = 126 rows, the last tile partial) merged in order; large mean offset."""
-    x = (torch.randn(2, 7, 9, 11) * 3 + 100).to(dtype)
+    """Many partial tiles (M = 4*9*13 = 468 rows: 30 tiles, the last partial; under the interpreter 2 chunks of
+    finaliser tiles, the last partial) merged in order; large mean offset."""
+    x = (torch.randn(4, 9, 13, 11) * 3 + 100).to(dtype)
     partial = kernels.channel_stats(x)
-    assert partial.shape[0] == 3 and partial.shape[1] > 1
+    assert partial.shape[0] == 3 and partial.shape[1] > 16
     mean, var = kernels.finalize_stats(partial)
     xd = x.double().reshape(-1, 11)
     torch.testing.assert_close(mean.double(), xd.mean(0), rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(var.double(), xd.var(0, unbiased=False), rtol=1e-4, atol=1e-4)
     again = kernels.finalize_stats(kernels.channel_stats(x))
     assert torch.equal(again[0], mean) and torch.equal(again[1], var)  # deterministic
+
+
+def random_partials(t, c):
+    """``(3, t, c)`` partials of uneven tiles (counts 1..40) and the float64 statistics of their union."""
+    counts = torch.randint(1, 41, (t,))
+    tiles = [torch.randn(int(n), c, dtype=torch.float64) * 2 + 7 + torch.randn(c, dtype=torch.float64)
+             for n in counts]
+    partial = torch.stack([torch.stack([torch.full((c,), float(v.shape[0])), v.mean(0), v.var(0, unbiased=False)
+                                        * v.shape[0]]) for v in tiles], 1).float()
+    union = torch.cat(tiles)
+    return partial.contiguous(), union.mean(0), union.var(0, unbiased=False)
+
+
+@pytest.mark.parametrize("t,c", [(1, 3), (37, 21), (16, 16)])
+def test_bn_train_coeffs(t, c):
+    partial, mean, var = random_partials(t, c)
+    gamma, beta, eps = torch.randn(c), torch.randn(c), 1e-3
+    out = kernels.bn_train_coeffs(partial, gamma, beta, eps).double()
+    scale = gamma.double() / (var + eps).sqrt()
+    ref = torch.stack([mean, var, scale, beta.double() - mean * scale])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(kernels.bn_train_coeffs(partial)[:2].double(), out[:2])
+    with pytest.raises(ValueError, match="gamma and beta"):
+        kernels.bn_train_coeffs(partial, gamma)
+    with pytest.raises(ValueError, match="beta must be"):
+        kernels.bn_train_coeffs(partial, gamma, beta[:-1])
+
+
+@pytest.mark.parametrize("t,c", [(1, 3), (37, 21)])
+def test_bn_backward_coeffs(t, c):
+    sums = torch.randn(2, t, c)
+    mean, var, gamma = torch.randn(c), torch.rand(c) + 0.1, torch.randn(c)
+    eps, count = 1e-5, 1000
+    out = kernels.bn_backward_coeffs(sums, mean, var, gamma, eps, count).double()
+    sum_dv, sum_dvxc = sums.double().sum(1)
+    invstd = (var.double() + eps).rsqrt()
+    a = gamma.double() * invstd
+    b = -a * invstd ** 2 * sum_dvxc / count
+    ref = torch.stack([a, b, -a * sum_dv / count - mean.double() * b, sum_dvxc * invstd, sum_dv])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="count must be"):
+        kernels.bn_backward_coeffs(sums, mean, var, gamma, eps, 0)
+    with pytest.raises(ValueError, match="sums must be"):
+        kernels.bn_backward_coeffs(sums[0], mean, var, gamma, eps, count)
 
 
 def test_finalize_bad_partial():

@@ -73,7 +73,7 @@ class _StatsPassCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = func._schema.name
-        if name == "hgfast::batch_stats":
+        if name == "hgfast::channel_stats":
             self.counts["batch_stats"] += 1
         elif "batch_norm" in name and "backward" not in name:
             names = [a.name for a in func._schema.arguments]
@@ -86,7 +86,7 @@ class _StatsPassCounter(TorchDispatchMode):
 def count_stats_passes():
     """Debugging: count the standalone batch-statistics passes run in the block.
 
-    Yields a ``Counter``: ``"batch_stats"`` counts ``hgfast::batch_stats`` calls (a fused residual whose input's
+    Yields a ``Counter``: ``"batch_stats"`` counts ``hgfast::channel_stats`` calls (a fused residual whose input's
     statistics were not handed over by their producer), ``"batch_norm"`` training-mode aten batch norms (a plain
     ``nn.BatchNorm2d``). Intercepts every op (``TorchDispatchMode``), so it is slow; eager mode only.
     """

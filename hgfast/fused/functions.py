@@ -25,19 +25,15 @@ def _like(grad: Tensor, param: Tensor | None) -> Tensor | None:
     return None if param is None else grad.to(param.dtype)
 
 
-def bn_scale_shift(mean: Tensor, var: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Per-channel ``(s, t)`` with ``bn(x) = x * s + t`` (fp32)."""
-    s = _f32(gamma) * torch.rsqrt(var + eps)
-    return s, _f32(beta) - mean * s
+def bn_train(partial: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Training BN from partial statistics ``(3, T, C)``: fp32 ``(mean, biased var, s, t)``, one launch."""
+    return _ops.bn_train_coeffs(partial, _f32(gamma), _f32(beta), eps).unbind(0)
 
 
 def bn_backward_coeffs(sums: Tensor, mean: Tensor, var: Tensor, gamma: Tensor, eps: float, count: int):
     """From dgrad partial sums ``(2, T, C)`` -> ``((a, b, c), dgamma, dbeta)`` with ``dx = dv * a + x * b + c``."""
-    sum_dv, sum_dvxc = sums.sum(1).unbind(0)  # fixed-order reduction over row tiles
-    invstd = torch.rsqrt(var + eps)
-    a = _f32(gamma) * invstd
-    b = -a * invstd * invstd * sum_dvxc / count
-    return (a, b, -a * sum_dv / count - mean * b), sum_dvxc * invstd, sum_dv
+    a, b, c, dgamma, dbeta = _ops.bn_backward_coeffs(sums, mean, var, _f32(gamma), eps, count).unbind(0)
+    return (a, b, c), dgamma, dbeta
 
 
 class ResidualTrainFn(torch.autograd.Function):
@@ -59,16 +55,13 @@ class ResidualTrainFn(torch.autograd.Function):
     def forward(ctx, x, low, x_partial, y_stats, eps, g1, b1, w1, bias1, g2, b2, w2, bias2, g3, b3, w3, bias3,
                 w_skip, bias_skip):
         dt, (e1, e2, e3) = x.dtype, eps
-        mean1, var1 = _ops.batch_stats(x) if x_partial is None else _ops.finalize_stats(x_partial)
-        s1, t1 = bn_scale_shift(mean1, var1, g1, b1, e1)
+        mean1, var1, s1, t1 = bn_train(_ops.channel_stats(x) if x_partial is None else x_partial, g1, b1, e1)
         skip = x if w_skip is None else \
             _ops.conv_fwd(x, w_skip.to(dt), _f32(bias_skip), None, None, None, None, None, None, False)[0]
         c1, p1 = _ops.conv_fwd(x, w1.to(dt), _f32(bias1), s1, t1, None, None, None, None, True)
-        mean2, var2 = _ops.finalize_stats(p1)
-        s2, t2 = bn_scale_shift(mean2, var2, g2, b2, e2)
+        mean2, var2, s2, t2 = bn_train(p1, g2, b2, e2)
         c2, p2 = _ops.conv_fwd(c1, w2.to(dt), _f32(bias2), s2, t2, None, None, None, None, True)
-        mean3, var3 = _ops.finalize_stats(p2)
-        s3, t3 = bn_scale_shift(mean3, var3, g3, b3, e3)
+        mean3, var3, s3, t3 = bn_train(p2, g3, b3, e3)
         y, y_partial = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, y_stats)
         ctx.save_for_backward(x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
                               mean1, var1, mean2, var2, mean3, var3, bias1, bias2, bias3, bias_skip)
@@ -126,8 +119,7 @@ class HeadTrainFn(torch.autograd.Function):
     def forward(ctx, r, eps, w, bias, gamma, beta, w_heat, bias_heat):
         dt = r.dtype
         lin, partial = _ops.conv_fwd(r, w.to(dt), _f32(bias), None, None, None, None, None, None, True)
-        mean, var = _ops.finalize_stats(partial)
-        s, t = bn_scale_shift(mean, var, gamma, beta, eps)
+        mean, var, s, t = bn_train(partial, gamma, beta, eps)
         feature = _ops.bn_relu(lin, s, t)
         heatmaps, _ = _ops.conv_fwd(feature, w_heat.to(dt), _f32(bias_heat), None, None, None, None, None, None,
                                     False)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.hourglass import Hourglass
-from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32, bn_scale_shift
+from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32
 
 _ops = torch.ops.hgfast
 
@@ -35,17 +35,29 @@ def check_bn(bn: nn.BatchNorm2d, where: str) -> None:
         raise ValueError(f"fused {where}: BatchNorm2d needs affine=True and track_running_stats=True")
 
 
-def update_running_stats(bn: nn.BatchNorm2d, mean: Tensor, var: Tensor, count: int) -> None:
-    """``nn.BatchNorm2d``'s training update: momentum (or cumulative average for None), unbiased variance."""
+def update_running_stats(bns, means, variances, count: int) -> None:
+    """``nn.BatchNorm2d``'s training update of each BN in ``bns`` from its batch ``mean`` and biased ``var``:
+    momentum (or cumulative average for None), unbiased variance. BNs with one momentum and fp32 buffers (the
+    usual case) are updated together in three multi-tensor launches."""
     with torch.no_grad():
-        bn.num_batches_tracked.add_(1)
-        f = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-        bn.running_mean.mul_(1 - f).add_(mean.to(bn.running_mean.dtype), alpha=f)
-        bn.running_var.mul_(1 - f).add_((var * (count / (count - 1))).to(bn.running_var.dtype), alpha=f)
+        torch._foreach_add_([bn.num_batches_tracked for bn in bns], 1)
+        unbiased = torch._foreach_mul(list(variances), count / (count - 1))
+        momentum = bns[0].momentum
+        if momentum is not None and all(bn.momentum == momentum and bn.running_mean.dtype == torch.float32
+                                        and bn.running_var.dtype == torch.float32 for bn in bns):
+            torch._foreach_lerp_([bn.running_mean for bn in bns], list(means), momentum)
+            torch._foreach_lerp_([bn.running_var for bn in bns], unbiased, momentum)
+            return
+        for bn, mean, var in zip(bns, means, unbiased):
+            f = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            bn.running_mean.mul_(1 - f).add_(mean.to(bn.running_mean.dtype), alpha=f)
+            bn.running_var.mul_(1 - f).add_(var.to(bn.running_var.dtype), alpha=f)
 
 
 def eval_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    return bn_scale_shift(bn.running_mean.float(), bn.running_var.float(), bn.weight, bn.bias, bn.eps)
+    """Eval-mode BN as ``x * s + t`` (fp32 ``s``, ``t``) from the running statistics."""
+    s = _f32(bn.weight) * torch.rsqrt(bn.running_var.float() + bn.eps)
+    return s, _f32(bn.bias) - bn.running_mean.float() * s
 
 
 def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
@@ -73,8 +85,7 @@ def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | Non
             res.bn1.weight, res.bn1.bias, res.conv1.weight, res.conv1.bias,
             res.bn2.weight, res.bn2.bias, res.conv2.weight, res.conv2.bias,
             res.bn3.weight, res.bn3.bias, res.conv3.weight, res.conv3.bias, skip_w, skip_b)
-        for i, bn in enumerate(bns):
-            update_running_stats(bn, stats[2 * i], stats[2 * i + 1], count)
+        update_running_stats(bns, stats[0::2], stats[1::2], count)
         return nchw(y), y_partial if out_stats else None
     dt = xn.dtype
     (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
@@ -118,7 +129,7 @@ def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tens
             raise ValueError(f"fused StackHead: training BatchNorm needs more than 1 value per channel, got input "
                              f"shape {tuple(y.shape)}")
         feature, heatmaps, mean, var = HeadTrainFn.apply(r, head.lin_bn.eps, *args)
-        update_running_stats(head.lin_bn, mean, var, count)
+        update_running_stats([head.lin_bn], [mean], [var], count)
         return nchw(feature), nchw(heatmaps)
     s, t = eval_scale_shift(head.lin_bn)
     w = head.lin_conv.weight.detach().to(r.dtype)

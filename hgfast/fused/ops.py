@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import kernels as K
-from ..kernels.common import block_m
+from ..kernels.common import block_m, elementwise_block
 
 
 def _tiles(m: int) -> int:
@@ -92,27 +92,38 @@ def _(grad_out):
     return grad_out.new_empty((n, h // 2, w // 2, c))
 
 
-@torch.library.custom_op("hgfast::batch_stats", mutates_args=())
-def batch_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel ``(mean, biased var)`` of an NHWC tensor, fp32, deterministic."""
-    return K.finalize_stats(K.channel_stats(x))
+@torch.library.custom_op("hgfast::channel_stats", mutates_args=())
+def channel_stats(x: Tensor) -> Tensor:
+    """Partial per-channel statistics ``(3, T, C)`` of an NHWC tensor (a standalone pass over it)."""
+    return K.channel_stats(x)
 
 
-@batch_stats.register_fake
+@channel_stats.register_fake
 def _(x):
     c = x.shape[3]
-    return x.new_empty((c,), dtype=torch.float32), x.new_empty((c,), dtype=torch.float32)
+    return x.new_empty((3, -(-(x.numel() // c) // elementwise_block()), c), dtype=torch.float32)
 
 
-@torch.library.custom_op("hgfast::finalize_stats", mutates_args=())
-def finalize_stats(partial: Tensor) -> tuple[Tensor, Tensor]:
-    return K.finalize_stats(partial)
+@torch.library.custom_op("hgfast::bn_train_coeffs", mutates_args=())
+def bn_train_coeffs(partial: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> Tensor:
+    """``(4, C)`` fp32 rows mean, biased var, scale, shift of a training BatchNorm (see ``kernels.bn_stats``)."""
+    return K.bn_train_coeffs(partial, gamma, beta, eps)
 
 
-@finalize_stats.register_fake
-def _(partial):
-    c = partial.shape[2]
-    return partial.new_empty((c,)), partial.new_empty((c,))
+@bn_train_coeffs.register_fake
+def _(partial, gamma, beta, eps):
+    return partial.new_empty((4, partial.shape[2]))
+
+
+@torch.library.custom_op("hgfast::bn_backward_coeffs", mutates_args=())
+def bn_backward_coeffs(sums: Tensor, mean: Tensor, var: Tensor, gamma: Tensor, eps: float, count: int) -> Tensor:
+    """``(5, C)`` fp32 rows ``a, b, c`` (``dx = dv * a + x * b + c``), ``dgamma``, ``dbeta``."""
+    return K.bn_backward_coeffs(sums, mean, var, gamma, eps, count)
+
+
+@bn_backward_coeffs.register_fake
+def _(sums, mean, var, gamma, eps, count):
+    return sums.new_empty((5, sums.shape[2]))
 
 
 @torch.library.custom_op("hgfast::bn_relu", mutates_args=())
@@ -135,5 +146,5 @@ def _(g, x, a, b, c, add):
     return torch.empty_like(g)
 
 
-ALL_OPS = (conv_fwd, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, batch_stats, finalize_stats,
-           bn_relu, bn_backward_apply)
+ALL_OPS = (conv_fwd, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats, bn_train_coeffs,
+           bn_backward_coeffs, bn_relu, bn_backward_apply)
