@@ -27,7 +27,7 @@ def write_partial_stats(stats_ptr, v, row_ok, cols, col_ok, tile, T, C):
     tl.store(base + 2 * T * C, m2, mask=col_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "T"])
 def channel_stats_kernel(x_ptr, stats_ptr, M, C, T, BM: tl.constexpr, BC: tl.constexpr):
     pid_m = tl.program_id(0)
     rows = pid_m * BM + tl.arange(0, BM)
@@ -63,7 +63,7 @@ def merge_partials(stats_ptr, T, C, cols, col_ok, BT: tl.constexpr):
     return n, mean, m2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def bn_train_coeffs_kernel(stats_ptr, gamma_ptr, beta_ptr, out_ptr, T, C, eps,
                            AFFINE: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr):
     cols = tl.program_id(0) * BC + tl.arange(0, BC)
@@ -78,7 +78,7 @@ def bn_train_coeffs_kernel(stats_ptr, gamma_ptr, beta_ptr, out_ptr, T, C, eps,
         tl.store(out_ptr + 3 * C + cols, tl.load(beta_ptr + cols, mask=ok, other=0.0) - mean * s, mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "count"])
 def bn_backward_coeffs_kernel(sums_ptr, mean_ptr, var_ptr, gamma_ptr, out_ptr, T, C, eps, count,
                               BT: tl.constexpr, BC: tl.constexpr):
     cols = tl.program_id(0) * BC + tl.arange(0, BC)

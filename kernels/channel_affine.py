@@ -11,7 +11,7 @@ import triton.language as tl
 from .common import check_nhwc, check_vector, elementwise_block, load_tile, on_tensor_device
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])
 def channel_affine_kernel(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, add_ptr, out_ptr, M, C,
                           PRO: tl.constexpr, HAS_ADD: tl.constexpr, BM: tl.constexpr, BC: tl.constexpr):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)

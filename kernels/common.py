@@ -8,6 +8,9 @@ Conventions used by every kernel in this package:
   ``0``: ``v``; ``1``: ``relu(v * s[c] + t[c])`` (BN-ReLU); ``2``: ``v * s[c] + x2 * t[c] + r[c]`` where ``x2`` is a
   second tensor of the same shape (BN-backward apply). Positions outside the image (3x3 taps) or the tensor are
   exactly 0 *after* the prologue (zero padding of the activation, not of the raw input).
+- Integer arguments that only bound masks and index math (rows ``M``, ``H``, ``W``, tile counts) are marked
+  ``do_not_specialize``, so each resolution does not compile its own binary; channel counts stay specialised
+  (their divisibility sets the alignment of vector loads).
 - Matrix products accumulate in fp32; operands are rounded to the I/O dtype first. The interpreter's ``tl.dot``
   cannot multiply bf16, so there the (bf16-rounded) operands are multiplied in fp32 - the same products.
 """
@@ -76,6 +79,17 @@ def gemm_configs():
         return [triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)]
     return [triton.Config({"BN": bn, "BK": bk}, num_warps=w, num_stages=s)
             for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
+
+
+def prune_tiles(n_arg: str, k_arg: str):
+    """``early_config_prune`` for ``gemm_configs()``: drop tiles wider than the problem along N (the kernel argument
+    ``n_arg``) or K (``k_arg``), down to 32. The 16-channel heatmap convs then compile and time one config, not 5."""
+
+    def prune(configs, named_args, **kwargs):
+        n, k = (max(32, triton.next_power_of_2(named_args[a])) for a in (n_arg, k_arg))
+        return [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k] or configs[-1:]
+
+    return prune
 
 
 def elementwise_block() -> int:

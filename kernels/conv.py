@@ -11,8 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
-                     on_tensor_device, row_coords, tl_dtype)
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+                     load_tile, mma, on_tensor_device, prune_tiles, row_coords, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -34,8 +34,9 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, rows, row_ok, h, w,
     return acc
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "BM", "PRO", "HAS_LOW"])
-@triton.jit
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO", "HAS_LOW"],
+                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN")})
+@triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_ptr, res_ptr, low_ptr, stats_ptr,
                     M, H, W, CIN, COUT, T,
                     KS: tl.constexpr, PRO: tl.constexpr, HAS_BIAS: tl.constexpr, EPI_AFFINE: tl.constexpr,

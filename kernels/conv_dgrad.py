@@ -12,13 +12,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, on_tensor_device,
-                     row_coords, tl_dtype)
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+                     on_tensor_device, prune_tiles, row_coords, tl_dtype)
 from .conv import check_weight, conv_mainloop, pack_weight
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "BM", "PRO", "MASK", "HAS_ADD"])
-@triton.jit
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO", "MASK", "HAS_ADD"],
+                 prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT")})
+@triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr, add_ptr,
                       dv_ptr, sums_ptr, M, H, W, CIN, COUT, T,
                       KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr, HAS_ADD: tl.constexpr,

@@ -2,21 +2,26 @@
 
 ``dw[co, ci, tap] = sum_m prologue(dy)[m, co] * relu(x * s + t)[m + tap, ci]`` (zero padding after the
 prologue); ``dbias[co] = sum_m prologue(dy)[m, co]``. Each program owns one ``(tap, Cin block) x Cout block`` tile
-and loops over all rows in order: deterministic, no split-K atomics.
+and one contiguous range of rows (split-K over the rows: the output has few tiles - a 1x1 256->128 conv has 8 of
+64x64 - so without it most of the GPU would idle); the per-split fp32 partials are summed in split order:
+deterministic, no atomics. ``dw`` is written in the weight's own ``(Cout, Cin, k, k)`` layout.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs, load_tile, mma,
-                     on_tensor_device, row_coords, tl_dtype)
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+                     interpreting, load_tile, mma, on_tensor_device, prune_tiles, row_coords, tl_dtype)
 from .conv_dgrad import _check_pending
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO_X", "PRO_DY"])
-@triton.jit
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO_X", "PRO_DY"],
+                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN")})
+@triton.jit(do_not_specialize=["M", "H", "W", "ROWS"])
 def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, dw_ptr, db_ptr,
-                      M, H, W, CIN, COUT,
+                      M, H, W, CIN, COUT, ROWS,
                       KS: tl.constexpr, PRO_X: tl.constexpr, PRO_DY: tl.constexpr, HAS_BIAS: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -27,11 +32,13 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
     cols = tl.program_id(1) * BN + tl.arange(0, BN)
     dh = tap // KS - KS // 2
     dw = tap % KS - KS // 2
+    split = tl.program_id(2)
+    m_end = tl.minimum(M, (split + 1) * ROWS)
     acc = tl.zeros((BK, BN), dtype=tl.float32)
     dbias = tl.zeros((BN,), dtype=tl.float32)
-    for m0 in range(0, M, BM):
+    for m0 in range(split * ROWS, m_end, BM):
         rows = m0 + tl.arange(0, BM)
-        row_ok = rows < M
+        row_ok = rows < m_end
         h, w = row_coords(rows, H, W)
         u = load_tile(x_ptr, x_ptr, s_ptr, t_ptr, t_ptr, rows, row_ok, h, w, dh, dw, H, W, ks, CIN, PRO_X)
         g = load_tile(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, rows, row_ok, h, w, 0, 0, H, W, cols, COUT, PRO_DY)
@@ -41,9 +48,28 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
                 dbias += tl.sum(g.to(IO_DTYPE).to(tl.float32), 0)
     col_ok = cols < COUT
     mask = (ks < CIN)[:, None] & col_ok[None, :]
-    tl.store(dw_ptr + (tap * CIN + ks)[:, None] * COUT + cols[None, :], acc, mask=mask)
+    dw_offs = cols[None, :] * (CIN * KS * KS) + ks[:, None] * (KS * KS) + tap  # (Cout, Cin, k, k)
+    tl.store(dw_ptr + split * (COUT * CIN * KS * KS) + dw_offs, acc, mask=mask)
     if HAS_BIAS:
-        tl.store(db_ptr + cols, dbias, mask=col_ok & (pid_k == 0))
+        tl.store(db_ptr + split * COUT + cols, dbias, mask=col_ok & (pid_k == 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def row_split(m: int, bm: int, out_tiles: int, device: torch.device) -> tuple[int, int]:
+    """``(splits, rows per split)`` of the wgrad's M reduction: about two programs per SM in all, each split at
+    least four row tiles long and a multiple of ``bm`` rows. On the interpreter: four splits per output tile of
+    at least one row tile, so the CPU tests cover the split path."""
+    if interpreting() or device.type != "cuda":
+        programs, min_tiles = 4 * out_tiles, 1
+    else:
+        programs, min_tiles = 2 * _sm_count(device.index or 0), 4
+    split = max(1, min(triton.cdiv(programs, out_tiles), m // (min_tiles * bm)))
+    rows = triton.cdiv(triton.cdiv(m, split), bm) * bm
+    return triton.cdiv(m, rows), rows
 
 
 @on_tensor_device
@@ -68,15 +94,18 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         check_vector("shift", shift, cin, x.device)
     pending = _check_pending(dy_pending, dy)
     m = n * hh * ww
-    dw = torch.empty((kernel_size * kernel_size * cin, cout), device=x.device, dtype=torch.float32)
-    db = torch.empty(cout, device=x.device, dtype=torch.float32) if bias else None
+    bm = block_m(m)
+    # Split count from the largest autotune tile (64 x 128): never fewer programs than planned.
+    splits, rows = row_split(m, bm, kernel_size ** 2 * triton.cdiv(cin, 64) * triton.cdiv(cout, 128), x.device)
+    dw = torch.empty((splits, cout, cin, kernel_size, kernel_size), device=x.device, dtype=torch.float32)
+    db = torch.empty((splits, cout), device=x.device, dtype=torch.float32) if bias else None
     grid = lambda meta: (kernel_size * kernel_size * triton.cdiv(cin, meta["BK"]),  # noqa: E731
-                         triton.cdiv(cout, meta["BN"]))
+                         triton.cdiv(cout, meta["BN"]), splits)
     conv_wgrad_kernel[grid](
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, dw, dw if db is None else db,
-        m, hh, ww, cin, cout,
+        m, hh, ww, cin, cout, rows,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
-        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype),
-        BM=block_m(m))
-    dweight = dw.reshape(kernel_size, kernel_size, cin, cout).permute(3, 2, 0, 1).contiguous()
-    return dweight, db
+        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
+    if splits == 1:
+        return dw[0], None if db is None else db[0]
+    return dw.sum(0), None if db is None else db.sum(0)  # fixed-order reduction over the splits

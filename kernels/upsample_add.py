@@ -10,7 +10,7 @@ import triton.language as tl
 from .common import check_nhwc, elementwise_block, on_tensor_device
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "H", "W"])
 def upsample_add_kernel(skip_ptr, low_ptr, out_ptr, M, H, W, C, BM: tl.constexpr, BC: tl.constexpr):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.program_id(1) * BC + tl.arange(0, BC)
@@ -24,7 +24,7 @@ def upsample_add_kernel(skip_ptr, low_ptr, out_ptr, M, H, W, C, BM: tl.constexpr
     tl.store(out_ptr + offs, v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ML", "H", "W"])
 def upsample_add_bwd_kernel(g_ptr, glow_ptr, ML, H, W, C, BM: tl.constexpr, BC: tl.constexpr):
     low_rows = tl.program_id(0) * BM + tl.arange(0, BM)
     cols = tl.program_id(1) * BC + tl.arange(0, BC)

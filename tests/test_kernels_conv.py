@@ -222,3 +222,23 @@ def test_check_nhwc_rejects_int32_overflowing_tensors():
         check_nhwc("x", torch.empty(1, 2 ** 15, 2 ** 8, 2 ** 8, device="meta"))
     with pytest.raises(ValueError, match="residual has"):
         check_nhwc("residual", torch.empty(2, 2 ** 14, 2 ** 8, 2 ** 8, device="meta", dtype=torch.float16))
+
+
+@pytest.mark.parametrize("m,bm,tiles", [(72, 16, 1), (131072, 128, 4), (131072, 128, 18), (512, 64, 8), (1, 16, 1)])
+def test_wgrad_row_split_covers_every_row_once(m, bm, tiles, monkeypatch):
+    """Splits tile the rows exactly (the last may be short), in multiples of bm; on a 132-SM GPU each is at least 4
+    row tiles unless there is one, and the plan asks for ~264 programs; on CPU (the interpreter) there are splits
+    wherever there are several row tiles, so the other wgrad tests cover the split path."""
+    from hgfast.kernels import conv_wgrad
+
+    for device, sms in ((torch.device("cpu"), None), (torch.device("cuda", 0), 132)):
+        if sms:
+            monkeypatch.setattr(conv_wgrad, "_sm_count", lambda index: sms)
+            monkeypatch.setattr(conv_wgrad, "interpreting", lambda: False)
+        splits, rows = conv_wgrad.row_split(m, bm, tiles, device)
+        assert rows % bm == 0 and (splits - 1) * rows < m <= splits * rows
+        assert splits == 1 or rows >= (4 if sms else 1) * bm
+        if not sms:
+            assert splits > 1 or m <= bm
+        if sms and m == 131072:
+            assert 0.9 * 264 <= splits * tiles <= 264 + tiles
