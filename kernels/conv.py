@@ -11,16 +11,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+from .common import (SUPPORTED_DTYPES, block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
                      load_tile, mma, on_tensor_device, prune_tiles, row_coords, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
 @triton.jit
-def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, rows, row_ok, h, w, H, W, CA, cols, CB,
+def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, W_OFF, SW_TAP, SW_K, SW_N,
+                  rows, row_ok, h, w, H, W, CA, cols, CB,
                   KS: tl.constexpr, PRO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                   IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr):
-    """fp32 ``[BM, BN]`` tile of ``conv(prologue(x))``; ``w`` is packed ``[KS*KS*CA, CB]`` (tap-major)."""
+    """fp32 ``[BM, BN]`` tile of ``conv(prologue(x))``; the weight operand ``b[tap, k, n]`` is at
+    ``w_ptr + W_OFF + tap * SW_TAP + k * SW_K + n * SW_N`` (see ``weight_operand``), in any float dtype."""
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     col_ok = cols < CB
     for tap in tl.static_range(KS * KS):
@@ -29,7 +31,8 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, rows, row_ok, h, w,
             a = load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w,
                           tap // KS - KS // 2, tap % KS - KS // 2, H, W, ks, CA, PRO)
             b_mask = (ks < CA)[:, None] & col_ok[None, :]
-            b = tl.load(w_ptr + (tap * CA + ks)[:, None] * CB + cols[None, :], mask=b_mask, other=0.0)
+            b = tl.load(w_ptr + W_OFF + tap * SW_TAP + ks[:, None] * SW_K + cols[None, :] * SW_N, mask=b_mask,
+                        other=0.0)
             acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
     return acc
 
@@ -38,7 +41,7 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, rows, row_ok, h, w,
                  prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN")})
 @triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_ptr, res_ptr, low_ptr, stats_ptr,
-                    M, H, W, CIN, COUT, T,
+                    W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T,
                     KS: tl.constexpr, PRO: tl.constexpr, HAS_BIAS: tl.constexpr, EPI_AFFINE: tl.constexpr,
                     HAS_RES: tl.constexpr, HAS_LOW: tl.constexpr, STATS: tl.constexpr,
                     IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
@@ -49,8 +52,8 @@ def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_pt
     row_ok = rows < M
     col_ok = cols < COUT
     h, w = row_coords(rows, H, W)
-    v = conv_mainloop(x_ptr, x_ptr, ps_ptr, pt_ptr, pt_ptr, w_ptr, rows, row_ok, h, w, H, W, CIN, cols, COUT,
-                      KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+    v = conv_mainloop(x_ptr, x_ptr, ps_ptr, pt_ptr, pt_ptr, w_ptr, W_OFF, SW_TAP, SW_K, SW_N,
+                      rows, row_ok, h, w, H, W, CIN, cols, COUT, KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
     mask = row_ok[:, None] & col_ok[None, :]
     if HAS_BIAS:
         v += tl.load(bias_ptr + cols, mask=col_ok, other=0.0)[None, :]
@@ -70,32 +73,53 @@ def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_pt
         write_partial_stats(stats_ptr, out.to(tl.float32), row_ok, cols, col_ok, pid_m, T, COUT)
 
 
-def pack_weight(weight: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-    """``[Cout, Cin, k, k]`` -> GEMM operand ``[k*k*Cin, Cout]`` (tap-major); ``transpose=True`` packs the
-    data-gradient operand ``[k*k*Cout, Cin]`` (spatially flipped, channels swapped)."""
+def pack_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The GEMM operand of a 3x3 conv: ``(Cout, Cin, k, k)`` -> ``(k, k, Cin, Cout)`` contiguous in ``dtype`` (the
+    activations' dtype), one casting copy. Forward and data gradient both read it (``weight_operand``)."""
+    cout, cin, k, _ = weight.shape
+    packed = torch.empty((k, k, cin, cout), device=weight.device, dtype=dtype)
+    return packed.copy_(weight.detach().permute(2, 3, 1, 0))
+
+
+def weight_operand(weight: torch.Tensor, packed: torch.Tensor | None, transpose: bool, dtype: torch.dtype):
+    """``(tensor, offset, tap stride, k stride, n stride)`` addressing the B operand ``b[tap, k, n]`` of the conv
+    GEMM: ``w[co=n, ci=k, tap]`` (forward) or, ``transpose``, ``w[co=k, ci=n, 8 - tap]`` (data gradient: flipped,
+    channels swapped). 1x1 weights are read where they are, in their own dtype and strides (rounded to the
+    activations' dtype in the kernel); 3x3 weights from ``packed`` (``pack_weight``; packed here when None)."""
+    cout, cin, k, _ = weight.shape
+    if k == 1:
+        so, si = weight.stride(0), weight.stride(1)
+        return (weight, 0, 0, so, si) if transpose else (weight, 0, 0, si, so)
+    if packed is None:
+        packed = pack_weight(weight, dtype)
+    elif packed.shape != (k, k, cin, cout) or packed.dtype != dtype or packed.device != weight.device \
+            or not packed.is_contiguous():
+        raise ValueError(f"packed must be pack_weight(weight, {dtype}): a contiguous {(k, k, cin, cout)} tensor on "
+                         f"{weight.device}, got {tuple(packed.shape)} {packed.dtype} on {packed.device}")
     if transpose:
-        weight = weight.flip(2, 3).transpose(0, 1)
-    cout = weight.shape[0]
-    return weight.permute(2, 3, 1, 0).reshape(-1, cout).contiguous()
+        return packed, (k * k - 1) * cin * cout, -cin * cout, 1, cout
+    return packed, 0, cin * cout, cout, 1
 
 
 def check_weight(name: str, weight: torch.Tensor, x: torch.Tensor, cin: int) -> int:
-    """Validate a conv weight ``[Cout, cin, k, k]`` (k in 1, 3) against input ``x``; return k."""
+    """Validate a conv weight ``[Cout, cin, k, k]`` (k in 1, 3; fp32/fp16/bf16 on x's device); return k."""
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or weight.shape[1] != cin \
             or weight.shape[2] != weight.shape[3] or weight.shape[2] not in (1, 3):
         raise ValueError(f"{name} must be (Cout, {cin}, k, k) with k in (1, 3), got "
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
-    if weight.dtype != x.dtype or weight.device != x.device:
-        raise TypeError(f"{name} must match the input: {x.dtype} on {x.device}, got {weight.dtype} on {weight.device}")
+    if weight.dtype not in SUPPORTED_DTYPES or weight.device != x.device:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16 on {x.device}, got {weight.dtype} on "
+                        f"{weight.device}")
     return weight.shape[2]
 
 
 @on_tensor_device
 def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=None, epi_shift=None,
-               residual=None, low=None, stats=False):
+               residual=None, low=None, stats=False, packed=None):
     """Fused ``[BN-ReLU] -> conv (1x1 or 3x3, pad 1) -> [+bias] [BN-ReLU] [+residual] [+up2x(low)]``.
 
-    x: NHWC ``(N, H, W, Cin)``; weight ``(Cout, Cin, k, k)`` in x's dtype; bias, pro_*, epi_*: fp32 vectors
+    x: NHWC ``(N, H, W, Cin)``; weight ``(Cout, Cin, k, k)``, fp32/fp16/bf16 (rounded to x's dtype), with
+    ``packed = pack_weight(weight, x.dtype)`` optional for 3x3 (reuse it across calls); bias, pro_*, epi_*: fp32 vectors
     (``pro_scale``/``pro_shift`` of length Cin, the others Cout); residual ``(N, H, W, Cout)``; low
     ``(N, H/2, W/2, Cout)``. Returns ``(y (N, H, W, Cout), partial)`` where ``partial`` is the fp32
     ``(3, ceil(M / BM), Cout)`` statistics buffer when ``stats`` else None.
@@ -126,10 +150,11 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     partial = torch.empty((3, t, cout), device=x.device, dtype=torch.float32) if stats else None
     dummy = y
     grid = lambda meta: (t, triton.cdiv(cout, meta["BN"]))  # noqa: E731
+    w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     conv_fwd_kernel[grid](
-        x, pack_weight(weight), y, _or(pro_scale, dummy), _or(pro_shift, dummy), _or(bias, dummy),
+        x, w_t, y, _or(pro_scale, dummy), _or(pro_shift, dummy), _or(bias, dummy),
         _or(epi_scale, dummy), _or(epi_shift, dummy), _or(residual, dummy), _or(low, dummy), _or(partial, dummy),
-        m, hh, ww, cin, cout, t,
+        *w_addr, m, hh, ww, cin, cout, t,
         KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,
         HAS_RES=residual is not None, HAS_LOW=low is not None, STATS=stats,
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)

@@ -14,14 +14,14 @@ import triton.language as tl
 
 from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
                      on_tensor_device, prune_tiles, row_coords, tl_dtype)
-from .conv import check_weight, conv_mainloop, pack_weight
+from .conv import check_weight, conv_mainloop, weight_operand
 
 
 @triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO", "MASK", "HAS_ADD"],
                  prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT")})
 @triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr, add_ptr,
-                      dv_ptr, sums_ptr, M, H, W, CIN, COUT, T,
+                      dv_ptr, sums_ptr, W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T,
                       KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr, HAS_ADD: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -31,8 +31,8 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
     row_ok = rows < M
     col_ok = cols < CIN
     h, w = row_coords(rows, H, W)
-    dv = conv_mainloop(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, rows, row_ok, h, w, H, W, COUT, cols, CIN,
-                       KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+    dv = conv_mainloop(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, W_OFF, SW_TAP, SW_K, SW_N,
+                       rows, row_ok, h, w, H, W, COUT, cols, CIN, KS, PRO, BM, BN, BK, IO_DTYPE, DOT_DTYPE, DOT_PREC)
     mask = row_ok[:, None] & col_ok[None, :]
     offs = rows[:, None] * CIN + cols[None, :]
     if HAS_ADD:
@@ -53,10 +53,10 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
 
 
 @on_tensor_device
-def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None, add=None):
+def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None, add=None, packed=None):
     """Input gradient of ``conv(relu(x * scale + shift))``, masked by the ReLU, with BN-backward partial sums.
 
-    dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)``. ``dy_pending = (x2, a, b, c)`` makes the upstream
+    dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)`` and ``packed`` as in ``conv2d_fwd``. ``dy_pending = (x2, a, b, c)`` makes the upstream
     gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32 vectors; a BN-backward apply not yet materialised).
     With ``x`` (NHWC ``(N, H, W, Cin)``), ``scale``, ``shift`` and ``mean`` (fp32, length Cin) returns
     ``(dv, sums)`` with ``dv = du * (x * scale + shift > 0)`` and ``sums`` the fp32 ``(2, T, Cin)`` partials of
@@ -88,10 +88,11 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     dv = torch.empty((n, hh, ww, cin), device=dy.device, dtype=dy.dtype)
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
     grid = lambda meta: (t, triton.cdiv(cin, meta["BN"]))  # noqa: E731
+    w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
     conv_dgrad_kernel[grid](
-        dy, *pending, pack_weight(weight, transpose=True),
+        dy, *pending, w_t,
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
-        dv if add is None else add, dv, sums if masked else dv, m, hh, ww, cin, cout, t,
+        dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t,
         KS=ks, PRO=0 if dy_pending is None else 2, MASK=masked, HAS_ADD=add is not None,
         IO_DTYPE=tl_dtype(dy.dtype), DOT_DTYPE=dot_dtype(dy.dtype), DOT_PREC=dot_precision(dy.dtype), BM=bm)
     return dv, sums

@@ -6,6 +6,7 @@ pytestmark = pytest.mark.triton
 pytest.importorskip("hgfast.kernels")
 
 from hgfast.fused import force_triton_on_cpu, ops  # noqa: E402
+from hgfast.kernels.conv import pack_weight  # noqa: E402
 from hgfast.models import Residual  # noqa: E402
 
 
@@ -25,8 +26,10 @@ def cases():
     return [
         (ops.conv_fwd, (x, w3, vec(co), vec(ci), vec(ci), vec(co), vec(co), dy, nhwc(n, h // 2, w // 2, co), True)),
         (ops.conv_fwd, (x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, False)),
+        (ops.conv_fwd, (x, w3, None, None, None, None, None, None, None, False, pack_weight(w3, x.dtype))),
         (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co), nhwc(n, h, w, ci))),
         (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None)),
+        (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None, pack_weight(w3, x.dtype))),
         (ops.conv_wgrad, (x, dy, 3, vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
         (ops.upsample_add, (dy, nhwc(n, h // 2, w // 2, co))),
         (ops.upsample_add_backward, (dy,)),
@@ -38,7 +41,7 @@ def cases():
     ]
 
 
-N_CASES = 12  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
+N_CASES = 14  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
 
 
 def test_every_op_has_a_case():

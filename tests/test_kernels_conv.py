@@ -193,8 +193,10 @@ def test_conv_bad_inputs_name_the_argument():
         kernels.conv2d_fwd(x, torch.randn(2, 4, 1, 1))
     with pytest.raises(ValueError, match="weight must be"):
         kernels.conv2d_fwd(x, torch.randn(2, 3, 5, 5))
-    with pytest.raises(TypeError, match="weight must match"):
-        kernels.conv2d_fwd(x, wt.half())
+    with pytest.raises(TypeError, match="weight must be float32, float16 or bfloat16"):
+        kernels.conv2d_fwd(x, wt.double())
+    with pytest.raises(ValueError, match="packed must be"):
+        kernels.conv2d_fwd(x, torch.randn(2, 3, 3, 3), packed=torch.randn(3, 3, 2, 3))
     with pytest.raises(TypeError, match="x must be float32"):
         kernels.conv2d_fwd(x.double(), wt.double())
     with pytest.raises(ValueError, match="contiguous NHWC"):
@@ -242,3 +244,30 @@ def test_wgrad_row_split_covers_every_row_once(m, bm, tiles, monkeypatch):
             assert splits > 1 or m <= bm
         if sms and m == 131072:
             assert 0.9 * 264 <= splits * tiles <= 264 + tiles
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("k", [1, 3])
+def test_weights_in_any_float_dtype_layout_or_packing(dtype, k):
+    """An fp32 weight for bf16 activations (AMP), channels_last weight strides, and a 3x3 weight packed once and
+    reused: all give exactly the result of the weight cast to the activation dtype. (1x1 weights are cast in the
+    kernel; the interpreter casts fp32 -> bf16 toward zero where the GPU rounds to nearest, so there the reference
+    weight is truncated the same way.)"""
+    from hgfast.kernels.conv import pack_weight
+
+    n, h, w, cin, cout = 2, 4, 6, 5, 7
+    x, dy = rnd((n, h, w, cin), dtype), rnd((n, h, w, cout), dtype)
+    wt = torch.randn(cout, cin, k, k)
+    cast = wt.to(dtype)
+    if dtype == torch.bfloat16 and k == 1 and x.device.type == "cpu":
+        cast = (wt.view(torch.int32) & ~0xFFFF).view(torch.float32).to(dtype)
+    y_ref, _ = kernels.conv2d_fwd(x, cast)
+    dx_ref, _ = kernels.conv2d_dgrad(dy, cast)
+    variants = [wt, wt.to(memory_format=torch.channels_last)]
+    if k == 3:
+        variants.append(pack_weight(wt, dtype))
+    for variant in variants:
+        packed = variant if variant.shape[0] == k else None
+        weight = wt if packed is not None else variant
+        assert torch.equal(kernels.conv2d_fwd(x, weight, packed=packed)[0], y_ref)
+        assert torch.equal(kernels.conv2d_dgrad(dy, weight, packed=packed)[0], dx_ref)

@@ -1,7 +1,8 @@
 """How the fused ops are differentiated: ``torch.autograd.Function``s composed of the ``hgfast::`` custom ops.
 
-Activations are NHWC-contiguous; parameters keep their own dtype (cast to the activation dtype for the GEMMs,
-gradients cast back). BN math, per channel, with ``M`` rows, batch ``mean``/biased ``var`` and
+Activations are NHWC-contiguous; parameters keep their own dtype (1x1 weights are rounded to the activation dtype
+inside the GEMMs, 3x3 weights packed once per forward in that dtype and reused by the backward; gradients are cast
+back to the parameter dtype). BN math, per channel, with ``M`` rows, batch ``mean``/biased ``var`` and
 ``invstd = rsqrt(var + eps)``: forward ``relu(x * s + t)`` with ``s = gamma * invstd``, ``t = beta - mean * s``;
 backward from ``dv`` (gradient at the BN output, ReLU mask applied) ``dbeta = sum(dv)``,
 ``dgamma = invstd * sum(dv * (x - mean))`` and ``dx = dv * a + x * b + c`` (``bn_backward_coeffs``).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..kernels.conv import pack_weight
 from . import ops  # noqa: F401  (registers torch.ops.hgfast.*)
 
 _ops = torch.ops.hgfast
@@ -57,13 +59,14 @@ class ResidualTrainFn(torch.autograd.Function):
         dt, (e1, e2, e3) = x.dtype, eps
         mean1, var1, s1, t1 = bn_train(_ops.channel_stats(x) if x_partial is None else x_partial, g1, b1, e1)
         skip = x if w_skip is None else \
-            _ops.conv_fwd(x, w_skip.to(dt), _f32(bias_skip), None, None, None, None, None, None, False)[0]
-        c1, p1 = _ops.conv_fwd(x, w1.to(dt), _f32(bias1), s1, t1, None, None, None, None, True)
+            _ops.conv_fwd(x, w_skip, _f32(bias_skip), None, None, None, None, None, None, False)[0]
+        c1, p1 = _ops.conv_fwd(x, w1, _f32(bias1), s1, t1, None, None, None, None, True)
         mean2, var2, s2, t2 = bn_train(p1, g2, b2, e2)
-        c2, p2 = _ops.conv_fwd(c1, w2.to(dt), _f32(bias2), s2, t2, None, None, None, None, True)
+        w2p = pack_weight(w2, dt)  # the 3x3 operand, read again by the backward
+        c2, p2 = _ops.conv_fwd(c1, w2, _f32(bias2), s2, t2, None, None, None, None, True, w2p)
         mean3, var3, s3, t3 = bn_train(p2, g3, b3, e3)
-        y, y_partial = _ops.conv_fwd(c2, w3.to(dt), _f32(bias3), s3, t3, None, None, skip, low, y_stats)
-        ctx.save_for_backward(x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
+        y, y_partial = _ops.conv_fwd(c2, w3, _f32(bias3), s3, t3, None, None, skip, low, y_stats)
+        ctx.save_for_backward(x, c1, c2, w1, w2, w2p, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
                               mean1, var1, mean2, var2, mean3, var3, bias1, bias2, bias3, bias_skip)
         ctx.eps, ctx.has_low = eps, low is not None
         stats = (y_partial, mean1, var1, mean2, var2, mean3, var3)
@@ -72,7 +75,7 @@ class ResidualTrainFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, *_):
-        (x, c1, c2, w1, w2, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
+        (x, c1, c2, w1, w2, w2p, w3, w_skip, g1, g2, g3, s1, t1, s2, t2, s3, t3,
          mean1, var1, mean2, var2, mean3, var3, bias1, bias2, bias3, bias_skip) = ctx.saved_tensors
         dt, (e1, e2, e3) = x.dtype, ctx.eps
         count = x.numel() // x.shape[3]
@@ -82,18 +85,18 @@ class ResidualTrainFn(torch.autograd.Function):
             dx_skip, dw_skip, db_skip = dy, None, None
         else:
             dw_skip, db_skip = _ops.conv_wgrad(x, dy, 1, None, None, None, None, None, None)
-            dx_skip = _ops.conv_dgrad(dy, w_skip.to(dt), None, None, None, None, None, None, None, None, None)[0]
+            dx_skip = _ops.conv_dgrad(dy, w_skip, None, None, None, None, None, None, None, None, None)[0]
         # conv3 (1x1): its upstream gradient is dy itself.
         dw3, db3 = _ops.conv_wgrad(c2, dy, 1, s3, t3, None, None, None, None)
-        dv3, sums3 = _ops.conv_dgrad(dy, w3.to(dt), c2, s3, t3, mean3, None, None, None, None, None)
+        dv3, sums3 = _ops.conv_dgrad(dy, w3, c2, s3, t3, mean3, None, None, None, None, None)
         k3, dg3, dbeta3 = bn_backward_coeffs(sums3, mean3, var3, g3, e3, count)
         # conv2 (3x3): upstream gradient dc2 = dv3 * a3 + c2 * b3 + c3, applied in the prologues.
         dw2, db2 = _ops.conv_wgrad(c1, dv3, 3, s2, t2, c2, *k3)
-        dv2, sums2 = _ops.conv_dgrad(dv3, w2.to(dt), c1, s2, t2, mean2, c2, *k3, None)
+        dv2, sums2 = _ops.conv_dgrad(dv3, w2, c1, s2, t2, mean2, c2, *k3, None, w2p)
         k2, dg2, dbeta2 = bn_backward_coeffs(sums2, mean2, var2, g2, e2, count)
         # conv1 (1x1): upstream gradient dc1 = dv2 * a2 + c1 * b2 + c2.
         dw1, db1 = _ops.conv_wgrad(x, dv2, 1, s1, t1, c1, *k2)
-        dv1, sums1 = _ops.conv_dgrad(dv2, w1.to(dt), x, s1, t1, mean1, c1, *k2, None)
+        dv1, sums1 = _ops.conv_dgrad(dv2, w1, x, s1, t1, mean1, c1, *k2, None)
         k1, dg1, dbeta1 = bn_backward_coeffs(sums1, mean1, var1, g1, e1, count)
         dx = _ops.bn_backward_apply(dv1, x, *k1, dx_skip)
 
@@ -117,12 +120,10 @@ class HeadTrainFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, r, eps, w, bias, gamma, beta, w_heat, bias_heat):
-        dt = r.dtype
-        lin, partial = _ops.conv_fwd(r, w.to(dt), _f32(bias), None, None, None, None, None, None, True)
+        lin, partial = _ops.conv_fwd(r, w, _f32(bias), None, None, None, None, None, None, True)
         mean, var, s, t = bn_train(partial, gamma, beta, eps)
         feature = _ops.bn_relu(lin, s, t)
-        heatmaps, _ = _ops.conv_fwd(feature, w_heat.to(dt), _f32(bias_heat), None, None, None, None, None, None,
-                                    False)
+        heatmaps, _ = _ops.conv_fwd(feature, w_heat, _f32(bias_heat), None, None, None, None, None, None, False)
         ctx.save_for_backward(r, lin, w, bias, gamma, w_heat, bias_heat, s, t, mean, var)
         ctx.eps = eps
         ctx.set_materialize_grads(False)
@@ -139,10 +140,10 @@ class HeadTrainFn(torch.autograd.Function):
         d_heatmaps = d_heatmaps.to(dt).contiguous()
         d_feature = None if d_feature is None else d_feature.to(dt).contiguous()
         dw_heat, db_heat = _ops.conv_wgrad(lin, d_heatmaps, 1, s, t, None, None, None, None)
-        dv, sums = _ops.conv_dgrad(d_heatmaps, w_heat.to(dt), lin, s, t, mean, None, None, None, None, d_feature)
+        dv, sums = _ops.conv_dgrad(d_heatmaps, w_heat, lin, s, t, mean, None, None, None, None, d_feature)
         k, dgamma, dbeta = bn_backward_coeffs(sums, mean, var, gamma, ctx.eps, count)
         dw, db = _ops.conv_wgrad(r, dv, 1, None, None, lin, *k)
-        dr = _ops.conv_dgrad(dv, w.to(dt), None, None, None, None, lin, *k, None)[0]
+        dr = _ops.conv_dgrad(dv, w, None, None, None, None, lin, *k, None)[0]
         return (dr, None, _like(dw, w), _like(db, bias), _like(dgamma, gamma), _like(dbeta, gamma),
                 _like(dw_heat, w_heat), _like(db_heat, bias_heat))
 
@@ -156,7 +157,7 @@ class ConvFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual, stats):
-        y, partial = _ops.conv_fwd(x, weight.to(x.dtype), _f32(bias), None, None, None, None, residual, None, stats)
+        y, partial = _ops.conv_fwd(x, weight, _f32(bias), None, None, None, None, residual, None, stats)
         ctx.save_for_backward(x, weight, bias)
         ctx.has_res = residual is not None
         ctx.mark_non_differentiable(partial)
@@ -167,5 +168,5 @@ class ConvFn(torch.autograd.Function):
         x, weight, bias = ctx.saved_tensors
         dy = dy.to(x.dtype).contiguous()
         dw, db = _ops.conv_wgrad(x, dy, weight.shape[2], None, None, None, None, None, None)
-        dx = _ops.conv_dgrad(dy, weight.to(x.dtype), None, None, None, None, None, None, None, None, None)[0]
+        dx = _ops.conv_dgrad(dy, weight, None, None, None, None, None, None, None, None, None)[0]
         return dx, _like(dw, weight), _like(db, bias), dy if ctx.has_res else None, None

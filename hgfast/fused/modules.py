@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.hourglass import Hourglass
+from ..kernels.conv import pack_weight
 from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32
+from .memo import memo
 
 _ops = torch.ops.hgfast
 
@@ -55,9 +57,17 @@ def update_running_stats(bns, means, variances, count: int) -> None:
 
 
 def eval_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """Eval-mode BN as ``x * s + t`` (fp32 ``s``, ``t``) from the running statistics."""
-    s = _f32(bn.weight) * torch.rsqrt(bn.running_var.float() + bn.eps)
-    return s, _f32(bn.bias) - bn.running_mean.float() * s
+    """Eval-mode BN as ``x * s + t`` (fp32 ``s``, ``t``) from the running statistics (memoised)."""
+    def compute():
+        s = _f32(bn.weight) * torch.rsqrt(bn.running_var.float() + bn.eps)
+        return s, _f32(bn.bias) - bn.running_mean.float() * s
+
+    return memo(bn, f"scale_shift_{bn.eps}", (bn.weight, bn.bias, bn.running_mean, bn.running_var), compute)
+
+
+def packed_weight(conv: nn.Conv2d, dtype: torch.dtype) -> Tensor:
+    """``pack_weight(conv.weight, dtype)`` for inference (memoised)."""
+    return memo(conv, f"packed_{dtype}", (conv.weight,), lambda: pack_weight(conv.weight, dtype))
 
 
 def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
@@ -87,15 +97,13 @@ def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | Non
             res.bn3.weight, res.bn3.bias, res.conv3.weight, res.conv3.bias, skip_w, skip_b)
         update_running_stats(bns, stats[0::2], stats[1::2], count)
         return nchw(y), y_partial if out_stats else None
-    dt = xn.dtype
     (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
     skip = xn if skip_w is None else \
-        _ops.conv_fwd(xn, skip_w.detach().to(dt), _f32(skip_b), None, None, None, None, None, None, False)[0]
-    a = _ops.conv_fwd(xn, res.conv1.weight.detach().to(dt), _f32(res.conv1.bias), s1, t1, s2, t2,
-                      None, None, False)[0]
-    b = _ops.conv_fwd(a, res.conv2.weight.detach().to(dt), _f32(res.conv2.bias), None, None, s3, t3,
-                      None, None, False)[0]
-    y = _ops.conv_fwd(b, res.conv3.weight.detach().to(dt), _f32(res.conv3.bias), None, None, None, None,
+        _ops.conv_fwd(xn, skip_w.detach(), _f32(skip_b), None, None, None, None, None, None, False)[0]
+    a = _ops.conv_fwd(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2, None, None, False)[0]
+    b = _ops.conv_fwd(a, res.conv2.weight.detach(), _f32(res.conv2.bias), None, None, s3, t3, None, None, False,
+                      packed_weight(res.conv2, xn.dtype))[0]
+    y = _ops.conv_fwd(b, res.conv3.weight.detach(), _f32(res.conv3.bias), None, None, None, None,
                       skip, lown, False)[0]
     return nchw(y), None
 
@@ -132,8 +140,8 @@ def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tens
         update_running_stats([head.lin_bn], [mean], [var], count)
         return nchw(feature), nchw(heatmaps)
     s, t = eval_scale_shift(head.lin_bn)
-    w = head.lin_conv.weight.detach().to(r.dtype)
-    feature = _ops.conv_fwd(r, w, _f32(head.lin_conv.bias), None, None, s, t, None, None, False)[0]
+    feature = _ops.conv_fwd(r, head.lin_conv.weight.detach(), _f32(head.lin_conv.bias), None, None, s, t,
+                            None, None, False)[0]
     heatmaps = ConvFn.apply(feature, head.heatmap.weight, head.heatmap.bias, None, False)[0]
     return nchw(feature), nchw(heatmaps)
 

@@ -22,15 +22,17 @@ def _tiles(m: int) -> int:
 @torch.library.custom_op("hgfast::conv_fwd", mutates_args=())
 def conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], pro_scale: Optional[Tensor],
              pro_shift: Optional[Tensor], epi_scale: Optional[Tensor], epi_shift: Optional[Tensor],
-             residual: Optional[Tensor], low: Optional[Tensor], stats: bool) -> tuple[Tensor, Tensor]:
-    y, partial = K.conv2d_fwd(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats)
+             residual: Optional[Tensor], low: Optional[Tensor], stats: bool,
+             packed: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    y, partial = K.conv2d_fwd(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats,
+                              packed)
     if partial is None:
         partial = x.new_empty((3, 0, weight.shape[0]), dtype=torch.float32)
     return y, partial
 
 
 @conv_fwd.register_fake
-def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats):
+def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low, stats, packed=None):
     n, h, w, _ = x.shape
     cout = weight.shape[0]
     t = _tiles(n * h * w) if stats else 0
@@ -40,16 +42,16 @@ def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low
 @torch.library.custom_op("hgfast::conv_dgrad", mutates_args=())
 def conv_dgrad(dy: Tensor, weight: Tensor, x: Optional[Tensor], scale: Optional[Tensor], shift: Optional[Tensor],
                mean: Optional[Tensor], x2: Optional[Tensor], a: Optional[Tensor], b: Optional[Tensor],
-               c: Optional[Tensor], add: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+               c: Optional[Tensor], add: Optional[Tensor], packed: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     pending = None if x2 is None else (x2, a, b, c)
-    dv, sums = K.conv2d_dgrad(dy, weight, x, scale, shift, mean, dy_pending=pending, add=add)
+    dv, sums = K.conv2d_dgrad(dy, weight, x, scale, shift, mean, dy_pending=pending, add=add, packed=packed)
     if sums is None:
         sums = dy.new_empty((2, 0, weight.shape[1]), dtype=torch.float32)
     return dv, sums
 
 
 @conv_dgrad.register_fake
-def _(dy, weight, x, scale, shift, mean, x2, a, b, c, add):
+def _(dy, weight, x, scale, shift, mean, x2, a, b, c, add, packed=None):
     n, h, w, _ = dy.shape
     cin = weight.shape[1]
     t = _tiles(n * h * w) if x is not None else 0
