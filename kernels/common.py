@@ -81,13 +81,25 @@ def gemm_configs():
             for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
 
 
-def prune_tiles(n_arg: str, k_arg: str):
+SHARED_MEMORY_BUDGET = 227 * 1024  # bytes per block on sm_90 (opt-in maximum)
+
+
+def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
     """``early_config_prune`` for ``gemm_configs()``: drop tiles wider than the problem along N (the kernel argument
-    ``n_arg``) or K (``k_arg``), down to 32. The 16-channel heatmap convs then compile and time one config, not 5."""
+    ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile and time one config, not
+    5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``, exceed the shared
+    memory of an sm_90 block (fp32 with 128-row tiles and two-tensor prologues: up to 426 KB otherwise, found by
+    ``.ci/triton_sm90_check``). ``args`` holds the launch's named arguments and constexprs. The estimate counts
+    each loaded operand tile once per stage; the check measured Triton's real use at 79-92 % of it, hence the
+    0.92 factor (a config that still does not fit is skipped by the autotuner on the GPU, at the cost of a
+    compile)."""
 
     def prune(configs, named_args, **kwargs):
-        n, k = (max(32, triton.next_power_of_2(named_args[a])) for a in (n_arg, k_arg))
-        return [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k] or configs[-1:]
+        args = {**named_args, **kwargs}
+        n, k = (max(32, triton.next_power_of_2(args[a])) for a in (n_arg, k_arg))
+        return [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k
+                and 0.92 * c.num_stages * stage_bytes(args, c.kwargs["BN"], c.kwargs["BK"]) <= SHARED_MEMORY_BUDGET] \
+            or configs[-1:]
 
     return prune
 

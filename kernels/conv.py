@@ -38,7 +38,8 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, W_OFF, SW_TAP, SW_K
 
 
 @triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO", "HAS_LOW"],
-                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN")})
+                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
+                     a["BM"] * bk * a["x_ptr"].element_size() + bk * bn * a["w_ptr"].element_size()))})
 @triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_ptr, res_ptr, low_ptr, stats_ptr,
                     W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T,

@@ -18,7 +18,9 @@ from .conv import check_weight, conv_mainloop, weight_operand
 
 
 @triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO", "MASK", "HAS_ADD"],
-                 prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT")})
+                 prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT", lambda a, bn, bk: (
+                     a["BM"] * bk * a["dy_ptr"].element_size() * (2 if a["PRO"] == 2 else 1)
+                     + bk * bn * a["w_ptr"].element_size()))})
 @triton.jit(do_not_specialize=["M", "H", "W", "T"])
 def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr, add_ptr,
                       dv_ptr, sums_ptr, W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T,
@@ -56,8 +58,8 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
 def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pending=None, add=None, packed=None):
     """Input gradient of ``conv(relu(x * scale + shift))``, masked by the ReLU, with BN-backward partial sums.
 
-    dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)`` and ``packed`` as in ``conv2d_fwd``. ``dy_pending = (x2, a, b, c)`` makes the upstream
-    gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32 vectors; a BN-backward apply not yet materialised).
+    dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)`` and ``packed`` as in ``conv2d_fwd``.
+    ``dy_pending = (x2, a, b, c)`` makes the upstream gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32 vectors; a BN-backward apply not yet materialised).
     With ``x`` (NHWC ``(N, H, W, Cin)``), ``scale``, ``shift`` and ``mean`` (fp32, length Cin) returns
     ``(dv, sums)`` with ``dv = du * (x * scale + shift > 0)`` and ``sums`` the fp32 ``(2, T, Cin)`` partials of
     ``sum(dv)`` and ``sum(dv * (x - mean))``; without them returns ``(du, None)``. ``add`` (NHWC

@@ -18,7 +18,9 @@ from .conv_dgrad import _check_pending
 
 
 @triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M", "PRO_X", "PRO_DY"],
-                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN")})
+                 prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
+                     a["BM"] * bk * a["x_ptr"].element_size()
+                     + a["BM"] * bn * a["dy_ptr"].element_size() * (2 if a["PRO_DY"] == 2 else 1)))})
 @triton.jit(do_not_specialize=["M", "H", "W", "ROWS"])
 def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, dw_ptr, db_ptr,
                       M, H, W, CIN, COUT, ROWS,

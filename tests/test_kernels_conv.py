@@ -271,3 +271,28 @@ def test_weights_in_any_float_dtype_layout_or_packing(dtype, k):
         weight = wt if packed is not None else variant
         assert torch.equal(kernels.conv2d_fwd(x, weight, packed=packed)[0], y_ref)
         assert torch.equal(kernels.conv2d_dgrad(dy, weight, packed=packed)[0], dx_ref)
+
+
+def test_autotune_pruning_fits_sm90_shared_memory_and_the_channels():
+    """The GPU config list, pruned for the wgrad of a 1x1 conv: bf16 256->128 keeps every tile; fp32 with 128-row
+    tiles and a two-tensor dy prologue drops those over the sm_90 shared-memory budget (the ones
+    .ci/triton_sm90_check found at up to 426 KB); 16 output channels keep only 32-wide N tiles."""
+    import triton
+
+    from hgfast.kernels import conv_wgrad
+    from hgfast.kernels.common import SHARED_MEMORY_BUDGET
+
+    configs = [triton.Config({"BN": bn, "BK": bk}, num_warps=w, num_stages=s)
+               for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
+    prune = conv_wgrad.conv_wgrad_kernel.early_config_prune
+
+    def kept(dtype, cin, cout, bm, pro_dy):
+        x, dy = torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype)
+        return prune(configs, {"x_ptr": x, "dy_ptr": dy, "CIN": cin, "COUT": cout}, BM=bm, PRO_DY=pro_dy)
+
+    assert kept(torch.bfloat16, 256, 128, 128, 2) == configs
+    fp32 = kept(torch.float32, 256, 128, 128, 2)
+    assert 0 < len(fp32) < len(configs)
+    for c in fp32:
+        assert 0.92 * c.num_stages * 128 * (c.kwargs["BK"] + 2 * c.kwargs["BN"]) * 4 <= SHARED_MEMORY_BUDGET
+    assert {c.kwargs["BN"] for c in kept(torch.bfloat16, 256, 16, 64, 0)} == {32}

@@ -71,6 +71,7 @@ class ResidualTrainFn(torch.autograd.Function):
         ctx.eps, ctx.has_low = eps, low is not None
         stats = (y_partial, mean1, var1, mean2, var2, mean3, var3)
         ctx.mark_non_differentiable(*stats)
+        ctx.set_materialize_grads(False)  # no zero tensors for the statistics: only y ever has a gradient
         return (y, *stats)
 
     @staticmethod
@@ -161,6 +162,7 @@ class ConvFn(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias)
         ctx.has_res = residual is not None
         ctx.mark_non_differentiable(partial)
+        ctx.set_materialize_grads(False)  # no zero tensor for the statistics: only y ever has a gradient
         return y, partial
 
     @staticmethod
