@@ -4,6 +4,8 @@ A value is reused while every tensor it was derived from is the same object, on 
 version (in-place updates - optimiser steps, ``load_state_dict``, ``.copy_()`` - bump the version; ``.to()``,
 ``p.data = ...`` or a new Parameter change the object or the storage). Sources are held by weak reference, so the
 memo never keeps old weights alive. Nothing is memoised while ``torch.compile`` traces (it sees the computation).
+A CUDA graph replay writes tensors without bumping their versions: whoever replays one that updates parameters
+calls ``invalidate_all()`` (``hgfast.graphs`` does).
 """
 from __future__ import annotations
 
@@ -12,6 +14,20 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+
+_generation = 0
+
+
+def invalidate_all() -> None:
+    """Forget every memoised value (O(1): entries from earlier generations no longer match)."""
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    """How many times ``invalidate_all`` has run."""
+    return _generation
 
 
 def _state(t: torch.Tensor) -> tuple:
@@ -24,9 +40,9 @@ def memo(module: nn.Module, name: str, sources: Sequence[torch.Tensor], compute:
         return compute()
     store = module.__dict__.setdefault("_hgfast_memo", {})
     hit = store.get(name)
-    if hit is not None and len(hit[0]) == len(sources) and all(
-            ref() is t and state == _state(t) for (ref, state), t in zip(hit[0], sources)):
-        return hit[1]
+    if hit is not None and hit[0] == _generation and len(hit[1]) == len(sources) and all(
+            ref() is t and state == _state(t) for (ref, state), t in zip(hit[1], sources)):
+        return hit[2]
     value = compute()
-    store[name] = ([(weakref.ref(t), _state(t)) for t in sources], value)
+    store[name] = (_generation, [(weakref.ref(t), _state(t)) for t in sources], value)
     return value

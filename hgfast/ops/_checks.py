@@ -32,9 +32,9 @@ def keypoints(value):
     return kp.to(torch.float32).contiguous()
 
 
-def visible(value, kp, name="visible"):
+def visible(value, kp, name="visible", check_finite=True):
     """None or (B,K) / (B,N,K) matching kp (B,N,K,2) → (B,N,K) bool; nonzero means visible. Rejects non-finite
-    coordinates of visible joints."""
+    coordinates of visible joints unless ``check_finite`` is False (the check syncs the host for CUDA tensors)."""
     B, N, K, _ = kp.shape
     if value is None:
         vis = torch.ones((B, N, K), dtype=torch.bool, device=kp.device)
@@ -45,10 +45,16 @@ def visible(value, kp, name="visible"):
         if tuple(vis.shape) != (B, N, K):
             raise ValueError(f"{name} must have shape {(B, K) if N == 1 else (B, N, K)}, got {tuple(value.shape)}")
         vis = vis.contiguous() if vis.dtype == torch.bool else (vis != 0).contiguous()
+    if check_finite:
+        finite_keypoints(kp, vis)
+    return vis
+
+
+def finite_keypoints(kp, vis):
+    """Raise ValueError if a visible joint of kp (B,N,K,2) has a NaN/Inf coordinate; vis (B,N,K) bool."""
     # Fast path: a finite sum of all coordinates means none is NaN/Inf (one reduction instead of a masked scan).
     if not math.isfinite(kp.sum().item()) and not torch.isfinite(kp).all(-1)[vis].all():
         raise ValueError("keypoints contains NaN or Inf for a visible joint (mark it invisible instead)")
-    return vis
 
 
 def sigma(value, K, device):

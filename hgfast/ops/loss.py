@@ -6,7 +6,8 @@ from . import _checks
 from .reference import heatmap_mse_loss_ref
 
 
-def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, encoding="unbiased"):
+def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, encoding="unbiased",
+                     check_keypoints=True):
     """Intermediate-supervision loss without materialising targets.
 
     loss = Σ_s mean_{b,k,i,j} weights[b,k] · (pred[b,s,k,i,j] − target[b,k,i,j])²,
@@ -20,6 +21,9 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
             get no loss, as bearpaw's JointsMSELoss) or the "annotated" flag (train on occluded joints too).
         visible: None (all drawn) or (B,K) / (B,N,K): which joints get a Gaussian in the target.
         sigma, encoding: as gaussian_heatmaps.
+        check_keypoints: reject NaN/Inf coordinates of visible joints. The check waits for the device (one host
+            sync per call on CUDA), which stalls a training step and cannot be captured in a CUDA graph; pass False
+            when the keypoints were checked already (e.g. on the CPU batch) - unchecked NaN makes the loss NaN.
 
     Returns:
         0-dim tensor, float64 if pred is float64 else float32; differentiable w.r.t. pred.
@@ -34,7 +38,7 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
     if kp.shape[0] != B or kp.shape[2] != K:
         raise ValueError(f"keypoints must have shape ({B}, {K}, 2) or ({B}, N, {K}, 2) for pred of shape "
                          f"{tuple(pred.shape)}, got {tuple(keypoints.shape)}")
-    vis = _checks.visible(visible, kp)
+    vis = _checks.visible(visible, kp, check_finite=check_keypoints)
     sig = _checks.sigma(sigma, K, pred.device)
     integer = _checks.encoding(encoding)
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32

@@ -67,6 +67,7 @@ class Config:
     batch_size: int = 16         # per process
     amp: str = "none"            # "none", "bf16" or "fp16"
     channels_last: bool = False
+    cuda_graphs: bool = False    # replay the whole training step from a CUDA graph (one CUDA process, amp none/bf16)
     sync_bn: bool = False        # SyncBatchNorm under DDP
     device: str = "auto"         # "auto", "cpu", "cuda", "cuda:1", ...
     seed: int = 0
@@ -227,6 +228,9 @@ def validate(cfg: Config) -> None:
     if cfg.data.input_size % multiple:
         raise ConfigError(f"config key 'data.input_size' must be a multiple of {multiple} for model.depth="
                           f"{cfg.model.depth}, got {cfg.data.input_size}")
+    if cfg.cuda_graphs and cfg.amp == "fp16":
+        raise ConfigError("config key 'cuda_graphs' needs amp 'bf16' or 'none' (fp16's GradScaler synchronises the "
+                          "host every step, which a CUDA graph cannot capture)")
     if cfg.data.dataset == "mpii" and not (cfg.data.root or (cfg.data.train_annotations and cfg.data.image_dir)):
         raise ConfigError("MPII needs 'data.root' (with annot/{train,valid}.h5 and images/) or "
                           "'data.train_annotations', 'data.val_annotations' and 'data.image_dir'")

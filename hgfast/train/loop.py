@@ -3,7 +3,8 @@
 Per step: the loader yields uint8 crops and crop-pixel keypoints; ``hgfast.ops.heatmap_mse_loss`` renders the
 Gaussian targets on the device and sums the per-stack MSE. Every ``val_every`` steps (and at the end) the main
 process evaluates PCK on the validation split, keeps ``best.safetensors`` and, every ``vis_every`` steps, draws
-predictions on validation images (``vis/step_XXXXXXX.jpg``).
+predictions on validation images (``vis/step_XXXXXXX.jpg``). With ``cuda_graphs`` the forward, loss, backward and
+optimiser step replay from one CUDA graph (``hgfast.graphs.GraphedTrainStep``).
 
 The work dir holds ``config.yaml`` (resolved), ``train.log``, ``metrics.csv``, ``last.state.pt`` (resumable),
 ``last.safetensors`` and ``best.safetensors``. Ctrl-C finishes the current step, writes the state and raises
@@ -29,8 +30,9 @@ from torch.utils.data import DataLoader
 from ..checkpoint import atomic_path
 from ..data.build import build_dataset
 from ..eval.evaluate import evaluate
+from ..graphs import GraphedTrainStep
 from ..models import StackedHourglass
-from ..ops import heatmap_mse_loss
+from ..ops import _checks, heatmap_mse_loss
 from ..predict import to_input
 from ..visualize import save_predictions_picture
 from . import distributed
@@ -65,6 +67,35 @@ def learning_rate(cfg: Config, step: int) -> float:
         t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
         return o.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return o.lr
+
+
+def release_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Undo what a CUDA-graph run saved into the optimiser state (capturable groups, lr tensors, step counters on
+    the device), so that the state resumes in an eager run on any device."""
+    for group in optimizer.param_groups:
+        if group.get("capturable"):
+            group["capturable"] = False
+        if torch.is_tensor(group["lr"]):
+            group["lr"] = float(group["lr"])
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].to("cpu", torch.float32)
+
+
+def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss(pred, keypoints, weights)``: the configured intermediate-supervision loss, without the keypoint
+    check's host sync (the loop checks the keypoints on the CPU batch)."""
+    def loss(pred, keypoints, weights):
+        return heatmap_mse_loss(pred.float(), keypoints, weights=weights, sigma=cfg.data.sigma,
+                                encoding=cfg.data.encoding, check_keypoints=False)
+    return loss
+
+
+def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) -> None:
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise ValueError(f"config key 'cuda_graphs' needs a CUDA device, got {device}")
+    if cfg.cuda_graphs and info.enabled:
+        raise ValueError("config key 'cuda_graphs' runs in one process; train under DDP without it")
 
 
 class _StopFlag:
@@ -176,6 +207,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         raise FileExistsError(f"{workdir} holds an earlier run ({STATE_FILE}): continue it with --resume, or "
                               f"pass --overwrite to replace it (or choose another --workdir)")
     dist_info, device = distributed.setup(cfg.device)
+    _check_runtime(cfg, device, dist_info)
     if dist_info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, workdir / "config.yaml")
@@ -194,6 +226,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         state = load_state(resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        release_capturable(optimizer)
         scaler.load_state_dict(state["scaler"])
         step, best = int(state["step"]), state.get("best")
         set_rng_state(state["rng"])
@@ -220,6 +253,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
 
     metrics = _Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
+    loss_fn = heatmap_loss(cfg)
+    graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
     hm_size = cfg.data.input_size // 4
 
@@ -258,16 +293,20 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     lr = learning_rate(cfg, step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
+                    _checks.visible(None, _checks.keypoints(batch["keypoints"]))  # on the CPU: no device sync
                     x = to_input(batch["image"], device, cfg.channels_last)
                     kp = batch["keypoints"].to(device) * (hm_size / cfg.data.input_size)
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        pred = net(x)
-                    loss = heatmap_mse_loss(pred.float(), kp, weights=batch[weight_key].to(device),
-                                            sigma=cfg.data.sigma, encoding=cfg.data.encoding)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
+                    weights = batch[weight_key].to(device)
+                    if graphed is not None:
+                        loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
+                    else:
+                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                            pred = net(x)
+                        loss = loss_fn(pred, kp, weights)
+                        optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
                     step += 1
                     seen += x.shape[0] * dist_info.world_size
                     loss_acc += loss.detach()
