@@ -2,7 +2,8 @@
 # One call on a lent GPU machine (device tool): build, test, sanitize, benchmark; results land in $OUT.
 #   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench]     (default: all four, in this order)
 # BENCH_K selects benchmark cases (pytest -k), e.g. BENCH_K="residual or upsample": torch.compile(max-autotune) of
-# the whole-model cases alone takes longer than one call. Each stage has its own time limit so the whole call fits the tool's 10-minute command limit; run the stages in
+# the whole-model cases alone takes longer than one call; BENCH_TAG names the results file of such a partial run
+# (benchmarks/results/<gpu>-<date>-<tag>.json). Each stage has its own time limit so the whole call fits the tool's 10-minute command limit; run the stages in
 # separate calls if a stage needs longer. The machine has torch+cu130, triton, nvcc, compute-sanitizer and every
 # dependency preinstalled, and no network: install with --no-build-isolation --no-deps.
 set -uo pipefail
@@ -28,7 +29,7 @@ for stage in $stages; do
                 echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer-$tool.log" | tr '\n' ' ')"
             done ;;
         bench)
-            json="benchmarks/results/$gpu-$stamp.json"
+            json="benchmarks/results/$gpu-$stamp${BENCH_TAG:+-$BENCH_TAG}.json"
             timeout 540 python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider -k "${BENCH_K:-}" \
                 --benchmark-json="$OUT/$(basename "$json")" 2>&1 | tail -5
             python3 benchmarks/report.py "$OUT/$(basename "$json")" --markdown "$OUT/report.md" \

@@ -1,4 +1,7 @@
-"""Contenders for the residual and whole-model benchmarks: eager, torch.compile(max-autotune) and fused."""
+"""Contenders for the residual and whole-model benchmarks: eager, torch.compile(max-autotune) and fused.
+
+The whole-model cases add the same eager and fused models replayed from a CUDA graph (``hgfast.graphs``), which
+separates launch overhead from kernel time (torch.compile's max-autotune mode uses CUDA graphs too)."""
 from __future__ import annotations
 
 import pytest
@@ -7,6 +10,7 @@ import torch
 from common import GPU_ONLY, ON_GPU
 
 CONTENDERS = ["eager", "compile", "fused"]
+GRAPHED = ["eager-graph", "fused-graph"]
 
 
 def prepare(module: torch.nn.Module, contender: str, train: bool) -> torch.nn.Module:
@@ -18,7 +22,7 @@ def prepare(module: torch.nn.Module, contender: str, train: bool) -> torch.nn.Mo
     module = module.to(device=device, memory_format=torch.channels_last).train(train)
     if contender == "compile":
         return torch.compile(module, mode="max-autotune")
-    if contender == "fused":
+    if contender.startswith("fused"):
         from hgfast.fused import runs_on
 
         if not runs_on(torch.device(device)):

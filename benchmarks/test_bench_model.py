@@ -1,21 +1,22 @@
 """Whole StackedHourglass: inference and a full training step (forward, loss, backward, optimiser).
 
-GPU: 2 and 8 stacks, batch 16/32/64, bf16 (AMP) and fp32, eager vs torch.compile(max-autotune) vs fused.
-CPU: a small model (2 stacks, 64 features, 128x128 input, batch 2), eager only.
+GPU: 2 and 8 stacks, batch 16/32/64, bf16 (AMP) and fp32, eager vs torch.compile(max-autotune) vs fused, and
+eager and fused replayed from CUDA graphs. CPU: a small model (2 stacks, 64 features, 128x128 input, batch 2),
+eager only.
 """
 import pytest
 import torch
 
-from common import ON_GPU, run_case
-from models import CONTENDERS, autocast, prepare
+from common import GPU_ONLY, ON_GPU, run_case
+from models import CONTENDERS, GRAPHED, autocast, prepare
 from hgfast import StackedHourglass
+from hgfast.graphs import GraphedForward, GraphedTrainStep
 
 if ON_GPU:
     SHAPES = [(nstack, batch) for nstack in (2, 8) for batch in (16, 32, 64)]
     NFEAT, SIZE, DTYPES = 256, 256, [torch.bfloat16, torch.float32]
 else:
     SHAPES, NFEAT, SIZE, DTYPES = [(2, 2)], 64, 128, [torch.float32]
-
 
 
 def _flops_per_image(nstack: int) -> float:
@@ -26,19 +27,28 @@ def _flops_per_image(nstack: int) -> float:
 
 def _model_and_images(nstack: int, batch: int, contender: str, train: bool):
     """The contender's model and a random channels_last image batch on its device."""
-    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender, train=train)
+    if contender in GRAPHED and not ON_GPU:
+        pytest.skip(GPU_ONLY)
+    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender.removesuffix("-graph"), train=train)
     device = next(model.parameters()).device
     return model, torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+def _amp(dtype: torch.dtype) -> torch.dtype | None:
+    return None if dtype == torch.float32 else dtype
+
+
+@pytest.mark.parametrize("contender", CONTENDERS + GRAPHED)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_inference(benchmark, nstack, batch, dtype, contender):
     benchmark.group = f"model inference {nstack} stacks b{batch} {dtype}"
     model, x = _model_and_images(nstack, batch, contender, train=False)
+    graphed = GraphedForward(model, amp_dtype=_amp(dtype)) if contender in GRAPHED else None
 
     def step():
+        if graphed is not None:
+            return graphed(x)
         with torch.no_grad(), autocast(dtype):
             return model(x)
 
@@ -47,7 +57,7 @@ def test_model_inference(benchmark, nstack, batch, dtype, contender):
     run_case(benchmark, step, impl=contender, flops=_flops_per_image(nstack) * batch)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("contender", CONTENDERS + GRAPHED)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_train_step(benchmark, nstack, batch, dtype, contender):
@@ -56,9 +66,16 @@ def test_model_train_step(benchmark, nstack, batch, dtype, contender):
     optimiser = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
     target = torch.rand(batch, 1, 16, SIZE // 4, SIZE // 4, device=x.device)
 
+    def loss_fn(pred, target):
+        return torch.nn.functional.mse_loss(pred.float(), target.expand(-1, nstack, -1, -1, -1))
+
+    graphed = GraphedTrainStep(model, optimiser, loss_fn, amp_dtype=_amp(dtype)) if contender in GRAPHED else None
+
     def step():
+        if graphed is not None:
+            return graphed(x, target)
         with autocast(dtype):
-            loss = torch.nn.functional.mse_loss(model(x).float(), target.expand(-1, nstack, -1, -1, -1))
+            loss = loss_fn(model(x), target)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -220,7 +220,8 @@ class GraphedForward:
     For inference (``model.eval()``) with fixed input shapes. Returns a static output tensor that the next call
     overwrites (clone it to keep it). The graph reads the weights as they were at capture, including hgfast's
     memoised packed weights and BN coefficients: when a parameter or buffer changes in place (its version
-    counter moves, or a ``GraphedTrainStep`` replays), the next call captures again.
+    counter moves, or a ``GraphedTrainStep`` replays), the next call captures again. Replacing a parameter or
+    buffer by another tensor object (``module.weight = ...``, ``.to()``) needs a new ``GraphedForward``.
     """
 
     def __init__(self, model: nn.Module, amp_dtype: torch.dtype | None = None, warmup: int = 2):
@@ -230,10 +231,11 @@ class GraphedForward:
         self.device = _device_of(model)
         self.model, self.amp_dtype = model, amp_dtype
         self._graph = self._inputs = self._out = self._versions = None
+        self._weights = [*model.parameters(), *model.buffers()]  # a list: walking the modules costs ~2 ms per call
 
     def _versions_now(self) -> list[int]:
         """Version counters of the weights, and the memo generation (which a ``GraphedTrainStep`` replay moves)."""
-        return [memo.generation()] + [t._version for t in (*self.model.parameters(), *self.model.buffers())]
+        return [memo.generation()] + [t._version for t in self._weights]
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
