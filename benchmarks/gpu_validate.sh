@@ -20,7 +20,7 @@ for stage in $stages; do
             timeout 300 python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -5
             python3 -m hgfast.info | tee "$OUT/info.txt" ;;
         test)
-            timeout 420 python3 -m pytest tests -q -x -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15 ;;
+            timeout 420 python3 -m pytest tests -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -15 ;;
         sanitize)
             for tool in memcheck racecheck; do
                 timeout 240 compute-sanitizer --tool $tool --error-exitcode 1 \
