@@ -82,6 +82,31 @@ def gemm_configs():
 
 
 SHARED_MEMORY_BUDGET = 227 * 1024  # bytes per block on sm_90 (opt-in maximum)
+_only_config: int | None = None
+
+
+def autotuning() -> bool:
+    """``HGFAST_AUTOTUNE=0`` skips autotuning: each GEMM launch takes the first config that fits (a faster first
+    step - one compile per kernel variant instead of up to five - at some cost in kernel time)."""
+    return os.environ.get("HGFAST_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@contextlib.contextmanager
+def only_config(index: int):
+    """Tests only: every GEMM launch inside takes the ``index``-th config that fits (the last if fewer fit)."""
+    global _only_config
+    from . import conv, conv_dgrad, conv_wgrad
+
+    kernels = (conv.conv_fwd_kernel, conv_dgrad.conv_dgrad_kernel, conv_wgrad.conv_wgrad_kernel)
+    for k in kernels:  # chosen configs are cached per key, before pruning: forget them on the way in and out
+        k.cache.clear()
+    _only_config = index
+    try:
+        yield
+    finally:
+        _only_config = None
+        for k in kernels:
+            k.cache.clear()
 
 
 def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
@@ -97,9 +122,12 @@ def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
         n, k = (max(32, triton.next_power_of_2(args[a])) for a in (n_arg, k_arg))
-        return [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k
+        kept = [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k
                 and 0.92 * c.num_stages * stage_bytes(args, c.kwargs["BN"], c.kwargs["BK"]) <= SHARED_MEMORY_BUDGET] \
             or configs[-1:]
+        if _only_config is not None:
+            return [kept[min(_only_config, len(kept) - 1)]]
+        return kept if autotuning() else kept[:1]
 
     return prune
 

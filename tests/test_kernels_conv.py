@@ -55,7 +55,11 @@ def test_conv_fwd_prologue_bias_stats(dtype, k, n, h, w):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [1, 3])
 def test_conv_fwd_epilogue_affine_residual_upsample(dtype, k):
-    n, h, w, cin, cout = 1, 6, 10, 6, 5
+    check_fwd_epilogue(dtype, k, 1, 6, 10, 6, 5)
+
+
+def check_fwd_epilogue(dtype, k, n, h, w, cin, cout):
+    """conv2d_fwd with BN-ReLU epilogue, residual add and upsampled low add against float64."""
     x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
     b, es, et = torch.randn(cout), vec(cout), torch.randn(cout)
     res, low = rnd((n, h, w, cout), dtype), rnd((n, h // 2, w // 2, cout), dtype)
@@ -158,7 +162,12 @@ def test_conv_wgrad_recompute_bn_relu(dtype, k, pending):
 def test_conv_wide_channels_fwd_dgrad_wgrad(dtype):
     """Cin 40, Cout 33 (3x3): several K blocks accumulated and several N tiles in every GEMM, in every dtype
     (the other cases have fewer channels than one interpreter tile); tiny spatial size to stay fast."""
-    n, h, w, cin, cout = 1, 2, 3, 40, 33
+    check_fwd_dgrad_wgrad(dtype, 1, 2, 3, 40, 33)
+
+
+def check_fwd_dgrad_wgrad(dtype, n, h, w, cin, cout):
+    """A 3x3 conv with the BN-ReLU prologue: forward, data gradient (ReLU mask, BN sums) and weight gradient
+    (BN-ReLU recomputed) against float64."""
     x, wt, dy = rnd((n, h, w, cin), dtype), rnd((cout, cin, 3, 3), dtype), rnd((n, h, w, cout), dtype)
     b, s, t, mean = torch.randn(cout), vec(cin), torch.randn(cin) * 0.5, torch.randn(cin)
     y, _ = kernels.conv2d_fwd(x, wt, b, s, t)
@@ -296,3 +305,38 @@ def test_autotune_pruning_fits_sm90_shared_memory_and_the_channels():
     for c in fp32:
         assert 0.92 * c.num_stages * 128 * (c.kwargs["BK"] + 2 * c.kwargs["BN"]) * 4 <= SHARED_MEMORY_BUDGET
     assert {c.kwargs["BN"] for c in kept(torch.bfloat16, 256, 16, 64, 0)} == {32}
+    from hgfast.kernels.common import only_config
+
+    with only_config(2):
+        assert kept(torch.bfloat16, 256, 128, 128, 2) == [configs[2]]
+        assert kept(torch.float32, 256, 128, 128, 2) == [fp32[min(2, len(fp32) - 1)]]
+    with only_config(99):
+        assert kept(torch.bfloat16, 256, 128, 128, 2) == [configs[-1]]
+
+
+def test_autotune_off_takes_the_first_fitting_config(monkeypatch):
+    import triton
+
+    from hgfast.kernels import conv
+
+    configs = [triton.Config({"BN": bn, "BK": 32}, num_warps=4, num_stages=3) for bn in (128, 64, 32)]
+    prune = conv.conv_fwd_kernel.early_config_prune
+    bf16 = torch.empty(0, dtype=torch.bfloat16)
+    args = {"x_ptr": bf16, "w_ptr": bf16, "CIN": 64, "COUT": 48}
+    assert prune(configs, args, BM=64) == configs[1:]  # BN 128 > 64 (48 channels, rounded up): pruned
+    monkeypatch.setenv("HGFAST_AUTOTUNE", "0")
+    assert prune(configs, args, BM=64) == configs[1:2]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("index", range(5))
+def test_every_gpu_config_matches_the_reference(dtype, index):
+    """The GPU tests may run with HGFAST_AUTOTUNE=0 (first config only, to keep compile time in bounds); this
+    runs every config of the GPU list through the forward (prologue, statistics, epilogue adds), dgrad and
+    wgrad at sizes with several row, N and K tiles."""
+    from hgfast.kernels.common import only_config
+
+    with only_config(index):
+        check_fwd_epilogue(dtype, 3, 2, 12, 20, 72, 96)
+        check_fwd_dgrad_wgrad(dtype, 2, 12, 20, 96, 80)
