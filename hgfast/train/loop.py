@@ -84,9 +84,10 @@ def release_capturable(optimizer: torch.optim.Optimizer) -> None:
 
 def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """``loss(pred, keypoints, weights)``: the configured intermediate-supervision loss, without the keypoint
-    check's host sync (the loop checks the keypoints on the CPU batch)."""
+    check's host sync (the loop checks the keypoints on the CPU batch). bf16/fp16 predictions are read as they
+    are (the loss accumulates in fp32), not copied to fp32 first."""
     def loss(pred, keypoints, weights):
-        return heatmap_mse_loss(pred.float(), keypoints, weights=weights, sigma=cfg.data.sigma,
+        return heatmap_mse_loss(pred, keypoints, weights=weights, sigma=cfg.data.sigma,
                                 encoding=cfg.data.encoding, check_keypoints=False)
     return loss
 
