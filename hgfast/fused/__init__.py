@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import importlib.util
 import os
 
 import torch
@@ -37,16 +35,20 @@ def default_fused() -> bool:
     return os.environ.get("HGFAST_FUSED", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-@functools.lru_cache(maxsize=None)
+_triton_ok: bool | None = None
+
+
+@torch.compiler.assume_constant_result  # torch.compile calls it while tracing instead of tracing the imports
 def triton_available() -> bool:
-    """Whether triton (and so ``hgfast.kernels``) can be imported."""
-    if importlib.util.find_spec("triton") is None:
-        return False
-    try:
-        import hgfast.kernels  # noqa: F401
-    except Exception:  # a broken triton install counts as absent
-        return False
-    return True
+    """Whether triton (and so ``hgfast.kernels``) can be imported (checked once)."""
+    global _triton_ok
+    if _triton_ok is None:
+        try:
+            import hgfast.kernels  # noqa: F401
+            _triton_ok = True
+        except Exception:  # absent, or a broken install: both count as absent
+            _triton_ok = False
+    return _triton_ok
 
 
 def runs_on(device: torch.device) -> bool:
