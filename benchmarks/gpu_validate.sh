@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (device tool): build, test, sanitize, benchmark; results land in $OUT.
-#   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench]     (default: all four, in this order)
+#   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench] [profile]   (default: the first four)
 # BENCH_K selects benchmark cases (pytest -k), e.g. BENCH_K="residual or upsample": torch.compile(max-autotune) of
 # the whole-model cases alone takes longer than one call; BENCH_TAG names the results file of such a partial run
 # (benchmarks/results/<gpu>-<date>-<tag>.json). Stages stop at DEADLINE (570 s) so the call ends inside the tool's
@@ -42,6 +42,21 @@ for stage in $stages; do
                 --benchmark-json="$OUT/$(basename "$json")" 2>&1 | tail -5
             python3 benchmarks/report.py "$OUT/$(basename "$json")" --markdown "$OUT/report.md" \
                 --png "$OUT/report.png" && tail -40 "$OUT/report.md" ;;
-        *) echo "unknown stage $stage (build, test, sanitize, bench)"; exit 2 ;;
+        profile)
+            # Per-kernel time and GPU-busy share of the issue-7 cases (benchmarks/profile_kernels.py), fused first.
+            while read -r args; do
+                [ -n "$args" ] || continue
+                echo "--- profile $args"
+                timeout $(limit 240) python3 benchmarks/profile_kernels.py $args --out "$OUT/profile" 2>&1 \
+                    | grep -E '^(#|wall|\| `)' | head -12
+            done <<< "${PROFILE_CASES:-residual --train --contender fused
+residual --train --contender eager
+residual --train --backward --contender fused
+residual --train --backward --contender eager
+model --train --backward --contender fused-graph
+model --train --backward --contender fused
+model --train --backward --contender eager-graph
+model --contender fused-graph}" ;;
+        *) echo "unknown stage $stage (build, test, sanitize, bench, profile)"; exit 2 ;;
     esac
 done
