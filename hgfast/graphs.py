@@ -101,10 +101,18 @@ def _warm_up(device: torch.device, steps: int, fn: Callable[[], object]) -> None
     """``steps`` eager calls on a side stream (as capture requires), then join the current stream."""
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(steps):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(stream)
+    try:
+        with torch.cuda.stream(stream):
+            for _ in range(steps):
+                fn()
+    finally:  # also on an error: later work on the current stream must come after the warm-up's kernels
+        torch.cuda.current_stream(device).wait_stream(stream)
+
+
+def _autocast(amp_dtype: torch.dtype | None):
+    """Autocast for a captured region: without its weight-cast cache (which CUDA graphs do not support)."""
+    return torch.autocast("cuda", dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None,
+                          cache_enabled=False)
 
 
 def _check_warmup(warmup) -> int:
@@ -171,7 +179,7 @@ class GraphedTrainStep:
                 group["lr"] = lr
 
     def _step(self, images: torch.Tensor, *loss_args: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with _autocast(self.amp_dtype):
             pred = self.model(images)
         loss = self.loss_fn(pred, *loss_args)
         if not (torch.is_tensor(loss) and loss.dim() == 0):
@@ -239,7 +247,7 @@ class GraphedForward:
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with _autocast(self.amp_dtype):
             return self.model(x)
 
     def _capture(self, x: torch.Tensor) -> None:
