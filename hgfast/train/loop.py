@@ -296,8 +296,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         group["lr"] = lr
                     _checks.visible(None, _checks.keypoints(batch["keypoints"]))  # on the CPU: no device sync
                     x = to_input(batch["image"], device, cfg.channels_last)
-                    kp = batch["keypoints"].to(device) * (hm_size / cfg.data.input_size)
-                    weights = batch[weight_key].to(device)
+                    # Asynchronous copies from the pinned batch: a blocking one would wait for the previous step's
+                    # kernels, so the host could not queue this step while the GPU still runs that one.
+                    kp = batch["keypoints"].to(device, non_blocking=True) * (hm_size / cfg.data.input_size)
+                    weights = batch[weight_key].to(device, non_blocking=True)
                     if graphed is not None:
                         loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
                     else:
