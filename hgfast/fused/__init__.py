@@ -38,9 +38,9 @@ def default_fused() -> bool:
 _triton_ok: bool | None = None
 
 
-@torch.compiler.assume_constant_result  # torch.compile calls it while tracing instead of tracing the imports
 def triton_available() -> bool:
-    """Whether triton (and so ``hgfast.kernels``) can be imported (checked once)."""
+    """Whether triton (and so ``hgfast.kernels``) can be imported (checked once; a plain global rather than
+    ``functools.lru_cache``, which ``torch.compile`` warns about when it traces the fused model)."""
     global _triton_ok
     if _triton_ok is None:
         try:
