@@ -16,10 +16,8 @@ from models import GRAPHED, autocast, prepare
 from hgfast import StackedHourglass
 from hgfast.data import SyntheticPoses
 from hgfast.graphs import GraphedTrainStep
-from hgfast.ops import _checks
-from hgfast.predict import to_input
 from hgfast.train.config import resolve
-from hgfast.train.loop import heatmap_loss
+from hgfast.train.loop import device_batch, heatmap_loss
 
 if ON_GPU:
     NSTACK, NFEAT, INPUT, BATCH, WORKERS, DTYPE, STEPS = 2, 256, 256, 32, 8, torch.bfloat16, 10
@@ -42,14 +40,10 @@ def test_train_throughput(benchmark, contender):
     loader = DataLoader(dataset, batch_size=BATCH, num_workers=WORKERS, shuffle=True, drop_last=True,
                         pin_memory=ON_GPU, persistent_workers=True)
     batches = iter(loader)
-    scale = (INPUT // 4) / INPUT
 
     def steps():
         for batch in itertools.islice(batches, STEPS):
-            _checks.visible(None, _checks.keypoints(batch["keypoints"]))
-            x = to_input(batch["image"], device, channels_last=True)
-            kp = batch["keypoints"].to(device, non_blocking=True) * scale
-            weights = batch["visible"].to(device, non_blocking=True)
+            x, kp, weights = device_batch(batch, device, INPUT, "visible", channels_last=True)
             if graphed is not None:
                 loss = graphed(x, kp, weights)
                 continue

@@ -222,6 +222,19 @@ class GraphedTrainStep:
         return self._loss
 
 
+def release_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Undo what ``GraphedTrainStep`` put into the optimiser state (capturable groups, lr tensors, step counters on
+    the device), e.g. after loading a graphed run's checkpoint, so that the state resumes eagerly on any device."""
+    for group in optimizer.param_groups:
+        if group.get("capturable"):
+            group["capturable"] = False
+        if torch.is_tensor(group["lr"]):
+            group["lr"] = float(group["lr"])
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].to("cpu", torch.float32)
+
+
 class GraphedForward:
     """``model(x)`` under ``torch.no_grad()`` (and autocast) captured on the first call and replayed after.
 

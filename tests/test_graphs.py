@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from hgfast.fused import force_triton_on_cpu
-from hgfast.graphs import GraphedForward, GraphedTrainStep, _Snapshot, _StaticInputs
+from hgfast.graphs import GraphedForward, GraphedTrainStep, _Snapshot, _StaticInputs, release_capturable
 from hgfast.models import StackedHourglass
 from hgfast.ops import heatmap_mse_loss
 from hgfast.train.config import ConfigError, resolve
-from hgfast.train.loop import heatmap_loss, release_capturable
+from hgfast.train.loop import heatmap_loss
 
 OPTIMIZERS = {"adam": lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-4),
               "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-3, momentum=0.9)}

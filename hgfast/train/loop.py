@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..checkpoint import atomic_path
 from ..data.build import build_dataset
 from ..eval.evaluate import evaluate
-from ..graphs import GraphedTrainStep
+from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..ops import _checks, heatmap_mse_loss
 from ..predict import to_input
@@ -69,19 +69,6 @@ def learning_rate(cfg: Config, step: int) -> float:
     return o.lr
 
 
-def release_capturable(optimizer: torch.optim.Optimizer) -> None:
-    """Undo what a CUDA-graph run saved into the optimiser state (capturable groups, lr tensors, step counters on
-    the device), so that the state resumes in an eager run on any device."""
-    for group in optimizer.param_groups:
-        if group.get("capturable"):
-            group["capturable"] = False
-        if torch.is_tensor(group["lr"]):
-            group["lr"] = float(group["lr"])
-    for state in optimizer.state.values():
-        if torch.is_tensor(state.get("step")):
-            state["step"] = state["step"].to("cpu", torch.float32)
-
-
 def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """``loss(pred, keypoints, weights)``: the configured intermediate-supervision loss, without the keypoint
     check's host sync (the loop checks the keypoints on the CPU batch). bf16/fp16 predictions are read as they
@@ -90,6 +77,19 @@ def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Ten
         return heatmap_mse_loss(pred, keypoints, weights=weights, sigma=cfg.data.sigma,
                                 encoding=cfg.data.encoding, check_keypoints=False)
     return loss
+
+
+def device_batch(batch: dict, device: torch.device, input_size: int, weight_key: str,
+                 channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``.
+
+    The keypoints are checked for NaN/Inf here, on the CPU batch (the loss then skips its check, which would sync
+    with the device). The copies are asynchronous: a blocking one would wait for the previous step's kernels, so
+    the host could not queue this step while the GPU still runs that one."""
+    _checks.visible(None, _checks.keypoints(batch["keypoints"]))
+    x = to_input(batch["image"], device, channels_last)
+    kp = batch["keypoints"].to(device, non_blocking=True) * ((input_size // 4) / input_size)
+    return x, kp, batch[weight_key].to(device, non_blocking=True)
 
 
 def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) -> None:
@@ -257,7 +257,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     loss_fn = heatmap_loss(cfg)
     graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
-    hm_size = cfg.data.input_size // 4
 
     def checkpoint(final: bool = False) -> None:
         if dist_info.is_main:
@@ -294,12 +293,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     lr = learning_rate(cfg, step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    _checks.visible(None, _checks.keypoints(batch["keypoints"]))  # on the CPU: no device sync
-                    x = to_input(batch["image"], device, cfg.channels_last)
-                    # Asynchronous copies from the pinned batch: a blocking one would wait for the previous step's
-                    # kernels, so the host could not queue this step while the GPU still runs that one.
-                    kp = batch["keypoints"].to(device, non_blocking=True) * (hm_size / cfg.data.input_size)
-                    weights = batch[weight_key].to(device, non_blocking=True)
+                    x, kp, weights = device_batch(batch, device, cfg.data.input_size, weight_key,
+                                                  cfg.channels_last)
                     if graphed is not None:
                         loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
                     else:
