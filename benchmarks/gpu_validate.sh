@@ -22,6 +22,10 @@ for stage in $stages; do
     echo "=== $stage"
     case $stage in
         build)
+            # torch guesses CUDA_HOME from the nvcc on PATH, which is wrong for a wrapper script outside the toolkit
+            if [ -z "${CUDA_HOME:-}" ] && [ -f /usr/local/cuda/include/cuda_runtime.h ]; then
+                export CUDA_HOME=/usr/local/cuda
+            fi
             timeout $(limit 300) python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -5
             python3 -m hgfast.info | tee "$OUT/info.txt" ;;
         test)

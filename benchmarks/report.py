@@ -1,10 +1,13 @@
-"""Turn a pytest-benchmark JSON file into a markdown table and a PNG bar chart.
+"""Turn pytest-benchmark JSON files into a markdown table and a PNG bar chart.
 
-    python benchmarks/report.py RESULTS.json [--markdown OUT.md] [--png OUT.png]
+    python benchmarks/report.py RESULTS.json [MORE.json ...] [--markdown OUT.md] [--png OUT.png]
 
 For every group: each implementation's median time, its speedup over the group's eager PyTorch, torch.compile
 and numpy contenders where present, achieved GB/s and TFLOP/s, and the percentage of the measured device ceiling
-(the ``ceiling: copy`` and ``ceiling: matmul`` cases of the same run).
+(the ``ceiling: copy`` and ``ceiling: matmul`` cases). Several files are the parts of one device's run that did not
+fit one call (e.g. ops, then the 8-stack cases): they must name the same device and versions; a group measured in
+two files is taken whole from the later one, so a group's contenders always come from one run. When the results
+hold issue-7 cases (GPU), a second table checks them against the targets (targets.py).
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from targets import markdown as targets_markdown
 
 BASELINES = {"eager": ("eager", "torch-reference", "targets+F.mse_loss"), "torch.compile": ("compile",),
              "numpy": ("numpy-vectorised",)}
@@ -48,7 +53,8 @@ def markdown(machine: dict, groups: dict[str, list[dict]]) -> str:
     lines = [f"Device: {env.get('device', machine.get('cpu', {}).get('brand_raw', '?'))}; torch {env.get('torch')}, "
              f"triton {env.get('triton')}, CUDA {env.get('cuda')}; {env.get('date', '')}.",
              f"Ceilings measured in this run: copy {_fmt(copy_ceiling, '.1f')} GB/s, "
-             f"matmul {_fmt(mm_ceiling, '.3g')} TFLOP/s.", "",
+             f"matmul {_fmt(mm_ceiling, '.3g')} TFLOP/s." if copy_ceiling or mm_ceiling else
+             "Ceilings: not measured in this run (no `ceiling` cases), so no % of ceiling.", "",
              "| case | implementation | median ms | vs eager | vs torch.compile | vs numpy | GB/s | TFLOP/s "
              "| % of ceiling |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -98,24 +104,53 @@ def bar_chart(groups: dict[str, list[dict]], png: Path) -> None:
     plt.close(fig)
 
 
+def load_all(paths: list[Path]) -> tuple[dict, dict[str, list[dict]]]:
+    """Merge the files of one device's run: (machine info with the dates of all parts, groups). Raises ValueError
+    when the files name different devices or versions."""
+    machine, groups, dates = {}, {}, []
+    for path in paths:
+        part_machine, part_groups = load(path)
+        env = part_machine.get("hgfast", {})
+        if machine:
+            first = machine.get("hgfast", {})
+            for key in ("device", "torch", "triton", "cuda"):
+                if env.get(key) != first.get(key):
+                    raise ValueError(f"{path} has {key} {env.get(key)!r}, {paths[0]} has {first.get(key)!r}: "
+                                     f"one report per device and software")
+        else:
+            machine = part_machine
+        dates.append(env.get("date", ""))
+        groups.update(part_groups)
+    if len(paths) > 1:
+        machine = {**machine, "hgfast": {**machine.get("hgfast", {}), "date": " .. ".join(sorted({min(dates),
+                                                                                                max(dates)}))}}
+    return machine, groups
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="a pytest --benchmark-json file")
-    parser.add_argument("--markdown", type=Path, help="write the table here (default: stdout)")
-    parser.add_argument("--png", type=Path, help="bar chart path (default: RESULTS with .png)")
+    parser.add_argument("results", type=Path, nargs="+", help="pytest --benchmark-json files of one device")
+    parser.add_argument("--markdown", type=Path, help="write the tables here (default: stdout)")
+    parser.add_argument("--png", type=Path, help="bar chart path (default: the first RESULTS with .png)")
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        parser.error(f"results file not found: {args.results}")
+    for path in args.results:
+        if not path.is_file():
+            parser.error(f"results file not found: {path}")
     try:
-        machine, groups = load(args.results)
+        machine, groups = load_all(args.results)
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        parser.error(f"{args.results} is not a pytest-benchmark JSON file: {exc}")
+        parser.error(f"not a pytest-benchmark JSON file: {exc}")
+    except ValueError as exc:
+        parser.error(str(exc))
     table = markdown(machine, groups)
+    checked = targets_markdown(groups, ceilings(groups)[0])
+    if checked:
+        table += "\n" + checked
     if args.markdown:
         args.markdown.write_text(table)
     else:
         sys.stdout.write(table)
-    bar_chart(groups, args.png or args.results.with_suffix(".png"))
+    bar_chart(groups, args.png or args.results[0].with_suffix(".png"))
     return 0
 
 

@@ -28,6 +28,10 @@ def cuda_wanted():
 
     if CUDA_HOME is None:
         return False, "CUDA_HOME not found"
+    if not os.path.isfile(os.path.join(CUDA_HOME, "include", "cuda_runtime.h")):
+        # torch guesses CUDA_HOME from the nvcc on PATH; a wrapper script (/usr/local/bin/nvcc) gives /usr/local
+        return False, (f"CUDA_HOME={CUDA_HOME} has no include/cuda_runtime.h (set CUDA_HOME to the CUDA toolkit's "
+                       f"root, e.g. /usr/local/cuda)")
     return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
 
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from hgfast import _ext
@@ -42,3 +43,31 @@ def test_extension_is_built():
     otherwise every kernel test would skip and only the references would be tested."""
     status = _ext.resolve()
     assert status["tier"] is not None, f"hgfast._C did not load: {status['skipped']}"
+
+
+def test_cuda_build_needs_the_toolkit_headers(tmp_path, monkeypatch):
+    """A CUDA torch whose guessed CUDA_HOME has no headers (nvcc on PATH is a wrapper script in /usr/local/bin)
+    builds the CPU kernels and says why, instead of failing the install at `cuda_runtime.h: No such file`."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.delenv("HGFAST_CUDA", raising=False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    wanted, why = _ext.cuda_wanted()
+    assert not wanted and str(tmp_path) in why and "cuda_runtime.h" in why
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "cuda_runtime.h").write_text("")
+    assert _ext.cuda_wanted() == (True, f"torch CUDA 13.0, CUDA_HOME={tmp_path}")
+    monkeypatch.setenv("HGFAST_CUDA", "0")
+    assert _ext.cuda_wanted() == (False, "HGFAST_CUDA=0")
+
+
+@pytest.mark.gpu
+def test_cuda_kernels_are_built_on_a_gpu_machine():
+    """On a GPU the CUDA kernels must be there: otherwise every `cuda` op test would skip (needs_kernel) and the
+    ops would quietly run their references."""
+    if os.environ.get("HGFAST_CUDA") == "0":
+        pytest.skip("HGFAST_CUDA=0 builds no CUDA kernels")
+    missing = [name for name in ("gaussian_heatmaps", "argmax_decode", "heatmap_mse_loss")
+               if _ext.op(name, "cuda") is None]
+    assert not missing, f"no CUDA kernel for {missing}: {_ext.resolve()}; {_ext.cuda_wanted()[1]}"
