@@ -22,18 +22,22 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, W_OFF, SW_TAP, SW_K
                   KS: tl.constexpr, PRO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
                   IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr):
     """fp32 ``[BM, BN]`` tile of ``conv(prologue(x))``; the weight operand ``b[tap, k, n]`` is at
-    ``w_ptr + W_OFF + tap * SW_TAP + k * SW_K + n * SW_N`` (see ``weight_operand``), in any float dtype."""
+    ``w_ptr + W_OFF + tap * SW_TAP + k * SW_K + n * SW_N`` (see ``weight_operand``), in any float dtype.
+
+    One loop over (tap, K block) rather than a loop per tap: with 128 input channels a tap has only two K blocks,
+    too few for the software pipeliner, which then drains its loads and MMAs nine times per tile."""
     acc = tl.zeros((BM, BN), dtype=tl.float32)
     col_ok = cols < CB
-    for tap in tl.static_range(KS * KS):
-        for k0 in range(0, CA, BK):
-            ks = k0 + tl.arange(0, BK)
-            a = load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w,
-                          tap // KS - KS // 2, tap % KS - KS // 2, H, W, ks, CA, PRO)
-            b_mask = (ks < CA)[:, None] & col_ok[None, :]
-            b = tl.load(w_ptr + W_OFF + tap * SW_TAP + ks[:, None] * SW_K + cols[None, :] * SW_N, mask=b_mask,
-                        other=0.0)
-            acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
+    k_blocks = tl.cdiv(CA, BK)
+    for i in range(0, KS * KS * k_blocks):
+        tap = i // k_blocks
+        ks = (i - tap * k_blocks) * BK + tl.arange(0, BK)
+        a = load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w,
+                      tap // KS - KS // 2, tap % KS - KS // 2, H, W, ks, CA, PRO)
+        b_mask = (ks < CA)[:, None] & col_ok[None, :]
+        b = tl.load(w_ptr + W_OFF + tap * SW_TAP + ks[:, None] * SW_K + cols[None, :] * SW_N, mask=b_mask,
+                    other=0.0)
+        acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
     return acc
 
 
