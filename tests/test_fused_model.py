@@ -89,6 +89,37 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("cumulative", [False, True], ids=["momentum", "one-bn-cumulative"])
+def test_running_statistics_are_updated_together_after_the_forward(cumulative):
+    """The fused training forward applies every BN's running-statistics update at its end, in two
+    ``_foreach_lerp_`` calls for the whole model (were two per residual), with the reference's values. One BN with
+    ``momentum=None`` sends all of them through the per-BN path (it reads ``num_batches_tracked``)."""
+    pytest.importorskip("hgfast.kernels")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountLerps(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            CountLerps.calls += func.__name__.startswith("_foreach_lerp_")
+            return func(*args, **(kwargs or {}))
+
+    ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=False))
+    fused = StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=True)
+    fused.load_state_dict(ref.state_dict())
+    if cumulative:
+        for model in (ref, fused):
+            model.hourglasses[0].low2.bn2.momentum = None
+    x = torch.randn(2, 3, 16, 16)
+    with force_triton_on_cpu(), torch.no_grad():
+        ref(x)
+        with CountLerps():
+            fused(x)
+    assert CountLerps.calls == (0 if cumulative else 2)
+    compare_buffers(ref, fused, TOL)
+
+
+@pytest.mark.triton
 @pytest.mark.parametrize("momentum,feature_grad", [(0.1, True), (None, False)])
 def test_stack_head_train_lin_bn(momentum, feature_grad):
     """StackHead in training: the lin BN's statistics from the lin GEMM epilogue, BN-ReLU in one pass; outputs,
