@@ -48,8 +48,8 @@ def deferred_running_stats():
     """Inside, ``update_running_stats`` collects its updates, and they are applied together on exit (also after an
     error, for the BNs that ran): a few multi-tensor launches per model forward instead of four per residual. The
     result is the same: a training-mode BN reads only its batch statistics, never another BN's running ones. Nested
-    uses join the outermost; under ``torch.compile`` (which fuses the updates itself) it does nothing."""
-    if torch.compiler.is_compiling() or getattr(_deferred, "pending", None) is not None:
+    uses join the outermost."""
+    if getattr(_deferred, "pending", None) is not None:
         yield
         return
     _deferred.pending = pending = []
@@ -198,16 +198,24 @@ def _merge(merge, x: Tensor, feature: Tensor, heatmaps: Tensor,
 
 def stacked_hourglass_forward(model, x: Tensor) -> Tensor:
     """``StackedHourglass.forward`` (input checked) with statistics handed from each producer to the next residual
-    (stem ``res2 -> res3 -> hourglass``, hourglass ``-> head``, merge ``-> hourglass``)."""
+    (stem ``res2 -> res3 -> hourglass``, hourglass ``-> head``, merge ``-> hourglass``). Training: all BN
+    running-statistics updates at the end, together (not under ``torch.compile``, which fuses them itself and,
+    before torch 2.5, cannot trace the context manager)."""
+    if torch.compiler.is_compiling():
+        return _stacked_hourglass(model, x)
+    with deferred_running_stats():
+        return _stacked_hourglass(model, x)
+
+
+def _stacked_hourglass(model, x: Tensor) -> Tensor:
     stem = model.stem
-    with deferred_running_stats():  # training: all BN running-statistics updates at the end, together
-        x, partial = _residual(stem.res2, stem.stage1(x), out_stats=True)
-        x, partial = _residual(stem.res3, x, x_partial=partial, out_stats=True)
-        heatmaps = []
-        for i in range(model.nstack):
-            y, y_partial = _hourglass(model.hourglasses[i], x, partial, out_stats=True)
-            feature, hm = head_forward(model.heads[i], y, y_partial)
-            heatmaps.append(hm)
-            if i < model.nstack - 1:
-                x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True)
+    x, partial = _residual(stem.res2, stem.stage1(x), out_stats=True)
+    x, partial = _residual(stem.res3, x, x_partial=partial, out_stats=True)
+    heatmaps = []
+    for i in range(model.nstack):
+        y, y_partial = _hourglass(model.hourglasses[i], x, partial, out_stats=True)
+        feature, hm = head_forward(model.heads[i], y, y_partial)
+        heatmaps.append(hm)
+        if i < model.nstack - 1:
+            x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True)
     return torch.stack(heatmaps, 1).contiguous()  # like the reference (the maps are channels_last)

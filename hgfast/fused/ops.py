@@ -4,9 +4,7 @@ Registered so ``torch.compile`` captures the fused model without graph breaks; d
 ``hgfast.fused.functions`` (autograd Functions composed of these ops). Optional outputs are returned as empty
 tensors (``(3, 0, C)`` statistics when not requested). All activations are NHWC-contiguous.
 """
-from __future__ import annotations
-
-from typing import Optional
+from typing import Optional  # no `from __future__ import annotations`: torch < 2.5 needs real types for the schema
 
 import torch
 from torch import Tensor
