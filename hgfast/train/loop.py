@@ -284,6 +284,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                dynamic_ncols=True)
     net.train()
     t0, seen, loss_acc, loss_n = time.time(), 0, torch.zeros((), device=device), 0
+    completed = False
     with _StopFlag() as stop:
         try:
             while step < cfg.steps:
@@ -334,6 +335,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         raise KeyboardInterrupt
                     if step >= cfg.steps:
                         break
+            completed = True
         except KeyboardInterrupt:
             log.warning("interrupted at step %d; writing the checkpoint", step)
             checkpoint()
@@ -346,6 +348,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             raise KeyboardInterrupt from exc
         finally:
             bar.close()
-            distributed.cleanup(dist_info)
+            net = graphed = None  # DDP's reducer holds the process group: free it before the group is destroyed
+            distributed.cleanup(dist_info, synchronize=completed)
     return {"steps": step, "best": best, "workdir": str(workdir),
             "best_checkpoint": str(workdir / "best.safetensors")}
