@@ -36,7 +36,7 @@ def build_step(args):
     graphed = args.contender in GRAPHED
     if args.case == "residual":
         module = prepare(Residual(args.channels, args.channels), base, train=args.train)
-        x = torch.randn(args.batch, args.channels, args.size, args.size, device=device)
+        x = torch.randn(args.batch, args.channels, args.size, args.size, device=device, dtype=dtype)  # as the bench
     else:
         module = prepare(StackedHourglass(nstack=args.nstack, nfeat=args.channels), base, train=args.train)
         x = torch.rand(args.batch, 3, args.size, args.size, device=device)

@@ -29,7 +29,8 @@ def test_residual(benchmark, size, backward, bn, contender):
     benchmark.group = f"residual {size}x{size} b{BATCH} {'fwd+bwd' if backward else 'fwd'} {bn}-BN"
     block = prepare(Residual(CHANNELS, CHANNELS), contender, train=bn == "train")
     device = next(block.parameters()).device
-    x = torch.randn(BATCH, CHANNELS, size, size, device=device).to(memory_format=torch.channels_last)
+    # input in the compute dtype, as inside the model (after the stem every activation is bf16 under AMP)
+    x = torch.randn(BATCH, CHANNELS, size, size, device=device, dtype=DTYPE).to(memory_format=torch.channels_last)
     x.requires_grad_(backward)
 
     def step():

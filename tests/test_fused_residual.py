@@ -144,6 +144,22 @@ def test_residual_eval_folded(triton_cpu, dtype, tol):
     assert rel_err(yf, yr) <= tol
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_residual_under_autocast_runs_in_the_autocast_dtype(triton_cpu, training):
+    """fp32 input under ``torch.autocast(bfloat16)``: the fused kernels run in bf16, as eager convolutions do (not
+    in fp32, at twice the bytes), and the input gradient comes back in fp32."""
+    ref = randomize(Residual(6, 6)).double().train(training)
+    fused = fused_copy(ref).float().train(training)
+    x = torch.randn(2, 6, 4, 6, requires_grad=training)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(training):
+        yf = fused(x)
+    assert yf.dtype == torch.bfloat16
+    assert rel_err(yf, ref(x.detach().double())) <= 6e-2
+    if training:
+        yf.float().sum().backward()
+        assert x.grad.dtype == torch.float32 and fused.conv2.weight.grad.dtype == torch.float32
+
+
 def test_residual_eval_with_grad_uses_reference(triton_cpu):
     """Eval mode with gradients needed falls back to the reference ops (the folded kernels have no backward)."""
     ref = randomize(Residual(6, 6)).eval()

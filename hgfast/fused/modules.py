@@ -35,6 +35,17 @@ def nchw(y: Tensor) -> Tensor:
     return y.permute(0, 3, 1, 2)
 
 
+def under_autocast(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The inputs of a fused module's forward, cast to the autocast dtype when ``torch.autocast`` is on for their
+    device: the fused kernels then run in bf16/fp16 as eager convolutions do. (Eager adds an identity skip in its
+    input's dtype, so there a standalone module fed fp32 returns fp32; the fused one returns the autocast dtype.)"""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) for t in tensors)
+
+
 def check_bn(bn: nn.BatchNorm2d, where: str) -> None:
     if not (bn.affine and bn.track_running_stats):
         raise ValueError(f"fused {where}: BatchNorm2d needs affine=True and track_running_stats=True")
@@ -108,7 +119,8 @@ def packed_weight(conv: nn.Conv2d, dtype: torch.dtype) -> Tensor:
 
 def residual_forward(res, x: Tensor, low: Tensor | None = None) -> Tensor:
     """``res(x) [+ nearest_2x(low)]`` for a ``Residual``; the upsample-add runs in the last GEMM's epilogue."""
-    return _residual(res, x, low)[0]
+    x, *low = under_autocast(x, *([] if low is None else [low]))
+    return _residual(res, x, *low)[0]
 
 
 def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | None = None,
@@ -146,7 +158,7 @@ def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | Non
 
 def hourglass_forward(hg, x: Tensor) -> Tensor:
     """``up1(x) + nearest_2x(low3)`` with the merge in the epilogue of ``up1``'s last GEMM."""
-    return _hourglass(hg, x)[0]
+    return _hourglass(hg, *under_autocast(x))[0]
 
 
 def _hourglass(hg, x: Tensor, x_partial: Tensor | None = None,
@@ -163,6 +175,7 @@ def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tens
     """StackHead: fused residual (taking ``y``'s partial statistics, see ``_residual``); ``lin`` conv with BN +
     ReLU (training: statistics from the GEMM epilogue, one BN-ReLU pass; eval: folded into the epilogue);
     heatmap conv."""
+    y, = under_autocast(y)
     r = nhwc(_residual(head.res, y, x_partial=y_partial)[0])
     check_bn(head.lin_bn, "StackHead")
     args = (head.lin_conv.weight, head.lin_conv.bias, head.lin_bn.weight, head.lin_bn.bias,
@@ -184,7 +197,7 @@ def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tens
 
 def merge_forward(merge, x: Tensor, feature: Tensor, heatmaps: Tensor) -> Tensor:
     """``x + conv1x1(feature) + conv1x1(heatmaps)``, both adds in GEMM epilogues."""
-    return _merge(merge, x, feature, heatmaps)[0]
+    return _merge(merge, *under_autocast(x, feature, heatmaps))[0]
 
 
 def _merge(merge, x: Tensor, feature: Tensor, heatmaps: Tensor,
@@ -201,6 +214,7 @@ def stacked_hourglass_forward(model, x: Tensor) -> Tensor:
     (stem ``res2 -> res3 -> hourglass``, hourglass ``-> head``, merge ``-> hourglass``). Training: all BN
     running-statistics updates at the end, together (not under ``torch.compile``, which fuses them itself and,
     before torch 2.5, cannot trace the context manager)."""
+    x, = under_autocast(x)
     if torch.compiler.is_compiling():
         return _stacked_hourglass(model, x)
     with deferred_running_stats():
