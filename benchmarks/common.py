@@ -3,7 +3,9 @@
 Every case stores in ``benchmark.extra_info``: ``median_ms`` (CUDA-event median on GPU, pytest-benchmark's median
 on CPU), ``gb_per_s`` (bytes each input read once and each output written once, over the median time),
 ``tflop_per_s`` where FLOPs are meaningful, ``images_per_s`` for training throughput, ``peak_mem_mb`` on GPU,
-``rel_error`` against the reference, and the implementation name. Device and versions go into the JSON's ``machine_info`` (see conftest.py).
+``rel_error`` against the reference, the implementation name, and for hgfast cases the implementations
+``hgfast.fused.fastest`` chose so far (``fused_choices``). Device and versions go into the JSON's ``machine_info``
+(see conftest.py).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import platform
 from typing import Callable
 
 import torch
+
+from hgfast.fused.fastest import choices, cuda_median_ms
 
 ON_GPU = torch.cuda.is_available()
 GPU_ONLY = "needs a CUDA GPU (this case measures a GPU implementation)"
@@ -41,22 +45,6 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def cuda_median_ms(fn: Callable[[], object], warmup: int = 10, rep: int = 50) -> float:
-    """Median time of ``fn`` in milliseconds from CUDA events, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(rep):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     """``||out - ref|| / ||ref||`` in float64 (0 when both are zero)."""
     out, ref = out.detach().double().cpu(), ref.detach().double().cpu()
@@ -79,7 +67,7 @@ def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: flo
 
     if ON_GPU:
         torch.cuda.reset_peak_memory_stats()
-        median_ms = cuda_median_ms(fn)
+        median_ms = cuda_median_ms(fn, warmup=10, reps=50)
         benchmark.extra_info["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if rounds:
         benchmark.pedantic(timed, rounds=rounds, iterations=1)
@@ -99,6 +87,8 @@ def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: flo
             info["images_per_s"] = images / (median_ms * 1e-3)
     if error is not None:
         info["rel_error"] = error
+    if impl.startswith("fused") and choices():  # which implementation hgfast timed faster, per op and shape
+        info["fused_choices"] = {f"{op} {key}": name for (op, key), name in choices().items()}
 
 
 def nbytes(*tensors: torch.Tensor) -> int:

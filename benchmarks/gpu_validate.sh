@@ -57,6 +57,7 @@ for stage in $stages; do
 residual --train --contender eager
 residual --train --backward --contender fused
 residual --train --backward --contender eager
+residual --contender fused
 model --train --backward --contender fused-graph
 model --train --backward --contender fused
 model --train --backward --contender eager-graph

@@ -96,7 +96,7 @@ def kernel_table(prof, steps: int) -> list[dict]:
 
 def profile(args) -> dict:
     fn = build_step(args)
-    wall_ms = cuda_median_ms(fn, warmup=3, rep=args.steps) if ON_GPU else None
+    wall_ms = cuda_median_ms(fn, warmup=3, reps=args.steps) if ON_GPU else None
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if ON_GPU else [])
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(args.steps):

@@ -1,6 +1,8 @@
 """One pre-activation residual Res(256, 256): forward and forward+backward, eval and train-mode BN.
 
-GPU: batch 32 at 64x64 and 16x16, bf16 (AMP) and channels_last; eager vs torch.compile(max-autotune) vs fused.
+GPU: batch 32 at 64x64 and 16x16, bf16 (AMP) and channels_last; eager vs torch.compile(max-autotune) vs fused
+(eval: also each implementation of the inference residual, pinned: one kernel with its default or 64-row
+tiles, three kernels).
 CPU: batch 2, 64 channels, fp32, eager only.
 """
 import pytest
@@ -21,12 +23,20 @@ def _forward_flops(size: int) -> float:
     return 2.0 * BATCH * size * size * (c * mid + mid * mid * 9 + mid * c)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+# The inference residual's implementations, each pinned ("fused" lets hgfast time them and take the fastest).
+EVAL_VARIANTS = ["fused-single", "fused-single-64", "fused-three"]
+
+
+@pytest.mark.parametrize("contender", CONTENDERS + EVAL_VARIANTS)
 @pytest.mark.parametrize("bn", ["eval", "train"])
 @pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("size", SIZES)
-def test_residual(benchmark, size, backward, bn, contender):
+def test_residual(benchmark, monkeypatch, size, backward, bn, contender):
     benchmark.group = f"residual {size}x{size} b{BATCH} {'fwd+bwd' if backward else 'fwd'} {bn}-BN"
+    if contender in EVAL_VARIANTS:
+        if bn != "eval" or backward:
+            pytest.skip("one kernel or three: an inference-only choice")
+        monkeypatch.setenv("HGFAST_EVAL_RESIDUAL", contender.removeprefix("fused-"))
     block = prepare(Residual(CHANNELS, CHANNELS), contender, train=bn == "train")
     device = next(block.parameters()).device
     # input in the compute dtype, as inside the model (after the stem every activation is bf16 under AMP)

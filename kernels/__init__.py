@@ -9,7 +9,8 @@ from .channel_affine import bn_backward_apply, bn_relu
 from .conv import conv2d_fwd
 from .conv_dgrad import conv2d_dgrad
 from .conv_wgrad import conv2d_wgrad
+from .residual_eval import residual_eval
 from .upsample_add import upsample_add, upsample_add_backward
 
-__all__ = ["conv2d_fwd", "conv2d_dgrad", "conv2d_wgrad", "upsample_add", "upsample_add_backward",
+__all__ = ["conv2d_fwd", "conv2d_dgrad", "conv2d_wgrad", "residual_eval", "upsample_add", "upsample_add_backward",
            "channel_stats", "finalize_stats", "bn_train_coeffs", "bn_backward_coeffs", "bn_relu", "bn_backward_apply"]

@@ -66,6 +66,16 @@ def on_tensor_device(launcher):
     return wrapper
 
 
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (cached)."""
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def block_m(m: int) -> int:
     """Rows per tile. Fixed per launch (not autotuned) because the partial-statistics buffers depend on it."""
     if interpreting():

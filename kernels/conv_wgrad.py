@@ -6,14 +6,13 @@ and one contiguous range of rows (split-K over the rows: the output has few tile
 64x64 - so without it most of the GPU would idle); the per-split fp32 partials are summed in split order:
 deterministic, no atomics. ``dw`` is written in the weight's own ``(Cout, Cin, k, k)`` layout.
 """
-import functools
 
 import torch
 import triton
 import triton.language as tl
 
 from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     interpreting, load_tile, mma, on_tensor_device, prune_tiles, row_coords, tl_dtype)
+                     interpreting, load_tile, mma, on_tensor_device, prune_tiles, row_coords, sm_count, tl_dtype)
 from .conv_dgrad import _check_pending
 
 
@@ -56,11 +55,6 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
         tl.store(db_ptr + split * COUT + cols, dbias, mask=col_ok & (pid_k == 0))
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
 def row_split(m: int, bm: int, out_tiles: int, device: torch.device) -> tuple[int, int]:
     """``(splits, rows per split)`` of the wgrad's M reduction: about two programs per SM in all, each split at
     least four row tiles long and a multiple of ``bm`` rows. On the interpreter: four splits per output tile of
@@ -68,7 +62,7 @@ def row_split(m: int, bm: int, out_tiles: int, device: torch.device) -> tuple[in
     if interpreting() or device.type != "cuda":
         programs, min_tiles = 4 * out_tiles, 1
     else:
-        programs, min_tiles = 2 * _sm_count(device.index or 0), 4
+        programs, min_tiles = 2 * sm_count(device), 4
     split = max(1, min(triton.cdiv(programs, out_tiles), m // (min_tiles * bm)))
     rows = triton.cdiv(triton.cdiv(m, split), bm) * bm
     return triton.cdiv(m, rows), rows

@@ -23,10 +23,16 @@ def cases():
     x, dy, x2 = nhwc(n, h, w, ci), nhwc(n, h, w, co), nhwc(n, h, w, co)
     w3 = torch.randn(co, ci, 3, 3)
     partial = ops.conv_fwd(x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, True)[1]
+    c, m = 6, 3  # the one-kernel inference residual: identity skip, C -> M -> C
+    xr, w2 = nhwc(n, h, w, c), torch.randn(m, m, 3, 3)
+    residual = (xr, torch.randn(m, c, 1, 1), vec(m), vec(c), vec(c), vec(m), vec(m), w2, pack_weight(w2, xr.dtype),
+                None, vec(m), vec(m), torch.randn(c, m, 1, 1), vec(c))
     return [
         (ops.conv_fwd, (x, w3, vec(co), vec(ci), vec(ci), vec(co), vec(co), dy, nhwc(n, h // 2, w // 2, co), True)),
         (ops.conv_fwd, (x, torch.randn(co, ci, 1, 1), None, None, None, None, None, None, None, False)),
         (ops.conv_fwd, (x, w3, None, None, None, None, None, None, None, False, pack_weight(w3, x.dtype))),
+        (ops.residual_eval, (*residual, nhwc(n, h // 2, w // 2, c))),
+        (ops.residual_eval, (*residual, None)),
         (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co), nhwc(n, h, w, ci))),
         (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None)),
         (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None, pack_weight(w3, x.dtype))),
@@ -41,7 +47,7 @@ def cases():
     ]
 
 
-N_CASES = 14  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
+N_CASES = 16  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
 
 
 def test_every_op_has_a_case():

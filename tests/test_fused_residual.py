@@ -134,10 +134,14 @@ def test_residual_train_half(triton_cpu, dtype, tol):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.float16, 1e-2), (torch.bfloat16, 6e-2)])
-def test_residual_eval_folded(triton_cpu, dtype, tol):
-    ref = randomize(Residual(5, 8)).double().eval()
+@pytest.mark.parametrize("cin,cout,variant", [(5, 8, "auto"), (8, 8, "single"), (8, 8, "single-64"),
+                                               (8, 8, "three")])
+def test_residual_eval_folded(triton_cpu, monkeypatch, dtype, tol, cin, cout, variant):
+    """Skip conv: three kernels (+ the skip conv); identity skip: one kernel or three (``HGFAST_EVAL_RESIDUAL``)."""
+    monkeypatch.setenv("HGFAST_EVAL_RESIDUAL", variant)
+    ref = randomize(Residual(cin, cout)).double().eval()
     fused = fused_copy(ref).float().eval()
-    x = torch.randn(1, 5, 6, 10).to(dtype)
+    x = torch.randn(1, cin, 6, 10).to(dtype)
     with torch.no_grad():
         yr, yf = ref(x.double()), fused(x)
     assert yf.dtype == dtype
@@ -174,10 +178,12 @@ def test_residual_train_rejects_single_value_per_channel(triton_cpu):
         fused_copy(Residual(4, 4))(torch.randn(1, 4, 1, 1))
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_hourglass_fp32(triton_cpu, training):
+@pytest.mark.parametrize("training,variant", [(True, "auto"), (False, "single"), (False, "three")])
+def test_hourglass_fp32(triton_cpu, monkeypatch, training, variant):
     """Depth 2 at 8x8 (the innermost residual sees 2x2 pixels): float64 reference, fp32 tolerance 5e-5 (batch
-    statistics over 8 values per channel amplify fp32 rounding in the BN backward)."""
+    statistics over 8 values per channel amplify fp32 rounding in the BN backward). Eval: both implementations of
+    the inference residual, the hourglass merge in their epilogues."""
+    monkeypatch.setenv("HGFAST_EVAL_RESIDUAL", variant)
     ref = randomize(Hourglass(2, 6)).double().train(training)
     fused = fused_copy(ref).float().train(training)
     x = torch.randn(2, 6, 8, 8)

@@ -244,7 +244,7 @@ def test_wgrad_row_split_covers_every_row_once(m, bm, tiles, monkeypatch):
 
     for device, sms in ((torch.device("cpu"), None), (torch.device("cuda", 0), 132)):
         if sms:
-            monkeypatch.setattr(conv_wgrad, "_sm_count", lambda index: sms)
+            monkeypatch.setattr(conv_wgrad, "sm_count", lambda device: sms)
             monkeypatch.setattr(conv_wgrad, "interpreting", lambda: False)
         splits, rows = conv_wgrad.row_split(m, bm, tiles, device)
         assert rows % bm == 0 and (splits - 1) * rows < m <= splits * rows

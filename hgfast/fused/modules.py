@@ -3,7 +3,8 @@
 Modules hand NCHW tensors around (channels_last in the fused path, so the NHWC views below are free).
 Training mode uses batch statistics and updates ``running_mean``/``running_var``/``num_batches_tracked`` like
 ``nn.BatchNorm2d``; eval mode applies BN1 as the first GEMM's prologue and folds BN2/BN3 into the epilogues of
-conv1/conv2 (three kernels per residual). Eval mode is inference only: with gradients needed it is not used.
+conv1/conv2: three kernels per residual, or, with an identity skip, one (``kernels.residual_eval``) where the GPU
+times it faster (``hgfast.fused.fastest``). Eval mode is inference only: with gradients needed it is not used.
 
 Statistics handoff (training): the private ``_residual``/``_hourglass``/``_merge`` return ``(out, partial)``, the
 partial BN statistics of ``out`` written by the epilogue of the GEMM that stored it, and take their input's partial
@@ -146,8 +147,12 @@ def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | Non
         update_running_stats(bns, stats[0::2], stats[1::2], count)
         return nchw(y), y_partial if out_stats else None
     (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
-    skip = xn if skip_w is None else \
-        _ops.conv_fwd(xn, skip_w.detach(), _f32(skip_b), None, None, None, None, None, None, False)[0]
+    if skip_w is None:
+        y = _ops.residual_eval(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2,
+                               res.conv2.weight.detach(), packed_weight(res.conv2, xn.dtype), _f32(res.conv2.bias),
+                               s3, t3, res.conv3.weight.detach(), _f32(res.conv3.bias), lown)
+        return nchw(y), None
+    skip = _ops.conv_fwd(xn, skip_w.detach(), _f32(skip_b), None, None, None, None, None, None, False)[0]
     a = _ops.conv_fwd(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2, None, None, False)[0]
     b = _ops.conv_fwd(a, res.conv2.weight.detach(), _f32(res.conv2.bias), None, None, s3, t3, None, None, False,
                       packed_weight(res.conv2, xn.dtype))[0]

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .. import kernels as K
 from ..kernels.common import block_m, elementwise_block
+from .fastest import fastest
 
 
 def _tiles(m: int) -> int:
@@ -35,6 +36,33 @@ def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low
     cout = weight.shape[0]
     t = _tiles(n * h * w) if stats else 0
     return x.new_empty((n, h, w, cout)), x.new_empty((3, t, cout), dtype=torch.float32)
+
+
+@torch.library.custom_op("hgfast::residual_eval", mutates_args=())
+def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: Tensor, s2: Tensor, t2: Tensor,
+                  w2: Tensor, w2_packed: Tensor, b2: Optional[Tensor], s3: Tensor, t3: Tensor, w3: Tensor,
+                  b3: Optional[Tensor], low: Optional[Tensor]) -> Tensor:
+    """Inference residual with identity skip, ``x + conv3(bn3relu(conv2(bn2relu(conv1(bn1relu(x)))))) [+ up2x(low)]``
+    (eval BNs as scale/shift, biases added before the BN that follows), whichever of these ``fastest`` finds faster
+    for the shape (``HGFAST_EVAL_RESIDUAL=<name>`` pins one): ``single``, ``K.residual_eval`` (one kernel, its
+    default tile); ``single-64``, the same with 64-row tiles (where the default has 128: two programs per SM instead
+    of one, more halo recompute); ``three``, three ``conv2d_fwd`` launches."""
+    def single(rows=None):
+        return lambda: K.residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low, rows)
+
+    def three():
+        a = K.conv2d_fwd(x, w1, b1, s1, t1, s2, t2)[0]
+        b = K.conv2d_fwd(a, w2, b2, None, None, s3, t3, packed=w2_packed)[0]
+        return K.conv2d_fwd(b, w3, b3, residual=x, low=low)[0]
+
+    candidates = {"single": single(), "single-64": single(64), "three": three}
+    key = (tuple(x.shape), w1.shape[0], x.dtype, x.device.index, low is not None)
+    return fastest("EVAL_RESIDUAL", key, candidates, x.device)()
+
+
+@residual_eval.register_fake
+def _(x, w1, b1, s1, t1, s2, t2, w2, w2_packed, b2, s3, t3, w3, b3, low):
+    return torch.empty_like(x)
 
 
 @torch.library.custom_op("hgfast::conv_dgrad", mutates_args=())
@@ -146,5 +174,5 @@ def _(g, x, a, b, c, add):
     return torch.empty_like(g)
 
 
-ALL_OPS = (conv_fwd, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats, bn_train_coeffs,
+ALL_OPS = (conv_fwd, residual_eval, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats, bn_train_coeffs,
            bn_backward_coeffs, bn_relu, bn_backward_apply)
