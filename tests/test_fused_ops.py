@@ -74,3 +74,16 @@ def test_fused_residual_compiles_without_graph_breaks():
         out.sum().backward()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     assert x.grad is not None and res.conv2.weight.grad is not None
+
+
+def test_fused_inference_residual_compiles_without_graph_breaks():
+    """Eval mode, identity skip: the one-op inference residual (its implementation is chosen at run time, inside
+    the op, so the trace is the same whichever runs)."""
+    torch._dynamo.reset()
+    res = Residual(6, 6).eval()
+    res.fused = True
+    x = torch.randn(2, 6, 4, 6)
+    with force_triton_on_cpu(), torch.no_grad():
+        expected = res(x)
+        out = torch.compile(res, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
