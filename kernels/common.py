@@ -76,6 +76,11 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def or_dummy(t: torch.Tensor | None, dummy: torch.Tensor) -> torch.Tensor:
+    """``t``, or for an absent optional argument a ``dummy`` tensor to pass as its (unread) pointer."""
+    return dummy if t is None else t
+
+
 def block_m(m: int) -> int:
     """Rows per tile. Fixed per launch (not autotuned) because the partial-statistics buffers depend on it."""
     if interpreting():

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .common import (SUPPORTED_DTYPES, block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     load_tile, mma, on_tensor_device, prune_tiles, row_coords, tl_dtype)
+                     load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -157,14 +157,10 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     grid = lambda meta: (t, triton.cdiv(cout, meta["BN"]))  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     conv_fwd_kernel[grid](
-        x, w_t, y, _or(pro_scale, dummy), _or(pro_shift, dummy), _or(bias, dummy),
-        _or(epi_scale, dummy), _or(epi_shift, dummy), _or(residual, dummy), _or(low, dummy), _or(partial, dummy),
+        x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
+                                                  partial)),
         *w_addr, m, hh, ww, cin, cout, t,
         KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,
         HAS_RES=residual is not None, HAS_LOW=low is not None, STATS=stats,
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
     return y, partial
-
-
-def _or(t, default):
-    return default if t is None else t

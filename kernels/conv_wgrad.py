@@ -3,16 +3,18 @@
 ``dw[co, ci, tap] = sum_m prologue(dy)[m, co] * relu(x * s + t)[m + tap, ci]`` (zero padding after the
 prologue); ``dbias[co] = sum_m prologue(dy)[m, co]``. Each program owns one ``(tap, Cin block) x Cout block`` tile
 and one contiguous range of rows (split-K over the rows: the output has few tiles - a 1x1 256->128 conv has 8 of
-64x64 - so without it most of the GPU would idle); the per-split fp32 partials are summed in split order:
-deterministic, no atomics. ``dw`` is written in the weight's own ``(Cout, Cin, k, k)`` layout.
+64x64 - so without it most of the GPU would idle); the per-split fp32 partials (``dw`` and ``dbias`` side by side,
+one row per split) are summed in split order by one more launch: deterministic, no atomics. ``dw`` is written in
+the weight's own ``(Cout, Cin, k, k)`` layout.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     interpreting, load_tile, mma, on_tensor_device, prune_tiles, row_coords, sm_count, tl_dtype)
+from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block, gemm_configs,
+                     interpreting, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, sm_count,
+                     tl_dtype)
 from .conv_dgrad import _check_pending
 
 
@@ -22,7 +24,7 @@ from .conv_dgrad import _check_pending
                      + a["BM"] * bn * a["dy_ptr"].element_size() * (2 if a["PRO_DY"] == 2 else 1)))})
 @triton.jit(do_not_specialize=["M", "H", "W", "ROWS"])
 def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, dw_ptr, db_ptr,
-                      M, H, W, CIN, COUT, ROWS,
+                      M, H, W, CIN, COUT, ROWS, SPLIT_STRIDE,
                       KS: tl.constexpr, PRO_X: tl.constexpr, PRO_DY: tl.constexpr, HAS_BIAS: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -50,9 +52,22 @@ def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_p
     col_ok = cols < COUT
     mask = (ks < CIN)[:, None] & col_ok[None, :]
     dw_offs = cols[None, :] * (CIN * KS * KS) + ks[:, None] * (KS * KS) + tap  # (Cout, Cin, k, k)
-    tl.store(dw_ptr + split * (COUT * CIN * KS * KS) + dw_offs, acc, mask=mask)
+    tl.store(dw_ptr + split * SPLIT_STRIDE + dw_offs, acc, mask=mask)
     if HAS_BIAS:
-        tl.store(db_ptr + split * COUT + cols, dbias, mask=col_ok & (pid_k == 0))
+        tl.store(db_ptr + split * SPLIT_STRIDE + cols, dbias, mask=col_ok & (pid_k == 0))
+
+
+@triton.jit(do_not_specialize=["SPLITS", "P", "WIDTH"])
+def sum_splits_kernel(src_ptr, dw_ptr, db_ptr, SPLITS, P, WIDTH, BLOCK: tl.constexpr):
+    """``src`` is ``(SPLITS, WIDTH)`` fp32, each row ``dw`` (``P`` values) then ``dbias``: sum the rows in order
+    into ``dw`` and ``db``."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < WIDTH
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for split in range(SPLITS):
+        acc += tl.load(src_ptr + split * WIDTH + offs, mask=ok, other=0.0)
+    tl.store(dw_ptr + offs, acc, mask=offs < P)
+    tl.store(db_ptr + (offs - P), acc, mask=ok & (offs >= P))
 
 
 def row_split(m: int, bm: int, out_tiles: int, device: torch.device) -> tuple[int, int]:
@@ -93,15 +108,24 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
     bm = block_m(m)
     # Split count from the largest autotune tile (64 x 128): never fewer programs than planned.
     splits, rows = row_split(m, bm, kernel_size ** 2 * triton.cdiv(cin, 64) * triton.cdiv(cout, 128), x.device)
-    dw = torch.empty((splits, cout, cin, kernel_size, kernel_size), device=x.device, dtype=torch.float32)
-    db = torch.empty((splits, cout), device=x.device, dtype=torch.float32) if bias else None
+    p = cout * cin * kernel_size ** 2
+    dw = torch.empty((cout, cin, kernel_size, kernel_size), device=x.device, dtype=torch.float32)
+    db = torch.empty((cout,), device=x.device, dtype=torch.float32) if bias else None
+    if splits == 1:  # straight into the outputs
+        out_dw, out_db, stride = dw, or_dummy(db, dw), 0
+    else:  # partials side by side, one row per split, then summed into dw and db (one launch for both)
+        width = p + (cout if bias else 0)
+        partials = torch.empty((splits, width), device=x.device, dtype=torch.float32)
+        out_dw, out_db, stride = partials, partials[:, p:] if bias else partials, width
     grid = lambda meta: (kernel_size * kernel_size * triton.cdiv(cin, meta["BK"]),  # noqa: E731
                          triton.cdiv(cout, meta["BN"]), splits)
     conv_wgrad_kernel[grid](
-        x, x if scale is None else scale, x if shift is None else shift, dy, *pending, dw, dw if db is None else db,
-        m, hh, ww, cin, cout, rows,
+        x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
+        m, hh, ww, cin, cout, rows, stride,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
-    if splits == 1:
-        return dw[0], None if db is None else db[0]
-    return dw.sum(0), None if db is None else db.sum(0)  # fixed-order reduction over the splits
+    if splits > 1:
+        block = elementwise_block() * 16
+        sum_splits_kernel[(triton.cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width,
+                                                        BLOCK=block)
+    return dw, db

@@ -22,8 +22,7 @@ import triton
 import triton.language as tl
 
 from .common import (check_nhwc, check_vector, dot_dtype, dot_precision, interpreting, load_tile, mma,
-                     on_tensor_device, sm_count, tl_dtype)
-from .conv import _or
+                     on_tensor_device, or_dummy, sm_count, tl_dtype)
 
 
 @triton.jit(do_not_specialize=["N", "H", "W", "TILES_H", "TILES_W", "TILES"])
@@ -184,7 +183,8 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
     programs = min(tiles, 3 if x.device.type != "cuda" else 2 * sm_count(x.device))
     scratch = torch.empty((programs, nchunk * blocks["HC"], cmp), device=x.device, dtype=x.dtype)
     residual_eval_kernel[(programs,)](
-        x, s1, t1, w1, _or(b1, s1), s2, t2, w2_packed, _or(b2, s2), s3, t3, w3, _or(b3, s1), _or(low, x), y,
+        x, s1, t1, w1, or_dummy(b1, s1), s2, t2, w2_packed, or_dummy(b2, s2), s3, t3, w3, or_dummy(b3, s1),
+        or_dummy(low, x), y,
         scratch, w1.stride(1), w1.stride(0), w3.stride(1), w3.stride(0), n, hh, ww, tiles_h, tiles_w, tiles, c, cm,
         CMP=cmp, IB=ib, TH=th, TW=tw, NCHUNK=nchunk, HAS_B1=b1 is not None, HAS_B2=b2 is not None,
         HAS_B3=b3 is not None, HAS_LOW=low is not None, IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype),

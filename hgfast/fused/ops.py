@@ -174,5 +174,5 @@ def _(g, x, a, b, c, add):
     return torch.empty_like(g)
 
 
-ALL_OPS = (conv_fwd, residual_eval, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats, bn_train_coeffs,
-           bn_backward_coeffs, bn_relu, bn_backward_apply)
+ALL_OPS = (conv_fwd, residual_eval, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats,
+           bn_train_coeffs, bn_backward_coeffs, bn_relu, bn_backward_apply)
