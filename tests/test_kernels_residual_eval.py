@@ -6,6 +6,7 @@ below cover tiles cut by the image border, several images per tile with the batc
 programs looping over several tiles. The float64 reference rounds to the I/O dtype where the kernels do (the
 BN1-ReLU output and both stored activations); tolerances relative to max |ref|: fp32 1e-5, fp16 4e-3, bf16 3e-2.
 """
+import contextlib
 import sys
 
 import pytest
@@ -159,6 +160,7 @@ def test_fastest_times_each_candidate_once_per_key(monkeypatch):
 
     monkeypatch.setattr(fastest_module, "cuda_median_ms", fake_median_ms)
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     fastest_module.forget()
     candidates = {"one": lambda: "one", "two": lambda: "two"}
     cuda = torch.device("cuda", 0)

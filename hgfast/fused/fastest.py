@@ -40,7 +40,8 @@ def fastest(op: str, key: tuple, candidates: dict[str, Callable[[], object]], de
     if name is None:
         if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
             return next(iter(candidates.values()))
-        times = {name: cuda_median_ms(fn) for name, fn in candidates.items()}
+        with torch.cuda.device(device):  # events on the stream the candidates launch on
+            times = {name: cuda_median_ms(fn) for name, fn in candidates.items()}
         name = _chosen[(op, key)] = min(times, key=times.get)
     return candidates[name]
 
