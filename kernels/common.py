@@ -188,6 +188,16 @@ def check_vector(name: str, t: torch.Tensor, length: int, device) -> None:
 
 
 @triton.jit
+def tile_ids(N_COLS, BN: tl.constexpr):
+    """``(row tile, column tile)`` of this program in a 1-D grid of ``row tiles x cdiv(N_COLS, BN)`` ordered column
+    tile fastest: the column tiles of one row tile run side by side, so its input rows come from HBM once and from
+    L2 after (with the row tile fastest they would be read again a whole pass later, long evicted)."""
+    pid = tl.program_id(0)
+    n_tiles = tl.cdiv(N_COLS, BN)
+    return pid // n_tiles, pid % n_tiles
+
+
+@triton.jit
 def row_coords(rows, H, W):
     """``(h, w)`` of flattened NHWC rows."""
     return (rows // W) % H, rows % W

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from .common import (SUPPORTED_DTYPES, block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, tl_dtype)
+                     load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -51,9 +51,9 @@ def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_pt
                     HAS_RES: tl.constexpr, HAS_LOW: tl.constexpr, STATS: tl.constexpr,
                     IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    pid_m = tl.program_id(0)
+    pid_m, pid_n = tile_ids(COUT, BN)
     rows = pid_m * BM + tl.arange(0, BM)
-    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    cols = pid_n * BN + tl.arange(0, BN)
     row_ok = rows < M
     col_ok = cols < COUT
     h, w = row_coords(rows, H, W)
@@ -154,7 +154,7 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     y = torch.empty((n, hh, ww, cout), device=x.device, dtype=x.dtype)
     partial = torch.empty((3, t, cout), device=x.device, dtype=torch.float32) if stats else None
     dummy = y
-    grid = lambda meta: (t, triton.cdiv(cout, meta["BN"]))  # noqa: E731
+    grid = lambda meta: (t * triton.cdiv(cout, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     conv_fwd_kernel[grid](
         x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     on_tensor_device, prune_tiles, row_coords, tl_dtype)
+                     on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .conv import check_weight, conv_mainloop, weight_operand
 
 
@@ -27,9 +27,9 @@ def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_p
                       KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr, HAS_ADD: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-    pid_m = tl.program_id(0)
+    pid_m, pid_n = tile_ids(CIN, BN)
     rows = pid_m * BM + tl.arange(0, BM)
-    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    cols = pid_n * BN + tl.arange(0, BN)
     row_ok = rows < M
     col_ok = cols < CIN
     h, w = row_coords(rows, H, W)
@@ -89,7 +89,7 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     t = triton.cdiv(m, bm)
     dv = torch.empty((n, hh, ww, cin), device=dy.device, dtype=dy.dtype)
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
-    grid = lambda meta: (t, triton.cdiv(cin, meta["BN"]))  # noqa: E731
+    grid = lambda meta: (t * triton.cdiv(cin, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
     conv_dgrad_kernel[grid](
         dy, *pending, w_t,
