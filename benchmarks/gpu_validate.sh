@@ -30,8 +30,11 @@ for stage in $stages; do
             python3 -m hgfast.info | tee "$OUT/info.txt" ;;
         test)
             # First fitting GEMM config only (HGFAST_AUTOTUNE=0): autotuning every test shape would compile up to 5
-            # binaries per kernel variant; test_every_gpu_config_matches_the_reference covers all the configs.
-            HGFAST_AUTOTUNE=${HGFAST_AUTOTUNE:-0} timeout $(limit 480) python3 -m pytest tests -q -p no:cacheprovider \
+            # binaries per kernel variant; test_every_gpu_config_matches_the_reference covers all the configs. Likewise
+            # one inference-residual implementation unless a test pins another (test_residual_eval_on_the_gpu times
+            # them all).
+            HGFAST_AUTOTUNE=${HGFAST_AUTOTUNE:-0} HGFAST_EVAL_RESIDUAL=${HGFAST_EVAL_RESIDUAL:-single} \
+                timeout $(limit 480) python3 -m pytest tests -q -p no:cacheprovider \
                 --durations=15 2>&1 | tee "$OUT/tests.log" | tail -40 ;;
         sanitize)
             for tool in memcheck racecheck; do
@@ -39,7 +42,13 @@ for stage in $stages; do
                     python3 -m pytest tests/test_ops_targets.py tests/test_ops_decode.py tests/test_ops_loss.py \
                     -q -m gpu -p no:cacheprovider > "$OUT/sanitizer-$tool.log" 2>&1
                 echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer-$tool.log" | tr '\n' ' ')"
-            done ;;
+            done
+            # the Triton kernel with the most index arithmetic (halo tiles, per-program scratch): out-of-bounds only
+            HGFAST_EVAL_RESIDUAL=single timeout $(limit 150) compute-sanitizer --tool memcheck --error-exitcode 1 \
+                python3 -m pytest tests/test_kernels_residual_eval.py -q -p no:cacheprovider -k "float64 or padding" \
+                > "$OUT/sanitizer-memcheck-residual-eval.log" 2>&1
+            echo "memcheck residual_eval rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' \
+                "$OUT/sanitizer-memcheck-residual-eval.log" | tr '\n' ' ')" ;;
         bench)
             json="benchmarks/results/$gpu-$stamp${BENCH_TAG:+-$BENCH_TAG}.json"
             timeout $(limit 540) python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider -k "${BENCH_K:-}" \
