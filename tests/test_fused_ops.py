@@ -33,6 +33,8 @@ def cases():
         (ops.conv_fwd, (x, w3, None, None, None, None, None, None, None, False, pack_weight(w3, x.dtype))),
         (ops.residual_eval, (*residual, nhwc(n, h // 2, w // 2, c))),
         (ops.residual_eval, (*residual, None)),
+        (ops.residual_eval, (x, torch.randn(m, ci, 1, 1), vec(m), vec(ci), vec(ci), *residual[5:12],
+                             torch.randn(co, m, 1, 1), vec(co), None, dy)),  # skip conv 5 -> 3: its output added
         (ops.conv_dgrad, (dy, w3, x, vec(ci), vec(ci), vec(ci), x2, vec(co), vec(co), vec(co), nhwc(n, h, w, ci))),
         (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None)),
         (ops.conv_dgrad, (dy, w3, None, None, None, None, None, None, None, None, None, pack_weight(w3, x.dtype))),
@@ -47,7 +49,7 @@ def cases():
     ]
 
 
-N_CASES = 16  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
+N_CASES = 17  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
 
 
 def test_every_op_has_a_case():

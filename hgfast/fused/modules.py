@@ -147,17 +147,11 @@ def _residual(res, x: Tensor, low: Tensor | None = None, x_partial: Tensor | Non
         update_running_stats(bns, stats[0::2], stats[1::2], count)
         return nchw(y), y_partial if out_stats else None
     (s1, t1), (s2, t2), (s3, t3) = (eval_scale_shift(bn) for bn in bns)
-    if skip_w is None:
-        y = _ops.residual_eval(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2,
-                               res.conv2.weight.detach(), packed_weight(res.conv2, xn.dtype), _f32(res.conv2.bias),
-                               s3, t3, res.conv3.weight.detach(), _f32(res.conv3.bias), lown)
-        return nchw(y), None
-    skip = _ops.conv_fwd(xn, skip_w.detach(), _f32(skip_b), None, None, None, None, None, None, False)[0]
-    a = _ops.conv_fwd(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2, None, None, False)[0]
-    b = _ops.conv_fwd(a, res.conv2.weight.detach(), _f32(res.conv2.bias), None, None, s3, t3, None, None, False,
-                      packed_weight(res.conv2, xn.dtype))[0]
-    y = _ops.conv_fwd(b, res.conv3.weight.detach(), _f32(res.conv3.bias), None, None, None, None,
-                      skip, lown, False)[0]
+    skip = None if skip_w is None else \
+        _ops.conv_fwd(xn, skip_w.detach(), _f32(skip_b), None, None, None, None, None, None, False)[0]
+    y = _ops.residual_eval(xn, res.conv1.weight.detach(), _f32(res.conv1.bias), s1, t1, s2, t2,
+                           res.conv2.weight.detach(), packed_weight(res.conv2, xn.dtype), _f32(res.conv2.bias),
+                           s3, t3, res.conv3.weight.detach(), _f32(res.conv3.bias), lown, skip)
     return nchw(y), None
 
 

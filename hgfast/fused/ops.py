@@ -41,28 +41,31 @@ def _(x, weight, bias, pro_scale, pro_shift, epi_scale, epi_shift, residual, low
 @torch.library.custom_op("hgfast::residual_eval", mutates_args=())
 def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: Tensor, s2: Tensor, t2: Tensor,
                   w2: Tensor, w2_packed: Tensor, b2: Optional[Tensor], s3: Tensor, t3: Tensor, w3: Tensor,
-                  b3: Optional[Tensor], low: Optional[Tensor]) -> Tensor:
-    """Inference residual with identity skip, ``x + conv3(bn3relu(conv2(bn2relu(conv1(bn1relu(x)))))) [+ up2x(low)]``
-    (eval BNs as scale/shift, biases added before the BN that follows), whichever of these ``fastest`` finds faster
-    for the shape (``HGFAST_EVAL_RESIDUAL=<name>`` pins one): ``single``, ``K.residual_eval`` (one kernel, its
-    default tile); ``single-64``, the same with 64-row tiles (where the default has 128: two programs per SM instead
-    of one, more halo recompute); ``three``, three ``conv2d_fwd`` launches."""
+                  b3: Optional[Tensor], low: Optional[Tensor], skip: Optional[Tensor] = None) -> Tensor:
+    """Inference residual ``skip + conv3(bn3relu(conv2(bn2relu(conv1(bn1relu(x)))))) [+ up2x(low)]`` (eval BNs as
+    scale/shift, biases added before the BN that follows; ``skip`` the skip conv's output, None: the identity ``x``).
+    With an identity skip, whichever of these ``fastest`` finds faster for the shape (``HGFAST_EVAL_RESIDUAL=<name>``
+    pins one): ``single``, ``K.residual_eval`` (one kernel, its default tile); ``single-64``, the same with 64-row
+    tiles (where the default has 128: two programs per SM instead of one, more halo recompute); ``three``, three
+    ``conv2d_fwd`` launches - the only form with a skip conv."""
     def single(rows=None):
         return lambda: K.residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low, rows)
 
     def three():
         a = K.conv2d_fwd(x, w1, b1, s1, t1, s2, t2)[0]
         b = K.conv2d_fwd(a, w2, b2, None, None, s3, t3, packed=w2_packed)[0]
-        return K.conv2d_fwd(b, w3, b3, residual=x, low=low)[0]
+        return K.conv2d_fwd(b, w3, b3, residual=x if skip is None else skip, low=low)[0]
 
+    if skip is not None:
+        return three()
     candidates = {"single": single(), "single-64": single(64), "three": three}
     key = (tuple(x.shape), w1.shape[0], x.dtype, x.device.index, low is not None)
     return fastest("EVAL_RESIDUAL", key, candidates, x.device)()
 
 
 @residual_eval.register_fake
-def _(x, w1, b1, s1, t1, s2, t2, w2, w2_packed, b2, s3, t3, w3, b3, low):
-    return torch.empty_like(x)
+def _(x, w1, b1, s1, t1, s2, t2, w2, w2_packed, b2, s3, t3, w3, b3, low, skip=None):
+    return x.new_empty(x.shape[:3] + (w3.shape[0],))
 
 
 @torch.library.custom_op("hgfast::conv_dgrad", mutates_args=())
