@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, check_vector, elementwise_block, interpreting, load_tile, on_tensor_device
+from .common import cdiv, check_nhwc, check_vector, elementwise_block, interpreting, load_tile, on_tensor_device
 
 
 @triton.jit
@@ -121,9 +121,9 @@ def channel_stats(x: torch.Tensor) -> torch.Tensor:
     c = x.shape[3]
     m = x.numel() // c
     bm = bc = elementwise_block()
-    t = triton.cdiv(m, bm)
+    t = cdiv(m, bm)
     partial = torch.empty((3, t, c), device=x.device, dtype=torch.float32)
-    channel_stats_kernel[(t, triton.cdiv(c, bc))](x, partial, m, c, t, BM=bm, BC=bc)
+    channel_stats_kernel[(t, cdiv(c, bc))](x, partial, m, c, t, BM=bm, BC=bc)
     return partial
 
 
@@ -142,7 +142,7 @@ def bn_train_coeffs(partial: torch.Tensor, gamma: torch.Tensor | None = None, be
         check_vector("beta", beta, c, partial.device)
     out = torch.empty((4, c), device=partial.device, dtype=torch.float32)
     bt, bc = _finalize_blocks()
-    bn_train_coeffs_kernel[(triton.cdiv(c, bc),)](
+    bn_train_coeffs_kernel[(cdiv(c, bc),)](
         partial, out if gamma is None else gamma, out if beta is None else beta, out, t, c, float(eps),
         AFFINE=gamma is not None, BT=bt, BC=bc)
     return out
@@ -168,6 +168,6 @@ def bn_backward_coeffs(sums: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
         raise ValueError(f"count must be a positive int, got {count!r}")
     out = torch.empty((5, c), device=sums.device, dtype=torch.float32)
     bt, bc = _finalize_blocks()
-    bn_backward_coeffs_kernel[(triton.cdiv(c, bc),)](sums, mean, var, gamma, out, t, c, float(eps), float(count),
+    bn_backward_coeffs_kernel[(cdiv(c, bc),)](sums, mean, var, gamma, out, t, c, float(eps), float(count),
                                                      BT=bt, BC=bc)
     return out

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, check_vector, elementwise_block, load_tile, on_tensor_device
+from .common import cdiv, check_nhwc, check_vector, elementwise_block, load_tile, on_tensor_device
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -31,7 +31,7 @@ def _launch(x, x2, s, t, r, add, pro):
     m = x.numel() // max(c, 1)
     out = torch.empty_like(x)
     b = elementwise_block()
-    channel_affine_kernel[(triton.cdiv(m, b), triton.cdiv(c, b))](
+    channel_affine_kernel[(cdiv(m, b), cdiv(c, b))](
         x, x2, s, t, r, x if add is None else add, out, m, c, PRO=pro, HAS_ADD=add is not None, BM=b, BC=b)
     return out
 

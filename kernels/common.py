@@ -26,9 +26,21 @@ _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat
 SUPPORTED_DTYPES = tuple(_TL_DTYPES)
 
 
+@functools.lru_cache(maxsize=None)
 def interpreting() -> bool:
-    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``, read once: Triton reads it when
+    the kernels are decorated, at import)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for host-side ints (``triton.cdiv`` is a constexpr function: ~4 µs a call from Python)."""
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of 2 >= ``n`` (>= 1), for host-side ints."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def tl_dtype(dtype: torch.dtype):
@@ -57,9 +69,11 @@ def on_tensor_device(launcher):
 
     @functools.wraps(launcher)
     def wrapper(*args, **kwargs):
-        t = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
-        guard = torch.cuda.device(t.device) if t is not None and t.device.type == "cuda" else contextlib.nullcontext()
-        with guard:
+        t = args[0] if args and isinstance(args[0], torch.Tensor) else \
+            next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        if t is None or not t.is_cuda:
+            return launcher(*args, **kwargs)
+        with torch.cuda.device(t.device):
             return launcher(*args, **kwargs)
 
     wrapper.on_tensor_device = True
@@ -136,7 +150,7 @@ def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
 
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
-        n, k = (max(32, triton.next_power_of_2(args[a])) for a in (n_arg, k_arg))
+        n, k = (max(32, next_pow2(args[a])) for a in (n_arg, k_arg))
         kept = [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k
                 and 0.92 * c.num_stages * stage_bytes(args, c.kwargs["BN"], c.kwargs["BK"]) <= SHARED_MEMORY_BUDGET] \
             or configs[-1:]
@@ -180,6 +194,9 @@ def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, dev
 
 def check_vector(name: str, t: torch.Tensor, length: int, device) -> None:
     """Raise naming ``name`` unless ``t`` is a contiguous fp32 vector of ``length`` on ``device``."""
+    if type(t) is torch.Tensor and t.shape == (length,) and t.dtype is torch.float32 and t.is_contiguous() \
+            and t.device == device:  # the common case first, in few steps (host time: a few per launch)
+        return
     if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != length:
         raise ValueError(f"{name} must be a 1-D tensor of length {length}, got "
                          f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")

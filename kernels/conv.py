@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (SUPPORTED_DTYPES, block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
                      load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .bn_stats import write_partial_stats
 
@@ -150,11 +150,11 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
                              f"got {tuple(low.shape)} for H, W = {hh}, {ww}")
     m = n * hh * ww
     bm = block_m(m)
-    t = triton.cdiv(m, bm)
+    t = cdiv(m, bm)
     y = torch.empty((n, hh, ww, cout), device=x.device, dtype=x.dtype)
     partial = torch.empty((3, t, cout), device=x.device, dtype=torch.float32) if stats else None
     dummy = y
-    grid = lambda meta: (t * triton.cdiv(cout, meta["BN"]),)  # noqa: E731
+    grid = lambda meta: (t * cdiv(cout, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     conv_fwd_kernel[grid](
         x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
                      on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .conv import check_weight, conv_mainloop, weight_operand
 
@@ -86,10 +86,10 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     pending = _check_pending(dy_pending, dy)
     m = n * hh * ww
     bm = block_m(m)
-    t = triton.cdiv(m, bm)
+    t = cdiv(m, bm)
     dv = torch.empty((n, hh, ww, cin), device=dy.device, dtype=dy.dtype)
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
-    grid = lambda meta: (t * triton.cdiv(cin, meta["BN"]),)  # noqa: E731
+    grid = lambda meta: (t * cdiv(cin, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
     conv_dgrad_kernel[grid](
         dy, *pending, w_t,

@@ -12,9 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block, gemm_configs,
-                     interpreting, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, sm_count,
-                     tl_dtype)
+from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block,
+                     gemm_configs, interpreting, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
+                     sm_count, tl_dtype)
 from .conv_dgrad import _check_pending
 
 
@@ -78,9 +78,9 @@ def row_split(m: int, bm: int, out_tiles: int, device: torch.device) -> tuple[in
         programs, min_tiles = 4 * out_tiles, 1
     else:
         programs, min_tiles = 2 * sm_count(device), 4
-    split = max(1, min(triton.cdiv(programs, out_tiles), m // (min_tiles * bm)))
-    rows = triton.cdiv(triton.cdiv(m, split), bm) * bm
-    return triton.cdiv(m, rows), rows
+    split = max(1, min(cdiv(programs, out_tiles), m // (min_tiles * bm)))
+    rows = cdiv(cdiv(m, split), bm) * bm
+    return cdiv(m, rows), rows
 
 
 @on_tensor_device
@@ -107,7 +107,7 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
     m = n * hh * ww
     bm = block_m(m)
     # Split count from the largest autotune tile (64 x 128): never fewer programs than planned.
-    splits, rows = row_split(m, bm, kernel_size ** 2 * triton.cdiv(cin, 64) * triton.cdiv(cout, 128), x.device)
+    splits, rows = row_split(m, bm, kernel_size ** 2 * cdiv(cin, 64) * cdiv(cout, 128), x.device)
     p = cout * cin * kernel_size ** 2
     dw = torch.empty((cout, cin, kernel_size, kernel_size), device=x.device, dtype=torch.float32)
     db = torch.empty((cout,), device=x.device, dtype=torch.float32) if bias else None
@@ -117,8 +117,8 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         width = p + (cout if bias else 0)
         partials = torch.empty((splits, width), device=x.device, dtype=torch.float32)
         out_dw, out_db, stride = partials, partials[:, p:] if bias else partials, width
-    grid = lambda meta: (kernel_size * kernel_size * triton.cdiv(cin, meta["BK"]),  # noqa: E731
-                         triton.cdiv(cout, meta["BN"]), splits)
+    grid = lambda meta: (kernel_size * kernel_size * cdiv(cin, meta["BK"]),  # noqa: E731
+                         cdiv(cout, meta["BN"]), splits)
     conv_wgrad_kernel[grid](
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
         m, hh, ww, cin, cout, rows, stride,
@@ -126,6 +126,6 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
     if splits > 1:
         block = elementwise_block() * 16
-        sum_splits_kernel[(triton.cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width,
+        sum_splits_kernel[(cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width,
                                                         BLOCK=block)
     return dw, db

@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (check_nhwc, check_vector, dot_dtype, dot_precision, interpreting, load_tile, mma,
-                     on_tensor_device, or_dummy, sm_count, tl_dtype)
+from .common import (cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, interpreting, load_tile, mma,
+                     next_pow2, on_tensor_device, or_dummy, sm_count, tl_dtype)
 
 
 @triton.jit(do_not_specialize=["N", "H", "W", "TILES_H", "TILES_W", "TILES"])
@@ -119,8 +119,8 @@ def eval_tile(n: int, h: int, w: int, rows: int | None = None) -> tuple[int, int
     interpreter)."""
     if rows is None:
         rows = 16 if interpreting() else (128 if n * h * w >= 128 * 132 else 64)
-    tw = min(triton.next_power_of_2(w), 4 if interpreting() else 16, rows)
-    th = min(triton.next_power_of_2(h), rows // tw)
+    tw = min(next_pow2(w), 4 if interpreting() else 16, rows)
+    th = min(next_pow2(h), rows // tw)
     return rows // (th * tw), th, tw
 
 
@@ -131,7 +131,7 @@ def _blocks(dtype: torch.dtype, bm: int, c: int) -> dict:
         return dict(HC=16, BK1=16, BK2=16, BN3=16, num_warps=4, num_stages=1)
     wide = dtype != torch.float32
     return dict(HC=64, BK1=64 if wide else 32, BK2=64 if wide else 32,
-                BN3=min(128 if wide else 64, max(16, triton.next_power_of_2(c))),
+                BN3=min(128 if wide else 64, max(16, next_pow2(c))),
                 num_warps=8 if bm == 128 else 4, num_stages=3 if wide else 2)
 
 
@@ -175,11 +175,11 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
     if x.numel() == 0:
         return y
     ib, th, tw = eval_tile(n, hh, ww, tile_rows)
-    tiles_h, tiles_w = triton.cdiv(hh, th), triton.cdiv(ww, tw)
-    tiles = triton.cdiv(n, ib) * tiles_h * tiles_w
-    cmp = max(16, triton.next_power_of_2(cm))
+    tiles_h, tiles_w = cdiv(hh, th), cdiv(ww, tw)
+    tiles = cdiv(n, ib) * tiles_h * tiles_w
+    cmp = max(16, next_pow2(cm))
     blocks = _blocks(x.dtype, ib * th * tw, c)
-    nchunk = triton.cdiv(ib * (th + 2) * (tw + 2), blocks["HC"])
+    nchunk = cdiv(ib * (th + 2) * (tw + 2), blocks["HC"])
     programs = min(tiles, 3 if x.device.type != "cuda" else 2 * sm_count(x.device))
     scratch = torch.empty((programs, nchunk * blocks["HC"], cmp), device=x.device, dtype=x.dtype)
     residual_eval_kernel[(programs,)](

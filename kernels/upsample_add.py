@@ -7,7 +7,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import check_nhwc, elementwise_block, on_tensor_device
+from .common import cdiv, check_nhwc, elementwise_block, on_tensor_device
 
 
 @triton.jit(do_not_specialize=["M", "H", "W"])
@@ -52,7 +52,7 @@ def upsample_add(skip: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(skip)
     m = n * h * w
     b = elementwise_block()
-    upsample_add_kernel[(triton.cdiv(m, b), triton.cdiv(c, b))](skip, low, out, m, h, w, c, BM=b, BC=b)
+    upsample_add_kernel[(cdiv(m, b), cdiv(c, b))](skip, low, out, m, h, w, c, BM=b, BC=b)
     return out
 
 
@@ -66,5 +66,5 @@ def upsample_add_backward(grad_out: torch.Tensor) -> torch.Tensor:
     grad_low = torch.empty((n, h // 2, w // 2, c), device=grad_out.device, dtype=grad_out.dtype)
     ml = grad_low.numel() // max(c, 1)
     b = elementwise_block()
-    upsample_add_bwd_kernel[(triton.cdiv(ml, b), triton.cdiv(c, b))](grad_out, grad_low, ml, h, w, c, BM=b, BC=b)
+    upsample_add_bwd_kernel[(cdiv(ml, b), cdiv(c, b))](grad_out, grad_low, ml, h, w, c, BM=b, BC=b)
     return grad_low

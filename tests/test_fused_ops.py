@@ -1,4 +1,5 @@
-"""``torch.library.opcheck`` on every ``hgfast::`` custom op, and ``torch.compile`` capture of a fused residual."""
+"""``torch.library.opcheck`` on every ``hgfast::`` custom op, ``ops.direct`` (the ops without the dispatcher in plain
+eager mode), and ``torch.compile`` capture of a fused residual."""
 import pytest
 import torch
 
@@ -62,6 +63,43 @@ def test_opcheck(index):
     torch.manual_seed(index)
     op, args = cases()[index]
     torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("index", range(N_CASES))
+def test_direct_call_matches_the_registered_op(index):
+    torch.manual_seed(index)
+    op, args = cases()[index]
+    name = next(name for name in vars(ops.direct) if getattr(ops, name) is op)
+    direct, registered = getattr(ops.direct, name)(*args), getattr(torch.ops.hgfast, name)(*args)
+    for a, b in zip(*(out if isinstance(out, tuple) else (out,) for out in (direct, registered))):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated")
+def test_direct_calls_go_through_the_dispatcher_wherever_something_watches():
+    """Fake tensors, dispatch modes (make_fx, FlopCounterMode, ``count_stats_passes``) and ``torch.jit.trace`` must
+    see the ops; only plain eager calls skip the dispatcher."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    x = torch.randn(1, 4, 4, 8)
+    assert ops.plain_eager(x)
+    with FakeTensorMode() as mode:
+        assert not ops.plain_eager(mode.from_tensor(x))
+
+    seen = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func._schema.name)
+            return func(*args, **(kwargs or {}))
+
+    with Watch():
+        assert not ops.plain_eager(x)
+        ops.direct.channel_stats(x)
+    assert "hgfast::channel_stats" in seen
+    traced = torch.jit.trace(lambda t: ops.direct.channel_stats(t), (x,), check_trace=False)
+    assert "hgfast::channel_stats" in str(traced.graph)
 
 
 def test_fused_residual_compiles_without_graph_breaks():

@@ -3,7 +3,8 @@
 ``StackedHourglass(fused=True)`` runs the fused path only on CUDA tensors with triton importable; elsewhere it
 runs the reference path and reports ``model.fused_active == False``. The default for ``fused=None`` comes from
 ``set_default_fused`` or else the ``HGFAST_FUSED`` environment variable (``1``/``true``/``on``).
-``force_triton_on_cpu()`` (tests only) lets the Triton path run on CPU tensors under ``TRITON_INTERPRET=1``;
+``force_triton_on_cpu()`` (tests and CPU-side checks) sends CPU tensors down the Triton path (kernels run under
+``TRITON_INTERPRET=1``; otherwise only compiled or stubbed, as in .ci/triton_sm90_check and the host-time benchmark);
 ``count_stats_passes()`` (debugging) counts the standalone batch-statistics passes a block runs.
 Importing this package does not import triton; ``hgfast.fused.modules`` does.
 """
@@ -58,7 +59,8 @@ def runs_on(device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def force_triton_on_cpu():
-    """Tests only: run the Triton kernels on CPU tensors (needs ``TRITON_INTERPRET=1`` set before import)."""
+    """Tests and CPU-side checks: CPU tensors take the Triton path (to run the kernels, ``TRITON_INTERPRET=1`` must be
+    set before import)."""
     global _force_cpu
     previous, _force_cpu = _force_cpu, True
     try:

@@ -13,9 +13,7 @@ import torch
 from torch import Tensor
 
 from ..kernels.conv import pack_weight
-from . import ops  # noqa: F401  (registers torch.ops.hgfast.*)
-
-_ops = torch.ops.hgfast
+from .ops import direct as _ops
 
 
 def _f32(t: Tensor | None) -> Tensor | None:

@@ -24,8 +24,7 @@ from ..models.hourglass import Hourglass
 from ..kernels.conv import pack_weight
 from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32
 from .memo import memo
-
-_ops = torch.ops.hgfast
+from .ops import direct as _ops
 
 
 def nhwc(x: Tensor) -> Tensor:
