@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype)
+                     launch_tuned, on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .conv import check_weight, conv_mainloop, weight_operand
 
 
@@ -91,7 +91,8 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
     grid = lambda meta: (t * cdiv(cin, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
-    conv_dgrad_kernel[grid](
+    launch_tuned(
+        conv_dgrad_kernel, grid, (m, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None, add is None),
         dy, *pending, w_t,
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
         dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t,

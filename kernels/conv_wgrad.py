@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block,
-                     gemm_configs, interpreting, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
+                     gemm_configs, interpreting, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
                      sm_count, tl_dtype)
 from .conv_dgrad import _check_pending
 
@@ -119,7 +119,8 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         out_dw, out_db, stride = partials, partials[:, p:] if bias else partials, width
     grid = lambda meta: (kernel_size * kernel_size * cdiv(cin, meta["BK"]),  # noqa: E731
                          cdiv(cout, meta["BN"]), splits)
-    conv_wgrad_kernel[grid](
+    launch_tuned(
+        conv_wgrad_kernel, grid, (m, cin, cout, kernel_size, x.dtype, scale is None, dy_pending is None, bias, splits),
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
         m, hh, ww, cin, cout, rows, stride,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
