@@ -17,6 +17,7 @@ Conventions used by every kernel in this package:
 import contextlib
 import functools
 import os
+import threading
 
 import torch
 import triton
@@ -113,6 +114,7 @@ def gemm_configs():
 SHARED_MEMORY_BUDGET = 227 * 1024  # bytes per block on sm_90 (opt-in maximum)
 _only_config: int | None = None
 _chosen: dict = {}  # (autotuned kernel, launch key) -> the keyword arguments of the config the autotuner chose
+_choosing = threading.Lock()
 
 
 def launch_tuned(kernel, grid, key: tuple, *args, **kwargs) -> None:
@@ -125,10 +127,11 @@ def launch_tuned(kernel, grid, key: tuple, *args, **kwargs) -> None:
     if chosen is not None:
         kernel.fn[grid](*args, **kwargs, **chosen)
         return
-    kernel.best_config = None
-    kernel[grid](*args, **kwargs)
-    if kernel.best_config is not None:  # None where Autotuner.run is replaced (.ci/triton_sm90_check)
-        _chosen[(kernel, key)] = kernel.best_config.all_kwargs()
+    with _choosing:  # best_config is per kernel, not per call (nn.DataParallel launches from several threads)
+        kernel.best_config = None
+        kernel[grid](*args, **kwargs)
+        if kernel.best_config is not None:  # None where Autotuner.run is replaced (.ci/triton_sm90_check)
+            _chosen[(kernel, key)] = kernel.best_config.all_kwargs()
 
 
 def autotuning() -> bool:

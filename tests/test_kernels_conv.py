@@ -340,3 +340,32 @@ def test_every_gpu_config_matches_the_reference(dtype, index):
     with only_config(index):
         check_fwd_epilogue(dtype, 3, 2, 12, 20, 72, 96)
         check_fwd_dgrad_wgrad(dtype, 2, 12, 20, 96, 80)
+
+
+def test_gemm_launches_reuse_the_autotuners_choice_without_asking_it_again(monkeypatch):
+    """``launch_tuned``: the first launch with a key goes through the autotuner and records its config; later ones
+    call the kernel with it directly (same result). Where ``Autotuner.run`` is replaced and sets no config (the
+    sm_90 compile check), nothing is recorded and every launch keeps going through it."""
+    from triton.runtime import autotuner
+    from hgfast.kernels import common
+
+    x, wt = rnd((2, 4, 6, 5), torch.float32), torch.randn(7, 5, 3, 3)
+    monkeypatch.setattr(common, "_chosen", {})
+    first = kernels.conv2d_fwd(x, wt)[0]
+    assert [key[0] for key in common._chosen] == [kernels.conv.conv_fwd_kernel]
+
+    def not_again(self, *args, **kwargs):
+        raise AssertionError("the autotuner was asked again for a key it had answered")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(autotuner.Autotuner, "run", not_again)
+        assert torch.equal(kernels.conv2d_fwd(x, wt)[0], first)
+        with pytest.raises(AssertionError, match="asked again"):
+            kernels.conv2d_fwd(x, wt, stats=True)  # another key
+
+    calls = []
+    monkeypatch.setattr(common, "_chosen", {})
+    monkeypatch.setattr(autotuner.Autotuner, "run", lambda self, *args, **kwargs: calls.append(1))
+    for _ in range(2):
+        kernels.conv2d_dgrad(rnd((2, 4, 6, 7), torch.float32), wt)
+    assert len(calls) == 2 and not common._chosen
