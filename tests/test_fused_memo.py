@@ -70,3 +70,24 @@ def test_fused_eval_residual_follows_in_place_weight_and_statistics_updates():
                     p.mul_(0.9).add_(0.05 * (step + 1))
                 m.bn2.running_var.mul_(1.5)
                 m.bn3.running_mean.add_(0.3)
+
+
+@pytest.mark.triton
+def test_fused_eval_residual_with_a_parametrized_weight():
+    """A weight computed by a parametrization (weight norm: no ``weight`` entry in the conv's parameter dict) is
+    read through the module and followed as it changes."""
+    pytest.importorskip("hgfast.kernels")
+    from torch.nn.utils.parametrizations import weight_norm
+
+    ref = Residual(6, 6).eval()
+    fused = Residual(6, 6).eval()
+    fused.load_state_dict(ref.state_dict())
+    fused.fused = True
+    for m in (ref, fused):
+        weight_norm(m.conv2)
+    x = torch.randn(2, 6, 4, 4)
+    with force_triton_on_cpu(), torch.no_grad():
+        for _ in range(2):
+            torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
+            for m in (ref, fused):
+                m.conv2.parametrizations.weight.original1.mul_(1.5)

@@ -109,11 +109,23 @@ def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
     """
     if not getattr(module, "fused", False) or not runs_on(x.device) or x.dtype not in FUSED_DTYPES:
         return False
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training != module.training
-           for m in module.modules()):
+    if _batch_norm_in_other_mode(module):
         return False
     return module.training or not (torch.is_grad_enabled() and
                                    (x.requires_grad or any(p.requires_grad for p in module.parameters())))
+
+
+def _batch_norm_in_other_mode(module: torch.nn.Module) -> bool:
+    """True when a BatchNorm inside ``module`` is not in ``module``'s train/eval mode. Walks the ``_modules`` dicts
+    (~4x faster than ``module.modules()``: this runs on every forward of the whole model)."""
+    training, pending = module.training, [module]
+    while pending:
+        for child in pending.pop()._modules.values():
+            if child is not None:
+                if child.training != training and isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                    return True
+                pending.append(child)
+    return False
 
 
 def impl():
