@@ -169,5 +169,5 @@ def bn_backward_coeffs(sums: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
     out = torch.empty((5, c), device=sums.device, dtype=torch.float32)
     bt, bc = _finalize_blocks()
     bn_backward_coeffs_kernel[(cdiv(c, bc),)](sums, mean, var, gamma, out, t, c, float(eps), float(count),
-                                                     BT=bt, BC=bc)
+                                              BT=bt, BC=bc)
     return out

@@ -11,8 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords, tile_ids, tl_dtype)
+from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision,
+                     gemm_configs, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
+                     tile_ids, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -158,7 +159,8 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     flags = tuple(v is None for v in (pro_scale, bias, epi_scale, residual, low))
     launch_tuned(
-        conv_fwd_kernel, grid, (m, cin, cout, ks, x.dtype, w_t.dtype, stats, flags), x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
+        conv_fwd_kernel, grid, (m, cin, cout, ks, x.dtype, w_t.dtype, stats, flags),
+        x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
                                                   partial)),
         *w_addr, m, hh, ww, cin, cout, t,
         KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,

@@ -59,7 +59,8 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     """Input gradient of ``conv(relu(x * scale + shift))``, masked by the ReLU, with BN-backward partial sums.
 
     dy: NHWC ``(N, H, W, Cout)``; weight ``(Cout, Cin, k, k)`` and ``packed`` as in ``conv2d_fwd``.
-    ``dy_pending = (x2, a, b, c)`` makes the upstream gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32 vectors; a BN-backward apply not yet materialised).
+    ``dy_pending = (x2, a, b, c)`` makes the upstream gradient ``dy * a + x2 * b + c`` (per Cout channel, fp32
+    vectors; a BN-backward apply not yet materialised).
     With ``x`` (NHWC ``(N, H, W, Cin)``), ``scale``, ``shift`` and ``mean`` (fp32, length Cin) returns
     ``(dv, sums)`` with ``dv = du * (x * scale + shift > 0)`` and ``sums`` the fp32 ``(2, T, Cin)`` partials of
     ``sum(dv)`` and ``sum(dv * (x - mean))``; without them returns ``(du, None)``. ``add`` (NHWC

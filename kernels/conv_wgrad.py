@@ -13,8 +13,8 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block,
-                     gemm_configs, interpreting, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
-                     sm_count, tl_dtype)
+                     gemm_configs, interpreting, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles,
+                     row_coords, sm_count, tl_dtype)
 from .conv_dgrad import _check_pending
 
 
@@ -127,6 +127,5 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
     if splits > 1:
         block = elementwise_block() * 16
-        sum_splits_kernel[(cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width,
-                                                        BLOCK=block)
+        sum_splits_kernel[(cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width, BLOCK=block)
     return dw, db

@@ -1,7 +1,8 @@
 """Inference-time memo of values derived from parameters and buffers (eval BN coefficients, packed 3x3 weights).
 
-A value is reused while every tensor it was derived from is the same object, at the same data pointer and version (in-place updates - optimiser steps, ``load_state_dict``, ``.copy_()`` - bump the version; ``.to()``,
-``p.data = ...`` or a new Parameter change the object or the storage). Sources are held by weak reference, so the
+A value is reused while every tensor it was derived from is the same object, at the same data pointer and version
+(in-place updates - optimiser steps, ``load_state_dict``, ``.copy_()`` - bump the version; ``.to()``,
+``p.data = ...`` or a new Parameter change the object or the data pointer). Sources are held by weak reference, so the
 memo never keeps old weights alive. Nothing is memoised while ``torch.compile`` traces (it sees the computation).
 A CUDA graph replay writes tensors without bumping their versions: whoever replays one that updates parameters
 calls ``invalidate_all()`` (``hgfast.graphs`` does).

@@ -130,14 +130,15 @@ def eval_residual_args(res, dtype: torch.dtype) -> tuple[Tensor, ...]:
     activations of ``dtype``: ``(b1, s1, t1, s2, t2, w2_packed, b2, s3, t3, b3)`` (memoised: one lookup per call)."""
     sub = res._modules
     bns, convs = (sub["bn1"], sub["bn2"], sub["bn3"]), (sub["conv1"], sub["conv2"], sub["conv3"])
-    w2, *biases = tensors_of(convs[1], "weight"), *(tensors_of(conv, "bias")[0] for conv in convs)
+    (w2,) = tensors_of(convs[1], "weight")
+    biases = [tensors_of(conv, "bias")[0] for conv in convs]
 
     def compute():
         (s1, t1), (s2, t2), (s3, t3) = (scale_shift(bn) for bn in bns)
         b1, b2, b3 = (_f32(b) for b in biases)
-        return b1, s1, t1, s2, t2, pack_weight(w2[0], dtype), b2, s3, t3, b3
+        return b1, s1, t1, s2, t2, pack_weight(w2, dtype), b2, s3, t3, b3
 
-    sources = (*bn_sources(bns[0]), *bn_sources(bns[1]), *bn_sources(bns[2]), *w2,
+    sources = (*bn_sources(bns[0]), *bn_sources(bns[1]), *bn_sources(bns[2]), w2,
                *(b for b in biases if b is not None))
     return memo(res, ("eval", dtype, *(bn.eps for bn in bns)), sources, compute)
 
