@@ -81,7 +81,7 @@ def _cmd_eval(args) -> int:
         dataset = build_dataset(cfg.data, "val")
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, batch_size=args.batch_size, workers=cfg.data.workers,
-                                flip=args.flip, flip_shift=not args.no_flip_shift)
+                                flip=args.flip, flip_shift=not args.no_flip_shift, input_norm=cfg.data.input_norm)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
     table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset,
@@ -110,16 +110,20 @@ def _parse_box(text: str) -> tuple[float, ...]:
     return box
 
 
-def _input_size(args, checkpoint: Path) -> int:
-    """--input-size, else data.input_size from config.yaml beside the checkpoint, else 256."""
-    if args.input_size:
-        return args.input_size
+def _data_setting(given, checkpoint: Path, key: str, default):
+    """``given`` if set, else ``data.<key>`` from config.yaml beside the checkpoint, else ``default``."""
+    if given:
+        return given
     beside = checkpoint.parent / "config.yaml"
     if beside.is_file():
         from .train.config import load_yaml
 
-        return int(load_yaml(beside).get("data", {}).get("input_size", 256))
-    return 256
+        return type(default)(load_yaml(beside).get("data", {}).get(key, default))
+    return default
+
+
+def _input_size(args, checkpoint: Path) -> int:
+    return _data_setting(args.input_size, checkpoint, "input_size", 256)
 
 
 def _cmd_predict(args) -> int:
@@ -135,7 +139,8 @@ def _cmd_predict(args) -> int:
     boxes = boxes * len(args.images) if len(boxes) == 1 else boxes
     try:
         checkpoint = Path(args.checkpoint)
-        predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size)
+        predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
+                              input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"))
         images = [read_image(p) for p in args.images]
         keypoints, scores = predictor(images, boxes)
     except (ValueError, FileNotFoundError) as exc:
@@ -185,6 +190,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     """Add the train / eval / predict / export subcommands to the ``hgfast`` parser's subparsers."""
+    from .predict import INPUT_NORMS
+
     p = sub.add_parser("train", help="train a model (synthetic figures by default)")
     _add_config_args(p)
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
@@ -221,6 +228,9 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
+                   "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
+                   "(default: from config.yaml beside the checkpoint, else none)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default="predictions", help="output folder")

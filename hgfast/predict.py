@@ -1,14 +1,20 @@
 """Inference on images: person crops → heatmaps → keypoints in image pixels.
 
 ``predict_crops`` is the one place where a batch of crops becomes image-space keypoints (used by training
-validation, ``hgfast eval`` and ``Predictor``): the model runs on ``crop / 255``, the last stack's heatmaps are
+validation, ``hgfast eval`` and ``Predictor``): the model runs on ``crop / 255`` (then normalised as
+``input_norm`` names, below), the last stack's heatmaps are
 decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped back with
 ``hgfast.ops.heatmap_to_image`` for the crop's centre, scale and rotation.
 
-Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``). Heatmap coordinates are
-crop coordinates / 4 (as the training targets), so the mirrored crop (crop x ↦ S − 1 − x) puts a joint at heatmap
-x ``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact
-``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
+Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``; ``flip_permutation``
+is the joint order after a horizontal flip, MPII's by default). Heatmap coordinates are crop coordinates / 4 (as
+the training targets), so the mirrored crop (crop x ↦ S − 1 − x) puts a joint at heatmap x ``W − 1/4 − x``, not
+``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact ``1 − W/S`` = 3/4
+pixel (linear interpolation), so flip testing adds no bias.
+
+``input_norm``: what the model was trained on. ``"none"``: RGB in [0, 1] (hgfast, princeton-vl, the paper's
+code); ``"bearpaw"``: minus the MPII RGB mean; ``"anibali"``: minus the MPII mean, over the MPII std. A checkpoint
+from bearpaw/pytorch-pose or anibali/pytorch-stacked-hourglass loads with the same layout but needs its own.
 """
 from __future__ import annotations
 
@@ -22,28 +28,46 @@ from torch import Tensor, nn
 
 from .data.crop import box_to_center_scale, crop
 from .device import resolve_device
-from .ops import argmax_decode, flip_test, heatmap_to_image
+from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 
 
-def to_input(images: Tensor, device: torch.device, channels_last: bool = False) -> Tensor:
-    """uint8 crops (B, 3, S, S) → float32 model input in [0, 1] on ``device``."""
+MPII_RGB_MEAN = (0.4404, 0.4440, 0.4327)
+MPII_RGB_STD = (0.2458, 0.2410, 0.2468)
+INPUT_NORMS = {"none": (None, None), "bearpaw": (MPII_RGB_MEAN, None), "anibali": (MPII_RGB_MEAN, MPII_RGB_STD)}
+
+
+def check_input_norm(input_norm: str) -> str:
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {sorted(INPUT_NORMS)}, got {input_norm!r}")
+    return input_norm
+
+
+def to_input(images: Tensor, device: torch.device, channels_last: bool = False, input_norm: str = "none") -> Tensor:
+    """uint8 crops (B, 3, S, S) RGB → float32 model input on ``device``: ``/ 255``, then ``input_norm``."""
+    mean, std = INPUT_NORMS[check_input_norm(input_norm)]
     x = images.to(device, non_blocking=True).float().div_(255.0)
+    if mean is not None:
+        x.sub_(x.new_tensor(mean).view(3, 1, 1))
+    if std is not None:
+        x.div_(x.new_tensor(std).view(3, 1, 1))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
 def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tensor, rotation: Tensor | None = None,
                   flip: bool = False, flip_shift: bool = True, channels_last: bool = False,
-                  autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+                  autocast_dtype: torch.dtype | None = None,
+                  flip_permutation: Sequence[int] = MPII_FLIP_PERMUTATION,
+                  input_norm: str = "none") -> tuple[Tensor, Tensor]:
     """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, S, S) cut with
     ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0)."""
     device = next(model.parameters()).device
-    x = to_input(images, device, channels_last)
+    x = to_input(images, device, channels_last, input_norm)
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         heatmaps = model(x)[:, -1].float()
         if flip:
             shift = 1 - heatmaps.shape[-1] / x.shape[-1] if flip_shift else 0.0
-            heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), shift=shift)
+            heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), flip_permutation, shift=shift)
     coords, scores = argmax_decode(heatmaps)
     rotation = torch.zeros_like(scale) if rotation is None else rotation
     f64 = dict(dtype=torch.float64, device=coords.device)
@@ -67,15 +91,17 @@ def _as_image(image) -> np.ndarray:
 class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
-    ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32)``; call it with a
-    list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels
+    ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
+    flip_permutation=None, input_norm="none")`` (``flip_permutation=None``: MPII's; a model with another skeleton
+    passes its own to flip-test; ``input_norm``: module docstring); call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels
     (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``).
     Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
     ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
     """
 
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
-                 flip: bool = False, batch_size: int = 32):
+                 flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
+                 input_norm: str = "none"):
         from .models import StackedHourglass
 
         if isinstance(model, (str, os.PathLike)):
@@ -87,6 +113,12 @@ class Predictor:
             raise ValueError(f"Predictor: input_size must be a positive multiple of {multiple}, got {input_size!r}")
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
+        njoints = getattr(model, "njoints", len(MPII_FLIP_PERMUTATION))
+        if flip and flip_permutation is None and njoints != len(MPII_FLIP_PERMUTATION):
+            raise ValueError(f"Predictor: flip=True with a {njoints}-joint model needs flip_permutation (the joint "
+                             f"order after a horizontal flip); the default is MPII's, for 16 joints")
+        self.flip_permutation = MPII_FLIP_PERMUTATION if flip_permutation is None else tuple(flip_permutation)
+        self.input_norm = check_input_norm(input_norm)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.input_size, self.flip, self.batch_size = input_size, flip, batch_size
@@ -107,7 +139,8 @@ class Predictor:
         for i in range(0, len(crops), self.batch_size):
             batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).permute(0, 3, 1, 2)
             kp, sc = predict_crops(self.model, batch, torch.as_tensor(np.stack(centers[i:i + self.batch_size])),
-                                   torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip)
+                                   torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip,
+                                   flip_permutation=self.flip_permutation, input_norm=self.input_norm)
             kps.append(kp.numpy())
             scores.append(sc.numpy())
         if not kps:

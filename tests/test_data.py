@@ -152,11 +152,36 @@ def test_mpii_reads_h5_and_images(tmp_path):
     assert len(ds) == 3
     item = ds[0]
     assert item["image"].shape == (3, 64, 64)
-    np.testing.assert_allclose(item["joints"].numpy(), part[0], atol=1e-4)
+    annotated = np.ones(16, bool)
+    annotated[6] = False
+    # MATLAB's 1-based coordinates become 0-based; an unannotated joint stays (0, 0)
+    np.testing.assert_allclose(item["joints"].numpy()[annotated], part[0][annotated] - 1, atol=1e-4)
+    assert (item["joints"][6] == 0).all()
     assert item["annotated"][6] == 0 and item["annotated"].sum() == 15
     assert item["normalize"] == 12.0 and item["scale"] == pytest.approx(0.6)
-    m = crop_affine((80, 80), 0.6, 0.0, 64)
-    np.testing.assert_allclose(item["keypoints"].numpy(), part[0] @ m[:, :2].T + m[:, 2], atol=1e-3)
+    m = crop_affine((79, 79), 0.6, 0.0, 64)
+    np.testing.assert_allclose(item["keypoints"].numpy()[annotated], (part[0] - 1)[annotated] @ m[:, :2].T + m[:, 2],
+                               atol=1e-3)
+    as_is = MPII(path, images, input_size=64, one_based=False)[0]
+    np.testing.assert_allclose(as_is["joints"].numpy(), part[0], atol=1e-4)
+    np.testing.assert_allclose(as_is["center"].numpy(), [80, 80])
+
+
+def test_mpii_one_based_joint_lands_on_its_pixel(tmp_path):
+    """A joint annotated at MATLAB (51, 61) is image pixel column 50, row 60: the crop puts the keypoint on it."""
+    path, images, _ = _write_mpii(tmp_path, n=1)
+    image = np.zeros((160, 180, 3), np.uint8)
+    image[60, 50] = 255
+    cv2.imwrite(str(images / "00000.png"), image)
+    with h5py.File(path, "a") as f:
+        f["imgname"][0] = b"00000.png"
+        f["part"][0] = np.zeros((16, 2))
+        f["part"][0, 9] = [51.0, 61.0]
+        f["center"][0] = [51.0, 61.0]
+        f["scale"][0] = 64 / 200  # 1:1 crop, 64 px wide
+    item = MPII(path, images, input_size=64)[0]
+    bright = np.unravel_index(item["image"][0].numpy().argmax(), (64, 64))
+    np.testing.assert_allclose(item["keypoints"][9].numpy(), [bright[1], bright[0]], atol=1e-4)
 
 
 def test_mpii_bad_inputs(tmp_path):
@@ -165,6 +190,8 @@ def test_mpii_bad_inputs(tmp_path):
         MPII(tmp_path / "nope.h5", images)
     with pytest.raises(FileNotFoundError, match="image folder"):
         MPII(path, tmp_path / "missing")
+    with pytest.raises(ValueError, match="image_dir"):
+        MPII(path, "")
     bad = tmp_path / "corrupt.h5"
     bad.write_bytes(b"not an hdf5 file" * 10)
     with pytest.raises(ValueError, match="corrupt.h5"):

@@ -48,6 +48,19 @@ def test_pck_table_by_hand():
     assert "0.5" in format_table(r) and "Mean(w)" in format_table(r)
 
 
+def test_head_column_is_the_head_top_and_the_mean_has_14_joints():
+    """As bearpaw's eval_PCKh and HRNet report MPII: Head = head top alone; the mean keeps the upper neck."""
+    assert [JOINT_NAMES[k] for k in PCKH_JOINTS] == [
+        "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "upper_neck", "head_top",
+        "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist"]
+    gt = np.zeros((2, 16, 2))
+    pred = gt.copy()
+    pred[:, 9, 0] = 8.0  # head top wrong in both samples, upper neck right
+    half = pck_table(pred, gt, np.ones((2, 16)), np.array([10.0, 10.0]), thresholds=(0.5,))["pck"]["0.5"]
+    assert half["per_group"]["head"] == 0.0 and half["per_joint"]["upper_neck"] == 1.0
+    assert half["mean_unweighted"] == pytest.approx(13 / 14)
+
+
 def test_all_joint_mean_and_unannotated():
     pred, gt, mask, norm = _case()
     r = pck_table(pred, gt, mask, norm, thresholds=(0.2,), mean_joints=ALL_JOINTS)

@@ -10,7 +10,7 @@ import torch
 from hgfast.cli import main
 from hgfast.data import render
 from hgfast.models import StackedHourglass
-from hgfast.ops import gaussian_heatmaps
+from hgfast.ops import MPII_FLIP_PERMUTATION, gaussian_heatmaps
 from hgfast.predict import Predictor, predict_crops
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
@@ -62,8 +62,10 @@ class _Oracle(torch.nn.Module):
         return gaussian_heatmaps(torch.stack(kps) / 4, size=(x.shape[-1] // 4,) * 2, sigma=1.0)[:, None]
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_predict_crops_returns_image_coordinates(flip):
+@pytest.mark.parametrize("flip,permutation", [(False, MPII_FLIP_PERMUTATION), (True, MPII_FLIP_PERMUTATION),
+                                              (True, tuple(range(16)))], ids=["no-flip", "flip", "flip-own-pairs"])
+def test_predict_crops_returns_image_coordinates(flip, permutation):
+    """``flip-own-pairs``: a skeleton whose joints all map to themselves under a flip (not MPII's pairs)."""
     from hgfast.data import crop
 
     S, table, crops, meta, gt = 64, [], [], [], []
@@ -71,18 +73,38 @@ def test_predict_crops_returns_image_coordinates(flip):
         r = render(0, "val", i, 128)
         args = (r["image"], r["joints"], r["center"], float(r["scale"]), 30.0 * (i % 3 - 1), S)
         for mirrored in (False, True):
-            im, kp = crop(*args, flip=mirrored)
+            im, kp = crop(*args, flip=mirrored, flip_permutation=permutation)
             table.append((torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(kp)))
         crops.append(table[-2][0])
         meta.append((*r["center"], args[3], args[4]))
         gt.append(r["joints"])
     meta = torch.tensor(meta, dtype=torch.float64)
-    kp, _ = predict_crops(_Oracle(table), torch.stack(crops), meta[:, :2], meta[:, 2], meta[:, 3], flip=flip)
+    kp, _ = predict_crops(_Oracle(table), torch.stack(crops), meta[:, :2], meta[:, 2], meta[:, 3], flip=flip,
+                          flip_permutation=permutation)
     err = (kp.numpy() - np.stack(gt)) / (200 * meta[:, 2, None, None].numpy() / S)  # in crop pixels
     # argmax_decode's quarter-pixel steps leave < 1 crop px per joint and no bias; the old whole-pixel flip shift
     # was biased by +0.5 crop px in x
     assert np.abs(err.mean((0, 1))).max() < 0.15
     assert np.linalg.norm(err, axis=-1).mean() < 1.0
+
+
+def test_predictor_flip_needs_the_permutation_of_other_skeletons():
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
+    with pytest.raises(ValueError, match="flip_permutation"):
+        Predictor(model, 32, "cpu", flip=True)
+    kp, _ = Predictor(model, 32, "cpu", flip=True, flip_permutation=(1, 0, 2, 4, 3))([np.zeros((40, 40, 3), np.uint8)])
+    assert kp.shape == (1, 5, 2)
+
+
+def test_predict_dataset_refuses_augmented_and_empty_datasets():
+    from hgfast.data import SyntheticPoses
+    from hgfast.eval import predict_dataset
+
+    model = StackedHourglass(nstack=1, nfeat=16, depth=2)
+    with pytest.raises(ValueError, match="augment"):
+        predict_dataset(model, SyntheticPoses("train", 4, 48, 32, "bearpaw"))
+    with pytest.raises(ValueError, match="empty"):
+        predict_dataset(model, torch.utils.data.Subset(SyntheticPoses("val", 4, 48, 32), []))
 
 
 def test_predictor_bad_inputs(workdir, tmp_path):
@@ -141,6 +163,44 @@ def test_cli_predict(workdir, image_file, tmp_path):
     pictures = [r["picture"] for r in json.loads((out / "predictions.json").read_text())]
     assert [r["image"] for r in json.loads((out / "predictions.json").read_text())] == [str(image_file), str(twin)]
     assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
+
+
+class _Recorder(torch.nn.Module):
+    """Keeps its inputs; returns zero heatmaps."""
+
+    def __init__(self):
+        super().__init__()
+        self.p, self.inputs = torch.nn.Parameter(torch.zeros(1)), []
+
+    def forward(self, x):
+        self.inputs.append(x)
+        return x.new_zeros(x.shape[0], 1, 16, x.shape[-2] // 4, x.shape[-1] // 4)
+
+
+def test_input_norm_conventions(workdir, tmp_path):
+    """bearpaw checkpoints were trained on RGB minus the MPII mean, anibali's on (RGB - mean) / std."""
+    from hgfast.predict import MPII_RGB_MEAN, MPII_RGB_STD, to_input
+    from hgfast.train.config import ConfigError, resolve
+
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    x01, cpu = images.float() / 255, torch.device("cpu")
+    mean, std = torch.tensor(MPII_RGB_MEAN).view(3, 1, 1), torch.tensor(MPII_RGB_STD).view(3, 1, 1)
+    torch.testing.assert_close(to_input(images, cpu), x01)
+    torch.testing.assert_close(to_input(images, cpu, input_norm="bearpaw"), x01 - mean)
+    torch.testing.assert_close(to_input(images, cpu, True, "anibali"), (x01 - mean) / std)
+    recorder = _Recorder()
+    image = np.full((32, 32, 3), 255, np.uint8)
+    Predictor(recorder, 32, "cpu", input_norm="anibali")([image])
+    torch.testing.assert_close(recorder.inputs[0][0, :, 16, 16], (1 - mean.flatten()) / std.flatten())  # not padding
+    with pytest.raises(ValueError, match="input_norm"):
+        to_input(images, cpu, input_norm="imagenet")
+    with pytest.raises(ValueError, match="input_norm"):
+        Predictor(recorder, 32, "cpu", input_norm="imagenet")
+    with pytest.raises(ConfigError, match="data.input_norm"):
+        resolve(None, None, ["data.input_norm=imagenet"])
+    out = tmp_path / "pred"
+    assert main(["predict", str(tmp_path / "nothing.png"), "--checkpoint", str(workdir / "best.safetensors"),
+                 "--input-norm", "bearpaw", "--out", str(out)]) == 2  # the option parses; the image is missing
 
 
 def test_cli_export_onnx(workdir, tmp_path, capsys):

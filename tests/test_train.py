@@ -12,7 +12,7 @@ import torch
 from hgfast.models import StackedHourglass
 from hgfast.train.config import ConfigError, parse_set, resolve
 from hgfast.train.loop import learning_rate, train
-from hgfast.train.state import load_state
+from hgfast.train.state import load_state, rng_state, set_rng_state
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
         "data.train_length=40", "data.val_length=8", "data.workers=0", "batch_size=4", "steps=4", "val_every=2",
@@ -179,3 +179,15 @@ def test_train_and_validate_on_mpii_files(tmp_path):
     table = json.loads((tmp_path / "run" / "val" / "step_0000002.json").read_text())
     assert list(table["pck"]) == ["0.5", "0.1"] and len(table["mean_joints"]) == 14
     assert "pelvis" not in table["mean_joints"] and table["count"]["pelvis"] == 2
+
+
+def test_rng_state_saved_on_more_gpus_restores_the_ones_present(monkeypatch):
+    """A state from an 8-GPU run resumed on 1 GPU restores device 0's generator instead of failing."""
+    state = rng_state()
+    state["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((device, int(s[0]))))
+    set_rng_state(state)
+    assert restored == [(0, 0)]

@@ -23,5 +23,7 @@ def build_dataset(data, split: str) -> TopDownDataset:
         if not annotations:
             raise ValueError(f"MPII {split} annotations: set 'data.{split}_annotations' or 'data.root'")
         image_dir = data.image_dir or (root / "images" if root else "")
-        return MPII(annotations, image_dir, data.input_size, augment, data.seed)
+        if not image_dir:
+            raise ValueError("MPII images: set 'data.image_dir' or 'data.root'")
+        return MPII(annotations, image_dir, data.input_size, augment, data.seed, data.one_based)
     raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic' or 'mpii'")

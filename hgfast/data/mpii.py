@@ -4,6 +4,13 @@ Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box heig
 (N, 16, 2) pixel coordinates, ``visible`` (N, 16) and ``normalize`` (N,) = 0.6 × head-box diagonal, the PCKh
 normaliser. ``center`` and ``scale`` in these files are already adjusted (centre moved down by 15·s, scale
 ×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
+
+Coordinate base: the files hold MPII's MATLAB coordinates, 1-based (the top-left pixel is (1, 1)). hgfast's
+convention is 0-based (pixel column j, row i of the loaded image is at (j, i)), so ``one_based=True`` (default)
+subtracts 1 from ``part`` and ``center``, as HRNet and mmpose do; otherwise labels sit one pixel right of and below
+the joint, mirrored to the left under flip augmentation, and ``Predictor`` inherits the bias. ``one_based=False``
+takes the values as they are (princeton-vl's convention). PCKh is the same either way for a model trained and
+evaluated under one convention (a common shift of prediction and ground truth).
 """
 from __future__ import annotations
 
@@ -57,12 +64,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 class MPII(TopDownDataset):
-    """Top-down MPII samples from ``annotations`` (an ``.h5`` path) and ``image_dir`` (the ``images/`` folder)."""
+    """Top-down MPII samples from ``annotations`` (an ``.h5`` path) and ``image_dir`` (the ``images/`` folder);
+    ``one_based``: the file's coordinates are MATLAB's 1-based ones (module docstring)."""
 
     def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
-                 augment_preset: str = "none", seed: int = 0):
+                 augment_preset: str = "none", seed: int = 0, one_based: bool = True):
         super().__init__(input_size, augment_preset, seed)
         self.ann = read_annotations(annotations)
+        self.origin = 1.0 if one_based else 0.0
+        if not str(image_dir):
+            raise ValueError("MPII: image_dir is empty (give the images/ folder)")
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"MPII image folder not found: {self.image_dir}")
@@ -72,8 +83,9 @@ class MPII(TopDownDataset):
 
     def record(self, index: int) -> dict:
         a = {k: v[index] for k, v in self.ann.items()}
-        joints = a["part"].astype(np.float32)
+        annotated = (a["part"] != 0).any(-1)
+        joints = np.where(annotated[:, None], a["part"] - self.origin, 0.0).astype(np.float32)
         return dict(image=read_image(self.image_dir / a["imgname"]), joints=joints,
-                    visible=(a["visible"] > 0).astype(np.float32),
-                    annotated=(joints != 0).any(-1).astype(np.float32), center=a["center"].astype(np.float32),
-                    scale=float(a["scale"]), normalize=float(a["normalize"]))
+                    visible=(a["visible"] > 0).astype(np.float32), annotated=annotated.astype(np.float32),
+                    center=(a["center"] - self.origin).astype(np.float32), scale=float(a["scale"]),
+                    normalize=float(a["normalize"]))

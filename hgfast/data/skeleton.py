@@ -9,8 +9,9 @@ NUM_JOINTS = len(JOINT_NAMES)
 LIMBS = ((0, 1, "r"), (1, 2, "r"), (2, 6, "r"), (3, 6, "l"), (3, 4, "l"), (4, 5, "l"), (6, 7, "c"), (7, 8, "c"),
          (8, 9, "c"), (10, 11, "r"), (11, 12, "r"), (12, 7, "r"), (7, 13, "l"), (13, 14, "l"), (14, 15, "l"))
 
-# PCKh table columns (Tompson et al. convention): pairs of joints reported together; pelvis and thorax are
-# excluded from the 14-joint mean.
-PCKH_GROUPS = {"head": (8, 9), "shoulder": (12, 13), "elbow": (11, 14), "wrist": (10, 15),
+# PCKh table columns as the peers' tables (bearpaw's eval_PCKh, HRNet, mmpose) report them: "head" is the head
+# top alone, the others a left/right pair. The 14-joint mean (Tompson et al.) is every joint but pelvis and thorax,
+# so it includes the upper neck, which has no column.
+PCKH_GROUPS = {"head": (9,), "shoulder": (12, 13), "elbow": (11, 14), "wrist": (10, 15),
                "hip": (2, 3), "knee": (1, 4), "ankle": (0, 5)}
-PCKH_JOINTS = tuple(sorted(j for pair in PCKH_GROUPS.values() for j in pair))
+PCKH_JOINTS = tuple(k for k in range(NUM_JOINTS) if JOINT_NAMES[k] not in ("pelvis", "thorax"))

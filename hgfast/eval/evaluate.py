@@ -8,15 +8,24 @@ from torch.utils.data import DataLoader
 
 from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
+from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
 from .pck import ALL_JOINTS, pck_table
 
 
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
                     flip_shift: bool = True, channels_last: bool = False,
-                    autocast_dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+                    autocast_dtype: torch.dtype | None = None, input_norm: str = "none") -> dict[str, np.ndarray]:
     """Run ``model`` (in eval mode, restored after) over ``dataset``; numpy arrays ``pred`` (N, K, 2) and
-    ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``."""
+    ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``.
+    Flip testing uses the dataset's ``flip_permutation``. The dataset must not augment (predictions are mapped back
+    through the un-augmented crop) and must not be empty."""
+    if getattr(dataset, "augment_preset", "none") != "none":
+        raise ValueError(f"predict_dataset: dataset must not be augmented (augment_preset "
+                         f"{dataset.augment_preset!r}): build it with augment_preset='none'")
+    if len(dataset) == 0:
+        raise ValueError("predict_dataset: dataset is empty")
+    permutation = getattr(dataset, "flip_permutation", MPII_FLIP_PERMUTATION)
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "scores", "joints", "annotated", "visible", "normalize",
@@ -25,7 +34,7 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     try:
         for b in loader:
             kp, sc = predict_crops(model, b["image"], b["center"], b["scale"], b["rotation"], flip, flip_shift,
-                                   channels_last, autocast_dtype)
+                                   channels_last, autocast_dtype, permutation, input_norm)
             for key, value in (("pred", kp), ("scores", sc)) + tuple((k, b[k]) for k in list(out)[2:]):
                 out[key].append(value.numpy())
     finally:

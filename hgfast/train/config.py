@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..predict import INPUT_NORMS
+
 
 class ConfigError(ValueError):
     """A bad configuration key or value (the message names the key)."""
@@ -44,6 +46,8 @@ class DataConfig:
     train_annotations: str = ""
     val_annotations: str = ""
     image_dir: str = ""
+    one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
+    input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
 
 
 @dataclass
@@ -111,6 +115,7 @@ PRESETS: dict[str, dict] = {
 }
 
 CHOICES = {"data.dataset": ("synthetic", "mpii"), "data.encoding": ("unbiased", "integer"),
+           "data.input_norm": tuple(INPUT_NORMS),
            "data.loss_weight": ("annotated", "visible"), "optim.name": ("rmsprop", "adam"),
            "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16")}
 

@@ -80,14 +80,14 @@ def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def device_batch(batch: dict, device: torch.device, input_size: int, weight_key: str,
-                 channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 channels_last: bool, input_norm: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``.
 
     The keypoints are checked for NaN/Inf here, on the CPU batch (the loss then skips its check, which would sync
     with the device). The copies are asynchronous: a blocking one would wait for the previous step's kernels, so
     the host could not queue this step while the GPU still runs that one."""
     _checks.visible(None, _checks.keypoints(batch["keypoints"]))
-    x = to_input(batch["image"], device, channels_last)
+    x = to_input(batch["image"], device, channels_last, input_norm)
     kp = batch["keypoints"].to(device, non_blocking=True) * ((input_size // 4) / input_size)
     return x, kp, batch[weight_key].to(device, non_blocking=True)
 
@@ -176,7 +176,8 @@ def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, p
 
     thresholds = cfg.thresholds()
     table, preds = evaluate(model, dataset, thresholds, batch_size=max(cfg.batch_size, 32), flip=cfg.val_flip,
-                            channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp])
+                            channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp],
+                            input_norm=cfg.data.input_norm)
     log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
              format_table(table))
     with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
@@ -295,7 +296,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     x, kp, weights = device_batch(batch, device, cfg.data.input_size, weight_key,
-                                                  cfg.channels_last)
+                                                  cfg.channels_last, cfg.data.input_norm)
                     if graphed is not None:
                         loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
                     else:

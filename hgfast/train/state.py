@@ -33,8 +33,9 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(np_state)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # a run resumed on fewer GPUs restores the ones it has
+        for device, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def save_state(path: str | os.PathLike, model, optimizer, scaler, step: int, best: float | None,
