@@ -23,11 +23,12 @@ inline void check_targets(const at::Tensor& kp, const at::Tensor& vis, const at:
   TORCH_CHECK(sigma.size(0) == kp.size(2), "sigma must be (K,), got ", sigma.sizes());
 }
 
-// pred (B,S,K,H,W) floating, weights (B,K) in the accumulation dtype, keypoints matching B and K.
+// pred (B,S,K,H,W) floating and non-empty, weights (B,K) in the accumulation dtype, keypoints matching B and K.
 inline void check_loss(const at::Tensor& pred, const at::Tensor& kp, const at::Tensor& vis,
                        const at::Tensor& weights, const at::Tensor& sigma) {
   check_input(pred, "pred", 5, pred);
   TORCH_CHECK(at::isFloatingType(pred.scalar_type()), "pred must be floating point, got ", pred.scalar_type());
+  TORCH_CHECK(pred.numel() > 0, "pred must be non-empty (B, S, K, H, W > 0), got ", pred.sizes());
   check_targets(kp, vis, sigma);
   check_input(weights, "weights", 2, pred);
   TORCH_CHECK(kp.device() == pred.device(), "keypoints is on ", kp.device(), ", expected ", pred.device());
@@ -37,6 +38,11 @@ inline void check_loss(const at::Tensor& pred, const at::Tensor& kp, const at::T
               weights.sizes());
   const auto acc = pred.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK(weights.scalar_type() == acc, "weights must be ", acc, ", got ", weights.scalar_type());
+}
+
+// Elements of one stack of pred (B,S,K,H,W): the count each stack's mean divides by.
+inline int64_t stack_count(const at::Tensor& pred) {
+  return pred.size(0) * pred.size(2) * pred.size(3) * pred.size(4);
 }
 
 }  // namespace hgfast

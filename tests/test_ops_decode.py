@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from _ops_common import DEVICES, needs_kernel
-from hgfast.ops import argmax_decode, gaussian_heatmaps, numpy_ref
+from hgfast.ops import argmax_decode, dark_refine, gaussian_heatmaps, numpy_ref
 from hgfast.ops.reference import argmax_peaks_ref
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -73,6 +73,25 @@ def test_dark_recovers_subpixel_centre():
     assert argmax_decode(border, refine="dark")[0].tolist() == [[[1.0, 30.0]]]  # x < 2: left unchanged
     with pytest.raises(ValueError, match="dark_kernel"):
         argmax_decode(hm, refine="dark", dark_kernel=4)
+
+
+def test_dark_refine_checks_its_inputs():
+    hm = gaussian_heatmaps(torch.tensor([[[3.3, 4.6], [2.0, 5.0], [4.0, 4.0]]]), size=8)
+    peaks = torch.tensor([[[3, 5], [2, 5], [4, 4]]])
+    torch.testing.assert_close(dark_refine(hm, peaks, 3), dark_refine(hm, peaks.float(), 3))  # int peaks too
+    for h, p, err, match in [
+        (hm, peaks[:, :2], ValueError, "peaks must have shape \\(1, 3, 2\\)"),
+        (hm[:1, :1].expand(2, 3, 8, 8), peaks, ValueError, "peaks"),
+        (hm, peaks[..., :1], ValueError, "peaks"),
+        (hm, peaks[0], ValueError, "peaks"),
+        (hm, peaks.bool(), TypeError, "peaks"),
+        (hm, peaks.tolist(), TypeError, "peaks"),
+        (hm[0], peaks, ValueError, "heatmaps"),
+        (hm.long(), peaks, TypeError, "heatmaps"),
+        (hm[..., :0], peaks, ValueError, "heatmaps"),
+    ]:
+        with pytest.raises(err, match=match):
+            dark_refine(h, p, 3)
 
 
 def test_public_dtypes_layouts_and_empty():

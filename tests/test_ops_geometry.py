@@ -1,9 +1,11 @@
 """Affine maps between image and heatmap coordinates, and flip-test helpers."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from _ops_common import DEVICES
 from hgfast.ops import (MPII_FLIP_PERMUTATION, crop_matrix, flip_heatmaps, flip_keypoints, flip_permutation,
                         flip_test, gaussian_heatmaps, heatmap_to_image, image_to_heatmap, invert_affine,
                         transform_points)
@@ -82,6 +84,8 @@ def test_flip_permutation_and_errors():
         flip_heatmaps(torch.zeros(1, 3, 4, 4), (0, 0, 1))
     with pytest.raises(ValueError, match="heatmaps_flipped"):
         flip_test(torch.zeros(1, 16, 4, 4), torch.zeros(1, 16, 4, 5))
+    with pytest.raises(TypeError, match="heatmaps must be a torch.Tensor"):
+        flip_test(np.zeros((1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
     with pytest.raises(ValueError, match="matrix"):
         transform_points(torch.zeros(2, 3, 2), torch.zeros(3, 2, 3))
     with pytest.raises(ValueError, match="scale"):
@@ -89,3 +93,36 @@ def test_flip_permutation_and_errors():
     with pytest.raises(ValueError, match="center"):
         crop_matrix(torch.zeros(2, 3), torch.ones(2))
     assert math.isclose(float(crop_matrix(torch.zeros(1, 2), 2.0)[0, 0, 0]), 64 / 400, rel_tol=1e-6)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(scale=0.0), "scale must be finite and > 0"),  # inf/NaN matrix before
+    (dict(scale=-1.0), "scale must be finite and > 0"),  # a point-reflected crop before
+    (dict(scale=NAN), "scale"),
+    (dict(scale=INF), "scale"),
+    (dict(scale=[1.0, 0.0]), "scale"),
+    (dict(scale=[1.0, -2.0]), "scale"),
+    (dict(rotation=NAN), "rotation must be finite"),
+    (dict(rotation=[0.0, INF]), "rotation"),
+    (dict(center=[[0.0, 0.0], [NAN, 1.0]]), "center must be finite"),
+    (dict(center=[[0.0, -INF], [0.0, 1.0]]), "center"),
+    (dict(pixel_std=0.0), "pixel_std"),
+])
+def test_transforms_reject_degenerate_boxes(device, kwargs, match):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    box = dict(center=torch.zeros(2, 2, dtype=torch.float64), scale=1.0, rotation=0.0)
+    box |= {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v for k, v in kwargs.items()}
+    box = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in box.items()}
+    pts = torch.zeros(2, 3, 2, dtype=torch.float64, device=device)
+    for fn in (lambda: crop_matrix(**box), lambda: image_to_heatmap(pts, **box),
+               lambda: heatmap_to_image(pts, **box)):
+        with pytest.raises(ValueError, match=match):
+            fn()
+    ok = dict(box, center=torch.zeros(2, 2, device=device), scale=torch.full((2,), 1e-6, device=device),
+              rotation=torch.full((2,), 1e6, device=device), pixel_std=200.0)
+    assert crop_matrix(**ok).isfinite().all()  # tiny boxes and big angles are fine

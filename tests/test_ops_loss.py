@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from _ops_common import DEVICES, needs_kernel, random_keypoints
+from hgfast import _ext
 from hgfast.ops import gaussian_heatmaps, heatmap_mse_loss
 from hgfast.ops.reference import heatmap_mse_loss_ref
 
@@ -83,9 +84,14 @@ def test_weights_select_joints():
     ((torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 2)), ValueError, "pred"),
     ((torch.zeros(2, 1, 3, 4, 4, dtype=torch.int64), torch.zeros(2, 3, 2)), TypeError, "pred"),
     ((torch.zeros(0, 1, 3, 4, 4), torch.zeros(0, 3, 2)), ValueError, "empty"),
+    ((torch.zeros(2, 1, 3, 0, 4), torch.zeros(2, 3, 2)), ValueError, "pred must be non-empty"),
+    ((torch.zeros(2, 1, 3, 4, 0), torch.zeros(2, 3, 2)), ValueError, "pred must be non-empty"),
+    ((torch.zeros(2, 1, 0, 4, 4), torch.zeros(2, 0, 2)), ValueError, "pred must be non-empty"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), torch.ones(2, 4)), ValueError, "weights"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, torch.ones(3, 3)), ValueError, "visible"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, -1.0), ValueError, "sigma"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, 1e-24), ValueError, "sigma"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, torch.full((3,), 1e-24)), ValueError, "sigma"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.full((2, 3, 2), float("nan"))), ValueError, "keypoints"),
 ])
 def test_bad_input(args, err, match):
@@ -93,9 +99,39 @@ def test_bad_input(args, err, match):
         heatmap_mse_loss(*args)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_unchecked_non_finite_keypoint_gets_a_zero_target(device):
+    """check_keypoints=False: a visible NaN/Inf centre gives an all-zero target (the loss of an invisible joint)."""
+    pred, kp, vis, w, sigma = _inputs(2, 2, 3, 6, 5, device)
+    vis = torch.ones_like(vis)
+    kp[0, 0, 1, 0], kp[1, 0, 2] = float("nan"), torch.tensor([float("inf"), 2.0])
+    hidden = vis.clone()
+    hidden[0, 0, 1] = hidden[1, 0, 2] = False
+    want = heatmap_mse_loss_ref(pred, kp, hidden, w, sigma, False)
+    assert want.isfinite()
+    tiers = [lambda p: heatmap_mse_loss_ref(p, kp, vis, w, sigma, False),
+             lambda p: heatmap_mse_loss(p, kp[:, 0], w, vis[:, 0], sigma, check_keypoints=False)]
+    if _ext.op("heatmap_mse_loss", device) is not None:
+        tiers.append(lambda p: torch.ops.hgfast.heatmap_mse_loss(p, kp, vis, w, sigma, False))
+    p0 = pred.clone().requires_grad_()
+    heatmap_mse_loss_ref(p0, kp, hidden, w, sigma, False).backward()
+    for loss in tiers:
+        p = pred.clone().requires_grad_()
+        got = loss(p)
+        torch.testing.assert_close(got, want)
+        got.backward()
+        torch.testing.assert_close(p.grad, p0.grad)
+
+
 def test_kernel_rejects_bad_arguments():
     needs_kernel("heatmap_mse_loss", "cpu")
     pred, kp, vis, w, sigma = _inputs(1, 1, 2, 4, 4, "cpu", torch.float32)
+    grad = torch.tensor(1.0)
+    for shape in ((1, 0, 2, 4, 4), (1, 1, 2, 0, 4), (1, 1, 2, 4, 0)):  # S = 0 divided by zero (SIGFPE) before
+        with pytest.raises(RuntimeError, match="pred must be non-empty"):
+            torch.ops.hgfast.heatmap_mse_loss(torch.zeros(shape), kp, vis, w, sigma, False)
+        with pytest.raises(RuntimeError, match="pred must be non-empty"):
+            torch.ops.hgfast.heatmap_mse_loss_backward(grad, torch.zeros(shape), kp, vis, w, sigma, False)
     with pytest.raises(RuntimeError, match="weights must be Float"):
         torch.ops.hgfast.heatmap_mse_loss(pred, kp, vis, w.double(), sigma, False)
     with pytest.raises(RuntimeError, match="pred must be contiguous"):

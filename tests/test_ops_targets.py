@@ -84,6 +84,8 @@ def test_public_defaults_and_options():
     assert gaussian_heatmaps(torch.zeros(0, 3, 2)).shape == (0, 3, 64, 64)  # empty batch: empty maps
     nan_hidden = torch.tensor([[[float("nan"), 1.0], [3.0, 3.0]]])
     assert gaussian_heatmaps(nan_hidden, torch.tensor([[0, 1]]), 8)[0, 0].abs().sum() == 0
+    narrow = gaussian_heatmaps(torch.tensor([[[3.0, 4.0]]]), size=8, sigma=1e-3)  # the smallest sigma allowed
+    assert narrow.isfinite().all() and narrow.sum() == narrow[0, 0, 4, 3] == 1
 
 
 @pytest.mark.parametrize("kwargs,err,match", [
@@ -96,6 +98,9 @@ def test_public_defaults_and_options():
     (dict(size=(8.0, 8)), ValueError, "size"),
     (dict(sigma=0.0), ValueError, "sigma"),
     (dict(sigma=float("nan")), ValueError, "sigma"),
+    (dict(sigma=1e-24), ValueError, "sigma must be finite and >= 0.001"),  # 2σ² = 0 in float32: NaN targets
+    (dict(sigma=torch.tensor([1.0, 1e-24, 1.0])), ValueError, "sigma must be finite and >= 0.001"),
+    (dict(sigma=torch.tensor(1e-4)), ValueError, "sigma"),
     (dict(sigma=torch.ones(4)), ValueError, "sigma"),
     (dict(encoding="round"), ValueError, "encoding"),
     (dict(dtype=torch.int32), TypeError, "dtype"),

@@ -58,7 +58,7 @@ at::Tensor loss_forward_cpu(const at::Tensor& pred, const at::Tensor& kp, const 
     const scalar_t* w = weights.data_ptr<scalar_t>();
     for (int64_t m = 0; m < B * K; ++m) total += partial[m] * static_cast<double>(w[m]);
   });
-  return at::scalar_tensor(total / static_cast<double>(pred.numel() / pred.size(1)), weights.options());
+  return at::scalar_tensor(total / static_cast<double>(stack_count(pred)), weights.options());
 }
 
 at::Tensor loss_backward_cpu(const at::Tensor& grad, const at::Tensor& pred, const at::Tensor& kp,
@@ -68,7 +68,7 @@ at::Tensor loss_backward_cpu(const at::Tensor& grad, const at::Tensor& pred, con
   TORCH_CHECK(grad.numel() == 1, "grad must be a scalar, got ", grad.sizes());
   auto out = at::empty_like(pred);
   const int64_t W = pred.size(4);
-  const double scale = 2.0 * grad.item<double>() / static_cast<double>(pred.numel() / pred.size(1));
+  const double scale = 2.0 * grad.item<double>() / static_cast<double>(stack_count(pred));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "heatmap_mse_loss_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto* w = weights.data_ptr<acc_t>();

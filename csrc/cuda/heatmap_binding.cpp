@@ -60,7 +60,7 @@ at::Tensor loss_forward_cuda(const at::Tensor& pred, const at::Tensor& kp, const
   check_launch(cuda::mse_partials(target_args(kp, vis, sigma, pred.size(3), pred.size(4), integer_centre),
                                   pred.data_ptr(), dtype_of(pred.scalar_type()), pred.size(1),
                                   partial.data_ptr<double>(), stream()));
-  const double count = static_cast<double>(pred.numel() / pred.size(1));
+  const double count = static_cast<double>(stack_count(pred));
   return ((partial * weights.to(at::kDouble)).sum() / count).to(weights.scalar_type());
 }
 

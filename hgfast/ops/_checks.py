@@ -5,6 +5,7 @@ import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 ENCODINGS = ("unbiased", "integer")
+SIGMA_MIN = 1e-3  # heatmap pixels; a much smaller σ underflows 2σ² in float32 (0/0: NaN targets)
 
 
 def tensor(name, value, ndims, dtypes=FLOAT_DTYPES, last=None):
@@ -58,17 +59,25 @@ def finite_keypoints(kp, vis):
 
 
 def sigma(value, K, device):
-    """Positive finite scalar or (K,) tensor → (K,) float32 on `device`."""
-    if isinstance(value, (int, float)) and 1e-30 < value < 1e30:  # fast path: valid in float32 for sure
+    """Finite scalar or (K,) tensor >= SIGMA_MIN → (K,) float32 on `device`."""
+    if isinstance(value, (int, float)) and SIGMA_MIN <= value < 1e30:  # fast path: valid in float32 for sure
         return torch.full((K,), float(value), dtype=torch.float32, device=device)
     s = torch.as_tensor(value, dtype=torch.float32, device=device)
     if s.dim() == 0:
         s = s.expand(K)
     if s.dim() != 1 or s.shape[0] != K:
         raise ValueError(f"sigma must be a scalar or have shape ({K},), got shape {tuple(s.shape)}")
-    if not (torch.isfinite(s) & (s > 0)).all():
-        raise ValueError("sigma must be positive and finite")
+    if not (torch.isfinite(s) & (s >= SIGMA_MIN)).all():
+        raise ValueError(f"sigma must be finite and >= {SIGMA_MIN} heatmap pixels, got {value!r}")
     return s.contiguous()
+
+
+def maps(name, value, ndims=(4,)):
+    """Check that `value` is a float tensor of heatmaps (..., H, W) with H, W > 0."""
+    tensor(name, value, ndims)
+    if value.shape[-2] == 0 or value.shape[-1] == 0:
+        raise ValueError(f"{name} must have H, W > 0, got shape {tuple(value.shape)}")
+    return value
 
 
 def size(value):

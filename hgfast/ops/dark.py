@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from . import _checks
+
 
 def _blur(maps, kernel):
     """Zero-padded separable Gaussian blur of (M,1,H,W) with OpenCV's default σ for an odd `kernel` size."""
@@ -15,7 +17,7 @@ def _blur(maps, kernel):
 
 
 def dark_refine(heatmaps, peaks, kernel=11):
-    """Refine integer peaks (B,K,2) of heatmaps (B,K,H,W) → float32 (B,K,2).
+    """Refine integer peaks (B,K,2) (float or int) of float heatmaps (B,K,H,W) → float32 (B,K,2).
 
     Blur each map (kernel × kernel), rescale it to the original maximum, take log(max(h, 1e-10)) and apply one
     Newton step x ← x − H⁻¹∇ with ±1 central differences and ±2-tap second derivatives. Peaks with
@@ -23,7 +25,12 @@ def dark_refine(heatmaps, peaks, kernel=11):
     """
     if not (isinstance(kernel, int) and kernel > 0 and kernel % 2 == 1):
         raise ValueError(f"dark_kernel must be a positive odd int, got {kernel!r}")
-    B, K, H, W = heatmaps.shape
+    B, K, H, W = _checks.maps("heatmaps", heatmaps).shape
+    _checks.tensor("peaks", peaks, (3,), _checks.FLOAT_DTYPES + (torch.int32, torch.int64), last=2)
+    _checks.same_device("peaks", peaks, heatmaps)
+    if peaks.shape[:2] != (B, K):
+        raise ValueError(f"peaks must have shape ({B}, {K}, 2) for heatmaps of shape {(B, K, H, W)}, "
+                         f"got {tuple(peaks.shape)}")
     hm = heatmaps.float().reshape(B * K, 1, H, W)
     blurred = _blur(hm, kernel)
     top, btop = hm.amax(dim=(-2, -1), keepdim=True), blurred.amax(dim=(-2, -1), keepdim=True)

@@ -26,11 +26,9 @@ def argmax_decode(heatmaps, refine="quarter", dark_kernel=11):
         The peak is the first maximum in row-major order. Raises ValueError when a peak is NaN or ±Inf.
         No +0.5 pixel-centre shift is applied here (see transforms.heatmap_to_image(half_pixel=...)).
     """
-    _checks.tensor("heatmaps", heatmaps, (4,))
+    _checks.maps("heatmaps", heatmaps)
     if refine not in REFINE:
         raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
-    if heatmaps.shape[2] == 0 or heatmaps.shape[3] == 0:
-        raise ValueError(f"heatmaps must have H, W > 0, got shape {tuple(heatmaps.shape)}")
     hm = heatmaps.contiguous()
     quarter = refine == "quarter"
     op = _ext.op("argmax_decode", hm.device)

@@ -44,6 +44,7 @@ def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
 
 def flip_test(heatmaps, heatmaps_flipped, permutation=MPII_FLIP_PERMUTATION, shift=False):
     """Flip-test average: (heatmaps + flip_heatmaps(heatmaps_flipped)) / 2, shapes (...,K,H,W)."""
+    _checks.tensor("heatmaps", heatmaps, range(3, 8))
     _checks.tensor("heatmaps_flipped", heatmaps_flipped, range(3, 8))
     if heatmaps.shape != heatmaps_flipped.shape:
         raise ValueError(f"heatmaps_flipped must have shape {tuple(heatmaps.shape)}, "

@@ -23,18 +23,20 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
         sigma, encoding: as gaussian_heatmaps.
         check_keypoints: reject NaN/Inf coordinates of visible joints. The check waits for the device (one host
             sync per call on CUDA), which stalls a training step and cannot be captured in a CUDA graph; pass False
-            when the keypoints were checked already (e.g. on the CPU batch) - unchecked NaN makes the loss NaN.
+            when the keypoints were checked already (e.g. on the CPU batch). Unchecked, a visible joint with a NaN/Inf
+            coordinate gets an all-zero target (as if invisible) and still counts with its weight: no NaN loss.
 
     Returns:
         0-dim tensor, float64 if pred is float64 else float32; differentiable w.r.t. pred.
-    Raises ValueError for an empty batch. NaN/Inf in pred or weights propagate to the loss (as F.mse_loss).
+    Raises ValueError for an empty pred (any of B, S, K, H, W == 0). NaN/Inf in pred or weights propagate to the
+    loss (as F.mse_loss).
     """
     _checks.tensor("pred", pred, (5,))
     kp = _checks.keypoints(keypoints)
     _checks.same_device("keypoints", kp, pred)
     B, S, K, H, W = pred.shape
-    if B == 0 or S == 0:
-        raise ValueError(f"pred must have a non-empty batch and stack dim, got shape {tuple(pred.shape)}")
+    if pred.numel() == 0:
+        raise ValueError(f"pred must be non-empty (B, S, K, H, W > 0), got shape {tuple(pred.shape)}")
     if kp.shape[0] != B or kp.shape[2] != K:
         raise ValueError(f"keypoints must have shape ({B}, {K}, 2) or ({B}, N, {K}, 2) for pred of shape "
                          f"{tuple(pred.shape)}, got {tuple(keypoints.shape)}")

@@ -15,7 +15,7 @@ def gaussian_heatmaps(keypoints, visible=None, size=(64, 64), sigma=1.0, encodin
         visible: None (all visible) or (B,K) / (B,N,K); a joint with visible == 0 gives no Gaussian.
             Coordinates of invisible joints are ignored (may be NaN); visible non-finite ones raise ValueError.
         size: (H, W) of the maps, or an int for square maps.
-        sigma: float or (K,) tensor of per-joint standard deviations in heatmap pixels (> 0).
+        sigma: float or (K,) tensor of per-joint standard deviations in heatmap pixels (finite, >= 1e-3).
         encoding: "unbiased" uses the sub-pixel centre (x, y); "integer" uses floor(x + 0.5), floor(y + 0.5),
             so that argmax_decode(..., refine="none") recovers integer keypoints exactly.
         dtype: output dtype (float32, float64, float16 or bfloat16); values are computed in float32.

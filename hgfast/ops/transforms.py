@@ -22,14 +22,31 @@ def _batch(name, value, B, shape, ref):
     return t
 
 
+def _finite(c, s, r):
+    """ValueError unless center and rotation are finite and 0 < scale < inf. One reduction (log s is finite iff
+    0 < s < inf): one host sync on CUDA; skipped while a CUDA graph is captured (it cannot sync)."""
+    if c.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    if math.isfinite((c.sum() + r.sum() + s.log().sum()).item()):
+        return
+    for name, v, ok in (("center", c, torch.isfinite(c)), ("scale", s, torch.isfinite(s) & (s > 0)),
+                        ("rotation", r, torch.isfinite(r))):
+        if not ok.all():
+            raise ValueError(f"{name} must be finite{' and > 0' if name == 'scale' else ''}, got {v[~ok][0].item()}")
+
+
 def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
-    """(B,2,3) affine from image (x, y) to output (x, y) for center (B,2), scale (B,), rotation (B,) degrees."""
+    """(B,2,3) affine from image (x, y) to output (x, y) for center (B,2), scale (B,), rotation (B,) degrees.
+    scale (finite, > 0) and rotation may be scalars; ValueError for NaN/Inf inputs or scale <= 0."""
     _checks.tensor("center", center, (2,), last=2)
     c = center if center.dtype in (torch.float32, torch.float64) else center.float()
     B = c.shape[0]
     s = _batch("scale", scale, B, (), c)
     r = _batch("rotation", rotation, B, (), c)
+    _finite(c, s, r)
     H, W = _checks.size(size)
+    if not (isinstance(pixel_std, (int, float)) and 0 < pixel_std < math.inf):
+        raise ValueError(f"pixel_std must be a finite number > 0, got {pixel_std!r}")
     theta = -r * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
     box = pixel_std * s
