@@ -1,76 +1,127 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (device tool): build, test, sanitize, benchmark; results land in $OUT.
-#   bash benchmarks/gpu_validate.sh [build] [test] [sanitize] [bench] [profile]   (default: the first four)
-# BENCH_K selects benchmark cases (pytest -k), e.g. BENCH_K="residual or upsample": torch.compile(max-autotune) of
-# the whole-model cases alone takes longer than one call; BENCH_TAG names the results file of such a partial run
-# (benchmarks/results/<gpu>-<date>-<tag>.json). Stages stop at DEADLINE (570 s) so the call ends inside the tool's
-# 10-minute limit with its logs; run stages in separate calls (see NOTES-gpu.md). The machine has torch+cu130,
-# triton, nvcc, compute-sanitizer and every dependency preinstalled, and no network: install with
+# One call on a lent GPU machine (device tool): build, check, time. Sized for the lease: one command of at most
+# 10 minutes, 15 minutes of device time per task, at most 8 files back from $OUT.
+#   bash benchmarks/gpu_validate.sh                 # the issue-7 plan, most valuable first, ends by DEADLINE
+#   bash benchmarks/gpu_validate.sh build check     # chosen stages, in the order given
+# Stages: build, check (test + sanitize at once), test, sanitize, ops, residual, model, compile, bench, profile.
+#   ops       ceilings, upsample_add, targets, decode, loss (seconds)
+#   residual  Res(256,256) 64x64 b32 bf16: every contender, fwd and fwd+bwd, train and eval BN
+#   model     8-stack b32 bf16 inference + training step: eager, fused and both from CUDA graphs
+#   compile   the same with torch.compile(max-autotune) (minutes: last)
+#   bench     BENCH_K (pytest -k) cases, results tagged BENCH_TAG; profile: per-kernel times (profile_kernels.py)
+# Each stage has its own time limit, trimmed to what is left before DEADLINE (500 s; call the tool with
+# timeout_s 560): a stage cut short gets SIGINT first, so pytest still prints its summary and pytest-benchmark still
+# writes the cases it finished. $OUT gets summary.md (build, tests, sanitizers, the report with the issue-7
+# targets), report.png, one JSON per benchmark stage and logs.tar.gz (everything else), refreshed after each
+# stage so a call killed at its limit still brings them back. The machine has torch+cu130, triton, nvcc,
+# compute-sanitizer, pytest-xdist and every dependency preinstalled, and no network: install with
 # --no-build-isolation --no-deps.
 set -uo pipefail
 OUT=${OUT:-/tmp/hgfast-gpu}
-mkdir -p "$OUT"
+LOGS=${LOGS:-/tmp/hgfast-gpu-logs}
+mkdir -p "$OUT" "$LOGS"
 export PYTHONUNBUFFERED=1
-# The whole call must end before the device tool's 600 s limit, so that the logs in $OUT come back: each stage's
-# timeout is its own limit or what is left before DEADLINE seconds, whichever is smaller.
-DEADLINE=${DEADLINE:-570}
+DEADLINE=${DEADLINE:-500}
 limit() { local left=$((DEADLINE - SECONDS)); echo $((left < $1 ? (left > 1 ? left : 1) : $1)); }
-stages=${*:-build test sanitize bench}
+# run LIMIT CMD...: SIGINT at the limit (pytest reports and saves what it has), SIGKILL 15 s later
+run() { local t; t=$(limit "$1"); shift; timeout -s INT -k 15 "$t" "$@"; }
+stages=${*:-build check ops residual model compile}
 stamp=$(date -u +%Y-%m-%d)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
+
+bundle() {  # everything but the JSONs, summary and chart, as one file (the tool brings back at most 8)
+    tar -czf "$OUT/logs.tar.gz.tmp" -C "$LOGS" . 2>/dev/null && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
+}
+
+note() { echo "$*" | tee -a "$LOGS/summary-lines.txt"; }
+
+run_tests() {
+    # HGFAST_AUTOTUNE=0: the first fitting GEMM config per kernel variant (autotuning every test shape would compile
+    # up to 5 binaries each; test_every_gpu_config_matches_the_reference runs all of them); likewise one
+    # inference-residual implementation unless a test pins another (test_residual_eval_on_the_gpu times them all).
+    # Triton compiles in the pytest process, one kernel at a time: spread the files over 8 workers where xdist is
+    # installed (it is on the GPU image), so compilation runs on 8 of the 16 cores.
+    local par=()
+    python3 -c "import xdist" 2>/dev/null && par=(-n "${TEST_WORKERS:-8}" --dist loadfile)
+    HGFAST_AUTOTUNE=${HGFAST_AUTOTUNE:-0} HGFAST_EVAL_RESIDUAL=${HGFAST_EVAL_RESIDUAL:-single} \
+        run "${1:-300}" python3 -m pytest tests -q -p no:cacheprovider "${par[@]}" --durations=25 > "$LOGS/tests.log" 2>&1
+    note "tests rc=$? $(grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed)' "$LOGS/tests.log" | tail -30 | tr '\n' ' ')"
+}
+
+run_sanitize() {
+    local tool log
+    for tool in memcheck racecheck; do
+        log="$LOGS/sanitizer-$tool.log"
+        run "${1:-150}" compute-sanitizer --tool $tool --error-exitcode 1 python3 -m pytest tests/test_ops_targets.py \
+            tests/test_ops_decode.py tests/test_ops_loss.py -q -m gpu -p no:cacheprovider > "$log" 2>&1
+        note "sanitizer $tool rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$log" | tr '\n' ' ')"
+    done
+    # the Triton kernel with the most index arithmetic (halo tiles, per-program scratch): out-of-bounds only
+    log="$LOGS/sanitizer-memcheck-residual-eval.log"
+    HGFAST_EVAL_RESIDUAL=single run "${1:-150}" compute-sanitizer --tool memcheck --error-exitcode 1 \
+        python3 -m pytest tests/test_kernels_residual_eval.py -q -p no:cacheprovider -k "float64 or padding" \
+        > "$log" 2>&1
+    note "sanitizer memcheck residual_eval rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$log" | tr '\n' ' ')"
+}
+
+bench() {  # bench TAG LIMIT -k EXPR [more pytest args]: one results file per stage
+    local tag=$1 lim=$2; shift 2
+    local json="$OUT/$gpu-$stamp-$tag.json"
+    run "$lim" python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider --benchmark-json="$json" "$@" \
+        > "$LOGS/bench-$tag.log" 2>&1
+    note "bench $tag rc=$? $(grep -E '[0-9]+ (passed|failed|skipped)|^(FAILED|ERROR)' "$LOGS/bench-$tag.log" \
+        | tail -5 | tr '\n' ' ')"
+}
+
+report() {  # summary.md: what ran, then the table and the issue-7 targets of every JSON so far
+    local jsons=("$OUT"/*.json)
+    {
+        echo "# hgfast on $gpu, $stamp ($SECONDS s into the call)"; echo
+        sed 's/^/    /' "$LOGS/info.txt" 2>/dev/null; echo
+        sed 's/^/- /' "$LOGS/summary-lines.txt"; echo
+    } > "$OUT/summary.md"
+    [ -e "${jsons[0]}" ] && python3 benchmarks/report.py "${jsons[@]}" --markdown "$LOGS/report.md" \
+        --png "$OUT/report.png" > "$LOGS/report.log" 2>&1 && cat "$LOGS/report.md" >> "$OUT/summary.md"
+}
+
+model_k="8-32 and bfloat16"
 for stage in $stages; do
-    echo "=== $stage"
+    echo "=== $stage ($SECONDS s)"
     case $stage in
         build)
             # torch guesses CUDA_HOME from the nvcc on PATH, which is wrong for a wrapper script outside the toolkit
             if [ -z "${CUDA_HOME:-}" ] && [ -f /usr/local/cuda/include/cuda_runtime.h ]; then
                 export CUDA_HOME=/usr/local/cuda
             fi
-            timeout $(limit 300) python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -5
-            python3 -m hgfast.info | tee "$OUT/info.txt" ;;
-        test)
-            # First fitting GEMM config only (HGFAST_AUTOTUNE=0): autotuning every test shape would compile up to 5
-            # binaries per kernel variant; test_every_gpu_config_matches_the_reference covers all the configs. Likewise
-            # one inference-residual implementation unless a test pins another (test_residual_eval_on_the_gpu times
-            # them all).
-            HGFAST_AUTOTUNE=${HGFAST_AUTOTUNE:-0} HGFAST_EVAL_RESIDUAL=${HGFAST_EVAL_RESIDUAL:-single} \
-                timeout $(limit 480) python3 -m pytest tests -q -p no:cacheprovider \
-                --durations=15 2>&1 | tee "$OUT/tests.log" | tail -40 ;;
-        sanitize)
-            for tool in memcheck racecheck; do
-                timeout $(limit 240) compute-sanitizer --tool $tool --error-exitcode 1 \
-                    python3 -m pytest tests/test_ops_targets.py tests/test_ops_decode.py tests/test_ops_loss.py \
-                    -q -m gpu -p no:cacheprovider > "$OUT/sanitizer-$tool.log" 2>&1
-                echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer-$tool.log" | tr '\n' ' ')"
-            done
-            # the Triton kernel with the most index arithmetic (halo tiles, per-program scratch): out-of-bounds only
-            HGFAST_EVAL_RESIDUAL=single timeout $(limit 150) compute-sanitizer --tool memcheck --error-exitcode 1 \
-                python3 -m pytest tests/test_kernels_residual_eval.py -q -p no:cacheprovider -k "float64 or padding" \
-                > "$OUT/sanitizer-memcheck-residual-eval.log" 2>&1
-            echo "memcheck residual_eval rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' \
-                "$OUT/sanitizer-memcheck-residual-eval.log" | tr '\n' ' ')" ;;
-        bench)
-            json="benchmarks/results/$gpu-$stamp${BENCH_TAG:+-$BENCH_TAG}.json"
-            timeout $(limit 540) python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider -k "${BENCH_K:-}" \
-                --benchmark-json="$OUT/$(basename "$json")" 2>&1 | tail -5
-            python3 benchmarks/report.py "$OUT/$(basename "$json")" --markdown "$OUT/report.md" \
-                --png "$OUT/report.png" && tail -40 "$OUT/report.md" ;;
+            run 240 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$LOGS/build.log" 2>&1
+            note "build rc=$? $(tail -2 "$LOGS/build.log" | tr '\n' ' ')"
+            python3 -m hgfast.info > "$LOGS/info.txt" 2>&1 ;;
+        check)  # correctness only, so the two share the GPU
+            run_sanitize 90 &
+            run_tests 300
+            wait ;;
+        test) run_tests 420 ;;
+        sanitize) run_sanitize 200 ;;
+        ops) bench ops 90 -k "ceiling or upsample or targets or decode or loss" ;;
+        residual) bench residual 170 -k "test_residual and 64-fwd" ;;
+        model) bench model 150 -k "model and $model_k and not compile" ;;
+        compile) bench compile 540 -k "model and $model_k and compile" ;;
+        bench) bench "${BENCH_TAG:-bench}" 540 -k "${BENCH_K:-}" ;;
         profile)
             # Per-kernel time and GPU-busy share of the issue-7 cases (benchmarks/profile_kernels.py), fused first.
             while read -r args; do
                 [ -n "$args" ] || continue
-                echo "--- profile $args"
-                timeout $(limit 240) python3 benchmarks/profile_kernels.py $args --out "$OUT/profile" 2>&1 \
-                    | grep -E '^(#|wall|\| `)' | head -12
+                echo "--- profile $args" >> "$LOGS/profile.log"
+                run 240 python3 benchmarks/profile_kernels.py $args --out "$LOGS/profile" >> "$LOGS/profile.log" 2>&1
             done <<< "${PROFILE_CASES:-residual --train --contender fused
-residual --train --contender eager
 residual --train --backward --contender fused
-residual --train --backward --contender eager
 residual --contender fused
 model --train --backward --contender fused-graph
-model --train --backward --contender fused
-model --train --backward --contender eager-graph
-model --contender fused-graph}" ;;
-        *) echo "unknown stage $stage (build, test, sanitize, bench, profile)"; exit 2 ;;
+model --contender fused-graph}"
+            note "profile: $(grep -cE '^--- profile' "$LOGS/profile.log") cases, see logs.tar.gz profile/" ;;
+        *) echo "unknown stage $stage (build check test sanitize ops residual model compile bench profile)"; exit 2 ;;
     esac
+    report
+    bundle
 done
+cat "$OUT/summary.md"
