@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_validate.sh build check     # chosen stages, in the order given
 # Stages: build, check (test + sanitize at once), test, sanitize, ops, residual, model, compile, bench, profile.
 #   ops       ceilings, upsample_add, targets, decode, loss (seconds)
-#   residual  Res(256,256) 64x64 b32 bf16: every contender, fwd and fwd+bwd, train and eval BN
+#   residual  Res(256,256) 64x64 b32 bf16: every contender; train BN fwd and fwd+bwd, then eval BN fwd
 #   model     8-stack b32 bf16 inference + training step: eager, fused and both from CUDA graphs
 #   compile   the same with torch.compile(max-autotune) (minutes: last)
 #   bench     BENCH_K (pytest -k) cases, results tagged BENCH_TAG; profile: per-kernel times (profile_kernels.py)
@@ -64,10 +64,10 @@ run_sanitize() {
     note "sanitizer memcheck residual_eval rc=$? $(grep -E 'ERROR SUMMARY|passed|failed' "$log" | tr '\n' ' ')"
 }
 
-bench() {  # bench TAG LIMIT -k EXPR [more pytest args]: one results file per stage
+bench() {  # bench TAG LIMIT PYTEST-SELECTION...: one results file per stage
     local tag=$1 lim=$2; shift 2
     local json="$OUT/$gpu-$stamp-$tag.json"
-    run "$lim" python3 -m pytest benchmarks -q --benchmark-only -p no:cacheprovider --benchmark-json="$json" "$@" \
+    run "$lim" python3 -m pytest -q --benchmark-only -p no:cacheprovider --benchmark-json="$json" "$@" \
         > "$LOGS/bench-$tag.log" 2>&1
     note "bench $tag rc=$? $(grep -E '[0-9]+ (passed|failed|skipped)|^(FAILED|ERROR)' "$LOGS/bench-$tag.log" \
         | tail -5 | tr '\n' ' ')"
@@ -85,6 +85,13 @@ report() {  # summary.md: what ran, then the table and the issue-7 targets of ev
 }
 
 model_k="8-32 and bfloat16"
+# the residual cases by node id, so they run in this order: the issue-7 targets (train BN) first
+residual_ids=()
+for case in fwd-train fwd+bwd-train fwd-eval; do
+    contenders="eager fused compile"
+    [ $case = fwd-eval ] && contenders="eager fused fused-single fused-single-64 fused-three compile"
+    for c in $contenders; do residual_ids+=("benchmarks/test_bench_residual.py::test_residual[64-$case-$c]"); done
+done
 for stage in $stages; do
     echo "=== $stage ($SECONDS s)"
     case $stage in
@@ -102,11 +109,11 @@ for stage in $stages; do
             wait ;;
         test) run_tests 420 ;;
         sanitize) run_sanitize 200 ;;
-        ops) bench ops 90 -k "ceiling or upsample or targets or decode or loss" ;;
-        residual) bench residual 170 -k "test_residual and 64-fwd" ;;
-        model) bench model 150 -k "model and $model_k and not compile" ;;
-        compile) bench compile 540 -k "model and $model_k and compile" ;;
-        bench) bench "${BENCH_TAG:-bench}" 540 -k "${BENCH_K:-}" ;;
+        ops) bench ops 90 benchmarks -k "ceiling or upsample or targets or decode or loss" ;;
+        residual) bench residual 170 "${residual_ids[@]}" ;;
+        model) bench model 150 benchmarks/test_bench_model.py -k "$model_k and not compile" ;;
+        compile) bench compile 540 benchmarks/test_bench_model.py -k "$model_k and compile" ;;
+        bench) bench "${BENCH_TAG:-bench}" 540 benchmarks -k "${BENCH_K:-}" ;;
         profile)
             # Per-kernel time and GPU-busy share of the issue-7 cases (benchmarks/profile_kernels.py), fused first.
             while read -r args; do
