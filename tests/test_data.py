@@ -96,6 +96,8 @@ def test_flipped_items_permute_keypoints_and_flags_alike():
     ds.record = lambda index: rec
     item = ds[key]
     assert item["visible"].tolist() == np.eye(16)[0].tolist()
+    assert item["flipped"] and not ds[next(k for k in range(40) if k != key and not augment.sample(
+        "newell", np.random.default_rng([1, 0, k])).flip)]["flipped"]
     _, kp = crop(rec["image"], rec["joints"], rec["center"], float(rec["scale"]) * aug.scale, aug.rotation, 32,
                  flip=True, flip_permutation=perm)
     np.testing.assert_allclose(item["keypoints"].numpy(), kp)

@@ -39,8 +39,10 @@ class TopDownDataset(Dataset):
 
     def __getitem__(self, key: int) -> dict:
         """Returns tensors: ``image`` (3, S, S) uint8; ``keypoints`` (K, 2) float32 crop pixels; ``visible``,
-        ``annotated`` (K,); meta ``center`` (2,), ``scale``, ``rotation``, ``normalize``, ``joints`` (K, 2)
-        (image pixels, un-augmented) and ``index``."""
+        ``annotated`` (K,) in the order of ``keypoints``; meta ``center`` (2,), ``scale``, ``rotation``,
+        ``flipped`` (bool: the crop is mirrored and ``keypoints``, ``visible``, ``annotated`` are in
+        ``flip_permutation`` order), ``normalize``, ``joints`` (K, 2) (image pixels, un-augmented, the record's
+        order) and ``index``."""
         n = len(self)
         index, epoch = int(key) % n, int(key) // n
         rec = self.record(index)
@@ -58,6 +60,6 @@ class TopDownDataset(Dataset):
                     annotated=torch.from_numpy(annotated),
                     center=torch.as_tensor(rec["center"], dtype=torch.float32),
                     scale=torch.tensor(scale, dtype=torch.float32),
-                    rotation=torch.tensor(aug.rotation, dtype=torch.float32),
+                    rotation=torch.tensor(aug.rotation, dtype=torch.float32), flipped=torch.tensor(bool(aug.flip)),
                     normalize=torch.tensor(float(rec["normalize"]), dtype=torch.float32),
                     joints=torch.as_tensor(rec["joints"], dtype=torch.float32), index=torch.tensor(index))
