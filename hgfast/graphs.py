@@ -218,7 +218,7 @@ class GraphedTrainStep:
             self._inputs.load(args)
         self._sync_learning_rates()
         self._graph.replay()
-        memo.invalidate_all()  # replays update weights without bumping their versions
+        memo.invalidate()  # replays update weights without bumping their versions
         return self._loss
 
 
@@ -241,8 +241,10 @@ class GraphedForward:
     For inference (``model.eval()``) with fixed input shapes. Returns a static output tensor that the next call
     overwrites (clone it to keep it). The graph reads the weights as they were at capture, including hgfast's
     memoised packed weights and BN coefficients: when a parameter or buffer changes in place (its version
-    counter moves, or a ``GraphedTrainStep`` replays), the next call captures again. Replacing a parameter or
-    buffer by another tensor object (``module.weight = ...``, ``.to()``) needs a new ``GraphedForward``.
+    counter moves), a ``GraphedTrainStep`` replays or ``hgfast.fused.invalidate`` runs, the next call captures
+    again. Writes through ``.data`` move no version counter: call ``hgfast.fused.invalidate(model)`` after them.
+    Replacing a parameter or buffer by another tensor object (``module.weight = ...``, ``.to()``) needs a new
+    ``GraphedForward``.
     """
 
     def __init__(self, model: nn.Module, amp_dtype: torch.dtype | None = None, warmup: int = 2):
@@ -255,7 +257,7 @@ class GraphedForward:
         self._weights = [*model.parameters(), *model.buffers()]  # a list: walking the modules costs ~2 ms per call
 
     def _versions_now(self) -> list[int]:
-        """Version counters of the weights, and the memo generation (which a ``GraphedTrainStep`` replay moves)."""
+        """Version counters of the weights, and the memo generation (which ``hgfast.fused.invalidate`` moves)."""
         return [memo.generation()] + [t._version for t in self._weights]
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ Conventions used by every kernel in this package:
 """
 import contextlib
 import functools
+import math
 import os
 import threading
 
@@ -194,7 +195,7 @@ def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, dev
     """Raise naming ``name`` unless ``t`` is a contiguous 4-D NHWC floating tensor of the expected kind.
 
     The kernels address elements with int32 offsets (``row * C + col``), so tensors of ``2**31`` or more elements
-    are rejected."""
+    are rejected (``check_numel``; launchers also check their outputs with it)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dim() != 4:
@@ -209,8 +210,15 @@ def check_nhwc(name: str, t: torch.Tensor, dtype: torch.dtype | None = None, dev
         raise ValueError(f"{name} must be a contiguous NHWC tensor (x.permute(0, 2, 3, 1) of a channels_last tensor)")
     if channels is not None and t.shape[3] != channels:
         raise ValueError(f"{name} must have {channels} channels (last dim), got shape {tuple(t.shape)}")
-    if t.numel() > MAX_NUMEL:
-        raise ValueError(f"{name} has {t.numel()} elements, shape {tuple(t.shape)}: the Triton kernels use int32 "
+    check_numel(name, t.shape)
+
+
+def check_numel(name: str, shape) -> None:
+    """Raise naming ``name`` if a tensor of ``shape`` (an input, or an output before it is allocated) has more
+    elements than the kernels' int32 offsets address."""
+    numel = math.prod(shape)
+    if numel > MAX_NUMEL:
+        raise ValueError(f"{name} has {numel} elements, shape {tuple(shape)}: the Triton kernels use int32 "
                          f"offsets and take at most 2**31 - 1 elements per tensor (split the batch)")
 
 

@@ -11,9 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision,
-                     gemm_configs, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles, row_coords,
-                     tile_ids, tl_dtype)
+from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_numel, check_vector, dot_dtype,
+                     dot_precision, gemm_configs, launch_tuned, load_tile, mma, on_tensor_device, or_dummy,
+                     prune_tiles, row_coords, tile_ids, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -134,6 +134,7 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     n, hh, ww, cin = x.shape
     ks = check_weight("weight", weight, x, cin)
     cout = weight.shape[0]
+    check_numel("output y", (n, hh, ww, cout))
     for name, vec, length in (("bias", bias, cout), ("pro_scale", pro_scale, cin), ("pro_shift", pro_shift, cin),
                               ("epi_scale", epi_scale, cout), ("epi_shift", epi_shift, cout)):
         if vec is not None:

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, gemm_configs,
+from .common import (block_m, cdiv, check_nhwc, check_numel, check_vector, dot_dtype, dot_precision, gemm_configs,
                      launch_tuned, on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype)
 from .conv import check_weight, conv_mainloop, weight_operand
 
@@ -73,6 +73,7 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
     cin = weight.shape[1]
     ks = check_weight("weight", weight, dy, cin)
+    check_numel("output dv", (n, hh, ww, cin))
     masked = x is not None
     if masked:
         check_nhwc("x", x, dy.dtype, dy.device)

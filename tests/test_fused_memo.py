@@ -1,13 +1,16 @@
 """The inference memo (eval BN coefficients, packed 3x3 weights): reused while its sources are unchanged, never
-stale after a change, and never keeping old weights alive."""
+stale after a change it can see (or after ``invalidate``), never keeping old weights alive, never pickled."""
+import copy
 import gc
+import io
 import weakref
 
 import pytest
 import torch
 
 from hgfast.fused import force_triton_on_cpu
-from hgfast.fused.memo import invalidate_all, memo
+from hgfast.fused import invalidate
+from hgfast.fused.memo import memo
 from hgfast.models import Residual
 
 
@@ -39,8 +42,12 @@ def test_memo_recomputes_exactly_when_a_source_changes():
     assert value() == 5
     module.to(torch.float64)
     assert value() == 6 and value() == 6
-    invalidate_all()  # what a CUDA-graph replay that updated weights calls
+    invalidate()  # what a CUDA-graph replay that updated weights calls
     assert value() == 7 and value() == 7
+    invalidate(torch.nn.Linear(3, 2))  # another module: this memo stays
+    assert value() == 7
+    invalidate(torch.nn.Sequential(module))  # a tree holding it: recomputed
+    assert value() == 8 and value() == 8
 
 
 def test_memo_holds_no_strong_reference_to_its_sources():
@@ -91,3 +98,58 @@ def test_fused_eval_residual_with_a_parametrized_weight():
             torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
             for m in (ref, fused):
                 m.conv2.parametrizations.weight.original1.mul_(1.5)
+
+
+def fused_eval_pair():
+    ref = Residual(6, 6).eval()
+    fused = Residual(6, 6).eval()
+    fused.load_state_dict(ref.state_dict())
+    fused.fused = True
+    return ref, fused
+
+
+@pytest.mark.triton
+def test_fused_eval_residual_pickles_and_deep_copies_after_a_forward():
+    """The memo lives outside the module: a whole-module ``torch.save`` (or a multiprocessing spawn) after a fused
+    forward works, and a deep copy recomputes its own values instead of sharing the original's."""
+    pytest.importorskip("hgfast.kernels")
+    ref, fused = fused_eval_pair()
+    x = torch.randn(2, 6, 4, 4)
+    with force_triton_on_cpu(), torch.no_grad():
+        expected = fused(x)
+        buffer = io.BytesIO()
+        torch.save(fused, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+        twin = copy.deepcopy(fused)
+        twin.conv2.weight.data.mul_(3.0)  # no version bump; the twin has no memo yet
+        ref.conv2.weight.data.mul_(3.0)
+        torch.testing.assert_close(twin(x), ref(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fused(x), expected, rtol=0, atol=0)  # the original keeps its own weights
+
+
+@pytest.mark.triton
+def test_fused_eval_residual_after_writes_through_data_needs_invalidate():
+    """``p.data`` writes move no version counter, so the memo cannot see them; ``invalidate(module)`` makes the next
+    forward read the new values. ``load_state_dict`` and in-place writes under ``no_grad`` need nothing."""
+    pytest.importorskip("hgfast.kernels")
+    ref, fused = fused_eval_pair()
+    x = torch.randn(2, 6, 4, 4)
+    with force_triton_on_cpu(), torch.no_grad():
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
+        var = torch.rand(3) + 0.5
+        for m in (ref, fused):
+            m.conv2.weight.data.mul_(10.0)
+            m.bn3.running_var.data.copy_(var)
+        invalidate(fused)
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
+        state = {k: v * 0.5 if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+        for m in (ref, fused):
+            m.load_state_dict(state)
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)
+        w, gamma = torch.randn(3, 3, 3, 3), torch.rand(6)
+        for m in (ref, fused):
+            m.conv2.weight.copy_(w)
+            m.bn1.weight.copy_(gamma)
+        torch.testing.assert_close(fused(x), ref(x), rtol=1e-4, atol=1e-4)

@@ -47,6 +47,28 @@ def test_fused_default_switches(monkeypatch):
 
 
 @pytest.mark.triton
+def test_sync_batch_norm_model_trains_on_the_reference_path_and_says_so_once(monkeypatch):
+    """``sync_bn=true``: with SyncBatchNorm the training forward runs the reference path (whose SyncBatchNorm
+    reduces statistics across processes; without a process group it is a plain batch norm): no fused statistics
+    pass, the reference's output; warned once (``fused_active`` only says the device could run the kernels)."""
+    pytest.importorskip("hgfast.kernels")
+    monkeypatch.setattr(fused_mod, "_sync_bn_warned", False)
+    ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=False))
+    fused = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
+    fused.load_state_dict(ref.state_dict())
+    fused = torch.nn.SyncBatchNorm.convert_sync_batchnorm(fused)
+    x = torch.randn(2, 3, 16, 16)
+    with force_triton_on_cpu(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with count_stats_passes() as passes:
+                out = fused(x)
+            assert passes["batch_stats"] == 0 and rel_err(out, ref(x)) <= 1e-6
+    assert sum("SyncBatchNorm run the reference path" in str(w.message) for w in caught) == 1
+    compare_buffers(ref, fused, 1e-6)
+
+
+@pytest.mark.triton
 def test_stacked_hourglass_fused_matches_reference_over_three_steps():
     pytest.importorskip("hgfast.kernels")
     ref = randomize(StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=False))

@@ -266,3 +266,21 @@ def test_residual_train_without_conv_biases(triton_cpu, cin, cout):
     fused = fused_copy(ref)
     x, g = torch.randn(2, cin, 4, 6), torch.randn(2, cout, 4, 6)
     check_train_step(ref, fused, x, g, 2e-5)
+
+
+def test_residual_sync_batch_norm_uses_reference_in_training_only(triton_cpu, monkeypatch):
+    """``sync_bn``: SyncBatchNorm's statistics span processes, so in training the module runs the reference path
+    (where SyncBatchNorm does that; without a process group, as here, it falls back to a plain batch norm). In eval
+    mode it is a plain BatchNorm and the fused path runs."""
+    monkeypatch.setattr("hgfast.fused._sync_bn_warned", True)  # the warning is tested with the model
+    calls = []
+    fused_forward = modules.residual_forward
+    monkeypatch.setattr(modules, "residual_forward", lambda *args: calls.append(1) or fused_forward(*args))
+    ref = randomize(Residual(6, 6))
+    fused = torch.nn.SyncBatchNorm.convert_sync_batchnorm(fused_copy(ref))
+    x = torch.randn(2, 6, 4, 4)
+    assert rel_err(fused(x), ref(x)) <= 1e-6 and not calls
+    compare_buffers(ref, fused, 1e-6)
+    ref.eval(), fused.eval()
+    with torch.no_grad():
+        assert rel_err(fused(x), ref(x)) <= 2e-5 and len(calls) == 1

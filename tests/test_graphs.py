@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hgfast.fused import force_triton_on_cpu
+from hgfast.fused import force_triton_on_cpu, invalidate
 from hgfast.graphs import GraphedForward, GraphedTrainStep, _Snapshot, _StaticInputs, release_capturable
 from hgfast.models import StackedHourglass
 from hgfast.ops import heatmap_mse_loss
@@ -101,6 +101,19 @@ def test_argument_errors_name_the_argument():
         GraphedForward(model)
     with pytest.raises(ValueError, match="amp_dtype must be None"):
         GraphedForward(model, amp_dtype=torch.float64)
+
+
+def test_graphed_forward_captures_again_after_invalidate(monkeypatch):
+    """A write through ``.data`` moves no version counter; ``hgfast.fused.invalidate(model)`` moves what the
+    recapture check compares (checked on the CPU, without capturing)."""
+    monkeypatch.setattr("hgfast.graphs._device_of", lambda model: torch.device("cpu"))
+    model = tiny_model()
+    forward = GraphedForward(model)
+    before = forward._versions_now()
+    model.heads[0].heatmap.weight.data.mul_(2.0)
+    assert forward._versions_now() == before
+    invalidate(model)
+    assert forward._versions_now() != before
 
 
 def test_training_config_rejects_cuda_graphs_where_they_cannot_run(tmp_path):
@@ -218,5 +231,10 @@ def test_graphed_forward_matches_eager_and_follows_weight_changes(fused):
         torch.testing.assert_close(forward(x), expected, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         model.heads[0].heatmap.weight.mul_(2.0)  # in place: the next call captures again
+        expected = model(x)
+    torch.testing.assert_close(forward(x), expected, rtol=1e-5, atol=1e-6)
+    model.hourglasses[0].up1.conv2.weight.data.mul_(0.5)  # no version bump: the memo and the graph must be told
+    invalidate(model)
+    with torch.no_grad():
         expected = model(x)
     torch.testing.assert_close(forward(x), expected, rtol=1e-5, atol=1e-6)

@@ -235,6 +235,16 @@ def test_check_nhwc_rejects_int32_overflowing_tensors():
         check_nhwc("residual", torch.empty(2, 2 ** 14, 2 ** 8, 2 ** 8, device="meta", dtype=torch.float16))
 
 
+def test_conv_launchers_reject_int32_overflowing_outputs():
+    """With more output than input channels the output can overflow where the input does not: the stem's 64->128
+    skip conv at batch 1025, 128x128 (meta tensors: refused before anything is allocated or launched)."""
+    x = torch.empty(1025, 128, 128, 64, device="meta", dtype=torch.float16)  # half the limit: fine
+    with pytest.raises(ValueError, match=r"output y has 2149580800 elements, shape \(1025, 128, 128, 128\)"):
+        kernels.conv2d_fwd(x, torch.empty(128, 64, 1, 1, device="meta", dtype=torch.float16))
+    with pytest.raises(ValueError, match="output dv has 2149580800 elements.*int32"):  # dgrad without x: no input check
+        kernels.conv2d_dgrad(x, torch.empty(64, 128, 1, 1, device="meta", dtype=torch.float16))
+
+
 @pytest.mark.parametrize("m,bm,tiles", [(72, 16, 1), (131072, 128, 4), (131072, 128, 18), (512, 64, 8), (1, 16, 1)])
 def test_wgrad_row_split_covers_every_row_once(m, bm, tiles, monkeypatch):
     """Splits tile the rows exactly (the last may be short), in multiples of bm; on a 132-SM GPU each is at least 4

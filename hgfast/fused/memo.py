@@ -1,11 +1,14 @@
 """Inference-time memo of values derived from parameters and buffers (eval BN coefficients, packed 3x3 weights).
 
-A value is reused while every tensor it was derived from is the same object, at the same data pointer and version
-(in-place updates - optimiser steps, ``load_state_dict``, ``.copy_()`` - bump the version; ``.to()``,
-``p.data = ...`` or a new Parameter change the object or the data pointer). Sources are held by weak reference, so the
-memo never keeps old weights alive. Nothing is memoised while ``torch.compile`` traces (it sees the computation).
-A CUDA graph replay writes tensors without bumping their versions: whoever replays one that updates parameters
-calls ``invalidate_all()`` (``hgfast.graphs`` does).
+A value is reused while every tensor it was derived from is the same object, at the same data pointer and version.
+Detected: in-place updates through the tensor itself (optimiser steps, ``load_state_dict``, ``p.copy_()`` under
+``torch.no_grad()``) bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the object or the data
+pointer. Not detected: writes that move no version counter - through ``p.data`` (``p.data.mul_(2)``,
+``p.data.copy_(...)``) or by a CUDA graph replay. After those, call ``invalidate(module)`` (``hgfast.graphs`` does
+after each training replay). Memos live in a module-level ``WeakKeyDictionary`` keyed by module, so they never
+travel with a pickled or deep-copied module and never keep a module alive; sources are held by weak reference, so
+they never keep old weights alive either. Nothing is memoised while ``torch.compile`` traces (it sees the
+computation).
 """
 from __future__ import annotations
 
@@ -16,18 +19,25 @@ from typing import Callable, Hashable, Sequence
 import torch
 from torch import nn
 
-
+_memos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {name: (source refs, states, value)}
 _generation = 0
 
 
-def invalidate_all() -> None:
-    """Forget every memoised value (O(1): entries from earlier generations no longer match)."""
+def invalidate(module: nn.Module | None = None) -> None:
+    """Forget the memoised values of ``module`` and its submodules (of every module with ``None``) and move
+    ``generation()``, so a ``GraphedForward`` captures again on its next call. Needed after writes that bump no
+    version counter (through ``.data``, CUDA graph replays)."""
     global _generation
     _generation += 1
+    if module is None:
+        _memos.clear()
+    else:
+        for m in module.modules():
+            _memos.pop(m, None)
 
 
 def generation() -> int:
-    """How many times ``invalidate_all`` has run."""
+    """How many times ``invalidate`` has run."""
     return _generation
 
 
@@ -36,15 +46,17 @@ def _state(t: torch.Tensor) -> tuple:
 
 
 def memo(module: nn.Module, name: Hashable, sources: Sequence[torch.Tensor], compute: Callable[[], object]):
-    """``compute()``, cached on ``module`` under ``name`` until one of ``sources`` changes. (A hit costs ~0.3 µs per
-    source: it runs for every fused inference residual.)"""
+    """``compute()``, memoised for ``module`` under ``name`` until one of ``sources`` changes. (A hit costs ~0.3 µs
+    per source: it runs for every fused inference residual.)"""
     if torch.compiler.is_compiling():
         return compute()
-    store = module.__dict__.setdefault("_hgfast_memo", {})
+    store = _memos.get(module)
+    if store is None:
+        store = _memos[module] = {}
     hit = store.get(name)
-    if hit is not None and hit[0] == _generation and len(hit[1]) == len(sources) \
-            and all(map(operator.is_, [ref() for ref in hit[1]], sources)) and tuple(map(_state, sources)) == hit[2]:
-        return hit[3]
+    if hit is not None and len(hit[0]) == len(sources) and all(map(operator.is_, [ref() for ref in hit[0]], sources)) \
+            and tuple(map(_state, sources)) == hit[1]:
+        return hit[2]
     value = compute()
-    store[name] = (_generation, [weakref.ref(t) for t in sources], tuple(map(_state, sources)), value)
+    store[name] = ([weakref.ref(t) for t in sources], tuple(map(_state, sources)), value)
     return value
