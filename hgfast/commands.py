@@ -128,7 +128,7 @@ def _input_size(args, checkpoint: Path) -> int:
 
 def _cmd_predict(args) -> int:
     from .data.mpii import read_image
-    from .data.skeleton import JOINT_NAMES
+    from .data.skeleton import joint_names
     from .predict import Predictor
     from .visualize import draw_skeleton, save_image
 
@@ -147,7 +147,7 @@ def _cmd_predict(args) -> int:
         return _fail("predict", exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, names = [], set()
+    results, names, joints = [], set(), joint_names(keypoints.shape[1])
     for path, image, box, kp, sc in zip(args.images, images, boxes, keypoints, scores):
         stem, n = Path(path).stem, 1
         name = f"{stem}_pose.jpg"
@@ -159,8 +159,8 @@ def _cmd_predict(args) -> int:
         save_image(draw_skeleton(image, kp), picture)
         results.append({"image": str(path), "box": box, "picture": str(picture),
                         "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
-                                      zip(JOINT_NAMES, kp)},
-                        "scores": {n: round(float(s), 4) for n, s in zip(JOINT_NAMES, sc)}})
+                                      zip(joints, kp)},
+                        "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
     _write_json(results, out / "predictions.json")
     print(f"wrote {out / 'predictions.json'} and {len(results)} picture(s) in {out}")
     return 0

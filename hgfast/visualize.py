@@ -8,21 +8,24 @@ import cv2
 import numpy as np
 
 from .checkpoint import atomic_path
-from .data.skeleton import LIMBS
+from .data.skeleton import LIMBS, NUM_JOINTS
 
 SIDE_COLOURS = {"r": (255, 80, 40), "l": (40, 120, 255), "c": (60, 220, 60)}  # RGB: right red, left blue
 
 
 def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 0.0, colours=SIDE_COLOURS,
-                  radius: int | None = None) -> np.ndarray:
+                  radius: int | None = None, limbs=None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 RGB with limbs and joints of ``keypoints`` (K, 2) pixels drawn;
-    joints with ``scores <= threshold`` (if given) and the limbs touching them are skipped."""
+    joints with ``scores <= threshold`` (if given) and the limbs touching them are skipped. ``limbs``: (a, b, side)
+    triples, side a key of ``colours``; default MPII's for 16 joints, none (joints only) for other skeletons."""
     out = np.ascontiguousarray(image).copy()
     kp = np.asarray(keypoints, np.float64)
     ok = np.isfinite(kp).all(1) if scores is None else np.isfinite(kp).all(1) & (np.asarray(scores) > threshold)
     r = radius or max(1, round(max(out.shape[:2]) / 150))
     pt = lambda k: tuple(int(round(v * 16)) for v in kp[k])  # noqa: E731  (4 fractional bits)
-    limbs = [(a, b, side) for a, b, side in LIMBS if a < len(kp) and b < len(kp) and ok[a] and ok[b]]
+    if limbs is None:
+        limbs = LIMBS if len(kp) == NUM_JOINTS else ()
+    limbs = [(a, b, side) for a, b, side in limbs if a < len(kp) and b < len(kp) and ok[a] and ok[b]]
     for a, b, _ in limbs:  # a dark outline keeps the skeleton visible on any background
         cv2.line(out, pt(a), pt(b), (0, 0, 0), r + 2, cv2.LINE_AA, shift=4)
     for a, b, side in limbs:

@@ -203,6 +203,23 @@ def test_input_norm_conventions(workdir, tmp_path):
                  "--input-norm", "bearpaw", "--out", str(out)]) == 2  # the option parses; the image is missing
 
 
+def test_cli_predict_other_skeleton(image_file, tmp_path):
+    """A 5-joint model: joints named joint_0..joint_4, drawn without MPII's limbs."""
+    from hgfast.visualize import draw_skeleton
+
+    checkpoint = tmp_path / "k5.safetensors"
+    StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2).save(checkpoint)
+    out = tmp_path / "pred"
+    assert main(["predict", str(image_file), "--checkpoint", str(checkpoint), "--input-size", "32",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "predictions.json").read_text())[0]
+    assert list(result["keypoints"]) == [f"joint_{i}" for i in range(5)] and len(result["scores"]) == 5
+    image, kp = np.zeros((64, 64, 3), np.uint8), np.array([[8.0, 8], [56, 8], [32, 32], [8, 56], [56, 56]])
+    drawn = draw_skeleton(image, kp)
+    assert drawn[8, 32].sum() == 0  # no line between joints 0 and 1 (MPII's first limb)
+    assert drawn[8, 32].sum() < draw_skeleton(image, kp, limbs=[(0, 1, "c")])[8, 32].sum()
+
+
 def test_cli_export_onnx(workdir, tmp_path, capsys):
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnx / onnxscript not installed")

@@ -5,6 +5,12 @@ JOINT_NAMES = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelv
                "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
 NUM_JOINTS = len(JOINT_NAMES)
 
+
+def joint_names(k: int) -> tuple[str, ...]:
+    """MPII's names for 16 joints, ``joint_0`` ... ``joint_<k-1>`` for another skeleton."""
+    return JOINT_NAMES if k == NUM_JOINTS else tuple(f"joint_{i}" for i in range(k))
+
+
 # (joint a, joint b, side) with side "r", "l" or "c" (centre); used for drawing skeletons.
 LIMBS = ((0, 1, "r"), (1, 2, "r"), (2, 6, "r"), (3, 6, "l"), (3, 4, "l"), (4, 5, "l"), (6, 7, "c"), (7, 8, "c"),
          (8, 9, "c"), (10, 11, "r"), (11, 12, "r"), (12, 7, "r"), (7, 13, "l"), (13, 14, "l"), (14, 15, "l"))
