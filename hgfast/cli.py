@@ -9,9 +9,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from .models import StackedHourglass
     from .summary import format_table, summarize
 
-    model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints)
-    if args.input % model.input_multiple:
-        raise SystemExit(f"hgfast summary: --input must be a multiple of {model.input_multiple}, got {args.input}")
+    try:
+        model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints)
+    except ValueError as exc:
+        raise SystemExit(f"hgfast summary: error: {exc}") from None
+    if args.input < 1 or args.input % model.input_multiple:
+        raise SystemExit(f"hgfast summary: error: --input must be a positive multiple of {model.input_multiple}, "
+                         f"got {args.input}")
     print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}), "
           f"input {args.input}x{args.input}")
     print(format_table(summarize(model, args.input)))

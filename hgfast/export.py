@@ -28,7 +28,7 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: in
     on a random batch of 2 and return the max absolute difference from PyTorch (``None`` without onnxruntime).
     Needs the ``onnx`` and ``onnxscript`` packages (``pip install hgfast[onnx]``)."""
     try:
-        import onnx  # noqa: F401
+        import onnx
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
@@ -42,6 +42,10 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: in
                                     dynamo=True, opset_version=opset, verbose=False,
                                     dynamic_shapes=({0: torch.export.Dim("batch")},))
         program.save(tmp)
+        written = next((o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")), None)
+        if written != opset:  # the exporter falls back to the opsets it supports without failing
+            raise ValueError(f"opset {opset} is not supported by this torch's ONNX exporter (it wrote opset "
+                             f"{written}); choose another --opset")
     if not check:
         return None
     try:

@@ -66,7 +66,10 @@ def save_predictions_picture(dataset, preds: dict, path: str | os.PathLike, n: i
 def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write an RGB image (format from the suffix: .jpg, .png, ...) atomically."""
     path = Path(path)
-    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    try:
+        ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
     if not ok:
         raise ValueError(f"cannot encode an image as {path.suffix!r} for {path}")
     with atomic_path(path) as tmp:

@@ -67,6 +67,26 @@ def test_bearpaw_and_anibali_checkpoints_load_with_identical_outputs(tmp_path, i
         torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
 
 
+def test_pre_0_4_1_checkpoint_without_num_batches_tracked_loads(tmp_path, image):
+    """bearpaw's 2017-era weights have no BatchNorm num_batches_tracked: they load with the counters at 0."""
+    peer = randomize_bn_stats(BPHourglassNet(NSTACK, NFEAT, NJOINTS)).eval()
+    state = {"module." + k: v for k, v in peer.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": state}, tmp_path / "old.pth.tar")
+    ours = StackedHourglass.from_checkpoint(tmp_path / "old.pth.tar").eval()
+    assert all(v.item() == 0 for k, v in ours.state_dict().items() if k.endswith("num_batches_tracked"))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_model_checkpoint_loads():
+    """A state dict saved from torch.compile(model) has every key under ``_orig_mod.``."""
+    model = StackedHourglass(nstack=1, nfeat=16, depth=2)
+    state = {"_orig_mod." + k: v for k, v in model.state_dict().items()}
+    assert strip_wrappers(state).keys() == model.state_dict().keys()
+    loaded = StackedHourglass.from_checkpoint(state)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
 def test_bearpaw_multi_block_checkpoint_is_refused():
     state = BPHourglassNet(1, NFEAT, NJOINTS).state_dict()
     state["res.0.1.conv1.weight"] = torch.zeros(1)

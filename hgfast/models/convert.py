@@ -11,7 +11,8 @@ Layouts understood (detected from the key names):
   ``fc.{i}.{0,1}``, ``score.{i}``, ``fc_.{i}``, ``score_.{i}``. Only one block per location (``num_blocks=1``,
   the layout of the released hg1/hg2/hg8 weights) is supported.
 
-Wrapper prefixes (``module.`` from DataParallel, ``model.`` from princeton-vl's trainer) are stripped.
+Wrapper prefixes (``module.`` from DataParallel, ``model.`` from princeton-vl's trainer, ``_orig_mod.`` from a
+``torch.compile``d model) are stripped.
 """
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ from typing import Mapping
 
 from torch import Tensor
 
-_WRAPPER_PREFIXES = ("module.", "model.")
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 
 
 def strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove ``module.`` / ``model.`` prefixes shared by every key (repeatedly)."""
+    """Remove ``module.`` / ``model.`` / ``_orig_mod.`` prefixes shared by every key (repeatedly)."""
     state = dict(state)
     while state:
         prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)

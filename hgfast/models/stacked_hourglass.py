@@ -143,9 +143,11 @@ class StackedHourglass(nn.Module):
 
 
 def load_into(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True) -> None:
-    """``model.load_state_dict`` with an error that lists missing, unexpected and mis-shaped keys."""
+    """``model.load_state_dict`` with an error that lists missing, unexpected and mis-shaped keys. BatchNorm
+    ``num_batches_tracked`` counters may be missing (checkpoints saved before PyTorch 0.4.1 have none): they start
+    at 0, as PyTorch's own loading does."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith(".num_batches_tracked"))
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                         for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))

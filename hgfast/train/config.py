@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.augment import PRESETS as AUGMENT_PRESETS
 from ..predict import INPUT_NORMS
 
 
@@ -115,7 +116,7 @@ PRESETS: dict[str, dict] = {
 }
 
 CHOICES = {"data.dataset": ("synthetic", "mpii"), "data.encoding": ("unbiased", "integer"),
-           "data.input_norm": tuple(INPUT_NORMS),
+           "data.input_norm": tuple(INPUT_NORMS), "data.augment": tuple(AUGMENT_PRESETS),
            "data.loss_weight": ("annotated", "visible"), "optim.name": ("rmsprop", "adam"),
            "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16")}
 
@@ -179,7 +180,10 @@ def parse_set(items: list[str]) -> dict:
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({exc.problem})") from exc
     return out
 
 
