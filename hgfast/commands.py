@@ -29,26 +29,55 @@ def _config(args, **top):
     return resolve(args.preset, args.config, args.set or (), **top)
 
 
-def _cmd_train(args) -> int:
-    from .train.loop import train
+def _saved_config(resume: Path) -> dict:
+    """A resumed run's config: ``config.yaml`` beside its state (file or work dir), else the state's own."""
+    from .train.config import load_yaml
+    from .train.state import load_state, state_path
 
-    if args.resume and args.config is None and args.preset is None and args.workdir:
-        saved = Path(args.workdir) / "config.yaml"  # resume with the run's own resolved config
-        args.config = saved if saved.is_file() else None
-    try:
-        cfg = _config(args, workdir=args.workdir, model={"fused": True} if args.fused else {})
+    saved = state_path(resume).parent / "config.yaml"
+    return load_yaml(saved) if saved.is_file() else load_state(resume).get("config") or {}
+
+
+def _merged(base: dict, *updates: dict) -> dict:
+    """``base`` with the nested dicts ``updates`` merged in, in order."""
+    out = dict(base)
+    for update in updates:
+        for key, value in update.items():
+            out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def _cmd_train(args) -> int:
+    from .train.config import Config, parse_set, resolve
+    from .train.loop import train
+    from .train.state import STATE_FILE, state_path
+
+    try:  # --resume DIR|FILE: that run's folder is the work dir (unless --workdir), its config the base config
+        resume = state_path(args.resume) if args.resume not in (None, "auto") else None
+        top = {"model": {"fused": True} if args.fused else {}}
+        if args.workdir or resume:
+            top["workdir"] = args.workdir or str(resume.parent)
+        if args.resume and args.config is None and args.preset is None:
+            run = resume or Path(top.get("workdir", Config().workdir))
+            cfg = resolve(**_merged(_saved_config(run), parse_set(args.set or ()), top))
+        else:
+            cfg = _config(args, **top)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("train", exc)
-    resume = None
-    if args.resume:
-        resume = Path(cfg.workdir) if args.resume == "auto" else Path(args.resume)
+    state = Path(cfg.workdir) / STATE_FILE
+    before = state.stat().st_mtime_ns if state.exists() else None
     try:
-        summary = train(cfg, resume=resume, overwrite=args.overwrite)
+        summary = train(cfg, resume=(resume or Path(cfg.workdir)) if args.resume else None,
+                        overwrite=args.overwrite)
     except KeyboardInterrupt:
-        print(f"hgfast train: interrupted; state written to {Path(cfg.workdir) / 'last.state.pt'}; continue with "
-              f"hgfast train --workdir {cfg.workdir} --resume", file=sys.stderr)
+        if state.exists() and state.stat().st_mtime_ns != before:
+            print(f"hgfast train: interrupted; state written to {state}; continue with hgfast train --workdir "
+                  f"{cfg.workdir} --resume", file=sys.stderr)
+        else:
+            print(f"hgfast train: interrupted before a state was written"
+                  f"{f' ({state} is unchanged)' if before is not None else ''}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, ArithmeticError) as exc:
         return _fail("train", exc)
     print(json.dumps(summary))
     return 0
@@ -195,10 +224,13 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (synthetic figures by default)")
     _add_config_args(p)
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
-    p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt "
-                   "(or the given state file / work dir); without a config or preset, <workdir>/config.yaml is used")
+    p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt, or the "
+                   "given work dir / state file (its folder is then the work dir unless --workdir); without a config "
+                   "or preset, the run's config.yaml (else the state's config) is used; the model section, "
+                   "optim.name, amp and data.input_size must not change")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a work dir that holds an earlier run "
-                   "(its metrics are dropped, its checkpoints replaced); without it such a work dir is refused")
+                   "(its checkpoints, config, log, metrics, val/ and vis/ step files and eval results are removed "
+                   "first; nothing else); without it such a work dir is refused")
     p.add_argument("--fused", action="store_true", help="use the fused Triton model where it runs")
     p.set_defaults(func=_cmd_train)
 

@@ -261,6 +261,62 @@ def test_cli_resume_uses_the_saved_config(workdir, tmp_path):
     assert state["step"] == 3 and state["config"]["model"]["nfeat"] == 16
 
 
+def _copy_run(workdir, path):
+    import shutil
+
+    shutil.copytree(workdir, path)
+    return path
+
+
+def test_cli_resume_dir_is_the_work_dir(workdir, tmp_path, monkeypatch, capsys):
+    from hgfast.train.state import load_state
+
+    monkeypatch.chdir(tmp_path)  # where the default work dir runs/hgfast would be
+    run = _copy_run(workdir, tmp_path / "A")
+    config = tmp_path / "tiny.yaml"  # a config without a workdir key
+    config.write_text("model: {nstack: 1, nfeat: 16, depth: 2}\nbatch_size: 4\nthreads: 1\n"
+                      "data: {input_size: 32, image_size: 48, train_length: 16, val_length: 8, workers: 0}\n")
+    assert main(["train", str(config), "--resume", str(run), "--set", "steps=3"]) == 0
+    assert load_state(run)["step"] == 3 and not (tmp_path / "runs").exists()
+    assert main(["train", "--resume", str(run / "last.state.pt"), "--set", "steps=4"]) == 0  # its config.yaml
+    assert load_state(run)["step"] == 4 and not (tmp_path / "runs").exists()
+
+    other = _copy_run(workdir, tmp_path / "B")
+    before = (other / "last.state.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--workdir", str(other), "--resume", str(run), "--set", "steps=5"]) == 2
+    assert "holds another run" in capsys.readouterr().err  # A's state is not continued over B's run
+    assert (other / "last.state.pt").read_bytes() == before
+    assert main(["train", "--workdir", str(tmp_path / "C"), "--resume", str(run), "--set", "steps=5"]) == 0
+    assert load_state(tmp_path / "C")["step"] == 5 and load_state(run)["step"] == 4  # a branch in a new folder
+
+
+def test_cli_resume_refuses_a_changed_model_without_writing(workdir, tmp_path, capsys):
+    run = _copy_run(workdir, tmp_path / "K")
+    config = (run / "config.yaml").read_text()
+    assert main(["train", "--workdir", str(run), "--resume", "--set", "model.nfeat=32"]) == 2
+    assert "'model.nfeat' = 32" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config
+
+
+def test_cli_train_nonfinite_loss_and_early_ctrl_c(tmp_path, monkeypatch, capsys):
+    from hgfast.train import loop
+
+    argv = ["train", "--workdir", str(tmp_path / "run")] + [a for s in TINY for a in ("--set", s)]
+    real = loop.heatmap_mse_loss
+    monkeypatch.setattr(loop, "heatmap_mse_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    assert main(argv) == 2
+    assert "hgfast train: error: training loss is nan" in capsys.readouterr().err
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "build_dataset", ctrl_c)  # Ctrl-C while the datasets are built
+    assert main(argv[:2] + [str(tmp_path / "fresh")] + argv[3:]) == 130
+    err = capsys.readouterr().err
+    assert "before a state was written" in err and "state written to" not in err
+
+
 def test_cli_bad_inputs(workdir, tmp_path, capsys):
     assert main(["train", "--set", "optim.lrr=1", "--workdir", str(tmp_path / "x")]) == 2
     assert "'optim.lrr'" in capsys.readouterr().err

@@ -70,8 +70,40 @@ class _KillAt:
             raise KeyboardInterrupt
 
 
-def test_interrupt_and_resume_bit_identical(tmp_path):
-    straight = tiny(tmp_path, "data.workers=1", name="straight")
+def _logged(work):
+    return [(r["step"], r["lr"], r["loss"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["loss"]]
+
+
+def _assert_same_run(work, other):
+    a, b = _weights(work / "last.safetensors"), _weights(other / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    original, resumed = load_state(work), load_state(other)
+    for k, v in original["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], resumed["optimizer"]["state"][k]["exp_avg"])
+        assert torch.equal(v["step"], resumed["optimizer"]["state"][k]["step"])
+    assert resumed["progress"]["seen"] == original["progress"]["seen"] == 16
+    assert _logged(other) == _logged(work)  # the log window's running loss is resumed too
+
+
+def _second_ctrl_c_inside_the_update(monkeypatch, call):
+    """The first Ctrl-C of a pair lands at once, the second inside Adam's update (after its counter moved)."""
+    import signal
+
+    adam_step, calls = torch.optim.Adam.step, []
+
+    def step(self, *args, **kwargs):
+        out = adam_step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == call:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+
+
+def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
+    straight = tiny(tmp_path, "data.workers=1", "log_every=2", name="straight")
     summary = train(straight)
     assert summary["steps"] == 4
     work = tmp_path / "straight"
@@ -79,22 +111,45 @@ def test_interrupt_and_resume_bit_identical(tmp_path):
               "vis/step_0000002.jpg", "val/step_0000004.json"):
         assert (work / f).is_file(), f
     rows = list(csv.DictReader(open(work / "metrics.csv")))
-    assert [r["step"] for r in rows if r["loss"]] == ["1", "2", "3", "4"] and any(r["val_pck"] for r in rows)
+    assert [r["step"] for r in rows if r["loss"]] == ["2", "4"] and any(r["val_pck"] for r in rows)
     assert not logging.getLogger("hgfast.train").handlers  # train.log is closed when train() returns
 
-    cfg = tiny(tmp_path, "ckpt_every=100", name="killed")
+    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="killed")
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, callbacks=[_KillAt(3)])
+        train(cfg, callbacks=[_KillAt(3)])  # in the middle of a log window
     state = load_state(tmp_path / "killed")
     assert state["step"] == 3  # the Ctrl-C checkpoint, not a periodic one
     torch.manual_seed(123)  # resume must not depend on the RNG state of the new process
     assert train(cfg, resume=tmp_path / "killed")["steps"] == 4
-    a, b = _weights(work / "last.safetensors"), _weights(tmp_path / "killed" / "last.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    resumed = load_state(tmp_path / "killed")
-    original = load_state(work)
-    for k, v in original["optimizer"]["state"].items():
-        assert torch.equal(v["exp_avg"], resumed["optimizer"]["state"][k]["exp_avg"])
+    _assert_same_run(work, tmp_path / "killed")
+
+    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="signalled")
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        _second_ctrl_c_inside_the_update(m, 3)
+        train(cfg)
+    state = load_state(tmp_path / "signalled")  # step 3 done, Adam's counter with it: not step 2 with Adam at 3
+    assert state["step"] == 3 and all(int(v["step"]) == 3 for v in state["optimizer"]["state"].values())
+    assert train(cfg, resume=tmp_path / "signalled")["steps"] == 4
+    _assert_same_run(work, tmp_path / "signalled")
+
+
+def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
+    cfg = tiny(tmp_path, "steps=2")
+    train(cfg)
+    work = tmp_path / "run"
+    config, state = (work / "config.yaml").read_bytes(), (work / "last.state.pt").read_bytes()
+    for change, key in (("model.nfeat=32", "'model.nfeat' = 32.*16"), ("amp=fp16", "'amp' = 'fp16'.*'none'"),
+                        ("optim.name=rmsprop", "'optim.name'"), ("data.input_size=64", "'data.input_size'")):
+        with pytest.raises(ValueError, match=key):
+            train(tiny(tmp_path, change, "steps=3"), resume=work)
+        assert (work / "config.yaml").read_bytes() == config and (work / "last.state.pt").read_bytes() == state
+    old = torch.load(work / "last.state.pt", weights_only=True)
+    del old["progress"]  # a state written before the log sums were saved
+    torch.save(old, work / "last.state.pt")
+    changed = ("steps=3", "log_every=3", "val_every=3", "ckpt_every=3", "optim.lr=1e-4", "optim.schedule=cosine",
+               "model.fused=true")
+    assert train(tiny(tmp_path, *changed), resume=work)["steps"] == 3
+    assert "steps: 3" in (work / "config.yaml").read_text()
 
 
 def _loss_steps(work):
@@ -111,7 +166,23 @@ def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
     argv = ["train", "--workdir", cfg.workdir] + [a for s in TINY for a in ("--set", s)]
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
     assert main(argv + ["--overwrite", "--set", "steps=3"]) == 0
-    assert _loss_steps(tmp_path / "run") == ["1", "2", "3"]  # the earlier run's rows are gone
+    work = tmp_path / "run"
+    assert _loss_steps(work) == ["1", "2", "3"]  # the earlier run's rows are gone
+    for name in ("notes.txt", "eval.json", "eval.jpg", "vis/mine.jpg"):
+        (work / name).write_text("x")
+    with pytest.raises(KeyboardInterrupt):  # an overwrite interrupted before it validated and drew anything
+        train(tiny(tmp_path, "val_every=100", "vis_every=100"), overwrite=True, callbacks=[_KillAt(1)])
+    left = sorted(str(p.relative_to(work)) for p in work.rglob("*"))
+    assert left == ["config.yaml", "last.safetensors", "last.state.pt", "metrics.csv", "notes.txt", "train.log",
+                    "vis", "vis/mine.jpg"]  # no best.safetensors, val/ or eval.json of the earlier run
+    assert "--overwrite: removed the earlier run's" in (work / "train.log").read_text()
+
+
+def test_vis_every_draws_between_validations(tmp_path):
+    train(tiny(tmp_path, "steps=3", "val_every=3", "vis_every=1", "log_every=3"))
+    work = tmp_path / "run"
+    assert sorted(p.name for p in (work / "vis").iterdir()) == [f"step_000000{i}.jpg" for i in (1, 2, 3)]
+    assert sorted(p.name for p in (work / "val").iterdir()) == ["step_0000003.json"]
 
 
 def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):

@@ -2,16 +2,18 @@
 
 Per step: the loader yields uint8 crops and crop-pixel keypoints; ``hgfast.ops.heatmap_mse_loss`` renders the
 Gaussian targets on the device and sums the per-stack MSE. Every ``val_every`` steps (and at the end) the main
-process evaluates PCK on the validation split, keeps ``best.safetensors`` and, every ``vis_every`` steps, draws
-predictions on validation images (``vis/step_XXXXXXX.jpg``). With ``cuda_graphs`` the forward, loss, backward and
-optimiser step replay from one CUDA graph (``hgfast.graphs.GraphedTrainStep``).
+process evaluates PCK on the validation split and keeps ``best.safetensors``; every ``vis_every`` steps (and at
+the end) it draws predictions on the first 16 validation images (``vis/step_XXXXXXX.jpg``). With ``cuda_graphs``
+the forward, loss, backward and optimiser step replay from one CUDA graph (``hgfast.graphs.GraphedTrainStep``).
 
 The work dir holds ``config.yaml`` (resolved), ``train.log``, ``metrics.csv``, ``last.state.pt`` (resumable),
-``last.safetensors`` and ``best.safetensors``. Ctrl-C finishes the current step, writes the state and raises
-``KeyboardInterrupt``; ``train(cfg, resume=workdir)`` continues bit-identically (on CPU).
+``last.safetensors``, ``best.safetensors``, ``val/`` and ``vis/``. Ctrl-C finishes the current step, writes the
+state and raises ``KeyboardInterrupt`` (a second Ctrl-C stops at once, but never inside a step's parameter update);
+``train(cfg, resume=workdir)`` continues bit-identically (on CPU), logged losses included.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -25,11 +27,11 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import atomic_path
 from ..data.build import build_dataset
-from ..eval.evaluate import evaluate
+from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..ops import _checks, heatmap_mse_loss
@@ -37,7 +39,7 @@ from ..predict import to_input
 from ..visualize import save_predictions_picture
 from . import distributed
 from .config import Config, save_yaml, to_dict
-from .state import STATE_FILE, load_state, save_state, set_rng_state
+from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger("hgfast.train")
@@ -100,10 +102,11 @@ def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) ->
 
 
 class _StopFlag:
-    """SIGINT sets a flag (the loop stops at the next step boundary); a second Ctrl-C raises at once."""
+    """SIGINT sets a flag (the loop stops at the next step boundary); a second Ctrl-C raises at once, or, inside
+    ``critical()``, when it ends: the state the interrupt handler saves is always that of a whole step."""
 
     def __init__(self):
-        self.set, self._old = False, None
+        self.set, self._old, self._critical, self._deferred = False, None, False, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -111,9 +114,22 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.set:
+        if not self.set:
+            self.set = True
+        elif self._critical:
+            self._deferred = True
+        else:
             raise KeyboardInterrupt
-        self.set = True
+
+    @contextlib.contextmanager
+    def critical(self):
+        self._critical = True
+        try:
+            yield
+        finally:
+            self._critical = False
+        if self._deferred:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc):
         if self._old is not None:
@@ -169,15 +185,18 @@ class _Metrics:
             csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
 
 
+def _predict_kwargs(cfg: Config) -> dict:
+    return dict(flip=cfg.val_flip, channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp],
+                input_norm=cfg.data.input_norm)
+
+
 def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, picture: bool) -> float:
     """Evaluate on ``dataset``; log the table, write ``vis/step_XXXXXXX.jpg`` if ``picture``; return the mean
     PCK (weighted) at the first threshold."""
     from ..eval.pck import format_table
 
     thresholds = cfg.thresholds()
-    table, preds = evaluate(model, dataset, thresholds, batch_size=max(cfg.batch_size, 32), flip=cfg.val_flip,
-                            channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp],
-                            input_norm=cfg.data.input_norm)
+    table, preds = evaluate(model, dataset, thresholds, batch_size=max(cfg.batch_size, 32), **_predict_kwargs(cfg))
     log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
              format_table(table))
     with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
@@ -187,12 +206,45 @@ def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, p
     return table["pck"][f"{thresholds[0]:g}"]["mean_weighted"]
 
 
+def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path) -> None:
+    """``vis/step_XXXXXXX.jpg`` on a step without validation: the model runs on the 16 pictured images only."""
+    subset = Subset(dataset, range(min(16, len(dataset))))
+    subset.flip_permutation = dataset.flip_permutation
+    preds = predict_dataset(model, subset, batch_size=16, **_predict_kwargs(cfg))
+    save_predictions_picture(dataset, preds, workdir / "vis" / f"step_{step:07d}.jpg")
+
+
+# What a run writes in its work dir (and ``hgfast eval --workdir``): files, and folders of step files.
+RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safetensors", "best.safetensors",
+             "eval.json", "eval.jpg")
+RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
+
+
+def _clear_run(workdir: Path) -> list[str]:
+    """Remove an earlier run's outputs from ``workdir``: only ``RUN_FILES`` and the step files in ``RUN_FOLDERS``
+    (the folder too if that empties it); return what was removed, in words."""
+    removed = [name for name in RUN_FILES if (workdir / name).is_file()]
+    for name in removed:
+        (workdir / name).unlink()
+    for folder, pattern in RUN_FOLDERS.items():
+        files = list((workdir / folder).glob(pattern))
+        for path in files:
+            path.unlink()
+        if files:
+            removed.append(f"{folder}/{pattern} ({len(files)})")
+        with contextlib.suppress(OSError):
+            (workdir / folder).rmdir()
+    return removed
+
+
 def train(cfg: Config, resume: str | Path | None = None,
           callbacks: list[Callable[[int, dict], None]] = (), overwrite: bool = False) -> dict:
     """Train with ``cfg``; resume from a work dir or state file if ``resume`` is given.
 
-    A fresh run refuses a work dir holding an earlier run's ``last.state.pt`` unless ``overwrite`` (then the
-    earlier run's metrics are dropped and its checkpoints replaced).
+    A work dir holding another run's ``last.state.pt`` (an earlier run, for a fresh run; for a resumed one, a run in
+    another folder than the resumed state's) is refused unless ``overwrite``: then the earlier run's outputs
+    (``RUN_FILES``, ``RUN_FOLDERS``; nothing else) are removed first. A resumed run's config must keep the keys
+    ``check_resumable`` names (ValueError otherwise); nothing is written before that check and the state load.
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
     dict (steps, best validation PCK, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
@@ -205,15 +257,24 @@ def train(cfg: Config, resume: str | Path | None = None,
 
 def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     workdir = Path(cfg.workdir)
-    if resume is None and not overwrite and (workdir / STATE_FILE).exists():
-        raise FileExistsError(f"{workdir} holds an earlier run ({STATE_FILE}): continue it with --resume, or "
-                              f"pass --overwrite to replace it (or choose another --workdir)")
+    state = None if resume is None else load_state(resume)
+    if state is not None:
+        check_resumable(state.get("config") or {}, to_dict(cfg))
+    same_run = resume is not None and state_path(resume).parent.resolve() == workdir.resolve()
+    if not same_run and not overwrite and (workdir / STATE_FILE).exists():
+        what = "an earlier run" if resume is None else f"another run than {state_path(resume)}"
+        raise FileExistsError(f"{workdir} holds {what} ({STATE_FILE}): continue it with --resume, or pass "
+                              f"--overwrite to replace it (or choose another --workdir)")
     dist_info, device = distributed.setup(cfg.device)
     _check_runtime(cfg, device, dist_info)
+    removed = []
     if dist_info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, workdir / "config.yaml")
+        if overwrite and not same_run:
+            removed = _clear_run(workdir)
     _setup_logging(workdir, dist_info.is_main)
+    if removed:
+        log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -223,16 +284,17 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    step, best = 0, None
-    if resume is not None:
-        state = load_state(resume)
+    step, best, progress = 0, None, {}
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         release_capturable(optimizer)
         scaler.load_state_dict(state["scaler"])
-        step, best = int(state["step"]), state.get("best")
+        step, best, progress = int(state["step"]), state.get("best"), state.get("progress", {})
         set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", resume, step)
+    if dist_info.is_main:
+        save_yaml(cfg, workdir / "config.yaml")
     net = model
     if dist_info.enabled:
         if cfg.sync_bn:
@@ -259,9 +321,14 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
 
+    # Running sums of the log window, images seen, start time: in the state, so a resumed run logs the same.
+    t0, seen = time.time() - progress.get("elapsed_s", 0.0), progress.get("seen", 0)
+    loss_acc, loss_n = torch.tensor(progress.get("loss_sum", 0.0), device=device), progress.get("loss_n", 0)
+
     def checkpoint(final: bool = False) -> None:
         if dist_info.is_main:
-            save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg))
+            save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
+                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0})
             model.save(workdir / "last.safetensors")
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
@@ -274,8 +341,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             value = validate(model, cfg, val_set, step, workdir, bool(picture))
             metrics.write(step=step, val_pck=f"{value:.5f}", val_pck_threshold=cfg.thresholds()[0])
             if best is None or value > best:
-                best, improved = value, True
-                model.save(workdir / "best.safetensors")
+                with stop.critical():  # the state's best matches best.safetensors
+                    best, improved = value, True
+                    model.save(workdir / "best.safetensors")
         dist_info.barrier()
         return improved
 
@@ -284,7 +352,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, disable=not (dist_info.is_main and sys.stderr.isatty()),
                dynamic_ncols=True)
     net.train()
-    t0, seen, loss_acc, loss_n = time.time(), 0, torch.zeros((), device=device), 0
     completed = False
     with _StopFlag() as stop:
         try:
@@ -297,20 +364,25 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         group["lr"] = lr
                     x, kp, weights = device_batch(batch, device, cfg.data.input_size, weight_key,
                                                   cfg.channels_last, cfg.data.input_norm)
-                    if graphed is not None:
-                        loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
-                    else:
+                    if graphed is None:
                         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                             pred = net(x)
                         loss = loss_fn(pred, kp, weights)
                         optimizer.zero_grad(set_to_none=True)
                         scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    step += 1
-                    seen += x.shape[0] * dist_info.world_size
-                    loss_acc += loss.detach()
-                    loss_n += 1
+                    with stop.critical():  # from the update through the step's counters
+                        if graphed is not None:
+                            loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
+                        else:
+                            scaler.step(optimizer)
+                            scaler.update()
+                        step += 1
+                        if (step - 1) % cfg.log_every == 0:  # a log window starts (not reset at the log line,
+                            loss_acc.zero_()                 # so a state saved at a window's end resumes right)
+                            loss_n = 0
+                        seen += x.shape[0] * dist_info.world_size
+                        loss_acc += loss.detach()
+                        loss_n += 1
                     bar.update(1)
                     for cb in callbacks:
                         cb(step, {"loss": loss.detach(), "lr": lr})
@@ -327,9 +399,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         if metrics:
                             metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{mean_loss:.6g}",
                                           images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
-                        loss_acc.zero_()
-                        loss_n = 0
-                    improved = (last or step % cfg.val_every == 0) and run_validation()
+                    validating = last or step % cfg.val_every == 0
+                    improved = validating and run_validation()
+                    if dist_info.is_main and not validating and cfg.vis_every and step % cfg.vis_every == 0:
+                        draw_predictions(model, cfg, val_set, step, workdir)
                     if last or step % cfg.ckpt_every == 0 or improved:  # the state's best matches best.safetensors
                         checkpoint(final=last)
                     if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):

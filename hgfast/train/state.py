@@ -39,22 +39,47 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_state(path: str | os.PathLike, model, optimizer, scaler, step: int, best: float | None,
-               config: dict) -> None:
-    """Write the resumable state (``model`` unwrapped from DDP) to ``path`` atomically."""
+               config: dict, progress: dict | None = None) -> None:
+    """Write the resumable state (``model`` unwrapped from DDP) to ``path`` atomically. ``progress``: the loop's
+    loss sum and count in the current log window, images seen and elapsed seconds."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-             "step": step, "best": best, "rng": rng_state(), "config": config}
+             "step": step, "best": best, "rng": rng_state(), "config": config, "progress": progress or {}}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def load_state(path: str | os.PathLike) -> dict:
-    """Read a state written by ``save_state``; FileNotFoundError / ValueError name the file."""
+def state_path(path: str | os.PathLike) -> Path:
+    """The state file ``path`` names: itself, or ``<path>/last.state.pt`` for a work dir; FileNotFoundError if
+    there is none."""
     path = Path(path)
     if path.is_dir():
         path = path / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"resume state not found: {path} (give a work dir holding {STATE_FILE} or a "
                                 f"state file)")
+    return path
+
+
+# Model keys a resumed run may change: runtime switches that leave the state dict as it is.
+_RUNTIME_MODEL_KEYS = {"fused"}
+
+
+def check_resumable(saved: dict, config: dict) -> None:
+    """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
+    ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
+    (the optimiser state's layout), amp (the fp16 scaler's state) and data.input_size."""
+    keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
+    for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "input_size")]:
+        old, new = ((c.get(section, {}) if section else c).get(key) for c in (saved, config))
+        name = f"{section}.{key}" if section else key
+        if old is not None and old != new:
+            raise ValueError(f"cannot resume with config key {name!r} = {new!r}: the saved run has {old!r} and it "
+                             f"must not change on resume (start a new run in another work dir)")
+
+
+def load_state(path: str | os.PathLike) -> dict:
+    """Read a state written by ``save_state``; FileNotFoundError / ValueError name the file."""
+    path = state_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip / pickle raise many types
