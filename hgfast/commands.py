@@ -84,6 +84,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    import cv2
     import torch
 
     from .data.build import build_dataset
@@ -95,9 +96,12 @@ def _cmd_eval(args) -> int:
     workdir = Path(args.workdir) if args.workdir else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else (workdir / "best.safetensors" if workdir else None)
     config = args.config or (workdir / "config.yaml" if workdir else None)
+    picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
     try:
         if checkpoint is None:
             raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
+        if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
+            raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
         if config is None and args.preset is None:
             config = checkpoint.parent / "config.yaml"  # the training run's config beside its weights
             if not config.is_file():
@@ -122,7 +126,6 @@ def _cmd_eval(args) -> int:
     if out:
         _write_json(table, out)
         print(f"wrote {out}")
-    picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
     if picture:
         save_predictions_picture(dataset, preds, picture)
         print(f"wrote {picture}")

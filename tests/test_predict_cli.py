@@ -130,6 +130,12 @@ def test_cli_eval(workdir, capsys):
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
 
 
+def test_cli_eval_refuses_a_picture_it_cannot_write_before_evaluating(workdir, tmp_path, capsys):
+    assert main(["eval", "--workdir", str(workdir), "--json", str(tmp_path / "e.json"),
+                 "--picture", str(tmp_path / "e.txt")]) == 2
+    assert "--picture" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
+
+
 def test_cli_eval_device(workdir, tmp_path, capsys):
     assert main(["eval", "--workdir", str(workdir), "--device", "cpu", "--json", str(tmp_path / "a.json")]) == 0
     if not torch.cuda.is_available():
