@@ -44,7 +44,8 @@ run_tests() {
     local par=()
     python3 -c "import xdist" 2>/dev/null && par=(-n "${TEST_WORKERS:-8}" --dist loadfile)
     HGFAST_AUTOTUNE=${HGFAST_AUTOTUNE:-0} HGFAST_EVAL_RESIDUAL=${HGFAST_EVAL_RESIDUAL:-single} \
-        run "${1:-300}" python3 -m pytest tests -q -p no:cacheprovider "${par[@]}" --durations=25 > "$LOGS/tests.log" 2>&1
+        run "${1:-300}" python3 -m pytest tests -q -p no:cacheprovider "${par[@]}" --durations=25 \
+        > "$LOGS/tests.log" 2>&1
     note "tests rc=$? $(grep -E '^(FAILED|ERROR)|[0-9]+ (passed|failed)' "$LOGS/tests.log" | tail -30 | tr '\n' ' ')"
 }
 
@@ -80,8 +81,11 @@ report() {  # summary.md: what ran, then the table and the issue-7 targets of ev
         sed 's/^/    /' "$LOGS/info.txt" 2>/dev/null; echo
         sed 's/^/- /' "$LOGS/summary-lines.txt"; echo
     } > "$OUT/summary.md"
+    rm -f "$LOGS/report.md"
     [ -e "${jsons[0]}" ] && python3 benchmarks/report.py "${jsons[@]}" --markdown "$LOGS/report.md" \
-        --png "$OUT/report.png" > "$LOGS/report.log" 2>&1 && cat "$LOGS/report.md" >> "$OUT/summary.md"
+        --png "$OUT/report.png" > "$LOGS/report.log" 2>&1
+    [ -f "$LOGS/report.md" ] && cat "$LOGS/report.md" >> "$OUT/summary.md" || echo "(no report: $LOGS/report.log)" \
+        >> "$OUT/summary.md"
 }
 
 model_k="8-32 and bfloat16"

@@ -78,8 +78,9 @@ def markdown(machine: dict, groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(groups: dict[str, list[dict]], png: Path) -> None:
-    """Horizontal bars: each implementation's speedup over the slowest implementation of its group."""
+def bar_chart(groups: dict[str, list[dict]], png: Path) -> bool:
+    """Horizontal bars: each implementation's speedup over the slowest implementation of its group. False (and no
+    file) when there is nothing to compare: only the ceiling cases."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,6 +94,8 @@ def bar_chart(groups: dict[str, list[dict]], png: Path) -> None:
         for row in rows:
             labels.append(f"{group} | {row['impl']}")
             values.append(slowest / row["median_ms"])
+    if not values:
+        return False
     fig, ax = plt.subplots(figsize=(10, 0.28 * len(labels) + 1.2))
     ax.barh(range(len(values)), values, color="tab:blue")
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -102,6 +105,7 @@ def bar_chart(groups: dict[str, list[dict]], png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
+    return True
 
 
 def load_all(paths: list[Path]) -> tuple[dict, dict[str, list[dict]]]:
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.write_text(table)
     else:
         sys.stdout.write(table)
-    bar_chart(groups, args.png or args.results[0].with_suffix(".png"))
+    if not bar_chart(groups, args.png or args.results[0].with_suffix(".png")):
+        print("report.py: only ceiling cases, no chart", file=sys.stderr)
     return 0
 
 

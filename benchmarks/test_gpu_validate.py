@@ -1,0 +1,48 @@
+"""gpu_validate.sh's plumbing, with a stand-in nvidia-smi: a benchmark stage writes its JSON, summary.md and
+logs.tar.gz under $OUT, and a stage cut short by its deadline still writes the cases that finished."""
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parent / "gpu_validate.sh"
+
+
+def _run(tmp_path, *stages, **env):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in (("nvidia-smi", "echo 'NVIDIA H200'"), ("python3", f'exec "{sys.executable}" "$@"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")  # python3: this interpreter (its venv included)
+        (bin_dir / name).chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
+           "LOGS": str(tmp_path / "logs"), **env}
+    proc = subprocess.run(["bash", str(SCRIPT), *stages], cwd=SCRIPT.parent.parent, env=env, capture_output=True,
+                          text=True, timeout=300)
+    return proc, out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_bench_stage_writes_results_summary_and_logs(tmp_path):
+    proc, out = _run(tmp_path, "bench", BENCH_K="ceiling", BENCH_TAG="smoke")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (results,) = out.glob("NVIDIA-H200-*-smoke.json")
+    assert {b["group"] for b in json.loads(results.read_text())["benchmarks"]} == {"ceiling: copy", "ceiling: matmul"}
+    summary = (out / "summary.md").read_text()
+    assert "# hgfast on NVIDIA-H200" in summary and "bench smoke rc=0" in summary
+    assert "Ceilings measured in this run: copy" in summary  # the report of the JSON so far
+    assert not (out / "report.png").exists()  # only ceiling cases: nothing to chart, and no failure either
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        assert "./bench-smoke.log" in tar.getnames()
+    assert len(list(out.iterdir())) <= 8  # the device tool brings back at most 8 files
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_a_stage_past_the_deadline_is_cut_and_reported(tmp_path):
+    proc, out = _run(tmp_path, "bench", BENCH_K="ceiling", BENCH_TAG="late", DEADLINE="1")
+    assert proc.returncode == 0
+    assert "bench late rc=124" in (out / "summary.md").read_text()  # timeout's status: cut at the limit
