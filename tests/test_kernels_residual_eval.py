@@ -174,6 +174,26 @@ def test_fastest_times_each_candidate_once_per_key(monkeypatch):
     fastest_module.forget()
 
 
+def test_fastest_leaves_out_a_candidate_that_fails(monkeypatch):
+    """A candidate this GPU cannot run (out of shared memory, say) is skipped with a warning; all failing raises."""
+    def fake_median_ms(fn):
+        return {"one": 2.0, "two": 1.0}[fn()]
+
+    def no_resources():
+        raise RuntimeError("out of resources: shared memory")
+
+    monkeypatch.setattr(fastest_module, "cuda_median_ms", fake_median_ms)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
+    fastest_module.forget()
+    cuda = torch.device("cuda", 0)
+    with pytest.warns(UserWarning, match=r"left out two \(RuntimeError: out of resources"):
+        assert fastest("TEST_OP", ("a",), {"one": lambda: "one", "two": no_resources}, cuda)() == "one"
+    with pytest.raises(RuntimeError, match="out of resources"):
+        fastest("TEST_OP", ("b",), {"two": no_resources}, cuda)
+    fastest_module.forget()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("n,h,w", [(4, 16, 16), (5, 64, 64), (3, 50, 70)])
 def test_residual_eval_on_the_gpu(n, h, w, monkeypatch):

@@ -5,13 +5,16 @@ say) in the same way. ``fastest(op, key, candidates, device)`` returns the candi
 first time a ``key`` is seen it runs every candidate (two warm-up calls, then the median of ten CUDA-event
 timings) and keeps the fastest for the process. ``HGFAST_<OP>=<name>`` pins a candidate (``auto``: time them).
 Without a CUDA device (the CPU interpreter) and while a CUDA graph is being captured (nothing can be timed then)
-an unseen key takes the first candidate. The candidates compute the same values up to floating-point rounding,
+an unseen key takes the first candidate. A candidate that raises while timed (a tile this GPU cannot run: out of
+shared memory or registers) is left out, with a warning; if every candidate raises, the first error propagates.
+The candidates compute the same values up to floating-point rounding,
 so which one wins changes results only at that level (like ``torch.backends.cudnn.benchmark``).
 """
 from __future__ import annotations
 
 import os
 import statistics
+import warnings
 from typing import Callable
 
 import torch
@@ -40,8 +43,18 @@ def fastest(op: str, key: tuple, candidates: dict[str, Callable[[], object]], de
     if name is None:
         if device.type != "cuda" or torch.cuda.is_current_stream_capturing():
             return next(iter(candidates.values()))
+        times, errors = {}, {}
         with torch.cuda.device(device):  # events on the stream the candidates launch on
-            times = {name: cuda_median_ms(fn) for name, fn in candidates.items()}
+            for candidate, fn in candidates.items():
+                try:
+                    times[candidate] = cuda_median_ms(fn)
+                except Exception as exc:  # noqa: BLE001 (Triton's resource and compile errors have no common base)
+                    errors[candidate] = exc
+        if not times:
+            raise next(iter(errors.values()))
+        if errors:
+            failed = ", ".join(f"{c} ({type(e).__name__}: {e})" for c, e in errors.items())
+            warnings.warn(f"hgfast: {op} {key}: left out {failed}; chose among the others")
         name = _chosen[(op, key)] = min(times, key=times.get)
     return candidates[name]
 
