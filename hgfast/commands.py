@@ -29,26 +29,16 @@ def _config(args, **top):
     return resolve(args.preset, args.config, args.set or (), **top)
 
 
-def _saved_config(resume: Path) -> dict:
+def _saved_config(resume: Path) -> Path | dict:
     """A resumed run's config: ``config.yaml`` beside its state (file or work dir), else the state's own."""
-    from .train.config import load_yaml
     from .train.state import load_state, state_path
 
     saved = state_path(resume).parent / "config.yaml"
-    return load_yaml(saved) if saved.is_file() else load_state(resume).get("config") or {}
-
-
-def _merged(base: dict, *updates: dict) -> dict:
-    """``base`` with the nested dicts ``updates`` merged in, in order."""
-    out = dict(base)
-    for update in updates:
-        for key, value in update.items():
-            out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
+    return saved if saved.is_file() else load_state(resume).get("config") or {}
 
 
 def _cmd_train(args) -> int:
-    from .train.config import Config, parse_set, resolve
+    from .train.config import Config
     from .train.loop import train
     from .train.state import STATE_FILE, state_path
 
@@ -59,9 +49,8 @@ def _cmd_train(args) -> int:
             top["workdir"] = args.workdir or str(resume.parent)
         if args.resume and args.config is None and args.preset is None:
             run = resume or Path(top.get("workdir", Config().workdir))
-            cfg = resolve(**_merged(_saved_config(run), parse_set(args.set or ()), top))
-        else:
-            cfg = _config(args, **top)
+            args.config = _saved_config(run)
+        cfg = _config(args, **top)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("train", exc)
     state = Path(cfg.workdir) / STATE_FILE

@@ -93,8 +93,8 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm="none")`` (``flip_permutation=None``: MPII's; a model with another skeleton
-    passes its own to flip-test; ``input_norm``: module docstring); call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels
-    (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``).
+    passes its own to flip-test; ``input_norm``: module docstring); call it with a list of images ((H, W, 3) uint8
+    RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``).
     Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
     ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
     """

@@ -202,15 +202,16 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
-def resolve(preset: str | None = None, path: str | os.PathLike | None = None, overrides=(), **top) -> Config:
-    """Build a validated ``Config`` from defaults, a preset name, a YAML file, ``--set`` strings and keywords."""
+def resolve(preset: str | None = None, path: str | os.PathLike | dict | None = None, overrides=(), **top) -> Config:
+    """Build a validated ``Config`` from defaults, a preset name, a YAML file (or its contents, already read),
+    ``--set`` strings and keywords."""
     cfg = Config()
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         _merge(cfg, PRESETS[preset])
     if path is not None:
-        _merge(cfg, load_yaml(path))
+        _merge(cfg, path if isinstance(path, dict) else load_yaml(path))
     _merge(cfg, parse_set(list(overrides)))
     _merge(cfg, {k: v for k, v in top.items() if v is not None})
     validate(cfg)
