@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import Tensor
 
-_CONFIG_KEY = "hgfast_config"
+_PREFIX = "hgfast_"  # safetensors metadata keys hgfast writes: hgfast_config (architecture), hgfast_skeleton
 
 
 def _file_mode(path: Path) -> int:
@@ -48,14 +48,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
             os.unlink(tmp)
 
 
-def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: Mapping | None = None) -> None:
-    """Save a state dict as safetensors (contiguous CPU copies), with an optional JSON ``config`` in the metadata."""
+def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: Mapping | None = None,
+                 **metadata) -> None:
+    """Save a state dict as safetensors (contiguous CPU copies), with an optional JSON ``config`` and further
+    JSON-ready ``metadata`` entries (e.g. ``skeleton=``) that ``read_metadata`` returns."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    metadata = {_CONFIG_KEY: json.dumps(dict(config))} if config else None
+    entries = {"config": dict(config) if config else None, **metadata}
+    stored = {_PREFIX + k: json.dumps(v) for k, v in entries.items() if v is not None}
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
+        save_file(tensors, tmp, metadata=stored or None)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata hgfast stored with a safetensors file (``{"config": {...}, "skeleton": {...}}``, entries
+    present only where written); ``{}`` for other files. FileNotFoundError / ValueError name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = f.metadata() or {}
+        return {k[len(_PREFIX):]: json.loads(v) for k, v in stored.items() if k.startswith(_PREFIX)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
 
 
 def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
@@ -68,16 +89,15 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        config = read_metadata(path).get("config", {})
         try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
-        return state, json.loads(metadata.get(_CONFIG_KEY, "{}"))
+        return state, config
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt pickles / zip archives

@@ -106,9 +106,9 @@ def _cmd_eval(args) -> int:
                                 flip=args.flip, flip_shift=not args.no_flip_shift, input_norm=cfg.data.input_norm)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
-    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset,
-                 normaliser="0.6 x head-box diagonal (h5 normalize)" if cfg.data.dataset == "mpii"
-                 else "figure standing height")
+    normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
+                   "synthetic": "figure standing height"}
+    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset])
     print(f"{cfg.data.dataset} val, {table['samples']} samples, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
     out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
@@ -149,7 +149,6 @@ def _input_size(args, checkpoint: Path) -> int:
 
 def _cmd_predict(args) -> int:
     from .data.mpii import read_image
-    from .data.skeleton import joint_names
     from .predict import Predictor
     from .visualize import draw_skeleton, save_image
 
@@ -168,7 +167,7 @@ def _cmd_predict(args) -> int:
         return _fail("predict", exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, names, joints = [], set(), joint_names(keypoints.shape[1])
+    results, names, joints = [], set(), predictor.skeleton.names
     for path, image, box, kp, sc in zip(args.images, images, boxes, keypoints, scores):
         stem, n = Path(path).stem, 1
         name = f"{stem}_pose.jpg"
@@ -177,7 +176,7 @@ def _cmd_predict(args) -> int:
             name = f"{stem}_pose_{n}.jpg"
         names.add(name)
         picture = out / name
-        save_image(draw_skeleton(image, kp), picture)
+        save_image(draw_skeleton(image, kp, limbs=predictor.skeleton.limbs), picture)
         results.append({"image": str(path), "box": box, "picture": str(picture),
                         "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
                                       zip(joints, kp)},

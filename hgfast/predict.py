@@ -92,19 +92,24 @@ class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
-    flip_permutation=None, input_norm="none")`` (``flip_permutation=None``: MPII's; a model with another skeleton
-    passes its own to flip-test; ``input_norm``: module docstring); call it with a list of images ((H, W, 3) uint8
-    RGB arrays or file paths) and optional boxes ``(x, y, w, h)`` in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image, ``(0, 0, W, H)``).
-    Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
-    ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill the box.
+    flip_permutation=None, input_norm="none")``. ``skeleton`` (joint names, flip permutation, limbs) is the one
+    stored in the checkpoint by training, else ``Skeleton.for_joints(K)`` (MPII's for 16 joints);
+    ``flip_permutation`` overrides its flip permutation (needed to flip-test a model with an unknown skeleton);
+    ``input_norm``: module docstring. Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths)
+    and optional boxes ``(x, y, w, h)`` in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``;
+    ``None``: the whole image, ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores
+    (N, K))``. The crop is square, ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill it.
     """
 
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
                  input_norm: str = "none"):
+        from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
+        skeleton = None
         if isinstance(model, (str, os.PathLike)):
+            skeleton = Skeleton.from_checkpoint(model)
             model = StackedHourglass.from_checkpoint(Path(model))
         if not isinstance(model, nn.Module):
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
@@ -113,11 +118,12 @@ class Predictor:
             raise ValueError(f"Predictor: input_size must be a positive multiple of {multiple}, got {input_size!r}")
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
-        njoints = getattr(model, "njoints", len(MPII_FLIP_PERMUTATION))
-        if flip and flip_permutation is None and njoints != len(MPII_FLIP_PERMUTATION):
-            raise ValueError(f"Predictor: flip=True with a {njoints}-joint model needs flip_permutation (the joint "
-                             f"order after a horizontal flip); the default is MPII's, for 16 joints")
-        self.flip_permutation = MPII_FLIP_PERMUTATION if flip_permutation is None else tuple(flip_permutation)
+        self.skeleton = skeleton or Skeleton.for_joints(getattr(model, "njoints", 16))
+        self.flip_permutation = (self.skeleton.flip_permutation if flip_permutation is None
+                                 else tuple(flip_permutation))
+        if flip and self.flip_permutation is None:
+            raise ValueError(f"Predictor: flip=True with a {self.skeleton.num_joints}-joint model of unknown skeleton "
+                             f"needs flip_permutation (the joint order after a horizontal flip)")
         self.input_norm = check_input_norm(input_norm)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -144,6 +150,6 @@ class Predictor:
             kps.append(kp.numpy())
             scores.append(sc.numpy())
         if not kps:
-            k = getattr(self.model, "njoints", 16)
+            k = self.skeleton.num_joints
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         return np.concatenate(kps), np.concatenate(scores)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .checkpoint import atomic_path
-from .data.skeleton import LIMBS, NUM_JOINTS
+from .data.skeleton import Skeleton
 
 SIDE_COLOURS = {"r": (255, 80, 40), "l": (40, 120, 255), "c": (60, 220, 60)}  # RGB: right red, left blue
 
@@ -17,14 +17,15 @@ def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 
                   radius: int | None = None, limbs=None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 RGB with limbs and joints of ``keypoints`` (K, 2) pixels drawn;
     joints with ``scores <= threshold`` (if given) and the limbs touching them are skipped. ``limbs``: (a, b, side)
-    triples, side a key of ``colours``; default MPII's for 16 joints, none (joints only) for other skeletons."""
+    triples, side a key of ``colours``; default MPII's for 16 joints, none (joints only) for other skeletons
+    (``Skeleton.for_joints``)."""
     out = np.ascontiguousarray(image).copy()
     kp = np.asarray(keypoints, np.float64)
     ok = np.isfinite(kp).all(1) if scores is None else np.isfinite(kp).all(1) & (np.asarray(scores) > threshold)
     r = radius or max(1, round(max(out.shape[:2]) / 150))
     pt = lambda k: tuple(int(round(v * 16)) for v in kp[k])  # noqa: E731  (4 fractional bits)
     if limbs is None:
-        limbs = LIMBS if len(kp) == NUM_JOINTS else ()
+        limbs = Skeleton.for_joints(len(kp)).limbs
     limbs = [(a, b, side) for a, b, side in limbs if a < len(kp) and b < len(kp) and ok[a] and ok[b]]
     for a, b, _ in limbs:  # a dark outline keeps the skeleton visible on any background
         cv2.line(out, pt(a), pt(b), (0, 0, 0), r + 2, cv2.LINE_AA, shift=4)
@@ -37,9 +38,9 @@ def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 
 
 
 def prediction_grid(images: list[np.ndarray], keypoints, scores=None, threshold: float = 0.0, columns: int = 4,
-                    tile: int = 256) -> np.ndarray:
+                    tile: int = 256, limbs=None) -> np.ndarray:
     """One picture of RGB ``images``, each resized to fit a ``tile``-pixel square (aspect kept) with its
-    ``keypoints[i]`` (K, 2) (pixels of the original image) drawn on it."""
+    ``keypoints[i]`` (K, 2) (pixels of the original image) drawn on it (``limbs`` as ``draw_skeleton``'s)."""
     if not len(images):
         raise ValueError("prediction_grid needs at least one image")
     tiles = []
@@ -48,7 +49,7 @@ def prediction_grid(images: list[np.ndarray], keypoints, scores=None, threshold:
         small = cv2.resize(im, (max(1, round(im.shape[1] * f)), max(1, round(im.shape[0] * f))),
                            interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
         small = draw_skeleton(small, (np.asarray(keypoints[i]) + 0.5) * f - 0.5,
-                              None if scores is None else scores[i], threshold)
+                              None if scores is None else scores[i], threshold, limbs=limbs)
         canvas = np.zeros((tile, tile, 3), np.uint8)
         canvas[:small.shape[0], :small.shape[1]] = small
         tiles.append(canvas)
@@ -57,10 +58,12 @@ def prediction_grid(images: list[np.ndarray], keypoints, scores=None, threshold:
 
 
 def save_predictions_picture(dataset, preds: dict, path: str | os.PathLike, n: int = 16) -> None:
-    """Save the first ``n`` images of ``preds`` (``predict_dataset`` arrays) with their predictions, as a grid."""
+    """Save the first ``n`` images of ``preds`` (``predict_dataset`` arrays) with their predictions, as a grid
+    (limbs of the dataset's ``skeleton``)."""
     n = min(n, len(preds["pred"]))
     images = [dataset.record(int(i))["image"] for i in preds["index"][:n]]
-    save_image(prediction_grid(images, preds["pred"][:n]), path)
+    skeleton = getattr(dataset, "skeleton", None)
+    save_image(prediction_grid(images, preds["pred"][:n], limbs=skeleton and skeleton.limbs), path)
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike) -> None:

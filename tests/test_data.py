@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hgfast.data import MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, render
+from hgfast.data import MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, render, write_annotations
 from hgfast.data import augment
 from hgfast.data.skeleton import JOINT_NAMES
 from hgfast.ops import MPII_FLIP_PERMUTATION, heatmap_to_image
@@ -138,13 +138,8 @@ def _write_mpii(tmp_path, n=3):
         names.append(f"{i:05d}.jpg".encode())
         cv2.imwrite(str(images / names[-1].decode()), rng.integers(0, 255, (160, 180, 3), dtype=np.uint8))
     path = tmp_path / "valid.h5"
-    with h5py.File(path, "w") as f:
-        f["imgname"] = np.array(names, dtype="S9")
-        f["center"] = np.tile([80.0, 80.0], (n, 1))
-        f["scale"] = np.full(n, 0.6)
-        f["part"] = part
-        f["visible"] = np.ones((n, 16))
-        f["normalize"] = np.full(n, 12.0)
+    write_annotations(path, [s.decode() for s in names], np.tile([80.0, 80.0], (n, 1)), np.full(n, 0.6), part,
+                      np.ones((n, 16)), np.full(n, 12.0))
     return path, images, part
 
 

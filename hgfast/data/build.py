@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .coco import COCOKeypoints
 from .mpii import MPII
 from .synthetic import SyntheticPoses
 from .topdown import TopDownDataset
@@ -26,4 +27,16 @@ def build_dataset(data, split: str) -> TopDownDataset:
         if not image_dir:
             raise ValueError("MPII images: set 'data.image_dir' or 'data.root'")
         return MPII(annotations, image_dir, data.input_size, augment, data.seed, data.one_based)
-    raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic' or 'mpii'")
+    if data.dataset == "coco":
+        root, name = (Path(data.root) if data.root else None), ("train" if split == "train" else "val")
+        given = data.train_annotations if split == "train" else data.val_annotations
+        annotations = given or (root / "annotations" / f"person_keypoints_{name}2017.json" if root else "")
+        if not annotations:
+            raise ValueError(f"COCO {split} annotations: set 'data.{split}_annotations' or 'data.root'")
+        image_dir = (data.image_dir if split == "train" else data.val_image_dir or data.image_dir) \
+            or (root / f"{name}2017" if root else "")
+        if not image_dir:
+            raise ValueError("COCO images: set 'data.image_dir' or 'data.root'")
+        return COCOKeypoints(annotations, image_dir, data.input_size, augment, data.seed, data.category_id or None,
+                             [tuple(p) for p in data.flip_pairs] or None, data.box_margin)
+    raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic', 'mpii' or 'coco'")

@@ -52,6 +52,28 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return ann
 
 
+def write_annotations(path: str | os.PathLike, imgname, center, scale, part, visible, normalize) -> None:
+    """Write an MPII-style ``.h5`` annotation file (atomically) that ``read_annotations`` / ``MPII`` read: per
+    sample ``imgname`` (N,) relative to the image folder, ``center`` (N, 2), ``scale`` (N,) (box height / 200),
+    ``part`` (N, 16, 2) with (0, 0) for an unannotated joint, ``visible`` (N, 16) and ``normalize`` (N,) (the PCK
+    normaliser). Coordinates are written as given: MATLAB's 1-based ones for ``MPII(one_based=True)``, the
+    default."""
+    import h5py
+
+    from ..checkpoint import atomic_path
+
+    ann = {"imgname": np.array([str(s).encode("utf-8") for s in imgname]),
+           **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
+                                                        ("visible", visible), ("normalize", normalize))}}
+    n = len(ann["imgname"])
+    for k, shape in FIELDS.items():
+        if ann[k].shape != (n, *shape):
+            raise ValueError(f"write_annotations: {k} must have shape {(n, *shape)}, got {ann[k].shape}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in ann.items():
+            f[k] = v
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file."""
     path = Path(path)

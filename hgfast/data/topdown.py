@@ -13,18 +13,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..ops import MPII_FLIP_PERMUTATION
 from . import augment
 from .crop import crop
+from .skeleton import MPII_SKELETON, Skeleton
 
 
 class TopDownDataset(Dataset):
     """Subclasses implement ``__len__`` and ``record(index)`` returning a dict with ``image`` (H, W, 3) uint8
     RGB, ``joints`` (K, 2) image pixels, ``visible`` (K,), ``annotated`` (K,), ``center`` (2,), ``scale``
-    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels). ``flip_permutation`` (joint order
-    after a horizontal flip) is the one used for keypoints and their flags alike."""
+    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels). ``skeleton`` (MPII's unless a
+    subclass sets another) names the joints; its ``flip_permutation`` (joint order after a horizontal flip) is the
+    one used for keypoints and their flags alike."""
 
-    flip_permutation = MPII_FLIP_PERMUTATION
+    skeleton: Skeleton = MPII_SKELETON
+
+    @property
+    def flip_permutation(self) -> tuple[int, ...] | None:
+        return self.skeleton.flip_permutation
 
     def __init__(self, input_size: int = 256, augment_preset: str = "none", seed: int = 0):
         if augment_preset not in augment.PRESETS:
@@ -47,6 +52,9 @@ class TopDownDataset(Dataset):
         index, epoch = int(key) % n, int(key) // n
         rec = self.record(index)
         aug = augment.sample(self.augment_preset, np.random.default_rng([self.seed, epoch, index]))
+        if aug.flip and self.flip_permutation is None:
+            raise ValueError(f"{type(self).__name__}: augmentation {self.augment_preset!r} flips images, but the "
+                             f"skeleton has no flip permutation (give flip pairs, or augment without flips)")
         scale = float(rec["scale"]) * aug.scale
         image, keypoints = crop(rec["image"], rec["joints"], rec["center"], scale, aug.rotation,
                                 self.input_size, flip=aug.flip, flip_permutation=self.flip_permutation)

@@ -10,7 +10,7 @@ from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
-from .pck import ALL_JOINTS, pck_table
+from .pck import pck_table
 
 
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
@@ -26,6 +26,12 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     if len(dataset) == 0:
         raise ValueError("predict_dataset: dataset is empty")
     permutation = getattr(dataset, "flip_permutation", MPII_FLIP_PERMUTATION)
+    if flip and permutation is None:
+        raise ValueError("predict_dataset: flip=True, but the dataset's skeleton has no flip permutation")
+    skeleton = getattr(dataset, "skeleton", None)
+    if skeleton is not None and getattr(model, "njoints", skeleton.num_joints) != skeleton.num_joints:
+        raise ValueError(f"predict_dataset: the model predicts {model.njoints} joints, the dataset has "
+                         f"{skeleton.num_joints} ({', '.join(skeleton.names)})")
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "scores", "joints", "annotated", "visible", "normalize",
@@ -43,12 +49,13 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
 
 
 def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(table, predictions)``: ``pck_table`` over the dataset (MPII: PCKh, 14-joint Tompson mean; other data:
-    all 16 joints), and the arrays of ``predict_dataset``."""
+    """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
+    Tompson mean; other data: all joints), and the arrays of ``predict_dataset``."""
     preds = predict_dataset(model, dataset, **kwargs)
-    mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else ALL_JOINTS
+    skeleton = getattr(dataset, "skeleton", None)
+    mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else tuple(range(preds["pred"].shape[1]))
     table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                      mean_joints)
+                      mean_joints, skeleton=skeleton)
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     return table, preds

@@ -7,15 +7,17 @@ uses ``<=``, see ``inclusive``); the mean is over 14 joints (pelvis and thorax e
 per-joint values, as bearpaw's ``eval_PCKh.py``). Thresholds are exact (PCKh@0.1 is 0.10, not HRNet's 0.11).
 A group (e.g. "elbow") is the unweighted mean of its two joints' values.
 
-Synthetic figures use the same code with the figure's standing height as the normaliser and all 16 joints.
+Synthetic figures use the same code with the figure's standing height as the normaliser and all 16 joints;
+COCO-format data the box's longer side, all joints, and the groups of its skeleton (``left_knee`` + ``right_knee``
+→ "knee").
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..data.skeleton import JOINT_NAMES, PCKH_GROUPS, PCKH_JOINTS
+from ..data.skeleton import MPII_SKELETON, PCKH_JOINTS, Skeleton
 
-ALL_JOINTS = tuple(range(len(JOINT_NAMES)))
+ALL_JOINTS = tuple(range(MPII_SKELETON.num_joints))
 
 
 def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) -> np.ndarray:
@@ -32,26 +34,37 @@ def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) 
     return d <= threshold if inclusive else d < threshold
 
 
-def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=PCKH_JOINTS,
-              inclusive: bool = False) -> dict:
+def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None, inclusive: bool = False,
+              skeleton: Skeleton | None = None) -> dict:
     """PCK per joint, per group and mean for each threshold.
 
-    pred, gt (N, 16, 2) image pixels; mask (N, 16) annotated joints; normalize (N,). Returns a JSON-ready
-    dict: ``count`` per joint, and under ``pck["<t>"]``: ``per_joint``, ``per_group``, ``mean_weighted`` and
-    ``mean_unweighted`` over ``mean_joints`` (joints with no annotation are left out of the means).
+    pred, gt (N, K, 2) image pixels; mask (N, K) annotated joints; normalize (N,); ``skeleton``: joint names and
+    groups (default ``Skeleton.for_joints(K)``: MPII's for 16 joints); ``mean_joints``: default the 14 PCKh joints
+    for MPII's skeleton, all joints otherwise. Returns a JSON-ready dict: ``count`` per joint, and under
+    ``pck["<t>"]``: ``per_joint``, ``per_group``, ``mean_weighted`` and ``mean_unweighted`` over ``mean_joints``
+    (joints with no annotation are left out of the means).
     """
     mask = np.asarray(mask) > 0
+    if mask.ndim != 2 or mask.shape != np.shape(pred)[:2]:
+        raise ValueError(f"mask must be (N, K) like pred (N, K, 2) {np.shape(pred)}, got {mask.shape}")
+    k = mask.shape[1]
+    skeleton = skeleton or Skeleton.for_joints(k)
+    if skeleton.num_joints != k:
+        raise ValueError(f"skeleton has {skeleton.num_joints} joints, the predictions {k}")
+    if mean_joints is None:
+        mean_joints = PCKH_JOINTS if skeleton == MPII_SKELETON else tuple(range(k))
+    names, groups = skeleton.names, skeleton.groups
     count = mask.sum(0)
-    result = {"count": {JOINT_NAMES[k]: int(count[k]) for k in range(len(JOINT_NAMES))},
-              "mean_joints": [JOINT_NAMES[k] for k in mean_joints], "inclusive": inclusive, "pck": {}}
-    used = [k for k in mean_joints if count[k] > 0]
+    result = {"count": {names[j]: int(count[j]) for j in range(k)},
+              "mean_joints": [names[j] for j in mean_joints], "inclusive": inclusive, "pck": {}}
+    used = [j for j in mean_joints if count[j] > 0]
     for t in thresholds:
         correct = (pck_correct(pred, gt, normalize, t, inclusive) & mask).sum(0)
         per_joint = np.where(count > 0, correct / np.maximum(count, 1), np.nan)
         result["pck"][f"{t:g}"] = {
-            "per_joint": {JOINT_NAMES[k]: _num(per_joint[k]) for k in range(len(JOINT_NAMES))},
+            "per_joint": {names[j]: _num(per_joint[j]) for j in range(k)},
             "per_group": {g: _num(np.nanmean(per_joint[list(js)]) if count[list(js)].any() else np.nan)
-                          for g, js in PCKH_GROUPS.items()},
+                          for g, js in groups.items()},
             "mean_weighted": _num(correct[used].sum() / count[used].sum() if used else np.nan),
             "mean_unweighted": _num(per_joint[used].mean() if used else np.nan),
         }
@@ -64,7 +77,7 @@ def _num(x) -> float | None:
 
 def format_table(result: dict) -> str:
     """A text table: one row per threshold, groups as columns, then both means."""
-    groups = list(PCKH_GROUPS)
+    groups = list(next(iter(result["pck"].values()))["per_group"]) if result["pck"] else []
     head = ["PCK@"] + [g.capitalize()[:5] for g in groups] + ["Mean(w)", "Mean(u)"]
     rows = [head]
     for t, r in result["pck"].items():

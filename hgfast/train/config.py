@@ -30,7 +30,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"   # "synthetic" or "mpii"
+    dataset: str = "synthetic"   # "synthetic", "mpii" or "coco" (COCO-format keypoint JSON: hgfast.data.coco)
     input_size: int = 256        # crop side in pixels; heatmaps are input_size / 4
     sigma: float = 1.0           # target Gaussian std in heatmap pixels
     encoding: str = "unbiased"   # target centre: "unbiased" (sub-pixel) or "integer"
@@ -42,12 +42,17 @@ class DataConfig:
     train_length: int = 20000
     val_length: int = 500
     image_size: int = 384        # side of the rendered images (the crop is cut from them)
-    # MPII: annot/{train,valid}.h5 and images/ under root unless given one by one
+    # MPII: annot/{train,valid}.h5 and images/ under root unless given one by one; COCO: under root
+    # annotations/person_keypoints_{train,val}2017.json and {train,val}2017/, or any COCO-format files
     root: str = ""
     train_annotations: str = ""
     val_annotations: str = ""
     image_dir: str = ""
+    val_image_dir: str = ""      # COCO: validation images, if not in image_dir
     one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
+    category_id: int = 0         # COCO: the category whose keypoints to use (0: the only one with keypoints)
+    flip_pairs: list = field(default_factory=list)  # COCO: [[a, b], ...] joints swapped by a flip (default: by name)
+    box_margin: float = 1.25     # COCO: crop side / the box's longer side
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
 
 
@@ -115,7 +120,7 @@ PRESETS: dict[str, dict] = {
                  "vis_every": 10000, "ckpt_every": 5000},
 }
 
-CHOICES = {"data.dataset": ("synthetic", "mpii"), "data.encoding": ("unbiased", "integer"),
+CHOICES = {"data.dataset": ("synthetic", "mpii", "coco"), "data.encoding": ("unbiased", "integer"),
            "data.input_norm": tuple(INPUT_NORMS), "data.augment": tuple(AUGMENT_PRESETS),
            "data.loss_weight": ("annotated", "visible"), "optim.name": ("rmsprop", "adam"),
            "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16")}
@@ -161,8 +166,13 @@ def _coerce(path: str, kind, value):
     elif kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    elif kind is list:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+    elif kind is list:  # of numbers; data.flip_pairs: of lists of numbers
+        def numbers(v):
+            return isinstance(v, (list, tuple)) and all(isinstance(u, (int, float)) and not isinstance(u, bool)
+                                                        for u in v)
+        if path == "data.flip_pairs" and isinstance(value, (list, tuple)) and all(numbers(v) for v in value):
+            return [list(v) for v in value]
+        if numbers(value):
             return list(value)
     raise ConfigError(f"config key {path!r} expects {getattr(kind, '__name__', kind)}, got {value!r}")
 
@@ -225,13 +235,15 @@ def validate(cfg: Config) -> None:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"config key {key!r} must be one of {options}, got {flat[key]!r}")
-    positive = ("model.nstack", "model.nfeat", "model.depth", "data.input_size", "data.sigma", "data.train_length",
+    positive = ("model.nstack", "model.nfeat", "model.depth", "data.input_size", "data.sigma", "data.box_margin",
+                "data.train_length",
                 "data.val_length", "data.image_size", "optim.lr", "steps", "batch_size", "log_every", "val_every",
                 "ckpt_every")
     for key in positive:
         if not flat[key] > 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {flat[key]!r}")
-    for key in ("data.workers", "threads", "vis_every", "optim.warmup_steps", "optim.weight_decay"):
+    for key in ("data.workers", "threads", "vis_every", "optim.warmup_steps", "optim.weight_decay",
+                "data.category_id"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {flat[key]!r}")
     multiple = 4 * 2 ** cfg.model.depth
@@ -244,6 +256,14 @@ def validate(cfg: Config) -> None:
     if cfg.data.dataset == "mpii" and not (cfg.data.root or (cfg.data.train_annotations and cfg.data.image_dir)):
         raise ConfigError("MPII needs 'data.root' (with annot/{train,valid}.h5 and images/) or "
                           "'data.train_annotations', 'data.val_annotations' and 'data.image_dir'")
+    if cfg.data.dataset == "coco" and not (cfg.data.root or (cfg.data.train_annotations and cfg.data.image_dir)):
+        raise ConfigError("COCO needs 'data.root' (with annotations/person_keypoints_{train,val}2017.json and "
+                          "{train,val}2017/) or 'data.train_annotations', 'data.val_annotations' and "
+                          "'data.image_dir' (and 'data.val_image_dir' if the validation images are elsewhere)")
+    if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(j, int) and j >= 0 for j in p)
+               for p in cfg.data.flip_pairs):
+        raise ConfigError(f"config key 'data.flip_pairs' must be a list of [a, b] joint index pairs, "
+                          f"got {cfg.data.flip_pairs!r}")
 
 
 def save_yaml(cfg: Config, path: str | os.PathLike) -> None:

@@ -34,6 +34,7 @@ from ..data.build import build_dataset
 from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
+from ..models.stacked_hourglass import load_into
 from ..ops import _checks, heatmap_mse_loss
 from ..predict import to_input
 from ..visualize import save_predictions_picture
@@ -279,14 +280,19 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    model = build_model(cfg).to(device)
+    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    skeleton = train_set.skeleton
+    if val_set.skeleton.names != skeleton.names:
+        raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
+                         f"set's {list(skeleton.names)}")
+    model = build_model(cfg, skeleton.num_joints).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     step, best, progress = 0, None, {}
     if state is not None:
-        model.load_state_dict(state["model"])
+        load_into(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         release_capturable(optimizer)
         scaler.load_state_dict(state["scaler"])
@@ -303,7 +309,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
     sampler = distributed.EpochSampler(train_set, dist_info.world_size, dist_info.rank, cfg.seed)
     steps_per_epoch = sampler.num_samples // cfg.batch_size
     if steps_per_epoch < 1:
@@ -329,7 +334,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         if dist_info.is_main:
             save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
                        {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0})
-            model.save(workdir / "last.safetensors")
+            model.save(workdir / "last.safetensors", skeleton)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
     def run_validation() -> bool:
@@ -343,7 +348,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             if best is None or value > best:
                 with stop.critical():  # the state's best matches best.safetensors
                     best, improved = value, True
-                    model.save(workdir / "best.safetensors")
+                    model.save(workdir / "best.safetensors", skeleton)
         dist_info.barrier()
         return improved
 

@@ -1,0 +1,178 @@
+"""Keypoints in COCO's JSON format: COCO's own ``person_keypoints_*.json`` and any custom dataset written in it.
+
+Format (cocodataset.org/#format-data): ``images`` [{id, file_name}], ``annotations`` [{id, image_id, category_id,
+keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], iscrowd}], ``categories`` [{id, keypoints [names], skeleton
+[[a, b], ...] (1-based joint numbers)}]. ``write_coco`` writes such a file from arrays.
+
+- Visibility ``v``: 0 not labelled (x, y ignored), 1 labelled but occluded, 2 labelled and visible; hgfast's
+  ``annotated`` is ``v > 0`` and ``visible`` is ``v == 2`` (``data.loss_weight`` picks which the loss weighs).
+- Coordinates: keypoints are image pixels with pixel centres at integers, used as they are (as HRNet and mmpose);
+  ``bbox`` is in edge coordinates (see ``box_to_center_scale``).
+- Samples: one per annotation with a labelled keypoint; crowd annotations are left out. The crop is the square of
+  side ``margin`` (1.25) × the box's longer side around its centre; without a usable ``bbox`` the box around the
+  labelled keypoints serves. ``COCOKeypoints.skipped`` counts what was left out, by reason.
+- PCK normaliser: the box's longer side (mmpose's "bbox" normalisation): PCK@0.2 = within 20 % of the box size.
+- The skeleton (flip pairs, limb sides, PCK groups) comes from the category's joint names (``Skeleton.from_names``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import atomic_path
+from .crop import box_to_center_scale
+from .mpii import read_image
+from .skeleton import Skeleton
+from .topdown import TopDownDataset
+
+
+def _category(data: dict, path: Path, category_id) -> dict:
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    ids = [c.get("id") for c in cats]
+    if category_id is not None:
+        cats = [c for c in cats if c.get("id") == category_id]
+        if not cats:
+            raise ValueError(f"COCO file {path}: no category with id {category_id!r} has keypoints (those with "
+                             f"keypoints: {ids})")
+    if not cats:
+        raise ValueError(f"COCO file {path}: no category has 'keypoints' (the joint names)")
+    if len(cats) > 1:
+        raise ValueError(f"COCO file {path}: {len(cats)} categories have keypoints (ids {ids}); give category_id")
+    return cats[0]
+
+
+def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
+    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), per sample ``file_name`` (N,),
+    ``keypoints`` (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h) and ``id`` (N,); plus ``skipped``.
+    ``category_id``: which category, if the file has several with keypoints."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"COCO annotation file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise ValueError(f"COCO annotation file {path} must be an object with 'images', 'annotations' and "
+                         f"'categories' lists")
+    cat = _category(data, path, category_id)
+    names, k = [str(n) for n in cat["keypoints"]], len(cat["keypoints"])
+    try:
+        edges = [(int(a) - 1, int(b) - 1) for a, b in cat.get("skeleton", [])]
+        files = {im["id"]: str(im["file_name"]) for im in data["images"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"COCO file {path}: bad 'skeleton' or 'images' entry ({exc!r})") from exc
+    out = {"file_name": [], "keypoints": [], "box": [], "id": []}
+    skipped = {"crowd": 0, "no labelled keypoint": 0, "no box": 0}
+    for a in data["annotations"]:
+        if not isinstance(a, dict) or a.get("category_id") != cat["id"]:
+            continue
+        where = f"COCO file {path}, annotation {a.get('id')!r}"
+        if a.get("iscrowd"):
+            skipped["crowd"] += 1
+            continue
+        kp = np.asarray(a.get("keypoints", ()), np.float64)
+        if kp.shape != (3 * k,) or not np.isfinite(kp).all():
+            raise ValueError(f"{where}: 'keypoints' must be {3 * k} finite numbers (x, y, v for {k} joints), "
+                             f"got {np.asarray(a.get('keypoints')).shape}")
+        kp = kp.reshape(k, 3)
+        if not np.isin(kp[:, 2], (0, 1, 2)).all():
+            raise ValueError(f"{where}: visibility flags must be 0, 1 or 2, got {sorted(set(kp[:, 2].tolist()))}")
+        labelled = kp[:, 2] > 0
+        if not labelled.any():
+            skipped["no labelled keypoint"] += 1
+            continue
+        box = np.asarray(a.get("bbox", ()), np.float64)
+        if box.shape != (4,) or not np.isfinite(box).all() or not (box[2:] > 0).all():
+            lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
+            box = np.concatenate([lo, hi - lo])
+            if not (box[2:] > 0).all():
+                skipped["no box"] += 1
+                continue
+        if a.get("image_id") not in files:
+            raise ValueError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
+        out["file_name"].append(files[a["image_id"]])
+        out["keypoints"].append(kp)
+        out["box"].append(box)
+        out["id"].append(a.get("id"))
+    return dict(names=names, edges=edges, file_name=np.array(out["file_name"], dtype=object),
+                keypoints=np.array(out["keypoints"], np.float64).reshape(-1, k, 3),
+                box=np.array(out["box"], np.float64).reshape(-1, 4), id=np.array(out["id"], dtype=object),
+                skipped=skipped)
+
+
+def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,
+               category: str = "person") -> None:
+    """Write a COCO keypoint file (atomically) for N samples: ``file_names`` (N,) image paths relative to the
+    image folder (repeat one for several people in an image), ``keypoints`` (N, K, 2) pixels, ``annotated`` and
+    ``visible`` (N, K) flags (v = 2 visible, 1 annotated only, 0 neither), joint ``names`` (K,), limb ``edges``
+    (0-based pairs) and ``boxes`` (N, 4) (x, y, w, h) edge coordinates (default: each sample's keypoints' box)."""
+    keypoints = np.asarray(keypoints, np.float64)
+    n, k = keypoints.shape[:2] if keypoints.ndim == 3 else (None, None)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 2 or k != len(names):
+        raise ValueError(f"keypoints must be (N, {len(names)}, 2) for {len(names)} names, got {keypoints.shape}")
+    annotated, visible = (np.asarray(f).astype(bool) for f in (annotated, visible))
+    if annotated.shape != (n, k) or visible.shape != (n, k) or len(file_names) != n:
+        raise ValueError(f"annotated, visible must be ({n}, {k}) and file_names {n} long, got {annotated.shape}, "
+                         f"{visible.shape}, {len(file_names)}")
+    if boxes is not None and np.asarray(boxes).shape != (n, 4):
+        raise ValueError(f"boxes must be ({n}, 4) (x, y, w, h), got {np.asarray(boxes).shape}")
+    flags = np.where(visible & annotated, 2, np.where(annotated, 1, 0))
+    ids: dict[str, int] = {}
+    annotations = []
+    for i in range(n):
+        image_id = ids.setdefault(str(file_names[i]), len(ids) + 1)
+        xy = np.where(flags[i, :, None] > 0, keypoints[i], 0.0)
+        if boxes is not None:
+            box = [float(v) for v in boxes[i]]
+        elif flags[i].any():
+            lo, hi = xy[flags[i] > 0].min(0), xy[flags[i] > 0].max(0)
+            box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+        else:
+            box = [0.0, 0.0, 0.0, 0.0]
+        annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                            "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box[2] * box[3],
+                            "keypoints": [v for j in range(k) for v in (float(xy[j, 0]), float(xy[j, 1]),
+                                                                           int(flags[i, j]))]})
+    data = {"images": [{"id": i, "file_name": f} for f, i in ids.items()], "annotations": annotations,
+            "categories": [{"id": 1, "name": category, "keypoints": [str(s) for s in names],
+                            "skeleton": [[int(a) + 1, int(b) + 1] for a, b in edges]}]}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data))
+
+
+class COCOKeypoints(TopDownDataset):
+    """Top-down samples from a COCO keypoint file ``annotations`` and its ``image_dir``; ``flip_pairs`` overrides
+    the left/right pairs found in the joint names; ``margin``: crop side / box's longer side (module docstring)."""
+
+    def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
+                 augment_preset: str = "none", seed: int = 0, category_id: int | None = None, flip_pairs=None,
+                 margin: float = 1.25):
+        super().__init__(input_size, augment_preset, seed)
+        self.ann = read_coco(annotations, category_id)
+        self.skipped = self.ann.pop("skipped")
+        self.skeleton = Skeleton.from_names(self.ann["names"], self.ann["edges"], flip_pairs)
+        if not margin > 0:
+            raise ValueError(f"COCOKeypoints: margin must be > 0, got {margin!r}")
+        self.margin = float(margin)
+        if not str(image_dir):
+            raise ValueError("COCOKeypoints: image_dir is empty (give the folder the file names are relative to)")
+        self.image_dir = Path(image_dir)
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}")
+
+    def __len__(self) -> int:
+        return len(self.ann["file_name"])
+
+    def record(self, index: int) -> dict:
+        kp, box = self.ann["keypoints"][index], self.ann["box"][index]
+        center, scale = box_to_center_scale(box, self.margin)
+        annotated = kp[:, 2] > 0
+        return dict(image=read_image(self.image_dir / self.ann["file_name"][index]),
+                    joints=np.where(annotated[:, None], kp[:, :2], 0.0).astype(np.float32),
+                    visible=(kp[:, 2] == 2).astype(np.float32), annotated=annotated.astype(np.float32),
+                    center=center.astype(np.float32), scale=scale, normalize=float(box[2:].max()))

@@ -1,0 +1,287 @@
+"""Skeletons from joint names, COCO-format keypoint files (read, write, bad input) and a custom skeleton end to end:
+train, checkpoint with its skeleton, eval table with its groups, predict with flip test."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hgfast.checkpoint import read_metadata
+from hgfast.cli import main
+from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, COCOKeypoints, Skeleton, crop_affine, read_coco, render,
+                         write_coco)
+from hgfast.eval import format_table, pck_table
+from hgfast.models import StackedHourglass
+from hgfast.ops import MPII_FLIP_PERMUTATION
+
+COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+              "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+              "right_knee", "left_ankle", "right_ankle")
+
+
+def test_skeleton_from_names_finds_mpii_and_coco_pairs():
+    mpii = Skeleton.from_names(JOINT_NAMES, [(a, b) for a, b, _ in LIMBS])
+    assert mpii.flip_permutation == MPII_FLIP_PERMUTATION and mpii.limbs == LIMBS
+    coco = Skeleton.from_names(COCO_NAMES, [(15, 13), (5, 6), (0, 1), (5, 11)])
+    assert coco.flip_permutation == (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+    assert [side for *_, side in coco.limbs] == ["l", "c", "l", "l"]  # left-right limbs are centre ones
+    assert list(coco.groups) == ["nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"]
+    assert coco.groups["knee"] == (13, 14)
+    custom = Skeleton.from_names(["Tail", "LeftPaw", "rightPaw", "Left Ear", "Right-Ear"], flip_pairs=[(1, 2)])
+    assert custom.flip_permutation == (0, 2, 1, 3, 4)  # given pairs replace the ones found in the names
+    assert Skeleton.from_names(["Tail", "LeftPaw", "rightPaw", "Left Ear", "Right-Ear"]).flip_permutation \
+        == (0, 1, 2, 4, 3)  # camel case is not split: only the spaced / dashed names pair
+    assert Skeleton.from_dict(json.loads(json.dumps(coco.to_dict()))) == coco
+    assert Skeleton.for_joints(16) == MPII_SKELETON and Skeleton.for_joints(5).flip_permutation is None
+
+
+def test_skeleton_refuses_inconsistent_descriptions():
+    with pytest.raises(ValueError, match="distinct"):
+        Skeleton(("a", "a"))
+    with pytest.raises(ValueError, match="involution"):
+        Skeleton(("a", "b", "c"), (1, 2, 0))
+    with pytest.raises(ValueError, match="limb"):
+        Skeleton(("a", "b"), limbs=((0, 2, "c"),))
+    with pytest.raises(ValueError, match="flip_pairs"):
+        Skeleton.from_names(["a", "b", "c"], flip_pairs=[(0, 1), (1, 2)])
+    with pytest.raises(ValueError, match="edge"):
+        Skeleton.from_names(["a", "b"], edges=[(0, 5)])
+    with pytest.raises(ValueError, match="skeleton"):
+        Skeleton.from_dict({"flip_permutation": [0]})
+
+
+def _write_coco(tmp_path, n=3, size=(90, 120)):
+    """n people on n images (one has its image twice, for two people); returns the path and the arrays written."""
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = [f"img{i % 2}.png" for i in range(n)]
+    for f in set(files):
+        cv2.imwrite(str(images / f), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+    kp = rng.uniform(20, 80, (n, 17, 2))
+    annotated = np.ones((n, 17), bool)
+    annotated[0, 3] = False
+    visible = annotated.copy()
+    visible[1, 5] = False
+    boxes = np.array([[10.0, 15, 60, 70]] * n)
+    path = tmp_path / "ann.json"
+    write_coco(path, files, kp, annotated, visible, COCO_NAMES, [(15, 13), (13, 11)], boxes)
+    return path, images, kp, annotated, visible
+
+
+def test_coco_round_trip_and_samples(tmp_path):
+    path, images, kp, annotated, visible = _write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    assert len(data["images"]) == 2 and data["categories"][0]["skeleton"] == [[16, 14], [14, 12]]
+    assert data["annotations"][0]["keypoints"][9:12] == [0.0, 0.0, 0]  # not annotated: (0, 0, v=0)
+    assert data["annotations"][1]["keypoints"][17] == 1  # annotated, not visible: v=1
+    ann = read_coco(path)
+    assert ann["names"] == list(COCO_NAMES) and ann["edges"] == [(15, 13), (13, 11)]
+    np.testing.assert_allclose(ann["keypoints"][annotated][:, :2], kp[annotated])
+    ds = COCOKeypoints(path, images, input_size=32)
+    assert len(ds) == 3 and ds.skeleton.flip_permutation[1] == 2
+    rec = ds.record(1)
+    assert rec["visible"][5] == 0 and rec["annotated"][5] == 1 and rec["visible"].sum() == 16
+    assert rec["normalize"] == 70.0 and rec["scale"] == pytest.approx(1.25 * 70 / 200)
+    np.testing.assert_allclose(rec["center"], [10 + 30 - 0.5, 15 + 35 - 0.5])
+    item = ds[0]
+    assert item["image"].shape == (3, 32, 32) and item["annotated"][3] == 0 and (item["joints"][3] == 0).all()
+    m = crop_affine(rec["center"], rec["scale"], 0.0, 32)
+    np.testing.assert_allclose(item["keypoints"][4].numpy(), kp[0, 4] @ m[:, :2].T + m[:, 2], atol=1e-3)
+
+
+def test_coco_joint_lands_on_its_pixel_and_flips_with_its_pair(tmp_path):
+    """A keypoint at (x, y) is image pixel column x, row y (pixel centres at integers); a flipped crop mirrors it
+    and swaps it with its pair."""
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[30, 20] = 255
+    (tmp_path / "im").mkdir()
+    cv2.imwrite(str(tmp_path / "im" / "a.png"), image)
+    kp = np.full((1, 17, 2), 32.0)
+    kp[0, 9] = [20, 30]  # left_wrist
+    path = tmp_path / "a.json"
+    write_coco(path, ["a.png"], kp, np.ones((1, 17)), np.ones((1, 17)), COCO_NAMES, boxes=[[0.9, 0.9, 51.2, 51.2]])
+    ds = COCOKeypoints(path, tmp_path / "im", input_size=64)  # 1.25 x 51.2 = 64: a 1:1 crop
+    item = ds[0]
+    bright = np.unravel_index(item["image"][0].numpy().argmax(), (64, 64))
+    np.testing.assert_allclose(item["keypoints"][9].numpy(), [bright[1], bright[0]], atol=1e-4)
+    flipped = COCOKeypoints(path, tmp_path / "im", input_size=64, augment_preset="bearpaw", seed=0)
+    key = next(e * len(flipped) for e in range(50) if flipped[e * len(flipped)]["flipped"])
+    it = flipped[key]
+    bright = np.unravel_index(it["image"][0].numpy().argmax(), (64, 64))
+    np.testing.assert_allclose(it["keypoints"][10].numpy(), [bright[1], bright[0]], atol=0.6)  # now right_wrist
+
+
+def test_coco_skips_crowds_and_unlabelled_and_boxes_from_keypoints(tmp_path):
+    path, images, *_ = _write_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    first = data["annotations"][0]
+    data["annotations"] += [dict(first, id=10, iscrowd=1), dict(first, id=11, keypoints=[0] * 51),
+                            dict(first, id=12, category_id=7)]
+    del data["annotations"][1]["bbox"]
+    path.write_text(json.dumps(data))
+    ds = COCOKeypoints(path, images, input_size=32)
+    assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 0}
+    kp = ds.ann["keypoints"][1]
+    lo, hi = kp[:, :2].min(0), kp[:, :2].max(0)
+    np.testing.assert_allclose(ds.ann["box"][1], [*lo, *(hi - lo)])  # no bbox: the keypoints' box
+
+
+def test_coco_bad_inputs(tmp_path):
+    path, images, *_ = _write_coco(tmp_path)
+    good = json.loads(path.read_text())
+
+    def variant(name, change):
+        data = json.loads(json.dumps(good))
+        change(data)
+        p = tmp_path / name
+        p.write_text(json.dumps(data))
+        return p
+
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        COCOKeypoints(tmp_path / "nope.json", images)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": [')
+    with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
+        read_coco(bad)
+    with pytest.raises(ValueError, match="'images', 'annotations'"):
+        read_coco(variant("list.json", lambda d: d.pop("annotations")))
+    with pytest.raises(ValueError, match="no category has 'keypoints'"):
+        read_coco(variant("nocat.json", lambda d: d["categories"][0].pop("keypoints")))
+    two = variant("two.json", lambda d: d["categories"].append(dict(d["categories"][0], id=2)))
+    with pytest.raises(ValueError, match="2 categories.*category_id"):
+        read_coco(two)
+    assert len(read_coco(two, category_id=1)["file_name"]) == 3
+    with pytest.raises(ValueError, match="no category with id 5"):
+        read_coco(two, category_id=5)
+    with pytest.raises(ValueError, match="annotation 1.*51 finite numbers"):
+        read_coco(variant("short.json", lambda d: d["annotations"][0].update(keypoints=[1, 2, 2])))
+    with pytest.raises(ValueError, match="visibility flags"):
+        read_coco(variant("flag.json", lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 3)))
+    with pytest.raises(ValueError, match="image_id 99"):
+        read_coco(variant("img.json", lambda d: d["annotations"][0].update(image_id=99)))
+    with pytest.raises(FileNotFoundError, match="image folder"):
+        COCOKeypoints(path, tmp_path / "missing")
+    with pytest.raises(ValueError, match="margin"):
+        COCOKeypoints(path, images, margin=0)
+    with pytest.raises(ValueError, match=r"keypoints must be \(N, 17, 2\)"):
+        write_coco(tmp_path / "w.json", ["a.png"], np.zeros((1, 5, 2)), np.ones((1, 5)), np.ones((1, 5)), COCO_NAMES)
+    (images / "img1.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(ValueError, match="img1.png"):
+        COCOKeypoints(path, images)[1]
+
+
+def test_pck_table_uses_the_skeleton_groups():
+    skeleton = Skeleton.from_names(COCO_NAMES)
+    gt = np.zeros((2, 17, 2))
+    pred = gt.copy()
+    pred[:, 1, 0] = 5.0  # left eye off by 5 of a 10-pixel box: wrong at 0.2, right at 0.6
+    table = pck_table(pred, gt, np.ones((2, 17)), np.full(2, 10.0), (0.2, 0.6), skeleton=skeleton)
+    assert table["pck"]["0.2"]["per_group"]["eye"] == 0.5 and table["pck"]["0.6"]["per_group"]["eye"] == 1.0
+    assert table["pck"]["0.2"]["mean_weighted"] == pytest.approx(16 / 17)
+    assert len(table["mean_joints"]) == 17 and "Eye" in format_table(table) and "Head" not in format_table(table)
+    with pytest.raises(ValueError, match="skeleton has 17 joints"):
+        pck_table(pred[:, :5], gt[:, :5], np.ones((2, 5)), np.full(2, 10.0), skeleton=skeleton)
+    generic = pck_table(pred[:, :5], gt[:, :5], np.ones((2, 5)), np.full(2, 10.0), (0.2,))
+    assert list(generic["count"]) == [f"joint_{i}" for i in range(5)] and generic["pck"]["0.2"]["per_group"] == {}
+
+
+FIVE = ("head_top", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
+FROM_MPII = [9, 10, 15, 0, 5]
+
+
+def _synthetic_coco(root, split, n, size=48):
+    """Synthetic figures as a 5-joint COCO-format dataset under root: <split>.json and <split>/."""
+    folder = root / split
+    folder.mkdir(parents=True)
+    files, kps, vis, boxes = [], [], [], []
+    for i in range(n):
+        r = render(0, split, i, size)
+        cv2.imwrite(str(folder / f"{i}.png"), r["image"][..., ::-1])
+        files.append(f"{i}.png")
+        kps.append(r["joints"][FROM_MPII])
+        vis.append(r["visible"][FROM_MPII])
+        side = 200 * float(r["scale"]) / 1.25
+        boxes.append([r["center"][0] + 0.5 - side / 2, r["center"][1] + 0.5 - side / 2, side, side])
+    write_coco(root / f"{split}.json", files, np.stack(kps), np.ones((n, 5)), np.stack(vis), FIVE,
+               [(1, 0), (2, 0), (3, 0), (4, 0)], np.array(boxes))
+
+
+def test_custom_skeleton_trains_evaluates_and_predicts(tmp_path):
+    root = tmp_path / "data"
+    _synthetic_coco(root, "train", 12)
+    _synthetic_coco(root, "val", 6)
+    work = tmp_path / "run"
+    sets = ["data.dataset=coco", f"data.train_annotations={root / 'train.json'}", f"data.image_dir={root / 'train'}",
+            f"data.val_annotations={root / 'val.json'}", f"data.val_image_dir={root / 'val'}", "model.nstack=1",
+            "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=4", "steps=2",
+            "val_every=2", "vis_every=2", "ckpt_every=2", "threads=1"]
+    assert main(["train", "--workdir", str(work)] + [a for s in sets for a in ("--set", s)]) == 0
+    stored = read_metadata(work / "best.safetensors")
+    assert stored["config"]["njoints"] == 5 and stored["skeleton"]["names"] == list(FIVE)
+    assert StackedHourglass.from_checkpoint(work / "best.safetensors").njoints == 5
+    table = json.loads((work / "val" / "step_0000002.json").read_text())
+    assert list(table["pck"]["0.2"]["per_group"]) == ["head_top", "wrist", "ankle"]
+    assert main(["eval", "--workdir", str(work), "--flip"]) == 0
+    result = json.loads((work / "eval.json").read_text())
+    assert result["flip_test"] and result["normaliser"] == "longer side of the person box"
+    assert result["samples"] == 6 and list(result["count"]) == list(FIVE)
+    out = tmp_path / "pred"
+    assert main(["predict", str(root / "val" / "0.png"), "--checkpoint", str(work / "best.safetensors"), "--flip",
+                 "--out", str(out)]) == 0  # flip test with the checkpoint's own flip pairs, no flag needed
+    prediction = json.loads((out / "predictions.json").read_text())[0]
+    assert list(prediction["keypoints"]) == list(FIVE)
+
+
+def test_train_refuses_mismatched_splits(tmp_path):
+    root = tmp_path / "data"
+    _synthetic_coco(root, "train", 4)
+    val = tmp_path / "val.json"
+    write_coco(val, ["0.png"], np.zeros((1, 2, 2)), np.ones((1, 2)), np.ones((1, 2)), ("a", "b"))
+    from hgfast.train.config import resolve
+    from hgfast.train.loop import train
+
+    cfg = resolve(overrides=["data.dataset=coco", f"data.train_annotations={root / 'train.json'}",
+                             f"data.image_dir={root / 'train'}", f"data.val_annotations={val}", "batch_size=2",
+                             "model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32"],
+                  workdir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="validation set's joints"):
+        train(cfg)
+
+
+def test_config_flip_pairs_and_coco_keys():
+    from hgfast.train.config import ConfigError, resolve
+
+    cfg = resolve(overrides=["data.dataset=coco", "data.root=/data/coco", "data.flip_pairs=[[1, 2], [3, 4]]"])
+    assert cfg.data.flip_pairs == [[1, 2], [3, 4]]
+    with pytest.raises(ConfigError, match="data.flip_pairs"):
+        resolve(overrides=["data.flip_pairs=[[1, 2, 3]]"])
+    with pytest.raises(ConfigError, match="data.flip_pairs"):
+        resolve(overrides=["data.flip_pairs=[1, 2]"])
+    with pytest.raises(ConfigError, match="optim.milestones"):
+        resolve(overrides=["optim.milestones=[[1, 2]]"])
+    with pytest.raises(ConfigError, match="COCO needs 'data.root'"):
+        resolve(overrides=["data.dataset=coco"])
+
+
+def test_saved_skeleton_must_match_the_model(tmp_path):
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
+    with pytest.raises(ValueError, match="skeleton has 16 joints"):
+        model.save(tmp_path / "m.safetensors", MPII_SKELETON)
+    model.save(tmp_path / "m.safetensors", Skeleton.from_names(FIVE))
+    assert Skeleton.from_checkpoint(tmp_path / "m.safetensors").names == FIVE
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert Skeleton.from_checkpoint(tmp_path / "m.pt") is None
+
+
+def test_dataset_and_model_joints_must_agree():
+    from hgfast.data import SyntheticPoses
+    from hgfast.eval import predict_dataset
+    from hgfast.train.state import check_resumable
+
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
+    with pytest.raises(ValueError, match="model predicts 5 joints, the dataset has 16"):
+        predict_dataset(model, SyntheticPoses("val", 2, 48, 32))
+    with pytest.raises(ValueError, match="'data.dataset'"):
+        check_resumable({"data": {"dataset": "mpii"}}, {"data": {"dataset": "coco"}})
