@@ -160,7 +160,8 @@ def _cmd_predict(args) -> int:
     try:
         checkpoint = Path(args.checkpoint)
         predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
-                              input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"))
+                              input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
+                              box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25))
         images = [read_image(p) for p in args.images]
         keypoints, scores = predictor(images, boxes)
     except (ValueError, FileNotFoundError) as exc:
@@ -254,6 +255,8 @@ def register(sub) -> None:
     p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
                    "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
                    "(default: from config.yaml beside the checkpoint, else none)")
+    p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: data.box_margin "
+                   "from config.yaml beside the checkpoint, else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default="predictions", help="output folder")

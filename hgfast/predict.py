@@ -92,24 +92,25 @@ class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
-    flip_permutation=None, input_norm="none")``. ``skeleton`` (joint names, flip permutation, limbs) is the one
-    stored in the checkpoint by training, else ``Skeleton.for_joints(K)`` (MPII's for 16 joints);
-    ``flip_permutation`` overrides its flip permutation (needed to flip-test a model with an unknown skeleton);
-    ``input_norm``: module docstring. Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths)
-    and optional boxes ``(x, y, w, h)`` in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``;
-    ``None``: the whole image, ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores
-    (N, K))``. The crop is square, ``1.25 · max(w, h)`` wide, centred on the box, so the person should fill it.
+    flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25)``. ``skeleton`` (joint names, flip
+    permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
+    (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
+    unknown skeleton); ``input_norm``: module docstring; ``box_margin``: the training data's crop side / box side.
+
+    Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
+    in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,
+    ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
+    ``box_margin · max(w, h)`` wide, centred on the box, so the person should fill the box.
     """
 
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
-                 input_norm: str = "none"):
+                 input_norm: str = "none", skeleton=None, box_margin: float = 1.25):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
-        skeleton = None
         if isinstance(model, (str, os.PathLike)):
-            skeleton = Skeleton.from_checkpoint(model)
+            skeleton = skeleton or Skeleton.from_checkpoint(model)
             model = StackedHourglass.from_checkpoint(Path(model))
         if not isinstance(model, nn.Module):
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
@@ -118,7 +119,12 @@ class Predictor:
             raise ValueError(f"Predictor: input_size must be a positive multiple of {multiple}, got {input_size!r}")
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
-        self.skeleton = skeleton or Skeleton.for_joints(getattr(model, "njoints", 16))
+        if not box_margin > 0:
+            raise ValueError(f"Predictor: box_margin must be > 0, got {box_margin!r}")
+        njoints = getattr(model, "njoints", None)
+        self.skeleton = skeleton or Skeleton.for_joints(njoints or 16)
+        if njoints is not None and self.skeleton.num_joints != njoints:
+            raise ValueError(f"Predictor: skeleton has {self.skeleton.num_joints} joints, the model {njoints}")
         self.flip_permutation = (self.skeleton.flip_permutation if flip_permutation is None
                                  else tuple(flip_permutation))
         if flip and self.flip_permutation is None:
@@ -127,7 +133,7 @@ class Predictor:
         self.input_norm = check_input_norm(input_norm)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.input_size, self.flip, self.batch_size = input_size, flip, batch_size
+        self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = [_as_image(im) for im in images]
@@ -137,7 +143,7 @@ class Predictor:
             raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
         crops, centers, scales = [], [], []
         for im, box in zip(images, boxes):
-            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box)
+            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin)
             crops.append(crop(im, np.zeros((0, 2)), c, s, 0.0, self.input_size)[0])
             centers.append(c)
             scales.append(s)

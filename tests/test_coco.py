@@ -28,11 +28,15 @@ def test_skeleton_from_names_finds_mpii_and_coco_pairs():
     assert [side for *_, side in coco.limbs] == ["l", "c", "l", "l"]  # left-right limbs are centre ones
     assert list(coco.groups) == ["nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"]
     assert coco.groups["knee"] == (13, 14)
-    custom = Skeleton.from_names(["Tail", "LeftPaw", "rightPaw", "Left Ear", "Right-Ear"], flip_pairs=[(1, 2)])
-    assert custom.flip_permutation == (0, 2, 1, 3, 4)  # given pairs replace the ones found in the names
-    assert Skeleton.from_names(["Tail", "LeftPaw", "rightPaw", "Left Ear", "Right-Ear"]).flip_permutation \
-        == (0, 1, 2, 4, 3)  # camel case is not split: only the spaced / dashed names pair
+    styles = ["Tail", "LeftPaw", "rightPaw", "Left Ear", "r_ear", "LShoulder", "RShoulder"]
+    assert Skeleton.from_names(styles).flip_permutation == (0, 2, 1, 4, 3, 6, 5)  # camel case, spaces, l_/r_ mixed
+    custom = Skeleton.from_names(styles, flip_pairs=[(1, 2)])
+    assert custom.flip_permutation == (0, 2, 1, 3, 4, 5, 6)  # given pairs replace the ones found in the names
+    assert Skeleton.from_names(styles, flip_pairs=[]).flip_permutation == tuple(range(7))
+    with pytest.warns(UserWarning, match=r"\['left_eye'\] name a side"):
+        assert Skeleton.from_names(["nose", "left_eye"]).flip_permutation == (0, 1)
     assert Skeleton.from_dict(json.loads(json.dumps(coco.to_dict()))) == coco
+    assert hash(Skeleton(["a", "b"], [1, 0])) == hash(Skeleton(("a", "b"), (1, 0)))  # types normalised
     assert Skeleton.for_joints(16) == MPII_SKELETON and Skeleton.for_joints(5).flip_permutation is None
 
 
@@ -45,10 +49,16 @@ def test_skeleton_refuses_inconsistent_descriptions():
         Skeleton(("a", "b"), limbs=((0, 2, "c"),))
     with pytest.raises(ValueError, match="flip_pairs"):
         Skeleton.from_names(["a", "b", "c"], flip_pairs=[(0, 1), (1, 2)])
+    for bad in ([(0, 1, 2)], [(1, 1)]):
+        with pytest.raises(ValueError, match="two different joints"):
+            Skeleton.from_names(["a", "b", "c"], flip_pairs=bad)
+    with pytest.raises(ValueError, match="'left_ear' and 'Left Ear' read the same"):
+        Skeleton.from_names(["left_ear", "Left Ear"])
     with pytest.raises(ValueError, match="edge"):
         Skeleton.from_names(["a", "b"], edges=[(0, 5)])
-    with pytest.raises(ValueError, match="skeleton"):
-        Skeleton.from_dict({"flip_permutation": [0]})
+    for bad in ({"flip_permutation": [0]}, ["a"], {"names": ["a"], "limbs": [[0]]}):
+        with pytest.raises(ValueError, match="skeleton"):
+            Skeleton.from_dict(bad)
 
 
 def _write_coco(tmp_path, n=3, size=(90, 120)):
@@ -117,15 +127,27 @@ def test_coco_skips_crowds_and_unlabelled_and_boxes_from_keypoints(tmp_path):
     path, images, *_ = _write_coco(tmp_path, n=2)
     data = json.loads(path.read_text())
     first = data["annotations"][0]
+    one = [0.0] * 51
+    one[3:6] = [7.0, 8.0, 2]
     data["annotations"] += [dict(first, id=10, iscrowd=1), dict(first, id=11, keypoints=[0] * 51),
-                            dict(first, id=12, category_id=7)]
+                            dict(first, id=12, category_id=7), {k: v for k, v in first.items() if k != "bbox"}
+                            | {"id": 13, "keypoints": one}]
     del data["annotations"][1]["bbox"]
+    data["annotations"][0]["keypoints"][9:12] = [5.0, 6.0, 0]  # not labelled: its x, y are ignored
     path.write_text(json.dumps(data))
     ds = COCOKeypoints(path, images, input_size=32)
-    assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 0}
+    assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 1}
     kp = ds.ann["keypoints"][1]
     lo, hi = kp[:, :2].min(0), kp[:, :2].max(0)
-    np.testing.assert_allclose(ds.ann["box"][1], [*lo, *(hi - lo)])  # no bbox: the keypoints' box
+    np.testing.assert_allclose(ds.ann["box"][1], [*(lo - 0.5), *(hi - lo + 1)])  # no bbox: the joints' pixels' box
+    rec = ds.record(0)
+    assert (rec["joints"][3] == 0).all() and rec["annotated"][3] == 0
+    for a in data["annotations"]:
+        a["keypoints"] = one
+        a.pop("bbox", None)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"no usable person \(left out: .*'no box': 4"):
+        COCOKeypoints(path, images)
 
 
 def test_coco_bad_inputs(tmp_path):
@@ -161,8 +183,21 @@ def test_coco_bad_inputs(tmp_path):
         read_coco(variant("flag.json", lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 3)))
     with pytest.raises(ValueError, match="image_id 99"):
         read_coco(variant("img.json", lambda d: d["annotations"][0].update(image_id=99)))
+    with pytest.raises(ValueError, match=r"image_id \[1\]"):
+        read_coco(variant("imglist.json", lambda d: d["annotations"][0].update(image_id=[1])))
+    with pytest.raises(ValueError, match="annotation 1.*lists of numbers"):
+        read_coco(variant("text.json", lambda d: d["annotations"][0].update(bbox=["x", 1, 2, 3])))
+    with pytest.raises(ValueError, match="has no 'id'"):
+        read_coco(variant("noid.json", lambda d: d["categories"][0].pop("id")))
+    with pytest.raises(ValueError, match="1-based"):
+        read_coco(variant("zero.json", lambda d: d["categories"][0].update(skeleton=[[0, 1]])))
+    with pytest.raises(ValueError, match="dup.json.*read the same"):
+        COCOKeypoints(variant("dup.json", lambda d: d["categories"][0]["keypoints"].__setitem__(1, "Left Ear")),
+                      images)
     with pytest.raises(FileNotFoundError, match="image folder"):
         COCOKeypoints(path, tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) of .*gone.json not found.*gone.png"):
+        COCOKeypoints(variant("gone.json", lambda d: d["images"][0].update(file_name="gone.png")), images)
     with pytest.raises(ValueError, match="margin"):
         COCOKeypoints(path, images, margin=0)
     with pytest.raises(ValueError, match=r"keypoints must be \(N, 17, 2\)"):
@@ -232,13 +267,18 @@ def test_custom_skeleton_trains_evaluates_and_predicts(tmp_path):
                  "--out", str(out)]) == 0  # flip test with the checkpoint's own flip pairs, no flag needed
     prediction = json.loads((out / "predictions.json").read_text())[0]
     assert list(prediction["keypoints"]) == list(FIVE)
+    skeleton = Skeleton.from_checkpoint(work / "best.safetensors")
+    assert skeleton.limbs == ((1, 0, "r"), (2, 0, "l"), (3, 0, "r"), (4, 0, "l"))
+    resume = ["train", "--workdir", str(work), "--resume", "--set", "steps=4", "--set", "data.flip_pairs=[[1, 2]]"]
+    assert main(resume) == 2  # another skeleton: refused before anything is written
+    assert not (work / "val" / "step_0000004.json").exists()
 
 
 def test_train_refuses_mismatched_splits(tmp_path):
     root = tmp_path / "data"
     _synthetic_coco(root, "train", 4)
     val = tmp_path / "val.json"
-    write_coco(val, ["0.png"], np.zeros((1, 2, 2)), np.ones((1, 2)), np.ones((1, 2)), ("a", "b"))
+    write_coco(val, ["0.png"], np.zeros((1, 2, 2)), np.ones((1, 2)), np.ones((1, 2)), ("a", "b"), boxes=[[0, 0, 9, 9]])
     from hgfast.train.config import resolve
     from hgfast.train.loop import train
 
@@ -248,6 +288,57 @@ def test_train_refuses_mismatched_splits(tmp_path):
                   workdir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="validation set's joints"):
         train(cfg)
+
+
+def test_build_dataset_finds_the_coco_layout_and_passes_the_options(tmp_path):
+    from hgfast.data import build_dataset
+    from hgfast.train.config import resolve
+
+    root = tmp_path / "coco"
+    for split, n in (("train", 3), ("val", 2)):
+        _synthetic_coco(root, split, n)
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / f"{split}.json").rename(root / "annotations" / f"person_keypoints_{split}2017.json")
+        (root / split).rename(root / f"{split}2017")
+    cfg = resolve(overrides=["data.dataset=coco", f"data.root={root}", "data.box_margin=1.5",
+                             "data.flip_pairs=[[3, 4]]", "data.category_id=1", "data.input_size=64"])
+    train, val = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    assert (len(train), len(val)) == (3, 2) and val.image_dir == root / "val2017"
+    assert train.augment_preset == "bearpaw" and val.augment_preset == "none"
+    assert train.margin == 1.5 and train.skeleton.flip_permutation == (0, 1, 2, 4, 3)
+    assert val.record(0)["scale"] == pytest.approx(1.5 * val.ann["box"][0, 2:].max() / 200)
+    with pytest.raises(ValueError, match="no category with id 3"):
+        build_dataset(resolve(overrides=["data.dataset=coco", f"data.root={root}", "data.category_id=3"]).data,
+                      "val")
+
+
+def test_predictor_takes_a_skeleton_and_box_margin():
+    from hgfast.predict import Predictor
+
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
+    five = Skeleton.from_names(FIVE)
+    predictor = Predictor(model, 32, "cpu", flip=True, skeleton=five, box_margin=2.0)
+    assert predictor.flip_permutation == (0, 2, 1, 4, 3)
+    image = np.zeros((40, 40, 3), np.uint8)
+    kp, _ = predictor([image], boxes=[(10, 10, 10, 10)])
+    assert ((kp >= 15 - 10 - 0.5) & (kp <= 15 + 10 - 0.5)).all()  # inside the 20-pixel crop around the box centre
+    with pytest.raises(ValueError, match="skeleton has 16 joints, the model 5"):
+        Predictor(model, 32, "cpu", skeleton=MPII_SKELETON)
+    with pytest.raises(ValueError, match="box_margin"):
+        Predictor(model, 32, "cpu", box_margin=0)
+
+
+def test_format_table_keeps_column_names_apart_and_datasets_take_a_flip_permutation():
+    from hgfast.data import SyntheticPoses
+
+    skeleton = Skeleton.from_names(["front_paw", "front_knee"], flip_pairs=[])
+    table = pck_table(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.ones((1, 2)), np.ones(1), (0.5,),
+                      skeleton=skeleton)
+    assert "Front_paw" in format_table(table) and "Front_knee" in format_table(table)
+    ds = SyntheticPoses("val", 2, 48, 32)
+    ds.flip_permutation = tuple(range(16))
+    assert ds.skeleton.flip_permutation == tuple(range(16)) and ds.skeleton.names == MPII_SKELETON.names
+    assert SyntheticPoses("val", 2, 48, 32).flip_permutation == MPII_FLIP_PERMUTATION  # the class default is kept
 
 
 def test_config_flip_pairs_and_coco_keys():
@@ -281,7 +372,7 @@ def test_dataset_and_model_joints_must_agree():
     from hgfast.train.state import check_resumable
 
     model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
-    with pytest.raises(ValueError, match="model predicts 5 joints, the dataset has 16"):
+    with pytest.raises(ValueError, match="model predicts 5 joints, the dataset.s skeleton has 16"):
         predict_dataset(model, SyntheticPoses("val", 2, 48, 32))
     with pytest.raises(ValueError, match="'data.dataset'"):
         check_resumable({"data": {"dataset": "mpii"}}, {"data": {"dataset": "coco"}})

@@ -33,8 +33,8 @@ def build_dataset(data, split: str) -> TopDownDataset:
         annotations = given or (root / "annotations" / f"person_keypoints_{name}2017.json" if root else "")
         if not annotations:
             raise ValueError(f"COCO {split} annotations: set 'data.{split}_annotations' or 'data.root'")
-        image_dir = (data.image_dir if split == "train" else data.val_image_dir or data.image_dir) \
-            or (root / f"{name}2017" if root else "")
+        folder = data.image_dir if split == "train" else data.val_image_dir
+        image_dir = folder or (root / f"{name}2017" if root else data.image_dir)
         if not image_dir:
             raise ValueError("COCO images: set 'data.image_dir' or 'data.root'")
         return COCOKeypoints(annotations, image_dir, data.input_size, augment, data.seed, data.category_id or None,

@@ -10,7 +10,7 @@ keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], iscrowd}], ``categories`` [{
   ``bbox`` is in edge coordinates (see ``box_to_center_scale``).
 - Samples: one per annotation with a labelled keypoint; crowd annotations are left out. The crop is the square of
   side ``margin`` (1.25) × the box's longer side around its centre; without a usable ``bbox`` the box around the
-  labelled keypoints serves. ``COCOKeypoints.skipped`` counts what was left out, by reason.
+  labelled keypoints serves (``keypoint_box``). ``COCOKeypoints.skipped`` counts what was left out, by reason.
 - PCK normaliser: the box's longer side (mmpose's "bbox" normalisation): PCK@0.2 = within 20 % of the box size.
 - The skeleton (flip pairs, limb sides, PCK groups) comes from the category's joint names (``Skeleton.from_names``).
 """
@@ -41,7 +41,19 @@ def _category(data: dict, path: Path, category_id) -> dict:
         raise ValueError(f"COCO file {path}: no category has 'keypoints' (the joint names)")
     if len(cats) > 1:
         raise ValueError(f"COCO file {path}: {len(cats)} categories have keypoints (ids {ids}); give category_id")
+    if "id" not in cats[0]:
+        raise ValueError(f"COCO file {path}: the category with keypoints has no 'id'")
     return cats[0]
+
+
+def keypoint_box(xy) -> np.ndarray | None:
+    """The box (x, y, w, h), edge coordinates, of keypoints ``xy`` (M, 2) (pixel centres at integers: a pixel at x
+    spans x ± 0.5); None where they are fewer than two distinct points."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if len(xy) == 0 or not (xy.max(0) - xy.min(0)).any():
+        return None
+    lo, hi = xy.min(0) - 0.5, xy.max(0) + 0.5
+    return np.concatenate([lo, hi - lo])
 
 
 def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
@@ -62,10 +74,13 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
     cat = _category(data, path, category_id)
     names, k = [str(n) for n in cat["keypoints"]], len(cat["keypoints"])
     try:
-        edges = [(int(a) - 1, int(b) - 1) for a, b in cat.get("skeleton", [])]
+        edges = [(int(a) - 1, int(b) - 1) for a, b in cat.get("skeleton") or []]
         files = {im["id"]: str(im["file_name"]) for im in data["images"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"COCO file {path}: bad 'skeleton' or 'images' entry ({exc!r})") from exc
+    if not all(0 <= j < k for e in edges for j in e):
+        raise ValueError(f"COCO file {path}: 'skeleton' joints must be 1-based numbers in 1..{k}, got "
+                         f"{[[a + 1, b + 1] for a, b in edges]}")
     out = {"file_name": [], "keypoints": [], "box": [], "id": []}
     skipped = {"crowd": 0, "no labelled keypoint": 0, "no box": 0}
     for a in data["annotations"]:
@@ -75,10 +90,14 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         if a.get("iscrowd"):
             skipped["crowd"] += 1
             continue
-        kp = np.asarray(a.get("keypoints", ()), np.float64)
+        try:
+            kp = np.asarray(a.get("keypoints", ()), np.float64)
+            box = np.asarray(a.get("bbox") or (), np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: 'keypoints' and 'bbox' must be lists of numbers ({exc})") from exc
         if kp.shape != (3 * k,) or not np.isfinite(kp).all():
             raise ValueError(f"{where}: 'keypoints' must be {3 * k} finite numbers (x, y, v for {k} joints), "
-                             f"got {np.asarray(a.get('keypoints')).shape}")
+                             f"got shape {kp.shape}")
         kp = kp.reshape(k, 3)
         if not np.isin(kp[:, 2], (0, 1, 2)).all():
             raise ValueError(f"{where}: visibility flags must be 0, 1 or 2, got {sorted(set(kp[:, 2].tolist()))}")
@@ -86,16 +105,15 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         if not labelled.any():
             skipped["no labelled keypoint"] += 1
             continue
-        box = np.asarray(a.get("bbox", ()), np.float64)
         if box.shape != (4,) or not np.isfinite(box).all() or not (box[2:] > 0).all():
-            lo, hi = kp[labelled, :2].min(0), kp[labelled, :2].max(0)
-            box = np.concatenate([lo, hi - lo])
-            if not (box[2:] > 0).all():
+            box = keypoint_box(kp[labelled, :2])
+            if box is None:
                 skipped["no box"] += 1
                 continue
-        if a.get("image_id") not in files:
-            raise ValueError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
-        out["file_name"].append(files[a["image_id"]])
+        image_id = a.get("image_id")
+        if not isinstance(image_id, (int, str)) or image_id not in files:
+            raise ValueError(f"{where}: image_id {image_id!r} is not in 'images'")
+        out["file_name"].append(files[image_id])
         out["keypoints"].append(kp)
         out["box"].append(box)
         out["id"].append(a.get("id"))
@@ -110,7 +128,9 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
     """Write a COCO keypoint file (atomically) for N samples: ``file_names`` (N,) image paths relative to the
     image folder (repeat one for several people in an image), ``keypoints`` (N, K, 2) pixels, ``annotated`` and
     ``visible`` (N, K) flags (v = 2 visible, 1 annotated only, 0 neither), joint ``names`` (K,), limb ``edges``
-    (0-based pairs) and ``boxes`` (N, 4) (x, y, w, h) edge coordinates (default: each sample's keypoints' box)."""
+    (0-based pairs) and ``boxes`` (N, 4) (x, y, w, h) edge coordinates (default: each sample's keypoints' box,
+    ``keypoint_box``; a sample with fewer than two distinct labelled points then gets none and is skipped on
+    reading)."""
     keypoints = np.asarray(keypoints, np.float64)
     n, k = keypoints.shape[:2] if keypoints.ndim == 3 else (None, None)
     if keypoints.ndim != 3 or keypoints.shape[2] != 2 or k != len(names):
@@ -127,13 +147,8 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
     for i in range(n):
         image_id = ids.setdefault(str(file_names[i]), len(ids) + 1)
         xy = np.where(flags[i, :, None] > 0, keypoints[i], 0.0)
-        if boxes is not None:
-            box = [float(v) for v in boxes[i]]
-        elif flags[i].any():
-            lo, hi = xy[flags[i] > 0].min(0), xy[flags[i] > 0].max(0)
-            box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
-        else:
-            box = [0.0, 0.0, 0.0, 0.0]
+        box = boxes[i] if boxes is not None else keypoint_box(xy[flags[i] > 0])
+        box = [0.0, 0.0, 0.0, 0.0] if box is None else [float(v) for v in box]
         annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                             "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box[2] * box[3],
                             "keypoints": [v for j in range(k) for v in (float(xy[j, 0]), float(xy[j, 1]),
@@ -153,17 +168,26 @@ class COCOKeypoints(TopDownDataset):
                  augment_preset: str = "none", seed: int = 0, category_id: int | None = None, flip_pairs=None,
                  margin: float = 1.25):
         super().__init__(input_size, augment_preset, seed)
-        self.ann = read_coco(annotations, category_id)
-        self.skipped = self.ann.pop("skipped")
-        self.skeleton = Skeleton.from_names(self.ann["names"], self.ann["edges"], flip_pairs)
         if not margin > 0:
             raise ValueError(f"COCOKeypoints: margin must be > 0, got {margin!r}")
         self.margin = float(margin)
+        self.ann = read_coco(annotations, category_id)
+        self.skipped = self.ann.pop("skipped")
+        if not len(self.ann["file_name"]):
+            raise ValueError(f"COCO file {annotations} has no usable person (left out: {self.skipped})")
+        try:
+            self.skeleton = Skeleton.from_names(self.ann["names"], self.ann["edges"], flip_pairs)
+        except ValueError as exc:
+            raise ValueError(f"COCO file {annotations}: {exc}") from exc
         if not str(image_dir):
             raise ValueError("COCOKeypoints: image_dir is empty (give the folder the file names are relative to)")
         self.image_dir = Path(image_dir)
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}")
+        missing = [f for f in sorted(set(self.ann["file_name"])) if not (self.image_dir / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} image(s) of {annotations} not found in {self.image_dir}, e.g. "
+                                    f"{missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.ann["file_name"])

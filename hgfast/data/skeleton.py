@@ -8,6 +8,7 @@ side, so the flip permutation, limb sides and PCK groups (``left_knee`` + ``righ
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from ..ops import MPII_FLIP_PERMUTATION
@@ -28,7 +29,14 @@ PCKH_GROUPS = {"head": (9,), "shoulder": (12, 13), "elbow": (11, 14), "wrist": (
 PCKH_JOINTS = tuple(k for k in range(NUM_JOINTS) if JOINT_NAMES[k] not in ("pelvis", "thorax"))
 
 _SIDES = {"left": "l", "l": "l", "right": "r", "r": "r"}
-_OTHER = {"left": "right", "right": "left", "l": "r", "r": "l"}
+_OTHER = {"l": "r", "r": "l"}
+
+
+def name_words(name: str) -> list[str]:
+    """The lower-case words of a joint name, split at non-alphanumerics and at camel case: ``left_knee``,
+    ``Left Knee``, ``LeftKnee`` and ``LKnee`` are ``[left|l, knee]``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=^[LR])(?=[A-Z][a-z])", " ", name)
+    return [w for w in re.split(r"[^0-9a-z]+", spaced.lower()) if w]
 
 
 @dataclass(frozen=True)
@@ -43,18 +51,29 @@ class Skeleton:
     groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
-        k = len(self.names)
-        if k < 1 or len(set(self.names)) != k:
-            raise ValueError(f"skeleton names must be non-empty and distinct, got {list(self.names)}")
-        perm = self.flip_permutation
+        try:  # normalise the types (lists from JSON, numpy ints), so equal skeletons compare equal
+            names = tuple(str(n) for n in self.names)
+            perm = None if self.flip_permutation is None else tuple(int(p) for p in self.flip_permutation)
+            limbs = tuple((int(a), int(b), str(side)) for a, b, side in self.limbs)
+            groups = {str(g): tuple(int(j) for j in js) for g, js in dict(self.groups).items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid skeleton description: {exc}") from exc
+        for key, value in (("names", names), ("flip_permutation", perm), ("limbs", limbs), ("groups", groups)):
+            object.__setattr__(self, key, value)
+        k = len(names)
+        if k < 1 or len(set(names)) != k:
+            raise ValueError(f"skeleton names must be non-empty and distinct, got {list(names)}")
         if perm is not None and (sorted(perm) != list(range(k)) or any(perm[p] != i for i, p in enumerate(perm))):
             raise ValueError(f"flip_permutation must swap pairs of range({k}) (an involution), got {list(perm)}")
-        for a, b, side in self.limbs:
+        for a, b, side in limbs:
             if not (0 <= a < k and 0 <= b < k) or side not in ("r", "l", "c"):
                 raise ValueError(f"limb {(a, b, side)}: joints must be in range({k}) and side 'r', 'l' or 'c'")
-        for name, joints in self.groups.items():
+        for name, joints in groups.items():
             if not joints or not all(0 <= j < k for j in joints):
                 raise ValueError(f"PCK group {name!r}: joints {list(joints)} must be in range({k})")
+
+    def __hash__(self) -> int:
+        return hash((self.names, self.flip_permutation, self.limbs, tuple(self.groups.items())))
 
     @property
     def num_joints(self) -> int:
@@ -63,32 +82,46 @@ class Skeleton:
     @classmethod
     def from_names(cls, names, edges=(), flip_pairs=None) -> "Skeleton":
         """A skeleton from joint ``names``, limb ``edges`` (0-based (a, b) pairs) and ``flip_pairs`` ((a, b)
-        pairs swapped by a flip; default: the left/right pairs found in the names, other joints map to
-        themselves)."""
+        pairs swapped by a flip; ``None``: the left/right pairs found in the names (``name_words``), with a warning
+        for a joint that names a side but has no partner; other joints map to themselves)."""
         names = tuple(str(n) for n in names)
-        words = [re.split(r"[^0-9a-z]+", n.lower()) for n in names]
+        k = len(names)
+        words = [name_words(n) for n in names]
         sides = [next((_SIDES[w] for w in ws if w in _SIDES), "c") for ws in words]
+        keys = [[_SIDES.get(w, w) for w in ws] for ws in words]  # side words as "l" / "r": left_eye pairs r_eye
         if flip_pairs is None:
-            index = {"_".join(ws): i for i, ws in enumerate(words)}
-            flip_pairs = {tuple(sorted((i, index["_".join(_OTHER.get(w, w) for w in ws)]))) for i, ws in
-                          enumerate(words) if sides[i] != "c" and "_".join(_OTHER.get(w, w) for w in ws) in index}
-        perm = list(range(len(names)))
-        for a, b in flip_pairs:
-            a, b = int(a), int(b)
-            if not (0 <= a < len(names) and 0 <= b < len(names)) or perm[a] != a or perm[b] != b:
-                raise ValueError(f"flip_pairs: ({a}, {b}) must be two joints of range({len(names)}) in no other pair")
+            index: dict[str, int] = {}
+            for i, ws in enumerate(keys):
+                key = "_".join(ws)
+                if key in index:
+                    raise ValueError(f"joint names {names[index[key]]!r} and {names[i]!r} read the same ({key}); "
+                                     f"rename one or give flip_pairs")
+                index[key] = i
+            partner = {i: index.get("_".join(_OTHER.get(w, w) for w in ws)) for i, ws in enumerate(keys)
+                       if sides[i] != "c"}
+            lonely = [names[i] for i, j in partner.items() if j is None]
+            if lonely:
+                warnings.warn(f"joints {lonely} name a side but no joint has the other side's name: a flip leaves "
+                              f"them in place (give flip_pairs to pair them)", stacklevel=2)
+            flip_pairs = sorted({tuple(sorted((i, j))) for i, j in partner.items() if j is not None})
+        perm = list(range(k))
+        for pair in flip_pairs:
+            a, b = (int(j) for j in pair) if len(pair) == 2 else (-1, -1)
+            if not (0 <= a < k and 0 <= b < k) or a == b or perm[a] != a or perm[b] != b:
+                raise ValueError(f"flip_pairs: {tuple(pair)} must be two different joints of range({k}) in no "
+                                 f"other pair")
             perm[a], perm[b] = b, a
         limbs = []
         for a, b in edges:  # a limb takes its joints' side; one to a centre joint takes the other's; left-right: "c"
             a, b = int(a), int(b)
-            if not (0 <= a < len(names) and 0 <= b < len(names)):
-                raise ValueError(f"skeleton edge ({a}, {b}): joints must be in range({len(names)})")
+            if not (0 <= a < k and 0 <= b < k):
+                raise ValueError(f"skeleton edge ({a}, {b}): joints must be in range({k})")
             pair = {sides[a], sides[b]} - {"c"}
             limbs.append((a, b, pair.pop() if len(pair) == 1 else "c"))
         groups: dict[str, list[int]] = {}
         for i, ws in enumerate(words):
-            groups.setdefault("_".join(w for w in ws if w and w not in _SIDES) or names[i], []).append(i)
-        return cls(names, tuple(perm), tuple(limbs), {g: tuple(js) for g, js in groups.items()})
+            groups.setdefault("_".join(w for w in ws if w not in _SIDES) or names[i], []).append(i)
+        return cls(names, tuple(perm), tuple(limbs), groups)
 
     @classmethod
     def for_joints(cls, k: int) -> "Skeleton":
@@ -111,13 +144,9 @@ class Skeleton:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Skeleton":
-        try:
-            perm = d.get("flip_permutation")
-            return cls(tuple(d["names"]), None if perm is None else tuple(int(p) for p in perm),
-                       tuple((int(a), int(b), str(s)) for a, b, s in d.get("limbs", ())),
-                       {str(g): tuple(int(j) for j in js) for g, js in d.get("groups", {}).items()})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a valid skeleton description: {exc}") from exc
+        if not isinstance(d, dict) or "names" not in d:
+            raise ValueError(f"not a valid skeleton description (a dict with 'names'): {d!r}")
+        return cls(d["names"], d.get("flip_permutation"), d.get("limbs", ()), d.get("groups", {}))
 
 
 MPII_SKELETON = Skeleton(JOINT_NAMES, MPII_FLIP_PERMUTATION, LIMBS, PCKH_GROUPS)

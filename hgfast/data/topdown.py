@@ -9,6 +9,8 @@ resumed run sees exactly the same data (``hgfast.train.distributed.EpochSampler`
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -29,7 +31,12 @@ class TopDownDataset(Dataset):
 
     @property
     def flip_permutation(self) -> tuple[int, ...] | None:
+        """The skeleton's; assigning one replaces the skeleton's (same joints)."""
         return self.skeleton.flip_permutation
+
+    @flip_permutation.setter
+    def flip_permutation(self, permutation) -> None:
+        self.skeleton = dataclasses.replace(self.skeleton, flip_permutation=permutation)
 
     def __init__(self, input_size: int = 256, augment_preset: str = "none", seed: int = 0):
         if augment_preset not in augment.PRESETS:

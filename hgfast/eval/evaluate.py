@@ -30,8 +30,9 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
         raise ValueError("predict_dataset: flip=True, but the dataset's skeleton has no flip permutation")
     skeleton = getattr(dataset, "skeleton", None)
     if skeleton is not None and getattr(model, "njoints", skeleton.num_joints) != skeleton.num_joints:
-        raise ValueError(f"predict_dataset: the model predicts {model.njoints} joints, the dataset has "
-                         f"{skeleton.num_joints} ({', '.join(skeleton.names)})")
+        raise ValueError(f"predict_dataset: the model predicts {model.njoints} joints, the dataset's skeleton has "
+                         f"{skeleton.num_joints} ({', '.join(skeleton.names)}); a dataset of another skeleton sets "
+                         f"its 'skeleton' (hgfast.data.Skeleton)")
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "scores", "joints", "annotated", "visible", "normalize",

@@ -78,7 +78,10 @@ def _num(x) -> float | None:
 def format_table(result: dict) -> str:
     """A text table: one row per threshold, groups as columns, then both means."""
     groups = list(next(iter(result["pck"].values()))["per_group"]) if result["pck"] else []
-    head = ["PCK@"] + [g.capitalize()[:5] for g in groups] + ["Mean(w)", "Mean(u)"]
+    labels = [g.capitalize()[:5] for g in groups]
+    if len(set(labels)) < len(labels):  # "front_paw", "front_knee": the full names
+        labels = [g.capitalize() for g in groups]
+    head = ["PCK@"] + labels + ["Mean(w)", "Mean(u)"]
     rows = [head]
     for t, r in result["pck"].items():
         vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]]

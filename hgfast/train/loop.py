@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import atomic_path
 from ..data.build import build_dataset
+from ..data.skeleton import Skeleton
 from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
@@ -261,6 +262,17 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     state = None if resume is None else load_state(resume)
     if state is not None:
         check_resumable(state.get("config") or {}, to_dict(cfg))
+    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    skeleton = train_set.skeleton
+    if val_set.skeleton.names != skeleton.names:
+        raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
+                         f"set's {list(skeleton.names)}")
+    saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])
+    if saved is not None and (saved.names, saved.flip_permutation) != (skeleton.names, skeleton.flip_permutation):
+        raise ValueError(f"cannot resume: the data's joints {list(skeleton.names)} (flip permutation "
+                         f"{skeleton.flip_permutation}) differ from the saved run's {list(saved.names)} (flip "
+                         f"permutation {saved.flip_permutation}; see data.train_annotations, data.category_id, "
+                         f"data.flip_pairs)")
     same_run = resume is not None and state_path(resume).parent.resolve() == workdir.resolve()
     if not same_run and not overwrite and (workdir / STATE_FILE).exists():
         what = "an earlier run" if resume is None else f"another run than {state_path(resume)}"
@@ -280,11 +292,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
-    skeleton = train_set.skeleton
-    if val_set.skeleton.names != skeleton.names:
-        raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
-                         f"set's {list(skeleton.names)}")
     model = build_model(cfg, skeleton.num_joints).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -319,6 +326,11 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     log.info("training %s (fused kernels %s) on %s (%d process(es)), %d train / %d val samples, step %d of %d",
              json.dumps(model.config), "on" if getattr(model, "fused_active", False) else "off", device,
              dist_info.world_size, len(train_set), len(val_set), step, cfg.steps)
+    log.info("joints %s; flip pairs %s", ", ".join(skeleton.names),
+             [(skeleton.names[i], skeleton.names[j]) for i, j in enumerate(skeleton.flip_permutation or ()) if i < j])
+    for name, ds in (("train", train_set), ("val", val_set)):
+        if any(getattr(ds, "skipped", {}).values()):
+            log.info("%s set: people left out: %s", name, ds.skipped)
 
     metrics = _Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
@@ -333,7 +345,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     def checkpoint(final: bool = False) -> None:
         if dist_info.is_main:
             save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
-                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0})
+                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0},
+                       skeleton.to_dict())
             model.save(workdir / "last.safetensors", skeleton)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 

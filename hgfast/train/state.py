@@ -39,11 +39,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_state(path: str | os.PathLike, model, optimizer, scaler, step: int, best: float | None,
-               config: dict, progress: dict | None = None) -> None:
+               config: dict, progress: dict | None = None, skeleton: dict | None = None) -> None:
     """Write the resumable state (``model`` unwrapped from DDP) to ``path`` atomically. ``progress``: the loop's
-    loss sum and count in the current log window, images seen and elapsed seconds."""
+    loss sum and count in the current log window, images seen and elapsed seconds; ``skeleton``: the data's
+    (``Skeleton.to_dict()``), which a resumed run must have."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-             "step": step, "best": best, "rng": rng_state(), "config": config, "progress": progress or {}}
+             "step": step, "best": best, "rng": rng_state(), "config": config, "progress": progress or {},
+             "skeleton": skeleton}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
