@@ -103,12 +103,14 @@ def _cmd_eval(args) -> int:
         dataset = build_dataset(cfg.data, "val")
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, batch_size=args.batch_size, workers=cfg.data.workers,
-                                flip=args.flip, flip_shift=not args.no_flip_shift, input_norm=cfg.data.input_norm)
+                                flip=args.flip, flip_shift=not args.no_flip_shift, input_norm=cfg.data.input_norm,
+                                half_pixel=args.half_pixel, truncate=args.truncate)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
-    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset])
+    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset],
+                 half_pixel=args.half_pixel, truncate=args.truncate)
     print(f"{cfg.data.dataset} val, {table['samples']} samples, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
     out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
@@ -161,7 +163,8 @@ def _cmd_predict(args) -> int:
         checkpoint = Path(args.checkpoint)
         predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
                               input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
-                              box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25))
+                              box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
+                              half_pixel=args.half_pixel, truncate=args.truncate)
         images = [read_image(p) for p in args.images]
         keypoints, scores = predictor(images, boxes)
     except (ValueError, FileNotFoundError) as exc:
@@ -209,6 +212,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "e.g. --set optim.lr=1e-3 --set model.nstack=4")
 
 
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--half-pixel", action="store_true", help="add 0.5 heatmap pixel before mapping back: the "
+                   "decoding of princeton-vl / bearpaw / anibali checkpoints (see hgfast.predict)")
+    p.add_argument("--truncate", action="store_true", help="integer final coordinates, as the Lua code, "
+                   "princeton-vl and bearpaw report them (loses sub-pixel accuracy)")
+
+
 def register(sub) -> None:
     """Add the train / eval / predict / export subcommands to the ``hgfast`` parser's subparsers."""
     from .predict import INPUT_NORMS
@@ -235,6 +245,7 @@ def register(sub) -> None:
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
     p.add_argument("--no-flip-shift", action="store_true", help="no 3/4-pixel shift of the mirrored heatmaps "
                    "(see hgfast.predict)")
+    _add_decode_args(p)
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--batch-size", type=int, default=32)
@@ -255,6 +266,7 @@ def register(sub) -> None:
     p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
                    "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
                    "(default: from config.yaml beside the checkpoint, else none)")
+    _add_decode_args(p)
     p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: data.box_margin "
                    "from config.yaml beside the checkpoint, else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")

@@ -15,6 +15,12 @@ pixel (linear interpolation), so flip testing adds no bias.
 ``input_norm``: what the model was trained on. ``"none"``: RGB in [0, 1] (hgfast, princeton-vl, the paper's
 code); ``"bearpaw"``: minus the MPII RGB mean; ``"anibali"``: minus the MPII mean, over the MPII std. A checkpoint
 from bearpaw/pytorch-pose or anibali/pytorch-stacked-hourglass loads with the same layout but needs its own.
+
+Decoding conventions (``hgfast.ops.heatmap_to_image``): hgfast's targets put a joint at crop x / 4 exactly, so its
+models decode with neither option. The Lua code, princeton-vl and bearpaw encoded targets at truncated
+coordinates and decode with ``half_pixel=True`` (+0.5 heatmap pixel, 2 image pixels at 256² input) and
+``truncate=True`` (integer final coordinates); evaluate their checkpoints with ``half_pixel=True`` (and
+``truncate=True`` to report coordinates as they do).
 """
 from __future__ import annotations
 
@@ -58,9 +64,11 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
                   flip: bool = False, flip_shift: bool = True, channels_last: bool = False,
                   autocast_dtype: torch.dtype | None = None,
                   flip_permutation: Sequence[int] = MPII_FLIP_PERMUTATION,
-                  input_norm: str = "none") -> tuple[Tensor, Tensor]:
+                  input_norm: str = "none", half_pixel: bool = False,
+                  truncate: bool = False) -> tuple[Tensor, Tensor]:
     """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, S, S) cut with
-    ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0)."""
+    ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0).
+    ``half_pixel``, ``truncate``: the legacy decoding conventions of ``heatmap_to_image`` (module docstring)."""
     device = next(model.parameters()).device
     x = to_input(images, device, channels_last, input_norm)
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -72,7 +80,7 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     rotation = torch.zeros_like(scale) if rotation is None else rotation
     f64 = dict(dtype=torch.float64, device=coords.device)
     kp = heatmap_to_image(coords.double(), center.to(**f64), scale.to(**f64), rotation.to(**f64),
-                          size=tuple(heatmaps.shape[-2:]))
+                          size=tuple(heatmaps.shape[-2:]), half_pixel=half_pixel, truncate=truncate)
     return kp.float().cpu(), scores.cpu()
 
 
@@ -92,10 +100,12 @@ class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
-    flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25)``. ``skeleton`` (joint names, flip
+    flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
+    truncate=False)``. ``skeleton`` (joint names, flip
     permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
     (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
-    unknown skeleton); ``input_norm``: module docstring; ``box_margin``: the training data's crop side / box side.
+    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``: module docstring; ``box_margin``: the
+    training data's crop side / box side.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,
@@ -105,7 +115,8 @@ class Predictor:
 
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
-                 input_norm: str = "none", skeleton=None, box_margin: float = 1.25):
+                 input_norm: str = "none", skeleton=None, box_margin: float = 1.25, half_pixel: bool = False,
+                 truncate: bool = False):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
@@ -134,6 +145,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
+        self.half_pixel, self.truncate = bool(half_pixel), bool(truncate)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = [_as_image(im) for im in images]
@@ -152,7 +164,8 @@ class Predictor:
             batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).permute(0, 3, 1, 2)
             kp, sc = predict_crops(self.model, batch, torch.as_tensor(np.stack(centers[i:i + self.batch_size])),
                                    torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip,
-                                   flip_permutation=self.flip_permutation, input_norm=self.input_norm)
+                                   flip_permutation=self.flip_permutation, input_norm=self.input_norm,
+                                   half_pixel=self.half_pixel, truncate=self.truncate)
             kps.append(kp.numpy())
             scores.append(sc.numpy())
         if not kps:

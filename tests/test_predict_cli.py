@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hgfast.cli import main
-from hgfast.data import render
+from hgfast.data import crop, render
 from hgfast.models import StackedHourglass
 from hgfast.ops import MPII_FLIP_PERMUTATION, gaussian_heatmaps
 from hgfast.predict import Predictor, predict_crops
@@ -66,8 +66,6 @@ class _Oracle(torch.nn.Module):
                                               (True, tuple(range(16)))], ids=["no-flip", "flip", "flip-own-pairs"])
 def test_predict_crops_returns_image_coordinates(flip, permutation):
     """``flip-own-pairs``: a skeleton whose joints all map to themselves under a flip (not MPII's pairs)."""
-    from hgfast.data import crop
-
     S, table, crops, meta, gt = 64, [], [], [], []
     for i in range(24):
         r = render(0, "val", i, 128)
@@ -86,6 +84,26 @@ def test_predict_crops_returns_image_coordinates(flip, permutation):
     # was biased by +0.5 crop px in x
     assert np.abs(err.mean((0, 1))).max() < 0.15
     assert np.linalg.norm(err, axis=-1).mean() < 1.0
+
+
+def test_predict_crops_legacy_decoding_conventions():
+    """half_pixel moves every joint by half a heatmap pixel (in image pixels: 0.5 · 200 · scale / heatmap side);
+    truncate then drops the fraction of the image coordinates, toward zero."""
+    S, table, crops = 64, [], []
+    for i in range(4):
+        r = render(0, "val", i, 128)
+        im, kp = crop(r["image"], r["joints"], r["center"], float(r["scale"]), 0.0, S)
+        table.append((torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(kp)))
+        crops.append(table[-1][0])
+    center, scale = torch.full((4, 2), 61.3, dtype=torch.float64), torch.tensor([0.5, 0.6, 0.7, 0.8]).double()
+    args = (_Oracle(table), torch.stack(crops), center, scale)
+    plain, _ = predict_crops(*args)
+    half, _ = predict_crops(*args, half_pixel=True)
+    legacy, _ = predict_crops(*args, half_pixel=True, truncate=True)
+    step = (0.5 * 200 * scale / (S // 4)).float()
+    torch.testing.assert_close(half - plain, step[:, None, None].expand_as(plain), atol=1e-4, rtol=0)
+    torch.testing.assert_close(legacy, torch.trunc(half))
+    assert (legacy != half).any()
 
 
 def test_predictor_flip_needs_the_permutation_of_other_skeletons():
@@ -127,6 +145,10 @@ def test_cli_eval(workdir, capsys):
     assert "Mean(w)" in out and "0.2" in out
     table = json.loads((workdir / "eval.json").read_text())
     assert table["flip_test"] and table["samples"] == 8 and "mean_unweighted" in table["pck"]["0.2"]
+    assert not table["half_pixel"] and not table["truncate"]
+    legacy = workdir.parent / "legacy.json"
+    assert main(["eval", "--workdir", str(workdir), "--half-pixel", "--truncate", "--json", str(legacy)]) == 0
+    assert json.loads(legacy.read_text())["half_pixel"] and json.loads(legacy.read_text())["truncate"]
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
 
 

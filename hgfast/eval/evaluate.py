@@ -15,10 +15,12 @@ from .pck import pck_table
 
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
                     flip_shift: bool = True, channels_last: bool = False,
-                    autocast_dtype: torch.dtype | None = None, input_norm: str = "none") -> dict[str, np.ndarray]:
+                    autocast_dtype: torch.dtype | None = None, input_norm: str = "none", half_pixel: bool = False,
+                    truncate: bool = False) -> dict[str, np.ndarray]:
     """Run ``model`` (in eval mode, restored after) over ``dataset``; numpy arrays ``pred`` (N, K, 2) and
     ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``.
-    Flip testing uses the dataset's ``flip_permutation``. The dataset must not augment (predictions are mapped back
+    Flip testing uses the dataset's ``flip_permutation``; ``half_pixel``, ``truncate``: decoding conventions of
+    peer checkpoints (``hgfast.predict``). The dataset must not augment (predictions are mapped back
     through the un-augmented crop) and must not be empty."""
     if getattr(dataset, "augment_preset", "none") != "none":
         raise ValueError(f"predict_dataset: dataset must not be augmented (augment_preset "
@@ -41,7 +43,7 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     try:
         for b in loader:
             kp, sc = predict_crops(model, b["image"], b["center"], b["scale"], b["rotation"], flip, flip_shift,
-                                   channels_last, autocast_dtype, permutation, input_norm)
+                                   channels_last, autocast_dtype, permutation, input_norm, half_pixel, truncate)
             for key, value in (("pred", kp), ("scores", sc)) + tuple((k, b[k]) for k in list(out)[2:]):
                 out[key].append(value.numpy())
     finally:
