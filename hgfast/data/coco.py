@@ -81,46 +81,60 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
     if not all(0 <= j < k for e in edges for j in e):
         raise ValueError(f"COCO file {path}: 'skeleton' joints must be 1-based numbers in 1..{k}, got "
                          f"{[[a + 1, b + 1] for a, b in edges]}")
-    out = {"file_name": [], "keypoints": [], "box": [], "id": []}
-    skipped = {"crowd": 0, "no labelled keypoint": 0, "no box": 0}
+    people, skipped = [], {"crowd": 0, "no labelled keypoint": 0, "no box": 0}
     for a in data["annotations"]:
         if not isinstance(a, dict) or a.get("category_id") != cat["id"]:
             continue
-        where = f"COCO file {path}, annotation {a.get('id')!r}"
         if a.get("iscrowd"):
             skipped["crowd"] += 1
             continue
-        try:
-            kp = np.asarray(a.get("keypoints", ()), np.float64)
-            box = np.asarray(a.get("bbox") or (), np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: 'keypoints' and 'bbox' must be lists of numbers ({exc})") from exc
-        if kp.shape != (3 * k,) or not np.isfinite(kp).all():
-            raise ValueError(f"{where}: 'keypoints' must be {3 * k} finite numbers (x, y, v for {k} joints), "
-                             f"got shape {kp.shape}")
-        kp = kp.reshape(k, 3)
-        if not np.isin(kp[:, 2], (0, 1, 2)).all():
-            raise ValueError(f"{where}: visibility flags must be 0, 1 or 2, got {sorted(set(kp[:, 2].tolist()))}")
-        labelled = kp[:, 2] > 0
-        if not labelled.any():
-            skipped["no labelled keypoint"] += 1
-            continue
-        if box.shape != (4,) or not np.isfinite(box).all() or not (box[2:] > 0).all():
-            box = keypoint_box(kp[labelled, :2])
-            if box is None:
-                skipped["no box"] += 1
-                continue
-        image_id = a.get("image_id")
+        kp, image_id = a.get("keypoints"), a.get("image_id")
+        if not isinstance(kp, list) or len(kp) != 3 * k:
+            raise ValueError(f"{_where(path, a)}: 'keypoints' must be {3 * k} finite numbers (x, y, v for {k} "
+                             f"joints), got {str(kp)[:80]}")
         if not isinstance(image_id, (int, str)) or image_id not in files:
-            raise ValueError(f"{where}: image_id {image_id!r} is not in 'images'")
-        out["file_name"].append(files[image_id])
-        out["keypoints"].append(kp)
-        out["box"].append(box)
-        out["id"].append(a.get("id"))
-    return dict(names=names, edges=edges, file_name=np.array(out["file_name"], dtype=object),
-                keypoints=np.array(out["keypoints"], np.float64).reshape(-1, k, 3),
-                box=np.array(out["box"], np.float64).reshape(-1, 4), id=np.array(out["id"], dtype=object),
+            raise ValueError(f"{_where(path, a)}: image_id {image_id!r} is not in 'images'")
+        people.append(a)
+    # checked and converted for all people at once (COCO train has 150k)
+    kps = _numbers(path, people, "keypoints", [a["keypoints"] for a in people], 3 * k).reshape(-1, k, 3)
+    boxes = _numbers(path, people, "bbox", [a["bbox"] if isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4
+                                            else [np.nan] * 4 for a in people], 4)
+    for bad, what in ((~np.isfinite(kps).all((1, 2)), f"'keypoints' must be {3 * k} finite numbers"),
+                      (~np.isin(kps[..., 2], (0, 1, 2)).all(1), "visibility flags must be 0, 1 or 2")):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{_where(path, people[i])}: {what}, got {kps[i].ravel().tolist()}")
+    labelled = kps[..., 2] > 0
+    keep = labelled.any(1)
+    skipped["no labelled keypoint"] = int((~keep).sum())
+    for i in np.flatnonzero(keep & ~(np.isfinite(boxes).all(1) & (boxes[:, 2:] > 0).all(1))):
+        box = keypoint_box(kps[i, labelled[i], :2])  # no usable bbox: the labelled joints' box
+        if box is None:
+            keep[i] = False
+            skipped["no box"] += 1
+        else:
+            boxes[i] = box
+    index = np.flatnonzero(keep)
+    return dict(names=names, edges=edges, file_name=np.array([files[people[i]["image_id"]] for i in index], object),
+                keypoints=kps[index], box=boxes[index], id=np.array([people[i].get("id") for i in index], object),
                 skipped=skipped)
+
+
+def _where(path: Path, annotation: dict) -> str:
+    return f"COCO file {path}, annotation {annotation.get('id')!r}"
+
+
+def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.ndarray:
+    """``rows`` (one list per person) as an (N, width) float64 array; a ValueError names the first bad person."""
+    try:
+        return np.array(rows, np.float64).reshape(-1, width)
+    except (TypeError, ValueError):
+        for a, row in zip(people, rows):
+            try:
+                np.array(row, np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{_where(path, a)}: '{key}' must be a list of numbers ({exc})") from exc
+        raise
 
 
 def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,
