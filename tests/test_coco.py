@@ -1,5 +1,6 @@
 """Skeletons from joint names, COCO-format keypoint files (read, write, bad input) and a custom skeleton end to end:
 train, checkpoint with its skeleton, eval table with its groups, predict with flip test."""
+import importlib.util
 import json
 
 import cv2
@@ -258,10 +259,16 @@ def test_custom_skeleton_trains_evaluates_and_predicts(tmp_path):
     assert StackedHourglass.from_checkpoint(work / "best.safetensors").njoints == 5
     table = json.loads((work / "val" / "step_0000002.json").read_text())
     assert list(table["pck"]["0.2"]["per_group"]) == ["head_top", "wrist", "ankle"]
-    assert main(["eval", "--workdir", str(work), "--flip"]) == 0
+    assert "data.oks_sigmas" in table["oks"]["skipped"]  # 5 joints: COCO's sigmas do not apply
+    sigmas = "data.oks_sigmas=[0.1, 0.06, 0.06, 0.09, 0.09]"
+    assert main(["eval", "--workdir", str(work), "--flip", "--set", sigmas]) == 0
     result = json.loads((work / "eval.json").read_text())
     assert result["flip_test"] and result["normaliser"] == "longer side of the person box"
     assert result["samples"] == 6 and list(result["count"]) == list(FIVE)
+    if importlib.util.find_spec("pycocotools"):
+        assert 0.0 <= result["oks"]["AP"] <= 1.0 and "OKS AP" in format_table(result)
+    else:
+        assert "pycocotools" in result["oks"]["skipped"]
     out = tmp_path / "pred"
     assert main(["predict", str(root / "val" / "0.png"), "--checkpoint", str(work / "best.safetensors"), "--flip",
                  "--out", str(out)]) == 0  # flip test with the checkpoint's own flip pairs, no flag needed
@@ -376,3 +383,23 @@ def test_dataset_and_model_joints_must_agree():
         predict_dataset(model, SyntheticPoses("val", 2, 48, 32))
     with pytest.raises(ValueError, match="'data.dataset'"):
         check_resumable({"data": {"dataset": "mpii"}}, {"data": {"dataset": "coco"}})
+
+
+def test_oks_ap_by_cocoeval(tmp_path):
+    pytest.importorskip("pycocotools")
+    from hgfast.eval.oks import oks_ap, person_scores
+
+    path, images, kp, annotated, visible = _write_coco(tmp_path)
+    ann = read_coco(path)
+    gt, ids, scores = ann["keypoints"][..., :2], list(ann["image_id"]), np.full((3, 17), 0.9)
+    assert oks_ap(path, ids, 1, gt, scores)["AP"] == pytest.approx(1.0)
+    far = oks_ap(path, ids, 1, gt + 40, scores)
+    assert far["AP"] == pytest.approx(0.0) and set(far) >= {"AP50", "AP75", "AR"}
+    near = oks_ap(path, ids, 1, gt + 2.5, scores)["AP"]  # 2.5 px in a 60x70 box: some joints within, some not
+    assert 0.0 < near < 1.0
+    assert oks_ap(path, ids, 1, gt + 2.5, scores, sigmas=[0.2] * 17)["AP"] > near  # wider sigmas forgive more
+    np.testing.assert_allclose(person_scores([[0.1, 0.5, 0.7], [0.1, 0.0, 0.2]]), [0.6, 0.0])
+    with pytest.raises(ValueError, match="sigmas for 5"):
+        oks_ap(path, ids, 1, gt[:, :5], scores[:, :5])
+    with pytest.raises(ValueError, match="sigmas must be 17 numbers > 0"):
+        oks_ap(path, ids, 1, gt, scores, sigmas=[0.0] * 17)

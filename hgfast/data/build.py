@@ -38,5 +38,5 @@ def build_dataset(data, split: str) -> TopDownDataset:
         if not image_dir:
             raise ValueError("COCO images: set 'data.image_dir' or 'data.root'")
         return COCOKeypoints(annotations, image_dir, data.input_size, augment, data.seed, data.category_id or None,
-                             [tuple(p) for p in data.flip_pairs] or None, data.box_margin)
+                             [tuple(p) for p in data.flip_pairs] or None, data.box_margin, data.oks_sigmas or None)
     raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic', 'mpii' or 'coco'")

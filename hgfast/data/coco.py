@@ -57,8 +57,9 @@ def keypoint_box(xy) -> np.ndarray | None:
 
 
 def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
-    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), per sample ``file_name`` (N,),
-    ``keypoints`` (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h) and ``id`` (N,); plus ``skipped``.
+    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), ``category_id``, per sample
+    ``file_name`` (N,), ``keypoints`` (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h), ``id`` (N,) and
+    ``image_id`` (N,); plus ``skipped``.
     ``category_id``: which category, if the file has several with keypoints."""
     path = Path(path)
     if not path.is_file():
@@ -115,9 +116,10 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         else:
             boxes[i] = box
     index = np.flatnonzero(keep)
-    return dict(names=names, edges=edges, file_name=np.array([files[people[i]["image_id"]] for i in index], object),
-                keypoints=kps[index], box=boxes[index], id=np.array([people[i].get("id") for i in index], object),
-                skipped=skipped)
+    return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
+                file_name=np.array([files[people[i]["image_id"]] for i in index], object),
+                id=np.array([people[i].get("id") for i in index], object),
+                image_id=np.array([people[i]["image_id"] for i in index], object), skipped=skipped)
 
 
 def _where(path: Path, annotation: dict) -> str:
@@ -176,16 +178,23 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
 
 class COCOKeypoints(TopDownDataset):
     """Top-down samples from a COCO keypoint file ``annotations`` and its ``image_dir``; ``flip_pairs`` overrides
-    the left/right pairs found in the joint names; ``margin``: crop side / box's longer side (module docstring)."""
+    the left/right pairs found in the joint names; ``margin``: crop side / box's longer side (module docstring);
+    ``oks_sigmas`` (K,): for OKS AP (``hgfast.eval.oks``; default COCO's for 17 joints)."""
 
     def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
                  augment_preset: str = "none", seed: int = 0, category_id: int | None = None, flip_pairs=None,
-                 margin: float = 1.25):
+                 margin: float = 1.25, oks_sigmas=None):
         super().__init__(input_size, augment_preset, seed)
         if not margin > 0:
             raise ValueError(f"COCOKeypoints: margin must be > 0, got {margin!r}")
         self.margin = float(margin)
+        self.annotations = Path(annotations)
         self.ann = read_coco(annotations, category_id)
+        k = len(self.ann["names"])
+        if oks_sigmas is not None and (len(oks_sigmas) != k or not all(s > 0 for s in oks_sigmas)):
+            raise ValueError(f"COCOKeypoints: oks_sigmas must be {k} numbers > 0 (one per joint), got "
+                             f"{list(oks_sigmas)}")
+        self.oks_sigmas = None if oks_sigmas is None else tuple(float(s) for s in oks_sigmas)
         self.skipped = self.ann.pop("skipped")
         if not len(self.ann["file_name"]):
             raise ValueError(f"COCO file {annotations} has no usable person (left out: {self.skipped})")

@@ -6,10 +6,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data.coco import COCOKeypoints
 from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
+from .oks import COCO_OKS_SIGMAS, oks_ap
 from .pck import pck_table
 
 
@@ -53,7 +55,8 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
 
 def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
-    Tompson mean; other data: all joints), and the arrays of ``predict_dataset``."""
+    Tompson mean; other data: all joints), and the arrays of ``predict_dataset``. COCO-format data also gets
+    ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``."""
     preds = predict_dataset(model, dataset, **kwargs)
     skeleton = getattr(dataset, "skeleton", None)
     mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else tuple(range(preds["pred"].shape[1]))
@@ -61,4 +64,18 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tupl
                       mean_joints, skeleton=skeleton)
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
+    if isinstance(dataset, COCOKeypoints):
+        table["oks"] = _coco_ap(dataset, preds)
     return table, preds
+
+
+def _coco_ap(dataset, preds: dict) -> dict:
+    """COCOeval's AP of the predictions, or ``{"skipped": why}`` (no pycocotools; no sigmas for this skeleton)."""
+    if dataset.oks_sigmas is None and dataset.skeleton.num_joints != len(COCO_OKS_SIGMAS):
+        return {"skipped": f"OKS AP needs per-joint sigmas for {dataset.skeleton.num_joints} joints "
+                           f"(config key data.oks_sigmas)"}
+    try:
+        return oks_ap(dataset.annotations, list(dataset.ann["image_id"][preds["index"]]), dataset.ann["category_id"],
+                      preds["pred"], preds["scores"], dataset.oks_sigmas)
+    except ImportError as exc:
+        return {"skipped": str(exc)}

@@ -87,4 +87,10 @@ def format_table(result: dict) -> str:
         vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]]
         rows.append([t] + ["-" if v is None else f"{100 * v:.2f}" for v in vals])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
+    text = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
+    oks = result.get("oks") or {}
+    if "AP" in oks:
+        text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" for m in ("AP", "AP50", "AP75", "APm", "APl", "AR"))
+    elif "skipped" in oks:
+        text += f"\nOKS AP skipped: {oks['skipped']}"
+    return text
