@@ -110,7 +110,7 @@ def _cmd_eval(args) -> int:
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
     table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset],
-                 half_pixel=args.half_pixel, truncate=args.truncate)
+                 half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
     print(f"{cfg.data.dataset} val, {table['samples']} samples, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
     out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
@@ -164,7 +164,7 @@ def _cmd_predict(args) -> int:
         predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
                               input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
                               box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
-                              half_pixel=args.half_pixel, truncate=args.truncate)
+                              half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
         images = [read_image(p) for p in args.images]
         keypoints, scores = predictor(images, boxes)
     except (ValueError, FileNotFoundError) as exc:
@@ -213,10 +213,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-flip-shift", action="store_true", help="with --flip: no 3/4-pixel shift of the mirrored "
+                   "heatmaps (the hourglass peers do not shift; see hgfast.predict)")
     p.add_argument("--half-pixel", action="store_true", help="add 0.5 heatmap pixel before mapping back: the "
                    "decoding of princeton-vl / bearpaw / anibali checkpoints (see hgfast.predict)")
-    p.add_argument("--truncate", action="store_true", help="integer final coordinates, as the Lua code, "
-                   "princeton-vl and bearpaw report them (loses sub-pixel accuracy)")
+    p.add_argument("--truncate", action="store_true", help="integer final coordinates (toward zero), as "
+                   "princeton-vl reports them (the Lua code and bearpaw add 1 for MATLAB's 1-based pixels)")
 
 
 def register(sub) -> None:
@@ -243,8 +245,6 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth); without a config, --preset or "
                    "--workdir, the config.yaml beside it is used")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
-    p.add_argument("--no-flip-shift", action="store_true", help="no 3/4-pixel shift of the mirrored heatmaps "
-                   "(see hgfast.predict)")
     _add_decode_args(p)
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")

@@ -17,10 +17,11 @@ code); ``"bearpaw"``: minus the MPII RGB mean; ``"anibali"``: minus the MPII mea
 from bearpaw/pytorch-pose or anibali/pytorch-stacked-hourglass loads with the same layout but needs its own.
 
 Decoding conventions (``hgfast.ops.heatmap_to_image``): hgfast's targets put a joint at crop x / 4 exactly, so its
-models decode with neither option. The Lua code, princeton-vl and bearpaw encoded targets at truncated
-coordinates and decode with ``half_pixel=True`` (+0.5 heatmap pixel, 2 image pixels at 256² input) and
-``truncate=True`` (integer final coordinates); evaluate their checkpoints with ``half_pixel=True`` (and
-``truncate=True`` to report coordinates as they do).
+models decode with neither option. The hourglass peers (the Lua code, princeton-vl, bearpaw, anibali) encoded
+targets at truncated coordinates and decode with ``half_pixel=True`` (+0.5 heatmap pixel: 2 pixels of a 256²
+crop); princeton-vl also truncates the final coordinates toward zero (``truncate=True``). Evaluate their
+checkpoints with ``half_pixel=True`` and, with flip testing, ``flip_shift=False`` (they do not shift the mirrored
+heatmaps).
 """
 from __future__ import annotations
 
@@ -101,11 +102,11 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
-    truncate=False)``. ``skeleton`` (joint names, flip
+    truncate=False, flip_shift=True)``. ``skeleton`` (joint names, flip
     permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
     (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
-    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``: module docstring; ``box_margin``: the
-    training data's crop side / box side.
+    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring;
+    ``box_margin``: the training data's crop side / box side.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,
@@ -116,7 +117,7 @@ class Predictor:
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
                  input_norm: str = "none", skeleton=None, box_margin: float = 1.25, half_pixel: bool = False,
-                 truncate: bool = False):
+                 truncate: bool = False, flip_shift: bool = True):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
@@ -145,7 +146,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
-        self.half_pixel, self.truncate = bool(half_pixel), bool(truncate)
+        self.half_pixel, self.truncate, self.flip_shift = bool(half_pixel), bool(truncate), bool(flip_shift)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = [_as_image(im) for im in images]
@@ -164,8 +165,8 @@ class Predictor:
             batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).permute(0, 3, 1, 2)
             kp, sc = predict_crops(self.model, batch, torch.as_tensor(np.stack(centers[i:i + self.batch_size])),
                                    torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip,
-                                   flip_permutation=self.flip_permutation, input_norm=self.input_norm,
-                                   half_pixel=self.half_pixel, truncate=self.truncate)
+                                   flip_shift=self.flip_shift, flip_permutation=self.flip_permutation,
+                                   input_norm=self.input_norm, half_pixel=self.half_pixel, truncate=self.truncate)
             kps.append(kp.numpy())
             scores.append(sc.numpy())
         if not kps:

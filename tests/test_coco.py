@@ -178,7 +178,7 @@ def test_coco_bad_inputs(tmp_path):
     assert len(read_coco(two, category_id=1)["file_name"]) == 3
     with pytest.raises(ValueError, match="no category with id 5"):
         read_coco(two, category_id=5)
-    with pytest.raises(ValueError, match="annotation 1.*51 finite numbers"):
+    with pytest.raises(ValueError, match="annotation 1: .keypoints. must be a list of 51 numbers"):
         read_coco(variant("short.json", lambda d: d["annotations"][0].update(keypoints=[1, 2, 2])))
     with pytest.raises(ValueError, match="visibility flags"):
         read_coco(variant("flag.json", lambda d: d["annotations"][0]["keypoints"].__setitem__(2, 3)))
@@ -186,8 +186,15 @@ def test_coco_bad_inputs(tmp_path):
         read_coco(variant("img.json", lambda d: d["annotations"][0].update(image_id=99)))
     with pytest.raises(ValueError, match=r"image_id \[1\]"):
         read_coco(variant("imglist.json", lambda d: d["annotations"][0].update(image_id=[1])))
-    with pytest.raises(ValueError, match="annotation 1: 'bbox' must be a list of numbers"):
+    with pytest.raises(ValueError, match="annotation 1: .bbox. must be a list of 4 numbers"):
         read_coco(variant("text.json", lambda d: d["annotations"][0].update(bbox=["x", 1, 2, 3])))
+    with pytest.raises(ValueError, match="annotation 1: 'keypoints' must be a list of 51 numbers"):
+        read_coco(variant("nest.json", lambda d: [a.update(keypoints=[[v] for v in a["keypoints"]])
+                                                  for a in d["annotations"]]))
+    with pytest.raises(ValueError, match="annotation 2: 'bbox' must be a list of 4 numbers, got box"):
+        read_coco(variant("strbox.json", lambda d: d["annotations"][1].update(bbox="box")))
+    unlabelled = variant("unl.json", lambda d: d["annotations"][0].update(image_id=99, keypoints=[0] * 51))
+    assert len(read_coco(unlabelled)["file_name"]) == 2  # a person left out is not checked for its image
     with pytest.raises(ValueError, match="has no 'id'"):
         read_coco(variant("noid.json", lambda d: d["categories"][0].pop("id")))
     with pytest.raises(ValueError, match="1-based"):
@@ -399,6 +406,24 @@ def test_oks_ap_by_cocoeval(tmp_path):
     assert 0.0 < near < 1.0
     assert oks_ap(path, ids, 1, gt + 2.5, scores, sigmas=[0.2] * 17)["AP"] > near  # wider sigmas forgive more
     np.testing.assert_allclose(person_scores([[0.1, 0.5, 0.7], [0.1, 0.0, 0.2]]), [0.6, 0.0])
+    data = json.loads(path.read_text())  # optional fields missing, string image ids, a second category
+    for a in data["annotations"]:
+        for key in ("bbox", "area", "iscrowd", "num_keypoints"):
+            a.pop(key)
+        a["image_id"] = f"im{a['image_id']}"
+    for im in data["images"]:
+        im["id"] = f"im{im['id']}"
+    data["categories"].append(dict(data["categories"][0], id=2))
+    data["annotations"].append(dict(data["annotations"][0], category_id=2))
+    sparse = tmp_path / "sparse.json"
+    sparse.write_text(json.dumps(data))
+    ids = [f"im{i}" for i in ids]
+    assert oks_ap(sparse, ids, 1, gt, scores)["AP"] == pytest.approx(1.0)  # category 2 is not averaged in
+    crowd = tmp_path / "crowd.json"
+    files = ["a.png"] * 21
+    write_coco(crowd, files, np.tile(gt[:1], (21, 1, 1)), np.ones((21, 17)), np.ones((21, 17)), COCO_NAMES)
+    with pytest.warns(UserWarning, match="at most 20 people per image"):
+        oks_ap(crowd, [1] * 21, 1, np.tile(gt[:1], (21, 1, 1)), np.full((21, 17), 0.9))
     with pytest.raises(ValueError, match="sigmas for 5"):
         oks_ap(path, ids, 1, gt[:, :5], scores[:, :5])
     with pytest.raises(ValueError, match="sigmas must be 17 numbers > 0"):

@@ -96,6 +96,7 @@ def test_predict_crops_legacy_decoding_conventions():
         table.append((torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(kp)))
         crops.append(table[-1][0])
     center, scale = torch.full((4, 2), 61.3, dtype=torch.float64), torch.tensor([0.5, 0.6, 0.7, 0.8]).double()
+    center[0] = 2.0  # puts joints at negative image coordinates: truncation is toward zero, not floor
     args = (_Oracle(table), torch.stack(crops), center, scale)
     plain, _ = predict_crops(*args)
     half, _ = predict_crops(*args, half_pixel=True)
@@ -103,7 +104,23 @@ def test_predict_crops_legacy_decoding_conventions():
     step = (0.5 * 200 * scale / (S // 4)).float()
     torch.testing.assert_close(half - plain, step[:, None, None].expand_as(plain), atol=1e-4, rtol=0)
     torch.testing.assert_close(legacy, torch.trunc(half))
-    assert (legacy != half).any()
+    assert (legacy != half).any() and ((half < 0) & (half % 1 != 0)).any()
+
+
+def test_cli_predict_decoding_options_reach_the_decoder(workdir, image_file, tmp_path):
+    """A 64-pixel box: scale 1.25 · 64 / 200 = 0.4, 8x8 heatmaps, so half a heatmap pixel is 0.5 · 200 · 0.4 / 8 =
+    5 image pixels. The box is off the pixel grid so that no coordinate is a whole number (truncating those is
+    float rounding's call)."""
+    def run(*flags):
+        out = tmp_path / "_".join(flags or ("plain",))
+        assert main(["predict", str(image_file), "--checkpoint", str(workdir / "best.safetensors"), "--out",
+                     str(out), "--box", "0.3,0.3,64,64", *flags]) == 0
+        return np.array(list(json.loads((out / "predictions.json").read_text())[0]["keypoints"].values()))
+
+    plain = run()
+    np.testing.assert_allclose(run("--half-pixel") - plain, 5.0, atol=0.011)
+    np.testing.assert_allclose(run("--half-pixel", "--truncate"), np.trunc(plain + 5.0), atol=0.011)
+    assert not np.allclose(run("--flip"), run("--flip", "--no-flip-shift"))
 
 
 def test_predictor_flip_needs_the_permutation_of_other_skeletons():

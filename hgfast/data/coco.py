@@ -89,17 +89,11 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         if a.get("iscrowd"):
             skipped["crowd"] += 1
             continue
-        kp, image_id = a.get("keypoints"), a.get("image_id")
-        if not isinstance(kp, list) or len(kp) != 3 * k:
-            raise ValueError(f"{_where(path, a)}: 'keypoints' must be {3 * k} finite numbers (x, y, v for {k} "
-                             f"joints), got {str(kp)[:80]}")
-        if not isinstance(image_id, (int, str)) or image_id not in files:
-            raise ValueError(f"{_where(path, a)}: image_id {image_id!r} is not in 'images'")
         people.append(a)
     # checked and converted for all people at once (COCO train has 150k)
-    kps = _numbers(path, people, "keypoints", [a["keypoints"] for a in people], 3 * k).reshape(-1, k, 3)
-    boxes = _numbers(path, people, "bbox", [a["bbox"] if isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4
-                                            else [np.nan] * 4 for a in people], 4)
+    kps = _numbers(path, people, "keypoints", [a.get("keypoints") for a in people], 3 * k).reshape(-1, k, 3)
+    boxes = _numbers(path, people, "bbox", [[np.nan] * 4 if a.get("bbox") in (None, []) else a["bbox"]
+                                            for a in people], 4)
     for bad, what in ((~np.isfinite(kps).all((1, 2)), f"'keypoints' must be {3 * k} finite numbers"),
                       (~np.isin(kps[..., 2], (0, 1, 2)).all(1), "visibility flags must be 0, 1 or 2")):
         if bad.any():
@@ -116,6 +110,10 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         else:
             boxes[i] = box
     index = np.flatnonzero(keep)
+    for i in index:
+        image_id = people[i].get("image_id")
+        if not isinstance(image_id, (int, str)) or image_id not in files:
+            raise ValueError(f"{_where(path, people[i])}: image_id {image_id!r} is not in 'images'")
     return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
                 file_name=np.array([files[people[i]["image_id"]] for i in index], object),
                 id=np.array([people[i].get("id") for i in index], object),
@@ -127,16 +125,21 @@ def _where(path: Path, annotation: dict) -> str:
 
 
 def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.ndarray:
-    """``rows`` (one list per person) as an (N, width) float64 array; a ValueError names the first bad person."""
+    """``rows`` (one per person) as an (N, width) float64 array; a ValueError names the first person whose row is
+    not ``width`` numbers."""
     try:
-        return np.array(rows, np.float64).reshape(-1, width)
+        array = np.array(rows, np.float64)
     except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != (len(rows), width):
         for a, row in zip(people, rows):
             try:
-                np.array(row, np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{_where(path, a)}: '{key}' must be a list of numbers ({exc})") from exc
-        raise
+                ok = isinstance(row, list) and np.array(row, np.float64).shape == (width,)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{_where(path, a)}: '{key}' must be a list of {width} numbers, got {str(row)[:80]}")
+    return np.array(rows, np.float64).reshape(-1, width)
 
 
 def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,

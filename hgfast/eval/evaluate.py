@@ -1,6 +1,8 @@
 """Evaluate a model on a top-down dataset: predictions in image pixels, then a PCK / PCKh table."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
-from .oks import COCO_OKS_SIGMAS, oks_ap
+from .oks import COCO_KEYPOINT_NAMES, oks_ap
 from .pck import pck_table
 
 
@@ -70,12 +72,16 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tupl
 
 
 def _coco_ap(dataset, preds: dict) -> dict:
-    """COCOeval's AP of the predictions, or ``{"skipped": why}`` (no pycocotools; no sigmas for this skeleton)."""
-    if dataset.oks_sigmas is None and dataset.skeleton.num_joints != len(COCO_OKS_SIGMAS):
-        return {"skipped": f"OKS AP needs per-joint sigmas for {dataset.skeleton.num_joints} joints "
-                           f"(config key data.oks_sigmas)"}
+    """COCOeval's AP of the predictions, or ``{"skipped": why}``: no pycocotools, no sigmas for this skeleton, or
+    COCOeval failed (warned: a metric must not end a training run)."""
+    if dataset.oks_sigmas is None and dataset.skeleton.names != COCO_KEYPOINT_NAMES:
+        return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
+                           "data.oks_sigmas)"}
     try:
         return oks_ap(dataset.annotations, list(dataset.ann["image_id"][preds["index"]]), dataset.ann["category_id"],
                       preds["pred"], preds["scores"], dataset.oks_sigmas)
     except ImportError as exc:
         return {"skipped": str(exc)}
+    except Exception as exc:  # pycocotools raises KeyError, TypeError, ... on files it dislikes
+        warnings.warn(f"OKS AP skipped: COCOeval failed on {dataset.annotations}: {exc!r}", stacklevel=2)
+        return {"skipped": f"COCOeval failed: {exc!r}"}

@@ -90,7 +90,8 @@ def format_table(result: dict) -> str:
     text = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
     oks = result.get("oks") or {}
     if "AP" in oks:
-        text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" for m in ("AP", "AP50", "AP75", "APm", "APl", "AR"))
+        text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" if oks[m] >= 0 else f"{m} -"
+                                      for m in ("AP", "AP50", "AP75", "APm", "APl", "AR"))
     elif "skipped" in oks:
         text += f"\nOKS AP skipped: {oks['skipped']}"
     return text
