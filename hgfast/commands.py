@@ -79,6 +79,7 @@ def _cmd_eval(args) -> int:
     from .data.build import build_dataset
     from .device import resolve_device
     from .eval import evaluate, format_table
+    from .eval.oks import coco_results
     from .models import StackedHourglass
     from .visualize import save_predictions_picture
 
@@ -97,6 +98,9 @@ def _cmd_eval(args) -> int:
                 raise ValueError(f"no config for {checkpoint} (no config.yaml beside it): give a config file, "
                                  f"--preset or --workdir")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
+        if args.results and cfg.data.dataset != "coco":
+            raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
+                             "(data.dataset=coco)")
         if args.threads:
             torch.set_num_threads(args.threads)
         model = StackedHourglass.from_checkpoint(checkpoint).to(resolve_device(args.device))
@@ -117,6 +121,10 @@ def _cmd_eval(args) -> int:
     if out:
         _write_json(table, out)
         print(f"wrote {out}")
+    if args.results:
+        _write_json(coco_results(list(dataset.ann["image_id"][preds["index"]]), dataset.ann["category_id"],
+                                 preds["pred"], preds["scores"]), args.results)
+        print(f"wrote {args.results}")
     if picture:
         save_predictions_picture(dataset, preds, picture)
         print(f"wrote {picture}")
@@ -251,6 +259,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--results", help="COCO-format data: write the predictions here in COCO's keypoint results "
+                   "format (JSON)")
     p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
     p.set_defaults(func=_cmd_eval)
 

@@ -268,7 +268,11 @@ def test_custom_skeleton_trains_evaluates_and_predicts(tmp_path):
     assert list(table["pck"]["0.2"]["per_group"]) == ["head_top", "wrist", "ankle"]
     assert "data.oks_sigmas" in table["oks"]["skipped"]  # 5 joints: COCO's sigmas do not apply
     sigmas = "data.oks_sigmas=[0.1, 0.06, 0.06, 0.09, 0.09]"
-    assert main(["eval", "--workdir", str(work), "--flip", "--set", sigmas]) == 0
+    results = tmp_path / "results.json"
+    assert main(["eval", "--workdir", str(work), "--flip", "--set", sigmas, "--results", str(results)]) == 0
+    written = json.loads(results.read_text())
+    assert len(written) == 6 and len(written[0]["keypoints"]) == 15 and written[0]["category_id"] == 1
+    assert {r["image_id"] for r in written} == set(read_coco(root / "val.json")["image_id"])
     result = json.loads((work / "eval.json").read_text())
     assert result["flip_test"] and result["normaliser"] == "longer side of the person box"
     assert result["samples"] == 6 and list(result["count"]) == list(FIVE)

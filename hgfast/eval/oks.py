@@ -37,6 +37,17 @@ def person_scores(scores) -> np.ndarray:
     return np.where(above.any(1), (scores * above).sum(1) / np.maximum(above.sum(1), 1), 0.0)
 
 
+def coco_results(image_ids, category_id, keypoints, scores) -> list[dict]:
+    """COCO's keypoint results format (what COCOeval and the COCO servers read): one entry per person with
+    ``image_id``, ``category_id``, ``keypoints`` [x1, y1, s1, ...] (image pixels, joint scores) and ``score``
+    (``person_scores``)."""
+    keypoints, scores = np.asarray(keypoints, np.float64), np.asarray(scores, np.float64)
+    person = person_scores(scores)
+    return [{"image_id": image_id, "category_id": category_id, "score": float(person[i]),
+             "keypoints": np.concatenate([keypoints[i], scores[i][:, None]], 1).ravel().tolist()}
+            for i, image_id in enumerate(image_ids)]
+
+
 def ground_truth(annotations: str | os.PathLike, category_id):
     """pycocotools ``COCO`` of the file's annotations of ``category_id`` with what COCOeval needs and the format
     leaves optional filled in: ``iscrowd`` 0, ``num_keypoints`` the labelled joints, ``bbox`` the labelled joints'
@@ -89,10 +100,7 @@ def oks_ap(annotations: str | os.PathLike, image_ids, category_id, keypoints, sc
     if crowded:
         warnings.warn(f"COCOeval counts at most {MAX_PEOPLE} people per image: in {len(crowded)} image(s) with more "
                       f"(e.g. {crowded[0]!r}) the lowest-scored ones count as misses", stacklevel=2)
-    person = person_scores(scores)
-    results = [{"image_id": image_id, "category_id": category_id, "score": float(person[i]),
-                "keypoints": np.concatenate([keypoints[i], scores[i][:, None]], 1).ravel().tolist()}
-               for i, image_id in enumerate(image_ids)]
+    results = coco_results(image_ids, category_id, keypoints, scores)
     truth = ground_truth(annotations, category_id)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
         evaluation = COCOeval(truth, truth.loadRes(results), "keypoints")
