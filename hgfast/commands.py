@@ -122,7 +122,7 @@ def _cmd_eval(args) -> int:
         _write_json(table, out)
         print(f"wrote {out}")
     if args.results:
-        _write_json(coco_results(list(dataset.ann["image_id"][preds["index"]]), dataset.ann["category_id"],
+        _write_json(coco_results(dataset.image_ids(preds["index"]), dataset.ann["category_id"],
                                  preds["pred"], preds["scores"]), args.results)
         print(f"wrote {args.results}")
     if picture:

@@ -218,6 +218,10 @@ class COCOKeypoints(TopDownDataset):
     def __len__(self) -> int:
         return len(self.ann["file_name"])
 
+    def image_ids(self, index) -> list:
+        """The COCO image id of each sample in ``index`` (e.g. ``predict_dataset``'s ``index``)."""
+        return list(self.ann["image_id"][np.asarray(index, np.int64)])
+
     def record(self, index: int) -> dict:
         kp, box = self.ann["keypoints"][index], self.ann["box"][index]
         center, scale = box_to_center_scale(box, self.margin)

@@ -78,7 +78,7 @@ def _coco_ap(dataset, preds: dict) -> dict:
         return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
                            "data.oks_sigmas)"}
     try:
-        return oks_ap(dataset.annotations, list(dataset.ann["image_id"][preds["index"]]), dataset.ann["category_id"],
+        return oks_ap(dataset.annotations, dataset.image_ids(preds["index"]), dataset.ann["category_id"],
                       preds["pred"], preds["scores"], dataset.oks_sigmas)
     except ImportError as exc:
         return {"skipped": str(exc)}

@@ -51,7 +51,7 @@ class DataConfig:
     val_image_dir: str = ""      # COCO: validation images, if not in image_dir
     one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
     category_id: int = 0         # COCO: the category whose keypoints to use (0: the only one with keypoints)
-    flip_pairs: list = field(default_factory=list)  # COCO: [[a, b], ...] joints swapped by a flip (default: by name)
+    flip_pairs: list[list] = field(default_factory=list)  # COCO: [[a, b], ...] joints swapped by a flip (default: by name)
     box_margin: float = 1.25     # COCO: crop side / the box's longer side
     oks_sigmas: list = field(default_factory=list)  # COCO: per-joint OKS sigmas for AP (default: COCO's, 17 joints)
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
@@ -167,11 +167,11 @@ def _coerce(path: str, kind, value):
     elif kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    elif kind is list:  # of numbers; data.flip_pairs: of lists of numbers
+    elif kind is list or typing.get_origin(kind) is list:  # of numbers; list[list]: also of lists of numbers
         def numbers(v):
             return isinstance(v, (list, tuple)) and all(isinstance(u, (int, float)) and not isinstance(u, bool)
                                                         for u in v)
-        if path == "data.flip_pairs" and isinstance(value, (list, tuple)) and all(numbers(v) for v in value):
+        if kind is not list and isinstance(value, (list, tuple)) and all(numbers(v) for v in value):
             return [list(v) for v in value]
         if numbers(value):
             return list(value)
