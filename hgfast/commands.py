@@ -72,14 +72,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _detection_args(args) -> tuple[float, float]:
+    """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9), refused without ``--detections``."""
+    given = [f"--{k.replace('_', '-')}" for k in ("min_score", "nms_threshold") if getattr(args, k) is not None]
+    if given and not args.detections:
+        raise ValueError(f"{' and '.join(given)} apply to detected boxes: give --detections")
+    min_score = 0.0 if args.min_score is None else args.min_score
+    nms_threshold = 0.9 if args.nms_threshold is None else args.nms_threshold
+    if not 0 < nms_threshold <= 1:
+        raise ValueError(f"--nms-threshold must be in (0, 1] (1: no OKS-NMS), got {nms_threshold}")
+    return min_score, nms_threshold
+
+
 def _cmd_eval(args) -> int:
     import cv2
     import torch
 
-    from .data.build import build_dataset
+    from .data.build import build_dataset, build_detections
     from .device import resolve_device
-    from .eval import evaluate, format_table
-    from .eval.oks import coco_results
+    from .eval import coco_predictions, evaluate, format_table
     from .models import StackedHourglass
     from .visualize import save_predictions_picture
 
@@ -101,30 +112,35 @@ def _cmd_eval(args) -> int:
         if args.results and cfg.data.dataset != "coco":
             raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
                              "(data.dataset=coco)")
+        min_score, nms_threshold = _detection_args(args)
         if args.threads:
             torch.set_num_threads(args.threads)
         model = StackedHourglass.from_checkpoint(checkpoint).to(resolve_device(args.device))
-        dataset = build_dataset(cfg.data, "val")
+        dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
+                   else build_dataset(cfg.data, "val"))
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
-        table, preds = evaluate(model, dataset, thresholds, batch_size=args.batch_size, workers=cfg.data.workers,
-                                flip=args.flip, flip_shift=not args.no_flip_shift, input_norm=cfg.data.input_norm,
-                                half_pixel=args.half_pixel, truncate=args.truncate)
+        table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
+                                workers=cfg.data.workers, flip=args.flip, flip_shift=not args.no_flip_shift,
+                                input_norm=cfg.data.input_norm, half_pixel=args.half_pixel, truncate=args.truncate)
+        results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
     table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset],
                  half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
-    print(f"{cfg.data.dataset} val, {table['samples']} samples, flip test {args.flip}, checkpoint {checkpoint}")
+    boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
+             f"OKS-NMS {nms_threshold:g})" if args.detections else "")
+    print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
-    out = Path(args.json) if args.json else (workdir / "eval.json" if workdir else None)
+    default_json = "eval_detections.json" if args.detections else "eval.json"
+    out = Path(args.json) if args.json else (workdir / default_json if workdir else None)
     if out:
         _write_json(table, out)
         print(f"wrote {out}")
-    if args.results:
-        _write_json(coco_results(dataset.image_ids(preds["index"]), dataset.ann["category_id"],
-                                 preds["pred"], preds["scores"]), args.results)
-        print(f"wrote {args.results}")
+    if results is not None:
+        _write_json(results, args.results)
+        print(f"wrote {args.results} ({len(results)} people)")
     if picture:
         save_predictions_picture(dataset, preds, picture)
         print(f"wrote {picture}")
@@ -246,10 +262,11 @@ def register(sub) -> None:
     p.add_argument("--fused", action="store_true", help="use the fused Triton model where it runs")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="PCK / PCKh of a checkpoint on the validation split (table + JSON)")
+    p = sub.add_parser("eval", help="PCK / PCKh (COCO data: and OKS AP) of a checkpoint on the validation split "
+                       "(table + JSON)")
     _add_config_args(p)
     p.add_argument("--workdir", help="a training work dir: its config.yaml and best.safetensors; writes "
-                   "eval.json and eval.jpg there")
+                   "eval.json (with --detections: eval_detections.json) and eval.jpg there")
     p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth); without a config, --preset or "
                    "--workdir, the config.yaml beside it is used")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
@@ -262,6 +279,13 @@ def register(sub) -> None:
     p.add_argument("--results", help="COCO-format data: write the predictions here in COCO's keypoint results "
                    "format (JSON)")
     p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
+    p.add_argument("--detections", metavar="JSON", help="COCO-format data: predict in these detected person boxes "
+                   "(COCO results format: image_id, category_id, bbox, score) instead of the ground-truth ones, "
+                   "and report OKS AP over all validation images (COCO's detected-box protocol)")
+    p.add_argument("--min-score", type=float, help="with --detections: leave out boxes scored below "
+                   "this (default 0, as HRNet and mmpose)")
+    p.add_argument("--nms-threshold", type=float, help="with --detections: OKS-NMS per image drops a "
+                   "person whose OKS with a better-scored one exceeds this (default 0.9; 1: no NMS)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")

@@ -398,17 +398,20 @@ def test_dataset_and_model_joints_must_agree():
 
 def test_oks_ap_by_cocoeval(tmp_path):
     pytest.importorskip("pycocotools")
-    from hgfast.eval.oks import oks_ap, person_scores
+    from hgfast.eval.oks import coco_results, oks_ap, person_scores
+
+    def ap(path, ids, kp, scores, **kwargs):  # the ground-truth-box protocol: the images with a prediction
+        return oks_ap(path, 1, coco_results(ids, 1, kp, scores), image_ids=ids, **kwargs)
 
     path, images, kp, annotated, visible = _write_coco(tmp_path)
     ann = read_coco(path)
     gt, ids, scores = ann["keypoints"][..., :2], list(ann["image_id"]), np.full((3, 17), 0.9)
-    assert oks_ap(path, ids, 1, gt, scores)["AP"] == pytest.approx(1.0)
-    far = oks_ap(path, ids, 1, gt + 40, scores)
+    assert ap(path, ids, gt, scores)["AP"] == pytest.approx(1.0)
+    far = ap(path, ids, gt + 40, scores)
     assert far["AP"] == pytest.approx(0.0) and set(far) >= {"AP50", "AP75", "AR"}
-    near = oks_ap(path, ids, 1, gt + 2.5, scores)["AP"]  # 2.5 px in a 60x70 box: some joints within, some not
+    near = ap(path, ids, gt + 2.5, scores)["AP"]  # 2.5 px in a 60x70 box: some joints within, some not
     assert 0.0 < near < 1.0
-    assert oks_ap(path, ids, 1, gt + 2.5, scores, sigmas=[0.2] * 17)["AP"] > near  # wider sigmas forgive more
+    assert ap(path, ids, gt + 2.5, scores, sigmas=[0.2] * 17)["AP"] > near  # wider sigmas forgive more
     np.testing.assert_allclose(person_scores([[0.1, 0.5, 0.7], [0.1, 0.0, 0.2]]), [0.6, 0.0])
     data = json.loads(path.read_text())  # optional fields missing, string image ids, a second category
     for a in data["annotations"]:
@@ -422,13 +425,13 @@ def test_oks_ap_by_cocoeval(tmp_path):
     sparse = tmp_path / "sparse.json"
     sparse.write_text(json.dumps(data))
     ids = [f"im{i}" for i in ids]
-    assert oks_ap(sparse, ids, 1, gt, scores)["AP"] == pytest.approx(1.0)  # category 2 is not averaged in
+    assert ap(sparse, ids, gt, scores)["AP"] == pytest.approx(1.0)  # category 2 is not averaged in
     crowd = tmp_path / "crowd.json"
     files = ["a.png"] * 21
     write_coco(crowd, files, np.tile(gt[:1], (21, 1, 1)), np.ones((21, 17)), np.ones((21, 17)), COCO_NAMES)
     with pytest.warns(UserWarning, match="at most 20 people per image"):
-        oks_ap(crowd, [1] * 21, 1, np.tile(gt[:1], (21, 1, 1)), np.full((21, 17), 0.9))
+        ap(crowd, [1] * 21, np.tile(gt[:1], (21, 1, 1)), np.full((21, 17), 0.9))
     with pytest.raises(ValueError, match="sigmas for 5"):
-        oks_ap(path, ids, 1, gt[:, :5], scores[:, :5])
+        ap(path, ids, gt[:, :5], scores[:, :5])
     with pytest.raises(ValueError, match="sigmas must be 17 numbers > 0"):
-        oks_ap(path, ids, 1, gt, scores, sigmas=[0.0] * 17)
+        ap(path, ids, gt, scores, sigmas=[0.0] * 17)

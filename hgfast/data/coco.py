@@ -56,12 +56,10 @@ def keypoint_box(xy) -> np.ndarray | None:
     return np.concatenate([lo, hi - lo])
 
 
-def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
-    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), ``category_id``, per sample
-    ``file_name`` (N,), ``keypoints`` (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h), ``id`` (N,) and
-    ``image_id`` (N,); plus ``skipped``.
-    ``category_id``: which category, if the file has several with keypoints."""
-    path = Path(path)
+def read_coco_header(path: Path, category_id: int | None = None) -> tuple[dict, dict, list, list, dict]:
+    """``(data, category, names, edges, files)`` of a COCO keypoint file: the parsed JSON, the category with
+    keypoints (``category_id``: which, if several), its joint names (K,) and limbs (0-based pairs), and
+    ``{image id: file_name}``."""
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
     try:
@@ -82,6 +80,17 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
     if not all(0 <= j < k for e in edges for j in e):
         raise ValueError(f"COCO file {path}: 'skeleton' joints must be 1-based numbers in 1..{k}, got "
                          f"{[[a + 1, b + 1] for a, b in edges]}")
+    return data, cat, names, edges, files
+
+
+def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
+    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), ``category_id``, per sample
+    ``file_name`` (N,), ``keypoints`` (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h), ``id`` (N,) and
+    ``image_id`` (N,); plus ``skipped``.
+    ``category_id``: which category, if the file has several with keypoints."""
+    path = Path(path)
+    data, cat, names, edges, files = read_coco_header(path, category_id)
+    k = len(names)
     people, skipped = [], {"crowd": 0, "no labelled keypoint": 0, "no box": 0}
     for a in data["annotations"]:
         if not isinstance(a, dict) or a.get("category_id") != cat["id"]:
@@ -179,6 +188,43 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
         Path(tmp).write_text(json.dumps(data))
 
 
+def checked_margin(who: str, margin) -> float:
+    if not (isinstance(margin, (int, float)) and margin > 0):
+        raise ValueError(f"{who}: margin must be > 0, got {margin!r}")
+    return float(margin)
+
+
+def checked_sigmas(who: str, oks_sigmas, k: int) -> tuple[float, ...] | None:
+    """``oks_sigmas`` as a tuple of K floats > 0 (None stays None); a ValueError otherwise."""
+    if oks_sigmas is None:
+        return None
+    if len(oks_sigmas) != k or not all(s > 0 for s in oks_sigmas):
+        raise ValueError(f"{who}: oks_sigmas must be {k} numbers > 0 (one per joint), got {list(oks_sigmas)}")
+    return tuple(float(s) for s in oks_sigmas)
+
+
+def coco_skeleton(annotations: Path, names, edges, flip_pairs) -> Skeleton:
+    """``Skeleton.from_names``; its errors name the file."""
+    try:
+        return Skeleton.from_names(names, edges, flip_pairs)
+    except ValueError as exc:
+        raise ValueError(f"COCO file {annotations}: {exc}") from exc
+
+
+def image_folder(annotations: Path, image_dir, file_names) -> Path:
+    """``image_dir`` as a Path, checked to hold every image of ``file_names`` (FileNotFoundError naming some)."""
+    if not str(image_dir):
+        raise ValueError("COCO: image_dir is empty (give the folder the file names are relative to)")
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"COCO image folder not found: {folder}")
+    missing = [f for f in sorted(set(file_names)) if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) of {annotations} not found in {folder}, e.g. "
+                                f"{missing[:3]}")
+    return folder
+
+
 class COCOKeypoints(TopDownDataset):
     """Top-down samples from a COCO keypoint file ``annotations`` and its ``image_dir``; ``flip_pairs`` overrides
     the left/right pairs found in the joint names; ``margin``: crop side / box's longer side (module docstring);
@@ -188,32 +234,16 @@ class COCOKeypoints(TopDownDataset):
                  augment_preset: str = "none", seed: int = 0, category_id: int | None = None, flip_pairs=None,
                  margin: float = 1.25, oks_sigmas=None):
         super().__init__(input_size, augment_preset, seed)
-        if not margin > 0:
-            raise ValueError(f"COCOKeypoints: margin must be > 0, got {margin!r}")
-        self.margin = float(margin)
+        self.margin = checked_margin(type(self).__name__, margin)
         self.annotations = Path(annotations)
         self.ann = read_coco(annotations, category_id)
-        k = len(self.ann["names"])
-        if oks_sigmas is not None and (len(oks_sigmas) != k or not all(s > 0 for s in oks_sigmas)):
-            raise ValueError(f"COCOKeypoints: oks_sigmas must be {k} numbers > 0 (one per joint), got "
-                             f"{list(oks_sigmas)}")
-        self.oks_sigmas = None if oks_sigmas is None else tuple(float(s) for s in oks_sigmas)
+        self.category_id = self.ann["category_id"]
+        self.oks_sigmas = checked_sigmas(type(self).__name__, oks_sigmas, len(self.ann["names"]))
         self.skipped = self.ann.pop("skipped")
         if not len(self.ann["file_name"]):
             raise ValueError(f"COCO file {annotations} has no usable person (left out: {self.skipped})")
-        try:
-            self.skeleton = Skeleton.from_names(self.ann["names"], self.ann["edges"], flip_pairs)
-        except ValueError as exc:
-            raise ValueError(f"COCO file {annotations}: {exc}") from exc
-        if not str(image_dir):
-            raise ValueError("COCOKeypoints: image_dir is empty (give the folder the file names are relative to)")
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"COCO image folder not found: {self.image_dir}")
-        missing = [f for f in sorted(set(self.ann["file_name"])) if not (self.image_dir / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} image(s) of {annotations} not found in {self.image_dir}, e.g. "
-                                    f"{missing[:3]}")
+        self.skeleton = coco_skeleton(self.annotations, self.ann["names"], self.ann["edges"], flip_pairs)
+        self.image_dir = image_folder(self.annotations, image_dir, self.ann["file_name"])
 
     def __len__(self) -> int:
         return len(self.ann["file_name"])

@@ -1,5 +1,5 @@
 """Evaluation: PCK / PCKh tables and the evaluation loop."""
-from .evaluate import evaluate, predict_dataset
+from .evaluate import coco_predictions, evaluate, predict_dataset
 from .pck import ALL_JOINTS, format_table, pck_correct, pck_table
 
-__all__ = ["evaluate", "predict_dataset", "pck_correct", "pck_table", "format_table", "ALL_JOINTS"]
+__all__ = ["evaluate", "coco_predictions", "predict_dataset", "pck_correct", "pck_table", "format_table", "ALL_JOINTS"]

@@ -9,11 +9,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.coco import COCOKeypoints
+from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
-from .oks import COCO_KEYPOINT_NAMES, oks_ap
+from .oks import coco_results, default_sigmas, oks_ap, oks_nms, person_scores
 from .pck import pck_table
 
 
@@ -55,31 +56,60 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
+def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: float = 0.9,
+             **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
-    Tompson mean; other data: all joints), and the arrays of ``predict_dataset``. COCO-format data also gets
-    ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``."""
+    Tompson mean; other data: all joints), and the arrays of ``predict_dataset`` (``kwargs``). COCO-format data
+    also gets ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``; detected people
+    (``COCODetections``) get only that (no ground truth per sample), after OKS-NMS at ``nms_threshold``, and
+    ``table["detections"]``."""
     preds = predict_dataset(model, dataset, **kwargs)
-    skeleton = getattr(dataset, "skeleton", None)
-    mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else tuple(range(preds["pred"].shape[1]))
-    table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                      mean_joints, skeleton=skeleton)
+    if isinstance(dataset, COCODetections):
+        table = {"detections": {"file": str(dataset.detections), "min_score": dataset.min_score,
+                                "used": len(dataset), "skipped": dataset.skipped, "nms_threshold": nms_threshold}}
+    else:
+        mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else tuple(range(preds["pred"].shape[1]))
+        table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
+                          mean_joints, skeleton=getattr(dataset, "skeleton", None))
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
-    if isinstance(dataset, COCOKeypoints):
-        table["oks"] = _coco_ap(dataset, preds)
+    if isinstance(dataset, (COCOKeypoints, COCODetections)):
+        table["oks"] = _coco_ap(dataset, preds, nms_threshold)
     return table, preds
 
 
-def _coco_ap(dataset, preds: dict) -> dict:
+def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[dict]:
+    """``predict_dataset``'s predictions on COCO-format data in COCO's keypoint results format (``coco_results``):
+    one per person of ``COCOKeypoints``; for ``COCODetections`` scored with the box scores and thinned by OKS-NMS
+    at ``nms_threshold`` (``oks_nms``; 1 keeps all), which needs the skeleton's OKS sigmas."""
+    index = np.asarray(preds["index"], np.int64)
+    image_ids, keypoints, scores, box_scores = dataset.image_ids(index), preds["pred"], preds["scores"], None
+    if isinstance(dataset, COCODetections):
+        box_scores = dataset.det["score"][index]
+        if nms_threshold < 1:
+            sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
+            if sigmas is None:
+                raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
+                                 f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
+            keep = oks_nms(image_ids, keypoints, box_scores * person_scores(scores),
+                           dataset.det["box"][index, 2:].prod(1), sigmas, nms_threshold)
+            image_ids, keypoints, scores, box_scores = ([image_ids[i] for i in keep], keypoints[keep], scores[keep],
+                                                        box_scores[keep])
+    return coco_results(image_ids, dataset.category_id, keypoints, scores, box_scores)
+
+
+def _coco_ap(dataset, preds: dict, nms_threshold: float) -> dict:
     """COCOeval's AP of the predictions, or ``{"skipped": why}``: no pycocotools, no sigmas for this skeleton, or
     COCOeval failed (warned: a metric must not end a training run)."""
-    if dataset.oks_sigmas is None and dataset.skeleton.names != COCO_KEYPOINT_NAMES:
+    sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
+    if sigmas is None:
         return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
                            "data.oks_sigmas)"}
+    detected = isinstance(dataset, COCODetections)
     try:
-        return oks_ap(dataset.annotations, dataset.image_ids(preds["index"]), dataset.ann["category_id"],
-                      preds["pred"], preds["scores"], dataset.oks_sigmas)
+        results = coco_predictions(dataset, preds, nms_threshold)
+        return oks_ap(dataset.annotations, dataset.category_id, results, sigmas,
+                      None if detected else [r["image_id"] for r in results])
     except ImportError as exc:
         return {"skipped": str(exc)}
     except Exception as exc:  # pycocotools raises KeyError, TypeError, ... on files it dislikes

@@ -1,10 +1,16 @@
 """COCO keypoint AP (object keypoint similarity) of top-down predictions, by pycocotools' ``COCOeval``.
 
-The official evaluation code computes the numbers (``pip install 'hgfast[coco]'``). Predictions are made in the
-ground-truth person boxes (the "AP with GT boxes" of HRNet's and mmpose's tables), and only the images that have
-a prediction are evaluated (so people left out of the dataset for want of a box count as misses). A person's
-score is the mean of its joint scores above 0.2, as HRNet computes it with box score 1. OKS needs a per-joint sigma
-(the joint's annotation spread): COCO's for COCO's 17 joints, your own for other skeletons.
+The official evaluation code computes the numbers (``pip install 'hgfast[coco]'``). Two protocols, as in HRNet's
+and mmpose's tables (``hgfast.eval.evaluate.coco_predictions`` makes the results of either):
+
+- ground-truth boxes (``COCOKeypoints``): one prediction per annotated person; only the images that have a
+  prediction are evaluated (people left out of the dataset for want of a box count as misses); a person's score is
+  the mean of its joint scores above 0.2 (HRNet's with box score 1);
+- detected boxes (``COCODetections``): one prediction per detection, scored by that mean times the box score, then
+  OKS-NMS per image (``oks_nms``, 0.9); every image of the annotation file is evaluated.
+
+OKS needs a per-joint sigma (the joint's annotation spread): COCO's for COCO's 17 joints, your own for other
+skeletons.
 """
 from __future__ import annotations
 
@@ -37,15 +43,55 @@ def person_scores(scores) -> np.ndarray:
     return np.where(above.any(1), (scores * above).sum(1) / np.maximum(above.sum(1), 1), 0.0)
 
 
-def coco_results(image_ids, category_id, keypoints, scores) -> list[dict]:
+def coco_results(image_ids, category_id, keypoints, scores, box_scores=None) -> list[dict]:
     """COCO's keypoint results format (what COCOeval and the COCO servers read): one entry per person with
-    ``image_id``, ``category_id``, ``keypoints`` [x1, y1, s1, ...] (image pixels, joint scores) and ``score``
-    (``person_scores``)."""
+    ``image_id``, ``category_id``, ``keypoints`` [x1, y1, s1, ...] (image pixels ``keypoints`` (N, K, 2), joint
+    ``scores`` (N, K)) and ``score``: ``person_scores``, times the detector's ``box_scores`` (N,) where given (as
+    HRNet and mmpose rescore detected people)."""
     keypoints, scores = np.asarray(keypoints, np.float64), np.asarray(scores, np.float64)
+    n = len(image_ids)
+    if scores.ndim != 2 or keypoints.shape != (*scores.shape, 2) or len(scores) != n:
+        raise ValueError(f"coco_results: keypoints must be (N, K, 2) and image_ids (N,) for scores (N, K), got "
+                         f"{keypoints.shape}, {n} and {scores.shape}")
     person = person_scores(scores)
+    if box_scores is not None:
+        box_scores = np.asarray(box_scores, np.float64)
+        if box_scores.shape != (n,):
+            raise ValueError(f"coco_results: box_scores must be ({n},), got {box_scores.shape}")
+        person = person * box_scores
     return [{"image_id": image_id, "category_id": category_id, "score": float(person[i]),
              "keypoints": np.concatenate([keypoints[i], scores[i][:, None]], 1).ravel().tolist()}
             for i, image_id in enumerate(image_ids)]
+
+
+def default_sigmas(names, sigmas=None) -> tuple[float, ...] | None:
+    """``sigmas`` if given, else COCO's where ``names`` are COCO's 17 joints, else None."""
+    if sigmas is not None:
+        return tuple(float(s) for s in sigmas)
+    return COCO_OKS_SIGMAS if tuple(names) == COCO_KEYPOINT_NAMES else None
+
+
+def oks_nms(image_ids, keypoints, score, areas, sigmas, threshold: float = 0.9) -> np.ndarray:
+    """Indices (ascending) of the people kept by greedy OKS non-maximum suppression within each image: the
+    best-scored person stays, every other one whose OKS with it exceeds ``threshold`` goes, and so on (HRNet's
+    and mmpose's ``oks_nms``, threshold 0.9; 1 keeps everyone). ``keypoints`` (N, K, 2), person ``score`` (N,),
+    ``areas`` (N,) (box w·h; a pair's OKS scale is their mean), ``sigmas`` (K,)."""
+    keypoints, score = np.asarray(keypoints, np.float64), np.asarray(score, np.float64)
+    areas, variances = np.asarray(areas, np.float64), (2 * np.asarray(sigmas, np.float64)) ** 2
+    groups: dict = collections.defaultdict(list)
+    for i, image_id in enumerate(image_ids):
+        groups[image_id].append(i)
+    kept = []
+    for members in groups.values():
+        order = np.asarray(members)[np.argsort(-score[members], kind="stable")]
+        while len(order):
+            best, rest = order[0], order[1:]
+            kept.append(best)
+            d2 = ((keypoints[rest] - keypoints[best]) ** 2).sum(-1)  # (R, K)
+            scale = (areas[rest] + areas[best])[:, None] / 2 + np.spacing(1)
+            similarity = np.exp(-d2 / variances / scale / 2).mean(1)
+            order = rest[similarity <= threshold]
+    return np.sort(np.asarray(kept, np.int64))
 
 
 def ground_truth(annotations: str | os.PathLike, category_id):
@@ -76,36 +122,35 @@ def ground_truth(annotations: str | os.PathLike, category_id):
     return truth
 
 
-def oks_ap(annotations: str | os.PathLike, image_ids, category_id, keypoints, scores, sigmas=None) -> dict:
+def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sigmas=None,
+           image_ids=None) -> dict:
     """``{"AP": ..., "AP50": ..., ...}`` (``OKS_METRICS``, COCOeval's ``stats``; -1 where no ground truth counts)
-    of predictions ``keypoints`` (N, K, 2) image pixels with joint ``scores`` (N, K) for people of category
-    ``category_id`` in images ``image_ids`` (N,) of the COCO file ``annotations``; ``sigmas`` (K,), default COCO's
-    (for COCO's 17 joints). COCOeval counts at most 20 people per image (a warning says when an image has more).
-    ImportError without pycocotools."""
+    of ``results`` (``coco_results``; K joints each) against the people of category ``category_id`` in the COCO
+    file ``annotations``, over ``image_ids`` (default: every image of the file, so people without a result count
+    as misses); ``sigmas`` (K,), default COCO's (for COCO's 17 joints). COCOeval counts at most 20 people per
+    image (a warning says when an image has more). ImportError without pycocotools."""
     try:
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:
         raise ImportError("OKS AP needs pycocotools: pip install 'hgfast[coco]'") from exc
-    keypoints, scores = np.asarray(keypoints, np.float64), np.asarray(scores, np.float64)
-    n, k = scores.shape
-    if keypoints.shape != (n, k, 2) or len(image_ids) != n or n == 0:
-        raise ValueError(f"oks_ap: keypoints must be (N, K, 2) and image_ids (N,) for scores (N, K) with N > 0, got "
-                         f"{keypoints.shape}, {len(image_ids)} and {scores.shape}")
+    if not results:
+        raise ValueError("oks_ap: no results to evaluate")
+    k = len(results[0]["keypoints"]) // 3
     if sigmas is None and k != len(COCO_OKS_SIGMAS):
         raise ValueError(f"oks_ap: COCO's OKS sigmas are for 17 joints; give sigmas for {k}")
     sigmas = np.asarray(COCO_OKS_SIGMAS if sigmas is None else sigmas, np.float64)
     if sigmas.shape != (k,) or not (sigmas > 0).all():
         raise ValueError(f"oks_ap: sigmas must be {k} numbers > 0, got {sigmas.tolist()}")
-    crowded = [i for i, c in collections.Counter(image_ids).items() if c > MAX_PEOPLE]
+    crowded = [i for i, c in collections.Counter(r["image_id"] for r in results).items() if c > MAX_PEOPLE]
     if crowded:
         warnings.warn(f"COCOeval counts at most {MAX_PEOPLE} people per image: in {len(crowded)} image(s) with more "
                       f"(e.g. {crowded[0]!r}) the lowest-scored ones count as misses", stacklevel=2)
-    results = coco_results(image_ids, category_id, keypoints, scores)
     truth = ground_truth(annotations, category_id)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
         evaluation = COCOeval(truth, truth.loadRes(results), "keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
-        evaluation.params.imgIds = list(dict.fromkeys(image_ids))
+        if image_ids is not None:
+            evaluation.params.imgIds = list(dict.fromkeys(image_ids))
         evaluation.params.catIds = [category_id]
         evaluation.evaluate()
         evaluation.accumulate()

@@ -76,22 +76,27 @@ def _num(x) -> float | None:
 
 
 def format_table(result: dict) -> str:
-    """A text table: one row per threshold, groups as columns, then both means."""
-    groups = list(next(iter(result["pck"].values()))["per_group"]) if result["pck"] else []
-    labels = [g.capitalize()[:5] for g in groups]
-    if len(set(labels)) < len(labels):  # "front_paw", "front_knee": the full names
-        labels = [g.capitalize() for g in groups]
-    head = ["PCK@"] + labels + ["Mean(w)", "Mean(u)"]
-    rows = [head]
-    for t, r in result["pck"].items():
-        vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]]
-        rows.append([t] + ["-" if v is None else f"{100 * v:.2f}" for v in vals])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    text = "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
+    """A text table: one row per threshold, groups as columns, then both means; then the OKS AP line, if any
+    (detected people: that line only)."""
+    text = _pck_rows(result["pck"]) if "pck" in result else ""
     oks = result.get("oks") or {}
     if "AP" in oks:
         text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" if oks[m] >= 0 else f"{m} -"
                                       for m in ("AP", "AP50", "AP75", "APm", "APl", "AR"))
     elif "skipped" in oks:
         text += f"\nOKS AP skipped: {oks['skipped']}"
-    return text
+    return text.lstrip("\n")
+
+
+def _pck_rows(pck: dict) -> str:
+    groups = list(next(iter(pck.values()))["per_group"]) if pck else []
+    labels = [g.capitalize()[:5] for g in groups]
+    if len(set(labels)) < len(labels):  # "front_paw", "front_knee": the full names
+        labels = [g.capitalize() for g in groups]
+    head = ["PCK@"] + labels + ["Mean(w)", "Mean(u)"]
+    rows = [head]
+    for t, r in pck.items():
+        vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]]
+        rows.append([t] + ["-" if v is None else f"{100 * v:.2f}" for v in vals])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)

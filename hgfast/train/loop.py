@@ -218,7 +218,7 @@ def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir:
 
 # What a run writes in its work dir (and ``hgfast eval --workdir``): files, and folders of step files.
 RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safetensors", "best.safetensors",
-             "eval.json", "eval.jpg")
+             "eval.json", "eval_detections.json", "eval.jpg")
 RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
 
 

@@ -1,0 +1,105 @@
+"""People found by a person detector: top-down samples for COCO's detected-box protocol.
+
+The detections file is COCO's object results format, what detectors write (e.g. the
+``COCO_val2017_detections_AP_H_56_person.json`` HRNet and mmpose evaluate with): a list of ``{"image_id",
+"category_id", "bbox": [x, y, w, h] (edge coordinates), "score"}``. The images and joint names come from the COCO
+keypoint file of the same images (``hgfast.data.coco``). One sample per detection of the keypoint category (an entry
+without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box of
+positive size on an image of the keypoint file; the others are counted in ``skipped``. The crop is
+``COCOKeypoints``'s (``margin`` × the box's longer side). Samples have no ground truth (``joints`` and flags 0):
+``hgfast.eval.evaluate`` scores them by OKS AP over every image of the keypoint file, after OKS-NMS.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .coco import checked_margin, checked_sigmas, coco_skeleton, image_folder, read_coco_header
+from .crop import box_to_center_scale
+from .mpii import read_image
+from .topdown import TopDownDataset
+
+
+def read_detections(path: str | os.PathLike, files: dict, category_id, min_score: float = 0.0) -> dict:
+    """The usable detections of ``path``: ``image_id`` (N,), ``file_name`` (N,) (from ``files``, ``{image id:
+    file name}``), ``box`` (N, 4) (x, y, w, h) and ``score`` (N,), plus ``skipped`` (count by reason).
+    A ValueError names the first entry that is not a detection."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detections file not found: {path}")
+    try:
+        entries = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"detections file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(entries, list):
+        raise ValueError(f"detections file {path} must be a list of {{image_id, category_id, bbox, score}} "
+                         f"(COCO's results format), got {type(entries).__name__}")
+    skipped = {"other category": 0, "score below min_score": 0, "empty box": 0, "image not in annotations": 0}
+    rows = []
+    for i, d in enumerate(entries):
+        try:
+            box, score = np.array(d["bbox"], np.float64), float(d["score"])
+            ok = box.shape == (4,) and np.isfinite(box).all() and np.isfinite(score) and "image_id" in d
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers) "
+                             f"and score, got {str(d)[:120]}")
+        if d.get("category_id", category_id) != category_id:
+            skipped["other category"] += 1
+        elif score < min_score:
+            skipped["score below min_score"] += 1
+        elif not (box[2:] > 0).all():
+            skipped["empty box"] += 1
+        elif not isinstance(d["image_id"], (int, str)) or d["image_id"] not in files:
+            skipped["image not in annotations"] += 1
+        else:
+            rows.append((d["image_id"], box, score))
+    return dict(image_id=np.array([r[0] for r in rows], object),
+                file_name=np.array([files[r[0]] for r in rows], object),
+                box=np.array([r[1] for r in rows], np.float64).reshape(-1, 4),
+                score=np.array([r[2] for r in rows], np.float64), skipped=skipped)
+
+
+class COCODetections(TopDownDataset):
+    """Top-down samples, one per detected person (module docstring), of the images of COCO keypoint file
+    ``annotations`` in ``image_dir``; ``detections``: COCO results JSON; ``category_id``, ``flip_pairs``,
+    ``margin`` and ``oks_sigmas`` as for ``COCOKeypoints``. Never augmented."""
+
+    def __init__(self, annotations: str | os.PathLike, detections: str | os.PathLike, image_dir: str | os.PathLike,
+                 input_size: int = 256, category_id: int | None = None, flip_pairs=None, margin: float = 1.25,
+                 oks_sigmas=None, min_score: float = 0.0):
+        super().__init__(input_size)
+        who = type(self).__name__
+        self.margin = checked_margin(who, margin)
+        if not (isinstance(min_score, (int, float)) and np.isfinite(min_score)):
+            raise ValueError(f"{who}: min_score must be a number, got {min_score!r}")
+        self.annotations, self.detections, self.min_score = Path(annotations), Path(detections), float(min_score)
+        _, category, names, edges, files = read_coco_header(self.annotations, category_id)
+        self.category_id = category["id"]
+        self.oks_sigmas = checked_sigmas(who, oks_sigmas, len(names))
+        self.skeleton = coco_skeleton(self.annotations, names, edges, flip_pairs)
+        self.det = read_detections(self.detections, files, self.category_id, self.min_score)
+        self.skipped = self.det.pop("skipped")
+        if not len(self.det["score"]):
+            raise ValueError(f"detections file {detections} has no usable detection for {annotations} (left out: "
+                             f"{self.skipped})")
+        self.image_dir = image_folder(self.annotations, image_dir, self.det["file_name"])
+
+    def __len__(self) -> int:
+        return len(self.det["score"])
+
+    def image_ids(self, index) -> list:
+        """The COCO image id of each sample in ``index`` (e.g. ``predict_dataset``'s ``index``)."""
+        return list(self.det["image_id"][np.asarray(index, np.int64)])
+
+    def record(self, index: int) -> dict:
+        box, k = self.det["box"][index], self.skeleton.num_joints
+        center, scale = box_to_center_scale(box, self.margin)
+        return dict(image=read_image(self.image_dir / self.det["file_name"][index]),
+                    joints=np.zeros((k, 2), np.float32), visible=np.zeros(k, np.float32),
+                    annotated=np.zeros(k, np.float32), center=center.astype(np.float32), scale=scale,
+                    normalize=float(box[2:].max()))

@@ -1,0 +1,187 @@
+"""COCO's detected-box protocol: detections files (read, bad input), crops in detected boxes, OKS-NMS against a
+brute-force reference, rescoring, AP over every image, and ``hgfast eval --detections`` end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hgfast.cli import main
+from hgfast.data import COCODetections, build_detections, read_coco
+from hgfast.eval import coco_predictions, evaluate, format_table
+from hgfast.eval.oks import COCO_OKS_SIGMAS, coco_results, oks_nms, person_scores
+from hgfast.models import StackedHourglass
+from hgfast.train.config import resolve, save_yaml
+from test_coco import COCO_NAMES, _write_coco
+
+
+def _detections(path, entries):
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def _gt_detections(ann, score=0.9):
+    """One detection per ground-truth person: its box, ``score``."""
+    return [{"image_id": i, "category_id": 1, "bbox": list(b), "score": score}
+            for i, b in zip(ann["image_id"], ann["box"])]
+
+
+def test_detections_are_read_filtered_and_cropped(tmp_path):
+    path, images, *_ = _write_coco(tmp_path)
+    ann = read_coco(path)
+    entries = _gt_detections(ann) + [
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 9, 9], "score": 1.0},     # another category
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.01},    # below min_score
+        {"image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 9], "score": 0.9},     # empty box
+        {"image_id": 99, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.9},    # not an image of the file
+        {"image_id": 2, "bbox": [4.0, 6.0, 30.0, 20.0], "score": 0.7}]             # no category: the keypoints'
+    ds = COCODetections(path, _detections(tmp_path / "det.json", entries), images, input_size=32, min_score=0.05)
+    assert len(ds) == 4 and ds.skipped == {"other category": 1, "score below min_score": 1, "empty box": 1,
+                                           "image not in annotations": 1}
+    assert ds.image_ids([3, 0]) == [2, ann["image_id"][0]] and ds.category_id == 1
+    rec = ds.record(3)
+    np.testing.assert_allclose(rec["center"], [4 + 15 - 0.5, 6 + 10 - 0.5])  # the box's centre, pixel centres
+    assert rec["scale"] == pytest.approx(1.25 * 30 / 200) and rec["normalize"] == 30
+    assert rec["annotated"].shape == (17,) and not rec["annotated"].any()
+    assert ds[3]["image"].shape == (3, 32, 32) and ds.skeleton.flip_permutation[1] == 2
+
+
+def test_detections_bad_inputs(tmp_path):
+    path, images, *_ = _write_coco(tmp_path)
+    good = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.5}
+    for entries, match in (({"a": 1}, "must be a list"),
+                           ([good, {k: v for k, v in good.items() if k != "score"}], "entry 1: need image_id"),
+                           ([dict(good, bbox=[0, 0, 9])], "entry 0"), ([dict(good, bbox=[0, "x", 1, 1])], "entry 0"),
+                           ([dict(good, score=float("nan"))], "entry 0"),
+                           ([dict(good, image_id=99)], r"no usable detection .*'image not in annotations': 1")):
+        with pytest.raises(ValueError, match=match):
+            COCODetections(path, _detections(tmp_path / "d.json", entries), images)
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        COCODetections(path, tmp_path / "broken.json", images)
+    with pytest.raises(FileNotFoundError, match="detections file not found"):
+        COCODetections(path, tmp_path / "none.json", images)
+    detections = _detections(tmp_path / "d.json", [good])
+    with pytest.raises(ValueError, match="min_score must be a number"):
+        COCODetections(path, detections, images, min_score=None)
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        COCODetections(path, detections, images, margin=0)
+    with pytest.raises(ValueError, match="oks_sigmas must be 17"):
+        COCODetections(path, detections, images, oks_sigmas=[0.1])
+    with pytest.raises(FileNotFoundError, match="not found in"):
+        COCODetections(path, detections, tmp_path)
+
+
+def _oks_nms_reference(image_ids, keypoints, score, areas, sigmas, threshold):
+    """Greedy OKS-NMS written out pair by pair: visit people best first; keep one unless a kept person of its image
+    has OKS > threshold with it."""
+    kept = []
+    for i in sorted(range(len(score)), key=lambda i: (-score[i], i)):
+        suppressed = False
+        for j in kept:
+            if image_ids[j] != image_ids[i]:
+                continue
+            s = 0.0
+            for k, sigma in enumerate(sigmas):
+                d2 = float(np.sum((keypoints[i, k] - keypoints[j, k]) ** 2))
+                s += np.exp(-d2 / (2 * (areas[i] + areas[j]) / 2 * (2 * sigma) ** 2))
+            suppressed |= s / len(sigmas) > threshold
+        if not suppressed:
+            kept.append(i)
+    return sorted(kept)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.9, 1.0])
+def test_oks_nms_matches_the_pairwise_reference(threshold):
+    rng = np.random.default_rng(1)
+    n, k = 40, 5
+    image_ids = list(rng.integers(0, 4, n))
+    base = rng.uniform(0, 100, (n, k, 2))
+    copies = rng.integers(0, n, n // 2)  # near-duplicates of other people, in the same image
+    base[n // 2:] = base[copies] + rng.normal(0, 1.5, (n // 2, k, 2))
+    for i, c in zip(range(n // 2, n), copies):
+        image_ids[i] = image_ids[c]
+    score, areas, sigmas = rng.uniform(0, 1, n), rng.uniform(200, 2000, n), rng.uniform(0.03, 0.1, k)
+    kept = oks_nms(image_ids, base, score, areas, sigmas, threshold)
+    assert kept.tolist() == _oks_nms_reference(image_ids, base, score, areas, sigmas, threshold)
+    if threshold == 1.0:
+        assert len(kept) == n
+    if threshold == 0.9:
+        assert n // 2 < len(kept) < n  # some near-duplicates suppressed, not everyone
+
+
+def test_oks_nms_keeps_the_better_scored_copy():
+    kp = np.array([[[10.0, 10.0], [20.0, 20.0]]] * 3)
+    kept = oks_nms(["a", "a", "b"], kp, [0.2, 0.8, 0.1], [100.0] * 3, [0.05, 0.05])
+    assert kept.tolist() == [1, 2]  # same image: the 0.8 one stays; image "b" is separate
+
+
+def test_detected_people_are_rescored_thinned_and_evaluated_on_every_image(tmp_path):
+    pytest.importorskip("pycocotools")
+    from hgfast.eval.oks import oks_ap
+
+    path, images, *_ = _write_coco(tmp_path)
+    ann = read_coco(path)
+    entries = _gt_detections(ann) + [dict(_gt_detections(ann, 0.5)[0])]  # person 0 found twice
+    ds = COCODetections(path, _detections(tmp_path / "det.json", entries), images)
+    gt = ann["keypoints"][..., :2]
+    joint_scores = np.full((4, 17), 0.9)
+    joint_scores[3, :3] = 0.1  # below 0.2: not in the person score
+    preds = {"index": np.arange(4), "pred": np.concatenate([gt, gt[:1] + 0.5]), "scores": joint_scores}
+    results = coco_predictions(ds, preds)
+    assert len(results) == 3 and [r["score"] for r in results] == pytest.approx([0.81] * 3)  # copy suppressed
+    assert oks_ap(path, 1, results, COCO_OKS_SIGMAS)["AP"] == pytest.approx(1.0)
+    every = coco_predictions(ds, preds, nms_threshold=1.0)
+    assert len(every) == 4 and every[3]["score"] == pytest.approx(0.5 * person_scores(joint_scores[3:])[0])
+    missed = [r for r in results if r["image_id"] != ann["image_id"][1]]  # no detection on the second image
+    assert oks_ap(path, 1, missed)["AP"] < 1.0  # its person counts as a miss over every image
+    assert oks_ap(path, 1, missed, image_ids=[r["image_id"] for r in missed])["AP"] == pytest.approx(1.0)
+    five = COCODetections(path, tmp_path / "det.json", images, oks_sigmas=None)
+    five.skeleton = type(five.skeleton).from_names([f"j{i}" for i in range(17)])  # no COCO names: no sigmas
+    with pytest.raises(ValueError, match="data.oks_sigmas"):
+        coco_predictions(five, preds)
+    assert len(coco_predictions(five, preds, nms_threshold=1.0)) == 4  # no NMS needs no sigmas
+    with pytest.raises(ValueError, match="box_scores must be"):
+        coco_results([1, 2], 1, gt[:2], joint_scores[:2], box_scores=[0.5])
+    with pytest.raises(ValueError, match="keypoints must be"):
+        coco_results([1, 2], 1, gt[:2], joint_scores[:3])
+    with pytest.raises(ValueError, match="no results"):
+        oks_ap(path, 1, [])
+
+
+def test_evaluate_on_detections_reports_ap_only(tmp_path):
+    path, images, *_ = _write_coco(tmp_path)
+    ds = COCODetections(path, _detections(tmp_path / "det.json", _gt_detections(read_coco(path))), images,
+                        input_size=32)
+    torch.manual_seed(0)
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2)
+    table, preds = evaluate(model, ds, batch_size=2)
+    assert "pck" not in table and table["samples"] == 3 and preds["pred"].shape == (3, 17, 2)
+    assert table["detections"]["used"] == 3 and table["detections"]["nms_threshold"] == 0.9
+    assert "AP" in table["oks"] or "pycocotools" in table["oks"]["skipped"]
+    assert format_table(table).startswith("OKS")
+
+
+def test_cli_eval_with_detections(tmp_path):
+    path, images, *_ = _write_coco(tmp_path)
+    work = tmp_path / "run"
+    work.mkdir()
+    StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors")
+    sets = ["data.dataset=coco", f"data.train_annotations={path}", f"data.val_annotations={path}",
+            f"data.image_dir={images}",
+            "model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.workers=0"]
+    save_yaml(resolve(overrides=sets), work / "config.yaml")
+    detections = _detections(tmp_path / "det.json", _gt_detections(read_coco(path)) * 2)
+    results = tmp_path / "results.json"
+    assert main(["eval", "--workdir", str(work), "--detections", str(detections), "--results", str(results),
+                 "--nms-threshold", "1"]) == 0
+    assert len(json.loads(results.read_text())) == 6  # every detection, no NMS
+    table = json.loads((work / "eval_detections.json").read_text())
+    assert table["detections"]["file"] == str(detections) and "pck" not in table
+    assert not (work / "eval.json").exists()
+    assert main(["eval", "--workdir", str(work), "--detections", str(detections), "--nms-threshold", "0"]) == 2
+    assert main(["eval", "--workdir", str(work), "--min-score", "0.3"]) == 2  # no --detections
+    with pytest.raises(ValueError, match="'score below min_score': 6"):
+        build_detections(resolve(overrides=sets).data, detections, 0.95)
+    with pytest.raises(ValueError, match="detected boxes need COCO-format data"):
+        build_detections(resolve().data, detections)
