@@ -435,3 +435,37 @@ def test_oks_ap_by_cocoeval(tmp_path):
         ap(path, ids, gt[:, :5], scores[:, :5])
     with pytest.raises(ValueError, match="sigmas must be 17 numbers > 0"):
         ap(path, ids, gt, scores, sigmas=[0.0] * 17)
+
+
+def test_best_checkpoint_by_oks_ap(tmp_path):
+    import csv
+
+    from hgfast.train.config import ConfigError, resolve
+    from hgfast.train.loop import train
+    from hgfast.train.state import load_state
+
+    root = tmp_path / "data"
+    _synthetic_coco(root, "train", 8)
+    _synthetic_coco(root, "val", 4)
+    sets = ["data.dataset=coco", f"data.train_annotations={root / 'train.json'}", f"data.image_dir={root / 'train'}",
+            f"data.val_annotations={root / 'val.json'}", f"data.val_image_dir={root / 'val'}", "model.nstack=1",
+            "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=4", "steps=3",
+            "val_every=1", "ckpt_every=100", "threads=1", "val_metric=ap"]
+    with pytest.raises(ConfigError, match="'val_metric' = 'ap'.*COCO-format"):
+        resolve(overrides=["val_metric=ap"])
+    work = tmp_path / "run"
+    if importlib.util.find_spec("pycocotools") is None:
+        with pytest.raises(ValueError, match="pycocotools"):
+            train(resolve(overrides=sets, workdir=str(work)))
+        return
+    with pytest.raises(ValueError, match="data.oks_sigmas"):  # 5 joints: COCO's sigmas do not apply
+        train(resolve(overrides=sets, workdir=str(work)))
+    assert not work.exists()  # refused before anything is written
+    sets.append("data.oks_sigmas=[0.1, 0.06, 0.06, 0.09, 0.09]")
+    summary = train(resolve(overrides=sets, workdir=str(work)))
+    rows = [r for r in csv.DictReader(open(work / "metrics.csv")) if r["val_ap"]]
+    assert len(rows) == 3 and all(r["val_pck"] for r in rows)
+    assert summary["best_metric"] == "ap"
+    assert load_state(work)["best"] == pytest.approx(max(float(r["val_ap"]) for r in rows), abs=1e-5)
+    with pytest.raises(ValueError, match="'val_metric'"):  # the state's best is an AP: the metric stays
+        train(resolve(overrides=sets[:-2] + sets[-1:] + ["steps=4"], workdir=str(work)), resume=work)

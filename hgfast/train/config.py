@@ -87,6 +87,7 @@ class Config:
     val_every: int = 1000
     val_flip: bool = False
     val_thresholds: list = field(default_factory=list)  # default: [0.5, 0.1] (MPII), [0.2, 0.1, 0.05] (synthetic)
+    val_metric: str = "pck"      # best.safetensors by "pck" (mean at the first threshold) or "ap" (COCO OKS AP)
     vis_every: int = 1000        # prediction picture every N steps (0: only at the end)
     ckpt_every: int = 1000
 
@@ -124,7 +125,8 @@ PRESETS: dict[str, dict] = {
 CHOICES = {"data.dataset": ("synthetic", "mpii", "coco"), "data.encoding": ("unbiased", "integer"),
            "data.input_norm": tuple(INPUT_NORMS), "data.augment": tuple(AUGMENT_PRESETS),
            "data.loss_weight": ("annotated", "visible"), "optim.name": ("rmsprop", "adam"),
-           "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16")}
+           "optim.schedule": ("step", "cosine", "constant"), "amp": ("none", "bf16", "fp16"),
+           "val_metric": ("pck", "ap")}
 
 
 def to_dict(cfg) -> dict:
@@ -261,6 +263,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("COCO needs 'data.root' (with annotations/person_keypoints_{train,val}2017.json and "
                           "{train,val}2017/) or 'data.train_annotations', 'data.val_annotations' and "
                           "'data.image_dir' (and 'data.val_image_dir' if the validation images are elsewhere)")
+    if cfg.val_metric == "ap" and cfg.data.dataset != "coco":
+        raise ConfigError(f"config key 'val_metric' = 'ap' (COCO's OKS AP) needs COCO-format data (data.dataset="
+                          f"coco), got data.dataset={cfg.data.dataset!r}")
     if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(j, int) and j >= 0 for j in p)
                for p in cfg.data.flip_pairs):
         raise ConfigError(f"config key 'data.flip_pairs' must be a list of [a, b] joint index pairs, "

@@ -2,7 +2,8 @@
 
 Per step: the loader yields uint8 crops and crop-pixel keypoints; ``hgfast.ops.heatmap_mse_loss`` renders the
 Gaussian targets on the device and sums the per-stack MSE. Every ``val_every`` steps (and at the end) the main
-process evaluates PCK on the validation split and keeps ``best.safetensors``; every ``vis_every`` steps (and at
+process evaluates PCK (COCO data: and OKS AP) on the validation split and keeps ``best.safetensors``, by
+``val_metric``; every ``vis_every`` steps (and at
 the end) it draws predictions on the first 16 validation images (``vis/step_XXXXXXX.jpg``). With ``cuda_graphs``
 the forward, loss, backward and optimiser step replay from one CUDA graph (``hgfast.graphs.GraphedTrainStep``).
 
@@ -171,7 +172,7 @@ class _Metrics:
     """``metrics.csv``: on opening, rows after ``step`` (the starting step: 0 for a fresh run, the checkpoint's
     step on resume, so rows a crashed run wrote after its last checkpoint) are dropped; then rows are appended."""
 
-    COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold"]
+    COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold", "val_ap"]
 
     def __init__(self, path: Path, step: int):
         self.path = path
@@ -192,20 +193,35 @@ def _predict_kwargs(cfg: Config) -> dict:
                 input_norm=cfg.data.input_norm)
 
 
-def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, picture: bool) -> float:
-    """Evaluate on ``dataset``; log the table, write ``vis/step_XXXXXXX.jpg`` if ``picture``; return the mean
-    PCK (weighted) at the first threshold."""
+def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, picture: bool) -> dict:
+    """Evaluate on ``dataset``; log the table, write ``val/step_XXXXXXX.json`` and, if ``picture``,
+    ``vis/step_XXXXXXX.jpg``; return the table (``hgfast.eval.evaluate``)."""
     from ..eval.pck import format_table
 
-    thresholds = cfg.thresholds()
-    table, preds = evaluate(model, dataset, thresholds, batch_size=max(cfg.batch_size, 32), **_predict_kwargs(cfg))
+    table, preds = evaluate(model, dataset, cfg.thresholds(), batch_size=max(cfg.batch_size, 32),
+                            **_predict_kwargs(cfg))
     log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
              format_table(table))
     with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
         Path(tmp).write_text(json.dumps(table, indent=1))
     if picture:
         save_predictions_picture(dataset, preds, workdir / "vis" / f"step_{step:07d}.jpg")
-    return table["pck"][f"{thresholds[0]:g}"]["mean_weighted"]
+    return table
+
+
+def _check_val_metric(cfg: Config, val_set) -> None:
+    """``val_metric: ap`` needs what OKS AP needs (pycocotools, the skeleton's sigmas): refused before training."""
+    if cfg.val_metric != "ap":
+        return
+    import importlib.util
+
+    from ..eval.oks import default_sigmas
+
+    if importlib.util.find_spec("pycocotools") is None:
+        raise ValueError("config key 'val_metric' = 'ap' needs pycocotools: pip install 'hgfast[coco]'")
+    if default_sigmas(val_set.skeleton.names, val_set.oks_sigmas) is None:
+        raise ValueError("config key 'val_metric' = 'ap' needs per-joint OKS sigmas for a skeleton other than "
+                         "COCO's 17 joints (config key data.oks_sigmas)")
 
 
 def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path) -> None:
@@ -249,7 +265,7 @@ def train(cfg: Config, resume: str | Path | None = None,
     ``check_resumable`` names (ValueError otherwise); nothing is written before that check and the state load.
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
-    dict (steps, best validation PCK, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
+    dict (steps, best validation ``val_metric``, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
     """
     try:
         return _train(cfg, resume, callbacks, overwrite)
@@ -267,6 +283,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     if val_set.skeleton.names != skeleton.names:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
                          f"set's {list(skeleton.names)}")
+    _check_val_metric(cfg, val_set)
     saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])
     if saved is not None and (saved.names, saved.flip_permutation) != (skeleton.names, skeleton.flip_permutation):
         raise ValueError(f"cannot resume: the data's joints {list(skeleton.names)} (flip permutation "
@@ -356,9 +373,14 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         improved = False
         if dist_info.is_main:
             picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
-            value = validate(model, cfg, val_set, step, workdir, bool(picture))
-            metrics.write(step=step, val_pck=f"{value:.5f}", val_pck_threshold=cfg.thresholds()[0])
-            if best is None or value > best:
+            table = validate(model, cfg, val_set, step, workdir, bool(picture))
+            pck, ap = table["pck"][f"{cfg.thresholds()[0]:g}"]["mean_weighted"], table.get("oks", {}).get("AP")
+            metrics.write(step=step, val_pck="" if pck is None else f"{pck:.5f}",
+                          val_pck_threshold=cfg.thresholds()[0], val_ap="" if ap is None else f"{ap:.5f}")
+            value = ap if cfg.val_metric == "ap" else pck
+            if value is None:
+                log.warning("step %d: no validation %s to choose best.safetensors by", step, cfg.val_metric.upper())
+            elif best is None or value > best:
                 with stop.critical():  # the state's best matches best.safetensors
                     best, improved = value, True
                     model.save(workdir / "best.safetensors", skeleton)
@@ -442,5 +464,5 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             bar.close()
             net = graphed = None  # DDP's reducer holds the process group: free it before the group is destroyed
             distributed.cleanup(dist_info, synchronize=completed)
-    return {"steps": step, "best": best, "workdir": str(workdir),
+    return {"steps": step, "best": best, "best_metric": cfg.val_metric, "workdir": str(workdir),
             "best_checkpoint": str(workdir / "best.safetensors")}

@@ -69,9 +69,11 @@ _RUNTIME_MODEL_KEYS = {"fused"}
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
-    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset and data.input_size."""
+    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size and val_metric
+    (what the state's best value measures)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
-    for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size")]:
+    for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
+                                (None, "val_metric")]:
         old, new = ((c.get(section, {}) if section else c).get(key) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if old is not None and old != new:
