@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -72,16 +73,23 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _detection_args(args) -> tuple[float, float]:
-    """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9), refused without ``--detections``."""
+def _detection_args(args, dataset: str) -> tuple[float, float]:
+    """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9): refused without ``--detections``, which needs
+    COCO-format data and takes no PCK ``--thresholds``."""
+    from .eval.oks import check_nms_threshold
+
     given = [f"--{k.replace('_', '-')}" for k in ("min_score", "nms_threshold") if getattr(args, k) is not None]
     if given and not args.detections:
         raise ValueError(f"{' and '.join(given)} apply to detected boxes: give --detections")
+    if args.detections and dataset != "coco":
+        raise ValueError(f"--detections needs COCO-format data (data.dataset=coco), got data.dataset={dataset!r}")
+    if args.detections and args.thresholds:
+        raise ValueError("--thresholds are PCK thresholds: detected boxes have no ground truth each, only OKS AP")
     min_score = 0.0 if args.min_score is None else args.min_score
-    nms_threshold = 0.9 if args.nms_threshold is None else args.nms_threshold
-    if not 0 < nms_threshold <= 1:
-        raise ValueError(f"--nms-threshold must be in (0, 1] (1: no OKS-NMS), got {nms_threshold}")
-    return min_score, nms_threshold
+    if not math.isfinite(min_score):
+        raise ValueError(f"--min-score must be a number, got {min_score}")
+    return min_score, check_nms_threshold(0.9 if args.nms_threshold is None else args.nms_threshold,
+                                          "--nms-threshold")
 
 
 def _cmd_eval(args) -> int:
@@ -97,7 +105,8 @@ def _cmd_eval(args) -> int:
     workdir = Path(args.workdir) if args.workdir else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else (workdir / "best.safetensors" if workdir else None)
     config = args.config or (workdir / "config.yaml" if workdir else None)
-    picture = Path(args.picture) if args.picture else (workdir / "eval.jpg" if workdir else None)
+    suffix = "_detections" if args.detections else ""  # a work dir keeps both protocols' results
+    picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
     try:
         if checkpoint is None:
             raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
@@ -112,7 +121,7 @@ def _cmd_eval(args) -> int:
         if args.results and cfg.data.dataset != "coco":
             raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
                              "(data.dataset=coco)")
-        min_score, nms_threshold = _detection_args(args)
+        min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
         if args.threads:
             torch.set_num_threads(args.threads)
         model = StackedHourglass.from_checkpoint(checkpoint).to(resolve_device(args.device))
@@ -127,14 +136,15 @@ def _cmd_eval(args) -> int:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
-    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, normaliser=normalisers[cfg.data.dataset],
-                 half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
+    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, half_pixel=args.half_pixel,
+                 truncate=args.truncate, flip_shift=not args.no_flip_shift)
+    if "pck" in table:
+        table["normaliser"] = normalisers[cfg.data.dataset]
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
     print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
-    default_json = "eval_detections.json" if args.detections else "eval.json"
-    out = Path(args.json) if args.json else (workdir / default_json if workdir else None)
+    out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
     if out:
         _write_json(table, out)
         print(f"wrote {out}")
@@ -266,7 +276,7 @@ def register(sub) -> None:
                        "(table + JSON)")
     _add_config_args(p)
     p.add_argument("--workdir", help="a training work dir: its config.yaml and best.safetensors; writes "
-                   "eval.json (with --detections: eval_detections.json) and eval.jpg there")
+                   "eval.json and eval.jpg there (with --detections: eval_detections.json, .jpg)")
     p.add_argument("--checkpoint", help="weights (.safetensors or a peer .pth); without a config, --preset or "
                    "--workdir, the config.yaml beside it is used")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")

@@ -394,6 +394,9 @@ def test_dataset_and_model_joints_must_agree():
         predict_dataset(model, SyntheticPoses("val", 2, 48, 32))
     with pytest.raises(ValueError, match="'data.dataset'"):
         check_resumable({"data": {"dataset": "mpii"}}, {"data": {"dataset": "coco"}})
+    with pytest.raises(ValueError, match="'val_metric'"):  # a run from before val_metric chose its best by PCK
+        check_resumable({"data": {"dataset": "coco"}}, {"data": {"dataset": "coco"}, "val_metric": "ap"})
+    check_resumable({"data": {"dataset": "coco"}}, {"data": {"dataset": "coco"}, "val_metric": "pck"})
 
 
 def test_oks_ap_by_cocoeval(tmp_path):
@@ -469,3 +472,10 @@ def test_best_checkpoint_by_oks_ap(tmp_path):
     assert load_state(work)["best"] == pytest.approx(max(float(r["val_ap"]) for r in rows), abs=1e-5)
     with pytest.raises(ValueError, match="'val_metric'"):  # the state's best is an AP: the metric stays
         train(resolve(overrides=sets[:-2] + sets[-1:] + ["steps=4"], workdir=str(work)), resume=work)
+    with open(work / "metrics.csv", newline="") as f:  # a run from before the val_ap column
+        old = [r[:8] for r in csv.reader(f)]
+    with open(work / "metrics.csv", "w", newline="") as f:
+        csv.writer(f).writerows(old)
+    train(resolve(overrides=sets + ["steps=4"], workdir=str(work)), resume=work)
+    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    assert all(r["val_ap"] is not None for r in rows) and rows[-1]["val_ap"] and not rows[0]["val_ap"]

@@ -34,11 +34,14 @@ def test_detections_are_read_filtered_and_cropped(tmp_path):
         {"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.01},    # below min_score
         {"image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 9], "score": 0.9},     # empty box
         {"image_id": 99, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.9},    # not an image of the file
-        {"image_id": 2, "bbox": [4.0, 6.0, 30.0, 20.0], "score": 0.7}]             # no category: the keypoints'
-    ds = COCODetections(path, _detections(tmp_path / "det.json", entries), images, input_size=32, min_score=0.05)
-    assert len(ds) == 4 and ds.skipped == {"other category": 1, "score below min_score": 1, "empty box": 1,
+        {"image_id": 2, "bbox": [4.0, 6.0, 30.0, 20.0], "score": 0.7},             # no category: the keypoints'
+        {"image_id": 2.0, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.6}]   # an id written as a float
+    ds = COCODetections(path, _detections(tmp_path / "det.json", entries), images, input_size=32,
+                        min_score=np.float32(0.05))
+    assert len(ds) == 5 and ds.skipped == {"other category": 1, "score below min_score": 1, "empty box": 1,
                                            "image not in annotations": 1}
-    assert ds.image_ids([3, 0]) == [2, ann["image_id"][0]] and ds.category_id == 1
+    assert ds.image_ids([3, 0, 4]) == [2, ann["image_id"][0], 2] and ds.category_id == 1
+    assert type(ds.image_ids([4])[0]) is int  # as the annotation file's, for COCOeval and JSON
     rec = ds.record(3)
     np.testing.assert_allclose(rec["center"], [4 + 15 - 0.5, 6 + 10 - 0.5])  # the box's centre, pixel centres
     assert rec["scale"] == pytest.approx(1.25 * 30 / 200) and rec["normalize"] == 30
@@ -136,6 +139,8 @@ def test_detected_people_are_rescored_thinned_and_evaluated_on_every_image(tmp_p
     missed = [r for r in results if r["image_id"] != ann["image_id"][1]]  # no detection on the second image
     assert oks_ap(path, 1, missed)["AP"] < 1.0  # its person counts as a miss over every image
     assert oks_ap(path, 1, missed, image_ids=[r["image_id"] for r in missed])["AP"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"nms_threshold must be in \(0, 1\]"):
+        coco_predictions(ds, preds, nms_threshold=0)
     five = COCODetections(path, tmp_path / "det.json", images, oks_sigmas=None)
     five.skeleton = type(five.skeleton).from_names([f"j{i}" for i in range(17)])  # no COCO names: no sigmas
     with pytest.raises(ValueError, match="data.oks_sigmas"):
@@ -179,9 +184,48 @@ def test_cli_eval_with_detections(tmp_path):
     table = json.loads((work / "eval_detections.json").read_text())
     assert table["detections"]["file"] == str(detections) and "pck" not in table
     assert not (work / "eval.json").exists()
-    assert main(["eval", "--workdir", str(work), "--detections", str(detections), "--nms-threshold", "0"]) == 2
+    assert (work / "eval_detections.jpg").is_file() and not (work / "eval.jpg").exists()
+    for bad in (["--nms-threshold", "0"], ["--min-score", "nan"], ["--thresholds", "0.2"]):
+        assert main(["eval", "--workdir", str(work), "--detections", str(detections)] + bad) == 2
     assert main(["eval", "--workdir", str(work), "--min-score", "0.3"]) == 2  # no --detections
     with pytest.raises(ValueError, match="'score below min_score': 6"):
         build_detections(resolve(overrides=sets).data, detections, 0.95)
     with pytest.raises(ValueError, match="detected boxes need COCO-format data"):
         build_detections(resolve().data, detections)
+
+
+def test_oks_nms_scales_by_the_crop_area(tmp_path):
+    """HRNet and mmpose measure a detected person's OKS with its crop's area ((margin x longer side)^2), not the
+    detector box's w x h: a 20 x 80 box has a 100 x 100 crop, so a copy 3 px away is a duplicate (OKS 0.95 > 0.9),
+    which the box's area (OKS 0.76) would keep."""
+    path, images, *_ = _write_coco(tmp_path)
+    image = int(read_coco(path)["image_id"][0])
+    box = {"image_id": image, "category_id": 1, "bbox": [10, 10, 20, 80]}
+    ds = COCODetections(path, _detections(tmp_path / "d.json", [dict(box, score=0.9), dict(box, score=0.8)]), images)
+    kp = np.random.default_rng(0).uniform(20, 60, (1, 17, 2))
+    preds = {"index": np.arange(2), "pred": np.concatenate([kp, kp + 3 / np.sqrt(2)]), "scores": np.ones((2, 17))}
+    sigmas = np.asarray(COCO_OKS_SIGMAS)
+    oks = [np.exp(-9 / (2 * area * (2 * sigmas) ** 2)).mean() for area in (20 * 80, 100 * 100)]
+    assert oks[0] < 0.9 < oks[1]
+    assert len(coco_predictions(ds, preds)) == 1
+
+
+def test_ground_truth_boxes_are_evaluated_on_the_images_with_a_prediction(tmp_path):
+    """The GT-box protocol: an image whose only person the dataset left out (no box) is not evaluated, so perfect
+    predictions score AP 1 (over every image that person would count as a miss)."""
+    pytest.importorskip("pycocotools")
+    from hgfast.data import COCOKeypoints
+    from hgfast.eval.evaluate import _coco_ap
+
+    path, images, *_ = _write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    lonely = data["annotations"][1]  # the only person on the second image
+    lonely.pop("bbox")
+    lonely["keypoints"] = [0.0] * 51
+    lonely["keypoints"][:3] = [30.0, 30.0, 2]
+    lonely["num_keypoints"] = 1
+    path.write_text(json.dumps(data))
+    ds = COCOKeypoints(path, images)
+    assert len(ds) == 2 and ds.skipped["no box"] == 1
+    preds = {"index": np.arange(2), "pred": ds.ann["keypoints"][..., :2], "scores": np.full((2, 17), 0.9)}
+    assert _coco_ap(ds, preds, 0.9)["AP"] == pytest.approx(1.0)

@@ -12,6 +12,7 @@ positive size on an image of the keypoint file; the others are counted in ``skip
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 
@@ -48,16 +49,18 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
         if not ok:
             raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers) "
                              f"and score, got {str(d)[:120]}")
-        if d.get("category_id", category_id) != category_id:
-            skipped["other category"] += 1
-        elif score < min_score:
-            skipped["score below min_score"] += 1
-        elif not (box[2:] > 0).all():
-            skipped["empty box"] += 1
-        elif not isinstance(d["image_id"], (int, str)) or d["image_id"] not in files:
+        reason = ("other category" if d.get("category_id", category_id) != category_id else
+                  "score below min_score" if score < min_score else "empty box" if not (box[2:] > 0).all() else None)
+        if reason:
+            skipped[reason] += 1
+            continue
+        image_id = d["image_id"]
+        if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
+            image_id = int(image_id)
+        if not isinstance(image_id, (int, str)) or image_id not in files:
             skipped["image not in annotations"] += 1
         else:
-            rows.append((d["image_id"], box, score))
+            rows.append((image_id, box, score))
     return dict(image_id=np.array([r[0] for r in rows], object),
                 file_name=np.array([files[r[0]] for r in rows], object),
                 box=np.array([r[1] for r in rows], np.float64).reshape(-1, 4),
@@ -75,7 +78,7 @@ class COCODetections(TopDownDataset):
         super().__init__(input_size)
         who = type(self).__name__
         self.margin = checked_margin(who, margin)
-        if not (isinstance(min_score, (int, float)) and np.isfinite(min_score)):
+        if not (isinstance(min_score, numbers.Real) and np.isfinite(min_score)):
             raise ValueError(f"{who}: min_score must be a number, got {min_score!r}")
         self.annotations, self.detections, self.min_score = Path(annotations), Path(detections), float(min_score)
         _, category, names, edges, files = read_coco_header(self.annotations, category_id)

@@ -14,7 +14,7 @@ from ..data.mpii import MPII
 from ..data.skeleton import PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
-from .oks import coco_results, default_sigmas, oks_ap, oks_nms, person_scores
+from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
 from .pck import pck_table
 
 
@@ -81,7 +81,9 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
 def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[dict]:
     """``predict_dataset``'s predictions on COCO-format data in COCO's keypoint results format (``coco_results``):
     one per person of ``COCOKeypoints``; for ``COCODetections`` scored with the box scores and thinned by OKS-NMS
-    at ``nms_threshold`` (``oks_nms``; 1 keeps all), which needs the skeleton's OKS sigmas."""
+    at ``nms_threshold`` in (0, 1] (``oks_nms``, each person's scale its crop's area, as HRNet's and mmpose's;
+    1 keeps all), which needs the skeleton's OKS sigmas."""
+    check_nms_threshold(nms_threshold)
     index = np.asarray(preds["index"], np.int64)
     image_ids, keypoints, scores, box_scores = dataset.image_ids(index), preds["pred"], preds["scores"], None
     if isinstance(dataset, COCODetections):
@@ -91,8 +93,9 @@ def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[d
             if sigmas is None:
                 raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
                                  f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
-            keep = oks_nms(image_ids, keypoints, box_scores * person_scores(scores),
-                           dataset.det["box"][index, 2:].prod(1), sigmas, nms_threshold)
+            crop_areas = (dataset.margin * dataset.det["box"][index, 2:].max(1)) ** 2  # HRNet's (200 s)^2
+            keep = oks_nms(image_ids, keypoints, box_scores * person_scores(scores), crop_areas, sigmas,
+                           nms_threshold)
             image_ids, keypoints, scores, box_scores = ([image_ids[i] for i in keep], keypoints[keep], scores[keep],
                                                         box_scores[keep])
     return coco_results(image_ids, dataset.category_id, keypoints, scores, box_scores)

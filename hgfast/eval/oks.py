@@ -7,7 +7,8 @@ and mmpose's tables (``hgfast.eval.evaluate.coco_predictions`` makes the results
   prediction are evaluated (people left out of the dataset for want of a box count as misses); a person's score is
   the mean of its joint scores above 0.2 (HRNet's with box score 1);
 - detected boxes (``COCODetections``): one prediction per detection, scored by that mean times the box score, then
-  OKS-NMS per image (``oks_nms``, 0.9); every image of the annotation file is evaluated.
+  OKS-NMS per image (``oks_nms``, 0.9, with the crops' areas as scales); every image of the annotation file is
+  evaluated.
 
 OKS needs a per-joint sigma (the joint's annotation spread): COCO's for COCO's 17 joints, your own for other
 skeletons.
@@ -18,6 +19,7 @@ import collections
 import contextlib
 import io
 import json
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -71,11 +73,20 @@ def default_sigmas(names, sigmas=None) -> tuple[float, ...] | None:
     return COCO_OKS_SIGMAS if tuple(names) == COCO_KEYPOINT_NAMES else None
 
 
+def check_nms_threshold(threshold, name: str = "nms_threshold") -> float:
+    """``threshold`` as a float in (0, 1] (1: no suppression); a ValueError naming ``name`` otherwise."""
+    if not (isinstance(threshold, numbers.Real) and 0 < threshold <= 1):
+        raise ValueError(f"{name} must be in (0, 1] (1: no OKS-NMS), got {threshold!r}")
+    return float(threshold)
+
+
 def oks_nms(image_ids, keypoints, score, areas, sigmas, threshold: float = 0.9) -> np.ndarray:
     """Indices (ascending) of the people kept by greedy OKS non-maximum suppression within each image: the
     best-scored person stays, every other one whose OKS with it exceeds ``threshold`` goes, and so on (HRNet's
     and mmpose's ``oks_nms``, threshold 0.9; 1 keeps everyone). ``keypoints`` (N, K, 2), person ``score`` (N,),
-    ``areas`` (N,) (box w·h; a pair's OKS scale is their mean), ``sigmas`` (K,)."""
+    ``areas`` (N,) (the people's scale², HRNet's and mmpose's: their crops' areas; a pair's OKS takes the mean),
+    ``sigmas`` (K,)."""
+    threshold = check_nms_threshold(threshold, "oks_nms: threshold")
     keypoints, score = np.asarray(keypoints, np.float64), np.asarray(score, np.float64)
     areas, variances = np.asarray(areas, np.float64), (2 * np.asarray(sigmas, np.float64)) ** 2
     groups: dict = collections.defaultdict(list)
@@ -127,8 +138,9 @@ def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sig
     """``{"AP": ..., "AP50": ..., ...}`` (``OKS_METRICS``, COCOeval's ``stats``; -1 where no ground truth counts)
     of ``results`` (``coco_results``; K joints each) against the people of category ``category_id`` in the COCO
     file ``annotations``, over ``image_ids`` (default: every image of the file, so people without a result count
-    as misses); ``sigmas`` (K,), default COCO's (for COCO's 17 joints). COCOeval counts at most 20 people per
-    image (a warning says when an image has more). ImportError without pycocotools."""
+    as misses); ``sigmas`` (K,), default COCO's (for COCO's 17 joints). COCOeval counts the 20 best-scored results
+    per image (with ``image_ids``, the ground-truth-box protocol, a warning says when an image has more).
+    ImportError without pycocotools."""
     try:
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:
@@ -142,7 +154,7 @@ def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sig
     if sigmas.shape != (k,) or not (sigmas > 0).all():
         raise ValueError(f"oks_ap: sigmas must be {k} numbers > 0, got {sigmas.tolist()}")
     crowded = [i for i, c in collections.Counter(r["image_id"] for r in results).items() if c > MAX_PEOPLE]
-    if crowded:
+    if crowded and image_ids is not None:  # ground-truth boxes: a person each (detections: extra boxes, as usual)
         warnings.warn(f"COCOeval counts at most {MAX_PEOPLE} people per image: in {len(crowded)} image(s) with more "
                       f"(e.g. {crowded[0]!r}) the lowest-scored ones count as misses", stacklevel=2)
     truth = ground_truth(annotations, category_id)

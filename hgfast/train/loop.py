@@ -179,7 +179,8 @@ class _Metrics:
         rows = []
         if path.exists():
             with open(path, newline="") as f:
-                rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
+                rows = [r + [""] * (len(self.COLUMNS) - len(r))  # an older run's rows lack the newer columns
+                        for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([self.COLUMNS] + rows)
 
@@ -234,7 +235,7 @@ def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir:
 
 # What a run writes in its work dir (and ``hgfast eval --workdir``): files, and folders of step files.
 RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safetensors", "best.safetensors",
-             "eval.json", "eval_detections.json", "eval.jpg")
+             "eval.json", "eval.jpg", "eval_detections.json", "eval_detections.jpg")
 RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
 
 

@@ -66,6 +66,10 @@ def state_path(path: str | os.PathLike) -> Path:
 _RUNTIME_MODEL_KEYS = {"fused"}
 
 
+# What a run saved before a key existed had: its value then (val_metric: best.safetensors was chosen by PCK).
+_BEFORE_KEY = {"val_metric": "pck"}
+
+
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
@@ -74,7 +78,7 @@ def check_resumable(saved: dict, config: dict) -> None:
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
     for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
                                 (None, "val_metric")]:
-        old, new = ((c.get(section, {}) if section else c).get(key) for c in (saved, config))
+        old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if old is not None and old != new:
             raise ValueError(f"cannot resume with config key {name!r} = {new!r}: the saved run has {old!r} and it "
