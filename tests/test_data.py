@@ -7,7 +7,7 @@ import torch
 
 from hgfast.data import MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, render, write_annotations
 from hgfast.data import augment
-from hgfast.data.skeleton import JOINT_NAMES
+from hgfast.data.skeleton import JOINT_NAMES, MPII_SKELETON
 from hgfast.ops import MPII_FLIP_PERMUTATION, heatmap_to_image
 
 
@@ -205,3 +205,56 @@ def test_mpii_bad_inputs(tmp_path):
         ds[1]
     with pytest.raises(FileNotFoundError, match="00002.jpg"):
         ds[2]
+
+
+def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
+    """An MPII-style h5 with 5 named joints: the names give the skeleton (flip pairs, PCK columns, limbs), the
+    model predicts 5 joints, and the table averages all of them; without names, K != 16 has no known flip."""
+    from hgfast.data import Skeleton, build_dataset, read_annotations
+    from hgfast.eval import evaluate
+    from hgfast.models import StackedHourglass
+    from hgfast.train.config import resolve
+    from hgfast.train.loop import train
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    n, names = 4, ("head", "left_hand", "right_hand", "left_foot", "right_foot")
+    for i in range(n):
+        cv2.imwrite(str(images / f"{i}.jpg"), rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    part = rng.uniform(20, 70, (n, 5, 2))
+    args = ([f"{i}.jpg" for i in range(n)], np.tile([48.0, 48.0], (n, 1)), np.full(n, 0.4), part, np.ones((n, 5)),
+            np.full(n, 30.0))
+    path = tmp_path / "five.h5"
+    write_annotations(path, *args, names=names, edges=[(0, 1), (0, 2), (3, 4)])
+    assert list(read_annotations(path)["joint_names"]) == list(names)
+    ds = MPII(path, images, input_size=32)
+    assert ds.skeleton.names == names and ds.skeleton.flip_permutation == (0, 2, 1, 4, 3)
+    assert ds.skeleton.limbs == ((0, 1, "l"), (0, 2, "r"), (3, 4, "c")) and list(ds.skeleton.groups) == ["head",
+                                                                                                          "hand", "foot"]
+    assert MPII(path, images, flip_pairs=[(1, 2)]).skeleton.flip_permutation == (0, 2, 1, 3, 4)
+    table, _ = evaluate(StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2), ds, (0.5,))
+    assert table["mean_joints"] == list(names) and list(table["pck"]["0.5"]["per_group"]) == ["head", "hand", "foot"]
+    unnamed = tmp_path / "unnamed.h5"
+    write_annotations(unnamed, *args)
+    assert MPII(unnamed, images).skeleton == Skeleton.for_joints(5)  # flip unknown: flip augmentation refuses
+    with pytest.raises(ValueError, match="no flip permutation"):
+        MPII(unnamed, images, input_size=32, augment_preset="bearpaw")[next(
+            e * n for e in range(50) if augment.sample("bearpaw", np.random.default_rng([0, e, 0])).flip)]
+    assert MPII(unnamed, images, flip_pairs=[(1, 2)]).skeleton.names[1] == "joint_1"
+    (tmp_path / "m").mkdir()
+    sixteen = MPII(_write_mpii(tmp_path / "m")[0], tmp_path / "m" / "images", flip_pairs=[(0, 5)]).skeleton
+    assert sixteen.flip_permutation[:6] == (5, 1, 2, 3, 4, 0) and sixteen.groups == MPII_SKELETON.groups
+    with pytest.raises(ValueError, match="names must be 5"):
+        write_annotations(path, *args, names=names[:4])
+    with pytest.raises(ValueError, match="field 'visible' has shape"):
+        write_annotations(path, *args[:4], np.ones((n, 4)), args[5])
+    sets = ["data.dataset=mpii", f"data.train_annotations={path}", f"data.val_annotations={path}",
+            f"data.image_dir={images}", "data.flip_pairs=[[1, 2], [3, 4]]", "model.nstack=1", "model.nfeat=16",
+            "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=2", "steps=2", "val_every=2",
+            "threads=1"]
+    cfg = resolve(overrides=sets, workdir=str(tmp_path / "run"))
+    assert build_dataset(cfg.data, "train").skeleton.flip_permutation == (0, 2, 1, 4, 3)
+    train(cfg)
+    assert StackedHourglass.from_checkpoint(tmp_path / "run" / "best.safetensors").njoints == 5
+    assert Skeleton.from_checkpoint(tmp_path / "run" / "best.safetensors").names == names

@@ -27,7 +27,7 @@ def build_dataset(data, split: str) -> TopDownDataset:
         image_dir = data.image_dir or (root / "images" if root else "")
         if not image_dir:
             raise ValueError("MPII images: set 'data.image_dir' or 'data.root'")
-        return MPII(annotations, image_dir, data.input_size, augment, data.seed, data.one_based)
+        return MPII(annotations, image_dir, data.input_size, augment, data.seed, data.one_based, _flip_pairs(data))
     if data.dataset == "coco":
         annotations, image_dir = _coco_files(data, split)
         return COCOKeypoints(annotations, image_dir, data.input_size, augment, data.seed, data.category_id or None,

@@ -1,9 +1,14 @@
-"""MPII Human Pose from the common ``annot/{train,valid}.h5`` files (Newell et al.'s, also used by princeton-vl).
+"""MPII Human Pose from the common ``annot/{train,valid}.h5`` files (Newell et al.'s, also used by princeton-vl),
+and any keypoint set written in that format (``write_annotations``).
 
 Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box height / 200), ``part``
-(N, 16, 2) pixel coordinates, ``visible`` (N, 16) and ``normalize`` (N,) = 0.6 × head-box diagonal, the PCKh
-normaliser. ``center`` and ``scale`` in these files are already adjusted (centre moved down by 15·s, scale
-×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
+(N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) and ``normalize`` (N,): the PCK normaliser (MPII:
+0.6 × head-box diagonal, PCKh). ``center`` and ``scale`` in MPII's files are already adjusted (centre moved down
+by 15·s, scale ×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
+
+Joints: the file's ``joint_names`` and ``limbs`` attributes where it has them (``write_annotations(names=...)``;
+flip pairs and PCK columns come from the names, ``hgfast.data.Skeleton.from_names``), else MPII's skeleton for 16
+joints and ``joint_0`` ... with no known flip for other K; ``flip_pairs`` replaces the pairs.
 
 Coordinate base: the files hold MPII's MATLAB coordinates, 1-based (the top-left pixel is (1, 1)). hgfast's
 convention is 0-based (pixel column j, row i of the loaded image is at (j, i)), so ``one_based=True`` (default)
@@ -14,21 +19,33 @@ evaluated under one convention (a common shift of prediction and ground truth).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .skeleton import NUM_JOINTS
+from .skeleton import JOINT_NAMES, MPII_SKELETON, NUM_JOINTS, Skeleton
 from .topdown import TopDownDataset
 
-FIELDS = {"imgname": (), "center": (2,), "scale": (), "part": (NUM_JOINTS, 2), "visible": (NUM_JOINTS,),
-          "normalize": ()}
+FIELDS = {"imgname": (), "center": (2,), "scale": (), "part": ("K", 2), "visible": ("K",), "normalize": ()}
+
+
+def _check_shapes(ann: dict, where: str) -> int:
+    """K, after checking every field's shape against ``FIELDS`` (N samples, K from ``part``)."""
+    n, part = len(ann["imgname"]), ann["part"]
+    k = part.shape[1] if part.ndim == 3 and part.shape[1] > 0 else NUM_JOINTS
+    for key, shape in FIELDS.items():
+        expected = (n, *(k if d == "K" else d for d in shape))
+        if ann[key].shape != expected:
+            raise ValueError(f"{where}: field {key!r} has shape {ann[key].shape}, expected {expected}")
+    return k
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read the MPII fields of an ``.h5`` file into numpy arrays; clear errors for a missing or bad file."""
+    """Read the fields of an MPII-style ``.h5`` file into numpy arrays, plus ``joint_names`` (K,) and ``limbs``
+    (E, 2) where the file has them; clear errors for a missing or bad file."""
     import h5py
 
     path = Path(path)
@@ -41,23 +58,29 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise ValueError(f"MPII annotation file {path} lacks field(s) {missing}; "
                                  f"expected {sorted(FIELDS)}")
             ann = {k: f[k][()] for k in FIELDS}
+            attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
-    n = len(ann["imgname"])
-    for k, shape in FIELDS.items():
-        if ann[k].shape != (n, *shape):
-            raise ValueError(f"MPII annotation file {path}: field {k!r} has shape {ann[k].shape}, "
-                             f"expected {(n, *shape)}")
+    k = _check_shapes(ann, f"MPII annotation file {path}")
     ann["imgname"] = np.array([s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ann["imgname"]])
+    if "joint_names" in attrs:
+        names = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in np.atleast_1d(attrs["joint_names"])]
+        if len(names) != k:
+            raise ValueError(f"MPII annotation file {path}: {len(names)} joint_names for {k} joints")
+        ann["joint_names"] = np.array(names)
+    if "limbs" in attrs:
+        ann["limbs"] = np.asarray(attrs["limbs"], np.int64).reshape(-1, 2)
     return ann
 
 
-def write_annotations(path: str | os.PathLike, imgname, center, scale, part, visible, normalize) -> None:
+def write_annotations(path: str | os.PathLike, imgname, center, scale, part, visible, normalize, names=None,
+                      edges=()) -> None:
     """Write an MPII-style ``.h5`` annotation file (atomically) that ``read_annotations`` / ``MPII`` read: per
     sample ``imgname`` (N,) relative to the image folder, ``center`` (N, 2), ``scale`` (N,) (box height / 200),
-    ``part`` (N, 16, 2) with (0, 0) for an unannotated joint, ``visible`` (N, 16) and ``normalize`` (N,) (the PCK
-    normaliser). Coordinates are written as given: MATLAB's 1-based ones for ``MPII(one_based=True)``, the
-    default."""
+    ``part`` (N, K, 2) with (0, 0) for an unannotated joint, ``visible`` (N, K) and ``normalize`` (N,) (the PCK
+    normaliser); joint ``names`` (K,) and limb ``edges`` (0-based pairs), if given, as the file's attributes (needed
+    for K other than MPII's 16 to have flip pairs and PCK columns). Coordinates are written as given: MATLAB's
+    1-based ones for ``MPII(one_based=True)``, the default."""
     import h5py
 
     from ..checkpoint import atomic_path
@@ -65,13 +88,30 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part, vis
     ann = {"imgname": np.array([str(s).encode("utf-8") for s in imgname]),
            **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
                                                         ("visible", visible), ("normalize", normalize))}}
-    n = len(ann["imgname"])
-    for k, shape in FIELDS.items():
-        if ann[k].shape != (n, *shape):
-            raise ValueError(f"write_annotations: {k} must have shape {(n, *shape)}, got {ann[k].shape}")
+    k = _check_shapes(ann, "write_annotations")
+    if names is not None and len(names) != k:
+        raise ValueError(f"write_annotations: names must be {k} (one per joint), got {len(names)}")
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    if ((edges < 0) | (edges >= k)).any():
+        raise ValueError(f"write_annotations: edges must be pairs of joints in range({k}), got {edges.tolist()}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for k, v in ann.items():
-            f[k] = v
+        for key, v in ann.items():
+            f[key] = v
+        if names is not None:
+            f.attrs["joint_names"] = np.array([str(n).encode("utf-8") for n in names])
+            f.attrs["limbs"] = edges
+
+
+def h5_skeleton(k: int, names=None, limbs=None, flip_pairs=None) -> Skeleton:
+    """The skeleton of an h5 file with K joints, its ``joint_names`` and ``limbs`` (module docstring)."""
+    if names is None or tuple(names) == JOINT_NAMES and k == NUM_JOINTS:
+        if k == NUM_JOINTS:  # MPII's, with the PCKh columns; given pairs replace its flip
+            return MPII_SKELETON if flip_pairs is None else dataclasses.replace(
+                MPII_SKELETON, flip_permutation=Skeleton.from_names(JOINT_NAMES, (), flip_pairs).flip_permutation)
+        if flip_pairs is None:
+            return Skeleton.for_joints(k)
+        names = [f"joint_{i}" for i in range(k)]
+    return Skeleton.from_names(names, () if limbs is None else limbs, flip_pairs)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -87,12 +127,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 class MPII(TopDownDataset):
     """Top-down MPII samples from ``annotations`` (an ``.h5`` path) and ``image_dir`` (the ``images/`` folder);
-    ``one_based``: the file's coordinates are MATLAB's 1-based ones (module docstring)."""
+    ``one_based``: the file's coordinates are MATLAB's 1-based ones; ``flip_pairs``: joints swapped by a flip,
+    replacing the skeleton's (module docstring)."""
 
     def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
-                 augment_preset: str = "none", seed: int = 0, one_based: bool = True):
+                 augment_preset: str = "none", seed: int = 0, one_based: bool = True, flip_pairs=None):
         super().__init__(input_size, augment_preset, seed)
         self.ann = read_annotations(annotations)
+        names, limbs = self.ann.pop("joint_names", None), self.ann.pop("limbs", None)
+        try:
+            self.skeleton = h5_skeleton(self.ann["part"].shape[1], names, limbs, flip_pairs)
+        except ValueError as exc:
+            raise ValueError(f"MPII annotation file {annotations}: {exc}") from exc
         self.origin = 1.0 if one_based else 0.0
         if not str(image_dir):
             raise ValueError("MPII: image_dir is empty (give the images/ folder)")

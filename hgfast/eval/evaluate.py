@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from ..data.coco import COCOKeypoints
 from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII
-from ..data.skeleton import PCKH_JOINTS
+from ..data.skeleton import MPII_SKELETON, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
@@ -59,16 +59,17 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
 def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: float = 0.9,
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
-    Tompson mean; other data: all joints), and the arrays of ``predict_dataset`` (``kwargs``). COCO-format data
-    also gets ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``; detected people
-    (``COCODetections``) get only that (no ground truth per sample), after OKS-NMS at ``nms_threshold``, and
-    ``table["detections"]``."""
+    Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
+    COCO-format data also gets ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``;
+    detected people (``COCODetections``) get only that (no ground truth per sample), after OKS-NMS at
+    ``nms_threshold``, and ``table["detections"]``."""
     preds = predict_dataset(model, dataset, **kwargs)
     if isinstance(dataset, COCODetections):
         table = {"detections": {"file": str(dataset.detections), "min_score": dataset.min_score,
                                 "used": len(dataset), "skipped": dataset.skipped, "nms_threshold": nms_threshold}}
     else:
-        mean_joints = PCKH_JOINTS if isinstance(dataset, MPII) else tuple(range(preds["pred"].shape[1]))
+        mpii = isinstance(dataset, MPII) and dataset.skeleton == MPII_SKELETON
+        mean_joints = PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1]))
         table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
                           mean_joints, skeleton=getattr(dataset, "skeleton", None))
     table["flip_test"] = bool(kwargs.get("flip", False))

@@ -51,7 +51,7 @@ class DataConfig:
     val_image_dir: str = ""      # COCO: validation images, if not in image_dir
     one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
     category_id: int = 0         # COCO: the category whose keypoints to use (0: the only one with keypoints)
-    flip_pairs: list[list] = field(default_factory=list)  # COCO: [[a, b], ...] joints swapped by a flip (default: by name)
+    flip_pairs: list[list] = field(default_factory=list)  # [[a, b], ...] joints swapped by a flip (default: by name)
     box_margin: float = 1.25     # COCO: crop side / the box's longer side
     oks_sigmas: list = field(default_factory=list)  # COCO: per-joint OKS sigmas for AP (default: COCO's, 17 joints)
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
