@@ -188,25 +188,22 @@ def _cmd_predict(args) -> int:
     from .predict import Predictor
     from .visualize import draw_skeleton, save_image
 
-    boxes = args.box or [None]
-    if len(boxes) not in (1, len(args.images)):
-        return _fail("predict", ValueError(f"give one --box for all images or one per image "
-                                           f"({len(args.images)}), got {len(boxes)}"))
-    boxes = boxes * len(args.images) if len(boxes) == 1 else boxes
     try:
+        people = _people_boxes(args)
         checkpoint = Path(args.checkpoint)
         predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
                               input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
                               box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
                               half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
         images = [read_image(p) for p in args.images]
-        keypoints, scores = predictor(images, boxes)
+        flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
+        keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
     except (ValueError, FileNotFoundError) as exc:
         return _fail("predict", exc)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, names, joints = [], set(), predictor.skeleton.names
-    for path, image, box, kp, sc in zip(args.images, images, boxes, keypoints, scores):
+    results, names, joints, person = [], set(), predictor.skeleton.names, 0
+    for path, image, found in zip(args.images, images, people):
         stem, n = Path(path).stem, 1
         name = f"{stem}_pose.jpg"
         while name in names:  # a/x.jpg and b/x.jpg: x_pose.jpg, x_pose_2.jpg
@@ -214,14 +211,34 @@ def _cmd_predict(args) -> int:
             name = f"{stem}_pose_{n}.jpg"
         names.add(name)
         picture = out / name
-        save_image(draw_skeleton(image, kp, limbs=predictor.skeleton.limbs), picture)
-        results.append({"image": str(path), "box": box, "picture": str(picture),
-                        "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
-                                      zip(joints, kp)},
-                        "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
+        for box, box_score in found:  # every person of the image on one picture
+            kp, sc = keypoints[person], scores[person]
+            person += 1
+            image = draw_skeleton(image, kp, limbs=predictor.skeleton.limbs)
+            results.append({"image": str(path), "box": box, "picture": str(picture),
+                            **({} if box_score is None else {"box_score": box_score}),
+                            "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
+                                          zip(joints, kp)},
+                            "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
+        save_image(image, picture)
     _write_json(results, out / "predictions.json")
-    print(f"wrote {out / 'predictions.json'} and {len(results)} picture(s) in {out}")
+    print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {len(names)} picture(s) in {out}")
     return 0
+
+
+def _people_boxes(args) -> list[list[tuple]]:
+    """Per image of ``args.images``, its people as ``(box or None (the whole image), detector score or None)``:
+    from ``--boxes`` (a JSON file), else ``--box`` (once for all images or once per image), else the whole image."""
+    from .predict import read_boxes_file
+
+    if args.boxes:
+        if args.box:
+            raise ValueError("give --box or --boxes, not both")
+        return read_boxes_file(args.boxes, args.images)
+    boxes = args.box or [None]
+    if len(boxes) not in (1, len(args.images)):
+        raise ValueError(f"give one --box for all images or one per image ({len(args.images)}), got {len(boxes)}")
+    return [[(box, None)] for box in (boxes * len(args.images) if len(boxes) == 1 else boxes)]
 
 
 def _cmd_export(args) -> int:
@@ -304,6 +321,9 @@ def register(sub) -> None:
     p.add_argument("--box", type=_parse_box, action="append", metavar="X,Y,W,H",
                    help="person box in pixels (the whole image is 0,0,W,H): once for all images or once per image "
                    "(default: the whole image)")
+    p.add_argument("--boxes", metavar="JSON", help="several people per image: a JSON object mapping each image "
+                   "(path as given, or file name) to its boxes, [x, y, w, h], [x, y, w, h, score] or {\"bbox\": "
+                   "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture")
     p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")

@@ -173,3 +173,51 @@ class Predictor:
             k = self.skeleton.num_joints
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         return np.concatenate(kps), np.concatenate(scores)
+
+
+def read_boxes_file(path: str | os.PathLike, images: Sequence[str]) -> list[list[tuple]]:
+    """The people boxes of each of ``images`` from a JSON file: an object mapping an image (its path as given, or
+    its file name) to a list of boxes, each ``[x, y, w, h]``, ``[x, y, w, h, score]`` or ``{"bbox": [x, y, w, h],
+    "score": s}`` (a detector's output; ``score`` optional), in pixels, edge coordinates. Returns, per image, a
+    list of ``(box, score or None)`` (empty: no person). An image without an entry, or a box that is not 4 finite
+    numbers with w, h > 0, is a ValueError naming it."""
+    import json
+    import math
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"boxes file not found: {path}")
+    try:
+        table = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"boxes file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(table, dict):
+        raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")
+    people = []
+    for image in images:
+        key = str(image) if str(image) in table else Path(image).name
+        if key not in table:
+            raise ValueError(f"boxes file {path} has no entry for {image} (keys are image paths as given, or file "
+                             f"names)")
+        entries = table[key]
+        if not isinstance(entries, list):
+            raise ValueError(f"boxes file {path}, {key!r}: must be a list of boxes, got {str(entries)[:80]}")
+        found = []
+        for entry in entries:
+            box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else
+                          (entry[:4], entry[4] if len(entry) == 5 else None) if isinstance(entry, list) and
+                          len(entry) in (4, 5) else (None, None))
+            try:
+                box = tuple(float(v) for v in box)
+                score = None if score is None else float(score)
+                ok = len(box) == 4 and all(map(math.isfinite, box)) and box[2] > 0 and box[3] > 0 and (
+                    score is None or math.isfinite(score))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"boxes file {path}, {key!r}: a box must be [x, y, w, h] or [x, y, w, h, score] "
+                                 f"(finite numbers, w, h > 0) or {{\"bbox\": [x, y, w, h], \"score\": s}}, got "
+                                 f"{str(entry)[:80]}")
+            found.append((box, score))
+        people.append(found)
+    return people

@@ -210,6 +210,44 @@ def test_cli_predict(workdir, image_file, tmp_path):
     assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
 
 
+def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, capsys):
+    """--boxes: a detector's boxes per image, each person predicted in its own box (as --box would), all drawn on
+    the image's one picture; an image with no box has no people."""
+    other = tmp_path / "other.png"
+    other.write_bytes(image_file.read_bytes())
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({image_file.name: [[8, 4, 40, 50, 0.9], {"bbox": [0, 0, 30, 30]}],
+                                 str(other): []}))
+    checkpoint = str(workdir / "best.safetensors")
+    out = tmp_path / "many"
+    assert main(["predict", str(image_file), str(other), "--checkpoint", checkpoint, "--boxes", str(boxes), "--out",
+                 str(out)]) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert [(r["image"], r["box"], r.get("box_score")) for r in results] == [
+        (str(image_file), [8, 4, 40, 50], 0.9), (str(image_file), [0, 0, 30, 30], None)]
+    assert results[0]["picture"] == results[1]["picture"] and (out / "other_pose.jpg").is_file()
+    single = tmp_path / "one"
+    assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--box", "0,0,30,30", "--out",
+                 str(single)]) == 0
+    assert json.loads((single / "predictions.json").read_text())[0]["keypoints"] == results[1]["keypoints"]
+    drawn = cv2.imread(results[0]["picture"]).astype(int) - cv2.imread(str(image_file)).astype(int)
+    alone = cv2.imread(str(single / "person_pose.jpg")).astype(int) - cv2.imread(str(image_file)).astype(int)
+    assert (np.abs(drawn) > 40).sum() > (np.abs(alone) > 40).sum()  # two people drawn, not one
+    capsys.readouterr()
+    for content, match in (({"nobody.png": []}, "no entry for"), ({image_file.name: [[1, 2, 3]]}, "a box must be"),
+                           ({image_file.name: [[1, 2, 0, 3]]}, "w, h > 0"), ([1], "must map images"),
+                           ({image_file.name: {"bbox": [1, 2, 3, 4]}}, "must be a list of boxes")):
+        boxes.write_text(json.dumps(content))
+        assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--out",
+                     str(out)]) == 2
+        assert match in capsys.readouterr().err
+    assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--box",
+                 "1,2,3,4"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(tmp_path / "no.json")]) == 2
+    assert "boxes file not found" in capsys.readouterr().err
+
+
 class _Recorder(torch.nn.Module):
     """Keeps its inputs; returns zero heatmaps."""
 
