@@ -234,7 +234,9 @@ def _people_boxes(args) -> list[list[tuple]]:
     if args.boxes:
         if args.box:
             raise ValueError("give --box or --boxes, not both")
-        return read_boxes_file(args.boxes, args.images)
+        return read_boxes_file(args.boxes, args.images, args.min_score)
+    if args.min_score is not None:
+        raise ValueError("--min-score applies to the scored boxes of --boxes")
     boxes = args.box or [None]
     if len(boxes) not in (1, len(args.images)):
         raise ValueError(f"give one --box for all images or one per image ({len(args.images)}), got {len(boxes)}")
@@ -258,7 +260,7 @@ def _cmd_export(args) -> int:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config file (keys as in hgfast/train/config.py)")
-    p.add_argument("--preset", help="start from a named preset: cpu-small, mpii-hg2, mpii-hg8")
+    p.add_argument("--preset", help="start from a named preset: cpu-small, mpii-hg2, mpii-hg8, coco-hg2")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable), "
                    "e.g. --set optim.lr=1e-3 --set model.nstack=4")
 
@@ -323,7 +325,9 @@ def register(sub) -> None:
                    "(default: the whole image)")
     p.add_argument("--boxes", metavar="JSON", help="several people per image: a JSON object mapping each image "
                    "(path as given, or file name) to its boxes, [x, y, w, h], [x, y, w, h, score] or {\"bbox\": "
-                   "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture")
+                   "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture "
+                   "(an image with no box: no entry in predictions.json, the picture as it is)")
+    p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
     p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")

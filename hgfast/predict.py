@@ -175,14 +175,15 @@ class Predictor:
         return np.concatenate(kps), np.concatenate(scores)
 
 
-def read_boxes_file(path: str | os.PathLike, images: Sequence[str]) -> list[list[tuple]]:
-    """The people boxes of each of ``images`` from a JSON file: an object mapping an image (its path as given, or
-    its file name) to a list of boxes, each ``[x, y, w, h]``, ``[x, y, w, h, score]`` or ``{"bbox": [x, y, w, h],
-    "score": s}`` (a detector's output; ``score`` optional), in pixels, edge coordinates. Returns, per image, a
-    list of ``(box, score or None)`` (empty: no person). An image without an entry, or a box that is not 4 finite
-    numbers with w, h > 0, is a ValueError naming it."""
+def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: float | None = None) -> list[list]:
+    """The people boxes of each of ``images`` from a JSON file: an object mapping an image to a list of boxes, each
+    ``[x, y, w, h]``, ``[x, y, w, h, score]`` or ``{"bbox": [x, y, w, h], "score": s}`` (a detector's output;
+    ``score`` optional), in pixels, edge coordinates. An image's key is its path (compared after normalisation, or
+    as absolute paths) or, where no other image has the same name, its file name. Boxes scored below ``min_score``
+    are left out. Returns, per image, a list of ``(box, score or None)`` (empty: no person). An image without an
+    entry, or a box that is not 4 finite numbers with w, h > 0, is a ValueError naming it."""
+    import collections
     import json
-    import math
 
     path = Path(path)
     if not path.is_file():
@@ -193,31 +194,38 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str]) -> list[list
         raise ValueError(f"boxes file {path} is not valid JSON: {exc}") from exc
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")
+    keys = {}
+    for key in table:
+        keys.setdefault(os.path.normpath(key), key)
+        keys.setdefault(os.path.abspath(key), key)
+    names = collections.Counter(Path(image).name for image in images)
     people = []
     for image in images:
-        key = str(image) if str(image) in table else Path(image).name
-        if key not in table:
-            raise ValueError(f"boxes file {path} has no entry for {image} (keys are image paths as given, or file "
-                             f"names)")
+        name = Path(image).name
+        key = keys.get(os.path.normpath(image)) or keys.get(os.path.abspath(image)) or (
+            name if names[name] == 1 and name in table else None)
+        if key is None:
+            raise ValueError(f"boxes file {path} has no entry for {image} (keys: image paths, or file names where "
+                             f"no two images share one)")
         entries = table[key]
         if not isinstance(entries, list):
             raise ValueError(f"boxes file {path}, {key!r}: must be a list of boxes, got {str(entries)[:80]}")
-        found = []
-        for entry in entries:
-            box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else
-                          (entry[:4], entry[4] if len(entry) == 5 else None) if isinstance(entry, list) and
-                          len(entry) in (4, 5) else (None, None))
-            try:
-                box = tuple(float(v) for v in box)
-                score = None if score is None else float(score)
-                ok = len(box) == 4 and all(map(math.isfinite, box)) and box[2] > 0 and box[3] > 0 and (
-                    score is None or math.isfinite(score))
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ValueError(f"boxes file {path}, {key!r}: a box must be [x, y, w, h] or [x, y, w, h, score] "
-                                 f"(finite numbers, w, h > 0) or {{\"bbox\": [x, y, w, h], \"score\": s}}, got "
-                                 f"{str(entry)[:80]}")
-            found.append((box, score))
-        people.append(found)
+        found = [_box_entry(entry, f"boxes file {path}, {key!r}") for entry in entries]
+        people.append([(box, score) for box, score in found
+                       if min_score is None or score is None or score >= min_score])
     return people
+
+
+def _box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
+    """``(box, score or None)`` of one ``read_boxes_file`` entry; a ValueError naming ``where`` otherwise."""
+    import math
+
+    box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else
+                  (entry[:4], entry[4] if len(entry) == 5 else None) if isinstance(entry, list) and
+                  len(entry) in (4, 5) else (None, None))
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    if not (isinstance(box, list) and len(box) == 4 and all(map(number, box)) and box[2] > 0 and box[3] > 0
+            and (score is None or number(score))):
+        raise ValueError(f"{where}: a box must be [x, y, w, h] or [x, y, w, h, score] (finite numbers, w, h > 0) or "
+                         f"{{\"bbox\": [x, y, w, h], \"score\": s}}, got {str(entry)[:80]}")
+    return tuple(float(v) for v in box), None if score is None else float(score)

@@ -245,8 +245,21 @@ def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
     (tmp_path / "m").mkdir()
     sixteen = MPII(_write_mpii(tmp_path / "m")[0], tmp_path / "m" / "images", flip_pairs=[(0, 5)]).skeleton
     assert sixteen.flip_permutation[:6] == (5, 1, 2, 3, 4, 0) and sixteen.groups == MPII_SKELETON.groups
-    with pytest.raises(ValueError, match="names must be 5"):
+    mpii = MPII(tmp_path / "m" / "valid.h5", tmp_path / "m" / "images", input_size=32, flip_pairs=[(0, 5)])
+    table, _ = evaluate(StackedHourglass(nstack=1, nfeat=16, depth=2), mpii, (0.5,))
+    assert len(table["mean_joints"]) == 14  # MPII's joints: the Tompson mean, whatever the flip pairs
+    with pytest.raises(ValueError, match="names must be a sequence of 5"):
         write_annotations(path, *args, names=names[:4])
+    with pytest.raises(ValueError, match="names must be a sequence"):
+        write_annotations(path, *args, names="abcde")
+    with pytest.raises(ValueError, match="write_annotations: skeleton names must be .* distinct"):
+        write_annotations(path, *args, names=("a", "a", "b", "c", "d"))
+    with pytest.raises(ValueError, match="edges need names"):
+        write_annotations(path, *args, edges=[(0, 1)])
+    with h5py.File(unnamed, "a") as f:
+        f.attrs["limbs"] = np.arange(5)
+    with pytest.raises(ValueError, match="unnamed.h5: attribute 'limbs'"):
+        MPII(unnamed, images)
     with pytest.raises(ValueError, match="field 'visible' has shape"):
         write_annotations(path, *args[:4], np.ones((n, 4)), args[5])
     sets = ["data.dataset=mpii", f"data.train_annotations={path}", f"data.val_annotations={path}",
@@ -258,3 +271,24 @@ def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
     train(cfg)
     assert StackedHourglass.from_checkpoint(tmp_path / "run" / "best.safetensors").njoints == 5
     assert Skeleton.from_checkpoint(tmp_path / "run" / "best.safetensors").names == names
+
+
+def test_mmpose_augmentation_draws_its_distributions_and_shifts_the_crop():
+    rng = np.random.default_rng(0)
+    draws = [augment.sample("mmpose", rng) for _ in range(2000)]
+    scales = np.array([d.scale for d in draws])
+    rotations = np.array([d.rotation for d in draws])
+    shifts = np.array([d.shift for d in draws])
+    assert 0.5 <= scales.min() and scales.max() <= 1.5 and abs(scales.mean() - 1) < 0.02
+    assert 0.25 < scales.std() < 0.29  # 0.5 x the std of a normal truncated to ±1 (0.54)
+    assert 0.56 < np.mean(rotations != 0) < 0.64 and np.abs(rotations).max() <= 80
+    assert 0.27 < np.mean(shifts.any(1)) < 0.33 and np.abs(shifts).max() <= 0.16
+    assert 0.45 < np.mean([d.flip for d in draws]) < 0.55 and all(d.colour == (1.0, 1.0, 1.0) for d in draws)
+    ds = SyntheticPoses("train", 40, 64, 32, "mmpose", seed=3)
+    key = next(k for k in range(40) if augment.sample("mmpose", np.random.default_rng([3, 0, k])).shift != (0, 0))
+    aug, rec, item = augment.sample("mmpose", np.random.default_rng([3, 0, key])), ds.record(key), ds[key]
+    center = rec["center"] + 200 * float(rec["scale"]) * np.asarray(aug.shift)
+    np.testing.assert_allclose(item["center"].numpy(), center, rtol=1e-5)
+    _, kp = crop(rec["image"], rec["joints"], center, float(rec["scale"]) * aug.scale, aug.rotation, 32,
+                 flip=aug.flip)
+    np.testing.assert_allclose(item["keypoints"].numpy(), kp, atol=1e-4)

@@ -233,9 +233,18 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
     drawn = cv2.imread(results[0]["picture"]).astype(int) - cv2.imread(str(image_file)).astype(int)
     alone = cv2.imread(str(single / "person_pose.jpg")).astype(int) - cv2.imread(str(image_file)).astype(int)
     assert (np.abs(drawn) > 40).sum() > (np.abs(alone) > 40).sum()  # two people drawn, not one
+    from hgfast.predict import read_boxes_file
+
+    boxes.write_text(json.dumps({"./imgs/a.jpg": [[1, 2, 3, 4, 0.2]], "b.jpg": [[1, 2, 3, 4, 0.8], [0, 0, 5, 5]]}))
+    assert read_boxes_file(boxes, ["imgs/a.jpg", "x/b.jpg"], min_score=0.5) == [[], [((1, 2, 3, 4), 0.8),
+                                                                                 ((0, 0, 5, 5), None)]]
+    with pytest.raises(ValueError, match="no entry for x/b.jpg"):  # two images named b.jpg: the name is ambiguous
+        read_boxes_file(boxes, ["x/b.jpg", "y/b.jpg"])
     capsys.readouterr()
     for content, match in (({"nobody.png": []}, "no entry for"), ({image_file.name: [[1, 2, 3]]}, "a box must be"),
                            ({image_file.name: [[1, 2, 0, 3]]}, "w, h > 0"), ([1], "must map images"),
+                           ({image_file.name: [[1, 2, 3, 4, True]]}, "a box must be"),
+                           ({image_file.name: [["1", 2, 3, 4]]}, "a box must be"),
                            ({image_file.name: {"bbox": [1, 2, 3, 4]}}, "must be a list of boxes")):
         boxes.write_text(json.dumps(content))
         assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--out",
@@ -244,6 +253,8 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
     assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--box",
                  "1,2,3,4"]) == 2
     assert "not both" in capsys.readouterr().err
+    assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--min-score", "0.5"]) == 2
+    assert "--min-score applies" in capsys.readouterr().err
     assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(tmp_path / "no.json")]) == 2
     assert "boxes file not found" in capsys.readouterr().err
 

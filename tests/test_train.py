@@ -47,6 +47,11 @@ def test_config_errors_name_the_key(tmp_path):
     cfg = resolve(path=good, overrides=["model.nstack=4"])
     assert cfg.model.nstack == 4 and cfg.optim.lr == 1e-3
     assert resolve("cpu-small").data.input_size == 64
+    for name in ("mpii-hg2", "mpii-hg8", "coco-hg2"):  # every preset resolves once told where its data is
+        assert resolve(name, overrides=[f"data.root={tmp_path}"]).model.nfeat == 256
+    coco = resolve("coco-hg2", overrides=[f"data.root={tmp_path}"])
+    assert (coco.data.dataset, coco.data.augment, coco.val_metric) == ("coco", "mmpose", "ap")
+    assert [learning_rate(coco, s) / 5e-4 for s in (499, 99449, 99450, 117000)] == pytest.approx([1, 1, 0.1, 0.01])
 
 
 def test_learning_rate_schedules():

@@ -1,13 +1,19 @@
 """Training augmentation presets, with the distributions of the projects they are named after.
 
 Each preset draws, per sample: a scale factor (the crop box is multiplied by it), a rotation in degrees, a
-horizontal flip, and per-channel colour gains. ``s`` below is the annotated scale.
+horizontal flip, per-channel colour gains and a centre shift. ``s`` below is the annotated scale.
 
 - ``newell`` (the paper's Lua trainer, ``pose.lua``): scale ``s · 2^clip(N(0,1)·0.25, ±0.5)``; rotation
   ``clip(N(0,30), ±60)`` with probability 0.4; flip p = 0.5; colour gains U(0.6, 1.4) per channel.
 - ``bearpaw`` (bearpaw/pytorch-pose ``mpii.py``): scale ``s · clip(N(1,0.25), 0.75, 1.25)``; rotation
   ``clip(N(0,30), ±60)`` with probability 0.6; flip p = 0.5; colour gains U(0.8, 1.2) per channel.
+- ``mmpose`` (mmpose's ``RandomFlip`` + ``RandomBBoxTransform`` defaults, its COCO configs' augmentation; ``T(a)``
+  a normal truncated to ±a): scale ``s · (1 + 0.5·T(1))``; rotation ``40·T(2)`` degrees with probability 0.6;
+  centre shift ``0.16·T(1)`` of the box side per axis with probability 0.3; flip p = 0.5; no colour change.
+  Its ``RandomHalfBody`` (a crop around the upper or lower body, p = 0.3) is not reproduced.
 - ``none``: identity (evaluation).
+
+``shift`` is the crop centre's offset in units of the (un-augmented) crop side, ``200·s``.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class AugmentParams:
     rotation: float = 0.0
     flip: bool = False
     colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    shift: tuple[float, float] = (0.0, 0.0)
 
 
 def _newell(rng: np.random.Generator) -> AugmentParams:
@@ -38,7 +45,22 @@ def _bearpaw(rng: np.random.Generator) -> AugmentParams:
                          tuple(float(g) for g in rng.uniform(0.8, 1.2, 3)))
 
 
-PRESETS = {"newell": _newell, "bearpaw": _bearpaw, "none": lambda rng: AugmentParams()}
+def _truncated_normal(rng: np.random.Generator, bound: float, size=None) -> np.ndarray:
+    """Standard normal draws inside ±``bound`` (rejection: redraw those outside)."""
+    x = np.asarray(rng.normal(size=size), np.float64)
+    while (outside := np.abs(x) > bound).any():
+        x[outside] = rng.normal(size=int(outside.sum()))
+    return x
+
+
+def _mmpose(rng: np.random.Generator) -> AugmentParams:
+    scale = 1 + 0.5 * float(_truncated_normal(rng, 1.0))
+    rotation = 40 * float(_truncated_normal(rng, 2.0)) if rng.random() < 0.6 else 0.0
+    shift = 0.16 * _truncated_normal(rng, 1.0, 2) if rng.random() < 0.3 else np.zeros(2)
+    return AugmentParams(scale, rotation, bool(rng.random() < 0.5), shift=(float(shift[0]), float(shift[1])))
+
+
+PRESETS = {"newell": _newell, "bearpaw": _bearpaw, "mmpose": _mmpose, "none": lambda rng: AugmentParams()}
 
 
 def sample(preset: str, rng: np.random.Generator) -> AugmentParams:

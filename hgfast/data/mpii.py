@@ -69,7 +69,11 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"MPII annotation file {path}: {len(names)} joint_names for {k} joints")
         ann["joint_names"] = np.array(names)
     if "limbs" in attrs:
-        ann["limbs"] = np.asarray(attrs["limbs"], np.int64).reshape(-1, 2)
+        limbs = np.asarray(attrs["limbs"])
+        if limbs.size % 2 or not np.issubdtype(limbs.dtype, np.integer):
+            raise ValueError(f"MPII annotation file {path}: attribute 'limbs' must be (E, 2) joint numbers, got "
+                             f"{limbs.tolist()}")
+        ann["limbs"] = limbs.astype(np.int64).reshape(-1, 2)
     return ann
 
 
@@ -89,11 +93,16 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part, vis
            **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
                                                         ("visible", visible), ("normalize", normalize))}}
     k = _check_shapes(ann, "write_annotations")
-    if names is not None and len(names) != k:
-        raise ValueError(f"write_annotations: names must be {k} (one per joint), got {len(names)}")
+    if names is None and len(edges):
+        raise ValueError("write_annotations: edges need names (the file stores the skeleton only with its names)")
+    if names is not None:
+        if isinstance(names, str) or len(names) != k:
+            raise ValueError(f"write_annotations: names must be a sequence of {k} joint names, got {names!r}")
+        try:  # distinct names, edges in range: refused now, not on reading
+            Skeleton.from_names(names, edges, flip_pairs=())
+        except ValueError as exc:
+            raise ValueError(f"write_annotations: {exc}") from exc
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
-    if ((edges < 0) | (edges >= k)).any():
-        raise ValueError(f"write_annotations: edges must be pairs of joints in range({k}), got {edges.tolist()}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for key, v in ann.items():
             f[key] = v

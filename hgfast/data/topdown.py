@@ -51,8 +51,8 @@ class TopDownDataset(Dataset):
 
     def __getitem__(self, key: int) -> dict:
         """Returns tensors: ``image`` (3, S, S) uint8; ``keypoints`` (K, 2) float32 crop pixels; ``visible``,
-        ``annotated`` (K,) in the order of ``keypoints``; meta ``center`` (2,), ``scale``, ``rotation``,
-        ``flipped`` (bool: the crop is mirrored and ``keypoints``, ``visible``, ``annotated`` are in
+        ``annotated`` (K,) in the order of ``keypoints``; meta ``center`` (2,) and ``scale`` (as augmented),
+        ``rotation``, ``flipped`` (bool: the crop is mirrored and ``keypoints``, ``visible``, ``annotated`` are in
         ``flip_permutation`` order), ``normalize``, ``joints`` (K, 2) (image pixels, un-augmented, the record's
         order) and ``index``."""
         n = len(self)
@@ -63,7 +63,8 @@ class TopDownDataset(Dataset):
             raise ValueError(f"{type(self).__name__}: augmentation {self.augment_preset!r} flips images, but the "
                              f"skeleton has no flip permutation (give flip pairs, or augment without flips)")
         scale = float(rec["scale"]) * aug.scale
-        image, keypoints = crop(rec["image"], rec["joints"], rec["center"], scale, aug.rotation,
+        center = np.asarray(rec["center"], np.float64) + 200 * float(rec["scale"]) * np.asarray(aug.shift)
+        image, keypoints = crop(rec["image"], rec["joints"], center, scale, aug.rotation,
                                 self.input_size, flip=aug.flip, flip_permutation=self.flip_permutation)
         image = augment.apply_colour(image, aug.colour)
         visible, annotated = (np.asarray(rec[k], np.float32) for k in ("visible", "annotated"))
@@ -73,7 +74,7 @@ class TopDownDataset(Dataset):
         return dict(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(),
                     keypoints=torch.from_numpy(keypoints), visible=torch.from_numpy(visible),
                     annotated=torch.from_numpy(annotated),
-                    center=torch.as_tensor(rec["center"], dtype=torch.float32),
+                    center=torch.as_tensor(center, dtype=torch.float32),
                     scale=torch.tensor(scale, dtype=torch.float32),
                     rotation=torch.tensor(aug.rotation, dtype=torch.float32), flipped=torch.tensor(bool(aug.flip)),
                     normalize=torch.tensor(float(rec["normalize"]), dtype=torch.float32),

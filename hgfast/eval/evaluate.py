@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from ..data.coco import COCOKeypoints
 from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII
-from ..data.skeleton import MPII_SKELETON, PCKH_JOINTS
+from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
@@ -68,7 +68,7 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         table = {"detections": {"file": str(dataset.detections), "min_score": dataset.min_score,
                                 "used": len(dataset), "skipped": dataset.skipped, "nms_threshold": nms_threshold}}
     else:
-        mpii = isinstance(dataset, MPII) and dataset.skeleton == MPII_SKELETON
+        mpii = isinstance(dataset, MPII) and dataset.skeleton.names == JOINT_NAMES  # whatever its flip pairs
         mean_joints = PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1]))
         table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
                           mean_joints, skeleton=getattr(dataset, "skeleton", None))

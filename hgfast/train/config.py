@@ -51,7 +51,7 @@ class DataConfig:
     val_image_dir: str = ""      # COCO: validation images, if not in image_dir
     one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
     category_id: int = 0         # COCO: the category whose keypoints to use (0: the only one with keypoints)
-    flip_pairs: list[list] = field(default_factory=list)  # [[a, b], ...] joints swapped by a flip (default: by name)
+    flip_pairs: list[list] = field(default_factory=list)  # COCO, h5: [[a, b], ...] swapped by a flip (default: by name)
     box_margin: float = 1.25     # COCO: crop side / the box's longer side
     oks_sigmas: list = field(default_factory=list)  # COCO: per-joint OKS sigmas for AP (default: COCO's, 17 joints)
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
@@ -120,6 +120,16 @@ PRESETS: dict[str, dict] = {
                  "optim": {"name": "rmsprop", "lr": 2.5e-4, "schedule": "step", "milestones": [222460, 333690]},
                  "steps": 370766, "batch_size": 6, "amp": "bf16", "channels_last": True, "val_every": 10000,
                  "vis_every": 10000, "ckpt_every": 5000},
+    # mmpose's COCO hourglass recipe (td-hm_hourglass52_8xb32-210e_coco-256x256: Adam 5e-4, 500 warm-up steps,
+    # x0.1 at epochs 170 and 200 of 210, 8 processes x batch 32, sigma 2 at 64x64, its augmentation, flip test,
+    # best by AP) with 2 stacks of Newell's hourglass. Steps count 256 images (torchrun --nproc_per_node 8): 585
+    # per epoch of COCO train2017's 149,813 people. One process sees an eighth of the images in as many steps.
+    "coco-hg2": {"model": {"nstack": 2, "nfeat": 256},
+                 "data": {"dataset": "coco", "input_size": 256, "sigma": 2.0, "augment": "mmpose", "workers": 6},
+                 "optim": {"name": "adam", "lr": 5e-4, "schedule": "step", "milestones": [99450, 117000],
+                           "warmup_steps": 500},
+                 "steps": 122850, "batch_size": 32, "amp": "bf16", "channels_last": True, "val_every": 5850,
+                 "val_flip": True, "val_metric": "ap", "vis_every": 5850, "ckpt_every": 1000},
 }
 
 CHOICES = {"data.dataset": ("synthetic", "mpii", "coco"), "data.encoding": ("unbiased", "integer"),
