@@ -284,11 +284,39 @@ def test_mmpose_augmentation_draws_its_distributions_and_shifts_the_crop():
     assert 0.56 < np.mean(rotations != 0) < 0.64 and np.abs(rotations).max() <= 80
     assert 0.27 < np.mean(shifts.any(1)) < 0.33 and np.abs(shifts).max() <= 0.16
     assert 0.45 < np.mean([d.flip for d in draws]) < 0.55 and all(d.colour == (1.0, 1.0, 1.0) for d in draws)
+    assert 0.27 < np.mean([d.half_body for d in draws]) < 0.33
     ds = SyntheticPoses("train", 40, 64, 32, "mmpose", seed=3)
-    key = next(k for k in range(40) if augment.sample("mmpose", np.random.default_rng([3, 0, k])).shift != (0, 0))
+    key = next(k for k in range(40) if (lambda a: a.shift != (0, 0) and not a.half_body)(
+        augment.sample("mmpose", np.random.default_rng([3, 0, k]))))
     aug, rec, item = augment.sample("mmpose", np.random.default_rng([3, 0, key])), ds.record(key), ds[key]
     center = rec["center"] + 200 * float(rec["scale"]) * np.asarray(aug.shift)
     np.testing.assert_allclose(item["center"].numpy(), center, rtol=1e-5)
     _, kp = crop(rec["image"], rec["joints"], center, float(rec["scale"]) * aug.scale, aug.rotation, 32,
                  flip=aug.flip)
     np.testing.assert_allclose(item["keypoints"].numpy(), kp, atol=1e-4)
+
+
+
+def test_half_body_box_crops_one_half_as_mmpose():
+    joints = np.array([[10.0, 10], [20, 12], [14, 30], [12, 60], [18, 80], [16, 100]])
+    lower = np.array([False, False, False, True, True, True])
+    labelled = np.ones(6, bool)
+    center, scale = augment.half_body_box(joints, labelled, lower, True, min_total=4)
+    np.testing.assert_allclose(center, joints[:3].mean(0))
+    assert scale == pytest.approx(1.5 * 20 / 200)  # the upper joints' extent: 10 wide, 20 high
+    center, scale = augment.half_body_box(joints, labelled, lower, False, min_total=4)
+    np.testing.assert_allclose(center, joints[3:].mean(0))
+    assert scale == pytest.approx(1.5 * 40 / 200)
+    one_low = labelled & ~np.array([False, False, False, True, True, False])
+    np.testing.assert_allclose(augment.half_body_box(joints, one_low, lower, False, min_total=4)[0],
+                               joints[:3].mean(0))  # one lower joint: the upper half, whichever was drawn
+    assert augment.half_body_box(joints, labelled, lower, True) is None  # fewer than 8 labelled
+    assert augment.half_body_box(joints, labelled, np.ones(6, bool), True, min_total=4)[0] is not None
+    ds = SyntheticPoses("train", 60, 64, 32, "mmpose", seed=4)
+    key = next(k for k in range(60) if augment.sample("mmpose", np.random.default_rng([4, 0, k])).half_body
+               and ds.record(k)["annotated"].sum() >= 8)
+    aug, rec = augment.sample("mmpose", np.random.default_rng([4, 0, key])), ds.record(key)
+    center, base = augment.half_body_box(rec["joints"], rec["annotated"] > 0, ds.skeleton.lower_body, aug.upper_body)
+    item = ds[key]
+    np.testing.assert_allclose(item["center"].numpy(), center + 200 * base * np.asarray(aug.shift), rtol=1e-5)
+    assert item["scale"].item() == pytest.approx(base * aug.scale, rel=1e-5)

@@ -29,6 +29,8 @@ PCKH_GROUPS = {"head": (9,), "shoulder": (12, 13), "elbow": (11, 14), "wrist": (
 PCKH_JOINTS = tuple(k for k in range(NUM_JOINTS) if JOINT_NAMES[k] not in ("pelvis", "thorax"))
 
 _SIDES = {"left": "l", "l": "l", "right": "r", "r": "r"}
+_LOWER_BODY = {"hip", "hips", "pelvis", "knee", "knees", "ankle", "ankles", "foot", "feet", "heel", "heels", "toe",
+               "toes", "leg", "legs", "thigh", "shin", "calf"}
 _OTHER = {"l": "r", "r": "l"}
 
 
@@ -78,6 +80,12 @@ class Skeleton:
     @property
     def num_joints(self) -> int:
         return len(self.names)
+
+    @property
+    def lower_body(self) -> tuple[bool, ...]:
+        """Per joint: whether its name names a lower-body part (hip, knee, ankle, pelvis, foot, ...; the split
+        half-body augmentation crops by: HRNet's and mmpose's for MPII and COCO)."""
+        return tuple(bool(_LOWER_BODY.intersection(name_words(n))) for n in self.names)
 
     @classmethod
     def from_names(cls, names, edges=(), flip_pairs=None) -> "Skeleton":

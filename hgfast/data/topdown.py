@@ -62,8 +62,13 @@ class TopDownDataset(Dataset):
         if aug.flip and self.flip_permutation is None:
             raise ValueError(f"{type(self).__name__}: augmentation {self.augment_preset!r} flips images, but the "
                              f"skeleton has no flip permutation (give flip pairs, or augment without flips)")
-        scale = float(rec["scale"]) * aug.scale
-        center = np.asarray(rec["center"], np.float64) + 200 * float(rec["scale"]) * np.asarray(aug.shift)
+        center, base = np.asarray(rec["center"], np.float64), float(rec["scale"])
+        half = augment.half_body_box(rec["joints"], np.asarray(rec["annotated"]) > 0, self.skeleton.lower_body,
+                                     aug.upper_body) if aug.half_body else None
+        if half is not None:
+            center, base = half
+        scale = base * aug.scale
+        center = center + 200 * base * np.asarray(aug.shift)
         image, keypoints = crop(rec["image"], rec["joints"], center, scale, aug.rotation,
                                 self.input_size, flip=aug.flip, flip_permutation=self.flip_permutation)
         image = augment.apply_colour(image, aug.colour)
