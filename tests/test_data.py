@@ -1,4 +1,6 @@
 """Data: synthetic determinism and shapes, crops and their inverse, flip permutation, MPII h5 reading, bad input."""
+import json
+
 import cv2
 import h5py
 import numpy as np
@@ -275,20 +277,46 @@ def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
 
 def test_mmpose_augmentation_draws_its_distributions_and_shifts_the_crop():
     rng = np.random.default_rng(0)
-    draws = [augment.sample("mmpose", rng) for _ in range(2000)]
+    draws = [augment.sample("mmpose", rng) for _ in range(4000)]
     scales = np.array([d.scale for d in draws])
     rotations = np.array([d.rotation for d in draws])
     shifts = np.array([d.shift for d in draws])
+    t_std = 0.5376  # the standard deviation of a standard normal truncated to ±1
     assert 0.5 <= scales.min() and scales.max() <= 1.5 and abs(scales.mean() - 1) < 0.02
-    assert 0.25 < scales.std() < 0.29  # 0.5 x the std of a normal truncated to ±1 (0.54)
-    assert 0.56 < np.mean(rotations != 0) < 0.64 and np.abs(rotations).max() <= 80
-    assert 0.27 < np.mean(shifts.any(1)) < 0.33 and np.abs(shifts).max() <= 0.16
-    assert 0.45 < np.mean([d.flip for d in draws]) < 0.55 and all(d.colour == (1.0, 1.0, 1.0) for d in draws)
-    assert 0.27 < np.mean([d.half_body for d in draws]) < 0.33
-    ds = SyntheticPoses("train", 40, 64, 32, "mmpose", seed=3)
+    assert abs(scales.std() - 0.5 * t_std) < 0.01
+    rotated = rotations[rotations != 0]
+    assert 0.57 < len(rotated) / len(draws) < 0.63 and np.abs(rotated).max() <= 80
+    assert abs(rotated.std() - 80 * t_std) < 2.0  # mmpose 1.x: 80 T(1) degrees
+    shifted = shifts[shifts.any(1)]
+    assert 0.27 < len(shifted) / len(draws) < 0.33 and np.abs(shifted).max() <= 0.16
+    assert abs(shifted.std() - 0.16 * t_std) < 0.005
+    assert 0.47 < np.mean([d.flip for d in draws]) < 0.53 and all(d.colour == (1.0, 1.0, 1.0) for d in draws)
+    assert 0.28 < np.mean([d.half_body for d in draws]) < 0.32 and 0.67 < np.mean([d.upper_body for d in draws]) < 0.73
+
+
+def test_mmpose_shift_is_relative_to_the_box_width_and_height(tmp_path):
+    """mmpose shifts by a fraction of the padded box's own width and height (before the square crop): a tall COCO
+    box moves less sideways than up and down. MPII-style records (no box size) shift by the square crop side."""
+    from test_coco import _write_coco
+
+    from hgfast.data import COCOKeypoints
+
+    path, images, *_ = _write_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"] = [20.0, 5.0, 20.0, 80.0]
+    path.write_text(json.dumps(data))
+    ds = COCOKeypoints(path, images, input_size=32, augment_preset="mmpose", seed=5)
+    key = next(e for e in range(200) if (lambda a: a.shift != (0, 0) and not a.half_body)(
+        augment.sample("mmpose", np.random.default_rng([5, e, 0]))))
+    aug, rec = augment.sample("mmpose", np.random.default_rng([5, key, 0])), ds.record(0)
+    item = ds[key * len(ds)]  # sample 0 in epoch key
+    np.testing.assert_allclose(item["center"].numpy(), rec["center"] + np.asarray(aug.shift) * [25.0, 100.0],
+                               rtol=1e-6)
+    assert item["scale"].item() == pytest.approx(100 / 200 * aug.scale, rel=1e-6)
+    mpii = SyntheticPoses("train", 40, 64, 32, "mmpose", seed=3)
     key = next(k for k in range(40) if (lambda a: a.shift != (0, 0) and not a.half_body)(
         augment.sample("mmpose", np.random.default_rng([3, 0, k]))))
-    aug, rec, item = augment.sample("mmpose", np.random.default_rng([3, 0, key])), ds.record(key), ds[key]
+    aug, rec, item = augment.sample("mmpose", np.random.default_rng([3, 0, key])), mpii.record(key), mpii[key]
     center = rec["center"] + 200 * float(rec["scale"]) * np.asarray(aug.shift)
     np.testing.assert_allclose(item["center"].numpy(), center, rtol=1e-5)
     _, kp = crop(rec["image"], rec["joints"], center, float(rec["scale"]) * aug.scale, aug.rotation, 32,
@@ -296,27 +324,30 @@ def test_mmpose_augmentation_draws_its_distributions_and_shifts_the_crop():
     np.testing.assert_allclose(item["keypoints"].numpy(), kp, atol=1e-4)
 
 
-
 def test_half_body_box_crops_one_half_as_mmpose():
     joints = np.array([[10.0, 10], [20, 12], [14, 30], [12, 60], [18, 80], [16, 100]])
     lower = np.array([False, False, False, True, True, True])
     labelled = np.ones(6, bool)
-    center, scale = augment.half_body_box(joints, labelled, lower, True, min_total=4)
+    center, size = augment.half_body_box(joints, labelled, lower, True, min_total=4)
     np.testing.assert_allclose(center, joints[:3].mean(0))
-    assert scale == pytest.approx(1.5 * 20 / 200)  # the upper joints' extent: 10 wide, 20 high
-    center, scale = augment.half_body_box(joints, labelled, lower, False, min_total=4)
+    np.testing.assert_allclose(size, [1.5 * 10, 1.5 * 20])  # the upper joints' extent, padded
+    center, size = augment.half_body_box(joints, labelled, lower, False, min_total=4)
     np.testing.assert_allclose(center, joints[3:].mean(0))
-    assert scale == pytest.approx(1.5 * 40 / 200)
-    one_low = labelled & ~np.array([False, False, False, True, True, False])
-    np.testing.assert_allclose(augment.half_body_box(joints, one_low, lower, False, min_total=4)[0],
-                               joints[:3].mean(0))  # one lower joint: the upper half, whichever was drawn
-    assert augment.half_body_box(joints, labelled, lower, True) is None  # fewer than 8 labelled
-    assert augment.half_body_box(joints, labelled, np.ones(6, bool), True, min_total=4)[0] is not None
+    np.testing.assert_allclose(size, [1.5 * 6, 1.5 * 40])
+    two_low = labelled & ~np.array([False, False, False, False, False, True])
+    np.testing.assert_allclose(augment.half_body_box(joints, two_low, lower, False, min_total=4)[0],
+                               joints[:3].mean(0))  # the lower half needs 3: the upper, whichever was drawn
+    one_up = labelled & ~np.array([True, True, False, False, False, False])
+    np.testing.assert_allclose(augment.half_body_box(joints, one_up, lower, True, min_total=4)[0],
+                               joints[3:].mean(0))  # the upper half needs 2
+    assert augment.half_body_box(joints, labelled, lower, True) is None  # fewer than 9 labelled
+    assert augment.half_body_box(np.zeros((6, 2)), labelled, lower, True, min_total=4) is None  # coincide
     ds = SyntheticPoses("train", 60, 64, 32, "mmpose", seed=4)
     key = next(k for k in range(60) if augment.sample("mmpose", np.random.default_rng([4, 0, k])).half_body
-               and ds.record(k)["annotated"].sum() >= 8)
+               and ds.record(k)["annotated"].sum() >= 9)
     aug, rec = augment.sample("mmpose", np.random.default_rng([4, 0, key])), ds.record(key)
-    center, base = augment.half_body_box(rec["joints"], rec["annotated"] > 0, ds.skeleton.lower_body, aug.upper_body)
+    center, size = augment.half_body_box(rec["joints"], rec["annotated"] > 0, ds.skeleton.lower_body,
+                                         aug.upper_body)
     item = ds[key]
-    np.testing.assert_allclose(item["center"].numpy(), center + 200 * base * np.asarray(aug.shift), rtol=1e-5)
-    assert item["scale"].item() == pytest.approx(base * aug.scale, rel=1e-5)
+    np.testing.assert_allclose(item["center"].numpy(), center + np.asarray(aug.shift) * size, rtol=1e-5)
+    assert item["scale"].item() == pytest.approx(size.max() / 200 * aug.scale, rel=1e-5)

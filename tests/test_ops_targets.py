@@ -130,3 +130,25 @@ def test_kernel_rejects_bad_arguments():
         torch.ops.hgfast.gaussian_heatmaps(torch.zeros(1, 1, 2, 4)[..., ::2], vis, sig, 4, 4, False, torch.float32)
     with pytest.raises(RuntimeError, match="height and width"):
         torch.ops.hgfast.gaussian_heatmaps(kp, vis, sig, 0, 4, False, torch.float32)
+
+
+@pytest.mark.parametrize("encoding", ["unbiased", "integer"])
+def test_targets_on_map_says_where_a_gaussian_is_drawn(encoding):
+    """A joint is on the map exactly where gaussian_heatmaps draws a pixel of it: keypoints around and across the
+    edges of a 7 x 5 map, per-joint sigmas, window edges hit exactly."""
+    from hgfast.ops import targets_on_map
+
+    g = torch.Generator().manual_seed(0)
+    kp = torch.rand(64, 6, 2, generator=g) * torch.tensor([7.0 + 12, 5.0 + 12]) - 6
+    kp[0, 0], kp[0, 1], kp[0, 2] = torch.tensor([-3.0, 2.0]), torch.tensor([9.0, 2.0]), torch.tensor([2.0, -3.5])
+    kp[1, 0] = float("nan")
+    sigma = torch.tensor([1.0, 1.0, 1.0, 0.5, 2.0, 1.5])
+    drawn = gaussian_heatmaps(kp.nan_to_num(-1e6), None, (5, 7), sigma, encoding).amax((-1, -2)) > 0
+    drawn[1, 0] = False
+    on = targets_on_map(kp, (5, 7), sigma, encoding)
+    assert torch.equal(on, drawn) and on.dtype == torch.bool
+    assert 0.2 < on.float().mean() < 0.9  # both kinds present
+    assert on[0, 0] and on[0, 1] and not on[1, 0]  # 3 sigma from the edge pixel: just on
+    assert on[0, 2] == (encoding == "integer")  # 3.5 sigma off, but its integer centre is 3 sigma off
+    with pytest.raises(ValueError, match="keypoints must have 3 dims"):
+        targets_on_map(kp[None], (5, 7))

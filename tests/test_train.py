@@ -51,7 +51,7 @@ def test_config_errors_name_the_key(tmp_path):
         assert resolve(name, overrides=[f"data.root={tmp_path}"]).model.nfeat == 256
     coco = resolve("coco-hg2", overrides=[f"data.root={tmp_path}"])
     assert (coco.data.dataset, coco.data.augment, coco.val_metric) == ("coco", "mmpose", "ap")
-    assert [learning_rate(coco, s) / 5e-4 for s in (499, 99449, 99450, 117000)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert [learning_rate(coco, s) / 5e-4 for s in (499, 99619, 99620, 117200)] == pytest.approx([1, 1, 0.1, 0.01])
 
 
 def test_learning_rate_schedules():
@@ -267,3 +267,19 @@ def test_rng_state_saved_on_more_gpus_restores_the_ones_present(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((device, int(s[0]))))
     set_rng_state(state)
     assert restored == [(0, 0)]
+
+
+def test_drop_off_map_zeroes_the_weight_of_joints_pushed_off_the_crop():
+    from hgfast.train.loop import device_batch
+
+    kp = torch.tensor([[[10.0, 10.0], [-20.0, 5.0], [70.0, 140.0], [-8.0, 30.0]]])  # crop pixels of a 64 crop
+    batch = {"image": torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "keypoints": kp,
+             "annotated": torch.ones(1, 4), "visible": torch.tensor([[1.0, 1.0, 0.0, 1.0]])}
+    _, heat, weights = device_batch(batch, torch.device("cpu"), 64, "annotated", False)
+    assert weights.tolist() == [[1, 1, 1, 1]] and torch.allclose(heat, kp / 4)  # the Lua way: all trained
+    _, _, weights = device_batch(batch, torch.device("cpu"), 64, "annotated", False, off_map=(1.0, "unbiased"))
+    assert weights.tolist() == [[1, 0, 0, 1]]  # x = -5 and y = 35 heatmap px lie > 3 sigma off; x = -2 does not
+    _, _, weights = device_batch(batch, torch.device("cpu"), 64, "visible", False, off_map=(2.0, "unbiased"))
+    assert weights.tolist() == [[1, 1, 0, 1]]  # a wider window reaches x = -5; the third is not visible
+    cfg = resolve(overrides=["data.drop_off_map=true"])
+    assert cfg.data.drop_off_map and resolve("coco-hg2", overrides=["data.root=/x"]).data.drop_off_map

@@ -7,14 +7,15 @@ horizontal flip, per-channel colour gains and a centre shift. ``s`` below is the
   ``clip(N(0,30), ±60)`` with probability 0.4; flip p = 0.5; colour gains U(0.6, 1.4) per channel.
 - ``bearpaw`` (bearpaw/pytorch-pose ``mpii.py``): scale ``s · clip(N(1,0.25), 0.75, 1.25)``; rotation
   ``clip(N(0,30), ±60)`` with probability 0.6; flip p = 0.5; colour gains U(0.8, 1.2) per channel.
-- ``mmpose`` (mmpose's ``RandomFlip`` + ``RandomBBoxTransform`` defaults, its COCO configs' augmentation; ``T(a)``
-  a normal truncated to ±a): scale ``s · (1 + 0.5·T(1))``; rotation ``40·T(2)`` degrees with probability 0.6;
-  centre shift ``0.16·T(1)`` of the box side per axis with probability 0.3; flip p = 0.5; no colour change; and
-  its ``RandomHalfBody`` with probability 0.3 (``half_body_box``): before the above, the crop box becomes that of
-  the upper or the lower body (even odds; ``Skeleton.lower_body`` splits the joints).
+- ``mmpose`` (mmpose 1.x's ``RandomFlip``, ``RandomHalfBody`` and ``RandomBBoxTransform`` with their defaults, the
+  augmentation of its COCO configs; ``T`` a standard normal truncated to ±1): with probability 0.3 a half-body
+  crop first (``half_body_box``: the upper body with odds 0.7, else the lower; ``Skeleton.lower_body`` splits the
+  joints); scale ``s · (1 + 0.5·T)``; rotation ``80·T`` degrees with probability 0.6; centre shift ``0.16·T`` of
+  the box's width and height with probability 0.3; flip p = 0.5; no colour change.
 - ``none``: identity (evaluation).
 
-``shift`` is the crop centre's offset in units of the (un-augmented) crop side, ``200·s``.
+``shift`` is the crop centre's offset in units of the (un-augmented) box's width and height: the record's
+``box_size``, else the square crop side ``200·s``.
 """
 from __future__ import annotations
 
@@ -57,29 +58,30 @@ def _truncated_normal(rng: np.random.Generator, bound: float, size=None) -> np.n
 
 
 def _mmpose(rng: np.random.Generator) -> AugmentParams:
-    half_body, upper_body = bool(rng.random() < 0.3), bool(rng.random() < 0.5)
+    half_body, upper_body = bool(rng.random() < 0.3), bool(rng.random() < 0.7)
     scale = 1 + 0.5 * float(_truncated_normal(rng, 1.0))
-    rotation = 40 * float(_truncated_normal(rng, 2.0)) if rng.random() < 0.6 else 0.0
+    rotation = 80 * float(_truncated_normal(rng, 1.0)) if rng.random() < 0.6 else 0.0
     shift = 0.16 * _truncated_normal(rng, 1.0, 2) if rng.random() < 0.3 else np.zeros(2)
     return AugmentParams(scale, rotation, bool(rng.random() < 0.5), shift=(float(shift[0]), float(shift[1])),
                          half_body=half_body, upper_body=upper_body)
 
 
-def half_body_box(joints, labelled, lower, upper_body: bool, min_total: int = 8, min_half: int = 2,
-                  padding: float = 1.5) -> tuple[np.ndarray, float] | None:
-    """mmpose's half-body crop: ``(center (2,), scale)`` (square box side / 200) around the labelled joints of one
-    half, the upper (``upper_body``) or the lower; the other where one half has fewer than ``min_half``; None
-    where fewer than ``min_total`` joints are labelled, both halves are short or the joints coincide. ``joints``
-    (K, 2) pixels, ``labelled``, ``lower`` (K,) flags. The box: the joints' mean as centre, ``padding`` × their
-    extent's longer side."""
+def half_body_box(joints, labelled, lower, upper_body: bool, min_total: int = 9, min_upper: int = 2,
+                  min_lower: int = 3, padding: float = 1.5) -> tuple[np.ndarray, np.ndarray] | None:
+    """mmpose's half-body crop: ``(center (2,), box_size (2,))`` (width, height in pixels) around the labelled
+    joints of one half: the upper (``upper_body``) or the lower; the other where one half has fewer labelled
+    joints than its minimum; None where fewer than ``min_total`` joints are labelled, both halves are short or
+    the joints coincide. ``joints`` (K, 2) pixels, ``labelled``, ``lower`` (K,) flags. The box: the joints' mean
+    as centre, ``padding`` × their extent (a square crop takes its longer side)."""
     labelled, lower = np.asarray(labelled, bool), np.asarray(lower, bool)
     upper, down = labelled & ~lower, labelled & lower
-    if labelled.sum() < min_total or (upper.sum() < min_half and down.sum() < min_half):
+    upper_ok, lower_ok = upper.sum() >= min_upper, down.sum() >= min_lower
+    if labelled.sum() < min_total or not (upper_ok or lower_ok):
         return None
-    chosen = upper if down.sum() < min_half else down if upper.sum() < min_half else upper if upper_body else down
+    chosen = upper if not lower_ok else down if not upper_ok else upper if upper_body else down
     points = np.asarray(joints, np.float64)[chosen]
-    side = padding * float((points.max(0) - points.min(0)).max())
-    return (points.mean(0), side / 200) if side > 0 else None
+    size = padding * (points.max(0) - points.min(0))
+    return (points.mean(0), size) if size.max() > 0 else None
 
 
 PRESETS = {"newell": _newell, "bearpaw": _bearpaw, "mmpose": _mmpose, "none": lambda rng: AugmentParams()}

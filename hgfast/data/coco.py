@@ -260,4 +260,5 @@ class COCOKeypoints(TopDownDataset):
         return dict(image=read_image(self.image_dir / self.ann["file_name"][index]),
                     joints=np.where(annotated[:, None], kp[:, :2], 0.0).astype(np.float32),
                     visible=(kp[:, 2] == 2).astype(np.float32), annotated=annotated.astype(np.float32),
-                    center=center.astype(np.float32), scale=scale, normalize=float(box[2:].max()))
+                    center=center.astype(np.float32), scale=scale, normalize=float(box[2:].max()),
+                    box_size=self.margin * box[2:])

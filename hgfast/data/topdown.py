@@ -23,7 +23,9 @@ from .skeleton import MPII_SKELETON, Skeleton
 class TopDownDataset(Dataset):
     """Subclasses implement ``__len__`` and ``record(index)`` returning a dict with ``image`` (H, W, 3) uint8
     RGB, ``joints`` (K, 2) image pixels, ``visible`` (K,), ``annotated`` (K,), ``center`` (2,), ``scale``
-    (box height / 200) and ``normalize`` (the PCK normaliser in image pixels). ``skeleton`` (MPII's unless a
+    (crop side / 200), ``normalize`` (the PCK normaliser in image pixels) and optionally ``box_size`` (2,), the
+    person box's width and height with the margin (longer side = crop side; the augmentation's shift is relative
+    to it). ``skeleton`` (MPII's unless a
     subclass sets another) names the joints; its ``flip_permutation`` (joint order after a horizontal flip) is the
     one used for keypoints and their flags alike."""
 
@@ -62,13 +64,15 @@ class TopDownDataset(Dataset):
         if aug.flip and self.flip_permutation is None:
             raise ValueError(f"{type(self).__name__}: augmentation {self.augment_preset!r} flips images, but the "
                              f"skeleton has no flip permutation (give flip pairs, or augment without flips)")
-        center, base = np.asarray(rec["center"], np.float64), float(rec["scale"])
-        half = augment.half_body_box(rec["joints"], np.asarray(rec["annotated"]) > 0, self.skeleton.lower_body,
-                                     aug.upper_body) if aug.half_body else None
+        center, base, box = np.asarray(rec["center"], np.float64), float(rec["scale"]), rec.get("box_size")
+        box = np.full(2, 200 * base) if box is None else np.asarray(box, np.float64)
+        lower = self.skeleton.lower_body if aug.half_body else ()
+        half = augment.half_body_box(rec["joints"], np.asarray(rec["annotated"]) > 0, lower, aug.upper_body) \
+            if any(lower) else None  # a skeleton without lower-body names has no halves
         if half is not None:
-            center, base = half
+            (center, box), base = half, float(half[1].max()) / 200  # the square crop around the half body
         scale = base * aug.scale
-        center = center + 200 * base * np.asarray(aug.shift)
+        center = center + np.asarray(aug.shift) * box
         image, keypoints = crop(rec["image"], rec["joints"], center, scale, aug.rotation,
                                 self.input_size, flip=aug.flip, flip_permutation=self.flip_permutation)
         image = augment.apply_colour(image, aug.colour)

@@ -7,7 +7,7 @@ from .dark import dark_refine
 from .decode import argmax_decode
 from .flip import MPII_FLIP_PERMUTATION, flip_heatmaps, flip_keypoints, flip_permutation, flip_test
 from .loss import heatmap_mse_loss
-from .targets import gaussian_heatmaps
+from .targets import gaussian_heatmaps, targets_on_map
 from .transforms import crop_matrix, heatmap_to_image, image_to_heatmap, invert_affine, transform_points
 
 __all__ = [

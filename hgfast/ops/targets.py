@@ -35,3 +35,17 @@ def gaussian_heatmaps(keypoints, visible=None, size=(64, 64), sigma=1.0, encodin
     if op is None:
         return gaussian_heatmaps_ref(kp, vis, sig, (H, W), integer, dtype)
     return op(kp, vis, sig, H, W, integer, dtype)
+
+
+def targets_on_map(keypoints, size=(64, 64), sigma=1.0, encoding="unbiased"):
+    """(B, K) bool: whether ``gaussian_heatmaps`` (same ``size``, ``sigma``, ``encoding``) draws any pixel of
+    each joint of ``keypoints`` (B, K, 2) heatmap pixels, i.e. its 3σ window meets the map (False for NaN). A
+    training loss can drop the joints that augmentation pushed off the crop (weight 0), as HRNet, mmpose and
+    bearpaw do, instead of training them toward an all-zero map."""
+    kp = _checks.tensor("keypoints", keypoints, (3,), last=2).to(torch.float32)
+    H, W = _checks.size(size)
+    radius = 3.0 * _checks.sigma(sigma, kp.shape[1], kp.device)[:, None]
+    centre = torch.floor(kp + 0.5) if _checks.encoding(encoding) else kp
+    last = torch.tensor([W - 1, H - 1], dtype=torch.float32, device=kp.device)
+    nearest = torch.minimum(torch.floor(centre + 0.5).clamp(min=0), last)  # the map pixel nearest the centre
+    return ((nearest - centre).abs() <= radius).all(-1)

@@ -37,7 +37,7 @@ from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..models.stacked_hourglass import load_into
-from ..ops import _checks, heatmap_mse_loss
+from ..ops import _checks, heatmap_mse_loss, targets_on_map
 from ..predict import to_input
 from ..visualize import save_predictions_picture
 from . import distributed
@@ -85,16 +85,23 @@ def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def device_batch(batch: dict, device: torch.device, input_size: int, weight_key: str,
-                 channels_last: bool, input_norm: str = "none") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``.
+                 channels_last: bool, input_norm: str = "none",
+                 off_map: tuple[float, str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``; ``off_map``
+    ``(sigma, encoding)`` of the targets: joints whose target has no pixel on the map get weight 0
+    (``hgfast.ops.targets_on_map``).
 
     The keypoints are checked for NaN/Inf here, on the CPU batch (the loss then skips its check, which would sync
     with the device). The copies are asynchronous: a blocking one would wait for the previous step's kernels, so
     the host could not queue this step while the GPU still runs that one."""
     _checks.visible(None, _checks.keypoints(batch["keypoints"]))
     x = to_input(batch["image"], device, channels_last, input_norm)
-    kp = batch["keypoints"].to(device, non_blocking=True) * ((input_size // 4) / input_size)
-    return x, kp, batch[weight_key].to(device, non_blocking=True)
+    to_heatmap = (input_size // 4) / input_size
+    kp = batch["keypoints"].to(device, non_blocking=True) * to_heatmap
+    weights = batch[weight_key]
+    if off_map is not None:  # on the CPU batch: no device sync
+        weights = weights * targets_on_map(batch["keypoints"] * to_heatmap, input_size // 4, *off_map)
+    return x, kp, weights.to(device, non_blocking=True)
 
 
 def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) -> None:
@@ -355,6 +362,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     loss_fn = heatmap_loss(cfg)
     graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
+    off_map = (cfg.data.sigma, cfg.data.encoding) if cfg.data.drop_off_map else None
 
     # Running sums of the log window, images seen, start time: in the state, so a resumed run logs the same.
     t0, seen = time.time() - progress.get("elapsed_s", 0.0), progress.get("seen", 0)
@@ -404,7 +412,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     x, kp, weights = device_batch(batch, device, cfg.data.input_size, weight_key,
-                                                  cfg.channels_last, cfg.data.input_norm)
+                                                  cfg.channels_last, cfg.data.input_norm, off_map)
                     if graphed is None:
                         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                             pred = net(x)
