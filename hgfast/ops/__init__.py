@@ -11,7 +11,7 @@ from .targets import gaussian_heatmaps, targets_on_map
 from .transforms import crop_matrix, heatmap_to_image, image_to_heatmap, invert_affine, transform_points
 
 __all__ = [
-    "gaussian_heatmaps", "argmax_decode", "heatmap_mse_loss", "dark_refine",
+    "gaussian_heatmaps", "targets_on_map", "argmax_decode", "heatmap_mse_loss", "dark_refine",
     "crop_matrix", "invert_affine", "transform_points", "image_to_heatmap", "heatmap_to_image",
     "MPII_FLIP_PERMUTATION", "flip_permutation", "flip_heatmaps", "flip_test", "flip_keypoints",
 ]
