@@ -100,6 +100,7 @@ def _cmd_eval(args) -> int:
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table
     from .models import StackedHourglass
+    from .predict import AMP_DTYPES, fast_inference
     from .visualize import save_predictions_picture
 
     workdir = Path(args.workdir) if args.workdir else None
@@ -124,12 +125,13 @@ def _cmd_eval(args) -> int:
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
         if args.threads:
             torch.set_num_threads(args.threads)
-        model = StackedHourglass.from_checkpoint(checkpoint).to(resolve_device(args.device))
+        model = fast_inference(StackedHourglass.from_checkpoint(checkpoint), args.fused).to(resolve_device(args.device))
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
         thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
                                 workers=cfg.data.workers, flip=args.flip, flip_shift=not args.no_flip_shift,
+                                channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
                                 input_norm=cfg.data.input_norm, half_pixel=args.half_pixel, truncate=args.truncate)
         results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
     except (ValueError, FileNotFoundError) as exc:
@@ -137,7 +139,8 @@ def _cmd_eval(args) -> int:
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
     table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, half_pixel=args.half_pixel,
-                 truncate=args.truncate, flip_shift=not args.no_flip_shift)
+                 truncate=args.truncate, flip_shift=not args.no_flip_shift, amp=args.amp,
+                 fused_active=bool(getattr(model, "fused_active", False)))
     if "pck" in table:
         table["normaliser"] = normalisers[cfg.data.dataset]
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
@@ -194,7 +197,8 @@ def _cmd_predict(args) -> int:
         predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
                               input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
                               box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
-                              half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift)
+                              half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift,
+                              fused=args.fused, amp=args.amp)
         images = [read_image(p) for p in args.images]
         flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
         keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
@@ -265,6 +269,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    "e.g. --set optim.lr=1e-3 --set model.nstack=4")
 
 
+def _add_speed_args(p: argparse.ArgumentParser) -> None:
+    from .predict import AMP_DTYPES
+
+    p.add_argument("--fused", action="store_true", help="run the fused Triton model (channels_last) where it runs "
+                   "(a CUDA device); elsewhere the reference path, with a warning")
+    p.add_argument("--amp", choices=list(AMP_DTYPES), default="none", help="autocast dtype (default none: fp32)")
+
+
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip-shift", action="store_true", help="with --flip: no 3/4-pixel shift of the mirrored "
                    "heatmaps (the hourglass peers do not shift; see hgfast.predict)")
@@ -302,6 +314,7 @@ def register(sub) -> None:
     _add_decode_args(p)
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    _add_speed_args(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--json", help="write the results here")
@@ -338,6 +351,7 @@ def register(sub) -> None:
     p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: data.box_margin "
                    "from config.yaml beside the checkpoint, else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    _add_speed_args(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default="predictions", help="output folder")
     p.set_defaults(func=_cmd_predict)

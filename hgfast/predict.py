@@ -37,6 +37,8 @@ from .data.crop import box_to_center_scale, crop
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype by name
+
 
 MPII_RGB_MEAN = (0.4404, 0.4440, 0.4327)
 MPII_RGB_STD = (0.2458, 0.2410, 0.2468)
@@ -85,6 +87,17 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     return kp.float().cpu(), scores.cpu()
 
 
+def fast_inference(model: nn.Module, fused: bool) -> nn.Module:
+    """``model`` itself, with ``fused=True`` set and channels_last weights where ``fused`` (a model without a fused
+    path is refused by name)."""
+    if not fused:
+        return model
+    if not hasattr(model, "fused"):
+        raise ValueError(f"fused=True needs a hgfast StackedHourglass, got {type(model).__name__}")
+    model.fused = True
+    return model.to(memory_format=torch.channels_last)
+
+
 def _as_image(image) -> np.ndarray:
     from .data.mpii import read_image
 
@@ -102,11 +115,13 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
-    truncate=False, flip_shift=True)``. ``skeleton`` (joint names, flip
+    truncate=False, flip_shift=True, fused=False, amp="none")``. ``skeleton`` (joint names, flip
     permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
     (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
     unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring;
-    ``box_margin``: the training data's crop side / box side.
+    ``box_margin``: the training data's crop side / box side; ``fused``: run the model's Triton path
+    (``StackedHourglass(fused=True)``, channels_last; where it cannot run, the reference path, with a warning);
+    ``amp``: "none", "bf16" or "fp16" autocast.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,
@@ -117,7 +132,7 @@ class Predictor:
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
                  input_norm: str = "none", skeleton=None, box_margin: float = 1.25, half_pixel: bool = False,
-                 truncate: bool = False, flip_shift: bool = True):
+                 truncate: bool = False, flip_shift: bool = True, fused: bool = False, amp: str = "none"):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
@@ -143,8 +158,11 @@ class Predictor:
             raise ValueError(f"Predictor: flip=True with a {self.skeleton.num_joints}-joint model of unknown skeleton "
                              f"needs flip_permutation (the joint order after a horizontal flip)")
         self.input_norm = check_input_norm(input_norm)
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"Predictor: amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+        self.autocast_dtype, self.channels_last = AMP_DTYPES[amp], bool(fused)
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = fast_inference(model, fused).to(self.device).eval()
         self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
         self.half_pixel, self.truncate, self.flip_shift = bool(half_pixel), bool(truncate), bool(flip_shift)
 
@@ -165,7 +183,8 @@ class Predictor:
             batch = torch.from_numpy(np.stack(crops[i:i + self.batch_size])).permute(0, 3, 1, 2)
             kp, sc = predict_crops(self.model, batch, torch.as_tensor(np.stack(centers[i:i + self.batch_size])),
                                    torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip,
-                                   flip_shift=self.flip_shift, flip_permutation=self.flip_permutation,
+                                   flip_shift=self.flip_shift, channels_last=self.channels_last,
+                                   autocast_dtype=self.autocast_dtype, flip_permutation=self.flip_permutation,
                                    input_norm=self.input_norm, half_pixel=self.half_pixel, truncate=self.truncate)
             kps.append(kp.numpy())
             scores.append(sc.numpy())

@@ -47,6 +47,15 @@ def test_predictor_shapes_batching_and_boxes(workdir, image_file):
     assert flipped.shape == (1, 16, 2)
     empty, _ = predictor([])
     assert empty.shape == (0, 16, 2)
+    with pytest.warns(UserWarning):  # no CUDA here: the fused path falls back to the reference, and says so
+        fused, _ = Predictor(workdir / "best.safetensors", 32, "cpu", batch_size=2, fused=True)(images)
+    np.testing.assert_allclose(fused, kp[:3], atol=1e-4)  # same model, channels_last: the same keypoints
+    half, _ = Predictor(workdir / "best.safetensors", 32, "cpu", batch_size=2, amp="bf16")(images)
+    assert np.median(np.abs(half - kp[:3])) < 1.0  # bf16 autocast: nearly the fp32 keypoints
+    with pytest.raises(ValueError, match="amp must be one of"):
+        Predictor(workdir / "best.safetensors", 32, "cpu", amp="fp8")
+    with pytest.raises(ValueError, match="fused=True needs a hgfast StackedHourglass"):
+        Predictor(torch.nn.Conv2d(3, 16, 1), 32, "cpu", fused=True)
 
 
 class _Oracle(torch.nn.Module):
@@ -167,6 +176,13 @@ def test_cli_eval(workdir, capsys):
     assert main(["eval", "--workdir", str(workdir), "--half-pixel", "--truncate", "--json", str(legacy)]) == 0
     assert json.loads(legacy.read_text())["half_pixel"] and json.loads(legacy.read_text())["truncate"]
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
+    plain, fast = workdir.parent / "plain.json", workdir.parent / "fast.json"
+    assert main(["eval", "--workdir", str(workdir), "--json", str(plain)]) == 0
+    with pytest.warns(UserWarning):  # the fused path's CPU fallback warning
+        assert main(["eval", "--workdir", str(workdir), "--fused", "--amp", "bf16", "--json", str(fast)]) == 0
+    plain, fast = json.loads(plain.read_text()), json.loads(fast.read_text())
+    assert (plain["amp"], fast["amp"], fast["fused_active"]) == ("none", "bf16", False)
+    assert abs(fast["pck"]["0.2"]["mean_weighted"] - plain["pck"]["0.2"]["mean_weighted"]) < 0.2
 
 
 def test_cli_eval_refuses_a_picture_it_cannot_write_before_evaluating(workdir, tmp_path, capsys):

@@ -38,13 +38,12 @@ from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..models.stacked_hourglass import load_into
 from ..ops import _checks, heatmap_mse_loss, targets_on_map
-from ..predict import to_input
+from ..predict import AMP_DTYPES, to_input
 from ..visualize import save_predictions_picture
 from . import distributed
 from .config import Config, save_yaml, to_dict
 from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
 
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 log = logging.getLogger("hgfast.train")
 
 
