@@ -121,7 +121,8 @@ class Predictor:
     unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring;
     ``box_margin``: the training data's crop side / box side; ``fused``: run the model's Triton path
     (``StackedHourglass(fused=True)``, channels_last; where it cannot run, the reference path, with a warning);
-    ``amp``: "none", "bf16" or "fp16" autocast.
+    ``amp``: "none", "bf16" or "fp16" autocast. A model given as a module is used as it is: moved to the device,
+    put in eval mode and, with ``fused``, set to fused and channels_last.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,

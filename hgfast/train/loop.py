@@ -98,8 +98,9 @@ def device_batch(batch: dict, device: torch.device, input_size: int, weight_key:
     to_heatmap = (input_size // 4) / input_size
     kp = batch["keypoints"].to(device, non_blocking=True) * to_heatmap
     weights = batch[weight_key]
-    if off_map is not None:  # on the CPU batch: no device sync
+    if off_map is not None:  # on the CPU batch (no device sync), pinned again for the asynchronous copy
         weights = weights * targets_on_map(batch["keypoints"] * to_heatmap, input_size // 4, *off_map)
+        weights = weights.pin_memory() if device.type == "cuda" else weights
     return x, kp, weights.to(device, non_blocking=True)
 
 
