@@ -479,3 +479,16 @@ def test_best_checkpoint_by_oks_ap(tmp_path):
     train(resolve(overrides=sets + ["steps=4"], workdir=str(work)), resume=work)
     rows = list(csv.DictReader(open(work / "metrics.csv")))
     assert all(r["val_ap"] is not None for r in rows) and rows[-1]["val_ap"] and not rows[0]["val_ap"]
+    ann = read_coco(root / "val.json")  # validation in detected boxes, as mmpose validates: AP only
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps([{"image_id": i, "category_id": 1, "bbox": list(b), "score": 0.9}
+                                      for i, b in zip(ann["image_id"], ann["box"])]))
+    with pytest.raises(ConfigError, match="set val_metric=ap"):
+        resolve(overrides=sets[:-2] + [f"data.val_detections={detections}"])
+    detected = tmp_path / "detected"
+    train(resolve(overrides=sets + ["steps=2", f"data.val_detections={detections}"], workdir=str(detected)))
+    rows = [r for r in csv.DictReader(open(detected / "metrics.csv")) if r["val_ap"]]
+    assert len(rows) == 2 and not any(r["val_pck"] or r["val_pck_threshold"] for r in rows)
+    table = json.loads((detected / "val" / "step_0000002.json").read_text())
+    assert table["detections"]["used"] == 4 and "pck" not in table
+    assert load_state(detected)["best"] == pytest.approx(max(float(r["val_ap"]) for r in rows), abs=1e-5)

@@ -56,6 +56,7 @@ class DataConfig:
     flip_pairs: list[list] = field(default_factory=list)  # COCO, h5: [[a, b], ...] swapped by a flip (default: by name)
     box_margin: float = 1.25     # COCO: crop side / the box's longer side
     oks_sigmas: list = field(default_factory=list)  # COCO: per-joint OKS sigmas for AP (default: COCO's, 17 joints)
+    val_detections: str = ""     # COCO: validate in these detected boxes (COCO results JSON): OKS AP only
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
 
 
@@ -127,7 +128,8 @@ PRESETS: dict[str, dict] = {
     # unweighted, flip test, best by AP). Steps as mmpose's iterations: 586 per epoch of COCO train2017's 149,813
     # people over 8 processes (torchrun --nproc_per_node 8); one process sees an eighth of the images in as many
     # steps. Not mmpose's: 2 stacks of Newell's hourglass (its HG52 is 1 stack of another), unbiased targets, inputs
-    # in [0, 1] (no ImageNet mean/std), validation in ground-truth boxes (hgfast eval --detections for theirs).
+    # in [0, 1] (no ImageNet mean/std), validation in ground-truth boxes unless data.val_detections names the
+    # person detections mmpose validates in (COCO_val2017_detections_AP_H_56_person.json).
     "coco-hg2": {"model": {"nstack": 2, "nfeat": 256},
                  "data": {"dataset": "coco", "input_size": 256, "sigma": 2.0, "augment": "mmpose", "workers": 6,
                           "drop_off_map": True},
@@ -278,6 +280,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("COCO needs 'data.root' (with annotations/person_keypoints_{train,val}2017.json and "
                           "{train,val}2017/) or 'data.train_annotations', 'data.val_annotations' and "
                           "'data.image_dir' (and 'data.val_image_dir' if the validation images are elsewhere)")
+    if cfg.data.val_detections and cfg.val_metric != "ap":
+        raise ConfigError("config key 'data.val_detections' validates by OKS AP only (no ground truth per detected "
+                          "box): set val_metric=ap")
     if cfg.val_metric == "ap" and cfg.data.dataset != "coco":
         raise ConfigError(f"config key 'val_metric' = 'ap' (COCO's OKS AP) needs COCO-format data (data.dataset="
                           f"coco), got data.dataset={cfg.data.dataset!r}")

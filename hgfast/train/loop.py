@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import atomic_path
-from ..data.build import build_dataset
+from ..data.build import build_dataset, build_detections
 from ..data.skeleton import Skeleton
 from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
@@ -286,7 +286,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     state = None if resume is None else load_state(resume)
     if state is not None:
         check_resumable(state.get("config") or {}, to_dict(cfg))
-    train_set, val_set = build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
+    train_set = build_dataset(cfg.data, "train")
+    val_set = (build_detections(cfg.data, cfg.data.val_detections) if cfg.data.val_detections
+               else build_dataset(cfg.data, "val"))
     skeleton = train_set.skeleton
     if val_set.skeleton.names != skeleton.names:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
@@ -383,9 +385,11 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         if dist_info.is_main:
             picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
             table = validate(model, cfg, val_set, step, workdir, bool(picture))
-            pck, ap = table["pck"][f"{cfg.thresholds()[0]:g}"]["mean_weighted"], table.get("oks", {}).get("AP")
+            pck = table["pck"][f"{cfg.thresholds()[0]:g}"]["mean_weighted"] if "pck" in table else None
+            ap = table.get("oks", {}).get("AP")
             metrics.write(step=step, val_pck="" if pck is None else f"{pck:.5f}",
-                          val_pck_threshold=cfg.thresholds()[0], val_ap="" if ap is None else f"{ap:.5f}")
+                          val_pck_threshold="" if pck is None else cfg.thresholds()[0],
+                          val_ap="" if ap is None else f"{ap:.5f}")
             value = ap if cfg.val_metric == "ap" else pck
             if value is None:
                 log.warning("step %d: no validation %s to choose best.safetensors by", step, cfg.val_metric.upper())
