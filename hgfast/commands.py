@@ -92,6 +92,15 @@ def _detection_args(args, dataset: str) -> tuple[float, float]:
                                           "--nms-threshold")
 
 
+def _dark_kernel(args, sigma: float) -> int:
+    """``--dark-kernel``, else the one for the training targets' ``sigma``; refused without ``--refine dark``."""
+    from .predict import dark_kernel_for
+
+    if args.dark_kernel is not None and args.refine != "dark":
+        raise ValueError("--dark-kernel applies to --refine dark")
+    return dark_kernel_for(sigma) if args.dark_kernel is None else args.dark_kernel
+
+
 def _cmd_eval(args) -> int:
     import cv2
     import torch
@@ -123,6 +132,7 @@ def _cmd_eval(args) -> int:
             raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
                              "(data.dataset=coco)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
+        dark_kernel = _dark_kernel(args, cfg.data.sigma)
         if args.threads:
             torch.set_num_threads(args.threads)
         model = fast_inference(StackedHourglass.from_checkpoint(checkpoint), args.fused).to(resolve_device(args.device))
@@ -132,17 +142,20 @@ def _cmd_eval(args) -> int:
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
                                 workers=cfg.data.workers, flip=args.flip, flip_shift=not args.no_flip_shift,
                                 channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
-                                input_norm=cfg.data.input_norm, half_pixel=args.half_pixel, truncate=args.truncate)
+                                input_norm=cfg.data.input_norm, half_pixel=args.half_pixel, truncate=args.truncate,
+                                refine=args.refine, dark_kernel=dark_kernel)
         results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
     table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, half_pixel=args.half_pixel,
-                 truncate=args.truncate, flip_shift=not args.no_flip_shift, amp=args.amp,
+                 truncate=args.truncate, flip_shift=not args.no_flip_shift, refine=args.refine, amp=args.amp,
                  fused_active=bool(getattr(model, "fused_active", False)))
     if "pck" in table:
         table["normaliser"] = normalisers[cfg.data.dataset]
+    if args.refine == "dark":
+        table["dark_kernel"] = dark_kernel
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
     print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
@@ -198,7 +211,8 @@ def _cmd_predict(args) -> int:
                               input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
                               box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
                               half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift,
-                              fused=args.fused, amp=args.amp)
+                              fused=args.fused, amp=args.amp, refine=args.refine,
+                              dark_kernel=_dark_kernel(args, _data_setting(None, checkpoint, "sigma", 1.0)))
         images = [read_image(p) for p in args.images]
         flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
         keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
@@ -284,6 +298,11 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
                    "decoding of princeton-vl / bearpaw / anibali checkpoints (see hgfast.predict)")
     p.add_argument("--truncate", action="store_true", help="integer final coordinates (toward zero), as "
                    "princeton-vl reports them (the Lua code and bearpaw add 1 for MATLAB's 1-based pixels)")
+    p.add_argument("--refine", choices=("quarter", "none", "dark"), default="quarter", help="sub-pixel step after "
+                   "the heatmap peak: quarter pixel toward the higher neighbour (default), none, or DARK (Zhang et al. "
+                   "2020; pairs with hgfast's unbiased targets)")
+    p.add_argument("--dark-kernel", type=int, help="with --refine dark: the odd blur size (default: from the "
+                   "training config's data.sigma, 2 round(3 sigma) - 1: 11 for sigma 2)")
 
 
 def register(sub) -> None:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from .data.crop import box_to_center_scale, crop
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
+from .ops.decode import REFINE
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype by name
 
@@ -67,11 +68,12 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
                   flip: bool = False, flip_shift: bool = True, channels_last: bool = False,
                   autocast_dtype: torch.dtype | None = None,
                   flip_permutation: Sequence[int] = MPII_FLIP_PERMUTATION,
-                  input_norm: str = "none", half_pixel: bool = False,
-                  truncate: bool = False) -> tuple[Tensor, Tensor]:
+                  input_norm: str = "none", half_pixel: bool = False, truncate: bool = False,
+                  refine: str = "quarter", dark_kernel: int = 11) -> tuple[Tensor, Tensor]:
     """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, S, S) cut with
     ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0).
-    ``half_pixel``, ``truncate``: the legacy decoding conventions of ``heatmap_to_image`` (module docstring)."""
+    ``half_pixel``, ``truncate``: the legacy decoding conventions of ``heatmap_to_image`` (module docstring);
+    ``refine``, ``dark_kernel``: the sub-pixel step of ``argmax_decode`` ("quarter", "none" or "dark")."""
     device = next(model.parameters()).device
     x = to_input(images, device, channels_last, input_norm)
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -79,12 +81,27 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
         if flip:
             shift = 1 - heatmaps.shape[-1] / x.shape[-1] if flip_shift else 0.0
             heatmaps = flip_test(heatmaps, model(x.flip(-1))[:, -1].float(), flip_permutation, shift=shift)
-    coords, scores = argmax_decode(heatmaps)
+    coords, scores = argmax_decode(heatmaps, refine, dark_kernel)
     rotation = torch.zeros_like(scale) if rotation is None else rotation
     f64 = dict(dtype=torch.float64, device=coords.device)
     kp = heatmap_to_image(coords.double(), center.to(**f64), scale.to(**f64), rotation.to(**f64),
                           size=tuple(heatmaps.shape[-2:]), half_pixel=half_pixel, truncate=truncate)
     return kp.float().cpu(), scores.cpu()
+
+
+def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:
+    """``(refine, dark_kernel)`` checked before any work: a ValueError names the bad one."""
+    if refine not in REFINE:
+        raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
+    if not (isinstance(dark_kernel, int) and dark_kernel > 0 and dark_kernel % 2):
+        raise ValueError(f"dark_kernel must be a positive odd int, got {dark_kernel!r}")
+    return refine, dark_kernel
+
+
+def dark_kernel_for(sigma: float) -> int:
+    """The DARK blur size for targets of std ``sigma`` heatmap pixels: the odd ``2·round(3σ) − 1``, at least 3
+    (11 for σ = 2 and 17 for σ = 3, as DarkPose and mmpose configure it)."""
+    return max(3, 2 * round(3 * float(sigma)) - 1)
 
 
 def fast_inference(model: nn.Module, fused: bool) -> nn.Module:
@@ -115,10 +132,11 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
-    truncate=False, flip_shift=True, fused=False, amp="none")``. ``skeleton`` (joint names, flip
+    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=11)``. ``skeleton`` (joint names, flip
     permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
     (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
-    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring;
+    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring; ``refine``,
+    ``dark_kernel``: ``predict_crops``;
     ``box_margin``: the training data's crop side / box side; ``fused``: run the model's Triton path
     (``StackedHourglass(fused=True)``, channels_last; where it cannot run, the reference path, with a warning);
     ``amp``: "none", "bf16" or "fp16" autocast. A model given as a module is used as it is: moved to the device,
@@ -133,7 +151,8 @@ class Predictor:
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
                  input_norm: str = "none", skeleton=None, box_margin: float = 1.25, half_pixel: bool = False,
-                 truncate: bool = False, flip_shift: bool = True, fused: bool = False, amp: str = "none"):
+                 truncate: bool = False, flip_shift: bool = True, fused: bool = False, amp: str = "none",
+                 refine: str = "quarter", dark_kernel: int = 11):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
@@ -166,6 +185,7 @@ class Predictor:
         self.model = fast_inference(model, fused).to(self.device).eval()
         self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
         self.half_pixel, self.truncate, self.flip_shift = bool(half_pixel), bool(truncate), bool(flip_shift)
+        self.refine, self.dark_kernel = check_refine(refine, dark_kernel)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = [_as_image(im) for im in images]
@@ -186,7 +206,8 @@ class Predictor:
                                    torch.as_tensor(scales[i:i + self.batch_size]), flip=self.flip,
                                    flip_shift=self.flip_shift, channels_last=self.channels_last,
                                    autocast_dtype=self.autocast_dtype, flip_permutation=self.flip_permutation,
-                                   input_norm=self.input_norm, half_pixel=self.half_pixel, truncate=self.truncate)
+                                   input_norm=self.input_norm, half_pixel=self.half_pixel, truncate=self.truncate,
+                                   refine=self.refine, dark_kernel=self.dark_kernel)
             kps.append(kp.numpy())
             scores.append(sc.numpy())
         if not kps:

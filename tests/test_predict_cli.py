@@ -54,6 +54,10 @@ def test_predictor_shapes_batching_and_boxes(workdir, image_file):
     assert np.median(np.abs(half - kp[:3])) < 1.0  # bf16 autocast: nearly the fp32 keypoints
     with pytest.raises(ValueError, match="amp must be one of"):
         Predictor(workdir / "best.safetensors", 32, "cpu", amp="fp8")
+    with pytest.raises(ValueError, match="dark_kernel must be a positive odd int"):
+        Predictor(workdir / "best.safetensors", 32, "cpu", refine="dark", dark_kernel=4)
+    dark, _ = Predictor(workdir / "best.safetensors", 32, "cpu", refine="dark", dark_kernel=3)(images)
+    assert dark.shape == kp[:3].shape and np.isfinite(dark).all()
     with pytest.raises(ValueError, match="fused=True needs a hgfast StackedHourglass"):
         Predictor(torch.nn.Conv2d(3, 16, 1), 32, "cpu", fused=True)
 
@@ -93,6 +97,10 @@ def test_predict_crops_returns_image_coordinates(flip, permutation):
     # was biased by +0.5 crop px in x
     assert np.abs(err.mean((0, 1))).max() < 0.15
     assert np.linalg.norm(err, axis=-1).mean() < 1.0
+    dark, _ = predict_crops(_Oracle(table), torch.stack(crops), meta[:, :2], meta[:, 2], meta[:, 3], flip=flip,
+                            flip_permutation=permutation, refine="dark", dark_kernel=5)
+    dark_err = (dark.numpy() - np.stack(gt)) / (200 * meta[:, 2, None, None].numpy() / S)
+    assert np.linalg.norm(dark_err, axis=-1).mean() < 0.5 * np.linalg.norm(err, axis=-1).mean()  # DARK: sub-pixel
 
 
 def test_predict_crops_legacy_decoding_conventions():
@@ -183,6 +191,13 @@ def test_cli_eval(workdir, capsys):
     plain, fast = json.loads(plain.read_text()), json.loads(fast.read_text())
     assert (plain["amp"], fast["amp"], fast["fused_active"]) == ("none", "bf16", False)
     assert abs(fast["pck"]["0.2"]["mean_weighted"] - plain["pck"]["0.2"]["mean_weighted"]) < 0.2
+    dark = workdir.parent / "dark.json"
+    assert main(["eval", "--workdir", str(workdir), "--refine", "dark", "--json", str(dark)]) == 0
+    dark = json.loads(dark.read_text())
+    assert (dark["refine"], dark["dark_kernel"], plain["refine"]) == ("dark", 5, "quarter")  # sigma 1: 5
+    assert "dark_kernel" not in plain
+    assert main(["eval", "--workdir", str(workdir), "--dark-kernel", "5"]) == 2  # without --refine dark
+    assert main(["eval", "--workdir", str(workdir), "--refine", "dark", "--dark-kernel", "4"]) == 2
 
 
 def test_cli_eval_refuses_a_picture_it_cannot_write_before_evaluating(workdir, tmp_path, capsys):

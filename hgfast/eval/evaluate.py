@@ -13,7 +13,7 @@ from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII
 from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
-from ..predict import predict_crops
+from ..predict import check_refine, predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
 from .pck import pck_table
 
@@ -21,12 +21,13 @@ from .pck import pck_table
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
                     flip_shift: bool = True, channels_last: bool = False,
                     autocast_dtype: torch.dtype | None = None, input_norm: str = "none", half_pixel: bool = False,
-                    truncate: bool = False) -> dict[str, np.ndarray]:
+                    truncate: bool = False, refine: str = "quarter", dark_kernel: int = 11) -> dict[str, np.ndarray]:
     """Run ``model`` (in eval mode, restored after) over ``dataset``; numpy arrays ``pred`` (N, K, 2) and
     ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``.
-    Flip testing uses the dataset's ``flip_permutation``; ``half_pixel``, ``truncate``: decoding conventions of
-    peer checkpoints (``hgfast.predict``). The dataset must not augment (predictions are mapped back
-    through the un-augmented crop) and must not be empty."""
+    Flip testing uses the dataset's ``flip_permutation``; ``refine``, ``dark_kernel``: ``predict_crops``;
+    ``half_pixel``, ``truncate``: decoding conventions of peer checkpoints (``hgfast.predict``). The dataset must
+    not augment (predictions are mapped back through the un-augmented crop) and must not be empty."""
+    check_refine(refine, dark_kernel)
     if getattr(dataset, "augment_preset", "none") != "none":
         raise ValueError(f"predict_dataset: dataset must not be augmented (augment_preset "
                          f"{dataset.augment_preset!r}): build it with augment_preset='none'")
@@ -48,7 +49,8 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     try:
         for b in loader:
             kp, sc = predict_crops(model, b["image"], b["center"], b["scale"], b["rotation"], flip, flip_shift,
-                                   channels_last, autocast_dtype, permutation, input_norm, half_pixel, truncate)
+                                   channels_last, autocast_dtype, permutation, input_norm, half_pixel, truncate,
+                                   refine, dark_kernel)
             for key, value in (("pred", kp), ("scores", sc)) + tuple((k, b[k]) for k in list(out)[2:]):
                 out[key].append(value.numpy())
     finally:

@@ -19,7 +19,8 @@ def argmax_decode(heatmaps, refine="quarter", dark_kernel=11):
         refine: "quarter": peak + 0.25·sign(h[y,x+1] − h[y,x−1]) in x when 0 < x < W−1, and likewise in y
             (ties give 0); "none": the integer peak; "dark": one Newton step on the log of the blurred map
             (Zhang et al. 2020), see `dark_refine`.
-        dark_kernel: odd Gaussian blur size for "dark" (11 suits σ=2, 7 σ≈1.5, 3 σ≈1).
+        dark_kernel: odd Gaussian blur size for "dark" (DarkPose and mmpose use 11 for targets of σ = 2, 17 for
+            σ = 3: ``hgfast.predict.dark_kernel_for(σ)``).
 
     Returns:
         coords (B,K,2) float32 (x, y) in heatmap pixels and scores (B,K) float32, the value at the peak.
