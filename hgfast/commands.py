@@ -94,11 +94,11 @@ def _detection_args(args, dataset: str) -> tuple[float, float]:
 
 def _dark_kernel(args, sigma: float) -> int:
     """``--dark-kernel``, else the one for the training targets' ``sigma``; refused without ``--refine dark``."""
-    from .predict import dark_kernel_for
+    from .predict import check_refine, dark_kernel_for
 
     if args.dark_kernel is not None and args.refine != "dark":
         raise ValueError("--dark-kernel applies to --refine dark")
-    return dark_kernel_for(sigma) if args.dark_kernel is None else args.dark_kernel
+    return check_refine(args.refine, dark_kernel_for(sigma) if args.dark_kernel is None else args.dark_kernel)[1]
 
 
 def _cmd_eval(args) -> int:
@@ -302,7 +302,8 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
                    "the heatmap peak: quarter pixel toward the higher neighbour (default), none, or DARK (Zhang et al. "
                    "2020; pairs with hgfast's unbiased targets)")
     p.add_argument("--dark-kernel", type=int, help="with --refine dark: the odd blur size (default: from the "
-                   "training config's data.sigma, 2 round(3 sigma) - 1: 11 for sigma 2)")
+                   "training config's data.sigma beside the checkpoint, 2 round(3 sigma) - 1: 11 for sigma 2; without "
+                   "one, sigma 1: 5)")
 
 
 def register(sub) -> None:

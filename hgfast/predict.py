@@ -25,6 +25,7 @@ heatmaps).
 """
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Sequence
@@ -93,9 +94,10 @@ def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:
     """``(refine, dark_kernel)`` checked before any work: a ValueError names the bad one."""
     if refine not in REFINE:
         raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
-    if not (isinstance(dark_kernel, int) and dark_kernel > 0 and dark_kernel % 2):
+    if not (isinstance(dark_kernel, numbers.Integral) and not isinstance(dark_kernel, bool) and dark_kernel > 0
+            and dark_kernel % 2):
         raise ValueError(f"dark_kernel must be a positive odd int, got {dark_kernel!r}")
-    return refine, dark_kernel
+    return refine, int(dark_kernel)
 
 
 def dark_kernel_for(sigma: float) -> int:
@@ -132,15 +134,15 @@ class Predictor:
 
     ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
-    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=11)``. ``skeleton`` (joint names, flip
-    permutation, limbs): given, else the one training stored in the checkpoint, else ``Skeleton.for_joints(K)``
-    (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation (needed to flip-test a model of
-    unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``, ``flip_shift``: module docstring; ``refine``,
-    ``dark_kernel``: ``predict_crops``;
-    ``box_margin``: the training data's crop side / box side; ``fused``: run the model's Triton path
-    (``StackedHourglass(fused=True)``, channels_last; where it cannot run, the reference path, with a warning);
-    ``amp``: "none", "bf16" or "fp16" autocast. A model given as a module is used as it is: moved to the device,
-    put in eval mode and, with ``fused``, set to fused and channels_last.
+    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=11)``.
+    ``skeleton`` (joint names, flip permutation, limbs): given, else the one training stored in the checkpoint,
+    else ``Skeleton.for_joints(K)`` (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation
+    (needed to flip-test a model of unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``,
+    ``flip_shift``: module docstring; ``refine``, ``dark_kernel``: ``predict_crops``; ``box_margin``: the training
+    data's crop side / box side; ``fused``: run the model's Triton path (``StackedHourglass(fused=True)``,
+    channels_last; where it cannot run, the reference path, with a warning); ``amp``: "none", "bf16" or "fp16"
+    autocast. A model given as a module is used as it is: moved to the device, put in eval mode and, with
+    ``fused``, set to fused and channels_last.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,

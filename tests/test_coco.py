@@ -397,6 +397,8 @@ def test_dataset_and_model_joints_must_agree():
     with pytest.raises(ValueError, match="'val_metric'"):  # a run from before val_metric chose its best by PCK
         check_resumable({"data": {"dataset": "coco"}}, {"data": {"dataset": "coco"}, "val_metric": "ap"})
     check_resumable({"data": {"dataset": "coco"}}, {"data": {"dataset": "coco"}, "val_metric": "pck"})
+    with pytest.raises(ValueError, match="'data.val_detections'"):  # best was an AP in ground-truth boxes
+        check_resumable({"data": {"dataset": "coco"}}, {"data": {"dataset": "coco", "val_detections": "d.json"}})
 
 
 def test_oks_ap_by_cocoeval(tmp_path):

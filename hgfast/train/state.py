@@ -66,18 +66,18 @@ def state_path(path: str | os.PathLike) -> Path:
 _RUNTIME_MODEL_KEYS = {"fused"}
 
 
-# What a run saved before a key existed had: its value then (val_metric: best.safetensors was chosen by PCK).
-_BEFORE_KEY = {"val_metric": "pck"}
+# What a run saved before a key existed had: its value then (best.safetensors was chosen by PCK, in GT boxes).
+_BEFORE_KEY = {"val_metric": "pck", "val_detections": ""}
 
 
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
-    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size and val_metric
-    (what the state's best value measures)."""
+    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, val_metric and
+    data.val_detections (what the state's best value measures)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
     for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
-                                (None, "val_metric")]:
+                                (None, "val_metric"), ("data", "val_detections")]:
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if old is not None and old != new:
