@@ -185,9 +185,10 @@ def test_cli_eval(workdir, capsys):
     assert json.loads(legacy.read_text())["half_pixel"] and json.loads(legacy.read_text())["truncate"]
     assert cv2.imread(str(workdir / "eval.jpg")).shape[:2] == (512, 1024)
     plain, fast = workdir.parent / "plain.json", workdir.parent / "fast.json"
-    assert main(["eval", "--workdir", str(workdir), "--json", str(plain)]) == 0
+    assert main(["eval", "--workdir", str(workdir), "--device", "cpu", "--json", str(plain)]) == 0
     with pytest.warns(UserWarning):  # the fused path's CPU fallback warning
-        assert main(["eval", "--workdir", str(workdir), "--fused", "--amp", "bf16", "--json", str(fast)]) == 0
+        assert main(["eval", "--workdir", str(workdir), "--device", "cpu", "--fused", "--amp", "bf16", "--json",
+                     str(fast)]) == 0
     plain, fast = json.loads(plain.read_text()), json.loads(fast.read_text())
     assert (plain["amp"], fast["amp"], fast["fused_active"]) == ("none", "bf16", False)
     assert abs(fast["pck"]["0.2"]["mean_weighted"] - plain["pck"]["0.2"]["mean_weighted"]) < 0.2
@@ -198,6 +199,18 @@ def test_cli_eval(workdir, capsys):
     assert "dark_kernel" not in plain
     assert main(["eval", "--workdir", str(workdir), "--dark-kernel", "5"]) == 2  # without --refine dark
     assert main(["eval", "--workdir", str(workdir), "--refine", "dark", "--dark-kernel", "4"]) == 2
+
+
+@pytest.mark.gpu
+def test_cli_eval_fused_on_the_gpu(workdir, tmp_path):
+    """On a CUDA device --fused runs the Triton path (bf16, channels_last) and agrees with the reference."""
+    plain, fast = tmp_path / "plain.json", tmp_path / "fast.json"
+    assert main(["eval", "--workdir", str(workdir), "--device", "cuda", "--json", str(plain)]) == 0
+    assert main(["eval", "--workdir", str(workdir), "--device", "cuda", "--fused", "--amp", "bf16", "--json",
+                 str(fast)]) == 0
+    plain, fast = json.loads(plain.read_text()), json.loads(fast.read_text())
+    assert fast["fused_active"]
+    assert abs(fast["pck"]["0.2"]["mean_weighted"] - plain["pck"]["0.2"]["mean_weighted"]) < 0.1
 
 
 def test_cli_eval_refuses_a_picture_it_cannot_write_before_evaluating(workdir, tmp_path, capsys):

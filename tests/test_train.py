@@ -281,5 +281,8 @@ def test_drop_off_map_zeroes_the_weight_of_joints_pushed_off_the_crop():
     assert weights.tolist() == [[1, 0, 0, 1]]  # x = -5 and y = 35 heatmap px lie > 3 sigma off; x = -2 does not
     _, _, weights = device_batch(batch, torch.device("cpu"), 64, "visible", False, off_map=(2.0, "unbiased"))
     assert weights.tolist() == [[1, 1, 0, 1]]  # a wider window reaches x = -5; the third is not visible
+    if torch.cuda.is_available():  # the masked weights are pinned again for the asynchronous copy
+        _, _, weights = device_batch(batch, torch.device("cuda"), 64, "annotated", False, off_map=(1.0, "unbiased"))
+        assert weights.device.type == "cuda" and weights.tolist() == [[1, 0, 0, 1]]
     cfg = resolve(overrides=["data.drop_off_map=true"])
     assert cfg.data.drop_off_map and resolve("coco-hg2", overrides=["data.root=/x"]).data.drop_off_map
