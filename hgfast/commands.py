@@ -92,13 +92,11 @@ def _detection_args(args, dataset: str) -> tuple[float, float]:
                                           "--nms-threshold")
 
 
-def _dark_kernel(args, sigma: float) -> int:
-    """``--dark-kernel``, else the one for the training targets' ``sigma``; refused without ``--refine dark``."""
-    from .predict import check_refine, dark_kernel_for
-
+def _dark_kernel(args) -> int | None:
+    """``--dark-kernel`` (None if not given), refused without ``--refine dark``."""
     if args.dark_kernel is not None and args.refine != "dark":
         raise ValueError("--dark-kernel applies to --refine dark")
-    return check_refine(args.refine, dark_kernel_for(sigma) if args.dark_kernel is None else args.dark_kernel)[1]
+    return args.dark_kernel
 
 
 def _cmd_eval(args) -> int:
@@ -109,7 +107,7 @@ def _cmd_eval(args) -> int:
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table
     from .models import StackedHourglass
-    from .predict import AMP_DTYPES, fast_inference
+    from .predict import AMP_DTYPES, check_refine, dark_kernel_for, fast_inference
     from .visualize import save_predictions_picture
 
     workdir = Path(args.workdir) if args.workdir else None
@@ -132,7 +130,9 @@ def _cmd_eval(args) -> int:
             raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
                              "(data.dataset=coco)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
-        dark_kernel = _dark_kernel(args, cfg.data.sigma)
+        given_kernel = _dark_kernel(args)
+        dark_kernel = check_refine(args.refine, dark_kernel_for(cfg.data.sigma) if given_kernel is None
+                                   else given_kernel)[1]
         if args.threads:
             torch.set_num_threads(args.threads)
         model = fast_inference(StackedHourglass.from_checkpoint(checkpoint), args.fused).to(resolve_device(args.device))
@@ -183,20 +183,11 @@ def _parse_box(text: str) -> tuple[float, ...]:
     return box
 
 
-def _data_setting(given, checkpoint: Path, key: str, default):
-    """``given`` if set, else ``data.<key>`` from config.yaml beside the checkpoint, else ``default``."""
-    if given:
-        return given
-    beside = checkpoint.parent / "config.yaml"
-    if beside.is_file():
-        from .train.config import load_yaml
-
-        return type(default)(load_yaml(beside).get("data", {}).get(key, default))
-    return default
-
-
 def _input_size(args, checkpoint: Path) -> int:
-    return _data_setting(args.input_size, checkpoint, "input_size", 256)
+    """``--input-size``, else the training data's (``checkpoint_settings``), else 256."""
+    from .predict import checkpoint_settings
+
+    return args.input_size or checkpoint_settings(checkpoint).get("input_size", 256)
 
 
 def _cmd_predict(args) -> int:
@@ -207,12 +198,10 @@ def _cmd_predict(args) -> int:
     try:
         people = _people_boxes(args)
         checkpoint = Path(args.checkpoint)
-        predictor = Predictor(checkpoint, _input_size(args, checkpoint), args.device, args.flip, args.batch_size,
-                              input_norm=_data_setting(args.input_norm, checkpoint, "input_norm", "none"),
-                              box_margin=_data_setting(args.box_margin, checkpoint, "box_margin", 1.25),
-                              half_pixel=args.half_pixel, truncate=args.truncate, flip_shift=not args.no_flip_shift,
-                              fused=args.fused, amp=args.amp, refine=args.refine,
-                              dark_kernel=_dark_kernel(args, _data_setting(None, checkpoint, "sigma", 1.0)))
+        predictor = Predictor(checkpoint, args.input_size, args.device, args.flip, args.batch_size,
+                              input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
+                              truncate=args.truncate, flip_shift=not args.no_flip_shift, fused=args.fused,
+                              amp=args.amp, refine=args.refine, dark_kernel=_dark_kernel(args))
         images = [read_image(p) for p in args.images]
         flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
         keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
@@ -301,9 +290,9 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", choices=("quarter", "none", "dark"), default="quarter", help="sub-pixel step after "
                    "the heatmap peak: quarter pixel toward the higher neighbour (default), none, or DARK (Zhang et al. "
                    "2020; pairs with hgfast's unbiased targets)")
-    p.add_argument("--dark-kernel", type=int, help="with --refine dark: the odd blur size (default: from the "
-                   "training config's data.sigma beside the checkpoint, 2 round(3 sigma) - 1: 11 for sigma 2; without "
-                   "one, sigma 1: 5)")
+    p.add_argument("--dark-kernel", type=int, help="with --refine dark: the odd blur size (default: 2 round(3 "
+                   "sigma) - 1 for the training targets' sigma, 11 for sigma 2 (eval: the config's; predict: the "
+                   "checkpoint's, else 11)")
 
 
 def register(sub) -> None:
@@ -361,15 +350,15 @@ def register(sub) -> None:
                    "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture "
                    "(an image with no box: no entry in predictions.json, the picture as it is)")
     p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
-    p.add_argument("--input-size", type=int, help="crop size (default: from config.yaml beside the checkpoint, "
+    p.add_argument("--input-size", type=int, help="crop size (default: the training data's, stored in the checkpoint (or its config.yaml), "
                    "else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
                    "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
-                   "(default: from config.yaml beside the checkpoint, else none)")
+                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else none)")
     _add_decode_args(p)
-    p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: data.box_margin "
-                   "from config.yaml beside the checkpoint, else 1.25)")
+    p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: the training "
+                   "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     _add_speed_args(p)
     p.add_argument("--batch-size", type=int, default=32)
@@ -379,8 +368,8 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export the (unfused) model to ONNX")
     p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input-size", type=int, help="input side (default: from config.yaml beside the "
-                   "checkpoint, else 256)")
+    p.add_argument("--input-size", type=int, help="input side (default: the training data's, stored in the "
+                   "checkpoint (or its config.yaml), else 256)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     p.set_defaults(func=_cmd_export)

@@ -90,6 +90,27 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     return kp.float().cpu(), scores.cpu()
 
 
+INFERENCE_KEYS = ("input_size", "input_norm", "box_margin", "sigma")  # the training data's, for inference
+
+
+def checkpoint_settings(path: str | os.PathLike) -> dict:
+    """The training data's ``INFERENCE_KEYS`` for a checkpoint: stored with its weights (``model.save(...,
+    inference=)``, as ``hgfast train`` writes them), else the ``data`` section of a ``config.yaml`` beside it
+    (runs written before they were stored), else ``{}``."""
+    from .checkpoint import read_metadata
+
+    stored = read_metadata(path).get("inference")
+    if stored:
+        return {k: stored[k] for k in INFERENCE_KEYS if k in stored}
+    beside = Path(path).parent / "config.yaml"
+    if not beside.is_file():
+        return {}
+    from .train.config import load_yaml
+
+    data = load_yaml(beside).get("data", {})
+    return {k: data[k] for k in INFERENCE_KEYS if k in data}
+
+
 def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:
     """``(refine, dark_kernel)`` checked before any work: a ValueError names the bad one."""
     if refine not in REFINE:
@@ -132,9 +153,12 @@ def _as_image(image) -> np.ndarray:
 class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
-    ``Predictor(model_or_checkpoint, input_size=256, device="auto", flip=False, batch_size=32,
-    flip_permutation=None, input_norm="none", skeleton=None, box_margin=1.25, half_pixel=False,
-    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=11)``.
+    ``Predictor(model_or_checkpoint, input_size=None, device="auto", flip=False, batch_size=32,
+    flip_permutation=None, input_norm=None, skeleton=None, box_margin=None, half_pixel=False,
+    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=None)``.
+    ``input_size``, ``input_norm``, ``box_margin`` and the DARK kernel (``dark_kernel_for`` its targets' σ), where
+    not given, are the training data's that a checkpoint carries (``checkpoint_settings``), else 256, "none",
+    1.25 and 11.
     ``skeleton`` (joint names, flip permutation, limbs): given, else the one training stored in the checkpoint,
     else ``Skeleton.for_joints(K)`` (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation
     (needed to flip-test a model of unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``,
@@ -150,17 +174,23 @@ class Predictor:
     ``box_margin · max(w, h)`` wide, centred on the box, so the person should fill the box.
     """
 
-    def __init__(self, model: nn.Module | str | os.PathLike, input_size: int = 256, device: str = "auto",
+    def __init__(self, model: nn.Module | str | os.PathLike, input_size: int | None = None, device: str = "auto",
                  flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
-                 input_norm: str = "none", skeleton=None, box_margin: float = 1.25, half_pixel: bool = False,
-                 truncate: bool = False, flip_shift: bool = True, fused: bool = False, amp: str = "none",
-                 refine: str = "quarter", dark_kernel: int = 11):
+                 input_norm: str | None = None, skeleton=None, box_margin: float | None = None,
+                 half_pixel: bool = False, truncate: bool = False, flip_shift: bool = True, fused: bool = False,
+                 amp: str = "none", refine: str = "quarter", dark_kernel: int | None = None):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
+        trained = {}
         if isinstance(model, (str, os.PathLike)):
-            skeleton = skeleton or Skeleton.from_checkpoint(model)
+            skeleton, trained = skeleton or Skeleton.from_checkpoint(model), checkpoint_settings(model)
             model = StackedHourglass.from_checkpoint(Path(model))
+        input_size = trained.get("input_size", 256) if input_size is None else input_size
+        input_norm = trained.get("input_norm", "none") if input_norm is None else input_norm
+        box_margin = trained.get("box_margin", 1.25) if box_margin is None else box_margin
+        if dark_kernel is None:
+            dark_kernel = dark_kernel_for(trained["sigma"]) if "sigma" in trained else 11
         if not isinstance(model, nn.Module):
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
         multiple = getattr(model, "input_multiple", 1)

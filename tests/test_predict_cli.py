@@ -471,3 +471,31 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", str(corrupt), "--checkpoint", "x", "--box", "1,2,3"])
     assert "--box" in capsys.readouterr().err
+
+
+def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
+    """hgfast train stores the data's input size, input norm, box margin and sigma with the weights, so a
+    checkpoint copied away from its config.yaml still predicts as trained; older ones fall back to the yaml."""
+    from hgfast.checkpoint import read_metadata, save_weights
+    from hgfast.predict import checkpoint_settings
+
+    stored = read_metadata(workdir / "best.safetensors")["inference"]
+    assert stored == {"input_size": 32, "input_norm": "none", "box_margin": 1.25, "sigma": 1.0}
+    alone = tmp_path / "alone" / "model.safetensors"
+    alone.parent.mkdir()
+    alone.write_bytes((workdir / "best.safetensors").read_bytes())
+    predictor = Predictor(alone, device="cpu")
+    assert (predictor.input_size, predictor.input_norm, predictor.box_margin) == (32, "none", 1.25)
+    assert Predictor(alone, device="cpu", refine="dark").dark_kernel == 5  # sigma 1
+    assert Predictor(alone, 64, device="cpu", input_norm="bearpaw").input_size == 64  # given beats stored
+    older = tmp_path / "older" / "model.safetensors"  # written before the settings were stored
+    older.parent.mkdir()
+    model = StackedHourglass.from_checkpoint(workdir / "best.safetensors")
+    save_weights(model.state_dict(), older, config=model.config)
+    assert checkpoint_settings(older) == {}
+    (older.parent / "config.yaml").write_text((workdir / "config.yaml").read_text())
+    assert checkpoint_settings(older)["input_size"] == 32
+    out = tmp_path / "pred"
+    image = tmp_path / "im.png"
+    cv2.imwrite(str(image), render(0, "val", 0, 64)["image"][..., ::-1])
+    assert main(["predict", str(image), "--checkpoint", str(alone), "--out", str(out), "--device", "cpu"]) == 0

@@ -112,16 +112,18 @@ class StackedHourglass(nn.Module):
                 x = self.merges[i](x, feature, hm)
         return torch.stack(heatmaps, 1)
 
-    def save(self, path: str | os.PathLike, skeleton=None) -> None:
-        """Write the weights as safetensors (atomically), with ``config`` in the metadata, and the training data's
-        ``skeleton`` (a ``hgfast.data.Skeleton``: joint names, flip pairs, limbs) if given, which ``Predictor``
-        and ``hgfast predict`` then use."""
+    def save(self, path: str | os.PathLike, skeleton=None, inference: Mapping | None = None) -> None:
+        """Write the weights as safetensors (atomically), with ``config`` in the metadata, the training data's
+        ``skeleton`` (a ``hgfast.data.Skeleton``: joint names, flip pairs, limbs) and ``inference`` settings (JSON:
+        ``input_size``, ``input_norm``, ``box_margin``, ``sigma`` of the training data) if given, which
+        ``Predictor``, ``hgfast predict`` and ``hgfast export`` then use."""
         from ..checkpoint import save_weights
 
         if skeleton is not None and skeleton.num_joints != self.njoints:
             raise ValueError(f"save: skeleton has {skeleton.num_joints} joints, the model {self.njoints}")
         save_weights(self.state_dict(), path, config=self.config,
-                     skeleton=None if skeleton is None else skeleton.to_dict())
+                     skeleton=None if skeleton is None else skeleton.to_dict(),
+                     inference=None if inference is None else dict(inference))
 
     @classmethod
     def from_checkpoint(cls, source: str | os.PathLike | Mapping[str, Tensor], strict: bool = True,

@@ -38,7 +38,7 @@ from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..models.stacked_hourglass import load_into
 from ..ops import _checks, heatmap_mse_loss, targets_on_map
-from ..predict import AMP_DTYPES, to_input
+from ..predict import AMP_DTYPES, INFERENCE_KEYS, to_input
 from ..visualize import save_predictions_picture
 from . import distributed
 from .config import Config, save_yaml, to_dict
@@ -365,6 +365,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
     weight_key = "annotated" if cfg.data.loss_weight == "annotated" else "visible"
     off_map = (cfg.data.sigma, cfg.data.encoding) if cfg.data.drop_off_map else None
+    inference = {k: getattr(cfg.data, k) for k in INFERENCE_KEYS}  # stored with the weights, for Predictor
 
     # Running sums of the log window, images seen, start time: in the state, so a resumed run logs the same.
     t0, seen = time.time() - progress.get("elapsed_s", 0.0), progress.get("seen", 0)
@@ -375,7 +376,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
                        {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0},
                        skeleton.to_dict())
-            model.save(workdir / "last.safetensors", skeleton)
+            model.save(workdir / "last.safetensors", skeleton, inference)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
     def run_validation() -> bool:
@@ -396,7 +397,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             elif best is None or value > best:
                 with stop.critical():  # the state's best matches best.safetensors
                     best, improved = value, True
-                    model.save(workdir / "best.safetensors", skeleton)
+                    model.save(workdir / "best.safetensors", skeleton, inference)
         dist_info.barrier()
         return improved
 
