@@ -291,8 +291,8 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
                    "the heatmap peak: quarter pixel toward the higher neighbour (default), none, or DARK (Zhang et al. "
                    "2020; pairs with hgfast's unbiased targets)")
     p.add_argument("--dark-kernel", type=int, help="with --refine dark: the odd blur size (default: 2 round(3 "
-                   "sigma) - 1 for the training targets' sigma, 11 for sigma 2 (eval: the config's; predict: the "
-                   "checkpoint's, else 11)")
+                   "sigma) - 1 for the training targets' sigma, 11 for sigma 2; eval: the config's sigma; predict: "
+                   "the checkpoint's, else 11)")
 
 
 def register(sub) -> None:
@@ -350,8 +350,8 @@ def register(sub) -> None:
                    "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture "
                    "(an image with no box: no entry in predictions.json, the picture as it is)")
     p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
-    p.add_argument("--input-size", type=int, help="crop size (default: the training data's, stored in the checkpoint (or its config.yaml), "
-                   "else 256)")
+    p.add_argument("--input-size", type=int, help="crop size (default: the training data's, stored in the "
+                   "checkpoint (or its config.yaml), else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
                    "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "

@@ -90,25 +90,31 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     return kp.float().cpu(), scores.cpu()
 
 
-INFERENCE_KEYS = ("input_size", "input_norm", "box_margin", "sigma")  # the training data's, for inference
+INFERENCE_KEYS = {"input_size": int, "input_norm": str, "box_margin": float, "sigma": float}  # the training data's
 
 
 def checkpoint_settings(path: str | os.PathLike) -> dict:
-    """The training data's ``INFERENCE_KEYS`` for a checkpoint: stored with its weights (``model.save(...,
-    inference=)``, as ``hgfast train`` writes them), else the ``data`` section of a ``config.yaml`` beside it
-    (runs written before they were stored), else ``{}``."""
+    """The training data's ``INFERENCE_KEYS`` for an hgfast checkpoint: stored with its weights (``model.save(...,
+    inference=)``, as ``hgfast train`` writes them), else, for a ``.safetensors`` file, the ``data`` section of a
+    ``config.yaml`` beside it (runs written before they were stored), else ``{}`` (peer checkpoints). A value of
+    the wrong type is a ValueError naming the file."""
     from .checkpoint import read_metadata
 
-    stored = read_metadata(path).get("inference")
-    if stored:
-        return {k: stored[k] for k in INFERENCE_KEYS if k in stored}
-    beside = Path(path).parent / "config.yaml"
-    if not beside.is_file():
-        return {}
-    from .train.config import load_yaml
+    path = Path(path)
+    stored, source = read_metadata(path).get("inference"), path
+    if not stored and path.suffix == ".safetensors" and (path.parent / "config.yaml").is_file():
+        from .train.config import load_yaml
 
-    data = load_yaml(beside).get("data", {})
-    return {k: data[k] for k in INFERENCE_KEYS if k in data}
+        source = path.parent / "config.yaml"
+        stored = load_yaml(source).get("data", {})
+    if not stored:
+        return {}
+    if not isinstance(stored, dict):
+        raise ValueError(f"{source}: the training data settings must be a mapping, got {stored!r}")
+    try:
+        return {k: kind(stored[k]) for k, kind in INFERENCE_KEYS.items() if k in stored}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: bad training data setting ({exc})") from exc
 
 
 def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:

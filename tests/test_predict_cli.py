@@ -495,6 +495,15 @@ def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
     assert checkpoint_settings(older) == {}
     (older.parent / "config.yaml").write_text((workdir / "config.yaml").read_text())
     assert checkpoint_settings(older)["input_size"] == 32
+    peer = older.parent / "peer.pth"  # not hgfast's: a config.yaml beside it is not its own
+    torch.save(model.state_dict(), peer)
+    assert checkpoint_settings(peer) == {} and Predictor(peer, device="cpu").input_size == 256
+    for bad, match in (("data: [1]\n", "must be a mapping"), ("data:\n  input_size: big\n", "bad training data")):
+        (older.parent / "config.yaml").write_text(bad)
+        with pytest.raises(ValueError, match=match):
+            checkpoint_settings(older)
+    (older.parent / "config.yaml").write_text("data:\n  input_size: '64'\n  box_margin: 1\n")
+    assert checkpoint_settings(older) == {"input_size": 64, "box_margin": 1.0}  # hand-written yaml: typed
     out = tmp_path / "pred"
     image = tmp_path / "im.png"
     cv2.imwrite(str(image), render(0, "val", 0, 64)["image"][..., ::-1])
