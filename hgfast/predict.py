@@ -262,15 +262,11 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
     are left out. Returns, per image, a list of ``(box, score or None)`` (empty: no person). An image without an
     entry, or a box that is not 4 finite numbers with w, h > 0, is a ValueError naming it."""
     import collections
-    import json
+
+    from .data.coco import read_json
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes file not found: {path}")
-    try:
-        table = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"boxes file {path} is not valid JSON: {exc}") from exc
+    table = read_json(path, "boxes file")
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")
     keys = {}

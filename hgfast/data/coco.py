@@ -57,16 +57,22 @@ def keypoint_box(xy) -> np.ndarray | None:
     return np.concatenate([lo, hi - lo])
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """The parsed JSON of ``path``; FileNotFoundError / ValueError name it as ``what`` (e.g. "boxes file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
 def read_coco_header(path: Path, category_id: int | None = None) -> tuple[dict, dict, list, list, dict]:
     """``(data, category, names, edges, files)`` of a COCO keypoint file: the parsed JSON, the category with
     keypoints (``category_id``: which, if several), its joint names (K,) and limbs (0-based pairs), and
     ``{image id: file_name}``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"COCO annotation file {path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations"), list):
         raise ValueError(f"COCO annotation file {path} must be an object with 'images', 'annotations' and "

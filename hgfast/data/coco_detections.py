@@ -11,14 +11,13 @@ positive size on an image of the keypoint file; the others are counted in ``skip
 """
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .coco import checked_margin, checked_sigmas, coco_skeleton, image_folder, read_coco_header
+from .coco import checked_margin, checked_sigmas, coco_skeleton, image_folder, read_coco_header, read_json
 from .crop import box_to_center_scale
 from .mpii import read_image
 from .topdown import TopDownDataset
@@ -29,12 +28,7 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
     file name}``), ``box`` (N, 4) (x, y, w, h) and ``score`` (N,), plus ``skipped`` (count by reason).
     A ValueError names the first entry that is not a detection."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detections file not found: {path}")
-    try:
-        entries = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"detections file {path} is not valid JSON: {exc}") from exc
+    entries = read_json(path, "detections file")
     if not isinstance(entries, list):
         raise ValueError(f"detections file {path} must be a list of {{image_id, category_id, bbox, score}} "
                          f"(COCO's results format), got {type(entries).__name__}")
