@@ -6,33 +6,33 @@ import sys
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from .data.crop import crop_size
     from .models import StackedHourglass
     from .summary import format_table, summarize
 
     try:
         model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints)
+        height, width = crop_size(args.input, "--input", model.input_multiple)
     except ValueError as exc:
         raise SystemExit(f"hgfast summary: error: {exc}") from None
-    if args.input < 1 or args.input % model.input_multiple:
-        raise SystemExit(f"hgfast summary: error: --input must be a positive multiple of {model.input_multiple}, "
-                         f"got {args.input}")
     print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}), "
-          f"input {args.input}x{args.input}")
-    print(format_table(summarize(model, args.input)))
+          f"input {height}x{width}")
+    print(format_table(summarize(model, (height, width))))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hgfast", description="Fast Stacked Hourglass pose estimation.")
+    from .commands import parse_input_size, register
+
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser("summary", help="per-block output shapes, parameters and MACs")
     summary.add_argument("--nstack", type=int, default=8)
     summary.add_argument("--nfeat", type=int, default=256)
     summary.add_argument("--njoints", type=int, default=16)
-    summary.add_argument("--input", type=int, default=256, help="input height = width in pixels")
+    summary.add_argument("--input", type=parse_input_size, default=256, metavar="S|HxW",
+                         help="input size in pixels, S or HEIGHTxWIDTH")
     summary.set_defaults(func=_cmd_summary)
-    from .commands import register
-
     register(sub)
     return parser
 

@@ -183,7 +183,18 @@ def _parse_box(text: str) -> tuple[float, ...]:
     return box
 
 
-def _input_size(args, checkpoint: Path) -> int:
+def parse_input_size(text: str):
+    """``--input-size`` / ``--input``: ``S`` (S × S) or ``HxW`` → S or (H, W) (checked against the model later)."""
+    try:
+        sides = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"expected S or HEIGHTxWIDTH in pixels (e.g. 256 or 256x192), got {text!r}")
+    return sides[0] if len(sides) == 1 else sides
+
+
+def _input_size(args, checkpoint: Path):
     """``--input-size``, else the training data's (``checkpoint_settings``), else 256."""
     from .predict import checkpoint_settings
 
@@ -350,14 +361,14 @@ def register(sub) -> None:
                    "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture "
                    "(an image with no box: no entry in predictions.json, the picture as it is)")
     p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
-    p.add_argument("--input-size", type=int, help="crop size (default: the training data's, stored in the "
-                   "checkpoint (or its config.yaml), else 256)")
+    p.add_argument("--input-size", type=parse_input_size, metavar="S|HxW", help="crop size, S or HEIGHTxWIDTH "
+                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else 256)")
     p.add_argument("--flip", action="store_true", help="flip test")
     p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
                    "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
                    "(default: the training data's, stored in the checkpoint (or its config.yaml), else none)")
     _add_decode_args(p)
-    p.add_argument("--box-margin", type=float, help="crop side / the box's longer side (default: the training "
+    p.add_argument("--box-margin", type=float, help="crop / the box at the input's aspect (default: the training "
                    "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     _add_speed_args(p)
@@ -368,8 +379,8 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export the (unfused) model to ONNX")
     p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input-size", type=int, help="input side (default: the training data's, stored in the "
-                   "checkpoint (or its config.yaml), else 256)")
+    p.add_argument("--input-size", type=parse_input_size, metavar="S|HxW", help="input size, S or HEIGHTxWIDTH "
+                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else 256)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
     p.set_defaults(func=_cmd_export)

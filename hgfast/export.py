@@ -1,7 +1,7 @@
 """ONNX export of the unfused model (plain convolutions, BN and nearest upsampling), checked with onnxruntime.
 
-The graph has input ``image`` (B, 3, S, S) float32 in [0, 1] (dynamic batch) and output ``heatmaps``
-(B, nstack, K, S/4, S/4). A fused model is exported through its unfused twin (they share one state dict).
+The graph has input ``image`` (B, 3, H, W) float32 in [0, 1] (dynamic batch, fixed H, W) and output
+``heatmaps`` (B, nstack, K, H/4, W/4). A fused model is exported through its unfused twin (they share one state dict).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_path
+from .data.crop import crop_size
 from .models import StackedHourglass
 
 
@@ -22,20 +23,20 @@ def unfused(model: StackedHourglass) -> StackedHourglass:
     return plain.eval()
 
 
-def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: int = 256, opset: int = 18,
+def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256, opset: int = 18,
                 check: bool = True) -> float | None:
     """Write ``model`` as ONNX to ``path`` (atomically). With ``check`` and onnxruntime installed, run the graph
     on a random batch of 2 and return the max absolute difference from PyTorch (``None`` without onnxruntime).
+    ``input_size``: S or (height, width) of the graph's fixed image size (the batch is dynamic).
     Needs the ``onnx`` and ``onnxscript`` packages (``pip install hgfast[onnx]``)."""
     try:
         import onnx
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
-    if not isinstance(input_size, int) or input_size < 1 or input_size % model.input_multiple:
-        raise ValueError(f"input_size must be a positive multiple of {model.input_multiple}, got {input_size!r}")
+    height, width = crop_size(input_size, "input_size", model.input_multiple)
     plain = unfused(model)  # a CPU copy: the caller's model stays where it is
-    example = torch.rand(2, model.in_channels, input_size, input_size)
+    example = torch.rand(2, model.in_channels, height, width)
     path = Path(path)
     with atomic_path(path) as tmp:
         program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
@@ -52,7 +53,7 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size: in
         import onnxruntime
     except ImportError:
         return None
-    x = torch.rand(3, model.in_channels, input_size, input_size)
+    x = torch.rand(3, model.in_channels, height, width)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(["heatmaps"], {"image": x.numpy()})[0]
     with torch.no_grad():

@@ -8,9 +8,9 @@ decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped 
 
 Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``; ``flip_permutation``
 is the joint order after a horizontal flip, MPII's by default). Heatmap coordinates are crop coordinates / 4 (as
-the training targets), so the mirrored crop (crop x ↦ S − 1 − x) puts a joint at heatmap x ``W − 1/4 − x``, not
-``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact ``1 − W/S`` = 3/4
-pixel (linear interpolation), so flip testing adds no bias.
+the training targets), so the mirrored crop of width S (crop x ↦ S − 1 − x) puts a joint at heatmap x
+``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact
+``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
 
 ``input_norm``: what the model was trained on. ``"none"``: RGB in [0, 1] (hgfast, princeton-vl, the paper's
 code); ``"bearpaw"``: minus the MPII RGB mean; ``"anibali"``: minus the MPII mean, over the MPII std. A checkpoint
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data.crop import box_to_center_scale, crop
+from .data.crop import box_to_center_scale, crop, crop_size
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
@@ -54,7 +54,7 @@ def check_input_norm(input_norm: str) -> str:
 
 
 def to_input(images: Tensor, device: torch.device, channels_last: bool = False, input_norm: str = "none") -> Tensor:
-    """uint8 crops (B, 3, S, S) RGB → float32 model input on ``device``: ``/ 255``, then ``input_norm``."""
+    """uint8 crops (B, 3, H, W) RGB → float32 model input on ``device``: ``/ 255``, then ``input_norm``."""
     mean, std = INPUT_NORMS[check_input_norm(input_norm)]
     x = images.to(device, non_blocking=True).float().div_(255.0)
     if mean is not None:
@@ -71,7 +71,7 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
                   flip_permutation: Sequence[int] = MPII_FLIP_PERMUTATION,
                   input_norm: str = "none", half_pixel: bool = False, truncate: bool = False,
                   refine: str = "quarter", dark_kernel: int = 11) -> tuple[Tensor, Tensor]:
-    """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, S, S) cut with
+    """Keypoints (B, K, 2) in image pixels and scores (B, K) for uint8 crops ``images`` (B, 3, H, W) cut with
     ``center`` (B, 2), ``scale`` (B,) (box height / 200) and ``rotation`` (B,) degrees (default 0).
     ``half_pixel``, ``truncate``: the legacy decoding conventions of ``heatmap_to_image`` (module docstring);
     ``refine``, ``dark_kernel``: the sub-pixel step of ``argmax_decode`` ("quarter", "none" or "dark")."""
@@ -90,7 +90,8 @@ def predict_crops(model: nn.Module, images: Tensor, center: Tensor, scale: Tenso
     return kp.float().cpu(), scores.cpu()
 
 
-INFERENCE_KEYS = {"input_size": int, "input_norm": str, "box_margin": float, "sigma": float}  # the training data's
+# the training data's settings a checkpoint carries, with their checks
+INFERENCE_KEYS = {"input_size": crop_size, "input_norm": str, "box_margin": float, "sigma": float}
 
 
 def checkpoint_settings(path: str | os.PathLike) -> dict:
@@ -162,29 +163,31 @@ class Predictor:
     ``Predictor(model_or_checkpoint, input_size=None, device="auto", flip=False, batch_size=32,
     flip_permutation=None, input_norm=None, skeleton=None, box_margin=None, half_pixel=False,
     truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=None)``.
-    ``input_size``, ``input_norm``, ``box_margin`` and the DARK kernel (``dark_kernel_for`` its targets' σ), where
-    not given, are the training data's that a checkpoint carries (``checkpoint_settings``), else 256, "none",
-    1.25 and 11.
+    ``input_size`` (S for S × S, or (height, width); ``self.input_size`` is the pair), ``input_norm``,
+    ``box_margin`` and the DARK kernel (``dark_kernel_for`` its targets' σ), where not given, are the training
+    data's that a checkpoint carries (``checkpoint_settings``), else 256, "none", 1.25 and 11.
     ``skeleton`` (joint names, flip permutation, limbs): given, else the one training stored in the checkpoint,
     else ``Skeleton.for_joints(K)`` (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation
     (needed to flip-test a model of unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``,
     ``flip_shift``: module docstring; ``refine``, ``dark_kernel``: ``predict_crops``; ``box_margin``: the training
-    data's crop side / box side; ``fused``: run the model's Triton path (``StackedHourglass(fused=True)``,
-    channels_last; where it cannot run, the reference path, with a warning); ``amp``: "none", "bf16" or "fp16"
-    autocast. A model given as a module is used as it is: moved to the device, put in eval mode and, with
-    ``fused``, set to fused and channels_last.
+    data's crop / the box at the input's aspect; ``fused``: run the model's Triton path
+    (``StackedHourglass(fused=True)``, channels_last; where it cannot run, the reference path, with a warning);
+    ``amp``: "none", "bf16" or "fp16" autocast. A model given as a module is used as it is: moved to the device,
+    put in eval mode and, with ``fused``, set to fused and channels_last.
 
     Call it with a list of images ((H, W, 3) uint8 RGB arrays or file paths) and optional boxes ``(x, y, w, h)``
     in pixels (edge coordinates as COCO boxes, see ``box_to_center_scale``; ``None``: the whole image,
-    ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop is square,
-    ``box_margin · max(w, h)`` wide, centred on the box, so the person should fill the box.
+    ``(0, 0, W, H)``). Returns ``(keypoints (N, K, 2) float32 image pixels, scores (N, K))``. The crop, centred
+    on the box, is the box widened or heightened to the input's aspect, times ``box_margin`` (square inputs:
+    ``box_margin · max(w, h)`` wide), so the person should fill the box.
     """
 
-    def __init__(self, model: nn.Module | str | os.PathLike, input_size: int | None = None, device: str = "auto",
-                 flip: bool = False, batch_size: int = 32, flip_permutation: Sequence[int] | None = None,
-                 input_norm: str | None = None, skeleton=None, box_margin: float | None = None,
-                 half_pixel: bool = False, truncate: bool = False, flip_shift: bool = True, fused: bool = False,
-                 amp: str = "none", refine: str = "quarter", dark_kernel: int | None = None):
+    def __init__(self, model: nn.Module | str | os.PathLike, input_size: int | tuple[int, int] | None = None,
+                 device: str = "auto", flip: bool = False, batch_size: int = 32,
+                 flip_permutation: Sequence[int] | None = None, input_norm: str | None = None, skeleton=None,
+                 box_margin: float | None = None, half_pixel: bool = False, truncate: bool = False,
+                 flip_shift: bool = True, fused: bool = False, amp: str = "none", refine: str = "quarter",
+                 dark_kernel: int | None = None):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
 
@@ -199,9 +202,7 @@ class Predictor:
             dark_kernel = dark_kernel_for(trained["sigma"]) if "sigma" in trained else 11
         if not isinstance(model, nn.Module):
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
-        multiple = getattr(model, "input_multiple", 1)
-        if not isinstance(input_size, int) or input_size < 1 or input_size % multiple:
-            raise ValueError(f"Predictor: input_size must be a positive multiple of {multiple}, got {input_size!r}")
+        input_size = crop_size(input_size, "Predictor: input_size", getattr(model, "input_multiple", 1))
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
         if not box_margin > 0:
@@ -233,7 +234,8 @@ class Predictor:
             raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
         crops, centers, scales = [], [], []
         for im, box in zip(images, boxes):
-            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin)
+            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin,
+                                       self.input_size[1] / self.input_size[0])
             crops.append(crop(im, np.zeros((0, 2)), c, s, 0.0, self.input_size)[0])
             centers.append(c)
             scales.append(s)

@@ -33,7 +33,16 @@ def test_summary_cli_prints_the_table(capsys):
 def test_summary_cli_rejects_bad_input_size():
     proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", "--input", "100"],
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "multiple of 64" in proc.stderr
+    assert proc.returncode != 0 and "multiples of 64" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", "--input", "256x"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "HEIGHTxWIDTH" in proc.stderr
+
+
+def test_summary_cli_takes_a_non_square_input(capsys):
+    assert main(["summary", "--nstack", "1", "--nfeat", "32", "--input", "128x64"]) == 0
+    out = capsys.readouterr().out
+    assert "input 128x64" in out and "(16, 32, 16)" in out
 
 
 @pytest.mark.triton

@@ -102,6 +102,18 @@ def test_coco_round_trip_and_samples(tmp_path):
     np.testing.assert_allclose(item["keypoints"][4].numpy(), kp[0, 4] @ m[:, :2].T + m[:, 2], atol=1e-3)
 
 
+def test_coco_crops_take_the_aspect_of_the_input(tmp_path):
+    """input_size (32, 16): the 60x70 box is heightened to 1:2 (60 x 120) before the 1.25 margin, as HRNet's and
+    mmpose's 256x192 crops widen or heighten the box to 3:4."""
+    path, images, kp, *_ = _write_coco(tmp_path)
+    ds = COCOKeypoints(path, images, input_size=(32, 16))
+    rec, item = ds.record(0), ds[0]
+    assert rec["scale"] == pytest.approx(1.25 * 120 / 200) and item["image"].shape == (3, 32, 16)
+    m = crop_affine(rec["center"], rec["scale"], 0.0, (32, 16))
+    np.testing.assert_allclose(item["keypoints"][4].numpy(), kp[0, 4] @ m[:, :2].T + m[:, 2], atol=1e-3)
+    np.testing.assert_allclose(m[:, :2], np.eye(2) * 32 / (1.25 * 120))
+
+
 def test_coco_joint_lands_on_its_pixel_and_flips_with_its_pair(tmp_path):
     """A keypoint at (x, y) is image pixel column x, row y (pixel centres at integers); a flipped crop mirrors it
     and swaps it with its pair."""

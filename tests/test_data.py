@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hgfast.data import MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, render, write_annotations
+from hgfast.data import (MPII, SyntheticPoses, box_to_center_scale, crop, crop_affine, crop_size, render,
+                         write_annotations)
 from hgfast.data import augment
 from hgfast.data.skeleton import JOINT_NAMES, MPII_SKELETON
 from hgfast.ops import MPII_FLIP_PERMUTATION, heatmap_to_image
@@ -115,6 +116,51 @@ def test_box_to_center_scale_and_crop_errors():
     with pytest.raises(ValueError, match="scale"):
         crop(np.zeros((8, 8, 3), np.uint8), np.zeros((1, 2)), (4, 4), 0.0)
     assert crop_affine((0, 0), 1.0, 0.0, 200).shape == (2, 3)
+
+
+def test_non_square_crops_keep_the_aspect_and_follow_the_keypoints():
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[30, 70] = 255  # a bright pixel at (x=70, y=30)
+    out, kp = crop(image, np.array([[70.0, 30.0], [50 - 0.5 * 37.5, 50.0]]), (50, 50), 0.5, 0.0, (64, 48))
+    assert out.shape == (64, 48, 3)
+    y, x = np.unravel_index(out[..., 0].argmax(), out.shape[:2])
+    assert abs(x - kp[0, 0]) <= 1 and abs(y - kp[0, 1]) <= 1
+    np.testing.assert_allclose(kp[1], [12.0, 32.0], atol=1e-5)  # 64 / 100 px per image px on both axes
+    rotated, kp_r = crop(image, np.array([[70.0, 30.0]]), (50, 50), 0.5, 30.0, (64, 48))
+    y, x = np.unravel_index(rotated[..., 0].argmax(), rotated.shape[:2])
+    assert abs(x - kp_r[0, 0]) <= 1 and abs(y - kp_r[0, 1]) <= 1
+    flipped, kp_f = crop(image, np.array([[70.0, 30.0]]), (50, 50), 0.5, 0.0, (64, 48), flip=True,
+                         flip_permutation=(0,))
+    np.testing.assert_array_equal(flipped, out[:, ::-1])
+    np.testing.assert_allclose(kp_f[0], [47 - kp[0, 0], kp[0, 1]], atol=1e-5)  # x ↦ W − 1 − x
+
+
+def test_box_to_center_scale_widens_or_heightens_the_box_to_the_aspect():
+    assert box_to_center_scale((0, 0, 60, 100), 1.0, 0.75)[1] == pytest.approx(100 / 200)  # narrower: height
+    assert box_to_center_scale((0, 0, 90, 100), 1.0, 0.75)[1] == pytest.approx(120 / 200)  # wider: w / aspect
+    assert box_to_center_scale((0, 0, 90, 100), 1.25, 1.0)[1] == box_to_center_scale((0, 0, 90, 100))[1]
+
+
+@pytest.mark.parametrize("value,expected", [(64, (64, 64)), ((64, 32), (64, 32)), ([128, 64], (128, 64)),
+                                            (np.int64(32), (32, 32))])
+def test_crop_size_takes_a_side_or_height_and_width(value, expected):
+    assert crop_size(value, multiple=32) == expected
+
+
+@pytest.mark.parametrize("value", [0, -64, 48, (64,), (64, 48), (64, 64, 3), "64", 64.0, True, (64.0, 64)])
+def test_crop_size_refuses_by_name(value):
+    with pytest.raises(ValueError, match="input_size must be S or \\(height, width\\), positive multiples of 32"):
+        crop_size(value, multiple=32)
+
+
+def test_datasets_cut_non_square_crops():
+    ds = SyntheticPoses("val", 4, 96, (64, 32), "mmpose", seed=2)
+    assert ds.input_size == (64, 32) and ds.aspect == 0.5
+    assert all(ds[key]["image"].shape == (3, 64, 32) for key in range(4))  # half-body crops among them
+    plain = SyntheticPoses("val", 4, 96, (64, 32))
+    item, rec = plain[1], plain.record(1)
+    _, kp = crop(rec["image"], rec["joints"], rec["center"], float(rec["scale"]), 0.0, (64, 32))
+    np.testing.assert_allclose(item["keypoints"].numpy(), kp, atol=1e-5)
 
 
 def test_augment_presets_draw_in_range():

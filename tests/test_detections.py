@@ -210,6 +210,23 @@ def test_oks_nms_scales_by_the_crop_area(tmp_path):
     assert len(coco_predictions(ds, preds)) == 1
 
 
+def test_oks_nms_crop_area_follows_the_input_aspect(tmp_path, monkeypatch):
+    """A non-square input's crop is the box widened or heightened to its aspect: a 80 x 20 box under a 1:2
+    (height 2 x width) input has a 100 x 200 crop (HRNet's 200² s_w s_h), under a square one 100 x 100."""
+    import importlib
+
+    evaluate_mod = importlib.import_module("hgfast.eval.evaluate")  # the module, not the function of that name
+    path, images, *_ = _write_coco(tmp_path)
+    box = {"image_id": int(read_coco(path)["image_id"][0]), "category_id": 1, "bbox": [10, 10, 80, 20]}
+    dets = _detections(tmp_path / "d.json", [dict(box, score=0.9), dict(box, score=0.8)])
+    seen = []
+    monkeypatch.setattr(evaluate_mod, "oks_nms", lambda ids, kp, score, areas, *a: seen.append(areas) or [0])
+    preds = {"index": np.arange(2), "pred": np.zeros((2, 17, 2)), "scores": np.ones((2, 17))}
+    for size in ((64, 32), 64):
+        coco_predictions(COCODetections(path, dets, images, input_size=size), preds)
+    np.testing.assert_allclose(seen, [[200 * 100] * 2, [100 * 100] * 2])
+
+
 def test_ground_truth_boxes_are_evaluated_on_the_images_with_a_prediction(tmp_path):
     """The GT-box protocol: an image whose only person the dataset left out (no box) is not evaluated, so perfect
     predictions score AP 1 (over every image that person would count as a miss)."""

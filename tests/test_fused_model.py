@@ -111,6 +111,23 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
 
 
 @pytest.mark.triton
+def test_fused_model_on_a_non_square_input():
+    """Maps of H != W through the whole model (an 8x16 input: 2x4 heatmaps, 1x2 at the hourglass bottom), in
+    training and eval mode (the kernels' own tests cover non-square maps and their gradients)."""
+    pytest.importorskip("hgfast.kernels")
+    ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=False))
+    fused = StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=True)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 8, 16)
+    with force_triton_on_cpu(), torch.no_grad():
+        assert fused.fused_active
+        want = ref(x)
+        assert want.shape == (2, 1, 3, 2, 4) and rel_err(fused(x), want) <= TOL, "training-mode outputs"
+        ref.eval(), fused.eval()
+        assert rel_err(fused(x), ref(x)) <= TOL, "eval-mode outputs"
+
+
+@pytest.mark.triton
 @pytest.mark.parametrize("cumulative", [False, True], ids=["momentum", "one-bn-cumulative"])
 def test_running_statistics_are_updated_together_after_the_forward(cumulative):
     """The fused training forward applies every BN's running-statistics update at its end, in two

@@ -44,6 +44,20 @@ def test_round_trip_and_inverse():
     torch.testing.assert_close(d_hm, d_img * 64 / (200 * scale))
 
 
+def test_crop_matrix_keeps_the_aspect_of_a_non_square_output():
+    """(H, W) = (64, 48): the box is 200·s high and 200·s·48/64 wide, mapped without stretching."""
+    center, scale = torch.tensor([[100.0, 50.0]], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    m = crop_matrix(center, scale, 0.0, (64, 48))
+    torch.testing.assert_close(m[0, :, :2], torch.eye(2, dtype=torch.float64) * 64 / 100)
+    corners = torch.tensor([[[100.0 - 37.5, 0.0], [137.5, 100.0], [100.0, 50.0]]], dtype=torch.float64)
+    torch.testing.assert_close(transform_points(corners, m),
+                               torch.tensor([[[0.0, 0.0], [48.0, 64.0], [24.0, 32.0]]], dtype=torch.float64))
+    center, scale, rotation = _boxes()
+    pts = torch.rand(5, 2, 2, dtype=torch.float64) * 600
+    d = image_to_heatmap(pts, center, scale, rotation, (16, 32)).diff(dim=1).norm(dim=-1)[:, 0]
+    torch.testing.assert_close(d, (pts[:, 1] - pts[:, 0]).norm(dim=-1) * 16 / (200 * scale))  # rotations too
+
+
 def test_legacy_options():
     c, s = torch.tensor([[128.0, 128.0]]), torch.tensor([1.28])
     coords = torch.tensor([[[10.3, 20.6]]])

@@ -72,17 +72,19 @@ class _Oracle(torch.nn.Module):
     def forward(self, x):
         keys = (x * 255).round().to(torch.uint8)
         kps = [next(kp for im, kp in self.table if torch.equal(im, key)) for key in keys]
-        return gaussian_heatmaps(torch.stack(kps) / 4, size=(x.shape[-1] // 4,) * 2, sigma=1.0)[:, None]
+        return gaussian_heatmaps(torch.stack(kps) / 4, size=(x.shape[-2] // 4, x.shape[-1] // 4), sigma=1.0)[:, None]
 
 
-@pytest.mark.parametrize("flip,permutation", [(False, MPII_FLIP_PERMUTATION), (True, MPII_FLIP_PERMUTATION),
-                                              (True, tuple(range(16)))], ids=["no-flip", "flip", "flip-own-pairs"])
-def test_predict_crops_returns_image_coordinates(flip, permutation):
+@pytest.mark.parametrize("flip,permutation,size", [
+    (False, MPII_FLIP_PERMUTATION, (64, 64)), (True, MPII_FLIP_PERMUTATION, (64, 64)),
+    (True, tuple(range(16)), (64, 64)), (True, MPII_FLIP_PERMUTATION, (64, 48))],
+    ids=["no-flip", "flip", "flip-own-pairs", "flip-non-square"])
+def test_predict_crops_returns_image_coordinates(flip, permutation, size):
     """``flip-own-pairs``: a skeleton whose joints all map to themselves under a flip (not MPII's pairs)."""
-    S, table, crops, meta, gt = 64, [], [], [], []
+    S, table, crops, meta, gt = size[0], [], [], [], []  # S: crop pixels per 200 * scale image pixels
     for i in range(24):
         r = render(0, "val", i, 128)
-        args = (r["image"], r["joints"], r["center"], float(r["scale"]), 30.0 * (i % 3 - 1), S)
+        args = (r["image"], r["joints"], r["center"], float(r["scale"]), 30.0 * (i % 3 - 1), size)
         for mirrored in (False, True):
             im, kp = crop(*args, flip=mirrored, flip_permutation=permutation)
             table.append((torch.from_numpy(im).permute(2, 0, 1), torch.from_numpy(kp)))
@@ -358,6 +360,50 @@ def test_cli_predict_other_skeleton(image_file, tmp_path):
     assert drawn[8, 32].sum() < draw_skeleton(image, kp, limbs=[(0, 1, "c")])[8, 32].sum()
 
 
+def test_a_non_square_model_trains_evaluates_predicts_and_exports(image_file, tmp_path, capsys):
+    """data.input_size [32, 16] (height, width): crops, heatmaps (8x4), checkpoint, Predictor, CLI and ONNX."""
+    from hgfast.checkpoint import read_metadata
+    from hgfast.data import box_to_center_scale, read_image
+
+    work = tmp_path / "tall"
+    argv = ["train", "--workdir", str(work)] + [a for s in TINY + ["data.input_size=[32,16]"] for a in ("--set", s)]
+    assert main(argv) == 0
+    checkpoint = work / "best.safetensors"
+    assert read_metadata(checkpoint)["inference"]["input_size"] == [32, 16]
+    assert main(["eval", "--workdir", str(work)]) == 0 and json.loads((work / "eval.json").read_text())["samples"] == 8
+    predictor = Predictor(checkpoint, device="cpu")
+    assert predictor.input_size == (32, 16)
+    box = (10, 5, 20, 50)
+    kp, scores = predictor([str(image_file)], boxes=[box])
+    center, scale = box_to_center_scale(box, 1.25, 0.5)
+    assert scale == pytest.approx(1.25 * 50 / 200)  # the box is taller than the 1:2 crop: its height sets it
+    image, _ = crop(read_image(image_file), np.zeros((0, 2)), center, scale, 0.0, (32, 16))
+    model = StackedHourglass.from_checkpoint(checkpoint).eval()
+    want, want_scores = predict_crops(model, torch.from_numpy(image).permute(2, 0, 1)[None],
+                                      torch.tensor(center[None]), torch.tensor([scale]))
+    np.testing.assert_allclose(kp, want.numpy(), atol=1e-4)
+    np.testing.assert_allclose(scores, want_scores.numpy(), atol=1e-6)
+    out = tmp_path / "pred"
+    assert main(["predict", str(image_file), "--checkpoint", str(checkpoint), "--box", "10,5,20,50",
+                 "--out", str(out)]) == 0
+    written = json.loads((out / "predictions.json").read_text())[0]["keypoints"]  # {joint name: [x, y]}
+    np.testing.assert_allclose(list(written.values()), kp[0], atol=0.01)
+    with pytest.raises(SystemExit):
+        main(["predict", str(image_file), "--checkpoint", str(checkpoint), "--input-size", "32x2x"])
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("onnx / onnxscript not installed")
+    path = tmp_path / "tall.onnx"
+    assert main(["export", "--onnx", str(path), "--checkpoint", str(checkpoint)]) == 0
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        x = torch.rand(2, 3, 32, 16)
+        got = onnxruntime.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+
+
 def test_cli_export_onnx(workdir, tmp_path, capsys):
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnx / onnxscript not installed")
@@ -485,25 +531,26 @@ def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
     alone.parent.mkdir()
     alone.write_bytes((workdir / "best.safetensors").read_bytes())
     predictor = Predictor(alone, device="cpu")
-    assert (predictor.input_size, predictor.input_norm, predictor.box_margin) == (32, "none", 1.25)
+    assert (predictor.input_size, predictor.input_norm, predictor.box_margin) == ((32, 32), "none", 1.25)
     assert Predictor(alone, device="cpu", refine="dark").dark_kernel == 5  # sigma 1
-    assert Predictor(alone, 64, device="cpu", input_norm="bearpaw").input_size == 64  # given beats stored
+    assert Predictor(alone, 64, device="cpu", input_norm="bearpaw").input_size == (64, 64)  # given beats stored
     older = tmp_path / "older" / "model.safetensors"  # written before the settings were stored
     older.parent.mkdir()
     model = StackedHourglass.from_checkpoint(workdir / "best.safetensors")
     save_weights(model.state_dict(), older, config=model.config)
     assert checkpoint_settings(older) == {}
     (older.parent / "config.yaml").write_text((workdir / "config.yaml").read_text())
-    assert checkpoint_settings(older)["input_size"] == 32
+    assert checkpoint_settings(older)["input_size"] == (32, 32)
     peer = older.parent / "peer.pth"  # not hgfast's: a config.yaml beside it is not its own
     torch.save(model.state_dict(), peer)
-    assert checkpoint_settings(peer) == {} and Predictor(peer, device="cpu").input_size == 256
-    for bad, match in (("data: [1]\n", "must be a mapping"), ("data:\n  input_size: big\n", "bad training data")):
+    assert checkpoint_settings(peer) == {} and Predictor(peer, device="cpu").input_size == (256, 256)
+    for bad, match in (("data: [1]\n", "must be a mapping"), ("data:\n  input_size: big\n", "bad training data"),
+                       ("data:\n  input_size: '64'\n", "input_size must be S or \\(height, width\\)")):
         (older.parent / "config.yaml").write_text(bad)
         with pytest.raises(ValueError, match=match):
             checkpoint_settings(older)
-    (older.parent / "config.yaml").write_text("data:\n  input_size: '64'\n  box_margin: 1\n")
-    assert checkpoint_settings(older) == {"input_size": 64, "box_margin": 1.0}  # hand-written yaml: typed
+    (older.parent / "config.yaml").write_text("data:\n  input_size: [64, 32]\n  box_margin: 1\n")
+    assert checkpoint_settings(older) == {"input_size": (64, 32), "box_margin": 1.0}  # hand-written yaml: typed
     out = tmp_path / "pred"
     image = tmp_path / "im.png"
     cv2.imwrite(str(image), render(0, "val", 0, 64)["image"][..., ::-1])

@@ -32,6 +32,10 @@ def test_config_errors_name_the_key(tmp_path):
         resolve(overrides=["amp=fp8"])
     with pytest.raises(ConfigError, match="data.input_size"):
         resolve(overrides=["data.input_size=100"])
+    for bad in ("[256, 200]", "[256]", "[256, 192, 3]", "256x192", "[256.0, 192]"):
+        with pytest.raises(ConfigError, match="'data.input_size'"):
+            resolve(overrides=[f"data.input_size={bad}"])
+    assert resolve(overrides=["data.input_size=[256, 192]"]).data.input_size == [256, 192]  # height, width
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve(preset="huge")
     with pytest.raises(ConfigError, match="key=value"):
@@ -281,6 +285,9 @@ def test_drop_off_map_zeroes_the_weight_of_joints_pushed_off_the_crop():
     assert weights.tolist() == [[1, 0, 0, 1]]  # x = -5 and y = 35 heatmap px lie > 3 sigma off; x = -2 does not
     _, _, weights = device_batch(batch, torch.device("cpu"), 64, "visible", False, off_map=(2.0, "unbiased"))
     assert weights.tolist() == [[1, 1, 0, 1]]  # a wider window reaches x = -5; the third is not visible
+    tall = dict(batch, keypoints=torch.tensor([[[10.0, 10.0], [-20.0, 5.0], [44.0, 60.0], [-8.0, 30.0]]]))
+    _, _, weights = device_batch(tall, torch.device("cpu"), (64, 32), "annotated", False, off_map=(1.0, "unbiased"))
+    assert weights.tolist() == [[1, 0, 0, 1]]  # 16x8 heatmaps: x = 11 lies > 3 sigma right of the last column
     if torch.cuda.is_available():  # the masked weights are pinned again for the asynchronous copy
         _, _, weights = device_batch(batch, torch.device("cuda"), 64, "annotated", False, off_map=(1.0, "unbiased"))
         assert weights.device.type == "cuda" and weights.tolist() == [[1, 0, 0, 1]]

@@ -15,7 +15,7 @@ horizontal flip, per-channel colour gains and a centre shift. ``s`` below is the
 - ``none``: identity (evaluation).
 
 ``shift`` is the crop centre's offset in units of the (un-augmented) box's width and height: the record's
-``box_size``, else the square crop side ``200·s``.
+``box_size``, else the crop's own (``200·s`` high, of the crop's aspect).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def half_body_box(joints, labelled, lower, upper_body: bool, min_total: int = 9,
     joints of one half: the upper (``upper_body``) or the lower; the other where one half has fewer labelled
     joints than its minimum; None where fewer than ``min_total`` joints are labelled, both halves are short or
     the joints coincide. ``joints`` (K, 2) pixels, ``labelled``, ``lower`` (K,) flags. The box: the joints' mean
-    as centre, ``padding`` × their extent (a square crop takes its longer side)."""
+    as centre, ``padding`` × their extent (the crop widens or heightens it to its aspect)."""
     labelled, lower = np.asarray(labelled, bool), np.asarray(lower, bool)
     upper, down = labelled & ~lower, labelled & lower
     upper_ok, lower_ok = upper.sum() >= min_upper, down.sum() >= min_lower

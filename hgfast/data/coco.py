@@ -8,9 +8,10 @@ keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], iscrowd}], ``categories`` [{
   ``annotated`` is ``v > 0`` and ``visible`` is ``v == 2`` (``data.loss_weight`` picks which the loss weighs).
 - Coordinates: keypoints are image pixels with pixel centres at integers, used as they are (as HRNet and mmpose);
   ``bbox`` is in edge coordinates (see ``box_to_center_scale``).
-- Samples: one per annotation with a labelled keypoint; crowd annotations are left out. The crop is the square of
-  side ``margin`` (1.25) × the box's longer side around its centre; without a usable ``bbox`` the box around the
-  labelled keypoints serves (``keypoint_box``). ``COCOKeypoints.skipped`` counts what was left out, by reason.
+- Samples: one per annotation with a labelled keypoint; crowd annotations are left out. The crop, around the box's
+  centre, is the box widened or heightened to the input's aspect, times ``margin`` (1.25; square inputs: 1.25 × the
+  box's longer side); without a usable ``bbox`` the box around the labelled keypoints serves (``keypoint_box``).
+  ``COCOKeypoints.skipped`` counts what was left out, by reason.
 - PCK normaliser: the box's longer side (mmpose's "bbox" normalisation): PCK@0.2 = within 20 % of the box size.
 - The skeleton (flip pairs, limb sides, PCK groups) comes from the category's joint names (``Skeleton.from_names``).
 """
@@ -234,12 +235,12 @@ def image_folder(annotations: Path, image_dir, file_names) -> Path:
 
 class COCOKeypoints(TopDownDataset):
     """Top-down samples from a COCO keypoint file ``annotations`` and its ``image_dir``; ``flip_pairs`` overrides
-    the left/right pairs found in the joint names; ``margin``: crop side / box's longer side (module docstring);
-    ``oks_sigmas`` (K,): for OKS AP (``hgfast.eval.oks``; default COCO's for 17 joints)."""
+    the left/right pairs found in the joint names; ``margin``: crop / the box at the input's aspect (module
+    docstring); ``oks_sigmas`` (K,): for OKS AP (``hgfast.eval.oks``; default COCO's for 17 joints)."""
 
-    def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
-                 augment_preset: str = "none", seed: int = 0, category_id: int | None = None, flip_pairs=None,
-                 margin: float = 1.25, oks_sigmas=None):
+    def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike,
+                 input_size: int | tuple[int, int] = 256, augment_preset: str = "none", seed: int = 0,
+                 category_id: int | None = None, flip_pairs=None, margin: float = 1.25, oks_sigmas=None):
         super().__init__(input_size, augment_preset, seed)
         self.margin = checked_margin(type(self).__name__, margin)
         self.annotations = Path(annotations)
@@ -261,7 +262,7 @@ class COCOKeypoints(TopDownDataset):
 
     def record(self, index: int) -> dict:
         kp, box = self.ann["keypoints"][index], self.ann["box"][index]
-        center, scale = box_to_center_scale(box, self.margin)
+        center, scale = box_to_center_scale(box, self.margin, self.aspect)
         annotated = kp[:, 2] > 0
         return dict(image=read_image(self.image_dir / self.ann["file_name"][index]),
                     joints=np.where(annotated[:, None], kp[:, :2], 0.0).astype(np.float32),

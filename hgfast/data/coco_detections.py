@@ -6,7 +6,7 @@ The detections file is COCO's object results format, what detectors write (e.g. 
 keypoint file of the same images (``hgfast.data.coco``). One sample per detection of the keypoint category (an entry
 without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box of
 positive size on an image of the keypoint file; the others are counted in ``skipped``. The crop is
-``COCOKeypoints``'s (``margin`` × the box's longer side). Samples have no ground truth (``joints`` and flags 0):
+``COCOKeypoints``'s (``margin`` × the box at the input's aspect). Samples have no ground truth (``joints`` and flags 0):
 ``hgfast.eval.evaluate`` scores them by OKS AP over every image of the keypoint file, after OKS-NMS.
 """
 from __future__ import annotations
@@ -67,8 +67,8 @@ class COCODetections(TopDownDataset):
     ``margin`` and ``oks_sigmas`` as for ``COCOKeypoints``. Never augmented."""
 
     def __init__(self, annotations: str | os.PathLike, detections: str | os.PathLike, image_dir: str | os.PathLike,
-                 input_size: int = 256, category_id: int | None = None, flip_pairs=None, margin: float = 1.25,
-                 oks_sigmas=None, min_score: float = 0.0):
+                 input_size: int | tuple[int, int] = 256, category_id: int | None = None, flip_pairs=None,
+                 margin: float = 1.25, oks_sigmas=None, min_score: float = 0.0):
         super().__init__(input_size)
         who = type(self).__name__
         self.margin = checked_margin(who, margin)
@@ -95,7 +95,7 @@ class COCODetections(TopDownDataset):
 
     def record(self, index: int) -> dict:
         box, k = self.det["box"][index], self.skeleton.num_joints
-        center, scale = box_to_center_scale(box, self.margin)
+        center, scale = box_to_center_scale(box, self.margin, self.aspect)
         return dict(image=read_image(self.image_dir / self.det["file_name"][index]),
                     joints=np.zeros((k, 2), np.float32), visible=np.zeros(k, np.float32),
                     annotated=np.zeros(k, np.float32), center=center.astype(np.float32), scale=scale,

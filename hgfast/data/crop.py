@@ -1,10 +1,13 @@
 """Top-down person crops: one ``cv2.warpAffine`` per sample, using the same matrix as ``hgfast.ops``.
 
-Coordinates are (x, y) pixels with pixel centres at integers, in the image and in the crop alike; the crop of
-side ``size`` covers the square box of side ``200 · scale`` around ``center``, rotated by ``rotation`` degrees
-(``hgfast.ops.crop_matrix``). Keypoints map with the same matrix, so crop and keypoints always agree.
+Coordinates are (x, y) pixels with pixel centres at integers, in the image and in the crop alike; a crop of
+``size`` (H, W), or S for S × S, covers the box of height ``200 · scale`` and the crop's aspect (width
+``200 · scale · W / H``) around ``center``, rotated by ``rotation`` degrees (``hgfast.ops.crop_matrix``).
+Keypoints map with the same matrix, so crop and keypoints always agree.
 """
 from __future__ import annotations
+
+import numbers
 
 import cv2
 import numpy as np
@@ -13,40 +16,52 @@ import torch
 from ..ops import crop_matrix, flip_keypoints
 
 
-def crop_affine(center, scale: float, rotation: float, size: int) -> np.ndarray:
+def crop_size(value, name: str = "input_size", multiple: int = 1) -> tuple[int, int]:
+    """A crop size given as S (S × S) or (height, width) → ``(H, W)``; ValueError naming ``name`` unless both are
+    positive ints and multiples of ``multiple`` (the model's: 64 for depth 4)."""
+    hw = (value, value) if isinstance(value, numbers.Integral) else value
+    if isinstance(hw, (list, tuple)) and len(hw) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 and v % multiple == 0 for v in hw):
+        return int(hw[0]), int(hw[1])
+    what = f"positive multiples of {multiple}" if multiple > 1 else "positive ints"
+    raise ValueError(f"{name} must be S or (height, width), {what}, got {value!r}")
+
+
+def crop_affine(center, scale: float, rotation: float, size) -> np.ndarray:
     """The (2, 3) float64 matrix from image to crop pixels (``hgfast.ops.crop_matrix`` for one sample)."""
     c = torch.as_tensor(np.asarray(center, np.float64).reshape(1, 2))
-    return crop_matrix(c, float(scale), float(rotation), (size, size))[0].numpy()
+    return crop_matrix(c, float(scale), float(rotation), crop_size(size, "crop size"))[0].numpy()
 
 
-def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: float = 0.0, size: int = 256,
+def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: float = 0.0, size=256,
          flip: bool = False, flip_permutation=None) -> tuple[np.ndarray, np.ndarray]:
-    """Crop ``image`` (H, W, C) uint8 around a person and map ``joints`` (K, 2) into the crop.
+    """Crop ``image`` (H, W, C) uint8 around a person and map ``joints`` (K, 2) into the crop of ``size``
+    (S or (height, width)).
 
-    With ``flip`` the crop is mirrored and the joints mirrored (x ↦ size − 1 − x) and re-ordered by
-    ``flip_permutation`` (default: MPII). Returns ``(crop (size, size, C), joints (K, 2) float32)``.
+    With ``flip`` the crop is mirrored and the joints mirrored (x ↦ width − 1 − x) and re-ordered by
+    ``flip_permutation`` (default: MPII). Returns ``(crop (height, width, C), joints (K, 2) float32)``.
     """
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"crop size must be a positive int, got {size!r}")
+    height, width = crop_size(size, "crop size")
     if not scale > 0:
         raise ValueError(f"crop scale must be > 0 (box height / 200), got {scale!r}")
-    m = crop_affine(center, scale, rotation, size)
-    out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    m = crop_affine(center, scale, rotation, (height, width))
+    out = cv2.warpAffine(image, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     pts = np.asarray(joints, np.float64) @ m[:, :2].T + m[:, 2]
     if flip:
         out = cv2.flip(out, 1)
         kw = {} if flip_permutation is None else {"permutation": flip_permutation}
-        pts = flip_keypoints(torch.from_numpy(pts), size, **kw).numpy()
+        pts = flip_keypoints(torch.from_numpy(pts), width, **kw).numpy()
     return np.ascontiguousarray(out), pts.astype(np.float32)
 
 
-def box_to_center_scale(box, margin: float = 1.25) -> tuple[np.ndarray, float]:
-    """Person box ``(x, y, w, h)`` in pixels → ``(center (2,), scale)``: the crop is square, of side
-    ``margin · max(w, h)``, so ``scale = margin · max(w, h) / 200`` (MPII: box height / 200 with 1.25 margin).
+def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple[np.ndarray, float]:
+    """Person box ``(x, y, w, h)`` in pixels → ``(center (2,), scale)`` for a crop of ``aspect`` = width / height:
+    the box widened or heightened to that aspect, times ``margin``, so ``scale = margin · max(h, w / aspect) / 200``
+    (square crops: ``margin · max(w, h) / 200``; MPII: box height / 200 with 1.25 margin).
 
     The box is in edge coordinates (the whole image is ``(0, 0, W, H)``, as COCO boxes); with pixel centres at
     integers its centre is ``(x + w/2 − 0.5, y + h/2 − 0.5)``, e.g. ``((W − 1)/2, (H − 1)/2)`` for the image."""
     x, y, w, h = (float(v) for v in box)
     if not (w > 0 and h > 0):
         raise ValueError(f"box must be (x, y, w, h) with w, h > 0, got {tuple(box)}")
-    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(w, h) / 200.0
+    return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(h, w / aspect) / 200.0

@@ -139,8 +139,9 @@ class MPII(TopDownDataset):
     ``one_based``: the file's coordinates are MATLAB's 1-based ones; ``flip_pairs``: joints swapped by a flip,
     replacing the skeleton's (module docstring)."""
 
-    def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike, input_size: int = 256,
-                 augment_preset: str = "none", seed: int = 0, one_based: bool = True, flip_pairs=None):
+    def __init__(self, annotations: str | os.PathLike, image_dir: str | os.PathLike,
+                 input_size: int | tuple[int, int] = 256, augment_preset: str = "none", seed: int = 0,
+                 one_based: bool = True, flip_pairs=None):
         super().__init__(input_size, augment_preset, seed)
         self.ann = read_annotations(annotations)
         names, limbs = self.ann.pop("joint_names", None), self.ann.pop("limbs", None)

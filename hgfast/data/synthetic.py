@@ -199,8 +199,8 @@ class SyntheticPoses(TopDownDataset):
     """``length`` rendered figures of ``split`` ("train" / "val"), drawn at ``image_size`` and cropped to
     ``input_size``; every joint is annotated. Deterministic from ``seed``; the splits never share a sample."""
 
-    def __init__(self, split: str = "train", length: int = 10000, image_size: int = 128, input_size: int = 64,
-                 augment_preset: str = "none", seed: int = 0):
+    def __init__(self, split: str = "train", length: int = 10000, image_size: int = 128,
+                 input_size: int | tuple[int, int] = 64, augment_preset: str = "none", seed: int = 0):
         super().__init__(input_size, augment_preset, seed)
         if split not in SPLITS:
             raise ValueError(f"synthetic split must be one of {sorted(SPLITS)}, got {split!r}")

@@ -96,7 +96,9 @@ def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[d
             if sigmas is None:
                 raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
                                  f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
-            crop_areas = (dataset.margin * dataset.det["box"][index, 2:].max(1)) ** 2  # HRNet's (200 s)^2
+            w, h = dataset.det["box"][index, 2:].T
+            crop_height = dataset.margin * np.maximum(h, w / dataset.aspect)
+            crop_areas = crop_height ** 2 * dataset.aspect  # HRNet's 200² s_w s_h
             keep = oks_nms(image_ids, keypoints, box_scores * person_scores(scores), crop_areas, sigmas,
                            nms_threshold)
             image_ids, keypoints, scores, box_scores = ([image_ids[i] for i in keep], keypoints[keep], scores[keep],

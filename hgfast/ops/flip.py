@@ -28,7 +28,7 @@ def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
     """Heatmaps (...,K,H,W) of a mirrored image → heatmaps of the original: mirror the W axis, permute joints.
 
     shift: move the result right by this many heatmap pixels (True: 1, HRNet's SHIFT_HEATMAP; a float is applied
-    by linear interpolation along x, edge values repeated). With heatmap x = crop x · W/S (crop side S), the
+    by linear interpolation along x, edge values repeated). With heatmap x = crop x · W/S (crop width S), the
     mirrored crop puts a joint at W − W/S − x, i.e. at x − (1 − W/S) after ``flip(-1)``: shift ``1 − W/S`` (0.75
     for stride 4) is exact; 1 is right for targets centred at integer crop pixels / stride.
     """

@@ -1,10 +1,11 @@
 """Batched affine maps between image and crop/heatmap coordinates (centre, scale, rotation).
 
 Convention (bearpaw/pytorch-pose `get_transform`, continuous, without its 1-based offsets):
-a square box of side `pixel_std · scale` around `center` maps onto an output of size (H, W), rotated by
-`rotation` degrees about the output centre:
-    out = R(−rotation) · diag(W, H) / (pixel_std · scale) · (p − center) + (W/2, H/2),
-with R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]]. MPII scale = box height / 200, so pixel_std = 200.
+the box of height `pixel_std · scale` and width `pixel_std · scale · W / H` around `center` maps onto an output
+of size (H, W) without stretching, rotated by `rotation` degrees about the output centre:
+    out = R(−rotation) · H / (pixel_std · scale) · (p − center) + (W/2, H/2),
+with R(θ) = [[cos θ, −sin θ], [sin θ, cos θ]]. MPII scale = box height / 200, so pixel_std = 200. For a square
+output this is bearpaw's map; for a non-square one the box takes the output's aspect (bearpaw's would stretch it).
 """
 import math
 
@@ -49,9 +50,8 @@ def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
         raise ValueError(f"pixel_std must be a finite number > 0, got {pixel_std!r}")
     theta = -r * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
-    box = pixel_std * s
-    sx, sy = W / box, H / box
-    A = torch.stack([torch.stack([cos * sx, -sin * sy], -1), torch.stack([sin * sx, cos * sy], -1)], -2)
+    k = H / (pixel_std * s)
+    A = k[:, None, None] * torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     t = torch.tensor([W / 2.0, H / 2.0], dtype=c.dtype, device=c.device) - (A @ c.unsqueeze(-1)).squeeze(-1)
     return torch.cat([A, t.unsqueeze(-1)], dim=-1)
 

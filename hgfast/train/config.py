@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.augment import PRESETS as AUGMENT_PRESETS
+from ..data.crop import crop_size
 from ..predict import INPUT_NORMS
 
 
@@ -31,7 +33,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     dataset: str = "synthetic"   # "synthetic", "mpii" or "coco" (COCO-format keypoint JSON: hgfast.data.coco)
-    input_size: int = 256        # crop side in pixels; heatmaps are input_size / 4
+    input_size: int | list = 256  # crop side S, or [height, width], in pixels; heatmaps are a quarter of it
     sigma: float = 1.0           # target Gaussian std in heatmap pixels
     encoding: str = "unbiased"   # target centre: "unbiased" (sub-pixel) or "integer"
     loss_weight: str = "annotated"  # "annotated": train occluded joints too (Lua); "visible": mask them (bearpaw)
@@ -54,7 +56,7 @@ class DataConfig:
     one_based: bool = True       # the h5 coordinates are MATLAB's 1-based ones: subtract 1 (hgfast.data.mpii)
     category_id: int = 0         # COCO: the category whose keypoints to use (0: the only one with keypoints)
     flip_pairs: list[list] = field(default_factory=list)  # COCO, h5: [[a, b], ...] swapped by a flip (default: by name)
-    box_margin: float = 1.25     # COCO: crop side / the box's longer side
+    box_margin: float = 1.25     # COCO: crop / the box widened or heightened to the input's aspect
     oks_sigmas: list = field(default_factory=list)  # COCO: per-joint OKS sigmas for AP (default: COCO's, 17 joints)
     val_detections: str = ""     # COCO: validate in these detected boxes (COCO results JSON): OKS AP only
     input_norm: str = "none"     # model input after /255: "none", "bearpaw" (- MPII mean), "anibali" (mean/std)
@@ -169,6 +171,14 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
 
 
 def _coerce(path: str, kind, value):
+    if isinstance(kind, types.UnionType):
+        for member in typing.get_args(kind):
+            try:
+                return _coerce(path, member, value)
+            except ConfigError:
+                pass
+        names = " or ".join(m.__name__ for m in typing.get_args(kind))
+        raise ConfigError(f"config key {path!r} expects {names}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -255,7 +265,7 @@ def validate(cfg: Config) -> None:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"config key {key!r} must be one of {options}, got {flat[key]!r}")
-    positive = ("model.nstack", "model.nfeat", "model.depth", "data.input_size", "data.sigma", "data.box_margin",
+    positive = ("model.nstack", "model.nfeat", "model.depth", "data.sigma", "data.box_margin",
                 "data.train_length",
                 "data.val_length", "data.image_size", "optim.lr", "steps", "batch_size", "log_every", "val_every",
                 "ckpt_every")
@@ -267,9 +277,11 @@ def validate(cfg: Config) -> None:
         if flat[key] < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {flat[key]!r}")
     multiple = 4 * 2 ** cfg.model.depth
-    if cfg.data.input_size % multiple:
-        raise ConfigError(f"config key 'data.input_size' must be a multiple of {multiple} for model.depth="
-                          f"{cfg.model.depth}, got {cfg.data.input_size}")
+    try:
+        crop_size(cfg.data.input_size, multiple=multiple)
+    except ValueError:
+        raise ConfigError(f"config key 'data.input_size' must be S or [height, width], positive multiples of "
+                          f"{multiple} for model.depth={cfg.model.depth}, got {cfg.data.input_size!r}") from None
     if cfg.cuda_graphs and cfg.amp == "fp16":
         raise ConfigError("config key 'cuda_graphs' needs amp 'bf16' or 'none' (fp16's GradScaler synchronises the "
                           "host every step, which a CUDA graph cannot capture)")

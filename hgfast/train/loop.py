@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..checkpoint import atomic_path
 from ..data.build import build_dataset, build_detections
+from ..data.crop import crop_size
 from ..data.skeleton import Skeleton
 from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
@@ -83,10 +84,11 @@ def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Ten
     return loss
 
 
-def device_batch(batch: dict, device: torch.device, input_size: int, weight_key: str,
+def device_batch(batch: dict, device: torch.device, input_size, weight_key: str,
                  channels_last: bool, input_norm: str = "none",
                  off_map: tuple[float, str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``; ``off_map``
+    """A loader batch -> ``(images, keypoints in heatmap pixels, loss weights)`` on ``device``; ``input_size``: the
+    crops' S or (height, width), the heatmaps a quarter of it; ``off_map``
     ``(sigma, encoding)`` of the targets: joints whose target has no pixel on the map get weight 0
     (``hgfast.ops.targets_on_map``).
 
@@ -95,11 +97,11 @@ def device_batch(batch: dict, device: torch.device, input_size: int, weight_key:
     the host could not queue this step while the GPU still runs that one."""
     _checks.visible(None, _checks.keypoints(batch["keypoints"]))
     x = to_input(batch["image"], device, channels_last, input_norm)
-    to_heatmap = (input_size // 4) / input_size
-    kp = batch["keypoints"].to(device, non_blocking=True) * to_heatmap
+    heatmap_size = tuple(side // 4 for side in crop_size(input_size))
+    kp = batch["keypoints"].to(device, non_blocking=True) * 0.25
     weights = batch[weight_key]
     if off_map is not None:  # on the CPU batch (no device sync), pinned again for the asynchronous copy
-        weights = weights * targets_on_map(batch["keypoints"] * to_heatmap, input_size // 4, *off_map)
+        weights = weights * targets_on_map(batch["keypoints"] * 0.25, heatmap_size, *off_map)
         weights = weights.pin_memory() if device.type == "cuda" else weights
     return x, kp, weights.to(device, non_blocking=True)
 
