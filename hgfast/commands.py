@@ -99,6 +99,26 @@ def _dark_kernel(args) -> int | None:
     return args.dark_kernel
 
 
+def _check_trained_settings(cfg, checkpoint: Path, overrides) -> None:
+    """ValueError where the config's input size, input norm or box margin differs from the training data's that
+    ``checkpoint`` carries (``checkpoint_settings``) and ``--set`` does not say so on purpose: the crops would not
+    be the ones the model learnt from."""
+    from .data.crop import crop_size
+    from .predict import checkpoint_settings
+
+    given = {item.partition("=")[0].strip() for item in overrides or ()}
+    same = {"input_size": lambda a, b: crop_size(a) == crop_size(b)}
+    for key, trained in checkpoint_settings(checkpoint).items():
+        if key == "sigma" or f"data.{key}" in given:
+            continue
+        value = getattr(cfg.data, key)
+        if not same.get(key, lambda a, b: a == b)(value, trained):
+            def shown(v):  # as --set takes it
+                return f"[{','.join(map(str, v))}]" if isinstance(v, (list, tuple)) else str(v)
+            raise ValueError(f"{checkpoint} was trained with data.{key} = {shown(trained)}, the config has "
+                             f"{shown(value)}: pass --set data.{key}={shown(trained)} (or another value on purpose)")
+
+
 def _cmd_eval(args) -> int:
     import cv2
     import torch
@@ -126,6 +146,7 @@ def _cmd_eval(args) -> int:
                 raise ValueError(f"no config for {checkpoint} (no config.yaml beside it): give a config file, "
                                  f"--preset or --workdir")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
+        _check_trained_settings(cfg, checkpoint, args.set)
         if args.results and cfg.data.dataset != "coco":
             raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
                              "(data.dataset=coco)")

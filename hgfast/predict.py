@@ -195,6 +195,7 @@ class Predictor:
         if isinstance(model, (str, os.PathLike)):
             skeleton, trained = skeleton or Skeleton.from_checkpoint(model), checkpoint_settings(model)
             model = StackedHourglass.from_checkpoint(Path(model))
+        stored_size = input_size is None and "input_size" in trained
         input_size = trained.get("input_size", 256) if input_size is None else input_size
         input_norm = trained.get("input_norm", "none") if input_norm is None else input_norm
         box_margin = trained.get("box_margin", 1.25) if box_margin is None else box_margin
@@ -202,7 +203,8 @@ class Predictor:
             dark_kernel = dark_kernel_for(trained["sigma"]) if "sigma" in trained else 11
         if not isinstance(model, nn.Module):
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
-        input_size = crop_size(input_size, "Predictor: input_size", getattr(model, "input_multiple", 1))
+        size_name = "Predictor: the checkpoint's stored input_size" if stored_size else "Predictor: input_size"
+        input_size = crop_size(input_size, size_name, getattr(model, "input_multiple", 1))
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
         if not box_margin > 0:

@@ -138,7 +138,10 @@ def test_non_square_crops_keep_the_aspect_and_follow_the_keypoints():
 def test_box_to_center_scale_widens_or_heightens_the_box_to_the_aspect():
     assert box_to_center_scale((0, 0, 60, 100), 1.0, 0.75)[1] == pytest.approx(100 / 200)  # narrower: height
     assert box_to_center_scale((0, 0, 90, 100), 1.0, 0.75)[1] == pytest.approx(120 / 200)  # wider: w / aspect
-    assert box_to_center_scale((0, 0, 90, 100), 1.25, 1.0)[1] == box_to_center_scale((0, 0, 90, 100))[1]
+    assert box_to_center_scale((0, 0, 90, 100), 1.25, 1.0)[1] == pytest.approx(1.25 * 100 / 200)  # square
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="aspect"):
+            box_to_center_scale((0, 0, 90, 100), 1.25, bad)
 
 
 @pytest.mark.parametrize("value,expected", [(64, (64, 64)), ((64, 32), (64, 32)), ([128, 64], (128, 64)),
@@ -157,6 +160,18 @@ def test_datasets_cut_non_square_crops():
     ds = SyntheticPoses("val", 4, 96, (64, 32), "mmpose", seed=2)
     assert ds.input_size == (64, 32) and ds.aspect == 0.5
     assert all(ds[key]["image"].shape == (3, 64, 32) for key in range(4))  # half-body crops among them
+    draws = [augment.sample("mmpose", np.random.default_rng([2, 0, k])) for k in range(4)]
+    half = next(k for k, a in enumerate(draws) if a.half_body)
+    rec, aug = ds.record(half), draws[half]
+    w, h = augment.half_body_box(rec["joints"], rec["annotated"] > 0, ds.skeleton.lower_body, aug.upper_body)[1]
+    assert ds[half]["scale"].item() == pytest.approx(max(h, w / 0.5) / 200 * aug.scale, rel=1e-6)
+    shifted = next(k for k in range(200) if (lambda a: a.shift != (0, 0) and not a.half_body)(
+        augment.sample("mmpose", np.random.default_rng([2, 0, k]))))
+    big = SyntheticPoses("val", 200, 96, (64, 32), "mmpose", seed=2)
+    rec, aug = big.record(shifted), augment.sample("mmpose", np.random.default_rng([2, 0, shifted]))
+    box = 200 * float(rec["scale"]) * np.array([0.5, 1.0])  # no box size: the crop's own width and height
+    np.testing.assert_allclose(big[shifted]["center"].numpy(), rec["center"] + np.asarray(aug.shift) * box,
+                               rtol=1e-5)
     plain = SyntheticPoses("val", 4, 96, (64, 32))
     item, rec = plain[1], plain.record(1)
     _, kp = crop(rec["image"], rec["joints"], rec["center"], float(rec["scale"]), 0.0, (64, 32))
@@ -341,8 +356,9 @@ def test_mmpose_augmentation_draws_its_distributions_and_shifts_the_crop():
 
 
 def test_mmpose_shift_is_relative_to_the_box_width_and_height(tmp_path):
-    """mmpose shifts by a fraction of the padded box's own width and height (before the square crop): a tall COCO
-    box moves less sideways than up and down. MPII-style records (no box size) shift by the square crop side."""
+    """mmpose shifts by a fraction of the padded box's own width and height (before it takes the crop's aspect): a
+    tall COCO box moves less sideways than up and down. MPII-style records (no box size) shift by the crop's
+    width and height (its side, for square crops)."""
     from test_coco import _write_coco
 
     from hgfast.data import COCOKeypoints

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from hgfast.cli import main
 from hgfast.data import crop, render
@@ -371,12 +372,22 @@ def test_a_non_square_model_trains_evaluates_predicts_and_exports(image_file, tm
     checkpoint = work / "best.safetensors"
     assert read_metadata(checkpoint)["inference"]["input_size"] == [32, 16]
     assert main(["eval", "--workdir", str(work)]) == 0 and json.loads((work / "eval.json").read_text())["samples"] == 8
+    square = yaml.safe_load((work / "config.yaml").read_text())
+    square["data"]["input_size"] = 32
+    (tmp_path / "square.yaml").write_text(yaml.safe_dump(square))
+    capsys.readouterr()
+    evaluate = ["eval", str(tmp_path / "square.yaml"), "--checkpoint", str(checkpoint), "--json", str(tmp_path / "e")]
+    assert main(evaluate) == 2  # not silently on other crops than the model learnt from
+    assert "trained with data.input_size = [32,16], the config has 32: pass --set data.input_size=[32,16]" in \
+        capsys.readouterr().err
+    assert main(evaluate + ["--set", "data.input_size=[32,16]"]) == 0
+    assert main(evaluate + ["--set", "data.input_size=32"]) == 0  # another size on purpose
     predictor = Predictor(checkpoint, device="cpu")
     assert predictor.input_size == (32, 16)
-    box = (10, 5, 20, 50)
+    box = (10, 5, 40, 50)
     kp, scores = predictor([str(image_file)], boxes=[box])
     center, scale = box_to_center_scale(box, 1.25, 0.5)
-    assert scale == pytest.approx(1.25 * 50 / 200)  # the box is taller than the 1:2 crop: its height sets it
+    assert scale == pytest.approx(1.25 * 80 / 200)  # the box is wider than the 1:2 crop: heightened to 80
     image, _ = crop(read_image(image_file), np.zeros((0, 2)), center, scale, 0.0, (32, 16))
     model = StackedHourglass.from_checkpoint(checkpoint).eval()
     want, want_scores = predict_crops(model, torch.from_numpy(image).permute(2, 0, 1)[None],
@@ -384,7 +395,7 @@ def test_a_non_square_model_trains_evaluates_predicts_and_exports(image_file, tm
     np.testing.assert_allclose(kp, want.numpy(), atol=1e-4)
     np.testing.assert_allclose(scores, want_scores.numpy(), atol=1e-6)
     out = tmp_path / "pred"
-    assert main(["predict", str(image_file), "--checkpoint", str(checkpoint), "--box", "10,5,20,50",
+    assert main(["predict", str(image_file), "--checkpoint", str(checkpoint), "--box", "10,5,40,50",
                  "--out", str(out)]) == 0
     written = json.loads((out / "predictions.json").read_text())[0]["keypoints"]  # {joint name: [x, y]}
     np.testing.assert_allclose(list(written.values()), kp[0], atol=0.01)

@@ -156,7 +156,7 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
     del old["progress"]  # a state written before the log sums were saved
     torch.save(old, work / "last.state.pt")
     changed = ("steps=3", "log_every=3", "val_every=3", "ckpt_every=3", "optim.lr=1e-4", "optim.schedule=cosine",
-               "model.fused=true")
+               "model.fused=true", "data.input_size=[32,32]")  # the same crops as 32
     assert train(tiny(tmp_path, *changed), resume=work)["steps"] == 3
     assert "steps: 3" in (work / "config.yaml").read_text()
 
@@ -285,9 +285,10 @@ def test_drop_off_map_zeroes_the_weight_of_joints_pushed_off_the_crop():
     assert weights.tolist() == [[1, 0, 0, 1]]  # x = -5 and y = 35 heatmap px lie > 3 sigma off; x = -2 does not
     _, _, weights = device_batch(batch, torch.device("cpu"), 64, "visible", False, off_map=(2.0, "unbiased"))
     assert weights.tolist() == [[1, 1, 0, 1]]  # a wider window reaches x = -5; the third is not visible
-    tall = dict(batch, keypoints=torch.tensor([[[10.0, 10.0], [-20.0, 5.0], [44.0, 60.0], [-8.0, 30.0]]]))
+    tall = dict(batch, keypoints=torch.tensor([[[10.0, 10.0], [40.0, 60.0], [44.0, 60.0], [-8.0, 30.0]]]))
     _, _, weights = device_batch(tall, torch.device("cpu"), (64, 32), "annotated", False, off_map=(1.0, "unbiased"))
-    assert weights.tolist() == [[1, 0, 0, 1]]  # 16x8 heatmaps: x = 11 lies > 3 sigma right of the last column
+    assert weights.tolist() == [[1, 1, 0, 1]]  # 16x8 heatmaps: x = 10 reaches the last column (7), x = 11 not;
+    # y = 15 lies on the map's 16 rows (8 rows, had height and width been swapped, would leave it off)
     if torch.cuda.is_available():  # the masked weights are pinned again for the asynchronous copy
         _, _, weights = device_batch(batch, torch.device("cuda"), 64, "annotated", False, off_map=(1.0, "unbiased"))
         assert weights.device.type == "cuda" and weights.tolist() == [[1, 0, 0, 1]]

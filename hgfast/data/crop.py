@@ -7,6 +7,7 @@ Keypoints map with the same matrix, so crop and keypoints always agree.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import cv2
@@ -64,4 +65,6 @@ def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple
     x, y, w, h = (float(v) for v in box)
     if not (w > 0 and h > 0):
         raise ValueError(f"box must be (x, y, w, h) with w, h > 0, got {tuple(box)}")
+    if not 0 < aspect < math.inf:
+        raise ValueError(f"aspect (the crop's width / height) must be finite and > 0, got {aspect!r}")
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(h, w / aspect) / 200.0

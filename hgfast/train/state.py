@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_path
+from ..data.crop import crop_size
 
 STATE_FILE = "last.state.pt"
 
@@ -80,6 +81,8 @@ def check_resumable(saved: dict, config: dict) -> None:
                                 (None, "val_metric"), ("data", "val_detections")]:
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
+        if key == "input_size" and old is not None:  # 256 is [256, 256]
+            old, new = crop_size(old), crop_size(new)
         if old is not None and old != new:
             raise ValueError(f"cannot resume with config key {name!r} = {new!r}: the saved run has {old!r} and it "
                              f"must not change on resume (start a new run in another work dir)")
