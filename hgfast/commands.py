@@ -1,4 +1,4 @@
-"""``hgfast train / eval / predict / export``: argument parsing and the glue to the library.
+"""``hgfast train / eval / predict / video / export``: argument parsing and the glue to the library.
 
 Errors the user can fix (missing files, bad config keys, bad boxes) end with ``hgfast <cmd>: error: ...`` and
 exit status 2, without a traceback.
@@ -222,18 +222,52 @@ def _input_size(args, checkpoint: Path):
     return args.input_size or checkpoint_settings(checkpoint).get("input_size", 256)
 
 
+def _predictor(args):
+    """The ``Predictor`` of ``--checkpoint`` and the ``_add_predictor_args`` options."""
+    from .predict import Predictor
+
+    return Predictor(Path(args.checkpoint), args.input_size, args.device, args.flip, args.batch_size,
+                     input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
+                     truncate=args.truncate, flip_shift=not args.no_flip_shift, fused=args.fused, amp=args.amp,
+                     refine=args.refine, dark_kernel=_dark_kernel(args))
+
+
+def _cmd_video(args) -> int:
+    import numpy as np
+
+    from .video import VideoFrames, predict_video, video_writer
+    from .visualize import draw_skeleton
+
+    out = Path(args.out)
+    try:
+        videos = [VideoFrames(path) for path in args.videos]
+        stems = [Path(path).stem for path in args.videos]
+        if len(set(stems)) < len(stems):
+            raise ValueError(f"two videos share a name, their outputs would too: {args.videos}")
+        predictor = _predictor(args)
+        for path, video, stem in zip(args.videos, videos, stems):
+            frames, joints, limbs = [], predictor.skeleton.names, predictor.skeleton.limbs
+            with video_writer(out / f"{stem}_pose.mp4", video.fps, video.size) as write:
+                for frame, kp, sc, box in predict_video(predictor, video, args.box, not args.no_track,
+                                                        args.track_threshold, args.batch_size):
+                    write(draw_skeleton(frame, kp, limbs=limbs))
+                    frames.append({"frame": len(frames), "box": [round(v, 2) for v in box],
+                                   "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()})
+            _write_json({"video": str(path), "fps": video.fps, "size": list(video.size), "joints": list(joints),
+                         "frames": frames}, out / f"{stem}.json")
+            print(f"wrote {out / (stem + '_pose.mp4')} and {out / (stem + '.json')} ({len(frames)} frames)")
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("video", exc)
+    return 0
+
+
 def _cmd_predict(args) -> int:
     from .data.mpii import read_image
-    from .predict import Predictor
     from .visualize import draw_skeleton, save_image
 
     try:
         people = _people_boxes(args)
-        checkpoint = Path(args.checkpoint)
-        predictor = Predictor(checkpoint, args.input_size, args.device, args.flip, args.batch_size,
-                              input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
-                              truncate=args.truncate, flip_shift=not args.no_flip_shift, fused=args.fused,
-                              amp=args.amp, refine=args.refine, dark_kernel=_dark_kernel(args))
+        predictor = _predictor(args)
         images = [read_image(p) for p in args.images]
         flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
         keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
@@ -327,10 +361,27 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
                    "the checkpoint's, else 11)")
 
 
-def register(sub) -> None:
-    """Add the train / eval / predict / export subcommands to the ``hgfast`` parser's subparsers."""
+def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") -> None:
+    """The ``Predictor`` options of ``predict`` and ``video`` (``_predictor`` reads them)."""
     from .predict import INPUT_NORMS
 
+    p.add_argument("--input-size", type=parse_input_size, metavar="S|HxW", help="crop size, S or HEIGHTxWIDTH "
+                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else 256)")
+    p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
+                   "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
+                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else none)")
+    _add_decode_args(p)
+    p.add_argument("--box-margin", type=float, help="crop / the box at the input's aspect (default: the training "
+                   "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    _add_speed_args(p)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+
+
+def register(sub) -> None:
+    """Add the train / eval / predict / video / export subcommands to the ``hgfast`` parser's subparsers."""
     p = sub.add_parser("train", help="train a model (synthetic figures by default)")
     _add_config_args(p)
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
@@ -382,20 +433,20 @@ def register(sub) -> None:
                    "[x, y, w, h], \"score\": s} (a detector's output); all of an image's people go on its picture "
                    "(an image with no box: no entry in predictions.json, the picture as it is)")
     p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
-    p.add_argument("--input-size", type=parse_input_size, metavar="S|HxW", help="crop size, S or HEIGHTxWIDTH "
-                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else 256)")
-    p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument("--input-norm", choices=sorted(INPUT_NORMS), help="the input normalisation the model was "
-                   "trained with: none ([0, 1] RGB), bearpaw (minus the MPII mean), anibali (MPII mean/std) "
-                   "(default: the training data's, stored in the checkpoint (or its config.yaml), else none)")
-    _add_decode_args(p)
-    p.add_argument("--box-margin", type=float, help="crop / the box at the input's aspect (default: the training "
-                   "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
-    _add_speed_args(p)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default="predictions", help="output folder")
+    _add_predictor_args(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("video", help="keypoints on every frame of videos (one person each), drawn into a copy")
+    p.add_argument("videos", nargs="+", help="video files (what OpenCV reads: .mp4, .avi, ...)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--box", type=_parse_box, metavar="X,Y,W,H", help="the person's box in the first frame "
+                   "(default: the whole frame)")
+    p.add_argument("--no-track", action="store_true", help="crop every frame at --box (or the whole frame) "
+                   "instead of at the joints found in the frame before")
+    p.add_argument("--track-threshold", type=float, default=0.2, help="joints scored at least this make the next "
+                   "frame's box (default 0.2)")
+    _add_predictor_args(p, out="videos")
+    p.set_defaults(func=_cmd_video)
 
     p = sub.add_parser("export", help="export the (unfused) model to ONNX")
     p.add_argument("--onnx", required=True, metavar="PATH", help="output .onnx file")

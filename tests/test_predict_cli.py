@@ -257,6 +257,37 @@ def test_cli_predict(workdir, image_file, tmp_path):
     assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
 
 
+def test_cli_video(workdir, tmp_path, capsys):
+    from hgfast.video import VideoFrames, video_writer
+
+    clip = tmp_path / "in" / "clip.avi"
+    with video_writer(clip, 8.0, (64, 48)) as write:
+        for i in range(5):
+            write(np.roll(render(0, "val", 0, 64)["image"][8:56], 2 * i, axis=1))
+    out = tmp_path / "out"
+    assert main(["video", str(clip), "--checkpoint", str(workdir / "best.safetensors"), "--box", "10,4,40,40",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "clip.json").read_text())
+    assert result["video"] == str(clip) and result["size"] == [64, 48] and result["fps"] == pytest.approx(8.0)
+    assert len(result["joints"]) == 16 and [f["frame"] for f in result["frames"]] == list(range(5))
+    assert result["frames"][0]["box"] == [10, 4, 40, 40] and np.shape(result["frames"][4]["keypoints"]) == (16, 2)
+    drawn = VideoFrames(out / "clip_pose.mp4")
+    assert drawn.size == (64, 48) and len(list(drawn)) == 5
+    assert main(["video", str(clip), "--checkpoint", str(workdir / "best.safetensors"), "--no-track",
+                 "--out", str(tmp_path / "fixed")]) == 0
+    fixed = json.loads((tmp_path / "fixed" / "clip.json").read_text())["frames"]
+    assert all(f["box"] == [0, 0, 64, 48] for f in fixed)
+    capsys.readouterr()
+    twin = tmp_path / "b" / "clip.avi"
+    twin.parent.mkdir()
+    twin.write_bytes(clip.read_bytes())
+    for argv, message in ((["nope.mp4"], "video not found: nope.mp4"),
+                          ([str(clip), str(twin)], "two videos share a name"),
+                          ([str(clip), "--out", str(tmp_path / "o.mp4"), "--batch-size", "0"], "batch_size")):
+        assert main(["video", *argv, "--checkpoint", str(workdir / "best.safetensors")]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, capsys):
     """--boxes: a detector's boxes per image, each person predicted in its own box (as --box would), all drawn on
     the image's one picture; an image with no box has no people."""
