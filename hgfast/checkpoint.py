@@ -29,13 +29,14 @@ def _file_mode(path: Path) -> int:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+    """Yield a temporary path beside ``path``, ending in ``path``'s suffix (writers that pick a format by it, as
+    OpenCV's, see the same); on success it replaces ``path`` atomically.
 
     The result gets the permissions a normal write would (mkstemp alone would leave it at 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield tmp

@@ -199,8 +199,8 @@ def _parse_box(text: str) -> tuple[float, ...]:
         box = tuple(float(v) for v in text.split(","))
     except ValueError:
         box = ()
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h with w, h > 0, got {text!r}")
+    if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h (finite) with w, h > 0, got {text!r}")
     return box
 
 
@@ -233,32 +233,72 @@ def _predictor(args):
 
 
 def _cmd_video(args) -> int:
-    import numpy as np
-
-    from .video import VideoFrames, predict_video, video_writer
-    from .visualize import draw_skeleton
+    from .video import VideoFrames, predict_video
 
     out = Path(args.out)
     try:
+        if not 0 <= args.track_threshold <= 1:
+            raise ValueError(f"--track-threshold must be in [0, 1], got {args.track_threshold}")
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         videos = [VideoFrames(path) for path in args.videos]
-        stems = [Path(path).stem for path in args.videos]
-        if len(set(stems)) < len(stems):
-            raise ValueError(f"two videos share a name, their outputs would too: {args.videos}")
+        outputs = [(out / f"{Path(p).stem}_pose.mp4", out / f"{Path(p).stem}.json") for p in args.videos]
+        _check_video_outputs(args.videos, outputs)
+        for path, video in zip(args.videos, videos):
+            if args.box and not _overlaps(args.box, video.size):
+                raise ValueError(f"--box {args.box} lies outside the {video.size[0]}x{video.size[1]} frames of {path}")
         predictor = _predictor(args)
-        for path, video, stem in zip(args.videos, videos, stems):
-            frames, joints, limbs = [], predictor.skeleton.names, predictor.skeleton.limbs
-            with video_writer(out / f"{stem}_pose.mp4", video.fps, video.size) as write:
-                for frame, kp, sc, box in predict_video(predictor, video, args.box, not args.no_track,
-                                                        args.track_threshold, args.batch_size):
-                    write(draw_skeleton(frame, kp, limbs=limbs))
-                    frames.append({"frame": len(frames), "box": [round(v, 2) for v in box],
-                                   "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()})
-            _write_json({"video": str(path), "fps": video.fps, "size": list(video.size), "joints": list(joints),
-                         "frames": frames}, out / f"{stem}.json")
-            print(f"wrote {out / (stem + '_pose.mp4')} and {out / (stem + '.json')} ({len(frames)} frames)")
-    except (ValueError, FileNotFoundError) as exc:
+        for path, video, (drawn, written) in zip(args.videos, videos, outputs):
+            try:
+                frames = _video_frames(video, drawn, predict_video(predictor, video, args.box, not args.no_track,
+                                                                   args.track_threshold, args.batch_size),
+                                       predictor.skeleton.limbs)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+            _write_json({"video": str(path), "fps": video.fps, "size": list(video.size),
+                         "joints": list(predictor.skeleton.names), "frames": frames}, written)
+            if 0 < video.count != len(frames):
+                print(f"hgfast video: warning: {path} decoded {len(frames)} of the {video.count} frames its "
+                      f"container lists (truncated?)", file=sys.stderr)
+            print(f"wrote {drawn} and {written} ({len(frames)} frames)")
+    except (ValueError, OSError) as exc:
         return _fail("video", exc)
     return 0
+
+
+def _check_video_outputs(videos: list[str], outputs: list[tuple[Path, Path]]) -> None:
+    """ValueError where two videos' outputs would be the same files or an output would replace an input."""
+    inputs = {Path(v).resolve() for v in videos}
+    seen: set[Path] = set()
+    for video, files in zip(videos, outputs):
+        for f in (Path(f).resolve() for f in files):
+            if f in inputs or f in seen:
+                raise ValueError(f"the output {f} of {video} would replace " +
+                                 ("an input video" if f in inputs else "another video's output") +
+                                 " (give --out another folder, or rename)")
+            seen.add(f)
+
+
+def _overlaps(box, size) -> bool:
+    x, y, w, h = box
+    return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
+
+
+def _video_frames(video, drawn: Path, predictions, limbs) -> list[dict]:
+    """Write the frames of ``predictions`` (``predict_video``'s) with their skeletons into ``drawn``; their
+    per-frame JSON records."""
+    import numpy as np
+
+    from .video import video_writer
+    from .visualize import draw_skeleton
+
+    frames = []
+    with video_writer(drawn, video.fps, video.size) as write:
+        for frame, kp, sc, box in predictions:
+            write(draw_skeleton(frame, kp, limbs=limbs))
+            frames.append({"frame": len(frames), "box": [round(v, 2) for v in box],
+                           "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()})
+    return frames
 
 
 def _cmd_predict(args) -> int:

@@ -1,15 +1,20 @@
 """Keypoints on every frame of a video: read, predict (following the person from frame to frame), write.
 
-Single person per video. The first frame is cropped at the given box (default: the whole frame); with tracking
-each next frame is cropped at the box of the joints the model found confidently (score >= ``threshold``) in the
-frame before, as a COCO record without a box is (``hgfast.data.coco.keypoint_box``; the predictor adds its
-``box_margin``), so the crop follows the person as they move. Where fewer than two distinct joints pass, the box
-stays as it was. Boxes are in edge coordinates (``box_to_center_scale``), clipped to the frame.
+Single person per video, no detector. The first frame is cropped at the given box (default: the whole frame).
+With tracking, each next frame is cropped at a box made from the joints the model found in the frame before
+(``next_box``): the box of the joints scored >= ``threshold``, times ``padding`` (1.2: a joints' box is tighter
+than a person's) about its centre, each side at least ``min_shrink`` (0.8) of the previous box's, so a limb missed
+in one frame is not cut off for good; the predictor then adds its ``box_margin``. Where fewer than a third of
+the joints (at least two) pass, the box stays as it was. A person who moves out of the crop between two frames, or
+who is hidden for long, is not found again; a second person can take the box over. Boxes are ``(x, y, w, h)`` in
+edge coordinates (``hgfast.data.box_to_center_scale``), clipped to the frame.
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -17,12 +22,16 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from .checkpoint import atomic_path
 from .data.coco import keypoint_box
+
+CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # MPEG-4 part 2 (players, not browsers) and Motion-JPEG
 
 
 class VideoFrames:
-    """The frames of a video file as (H, W, 3) uint8 RGB arrays: ``fps``, ``size`` (W, H) and ``count`` (as the
-    container says; may be 0 where unknown). FileNotFoundError / ValueError name the file."""
+    """The frames of a video file as (H, W, 3) uint8 RGB arrays: ``fps`` (25 where the file has none usable),
+    ``size`` (W, H) and ``count`` (the container's frame count; 0 where unknown, and a truncated file decodes
+    fewer). FileNotFoundError / ValueError name the file."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -32,9 +41,10 @@ class VideoFrames:
         try:
             ok, first = capture.read() if capture.isOpened() else (False, None)
             if not ok:
-                raise ValueError(f"cannot read a frame of {self.path}: not a video, or a codec OpenCV lacks")
-            self.fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-            self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+                raise ValueError(f"cannot read a frame of {self.path}: empty, not a video, or a codec OpenCV lacks")
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            self.fps = fps if math.isfinite(fps) and 0 < fps < 1000 else 25.0
+            self.count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         finally:
             capture.release()
         self.size = (first.shape[1], first.shape[0])
@@ -53,61 +63,66 @@ class VideoFrames:
 
 @contextlib.contextmanager
 def video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]) -> Iterator[Callable]:
-    """``with video_writer("out.mp4", fps, (W, H)) as write: write(rgb_frame)``. MPEG-4 (``mp4v``) for .mp4,
-    Motion-JPEG for .avi; the file appears only when the block ends without an error (written beside it first)."""
+    """``with video_writer("out.mp4", fps, (W, H)) as write: write(rgb_frame)``: ``CODECS[suffix]``; the file
+    appears only when the block ends without an error (``atomic_path``). Odd sides are padded by a black row or
+    column (the encoders need even ones)."""
     path = Path(path)
-    codecs = {".mp4": "mp4v", ".avi": "MJPG"}
-    if path.suffix.lower() not in codecs:
-        raise ValueError(f"video output {path}: use .mp4 or .avi")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codecs[path.suffix.lower()]), fps, size)
-    try:
-        if not writer.isOpened():
-            raise ValueError(f"OpenCV cannot write {path.suffix} video here (no encoder for it)")
+    if path.suffix.lower() not in CODECS:
+        raise ValueError(f"video output {path}: use {' or '.join(CODECS)}")
+    width, height = size
+    even = (width + width % 2, height + height % 2)
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps, even)
+        try:
+            if not writer.isOpened():
+                raise ValueError(f"OpenCV cannot write {path} (no {CODECS[path.suffix.lower()]} encoder here)")
 
-        def write(frame: np.ndarray) -> None:
-            if (frame.shape[1], frame.shape[0]) != tuple(size):
-                raise ValueError(f"frame of {frame.shape[1]}x{frame.shape[0]} for a {size[0]}x{size[1]} video")
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            def write(frame: np.ndarray) -> None:
+                if (frame.shape[1], frame.shape[0]) != (width, height):
+                    raise ValueError(f"frame of {frame.shape[1]}x{frame.shape[0]} for a {width}x{height} video")
+                frame = np.pad(frame, ((0, even[1] - height), (0, even[0] - width), (0, 0)))
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
-        yield write
-        writer.release()
-        os.replace(partial, path)
-    finally:
-        writer.release()
-        partial.unlink(missing_ok=True)
+            yield write
+        finally:
+            writer.release()
 
 
-def next_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, frame_size: tuple[int, int]):
-    """The box ``(x, y, w, h)`` of the joints (K, 2) scored >= ``threshold``, clipped to the frame (W, H); None
-    where fewer than two distinct joints pass or the box lies outside the frame."""
-    box = keypoint_box(np.asarray(keypoints)[np.asarray(scores) >= threshold])
-    if box is None:
+def next_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, frame_size: tuple[int, int],
+             previous=None, padding: float = 1.2, min_shrink: float = 0.8):
+    """The next frame's box (module docstring) from one frame's joints (K, 2) and scores (K,), for a frame of
+    ``frame_size`` (W, H); None where fewer than ``max(2, K / 3)`` joints score >= ``threshold`` (keep the
+    previous box) or the box lies outside the frame."""
+    confident = np.asarray(scores) >= threshold
+    box = keypoint_box(np.asarray(keypoints, np.float64)[confident])
+    if box is None or confident.sum() < max(2, len(confident) / 3):
         return None
-    lo = np.maximum(box[:2], 0.0)
-    hi = np.minimum(box[:2] + box[2:], np.asarray(frame_size, np.float64))
+    centre, sides = box[:2] + box[2:] / 2, box[2:] * padding
+    if previous is not None:
+        sides = np.maximum(sides, min_shrink * np.asarray(previous[2:], np.float64))
+    lo = np.maximum(centre - sides / 2, 0.0)
+    hi = np.minimum(centre + sides / 2, np.asarray(frame_size, np.float64))
     return tuple(float(v) for v in np.concatenate([lo, hi - lo])) if (hi > lo).all() else None
 
 
 def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, track: bool = True,
                   threshold: float = 0.2, batch_size: int = 32) -> Iterator[tuple]:
     """Yield ``(frame, keypoints (K, 2) frame pixels, scores (K,), box)`` per frame of ``frames`` ((H, W, 3) uint8
-    RGB); ``predictor(images, boxes)`` is a
-    ``hgfast.predict.Predictor`` (or anything returning its ``(keypoints, scores)``). ``box``: the first frame's
-    (default: the whole frame); ``track``: follow the person (module docstring), one frame at a time; without it
-    every frame uses ``box`` and frames go to the predictor ``batch_size`` at a time."""
-    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold)):
-        raise ValueError(f"threshold must be a number, got {threshold!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    RGB); ``predictor(images, boxes)`` is a ``hgfast.predict.Predictor`` (or anything returning its
+    ``(keypoints, scores)``). ``box``: the first frame's (default: the whole frame); ``track``: follow the person
+    (module docstring) with joints scored >= ``threshold`` in [0, 1], one frame at a time; without it every frame
+    uses ``box`` and frames go to the predictor ``batch_size`` at a time."""
+    if not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     box = None if box is None else tuple(float(v) for v in box)
     if track:
         for frame in frames:
             used = box or _whole(frame)
             (keypoints,), (scores,) = predictor([frame], [used])
             yield frame, keypoints, scores, used
-            box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0])) or used
+            box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0]), used) or used
         return
     frames = iter(frames)
     while chunk := list(itertools.islice(frames, batch_size)):

@@ -258,34 +258,46 @@ def test_cli_predict(workdir, image_file, tmp_path):
 
 
 def test_cli_video(workdir, tmp_path, capsys):
-    from hgfast.video import VideoFrames, video_writer
+    from hgfast.video import VideoFrames, next_box, video_writer
 
     clip = tmp_path / "in" / "clip.avi"
     with video_writer(clip, 8.0, (64, 48)) as write:
         for i in range(5):
             write(np.roll(render(0, "val", 0, 64)["image"][8:56], 2 * i, axis=1))
-    out = tmp_path / "out"
-    assert main(["video", str(clip), "--checkpoint", str(workdir / "best.safetensors"), "--box", "10,4,40,40",
-                 "--out", str(out)]) == 0
+    out, checkpoint = tmp_path / "out", ["--checkpoint", str(workdir / "best.safetensors")]
+    assert main(["video", str(clip), *checkpoint, "--box", "10,4,40,40", "--out", str(out)]) == 0
     result = json.loads((out / "clip.json").read_text())
     assert result["video"] == str(clip) and result["size"] == [64, 48] and result["fps"] == pytest.approx(8.0)
     assert len(result["joints"]) == 16 and [f["frame"] for f in result["frames"]] == list(range(5))
-    assert result["frames"][0]["box"] == [10, 4, 40, 40] and np.shape(result["frames"][4]["keypoints"]) == (16, 2)
+    frames = result["frames"]
+    assert frames[0]["box"] == [10, 4, 40, 40] and np.shape(frames[4]["keypoints"]) == (16, 2)
+    for before, after in zip(frames, frames[1:]):  # each box from the joints of the frame before (rounded)
+        want = next_box(np.array(before["keypoints"]), np.array(before["scores"]), 0.2, (64, 48), before["box"])
+        np.testing.assert_allclose(after["box"], want or before["box"], atol=0.05)
     drawn = VideoFrames(out / "clip_pose.mp4")
     assert drawn.size == (64, 48) and len(list(drawn)) == 5
-    assert main(["video", str(clip), "--checkpoint", str(workdir / "best.safetensors"), "--no-track",
-                 "--out", str(tmp_path / "fixed")]) == 0
+    assert main(["video", str(clip), *checkpoint, "--no-track", "--out", str(tmp_path / "fixed")]) == 0
     fixed = json.loads((tmp_path / "fixed" / "clip.json").read_text())["frames"]
     assert all(f["box"] == [0, 0, 64, 48] for f in fixed)
     capsys.readouterr()
     twin = tmp_path / "b" / "clip.avi"
     twin.parent.mkdir()
     twin.write_bytes(clip.read_bytes())
+    (tmp_path / "file").write_text("")
     for argv, message in ((["nope.mp4"], "video not found: nope.mp4"),
-                          ([str(clip), str(twin)], "two videos share a name"),
-                          ([str(clip), "--out", str(tmp_path / "o.mp4"), "--batch-size", "0"], "batch_size")):
-        assert main(["video", *argv, "--checkpoint", str(workdir / "best.safetensors")]) == 2
-        assert message in capsys.readouterr().err
+                          ([str(clip), str(twin)], "would replace another video's output"),
+                          ([str(out / "clip_pose.mp4"), str(clip), "--out", str(out)], "would replace an input"),
+                          ([str(clip), "--out", str(tmp_path / "file")], "File exists"),
+                          ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
+                          ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
+                          ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside")):
+        assert main(["video", *argv, *checkpoint]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    with pytest.raises(SystemExit):
+        main(["video", str(clip), *checkpoint, "--box", "nan,0,10,10"])
+    assert "finite" in capsys.readouterr().err
+    assert json.loads((out / "clip.json").read_text()) == result  # the refused runs wrote nothing
 
 
 def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, capsys):

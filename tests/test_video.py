@@ -7,11 +7,11 @@ from hgfast.video import VideoFrames, next_box, predict_video, video_writer
 
 
 def _frames(n=6, size=(80, 60)):
-    """Frames with a bright 10 x 10 square moving right by a pixel a frame: the 'person'."""
+    """Frames with a bright 10 x 10 square (columns 30 + i to 39 + i in frame i, rows 20 to 29): the 'person'."""
     out = []
     for i in range(n):
         frame = np.zeros((size[1], size[0], 3), np.uint8)
-        frame[20:30, 5 + i:15 + i] = 200
+        frame[20:30, 30 + i:40 + i] = 200
         out.append(frame)
     return out
 
@@ -31,6 +31,29 @@ def test_video_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no partial file left
 
 
+def test_video_colours_are_rgb(tmp_path):
+    """Frames in and out are RGB, the files BGR as OpenCV writes them: a red frame stays red both ways."""
+    import cv2
+
+    raw = cv2.VideoWriter(str(tmp_path / "bgr.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 16))
+    raw.write(np.full((16, 16, 3), (0, 0, 255), np.uint8))  # red in OpenCV's BGR
+    raw.release()
+    (frame,) = list(VideoFrames(tmp_path / "bgr.avi"))
+    assert frame[..., 0].mean() > 200 and frame[..., 2].mean() < 50
+    with video_writer(tmp_path / "rgb.avi", 5, (16, 16)) as write:
+        write(np.full((16, 16, 3), (255, 0, 0), np.uint8))  # red in RGB
+    ok, back = cv2.VideoCapture(str(tmp_path / "rgb.avi")).read()
+    assert ok and back[..., 2].mean() > 200 and back[..., 0].mean() < 50
+
+
+def test_odd_sized_frames_are_padded_to_even_sides(tmp_path):
+    with video_writer(tmp_path / "odd.mp4", 5, (33, 31)) as write:
+        write(np.full((31, 33, 3), 128, np.uint8))
+    video = VideoFrames(tmp_path / "odd.mp4")
+    (frame,) = list(video)
+    assert video.size == (34, 32) and abs(int(frame[15, 16, 1]) - 128) < 10
+
+
 def test_video_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.mp4"):
         VideoFrames(tmp_path / "nope.mp4")
@@ -47,13 +70,21 @@ def test_video_errors(tmp_path):
     assert not list(tmp_path.glob("*out*"))  # an interrupted video leaves nothing behind
 
 
-def test_next_box_keeps_the_confident_joints_inside_the_frame():
-    kp = np.array([[10.0, 20.0], [30.0, 50.0], [70.0, 5.0], [-10.0, 40.0]])
-    scores = np.array([0.9, 0.5, 0.1, 0.3])
-    assert next_box(kp, scores, 0.4, (80, 60)) == (9.5, 19.5, 21.0, 31.0)  # joints 0 and 1, edge coordinates
-    assert next_box(kp, scores, 0.25, (80, 60)) == (0.0, 19.5, 30.5, 31.0)  # joint 3 is left of the frame
-    assert next_box(kp, scores, 0.6, (80, 60)) is None  # one joint: no box
-    assert next_box(kp[:2] + 100, scores[:2], 0.4, (80, 60)) is None  # outside the frame
+def test_next_box_pads_the_confident_joints_and_keeps_them_inside_the_frame():
+    kp = np.array([[10.0, 20.0], [30.0, 50.0], [70.0, 5.0], [-10.0, 40.0], [20.0, 30.0], [25.0, 35.0]])
+    scores = np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.8])
+    # joints 0, 1, 4, 5: the box (9.5, 19.5, 21, 31) in edge coordinates, 1.2 times as large about its centre
+    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60)), (7.4, 16.4, 25.2, 37.2))
+    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60), padding=1.0), (9.5, 19.5, 21.0, 31.0))
+    np.testing.assert_allclose(next_box(kp, scores, 0.25, (80, 60), padding=1.0), (0.0, 19.5, 30.5, 31.0))  # clipped
+    # a box at least 0.8 of the previous one's sides: a limb missed in one frame is still in the next crop
+    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60), previous=(0, 0, 40, 60), padding=1.0),
+                               (20.0 - 16, 35.0 - 24, 32.0, 48.0))
+    assert next_box(kp, scores, 0.85, (80, 60)) is None  # one joint: no box
+    nine = np.concatenate([kp, kp[:3]]), np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.7, 0.0, 0.0, 0.0])
+    assert next_box(*nine, 0.75, (80, 60)) is None  # two joints (0, 4) of nine: fewer than a third
+    assert next_box(*nine, 0.6, (80, 60)) is not None  # three of nine
+    assert next_box(kp + 100, scores, 0.4, (80, 60)) is None  # outside the frame
 
 
 class _SquareFinder:
@@ -78,20 +109,29 @@ class _SquareFinder:
 
 
 def test_predict_video_follows_the_person():
-    finder, first = _SquareFinder(), (4.5, 19.5, 10.0, 10.0)  # the square's box in frame 0
+    finder, first = _SquareFinder(), (20.0, 10.0, 30.0, 30.0)
     out = list(predict_video(finder, _frames(), box=first))
     assert len(out) == 6 and finder.calls == [1] * 6
     assert all(scores.min() == 1 for _, _, scores, _ in out)  # the square never left its crop
-    boxes = [box for *_, box in out]
-    assert boxes[:2] == [first, first]  # frame 1: the box of frame 0's joints
-    assert [box[0] for box in boxes[2:]] == [5.5, 6.5, 7.5, 8.5]  # one pixel a frame, as the square
-    np.testing.assert_allclose(out[3][1], [[8, 20], [17, 29]])
-    fixed = list(predict_video(finder, _frames(), box=first, track=False, batch_size=4))
-    assert finder.calls[6:] == [4, 2] and all(box == first for *_, box in fixed)
+    boxes = np.array([box for *_, box in out])
+    assert tuple(boxes[0]) == first
+    centres = boxes[1:, :2] + boxes[1:, 2:] / 2  # frame i: about the square of frame i - 1
+    np.testing.assert_allclose(centres, [[34.5 + i, 24.5] for i in range(5)])
+    sides = [30.0]
+    for _ in range(5):  # 1.2 x the corners' box (10 wide in edge coordinates), shrinking by at most 0.8 a frame
+        sides.append(max(12.0, 0.8 * sides[-1]))
+    np.testing.assert_allclose(boxes[:, 2], sides)
+    np.testing.assert_allclose(out[3][1], [[33, 20], [42, 29]])
+    fixed = list(predict_video(finder, _frames(), box=(29.5, 19.5, 10.0, 10.0), track=False, batch_size=4))
+    assert finder.calls[6:] == [4, 2] and all(box == (29.5, 19.5, 10.0, 10.0) for *_, box in fixed)
     assert [scores.min() for _, _, scores, _ in fixed] == [1, 1, 0, 0, 0, 0]  # the square leaves the fixed crop
     whole = list(predict_video(finder, _frames(2), track=False))
     assert [box for *_, box in whole] == [(0.0, 0.0, 80.0, 60.0)] * 2
-    lost = list(predict_video(finder, _frames(3), box=(60, 0, 10, 10)))  # nothing found: the box stays
-    assert [box for *_, box in lost] == [(60.0, 0.0, 10.0, 10.0)] * 3
-    with pytest.raises(ValueError, match="threshold"):
-        list(predict_video(finder, _frames(1), threshold=float("nan")))
+    lost = list(predict_video(finder, _frames(3), box=(0, 40, 10, 10)))  # nothing found: the box stays
+    assert [box for *_, box in lost] == [(0.0, 40.0, 10.0, 10.0)] * 3
+    for bad in (float("nan"), -0.1, 1.5):
+        with pytest.raises(ValueError, match="threshold must be a number in \\[0, 1\\]"):
+            list(predict_video(finder, _frames(1), threshold=bad))
+    with pytest.raises(ValueError, match="batch_size"):
+        list(predict_video(finder, _frames(1), track=False, batch_size=0))
+    assert len(list(predict_video(finder, _frames(1), threshold=np.float32(0.3)))) == 1
