@@ -1,13 +1,15 @@
 """Keypoints on every frame of a video: read, predict (following the person from frame to frame), write.
 
 Single person per video, no detector. The first frame is cropped at the given box (default: the whole frame).
-With tracking, each next frame is cropped at a box made from the joints the model found in the frame before
-(``next_box``): the box of the joints scored >= ``threshold``, times ``padding`` (1.2: a joints' box is tighter
-than a person's) about its centre, each side at least ``min_shrink`` (0.8) of the previous box's, so a limb missed
-in one frame is not cut off for good; the predictor then adds its ``box_margin``. Where fewer than a third of
-the joints (at least two) pass, the box stays as it was. A person who moves out of the crop between two frames, or
-who is hidden for long, is not found again; a second person can take the box over. Boxes are ``(x, y, w, h)`` in
-edge coordinates (``hgfast.data.box_to_center_scale``), clipped to the frame.
+With tracking, each next frame is cropped at a box of the first box's size centred on the box of the joints the
+model found in the frame before (scored >= ``threshold``; ``next_box``). The size stays fixed because joint
+boxes from one frame are noisy and a model's joints lean toward its crop's centre: letting them set the size
+shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box the size is the first
+frame's joints' box, 1.2 times as large (joints lie inside a person's box). Where fewer than a third of the
+joints (at least two) pass, the box stays where it was. A person who moves out of the crop between two frames or
+is hidden for long is not found again, one who comes much nearer or goes much farther is cropped at the first
+size, and a second person can take the box over. Boxes are ``(x, y, w, h)`` in edge coordinates
+(``hgfast.data.box_to_center_scale``); a box may reach past the frame's edge (the crop is black there).
 """
 from __future__ import annotations
 
@@ -88,41 +90,51 @@ def video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]) -> 
             writer.release()
 
 
-def next_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, frame_size: tuple[int, int],
-             previous=None, padding: float = 1.2, min_shrink: float = 0.8):
-    """The next frame's box (module docstring) from one frame's joints (K, 2) and scores (K,), for a frame of
-    ``frame_size`` (W, H); None where fewer than ``max(2, K / 3)`` joints score >= ``threshold`` (keep the
-    previous box) or the box lies outside the frame."""
+def confident_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float):
+    """The box (x, y, w, h) of the joints (K, 2) scored >= ``threshold``; None where fewer than ``max(2, K / 3)``
+    pass or they coincide."""
     confident = np.asarray(scores) >= threshold
-    box = keypoint_box(np.asarray(keypoints, np.float64)[confident])
-    if box is None or confident.sum() < max(2, len(confident) / 3):
+    if confident.sum() < max(2, len(confident) / 3):
         return None
-    centre, sides = box[:2] + box[2:] / 2, box[2:] * padding
-    if previous is not None:
-        sides = np.maximum(sides, min_shrink * np.asarray(previous[2:], np.float64))
-    lo = np.maximum(centre - sides / 2, 0.0)
-    hi = np.minimum(centre + sides / 2, np.asarray(frame_size, np.float64))
-    return tuple(float(v) for v in np.concatenate([lo, hi - lo])) if (hi > lo).all() else None
+    return keypoint_box(np.asarray(keypoints, np.float64)[confident])
+
+
+def next_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, frame_size: tuple[int, int], size):
+    """The next frame's box: ``size`` (w, h) centred on ``confident_box``; None where that is None or its centre
+    lies outside the frame of ``frame_size`` (W, H)."""
+    box = confident_box(keypoints, scores, threshold)
+    if box is None:
+        return None
+    centre = box[:2] + box[2:] / 2
+    if not ((centre >= 0) & (centre <= np.asarray(frame_size, np.float64))).all():
+        return None
+    w, h = (float(v) for v in size)
+    return float(centre[0]) - w / 2, float(centre[1]) - h / 2, w, h
 
 
 def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, track: bool = True,
-                  threshold: float = 0.2, batch_size: int = 32) -> Iterator[tuple]:
+                  threshold: float = 0.2, batch_size: int = 32, padding: float = 1.2) -> Iterator[tuple]:
     """Yield ``(frame, keypoints (K, 2) frame pixels, scores (K,), box)`` per frame of ``frames`` ((H, W, 3) uint8
     RGB); ``predictor(images, boxes)`` is a ``hgfast.predict.Predictor`` (or anything returning its
     ``(keypoints, scores)``). ``box``: the first frame's (default: the whole frame); ``track``: follow the person
-    (module docstring) with joints scored >= ``threshold`` in [0, 1], one frame at a time; without it every frame
-    uses ``box`` and frames go to the predictor ``batch_size`` at a time."""
+    (module docstring) with joints scored >= ``threshold`` in [0, 1], one frame at a time (``padding``: the first
+    frame's joints' box to the size of the next boxes, without ``box``); without it every frame uses ``box`` and
+    frames go to the predictor ``batch_size`` at a time."""
     if not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     box = None if box is None else tuple(float(v) for v in box)
     if track:
+        size = None if box is None else box[2:]
         for frame in frames:
             used = box or _whole(frame)
             (keypoints,), (scores,) = predictor([frame], [used])
             yield frame, keypoints, scores, used
-            box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0]), used) or used
+            if size is None:  # no first box: the first frame's joints set the size
+                first = confident_box(keypoints, scores, threshold)
+                size = used[2:] if first is None else tuple(first[2:] * padding)
+            box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0]), size) or used
         return
     frames = iter(frames)
     while chunk := list(itertools.islice(frames, batch_size)):

@@ -271,9 +271,10 @@ def test_cli_video(workdir, tmp_path, capsys):
     assert len(result["joints"]) == 16 and [f["frame"] for f in result["frames"]] == list(range(5))
     frames = result["frames"]
     assert frames[0]["box"] == [10, 4, 40, 40] and np.shape(frames[4]["keypoints"]) == (16, 2)
-    for before, after in zip(frames, frames[1:]):  # each box from the joints of the frame before (rounded)
-        want = next_box(np.array(before["keypoints"]), np.array(before["scores"]), 0.2, (64, 48), before["box"])
+    for before, after in zip(frames, frames[1:]):  # the first size, centred on the joints of the frame before
+        want = next_box(np.array(before["keypoints"]), np.array(before["scores"]), 0.2, (64, 48), (40, 40))
         np.testing.assert_allclose(after["box"], want or before["box"], atol=0.05)
+        assert after["box"][2:] == [40, 40]
     drawn = VideoFrames(out / "clip_pose.mp4")
     assert drawn.size == (64, 48) and len(list(drawn)) == 5
     assert main(["video", str(clip), *checkpoint, "--no-track", "--out", str(tmp_path / "fixed")]) == 0

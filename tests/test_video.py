@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hgfast.data import box_to_center_scale
-from hgfast.video import VideoFrames, next_box, predict_video, video_writer
+from hgfast.video import VideoFrames, confident_box, next_box, predict_video, video_writer
 
 
 def _frames(n=6, size=(80, 60)):
@@ -70,21 +70,18 @@ def test_video_errors(tmp_path):
     assert not list(tmp_path.glob("*out*"))  # an interrupted video leaves nothing behind
 
 
-def test_next_box_pads_the_confident_joints_and_keeps_them_inside_the_frame():
+def test_next_box_centres_the_size_on_the_confident_joints():
     kp = np.array([[10.0, 20.0], [30.0, 50.0], [70.0, 5.0], [-10.0, 40.0], [20.0, 30.0], [25.0, 35.0]])
     scores = np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.8])
-    # joints 0, 1, 4, 5: the box (9.5, 19.5, 21, 31) in edge coordinates, 1.2 times as large about its centre
-    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60)), (7.4, 16.4, 25.2, 37.2))
-    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60), padding=1.0), (9.5, 19.5, 21.0, 31.0))
-    np.testing.assert_allclose(next_box(kp, scores, 0.25, (80, 60), padding=1.0), (0.0, 19.5, 30.5, 31.0))  # clipped
-    # a box at least 0.8 of the previous one's sides: a limb missed in one frame is still in the next crop
-    np.testing.assert_allclose(next_box(kp, scores, 0.4, (80, 60), previous=(0, 0, 40, 60), padding=1.0),
-                               (20.0 - 16, 35.0 - 24, 32.0, 48.0))
-    assert next_box(kp, scores, 0.85, (80, 60)) is None  # one joint: no box
+    # joints 0, 1, 4, 5: the box (9.5, 19.5, 21, 31) in edge coordinates, centre (20, 35)
+    np.testing.assert_allclose(confident_box(kp, scores, 0.4), (9.5, 19.5, 21.0, 31.0))
+    assert next_box(kp, scores, 0.4, (80, 60), (30, 40)) == (5.0, 15.0, 30.0, 40.0)
+    assert next_box(kp, scores, 0.4, (80, 60), (60, 80)) == (-10.0, -5.0, 60.0, 80.0)  # may reach past the edge
+    assert next_box(kp, scores, 0.85, (80, 60), (30, 40)) is None  # one joint: no box
     nine = np.concatenate([kp, kp[:3]]), np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.7, 0.0, 0.0, 0.0])
-    assert next_box(*nine, 0.75, (80, 60)) is None  # two joints (0, 4) of nine: fewer than a third
-    assert next_box(*nine, 0.6, (80, 60)) is not None  # three of nine
-    assert next_box(kp + 100, scores, 0.4, (80, 60)) is None  # outside the frame
+    assert next_box(*nine, 0.75, (80, 60), (30, 40)) is None  # two joints (0, 4) of nine: fewer than a third
+    assert next_box(*nine, 0.6, (80, 60), (30, 40)) is not None  # three of nine
+    assert next_box(kp + 100, scores, 0.4, (80, 60), (30, 40)) is None  # centre outside the frame
 
 
 class _SquareFinder:
@@ -113,17 +110,14 @@ def test_predict_video_follows_the_person():
     out = list(predict_video(finder, _frames(), box=first))
     assert len(out) == 6 and finder.calls == [1] * 6
     assert all(scores.min() == 1 for _, _, scores, _ in out)  # the square never left its crop
-    boxes = np.array([box for *_, box in out])
-    assert tuple(boxes[0]) == first
-    centres = boxes[1:, :2] + boxes[1:, 2:] / 2  # frame i: about the square of frame i - 1
-    np.testing.assert_allclose(centres, [[34.5 + i, 24.5] for i in range(5)])
-    sides = [30.0]
-    for _ in range(5):  # 1.2 x the corners' box (10 wide in edge coordinates), shrinking by at most 0.8 a frame
-        sides.append(max(12.0, 0.8 * sides[-1]))
-    np.testing.assert_allclose(boxes[:, 2], sides)
+    boxes = [box for *_, box in out]
+    assert boxes[0] == first  # then the first size, centred on the square of the frame before: (34.5 + i, 24.5)
+    assert boxes[1:] == [(19.5 + i, 9.5, 30.0, 30.0) for i in range(5)]
     np.testing.assert_allclose(out[3][1], [[33, 20], [42, 29]])
+    unboxed = [box for *_, box in predict_video(finder, _frames(3))]  # the whole frame, then 1.2 x the joints' box
+    assert unboxed == [(0.0, 0.0, 80.0, 60.0), (28.5, 18.5, 12.0, 12.0), (29.5, 18.5, 12.0, 12.0)]
     fixed = list(predict_video(finder, _frames(), box=(29.5, 19.5, 10.0, 10.0), track=False, batch_size=4))
-    assert finder.calls[6:] == [4, 2] and all(box == (29.5, 19.5, 10.0, 10.0) for *_, box in fixed)
+    assert finder.calls[9:] == [4, 2] and all(box == (29.5, 19.5, 10.0, 10.0) for *_, box in fixed)
     assert [scores.min() for _, _, scores, _ in fixed] == [1, 1, 0, 0, 0, 0]  # the square leaves the fixed crop
     whole = list(predict_video(finder, _frames(2), track=False))
     assert [box for *_, box in whole] == [(0.0, 0.0, 80.0, 60.0)] * 2
