@@ -301,6 +301,30 @@ def test_cli_video(workdir, tmp_path, capsys):
     assert json.loads((out / "clip.json").read_text()) == result  # the refused runs wrote nothing
 
 
+def test_track_synthetic_script_runs(workdir):
+    """benchmarks/track_synthetic.py (the README's tracking numbers) keeps working; its clips put the joints where
+    the camera moved them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "track_synthetic.py"
+    proc = subprocess.run([sys.executable, str(script), str(workdir / "best.safetensors"), "--clips", "1",
+                           "--frames", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "tracking from the first box" in proc.stdout and "whole frame" in proc.stdout
+    sys.path.insert(0, str(script.parent))
+    try:
+        from track_synthetic import clip
+    finally:
+        sys.path.remove(str(script.parent))
+    frames, joints, heights = clip(0, 3)
+    r = render(0, "val", 0, 384)
+    assert frames[0].shape == (240, 320, 3) and joints.shape == (3, 16, 2)
+    np.testing.assert_allclose(joints[0] - joints[0].mean(0), 0.4 * (r["joints"] - r["joints"].mean(0)), atol=1e-4)
+    np.testing.assert_allclose(heights, 0.4 * r["normalize"] * np.array([1, 1.25, 1.5]), rtol=1e-6)
+
+
 def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, capsys):
     """--boxes: a detector's boxes per image, each person predicted in its own box (as --box would), all drawn on
     the image's one picture; an image with no box has no people."""
