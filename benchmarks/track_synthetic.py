@@ -4,9 +4,9 @@
 
 Each clip: one synthetic validation scene (``hgfast.data.render`` at 384², a still pose) seen through a 320 x 240
 camera that pans and zooms, so the figure crosses the frame (3 pixels a frame) on a wave while it grows from 0.4
-to 0.6 of its rendered size.
+to 0.6 of its rendered size; beyond the scene's edges its border pixels are repeated.
 Crops compared, each predicted by the checkpoint's ``Predictor``: the true box of every frame (the joints' box,
-the best a detector could give), tracking (``predict_video``) from the first frame's true box and from the whole
+as a perfect detector would give it), tracking (``predict_video``) from the first frame's true box and from the whole
 frame, that first box kept for every frame, and the whole frame. Prints PCK at 0.2 / 0.1 of the figure's height over all frames.
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ def clip(index: int, frames: int, seed: int = 0, zoom=(0.4, 0.6)) -> tuple[list[
     for i in range(frames):
         t = i / max(frames - 1, 1)
         scale = zoom[0] + (zoom[1] - zoom[0]) * t
-        centre = np.array([70 + 180 * t, 120 + 20 * np.sin(2 * np.pi * t)])  # where the figure's box centre goes
+        centre = np.array([70 + 180 * t, 120 + 20 * np.sin(2 * np.pi * t)])  # where the record's centre goes
         m = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
         m[:, 2] = centre - scale * np.asarray(rec["center"], np.float64)
-        images.append(cv2.warpAffine(rec["image"], m, FRAME, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+        images.append(cv2.warpAffine(rec["image"], m, FRAME, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         joints.append(rec["joints"] @ m[:, :2].T + m[:, 2])
         heights.append(float(rec["normalize"]) * scale)
     return images, np.stack(joints), np.array(heights)

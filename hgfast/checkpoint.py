@@ -28,15 +28,17 @@ def _file_mode(path: Path) -> int:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``, ending in ``path``'s suffix (writers that pick a format by it, as
-    OpenCV's, see the same); on success it replaces ``path`` atomically.
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically. ``keep_suffix``: the
+    temporary name ends in ``path``'s suffix, for writers that choose the format by it (OpenCV's video writer);
+    otherwise in ``.tmp`` (so that, e.g., onnx writes its binary format whatever ``path`` is called).
 
     The result gets the permissions a normal write would (mkstemp alone would leave it at 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield tmp

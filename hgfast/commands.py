@@ -416,7 +416,7 @@ def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") ->
                    "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     _add_speed_args(p)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass (default 32)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
 
 
@@ -481,10 +481,11 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--box", type=_parse_box, metavar="X,Y,W,H", help="the person's box in the first frame "
                    "(default: the whole frame)")
-    p.add_argument("--no-track", action="store_true", help="crop every frame at --box (or the whole frame) "
-                   "instead of at the joints found in the frame before")
-    p.add_argument("--track-threshold", type=float, default=0.2, help="joints scored at least this make the next "
-                   "frame's box (default 0.2)")
+    p.add_argument("--no-track", action="store_true", help="crop every frame at --box (or the whole frame), "
+                   "--batch-size frames at a time, instead of following the joints found in the frame before")
+    p.add_argument("--track-threshold", type=float, default=0.2, help="joints scored at least this centre the "
+                   "next frame's box (of the first box's size; without --box, the first joints found set it) "
+                   "(default 0.2)")
     _add_predictor_args(p, out="videos")
     p.set_defaults(func=_cmd_video)
 

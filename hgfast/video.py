@@ -4,9 +4,10 @@ Single person per video, no detector. The first frame is cropped at the given bo
 With tracking, each next frame is cropped at a box of the first box's size centred on the box of the joints the
 model found in the frame before (scored >= ``threshold``; ``next_box``). The size stays fixed because joint
 boxes from one frame are noisy and a model's joints lean toward its crop's centre: letting them set the size
-shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box the size is the first
-frame's joints' box, 1.2 times as large (joints lie inside a person's box). Where fewer than a third of the
-joints (at least two) pass, the box stays where it was. A person who moves out of the crop between two frames or
+shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box, frames are cropped
+whole until a frame's joints pass; their box, 1.2 times as large (joints lie inside a person's box), sets the
+size. Where fewer than a third of the joints (at least two) pass, they coincide or their centre lies outside the
+frame, the box stays where it was. A person who moves out of the crop between two frames or
 is hidden for long is not found again, one who comes much nearer or goes much farther is cropped at the first
 size, and a second person can take the box over. Boxes are ``(x, y, w, h)`` in edge coordinates
 (``hgfast.data.box_to_center_scale``); a box may reach past the frame's edge (the crop is black there).
@@ -73,7 +74,7 @@ def video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]) -> 
         raise ValueError(f"video output {path}: use {' or '.join(CODECS)}")
     width, height = size
     even = (width + width % 2, height + height % 2)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=True) as tmp:
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps, even)
         try:
             if not writer.isOpened():
@@ -124,6 +125,8 @@ def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, t
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not (isinstance(padding, numbers.Real) and 0 < padding < math.inf):
+        raise ValueError(f"padding must be a finite number > 0, got {padding!r}")
     box = None if box is None else tuple(float(v) for v in box)
     if track:
         size = None if box is None else box[2:]
@@ -131,15 +134,16 @@ def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, t
             used = box or _whole(frame)
             (keypoints,), (scores,) = predictor([frame], [used])
             yield frame, keypoints, scores, used
-            if size is None:  # no first box: the first frame's joints set the size
-                first = confident_box(keypoints, scores, threshold)
-                size = used[2:] if first is None else tuple(first[2:] * padding)
-            box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0]), size) or used
+            if size is None:  # no first box: the first joints found set the size; the whole frame until then
+                found = confident_box(keypoints, scores, threshold)
+                size = None if found is None else tuple(found[2:] * padding)
+            if size is not None:
+                box = next_box(keypoints, scores, threshold, (frame.shape[1], frame.shape[0]), size) or used
         return
     frames = iter(frames)
     while chunk := list(itertools.islice(frames, batch_size)):
         boxes = [box or _whole(f) for f in chunk]
-        yield from zip(chunk, *predictor(chunk, boxes), boxes)
+        yield from zip(chunk, *predictor(chunk, boxes), boxes, strict=True)
 
 
 def _whole(frame: np.ndarray) -> tuple[float, float, float, float]:

@@ -1,4 +1,6 @@
 """Checkpoints: safetensors round trip, peer layouts (princeton-vl, bearpaw, anibali) and bad files."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -173,3 +175,17 @@ def test_partial_hgfast_file_reports_missing_keys_using_the_stored_config(tmp_pa
     with pytest.raises(ValueError, match="cannot infer the architecture"):
         StackedHourglass.from_checkpoint(state)
     assert StackedHourglass.from_checkpoint(state, strict=False, **model.config).config == model.config
+
+
+def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
+    """onnx and others choose a format by the name they write to: the temporary file ends in .tmp unless a writer
+    (OpenCV's video writer) needs the suffix."""
+    from hgfast.checkpoint import atomic_path
+
+    with atomic_path(tmp_path / "m.json") as tmp:
+        assert tmp.endswith(".tmp") and Path(tmp).parent == tmp_path
+        Path(tmp).write_text("{}")
+    with atomic_path(tmp_path / "clip.mp4", keep_suffix=True) as tmp:
+        assert tmp.endswith(".tmp.mp4")
+        Path(tmp).write_bytes(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "m.json"]

@@ -10,8 +10,8 @@ import torch
 
 from hgfast.checkpoint import read_metadata
 from hgfast.cli import main
-from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, COCOKeypoints, Skeleton, crop_affine, read_coco, render,
-                         write_coco)
+from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, COCOKeypoints, Skeleton, box_to_center_scale, crop_affine,
+                         read_coco, render, write_coco)
 from hgfast.eval import format_table, pck_table
 from hgfast.models import StackedHourglass
 from hgfast.ops import MPII_FLIP_PERMUTATION
@@ -152,7 +152,8 @@ def test_coco_skips_crowds_and_unlabelled_and_boxes_from_keypoints(tmp_path):
     assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 1}
     kp = ds.ann["keypoints"][1]
     lo, hi = kp[:, :2].min(0), kp[:, :2].max(0)
-    np.testing.assert_allclose(ds.ann["box"][1], [*(lo - 0.5), *(hi - lo + 1)])  # no bbox: the joints' pixels' box
+    np.testing.assert_allclose(ds.ann["box"][1], [*lo, *(hi - lo + 1)])  # no bbox: the joints' pixels' box
+    np.testing.assert_allclose(box_to_center_scale(ds.ann["box"][1])[0], (lo + hi) / 2)  # centred on the joints
     rec = ds.record(0)
     assert (rec["joints"][3] == 0).all() and rec["annotated"][3] == 0
     for a in data["annotations"]:

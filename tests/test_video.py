@@ -73,10 +73,10 @@ def test_video_errors(tmp_path):
 def test_next_box_centres_the_size_on_the_confident_joints():
     kp = np.array([[10.0, 20.0], [30.0, 50.0], [70.0, 5.0], [-10.0, 40.0], [20.0, 30.0], [25.0, 35.0]])
     scores = np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.8])
-    # joints 0, 1, 4, 5: the box (9.5, 19.5, 21, 31) in edge coordinates, centre (20, 35)
-    np.testing.assert_allclose(confident_box(kp, scores, 0.4), (9.5, 19.5, 21.0, 31.0))
-    assert next_box(kp, scores, 0.4, (80, 60), (30, 40)) == (5.0, 15.0, 30.0, 40.0)
-    assert next_box(kp, scores, 0.4, (80, 60), (60, 80)) == (-10.0, -5.0, 60.0, 80.0)  # may reach past the edge
+    # joints 0, 1, 4, 5: the box (10, 20, 21, 31) in edge coordinates (pixel x spans x to x + 1), centre (20.5, 35.5)
+    np.testing.assert_allclose(confident_box(kp, scores, 0.4), (10.0, 20.0, 21.0, 31.0))
+    assert next_box(kp, scores, 0.4, (80, 60), (30, 40)) == (5.5, 15.5, 30.0, 40.0)
+    assert next_box(kp, scores, 0.4, (80, 60), (60, 80)) == (-9.5, -4.5, 60.0, 80.0)  # may reach past the edge
     assert next_box(kp, scores, 0.85, (80, 60), (30, 40)) is None  # one joint: no box
     nine = np.concatenate([kp, kp[:3]]), np.array([0.9, 0.5, 0.1, 0.3, 0.8, 0.7, 0.0, 0.0, 0.0])
     assert next_box(*nine, 0.75, (80, 60), (30, 40)) is None  # two joints (0, 4) of nine: fewer than a third
@@ -111,11 +111,11 @@ def test_predict_video_follows_the_person():
     assert len(out) == 6 and finder.calls == [1] * 6
     assert all(scores.min() == 1 for _, _, scores, _ in out)  # the square never left its crop
     boxes = [box for *_, box in out]
-    assert boxes[0] == first  # then the first size, centred on the square of the frame before: (34.5 + i, 24.5)
-    assert boxes[1:] == [(19.5 + i, 9.5, 30.0, 30.0) for i in range(5)]
+    assert boxes[0] == first  # then the first size, centred on the square of the frame before: (35 + i, 25)
+    assert boxes[1:] == [(20.0 + i, 10.0, 30.0, 30.0) for i in range(5)]
     np.testing.assert_allclose(out[3][1], [[33, 20], [42, 29]])
     unboxed = [box for *_, box in predict_video(finder, _frames(3))]  # the whole frame, then 1.2 x the joints' box
-    assert unboxed == [(0.0, 0.0, 80.0, 60.0), (28.5, 18.5, 12.0, 12.0), (29.5, 18.5, 12.0, 12.0)]
+    assert unboxed == [(0.0, 0.0, 80.0, 60.0), (29.0, 19.0, 12.0, 12.0), (30.0, 19.0, 12.0, 12.0)]
     fixed = list(predict_video(finder, _frames(), box=(29.5, 19.5, 10.0, 10.0), track=False, batch_size=4))
     assert finder.calls[9:] == [4, 2] and all(box == (29.5, 19.5, 10.0, 10.0) for *_, box in fixed)
     assert [scores.min() for _, _, scores, _ in fixed] == [1, 1, 0, 0, 0, 0]  # the square leaves the fixed crop
@@ -129,3 +129,26 @@ def test_predict_video_follows_the_person():
     with pytest.raises(ValueError, match="batch_size"):
         list(predict_video(finder, _frames(1), track=False, batch_size=0))
     assert len(list(predict_video(finder, _frames(1), threshold=np.float32(0.3)))) == 1
+
+
+def test_tracking_keeps_the_first_size_and_waits_for_joints_without_a_box():
+    """A growing square: the box follows its centre at the first size (a frame's joints do not set it). Without
+    a first box, frames are cropped whole until the joints are found; their box sets the size."""
+    grown = []
+    for i in range(4):
+        frame = np.zeros((60, 80, 3), np.uint8)
+        frame[20:30 + 2 * i, 30:40 + 2 * i] = 200  # 10 + 2i pixels a side
+        grown.append(frame)
+    boxes = [box for *_, box in predict_video(_SquareFinder(), grown, box=(20.0, 10.0, 30.0, 30.0))]
+    assert [box[2:] for box in boxes] == [(30.0, 30.0)] * 4
+    assert [box[0] + box[2] / 2 for box in boxes[1:]] == [35.0, 36.0, 37.0]  # the square's centre a frame before
+
+    finder, calls = _SquareFinder(), []
+
+    def blind_at_first(images, boxes):  # finds nothing in the first two frames
+        kp, scores = finder(images, boxes)
+        calls.append(boxes[0])
+        return kp, scores * (len(calls) > 2)
+
+    boxes = [box for *_, box in predict_video(blind_at_first, _frames(4))]
+    assert boxes[:3] == [(0.0, 0.0, 80.0, 60.0)] * 3 and boxes[3] == (31.0, 19.0, 12.0, 12.0)

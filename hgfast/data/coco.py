@@ -49,12 +49,13 @@ def _category(data: dict, path: Path, category_id) -> dict:
 
 
 def keypoint_box(xy) -> np.ndarray | None:
-    """The box (x, y, w, h), edge coordinates, of keypoints ``xy`` (M, 2) (pixel centres at integers: a pixel at x
-    spans x ± 0.5); None where they are fewer than two distinct points."""
+    """The box (x, y, w, h), edge coordinates, of keypoints ``xy`` (M, 2) with pixel centres at integers: the
+    pixel at x spans edge coordinates x to x + 1, so the box spans min to max + 1 (its centre, by
+    ``box_to_center_scale``, is the keypoints' midpoint). None where they are fewer than two distinct points."""
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
     if len(xy) == 0 or not (xy.max(0) - xy.min(0)).any():
         return None
-    lo, hi = xy.min(0) - 0.5, xy.max(0) + 0.5
+    lo, hi = xy.min(0), xy.max(0) + 1
     return np.concatenate([lo, hi - lo])
 
 
