@@ -127,6 +127,35 @@ def test_fused_model_on_a_non_square_input():
         assert rel_err(fused(x), ref(x)) <= TOL, "eval-mode outputs"
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, 6e-2)], ids=["fp32", "bf16"])
+def test_fused_model_on_a_non_square_input_on_the_gpu(dtype, tol, monkeypatch):
+    """Two stacks at 64x128 (16x32 heatmaps, 1x2 at the hourglass bottom) on CUDA, channels_last, autocast in
+    ``dtype``: training outputs and (fp32) every gradient, then eval outputs, match the reference (no TF32)."""
+    pytest.importorskip("hgfast.kernels")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    ref = randomize(StackedHourglass(nstack=2, nfeat=32, njoints=5)).cuda().to(memory_format=torch.channels_last)
+    fused = StackedHourglass(nstack=2, nfeat=32, njoints=5, fused=True).cuda().to(memory_format=torch.channels_last)
+    fused.load_state_dict(ref.state_dict())
+    assert fused.fused_active
+    x = torch.randn(2, 3, 64, 128, device="cuda").contiguous(memory_format=torch.channels_last)
+    autocast = dict(device_type="cuda", dtype=dtype, enabled=dtype != torch.float32)
+    outs = []
+    for model in (ref, fused):
+        with torch.autocast(**autocast):
+            out = model(x).float()
+        (out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum().backward()
+        outs.append(out.detach())
+    assert outs[0].shape == (2, 2, 5, 16, 32) and rel_err(outs[1], outs[0]) <= tol
+    if dtype == torch.float32:
+        compare_grads(ref, fused, tol, zero_grad_bias=lambda n: not (n.startswith("heads.")
+                                                                     and n.endswith(".heatmap.bias")))
+    ref.eval(), fused.eval()
+    with torch.no_grad(), torch.autocast(**autocast):
+        assert rel_err(fused(x).float(), ref(x).float()) <= tol, "eval-mode outputs"
+
+
 @pytest.mark.triton
 @pytest.mark.parametrize("cumulative", [False, True], ids=["momentum", "one-bn-cumulative"])
 def test_running_statistics_are_updated_together_after_the_forward(cumulative):
