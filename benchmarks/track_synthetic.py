@@ -6,8 +6,9 @@ Each clip: one synthetic validation scene (``hgfast.data.render`` at 384², a st
 camera that pans and zooms, so the figure crosses the frame (3 pixels a frame) on a wave while it grows from 0.4
 to 0.6 of its rendered size; beyond the scene's edges its border pixels are repeated.
 Crops compared, each predicted by the checkpoint's ``Predictor``: the true box of every frame (the joints' box,
-as a perfect detector would give it), tracking (``predict_video``) from the first frame's true box and from the whole
-frame, that first box kept for every frame, and the whole frame. Prints PCK at 0.2 / 0.1 of the figure's height over all frames.
+as a perfect detector would give it), tracking (``predict_video``) from the first frame's true box and from the
+whole frame, that first box kept for every frame, and the whole frame. Prints PCK at 0.2 / 0.1 of the figure's
+height over all frames.
 """
 from __future__ import annotations
 

@@ -233,7 +233,7 @@ def _predictor(args):
 
 
 def _cmd_video(args) -> int:
-    from .video import VideoFrames, predict_video
+    from .video import VideoFrames, predict_video, predict_video_boxes, read_frame_boxes
 
     out = Path(args.out)
     try:
@@ -241,6 +241,12 @@ def _cmd_video(args) -> int:
             raise ValueError(f"--track-threshold must be in [0, 1], got {args.track_threshold}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.boxes and (args.box or args.no_track or len(args.videos) > 1):
+            raise ValueError("--boxes gives one video's boxes frame by frame: give one video, without --box or "
+                             "--no-track")
+        if args.min_score is not None and not args.boxes:
+            raise ValueError("--min-score applies to the scored boxes of --boxes")
+        frame_boxes = read_frame_boxes(args.boxes, args.min_score) if args.boxes else None
         videos = [VideoFrames(path) for path in args.videos]
         outputs = [(out / f"{Path(p).stem}_pose.mp4", out / f"{Path(p).stem}.json") for p in args.videos]
         _check_video_outputs(args.videos, outputs)
@@ -249,10 +255,13 @@ def _cmd_video(args) -> int:
                 raise ValueError(f"--box {args.box} lies outside the {video.size[0]}x{video.size[1]} frames of {path}")
         predictor = _predictor(args)
         for path, video, (drawn, written) in zip(args.videos, videos, outputs):
+            if frame_boxes is not None:
+                people = predict_video_boxes(predictor, video, frame_boxes)
+            else:
+                people = ((frame, [(kp, sc, box, None)]) for frame, kp, sc, box in predict_video(
+                    predictor, video, args.box, not args.no_track, args.track_threshold, args.batch_size))
             try:
-                frames = _video_frames(video, drawn, predict_video(predictor, video, args.box, not args.no_track,
-                                                                   args.track_threshold, args.batch_size),
-                                       predictor.skeleton.limbs)
+                frames = _video_frames(video, drawn, people, predictor.skeleton.limbs)
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             _write_json({"video": str(path), "fps": video.fps, "size": list(video.size),
@@ -260,6 +269,9 @@ def _cmd_video(args) -> int:
             if 0 < video.count != len(frames):
                 print(f"hgfast video: warning: {path} decoded {len(frames)} of the {video.count} frames its "
                       f"container lists (truncated?)", file=sys.stderr)
+            if frame_boxes and max(frame_boxes) >= len(frames):
+                print(f"hgfast video: warning: --boxes has frames up to {max(frame_boxes)}, {path} has "
+                      f"{len(frames)}", file=sys.stderr)
             print(f"wrote {drawn} and {written} ({len(frames)} frames)")
     except (ValueError, OSError) as exc:
         return _fail("video", exc)
@@ -284,9 +296,9 @@ def _overlaps(box, size) -> bool:
     return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
 
 
-def _video_frames(video, drawn: Path, predictions, limbs) -> list[dict]:
-    """Write the frames of ``predictions`` (``predict_video``'s) with their skeletons into ``drawn``; their
-    per-frame JSON records."""
+def _video_frames(video, drawn: Path, people, limbs) -> list[dict]:
+    """Write the frames of ``people`` (``(frame, [(keypoints, scores, box, box_score or None), ...])`` per frame)
+    with their skeletons into ``drawn``; their per-frame JSON records."""
     import numpy as np
 
     from .video import video_writer
@@ -294,10 +306,14 @@ def _video_frames(video, drawn: Path, predictions, limbs) -> list[dict]:
 
     frames = []
     with video_writer(drawn, video.fps, video.size) as write:
-        for frame, kp, sc, box in predictions:
-            write(draw_skeleton(frame, kp, limbs=limbs))
-            frames.append({"frame": len(frames), "box": [round(v, 2) for v in box],
-                           "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()})
+        for frame, found in people:
+            for kp, _, _, _ in found:
+                frame = draw_skeleton(frame, kp, limbs=limbs)
+            write(frame)
+            frames.append({"frame": len(frames), "people": [
+                {"box": [round(float(v), 2) for v in box], **({} if score is None else {"box_score": score}),
+                 "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()}
+                for kp, sc, box, score in found]})
     return frames
 
 
@@ -483,6 +499,10 @@ def register(sub) -> None:
                    "(default: the whole frame)")
     p.add_argument("--no-track", action="store_true", help="crop every frame at --box (or the whole frame), "
                    "--batch-size frames at a time, instead of following the joints found in the frame before")
+    p.add_argument("--boxes", metavar="JSON", help="a detector's people boxes frame by frame (one video): a JSON "
+                   "object mapping frame indices (0, 1, ...) to boxes as for predict --boxes; every person is "
+                   "predicted in their box, no tracking")
+    p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
     p.add_argument("--track-threshold", type=float, default=0.2, help="joints scored at least this centre the "
                    "next frame's box (of the first box's size; without --box, the first joints found set it) "
                    "(default 0.2)")

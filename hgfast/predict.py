@@ -289,14 +289,15 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
         entries = table[key]
         if not isinstance(entries, list):
             raise ValueError(f"boxes file {path}, {key!r}: must be a list of boxes, got {str(entries)[:80]}")
-        found = [_box_entry(entry, f"boxes file {path}, {key!r}") for entry in entries]
+        found = [box_entry(entry, f"boxes file {path}, {key!r}") for entry in entries]
         people.append([(box, score) for box, score in found
                        if min_score is None or score is None or score >= min_score])
     return people
 
 
-def _box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
-    """``(box, score or None)`` of one ``read_boxes_file`` entry; a ValueError naming ``where`` otherwise."""
+def box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
+    """``(box, score or None)`` of one box entry of a boxes file (``read_boxes_file``, ``hgfast.video``); a
+    ValueError naming ``where`` otherwise."""
     import math
 
     box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else

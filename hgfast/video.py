@@ -1,16 +1,17 @@
-"""Keypoints on every frame of a video: read, predict (following the person from frame to frame), write.
+"""Keypoints on every frame of a video: read, predict (per detected person, or following one), write.
 
-Single person per video, no detector. The first frame is cropped at the given box (default: the whole frame).
-With tracking, each next frame is cropped at a box of the first box's size centred on the box of the joints the
+People from a detector's boxes frame by frame (``read_frame_boxes``, ``predict_video_boxes``), or one person
+followed without a detector (``predict_video``): the first frame is cropped at the given box (default: the whole
+frame); with tracking, each next frame at a box of the first box's size centred on the box of the joints the
 model found in the frame before (scored >= ``threshold``; ``next_box``). The size stays fixed because joint
 boxes from one frame are noisy and a model's joints lean toward its crop's centre: letting them set the size
 shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box, frames are cropped
 whole until a frame's joints pass; their box, 1.2 times as large (joints lie inside a person's box), sets the
 size. Where fewer than a third of the joints (at least two) pass, they coincide or their centre lies outside the
-frame, the box stays where it was. A person who moves out of the crop between two frames or
-is hidden for long is not found again, one who comes much nearer or goes much farther is cropped at the first
-size, and a second person can take the box over. Boxes are ``(x, y, w, h)`` in edge coordinates
-(``hgfast.data.box_to_center_scale``); a box may reach past the frame's edge (the crop is black there).
+frame, the box stays where it was. A person who moves out of the crop between two frames or is hidden for long
+is not found again, one who comes much nearer or goes much farther is cropped at the first size, and a second
+person can take the box over. Boxes are ``(x, y, w, h)`` in edge coordinates (``hgfast.data.box_to_center_scale``);
+a box may reach past the frame's edge (the crop is black there).
 """
 from __future__ import annotations
 
@@ -144,6 +145,41 @@ def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, t
     while chunk := list(itertools.islice(frames, batch_size)):
         boxes = [box or _whole(f) for f in chunk]
         yield from zip(chunk, *predictor(chunk, boxes), boxes, strict=True)
+
+
+def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) -> dict[int, list[tuple]]:
+    """A detector's people boxes per frame from a JSON object mapping frame indices (0-based, ``"0"``, ``"1"``, ...)
+    to lists of boxes in ``read_boxes_file``'s forms (``[x, y, w, h]``, ``[x, y, w, h, score]``, ``{"bbox": ...,
+    "score": ...}``); a frame without an entry has no one. Boxes scored below ``min_score`` are left out.
+    ``{frame: [(box, score or None), ...]}``; ValueError naming the file and the entry otherwise."""
+    from .data.coco import read_json
+    from .predict import box_entry
+
+    path = Path(path)
+    table = read_json(path, "boxes file")
+    if not isinstance(table, dict):
+        raise ValueError(f"boxes file {path} must map frame indices to lists of boxes, got {type(table).__name__}")
+    out = {}
+    for key, entries in table.items():
+        if not (key.isdigit() and isinstance(entries, list)):
+            raise ValueError(f"boxes file {path}, {key!r}: keys must be frame indices (0, 1, ...) and values lists "
+                             f"of boxes, got {str(entries)[:80]}")
+        found = [box_entry(entry, f"boxes file {path}, frame {key}") for entry in entries]
+        out[int(key)] = [(box, score) for box, score in found
+                         if min_score is None or score is None or score >= min_score]
+    return out
+
+
+def predict_video_boxes(predictor: Callable, frames: Iterable[np.ndarray], frame_boxes: dict) -> Iterator[tuple]:
+    """Yield ``(frame, people)`` per frame, ``people`` a list of ``(keypoints (K, 2), scores (K,), box, box_score)``
+    for the boxes ``frame_boxes`` (``read_frame_boxes``) gives that frame (none: an empty list)."""
+    for index, frame in enumerate(frames):
+        found = frame_boxes.get(index, [])
+        if not found:
+            yield frame, []
+            continue
+        keypoints, scores = predictor([frame] * len(found), [box for box, _ in found])
+        yield frame, [(kp, sc, box, score) for kp, sc, (box, score) in zip(keypoints, scores, found, strict=True)]
 
 
 def _whole(frame: np.ndarray) -> tuple[float, float, float, float]:

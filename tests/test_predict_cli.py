@@ -270,7 +270,8 @@ def test_cli_video(workdir, tmp_path, capsys):
     result = json.loads((out / "clip.json").read_text())
     assert result["video"] == str(clip) and result["size"] == [64, 48] and result["fps"] == pytest.approx(8.0)
     assert len(result["joints"]) == 16 and [f["frame"] for f in result["frames"]] == list(range(5))
-    frames = result["frames"]
+    assert all(len(f["people"]) == 1 and "box_score" not in f["people"][0] for f in result["frames"])
+    frames = [f["people"][0] for f in result["frames"]]
     assert frames[0]["box"] == [10, 4, 40, 40] and np.shape(frames[4]["keypoints"]) == (16, 2)
     for before, after in zip(frames, frames[1:]):  # the first size, centred on the joints of the frame before
         want = next_box(np.array(before["keypoints"]), np.array(before["scores"]), 0.0, (64, 48), (40, 40))
@@ -281,7 +282,19 @@ def test_cli_video(workdir, tmp_path, capsys):
     assert drawn.size == (64, 48) and len(list(drawn)) == 5
     assert main(["video", str(clip), *checkpoint, "--no-track", "--out", str(tmp_path / "fixed")]) == 0
     fixed = json.loads((tmp_path / "fixed" / "clip.json").read_text())["frames"]
-    assert all(f["box"] == [0, 0, 64, 48] for f in fixed)
+    assert all(f["people"][0]["box"] == [0, 0, 64, 48] for f in fixed)
+    boxes = tmp_path / "dets.json"  # a detector's boxes: two people in frame 0, none in 1, one in 3
+    boxes.write_text(json.dumps({"0": [[10, 4, 40, 40, 0.9], {"bbox": [30, 0, 30, 48], "score": 0.2}],
+                                 "3": [[0, 0, 20, 20]], "9": [[1, 1, 5, 5]]}))
+    assert main(["video", str(clip), *checkpoint, "--boxes", str(boxes), "--min-score", "0.5",
+                 "--out", str(tmp_path / "dets")]) == 0
+    assert "frames up to 9" in capsys.readouterr().err
+    people = [f["people"] for f in json.loads((tmp_path / "dets" / "clip.json").read_text())["frames"]]
+    assert [len(p) for p in people] == [1, 0, 0, 1, 0]  # the 0.2 box is below --min-score
+    assert people[0][0]["box"] == [10, 4, 40, 40] and people[0][0]["box_score"] == 0.9
+    predictor = Predictor(workdir / "best.safetensors", device="cpu")
+    want, _ = predictor([list(VideoFrames(clip))[3]], [(0, 0, 20, 20)])
+    np.testing.assert_allclose(people[3][0]["keypoints"], want[0], atol=0.01)
     capsys.readouterr()
     twin = tmp_path / "b" / "clip.avi"
     twin.parent.mkdir()
@@ -293,7 +306,10 @@ def test_cli_video(workdir, tmp_path, capsys):
                           ([str(clip), "--out", str(tmp_path / "file")], "File exists"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
-                          ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside")):
+                          ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside"),
+                          ([str(clip), "--boxes", str(boxes), "--box", "1,1,5,5"], "give one video, without --box"),
+                          ([str(clip), "--min-score", "0.5"], "--min-score applies to the scored boxes of --boxes"),
+                          ([str(clip), "--boxes", str(clip)], "is not valid JSON")):
         default_out = [] if "--out" in argv else ["--out", str(tmp_path / "refused")]
         assert main(["video", *argv, *checkpoint, *default_out]) == 2, argv
         err = capsys.readouterr().err

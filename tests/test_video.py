@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from hgfast.data import box_to_center_scale
-from hgfast.video import VideoFrames, confident_box, next_box, predict_video, video_writer
+from hgfast.video import (VideoFrames, confident_box, next_box, predict_video, predict_video_boxes, read_frame_boxes,
+                          video_writer)
 
 
 def _frames(n=6, size=(80, 60)):
@@ -152,3 +153,24 @@ def test_tracking_keeps_the_first_size_and_waits_for_joints_without_a_box():
 
     boxes = [box for *_, box in predict_video(blind_at_first, _frames(4))]
     assert boxes[:3] == [(0.0, 0.0, 80.0, 60.0)] * 3 and boxes[3] == (31.0, 19.0, 12.0, 12.0)
+
+
+def test_frame_boxes_are_read_and_every_person_predicted(tmp_path):
+    import json
+
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps({"0": [[30, 20, 10, 10, 0.9], [0, 0, 10, 10, 0.1]], "2": [{"bbox": [31, 20, 10, 10]}]}))
+    boxes = read_frame_boxes(path, min_score=0.5)
+    assert boxes == {0: [((30.0, 20.0, 10.0, 10.0), 0.9)], 2: [((31.0, 20.0, 10.0, 10.0), None)]}
+    assert len(read_frame_boxes(path)[0]) == 2
+    out = list(predict_video_boxes(_SquareFinder(), _frames(3), read_frame_boxes(path)))
+    assert [len(people) for _, people in out] == [2, 0, 1]
+    (kp, scores, box, score), (_, missed, _, low) = out[0][1]
+    assert box == (30.0, 20.0, 10.0, 10.0) and score == 0.9 and scores.min() == 1 and low == 0.1
+    assert missed.max() == 0  # the square is not in the second box's crop
+    np.testing.assert_allclose(out[2][1][0][0], [[32, 20], [41, 29]])
+    for bad, match in (([1, 2], "must map frame indices"), ({"first": []}, "keys must be frame indices"),
+                       ({"0": [[1, 2, 0, 4]]}, "frame 0")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=match):
+            read_frame_boxes(path)
