@@ -237,29 +237,40 @@ def _cmd_video(args) -> int:
 
     out = Path(args.out)
     try:
-        if not 0 <= args.track_threshold <= 1:
-            raise ValueError(f"--track-threshold must be in [0, 1], got {args.track_threshold}")
+        threshold = 0.2 if args.track_threshold is None else args.track_threshold
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"--track-threshold must be in [0, 1], got {threshold}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        if args.boxes and (args.box or args.no_track or len(args.videos) > 1):
-            raise ValueError("--boxes gives one video's boxes frame by frame: give one video, without --box or "
-                             "--no-track")
-        if args.min_score is not None and not args.boxes:
-            raise ValueError("--min-score applies to the scored boxes of --boxes")
-        frame_boxes = read_frame_boxes(args.boxes, args.min_score) if args.boxes else None
+        min_score = _boxes_min_score(args)
+        if args.boxes is not None:
+            given = [flag for flag, on in (("--box", args.box), ("--no-track", args.no_track),
+                                           ("--track-threshold", args.track_threshold is not None),
+                                           ("several videos", len(args.videos) > 1)) if on]
+            if given:
+                raise ValueError(f"--boxes gives one video's people frame by frame, without tracking: not with "
+                                 f"{' or '.join(given)}")
+        frame_boxes = None if args.boxes is None else read_frame_boxes(args.boxes, min_score)
         videos = [VideoFrames(path) for path in args.videos]
         outputs = [(out / f"{Path(p).stem}_pose.mp4", out / f"{Path(p).stem}.json") for p in args.videos]
         _check_video_outputs(args.videos, outputs)
         for path, video in zip(args.videos, videos):
             if args.box and not _overlaps(args.box, video.size):
                 raise ValueError(f"--box {args.box} lies outside the {video.size[0]}x{video.size[1]} frames of {path}")
+            outside = [(frame, box) for frame, found in (frame_boxes or {}).items() for box, _ in found
+                       if not _overlaps(box, video.size)]
+            if outside:
+                raise ValueError(f"--boxes {args.boxes}, frame {outside[0][0]}: the box {outside[0][1]} lies "
+                                 f"outside the {video.size[0]}x{video.size[1]} frames of {path}")
+        if frame_boxes is not None and not any(frame_boxes.values()):
+            print(f"hgfast video: warning: --boxes {args.boxes} leaves no one in any frame", file=sys.stderr)
         predictor = _predictor(args)
         for path, video, (drawn, written) in zip(args.videos, videos, outputs):
             if frame_boxes is not None:
                 people = predict_video_boxes(predictor, video, frame_boxes)
             else:
                 people = ((frame, [(kp, sc, box, None)]) for frame, kp, sc, box in predict_video(
-                    predictor, video, args.box, not args.no_track, args.track_threshold, args.batch_size))
+                    predictor, video, args.box, not args.no_track, threshold, args.batch_size))
             try:
                 frames = _video_frames(video, drawn, people, predictor.skeleton.limbs)
             except ValueError as exc:
@@ -355,17 +366,27 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _boxes_min_score(args) -> float | None:
+    """``--min-score`` (None if not given): refused without ``--boxes`` and unless finite."""
+    if args.min_score is None:
+        return None
+    if args.boxes is None:
+        raise ValueError("--min-score applies to the scored boxes of --boxes")
+    if not math.isfinite(args.min_score):
+        raise ValueError(f"--min-score must be a number, got {args.min_score}")
+    return args.min_score
+
+
 def _people_boxes(args) -> list[list[tuple]]:
     """Per image of ``args.images``, its people as ``(box or None (the whole image), detector score or None)``:
     from ``--boxes`` (a JSON file), else ``--box`` (once for all images or once per image), else the whole image."""
     from .predict import read_boxes_file
 
-    if args.boxes:
+    min_score = _boxes_min_score(args)
+    if args.boxes is not None:
         if args.box:
             raise ValueError("give --box or --boxes, not both")
-        return read_boxes_file(args.boxes, args.images, args.min_score)
-    if args.min_score is not None:
-        raise ValueError("--min-score applies to the scored boxes of --boxes")
+        return read_boxes_file(args.boxes, args.images, min_score)
     boxes = args.box or [None]
     if len(boxes) not in (1, len(args.images)):
         raise ValueError(f"give one --box for all images or one per image ({len(args.images)}), got {len(boxes)}")
@@ -492,7 +513,8 @@ def register(sub) -> None:
     _add_predictor_args(p)
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("video", help="keypoints on every frame of videos (one person each), drawn into a copy")
+    p = sub.add_parser("video", help="keypoints on every frame of videos, drawn into a copy: one person followed, "
+                       "or a detector's people per frame (--boxes)")
     p.add_argument("videos", nargs="+", help="video files (what OpenCV reads: .mp4, .avi, ...)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--box", type=_parse_box, metavar="X,Y,W,H", help="the person's box in the first frame "
@@ -500,10 +522,12 @@ def register(sub) -> None:
     p.add_argument("--no-track", action="store_true", help="crop every frame at --box (or the whole frame), "
                    "--batch-size frames at a time, instead of following the joints found in the frame before")
     p.add_argument("--boxes", metavar="JSON", help="a detector's people boxes frame by frame (one video): a JSON "
-                   "object mapping frame indices (0, 1, ...) to boxes as for predict --boxes; every person is "
-                   "predicted in their box, no tracking")
-    p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this")
-    p.add_argument("--track-threshold", type=float, default=0.2, help="joints scored at least this centre the "
+                   "object mapping frame indices (\"0\", \"1\", ..., no leading zeros) to boxes as for predict "
+                   "--boxes; every person is predicted in their box, no tracking; a frame without an entry has no "
+                   "one")
+    p.add_argument("--min-score", type=float, help="with --boxes: leave out boxes scored below this (boxes without "
+                   "a score stay)")
+    p.add_argument("--track-threshold", type=float, help="joints scored at least this centre the "
                    "next frame's box (of the first box's size; without --box, the first joints found set it) "
                    "(default 0.2)")
     _add_predictor_args(p, out="videos")

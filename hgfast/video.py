@@ -20,6 +20,7 @@ import itertools
 import math
 import numbers
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -148,10 +149,11 @@ def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, t
 
 
 def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) -> dict[int, list[tuple]]:
-    """A detector's people boxes per frame from a JSON object mapping frame indices (0-based, ``"0"``, ``"1"``, ...)
-    to lists of boxes in ``read_boxes_file``'s forms (``[x, y, w, h]``, ``[x, y, w, h, score]``, ``{"bbox": ...,
-    "score": ...}``); a frame without an entry has no one. Boxes scored below ``min_score`` are left out.
-    ``{frame: [(box, score or None), ...]}``; ValueError naming the file and the entry otherwise."""
+    """A detector's people boxes per frame from a JSON object mapping frame indices (0-based, ``"0"``, ``"1"``, ...,
+    no leading zeros) to lists of boxes in ``read_boxes_file``'s forms (``[x, y, w, h]``, ``[x, y, w, h, score]``,
+    ``{"bbox": ..., "score": ...}``); a frame without an entry has no one. Boxes scored below ``min_score`` are
+    left out (unscored ones stay). ``{frame: [(box, score or None), ...]}``; ValueError naming the file and the
+    entry otherwise."""
     from .data.coco import read_json
     from .predict import box_entry
 
@@ -161,9 +163,9 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
         raise ValueError(f"boxes file {path} must map frame indices to lists of boxes, got {type(table).__name__}")
     out = {}
     for key, entries in table.items():
-        if not (key.isdigit() and isinstance(entries, list)):
-            raise ValueError(f"boxes file {path}, {key!r}: keys must be frame indices (0, 1, ...) and values lists "
-                             f"of boxes, got {str(entries)[:80]}")
+        if not (re.fullmatch(r"0|[1-9][0-9]{0,17}", key) and isinstance(entries, list)):
+            raise ValueError(f"boxes file {path}, {key[:40]!r}: keys must be frame indices written 0, 1, ... (no "
+                             f"leading zeros) and values lists of boxes, got {str(entries)[:80]}")
         found = [box_entry(entry, f"boxes file {path}, frame {key}") for entry in entries]
         out[int(key)] = [(box, score) for box, score in found
                          if min_score is None or score is None or score >= min_score]

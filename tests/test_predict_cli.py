@@ -291,6 +291,10 @@ def test_cli_video(workdir, tmp_path, capsys):
     assert "frames up to 9" in capsys.readouterr().err
     people = [f["people"] for f in json.loads((tmp_path / "dets" / "clip.json").read_text())["frames"]]
     assert [len(p) for p in people] == [1, 0, 0, 1, 0]  # the 0.2 box is below --min-score
+    drawn = [f.astype(int) for f in VideoFrames(tmp_path / "dets" / "clip_pose.mp4")]
+    plain = [f.astype(int) for f in VideoFrames(clip)]
+    changed = [np.abs(d - p).max(-1) > 60 for d, p in zip(drawn, plain)]  # skeleton pixels, not codec noise
+    assert [int(c.sum() > 20) for c in changed] == [1, 0, 0, 1, 0]  # drawn where someone is, nowhere else
     assert people[0][0]["box"] == [10, 4, 40, 40] and people[0][0]["box_score"] == 0.9
     predictor = Predictor(workdir / "best.safetensors", device="cpu")
     want, _ = predictor([list(VideoFrames(clip))[3]], [(0, 0, 20, 20)])
@@ -299,6 +303,8 @@ def test_cli_video(workdir, tmp_path, capsys):
     twin = tmp_path / "b" / "clip.avi"
     twin.parent.mkdir()
     twin.write_bytes(clip.read_bytes())
+    far = tmp_path / "far.json"
+    far.write_text(json.dumps({"2": [[100, 0, 5, 5]]}))
     (tmp_path / "file").write_text("")
     for argv, message in ((["nope.mp4"], "video not found: nope.mp4"),
                           ([str(clip), str(twin)], "would replace another video's output"),
@@ -307,7 +313,13 @@ def test_cli_video(workdir, tmp_path, capsys):
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
                           ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside"),
-                          ([str(clip), "--boxes", str(boxes), "--box", "1,1,5,5"], "give one video, without --box"),
+                          ([str(clip), "--boxes", str(boxes), "--box", "1,1,5,5"], "not with --box"),
+                          ([str(clip), "--boxes", str(boxes), "--no-track"], "not with --no-track"),
+                          ([str(clip), "--boxes", str(boxes), "--track-threshold", "0.3"], "not with --track-threshold"),
+                          ([str(clip), str(twin), "--boxes", str(boxes)], "not with several videos"),
+                          ([str(clip), "--boxes", "", "--min-score", "0.5"], "boxes file not found"),
+                          ([str(clip), "--boxes", str(boxes), "--min-score", "nan"], "--min-score must be a number"),
+                          ([str(clip), "--boxes", str(far)], "frame 2: the box (100.0, 0.0, 5.0, 5.0) lies outside"),
                           ([str(clip), "--min-score", "0.5"], "--min-score applies to the scored boxes of --boxes"),
                           ([str(clip), "--boxes", str(clip)], "is not valid JSON")):
         default_out = [] if "--out" in argv else ["--out", str(tmp_path / "refused")]

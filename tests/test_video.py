@@ -170,7 +170,9 @@ def test_frame_boxes_are_read_and_every_person_predicted(tmp_path):
     assert missed.max() == 0  # the square is not in the second box's crop
     np.testing.assert_allclose(out[2][1][0][0], [[32, 20], [41, 29]])
     for bad, match in (([1, 2], "must map frame indices"), ({"first": []}, "keys must be frame indices"),
-                       ({"0": [[1, 2, 0, 4]]}, "frame 0")):
+                       ({"01": []}, "'01': keys must be frame indices"), ({"²": []}, "keys must be frame indices"),
+                       ({"١": []}, "keys must be frame indices"), ({"-1": []}, "keys must be frame indices"),
+                       ({"9" * 5000: []}, "keys must be frame indices"), ({"0": [[1, 2, 0, 4]]}, "frame 0")):
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=match):
             read_frame_boxes(path)
