@@ -488,6 +488,12 @@ def test_a_non_square_model_trains_evaluates_predicts_and_exports(image_file, tm
         capsys.readouterr().err
     assert main(evaluate + ["--set", "data.input_size=[32,16]"]) == 0
     assert main(evaluate + ["--set", "data.input_size=32"]) == 0  # another size on purpose
+    for key, value, shown in (("input_norm", "bearpaw", "none"), ("box_margin", 1.5, "1.25")):
+        other = yaml.safe_load((work / "config.yaml").read_text())
+        other["data"][key] = value
+        (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+        assert main(["eval", str(tmp_path / "other.yaml"), "--checkpoint", str(checkpoint)]) == 2
+        assert f"trained with data.{key} = {shown}, the config has {value}" in capsys.readouterr().err
     predictor = Predictor(checkpoint, device="cpu")
     assert predictor.input_size == (32, 16)
     box = (10, 5, 40, 50)
