@@ -272,7 +272,7 @@ def _cmd_video(args) -> int:
                 people = ((frame, [(kp, sc, box, None)]) for frame, kp, sc, box in predict_video(
                     predictor, video, args.box, not args.no_track, threshold, args.batch_size))
             try:
-                frames = _video_frames(video, drawn, people, predictor.skeleton.limbs)
+                frames = _video_frames(video, drawn, people, predictor.skeleton.limbs, frame_boxes is not None)
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             _write_json({"video": str(path), "fps": video.fps, "size": list(video.size),
@@ -307,24 +307,26 @@ def _overlaps(box, size) -> bool:
     return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
 
 
-def _video_frames(video, drawn: Path, people, limbs) -> list[dict]:
+def _video_frames(video, drawn: Path, people, limbs, detected: bool) -> list[dict]:
     """Write the frames of ``people`` (``(frame, [(keypoints, scores, box, box_score or None), ...])`` per frame)
-    with their skeletons into ``drawn``; their per-frame JSON records."""
+    with their skeletons into ``drawn``; their per-frame JSON records, each person with an ``id`` (``detected``:
+    ``BoxIds`` across frames; else the one tracked person's, 0)."""
     import numpy as np
 
-    from .video import video_writer
+    from .video import BoxIds, video_writer
     from .visualize import draw_skeleton
 
-    frames = []
+    frames, ids = [], BoxIds() if detected else lambda boxes: list(range(len(boxes)))
     with video_writer(drawn, video.fps, video.size) as write:
         for frame, found in people:
             for kp, _, _, _ in found:
                 frame = draw_skeleton(frame, kp, limbs=limbs)
             write(frame)
             frames.append({"frame": len(frames), "people": [
-                {"box": [round(float(v), 2) for v in box], **({} if score is None else {"box_score": score}),
+                {"id": person, "box": [round(float(v), 2) for v in box],
+                 **({} if score is None else {"box_score": score}),
                  "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()}
-                for kp, sc, box, score in found]})
+                for person, (kp, sc, box, score) in zip(ids([box for _, _, box, _ in found]), found, strict=True)]})
     return frames
 
 

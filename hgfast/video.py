@@ -1,8 +1,8 @@
 """Keypoints on every frame of a video: read, predict (per detected person, or following one), write.
 
-People from a detector's boxes frame by frame (``read_frame_boxes``, ``predict_video_boxes``), or one person
-followed without a detector (``predict_video``): the first frame is cropped at the given box (default: the whole
-frame); with tracking, each next frame at a box of the first box's size centred on the box of the joints the
+People from a detector's boxes frame by frame (``read_frame_boxes``, ``predict_video_boxes``; ``BoxIds`` numbers
+them across frames by overlap), or one person followed without a detector (``predict_video``): the first frame
+is cropped at the given box (default: the whole frame); with tracking, each next frame at a box of the first box's size centred on the box of the joints the
 model found in the frame before (scored >= ``threshold``; ``next_box``). The size stays fixed because joint
 boxes from one frame are noisy and a model's joints lean toward its crop's centre: letting them set the size
 shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box, frames are cropped
@@ -182,6 +182,45 @@ def predict_video_boxes(predictor: Callable, frames: Iterable[np.ndarray], frame
             continue
         keypoints, scores = predictor([frame] * len(found), [box for box, _ in found])
         yield frame, [(kp, sc, box, score) for kp, sc, (box, score) in zip(keypoints, scores, found, strict=True)]
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of boxes ``(x, y, w, h)``."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+class BoxIds:
+    """Person ids across frames for a detector's boxes: each frame's boxes take the ids of the last frame's boxes
+    they overlap best (greedily, highest IoU first, at least ``min_iou``); the others get new ids (0, 1, ...).
+    ``ids = tracker(boxes)`` per frame, in the order of ``boxes``; a frame without boxes forgets no one but
+    matches only against the last frame that had some."""
+
+    def __init__(self, min_iou: float = 0.3):
+        if not (isinstance(min_iou, numbers.Real) and 0 < min_iou <= 1):
+            raise ValueError(f"min_iou must be a number in (0, 1], got {min_iou!r}")
+        self.min_iou, self.last, self.next_id = float(min_iou), [], 0
+
+    def __call__(self, boxes) -> list[int]:
+        if not boxes:
+            return []
+        pairs = sorted(((box_iou(box, old), i, j) for i, box in enumerate(boxes) for j, (_, old) in
+                        enumerate(self.last)), reverse=True)
+        ids: list[int | None] = [None] * len(boxes)
+        taken = set()
+        for iou, i, j in pairs:
+            if iou < self.min_iou:
+                break
+            if ids[i] is None and j not in taken:
+                ids[i] = self.last[j][0]
+                taken.add(j)
+        for i in range(len(boxes)):
+            if ids[i] is None:
+                ids[i], self.next_id = self.next_id, self.next_id + 1
+        self.last = list(zip(ids, boxes))
+        return ids
 
 
 def _whole(frame: np.ndarray) -> tuple[float, float, float, float]:

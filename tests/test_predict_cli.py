@@ -270,7 +270,8 @@ def test_cli_video(workdir, tmp_path, capsys):
     result = json.loads((out / "clip.json").read_text())
     assert result["video"] == str(clip) and result["size"] == [64, 48] and result["fps"] == pytest.approx(8.0)
     assert len(result["joints"]) == 16 and [f["frame"] for f in result["frames"]] == list(range(5))
-    assert all(len(f["people"]) == 1 and "box_score" not in f["people"][0] for f in result["frames"])
+    assert all(len(f["people"]) == 1 and "box_score" not in f["people"][0] and f["people"][0]["id"] == 0
+               for f in result["frames"])
     frames = [f["people"][0] for f in result["frames"]]
     assert frames[0]["box"] == [10, 4, 40, 40] and np.shape(frames[4]["keypoints"]) == (16, 2)
     for before, after in zip(frames, frames[1:]):  # the first size, centred on the joints of the frame before
@@ -296,6 +297,7 @@ def test_cli_video(workdir, tmp_path, capsys):
     changed = [np.abs(d - p).max(-1) > 60 for d, p in zip(drawn, plain)]  # skeleton pixels, not codec noise
     assert [int(c.sum() > 20) for c in changed] == [1, 0, 0, 1, 0]  # drawn where someone is, nowhere else
     assert people[0][0]["box"] == [10, 4, 40, 40] and people[0][0]["box_score"] == 0.9
+    assert people[0][0]["id"] == 0 and people[3][0]["id"] == 1  # the frame-3 box overlaps no one before it
     predictor = Predictor(workdir / "best.safetensors", device="cpu")
     want, _ = predictor([list(VideoFrames(clip))[3]], [(0, 0, 20, 20)])
     np.testing.assert_allclose(people[3][0]["keypoints"], want[0], atol=0.01)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from hgfast.data import box_to_center_scale
-from hgfast.video import (VideoFrames, confident_box, next_box, predict_video, predict_video_boxes, read_frame_boxes,
-                          video_writer)
+from hgfast.video import (BoxIds, VideoFrames, box_iou, confident_box, next_box, predict_video, predict_video_boxes,
+                          read_frame_boxes, video_writer)
 
 
 def _frames(n=6, size=(80, 60)):
@@ -176,3 +176,15 @@ def test_frame_boxes_are_read_and_every_person_predicted(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=match):
             read_frame_boxes(path)
+
+
+def test_box_ids_follow_the_best_overlapping_box():
+    ids = BoxIds(min_iou=0.3)
+    assert ids([(0, 0, 10, 10), (50, 0, 10, 10)]) == [0, 1]
+    assert ids([(52, 1, 10, 10), (1, 0, 10, 10), (100, 100, 5, 5)]) == [1, 0, 2]  # moved a little; a newcomer
+    assert ids([]) == []
+    assert ids([(30, 0, 10, 10)]) == [3]  # overlaps no one of the last frame with boxes: new
+    assert ids([(30, 3, 10, 10), (31, 0, 10, 10)]) == [4, 3]  # one id per person: the better overlap keeps it
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    with pytest.raises(ValueError, match="min_iou"):
+        BoxIds(0)
