@@ -269,8 +269,8 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
 
     from .data.coco import read_json
 
-    path = Path(path)
     table = read_json(path, "boxes file")
+    path = Path(path)
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")
     keys = {}

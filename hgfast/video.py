@@ -157,8 +157,8 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
     from .data.coco import read_json
     from .predict import box_entry
 
-    path = Path(path)
     table = read_json(path, "boxes file")
+    path = Path(path)
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map frame indices to lists of boxes, got {type(table).__name__}")
     out = {}
@@ -185,34 +185,34 @@ def predict_video_boxes(predictor: Callable, frames: Iterable[np.ndarray], frame
 
 
 def box_iou(a, b) -> float:
-    """Intersection over union of boxes ``(x, y, w, h)``."""
+    """Intersection over union of boxes ``(x, y, w, h)``; 0 where the union is empty or not finite."""
     w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     inter = max(w, 0.0) * max(h, 0.0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if 0 < union < math.inf else 0.0
 
 
 class BoxIds:
     """Person ids across frames for a detector's boxes: each frame's boxes take the ids of the last frame's boxes
-    they overlap best (greedily, highest IoU first, at least ``min_iou``); the others get new ids (0, 1, ...).
-    ``ids = tracker(boxes)`` per frame, in the order of ``boxes``; a frame without boxes forgets no one but
-    matches only against the last frame that had some."""
+    they overlap best (greedily, highest IoU first, at least ``min_iou``; ties to the earlier box); the others get
+    new ids (0, 1, ...). ``ids = tracker(boxes)`` per frame, in the order of ``boxes``. Boxes match against the
+    last frame that had any: a frame without boxes forgets no one, but a person missed in a frame where others
+    were found gets a new id when they come back."""
 
     def __init__(self, min_iou: float = 0.3):
-        if not (isinstance(min_iou, numbers.Real) and 0 < min_iou <= 1):
+        if not (isinstance(min_iou, numbers.Real) and not isinstance(min_iou, bool) and 0 < min_iou <= 1):
             raise ValueError(f"min_iou must be a number in (0, 1], got {min_iou!r}")
         self.min_iou, self.last, self.next_id = float(min_iou), [], 0
 
     def __call__(self, boxes) -> list[int]:
-        if not boxes:
+        if len(boxes) == 0:
             return []
-        pairs = sorted(((box_iou(box, old), i, j) for i, box in enumerate(boxes) for j, (_, old) in
-                        enumerate(self.last)), reverse=True)
+        pairs = [(iou, i, j) for i, box in enumerate(boxes) for j, (_, old) in enumerate(self.last)
+                 if (iou := box_iou(box, old)) >= self.min_iou]
         ids: list[int | None] = [None] * len(boxes)
         taken = set()
-        for iou, i, j in pairs:
-            if iou < self.min_iou:
-                break
+        for _, i, j in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):  # ties: the earlier box, the older id
             if ids[i] is None and j not in taken:
                 ids[i] = self.last[j][0]
                 taken.add(j)

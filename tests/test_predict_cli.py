@@ -319,7 +319,7 @@ def test_cli_video(workdir, tmp_path, capsys):
                           ([str(clip), "--boxes", str(boxes), "--no-track"], "not with --no-track"),
                           ([str(clip), "--boxes", str(boxes), "--track-threshold", "0.3"], "not with --track-threshold"),
                           ([str(clip), str(twin), "--boxes", str(boxes)], "not with several videos"),
-                          ([str(clip), "--boxes", "", "--min-score", "0.5"], "boxes file not found"),
+                          ([str(clip), "--boxes", "", "--min-score", "0.5"], "boxes file: the path is empty"),
                           ([str(clip), "--boxes", str(boxes), "--min-score", "nan"], "--min-score must be a number"),
                           ([str(clip), "--boxes", str(far)], "frame 2: the box (100.0, 0.0, 5.0, 5.0) lies outside"),
                           ([str(clip), "--min-score", "0.5"], "--min-score applies to the scored boxes of --boxes"),

@@ -183,8 +183,12 @@ def test_box_ids_follow_the_best_overlapping_box():
     assert ids([(0, 0, 10, 10), (50, 0, 10, 10)]) == [0, 1]
     assert ids([(52, 1, 10, 10), (1, 0, 10, 10), (100, 100, 5, 5)]) == [1, 0, 2]  # moved a little; a newcomer
     assert ids([]) == []
-    assert ids([(30, 0, 10, 10)]) == [3]  # overlaps no one of the last frame with boxes: new
+    assert ids([(1, 1, 10, 10), (30, 0, 10, 10)]) == [0, 3]  # after an empty frame: the frame before it; a newcomer
     assert ids([(30, 3, 10, 10), (31, 0, 10, 10)]) == [4, 3]  # one id per person: the better overlap keeps it
+    twins = BoxIds()
+    assert twins([(0, 0, 10, 10)]) == [0] and twins([(0, 0, 10, 10)] * 2) == [0, 1]  # a tie: to the earlier box
     assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
-    with pytest.raises(ValueError, match="min_iou"):
-        BoxIds(0)
+    assert box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0 and box_iou((0, 0, 1e200, 1e200), (0, 0, 1e200, 1e200)) == 0
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="min_iou"):
+            BoxIds(bad)

@@ -61,6 +61,8 @@ def keypoint_box(xy) -> np.ndarray | None:
 
 def read_json(path: str | os.PathLike, what: str):
     """The parsed JSON of ``path``; FileNotFoundError / ValueError name it as ``what`` (e.g. "boxes file")."""
+    if not os.fspath(path):
+        raise ValueError(f"{what}: the path is empty")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
