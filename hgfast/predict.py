@@ -286,18 +286,21 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
         if key is None:
             raise ValueError(f"boxes file {path} has no entry for {image} (keys: image paths, or file names where "
                              f"no two images share one)")
-        entries = table[key]
-        if not isinstance(entries, list):
-            raise ValueError(f"boxes file {path}, {key!r}: must be a list of boxes, got {str(entries)[:80]}")
-        found = [box_entry(entry, f"boxes file {path}, {key!r}") for entry in entries]
-        people.append([(box, score) for box, score in found
-                       if min_score is None or score is None or score >= min_score])
+        people.append(box_entries(table[key], f"boxes file {path}, {key!r}", min_score))
     return people
 
 
-def box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
-    """``(box, score or None)`` of one box entry of a boxes file (``read_boxes_file``, ``hgfast.video``); a
-    ValueError naming ``where`` otherwise."""
+def box_entries(entries, where: str, min_score: float | None = None) -> list[tuple]:
+    """``[(box, score or None), ...]`` of one list of a boxes file (``read_boxes_file``, ``hgfast.video``), boxes
+    scored below ``min_score`` left out (unscored ones stay); a ValueError naming ``where`` otherwise."""
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: must be a list of boxes, got {str(entries)[:80]}")
+    found = [_box_entry(entry, where) for entry in entries]
+    return [(box, score) for box, score in found if min_score is None or score is None or score >= min_score]
+
+
+def _box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
+    """``(box, score or None)`` of one entry of ``box_entries``; a ValueError naming ``where`` otherwise."""
     import math
 
     box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else

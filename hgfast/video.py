@@ -2,8 +2,9 @@
 
 People from a detector's boxes frame by frame (``read_frame_boxes``, ``predict_video_boxes``; ``BoxIds`` numbers
 them across frames by overlap), or one person followed without a detector (``predict_video``): the first frame
-is cropped at the given box (default: the whole frame); with tracking, each next frame at a box of the first box's size centred on the box of the joints the
-model found in the frame before (scored >= ``threshold``; ``next_box``). The size stays fixed because joint
+is cropped at the given box (default: the whole frame); with tracking, each next frame at a box of the first
+box's size centred on the box of the joints the model found in the frame before (scored >= ``threshold``;
+``next_box``). The size stays fixed because joint
 boxes from one frame are noisy and a model's joints lean toward its crop's centre: letting them set the size
 shrank the crop frame after frame (``benchmarks/track_synthetic.py``). Without a first box, frames are cropped
 whole until a frame's joints pass; their box, 1.2 times as large (joints lie inside a person's box), sets the
@@ -72,15 +73,16 @@ def video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]) -> 
     appears only when the block ends without an error (``atomic_path``). Odd sides are padded by a black row or
     column (the encoders need even ones)."""
     path = Path(path)
-    if path.suffix.lower() not in CODECS:
+    codec = CODECS.get(path.suffix.lower())
+    if codec is None:
         raise ValueError(f"video output {path}: use {' or '.join(CODECS)}")
     width, height = size
     even = (width + width % 2, height + height % 2)
     with atomic_path(path, keep_suffix=True) as tmp:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps, even)
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*codec), fps, even)
         try:
             if not writer.isOpened():
-                raise ValueError(f"OpenCV cannot write {path} (no {CODECS[path.suffix.lower()]} encoder here)")
+                raise ValueError(f"OpenCV cannot write {path} (no {codec} encoder here)")
 
             def write(frame: np.ndarray) -> None:
                 if (frame.shape[1], frame.shape[0]) != (width, height):
@@ -155,7 +157,7 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
     left out (unscored ones stay). ``{frame: [(box, score or None), ...]}``; ValueError naming the file and the
     entry otherwise."""
     from .data.coco import read_json
-    from .predict import box_entry
+    from .predict import box_entries
 
     table = read_json(path, "boxes file")
     path = Path(path)
@@ -163,12 +165,10 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
         raise ValueError(f"boxes file {path} must map frame indices to lists of boxes, got {type(table).__name__}")
     out = {}
     for key, entries in table.items():
-        if not (re.fullmatch(r"0|[1-9][0-9]{0,17}", key) and isinstance(entries, list)):
+        if not re.fullmatch(r"0|[1-9][0-9]{0,17}", key):
             raise ValueError(f"boxes file {path}, {key[:40]!r}: keys must be frame indices written 0, 1, ... (no "
-                             f"leading zeros) and values lists of boxes, got {str(entries)[:80]}")
-        found = [box_entry(entry, f"boxes file {path}, frame {key}") for entry in entries]
-        out[int(key)] = [(box, score) for box, score in found
-                         if min_score is None or score is None or score >= min_score]
+                             f"leading zeros)")
+        out[int(key)] = box_entries(entries, f"boxes file {path}, frame {key}", min_score)
     return out
 
 
