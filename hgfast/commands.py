@@ -233,6 +233,7 @@ def _predictor(args):
 
 
 def _cmd_video(args) -> int:
+    from .smoothing import PeopleSmoother
     from .video import VideoFrames, predict_video, predict_video_boxes, read_frame_boxes
 
     out = Path(args.out)
@@ -243,6 +244,7 @@ def _cmd_video(args) -> int:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         min_score = _boxes_min_score(args)
+        smoother_settings = _smoother_settings(args)
         if args.boxes is not None:
             given = [flag for flag, on in (("--box", args.box), ("--no-track", args.no_track),
                                            ("--track-threshold", args.track_threshold is not None),
@@ -272,11 +274,14 @@ def _cmd_video(args) -> int:
                 people = ((frame, [(kp, sc, box, None)]) for frame, kp, sc, box in predict_video(
                     predictor, video, args.box, not args.no_track, threshold, args.batch_size))
             try:
-                frames = _video_frames(video, drawn, people, predictor.skeleton.limbs, frame_boxes is not None)
+                smoother = None if smoother_settings is None else PeopleSmoother(video.fps, **smoother_settings)
+                frames = _video_frames(video, drawn, people, predictor.skeleton.limbs, frame_boxes is not None,
+                                       smoother)
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             _write_json({"video": str(path), "fps": video.fps, "size": list(video.size),
-                         "joints": list(predictor.skeleton.names), "frames": frames}, written)
+                         "joints": list(predictor.skeleton.names), "smoothing": smoother_settings,
+                         "frames": frames}, written)
             if 0 < video.count != len(frames):
                 print(f"hgfast video: warning: {path} decoded {len(frames)} of the {video.count} frames its "
                       f"container lists (truncated?)", file=sys.stderr)
@@ -307,10 +312,31 @@ def _overlaps(box, size) -> bool:
     return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
 
 
-def _video_frames(video, drawn: Path, people, limbs, detected: bool) -> list[dict]:
+def _smoother_settings(args) -> dict | None:
+    """``PeopleSmoother``'s settings from ``--smooth``, ``--smooth-min-cutoff`` and ``--smooth-beta`` (checked);
+    None without ``--smooth``."""
+    from . import smoothing
+
+    given = {"min_cutoff": args.smooth_min_cutoff, "beta": args.smooth_beta}
+    if not args.smooth:
+        flags = [f"--smooth-{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+        if flags:
+            raise ValueError(f"{' and '.join(flags)} without --smooth")
+        return None
+    settings = {"min_cutoff": smoothing.MIN_CUTOFF, "beta": smoothing.BETA, "d_cutoff": smoothing.D_CUTOFF}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    try:
+        smoothing.OneEuroFilter(**settings)
+    except ValueError as exc:
+        raise ValueError(f"--smooth-{str(exc).replace('_', '-')}") from None
+    return settings
+
+
+def _video_frames(video, drawn: Path, people, limbs, detected: bool, smoother=None) -> list[dict]:
     """Write the frames of ``people`` (``(frame, [(keypoints, scores, box, box_score or None), ...])`` per frame)
     with their skeletons into ``drawn``; their per-frame JSON records, each person with an ``id`` (``detected``:
-    ``BoxIds`` across frames; else the one tracked person's, 0)."""
+    ``BoxIds`` across frames; else the one tracked person's, 0); ``smoother``: a ``PeopleSmoother`` the keypoints
+    of each id go through first."""
     import numpy as np
 
     from .video import BoxIds, video_writer
@@ -318,15 +344,19 @@ def _video_frames(video, drawn: Path, people, limbs, detected: bool) -> list[dic
 
     frames, ids = [], BoxIds() if detected else lambda boxes: list(range(len(boxes)))
     with video_writer(drawn, video.fps, video.size) as write:
-        for frame, found in people:
+        for index, (frame, found) in enumerate(people):
+            people_ids = ids([box for _, _, box, _ in found])
+            if smoother is not None:
+                found = [(smoother(index, person, kp, box), sc, box, score)
+                         for person, (kp, sc, box, score) in zip(people_ids, found, strict=True)]
             for kp, _, _, _ in found:
                 frame = draw_skeleton(frame, kp, limbs=limbs)
             write(frame)
-            frames.append({"frame": len(frames), "people": [
+            frames.append({"frame": index, "people": [
                 {"id": person, "box": [round(float(v), 2) for v in box],
                  **({} if score is None else {"box_score": score}),
                  "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()}
-                for person, (kp, sc, box, score) in zip(ids([box for _, _, box, _ in found]), found, strict=True)]})
+                for person, (kp, sc, box, score) in zip(people_ids, found, strict=True)]})
     return frames
 
 
@@ -461,6 +491,8 @@ def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") ->
 
 def register(sub) -> None:
     """Add the train / eval / predict / video / export subcommands to the ``hgfast`` parser's subparsers."""
+    from . import smoothing
+
     p = sub.add_parser("train", help="train a model (synthetic figures by default)")
     _add_config_args(p)
     p.add_argument("--workdir", help="output folder (config key 'workdir')")
@@ -532,6 +564,12 @@ def register(sub) -> None:
     p.add_argument("--track-threshold", type=float, help="joints scored at least this centre the "
                    "next frame's box (of the first box's size; without --box, the first joints found set it) "
                    "(default 0.2)")
+    p.add_argument("--smooth", action="store_true", help="smooth each person's joints over time (One-Euro "
+                   "filter, hgfast.smoothing: less jitter, a little lag; the tracking uses the joints unsmoothed)")
+    p.add_argument("--smooth-min-cutoff", type=float, metavar="HZ", help="with --smooth: the cutoff frequency "
+                   f"for still joints (lower: smoother, more lag; default {smoothing.MIN_CUTOFF:g})")
+    p.add_argument("--smooth-beta", type=float, help="with --smooth: how fast the cutoff rises with a joint's "
+                   f"speed in box heights per second (higher: less lag; default {smoothing.BETA:g})")
     _add_predictor_args(p, out="videos")
     p.set_defaults(func=_cmd_video)
 

@@ -257,13 +257,21 @@ def test_cli_predict(workdir, image_file, tmp_path):
     assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
 
 
-def test_cli_video(workdir, tmp_path, capsys):
-    from hgfast.video import VideoFrames, next_box, video_writer
+@pytest.fixture
+def clip(tmp_path):
+    """in/clip.avi: 5 frames of 64 x 48 at 8 fps, a synthetic figure moving right 2 pixels a frame."""
+    from hgfast.video import video_writer
 
-    clip = tmp_path / "in" / "clip.avi"
-    with video_writer(clip, 8.0, (64, 48)) as write:
+    path = tmp_path / "in" / "clip.avi"
+    with video_writer(path, 8.0, (64, 48)) as write:
         for i in range(5):
             write(np.roll(render(0, "val", 0, 64)["image"][8:56], 2 * i, axis=1))
+    return path
+
+
+def test_cli_video(workdir, clip, tmp_path, capsys):
+    from hgfast.video import VideoFrames, next_box
+
     out, checkpoint = tmp_path / "out", ["--checkpoint", str(workdir / "best.safetensors")]
     assert main(["video", str(clip), *checkpoint, "--box", "10,4,40,40", "--track-threshold", "0",
                  "--out", str(out)]) == 0  # threshold 0: every joint counts (the 2-step model scores low)
@@ -335,7 +343,48 @@ def test_cli_video(workdir, tmp_path, capsys):
     assert not (tmp_path / "refused").exists()
 
 
-def test_track_synthetic_script_runs(workdir, monkeypatch):
+def test_cli_video_smooth(workdir, clip, tmp_path, capsys):
+    """--smooth puts each person's keypoints through hgfast.smoothing's filter (per id, with the defaults or the
+    given parameters) before they are drawn and written; the tracked boxes are those of the unsmoothed run."""
+    from hgfast import smoothing
+    from hgfast.smoothing import PeopleSmoother
+
+    checkpoint = ["--checkpoint", str(workdir / "best.safetensors")]
+    boxes = tmp_path / "dets.json"  # two people in frames 0-3, one of them missing in frame 2
+    boxes.write_text(json.dumps({str(i): [[0, 0, 40, 48], [24, 0, 40, 48]][: 1 if i == 2 else 2] for i in range(4)}))
+    for mode, options in (("track", ["--track-threshold", "0"]), ("boxes", ["--boxes", str(boxes)])):
+        runs = {}
+        for name, extra in (("raw", []), ("default", ["--smooth"]),
+                            ("given", ["--smooth", "--smooth-min-cutoff", "0.5", "--smooth-beta", "2"])):
+            out = tmp_path / mode / name
+            assert main(["video", str(clip), *checkpoint, *options, *extra, "--out", str(out)]) == 0
+            runs[name] = json.loads((out / "clip.json").read_text())
+        assert runs["raw"]["smoothing"] is None
+        for name, settings in (("default", {}), ("given", {"min_cutoff": 0.5, "beta": 2.0})):
+            want = {"min_cutoff": smoothing.MIN_CUTOFF, "beta": smoothing.BETA, "d_cutoff": smoothing.D_CUTOFF,
+                    **settings}
+            assert runs[name]["smoothing"] == want
+            smoother = PeopleSmoother(runs["raw"]["fps"], **want)
+            for raw, smooth in zip(runs["raw"]["frames"], runs[name]["frames"], strict=True):
+                assert [p["box"] for p in smooth["people"]] == [p["box"] for p in raw["people"]]
+                assert [p["scores"] for p in smooth["people"]] == [p["scores"] for p in raw["people"]]
+                for r, sm in zip(raw["people"], smooth["people"], strict=True):
+                    expected = smoother(raw["frame"], r["id"], np.array(r["keypoints"]), r["box"])
+                    np.testing.assert_allclose(sm["keypoints"], expected, atol=0.02)
+        moved = [np.abs(np.subtract(s["people"][0]["keypoints"], r["people"][0]["keypoints"])).max()
+                 for r, s in zip(runs["raw"]["frames"], runs["given"]["frames"]) if r["people"]]
+        assert moved[0] < 0.01 and max(moved[1:]) > 0.1  # the first frame as predicted, the next ones smoothed
+    capsys.readouterr()
+    for argv, message in ((["--smooth-beta", "1"], "--smooth-beta without --smooth"),
+                          (["--smooth", "--smooth-min-cutoff", "0"], "--smooth-min-cutoff must be a finite number"),
+                          (["--smooth", "--smooth-beta", "-1"], "--smooth-beta must be a finite number >= 0")):
+        assert main(["video", str(clip), *checkpoint, *argv, "--out", str(tmp_path / "refused")]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "refused").exists()
+
+
+def test_track_synthetic_script_runs(workdir, monkeypatch, capsys):
     """benchmarks/track_synthetic.py (the README's tracking numbers) keeps working; its clips put the joints where
     the camera moved them."""
     import subprocess
@@ -344,19 +393,30 @@ def test_track_synthetic_script_runs(workdir, monkeypatch):
 
     script = Path(__file__).parents[1] / "benchmarks" / "track_synthetic.py"
     proc = subprocess.run([sys.executable, str(script), str(workdir / "best.safetensors"), "--clips", "1",
-                           "--frames", "3"], capture_output=True, text=True)
+                           "--frames", "4", "--swing", "20"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "tracking from the first box" in proc.stdout and "whole frame" in proc.stdout
+    assert "tracking from the first box, smoothed" in proc.stdout and "whole frame" in proc.stdout
     sys.path.insert(0, str(script.parent))
     try:
         import track_synthetic
     finally:
         sys.path.remove(str(script.parent))
+    monkeypatch.setattr(sys, "argv", ["track_synthetic.py", str(workdir / "best.safetensors"), "--clips", "1",
+                                      "--frames", "3", "--smooth-grid"])
+    track_synthetic.main()
+    assert "min_cutoff 4 beta 0.3" in capsys.readouterr().out
+    _, moving, _ = track_synthetic.clip(0, 5, amplitude=30)
+    for root, middle, end in track_synthetic.LIMBS:  # the limbs move, their lengths stay
+        lengths = np.linalg.norm(moving[:, [middle, end]] - moving[:, [root, middle]], axis=-1)
+        np.testing.assert_allclose(lengths, lengths[:1].repeat(5, 0) * (0.4 + 0.05 * np.arange(5))[:, None]
+                                   / 0.4, rtol=1e-5)
+        direction = moving[:, end] - moving[:, root]
+        assert np.ptp(np.degrees(np.unwrap(np.arctan2(direction[:, 1], direction[:, 0])))) > 5
     r = render(0, "val", 0, 384)
     dot = dict(r, image=np.zeros_like(r["image"]))
     x, y = np.round(r["joints"][0]).astype(int)
     dot["image"][y - 3:y + 4, x - 3:x + 4] = 255  # a bright block at joint 0
-    monkeypatch.setattr(track_synthetic, "render", lambda *args: dot)
+    monkeypatch.setattr(track_synthetic, "render", lambda *args, **kwargs: dot)
     frames, joints, heights = track_synthetic.clip(0, 3)
     assert frames[0].shape == (240, 320, 3) and joints.shape == (3, 16, 2)
     for frame, where in zip(frames, joints[:, 0]):  # the block lands where the clip says joint 0 is

@@ -155,8 +155,10 @@ def _distractors(img: np.ndarray, ids: np.ndarray | None, rng: np.random.Generat
                 cv2.circle(ids, a, r, 0, -1)
 
 
-def render(seed: int, split: str, index: int, size: int = 128) -> dict:
-    """Render sample ``index`` of ``split`` ("train" / "val") for ``seed``.
+def render(seed: int, split: str, index: int, size: int = 128, pose=None) -> dict:
+    """Render sample ``index`` of ``split`` ("train" / "val") for ``seed``. ``pose``: a function of the figure's
+    joints (16, 2) returning the joints to draw instead (the rest of the scene, colours and noise included, stays
+    the same: frames of a moving figure, e.g. ``benchmarks/track_synthetic.py``).
 
     Returns a dict of numpy arrays: ``image`` (size, size, 3) uint8 RGB, ``joints`` (16, 2) float32 pixel
     coordinates (x, y; pixel centres at integers), ``visible`` (16,) float32 in {0, 1}, ``center`` (2,),
@@ -175,6 +177,8 @@ def render(seed: int, split: str, index: int, size: int = 128) -> dict:
     centre = rng.uniform(0.3, 0.7, 2) * size
     rotation = rng.uniform(-45, 45) if rng.random() < 0.85 else rng.uniform(-180, 180)
     joints = _pose(rng, height, centre, rotation)
+    if pose is not None:
+        joints = np.asarray(pose(joints), np.float64).reshape(NUM_JOINTS, 2)
     ids = np.zeros((size, size), np.uint8)
     _draw_figure(img, ids, joints, height, rng)
     if rng.random() < 0.3:
