@@ -26,6 +26,22 @@ def test_render_is_deterministic_and_shaped():
         render(0, "test", 0)
 
 
+def test_render_draws_a_given_pose_in_the_same_scene():
+    """``pose`` changes the figure only: the same joints give the same sample, moved joints are drawn where they
+    went (the pixels that change lie around the old and new figure), and the background stays."""
+    plain = render(1, "val", 2, 96)
+    same = render(1, "val", 2, 96, pose=lambda j: j)
+    for key in plain:
+        np.testing.assert_array_equal(plain[key], same[key])
+    moved = render(1, "val", 2, 96, pose=lambda j: j + (9.0, 0.0))
+    np.testing.assert_allclose(moved["joints"], plain["joints"] + np.float32([9.0, 0.0]), atol=1e-4)
+    changed = np.abs(moved["image"].astype(int) - plain["image"].astype(int)).max(-1) > 40
+    rows, cols = np.nonzero(changed)
+    lo, hi = plain["joints"].min(0) - 0.12 * plain["normalize"], plain["joints"].max(0) + 0.12 * plain["normalize"]
+    assert changed.sum() > 20 and (cols >= lo[0]).all() and (cols <= hi[0] + 9).all()
+    assert (rows >= lo[1]).all() and (rows <= hi[1]).all()
+
+
 def test_synthetic_figures_are_varied_with_occlusion():
     recs = [render(0, "train", i, 128) for i in range(40)]
     vis = np.stack([r["visible"] for r in recs])
