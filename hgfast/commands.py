@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def _fail(cmd: str, exc: BaseException) -> int:
+def _fail(cmd: str, exc: BaseException | str) -> int:
     print(f"hgfast {cmd}: error: {exc}", file=sys.stderr)
     return 2
 
@@ -361,41 +361,61 @@ def _video_frames(video, drawn: Path, people, limbs, detected: bool, smoother=No
 
 
 def _cmd_predict(args) -> int:
+    import cv2
+
     from .data.mpii import read_image
     from .visualize import draw_skeleton, save_image
 
     try:
         people = _people_boxes(args)
+        for path in args.images:  # every file, before any work: its existence and a decoder for its header
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"image not found: {path}")
+            if not cv2.haveImageReader(str(path)):
+                raise ValueError(f"not an image file OpenCV reads: {path}")
         predictor = _predictor(args)
-        images = [read_image(p) for p in args.images]
-        flat = [(i, box, score) for i, found in enumerate(people) for box, score in found]
-        keypoints, scores = predictor([images[i] for i, _, _ in flat], [box for _, box, _ in flat])
     except (ValueError, FileNotFoundError) as exc:
         return _fail("predict", exc)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, names, joints, person = [], set(), predictor.skeleton.names, 0
-    for path, image, found in zip(args.images, images, people):
-        stem, n = Path(path).stem, 1
-        name = f"{stem}_pose.jpg"
-        while name in names:  # a/x.jpg and b/x.jpg: x_pose.jpg, x_pose_2.jpg
-            n += 1
-            name = f"{stem}_pose_{n}.jpg"
-        names.add(name)
-        picture = out / name
-        for box, box_score in found:  # every person of the image on one picture
-            kp, sc = keypoints[person], scores[person]
-            person += 1
-            image = draw_skeleton(image, kp, limbs=predictor.skeleton.limbs)
-            results.append({"image": str(path), "box": box, "picture": str(picture),
-                            **({} if box_score is None else {"box_score": box_score}),
-                            "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
-                                          zip(joints, kp)},
-                            "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
-        save_image(image, picture)
+    results, names, joints = [], set(), predictor.skeleton.names
+    try:
+        for start in range(0, len(args.images), args.batch_size):  # a batch of images in memory at a time
+            paths, found_in = args.images[start:start + args.batch_size], people[start:start + args.batch_size]
+            images = [read_image(p) for p in paths]
+            flat = [(i, box) for i, found in enumerate(found_in) for box, _ in found]
+            keypoints, scores = predictor([images[i] for i, _ in flat], [box for _, box in flat])
+            out.mkdir(parents=True, exist_ok=True)
+            person = 0
+            for path, image, found in zip(paths, images, found_in):
+                picture = out / _picture_name(Path(path).stem, names)
+                for box, box_score in found:  # every person of the image on one picture
+                    kp, sc = keypoints[person], scores[person]
+                    person += 1
+                    image = draw_skeleton(image, kp, limbs=predictor.skeleton.limbs)
+                    results.append({"image": str(path), "box": box, "picture": str(picture),
+                                    **({} if box_score is None else {"box_score": box_score}),
+                                    "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in
+                                                  zip(joints, kp)},
+                                    "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
+                save_image(image, picture)
+    except (ValueError, FileNotFoundError) as exc:
+        done = f"{len(names)} of {len(args.images)} pictures written, predictions.json not" if names else \
+            "nothing written"
+        return _fail("predict", f"{exc} ({done})")
     _write_json(results, out / "predictions.json")
     print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {len(names)} picture(s) in {out}")
     return 0
+
+
+def _picture_name(stem: str, taken: set) -> str:
+    """``<stem>_pose.jpg``, or ``<stem>_pose_2.jpg``, ... where ``taken`` has it (a/x.jpg and b/x.jpg); added to
+    ``taken``."""
+    name, n = f"{stem}_pose.jpg", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}_pose_{n}.jpg"
+    taken.add(name)
+    return name
 
 
 def _boxes_min_score(args) -> float | None:

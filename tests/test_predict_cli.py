@@ -1,6 +1,7 @@
 """Predictor and the train / eval / predict / export CLI end to end, with bad inputs."""
 import importlib.util
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -257,6 +258,40 @@ def test_cli_predict(workdir, image_file, tmp_path):
     assert len(set(pictures)) == 2 and all(cv2.imread(p) is not None for p in pictures)
 
 
+def test_cli_predict_streams_batches_of_images(workdir, image_file, tmp_path, capsys):
+    """Images are read --batch-size at a time: the same predictions and picture names as in one batch; every file
+    is checked before any work, and an image that fails to decode later stops the run naming it, without a
+    predictions.json."""
+    checkpoint = ["--checkpoint", str(workdir / "best.safetensors")]
+    others = []
+    for i in (1, 2):
+        other = tmp_path / f"d{i}" / image_file.name  # one name: person_pose.jpg, _2, _3
+        other.parent.mkdir()
+        cv2.imwrite(str(other), render(0, "val", i, 64)["image"][..., ::-1])
+        others.append(str(other))
+    images = [str(image_file), *others]
+    for batch in ("1", "2", "32"):
+        assert main(["predict", *images, *checkpoint, "--batch-size", batch, "--out", str(tmp_path / batch)]) == 0
+    runs = [json.loads((tmp_path / b / "predictions.json").read_text()) for b in ("1", "2", "32")]
+    for run, batch in zip(runs, ("1", "2", "32")):
+        assert [Path(r["picture"]).name for r in run] == ["person_pose.jpg", "person_pose_2.jpg", "person_pose_3.jpg"]
+        assert [r["keypoints"] for r in run] == [r["keypoints"] for r in runs[2]], batch
+    text, truncated = tmp_path / "notes.jpg", tmp_path / "cut.jpg"
+    text.write_text("not an image")
+    truncated.write_bytes(b"\xff\xd8\xff broken")  # a JPEG header: passes the check, fails to decode
+    capsys.readouterr()
+    assert main(["predict", *images, str(text), *checkpoint, "--out", str(tmp_path / "no")]) == 2
+    assert "not an image file OpenCV reads: " + str(text) in capsys.readouterr().err
+    assert main(["predict", *images, str(tmp_path / "gone.jpg"), *checkpoint, "--out", str(tmp_path / "no")]) == 2
+    assert "image not found: " + str(tmp_path / "gone.jpg") in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+    assert main(["predict", *images, str(truncated), *checkpoint, "--batch-size", "2", "--out",
+                 str(tmp_path / "cut")]) == 2
+    err = capsys.readouterr().err
+    assert "cut.jpg" in err and "2 of 4 pictures written, predictions.json not" in err
+    assert not (tmp_path / "cut" / "predictions.json").exists()
+
+
 @pytest.fixture
 def clip(tmp_path):
     """in/clip.avi: 5 frames of 64 x 48 at 8 fps, a synthetic figure moving right 2 pixels a frame."""
@@ -389,7 +424,6 @@ def test_track_synthetic_script_runs(workdir, monkeypatch, capsys):
     the camera moved them."""
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).parents[1] / "benchmarks" / "track_synthetic.py"
     proc = subprocess.run([sys.executable, str(script), str(workdir / "best.safetensors"), "--clips", "1",
@@ -697,8 +731,9 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     assert "COCO-format data" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff broken")
-    assert main(["predict", str(corrupt), "--checkpoint", str(workdir / "best.safetensors")]) == 2
-    assert "corrupt.jpg" in capsys.readouterr().err
+    assert main(["predict", str(corrupt), "--checkpoint", str(workdir / "best.safetensors"), "--out",
+                 str(tmp_path / "corrupt")]) == 2
+    assert "corrupt.jpg" in capsys.readouterr().err and not (tmp_path / "corrupt").exists()
     with pytest.raises(SystemExit):
         main(["predict", str(corrupt), "--checkpoint", "x", "--box", "1,2,3"])
     assert "--box" in capsys.readouterr().err
