@@ -59,6 +59,7 @@ def clip(index: int, frames: int, seed: int = 0, zoom=(0.4, 0.6), amplitude: flo
     degrees ``cycles`` times: (frames, joints (N, 16, 2) frame pixels, figure heights (N,))."""
     offsets = np.random.default_rng([seed, index]).uniform(0, 2 * np.pi, (len(LIMBS), 2))
     rec = render(seed, "val", index, RENDER)
+    anchor = np.asarray(rec["center"], np.float64)  # of the still pose: the camera does not follow the limbs
     images, joints, heights = [], [], []
     for i in range(frames):
         t = i / max(frames - 1, 1)
@@ -68,7 +69,7 @@ def clip(index: int, frames: int, seed: int = 0, zoom=(0.4, 0.6), amplitude: flo
         scale = zoom[0] + (zoom[1] - zoom[0]) * t
         centre = np.array([70 + 180 * t, 120 + 20 * np.sin(2 * np.pi * t)])  # where the record's centre goes
         m = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
-        m[:, 2] = centre - scale * np.asarray(rec["center"], np.float64)
+        m[:, 2] = centre - scale * anchor
         images.append(cv2.warpAffine(rec["image"], m, FRAME, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         joints.append(rec["joints"] @ m[:, :2].T + m[:, 2])
         heights.append(float(rec["normalize"]) * scale)
@@ -134,7 +135,7 @@ def main() -> None:
     if args.smooth_grid:
         raw = runs["true box every frame"]
         print(f"{'true box, not smoothed':30s} {scores(raw, truth, heights)}")
-        for min_cutoff in (0.25, 0.5, 1.0, 2.0, 4.0):
+        for min_cutoff in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
             for beta in (0.0, 0.3, 1.0, 3.0, 10.0):
                 preds = [smoothed(kp, boxes, min_cutoff=min_cutoff, beta=beta) for kp, boxes in
                          zip(raw, true_boxes)]

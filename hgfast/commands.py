@@ -280,8 +280,8 @@ def _cmd_video(args) -> int:
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             _write_json({"video": str(path), "fps": video.fps, "size": list(video.size),
-                         "joints": list(predictor.skeleton.names), "smoothing": smoother_settings,
-                         "frames": frames}, written)
+                         "joints": list(predictor.skeleton.names),
+                         "smoothing": None if smoother is None else smoother.settings, "frames": frames}, written)
             if 0 < video.count != len(frames):
                 print(f"hgfast video: warning: {path} decoded {len(frames)} of the {video.count} frames its "
                       f"container lists (truncated?)", file=sys.stderr)
@@ -317,18 +317,15 @@ def _smoother_settings(args) -> dict | None:
     None without ``--smooth``."""
     from . import smoothing
 
-    given = {"min_cutoff": args.smooth_min_cutoff, "beta": args.smooth_beta}
+    flags = {"--smooth-min-cutoff": args.smooth_min_cutoff, "--smooth-beta": args.smooth_beta}
     if not args.smooth:
-        flags = [f"--smooth-{k.replace('_', '-')}" for k, v in given.items() if v is not None]
-        if flags:
-            raise ValueError(f"{' and '.join(flags)} without --smooth")
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} without --smooth")
         return None
-    settings = {"min_cutoff": smoothing.MIN_CUTOFF, "beta": smoothing.BETA, "d_cutoff": smoothing.D_CUTOFF}
-    settings.update({k: v for k, v in given.items() if v is not None})
-    try:
-        smoothing.OneEuroFilter(**settings)
-    except ValueError as exc:
-        raise ValueError(f"--smooth-{str(exc).replace('_', '-')}") from None
+    settings = {"min_cutoff": smoothing.MIN_CUTOFF if args.smooth_min_cutoff is None else args.smooth_min_cutoff,
+                "beta": smoothing.BETA if args.smooth_beta is None else args.smooth_beta}
+    smoothing.check_settings(*settings.values(), smoothing.D_CUTOFF, names=(*flags, "d_cutoff"))
     return settings
 
 

@@ -383,9 +383,10 @@ def test_cli_video_smooth(workdir, clip, tmp_path, capsys):
     given parameters) before they are drawn and written; the tracked boxes are those of the unsmoothed run."""
     from hgfast import smoothing
     from hgfast.smoothing import PeopleSmoother
+    from hgfast.video import VideoFrames
 
     checkpoint = ["--checkpoint", str(workdir / "best.safetensors")]
-    boxes = tmp_path / "dets.json"  # two people in frames 0-3, one of them missing in frame 2
+    boxes = tmp_path / "dets.json"  # two people in frames 0-3, the second missing in frame 2: a new id in frame 3
     boxes.write_text(json.dumps({str(i): [[0, 0, 40, 48], [24, 0, 40, 48]][: 1 if i == 2 else 2] for i in range(4)}))
     for mode, options in (("track", ["--track-threshold", "0"]), ("boxes", ["--boxes", str(boxes)])):
         runs = {}
@@ -395,6 +396,8 @@ def test_cli_video_smooth(workdir, clip, tmp_path, capsys):
             assert main(["video", str(clip), *checkpoint, *options, *extra, "--out", str(out)]) == 0
             runs[name] = json.loads((out / "clip.json").read_text())
         assert runs["raw"]["smoothing"] is None
+        if mode == "boxes":
+            assert [[p["id"] for p in f["people"]] for f in runs["raw"]["frames"]] == [[0, 1], [0, 1], [0], [0, 2], []]
         for name, settings in (("default", {}), ("given", {"min_cutoff": 0.5, "beta": 2.0})):
             want = {"min_cutoff": smoothing.MIN_CUTOFF, "beta": smoothing.BETA, "d_cutoff": smoothing.D_CUTOFF,
                     **settings}
@@ -409,6 +412,9 @@ def test_cli_video_smooth(workdir, clip, tmp_path, capsys):
         moved = [np.abs(np.subtract(s["people"][0]["keypoints"], r["people"][0]["keypoints"])).max()
                  for r, s in zip(runs["raw"]["frames"], runs["given"]["frames"]) if r["people"]]
         assert moved[0] < 0.01 and max(moved[1:]) > 0.1  # the first frame as predicted, the next ones smoothed
+        drawn = [[f.astype(int) for f in VideoFrames(tmp_path / mode / name / "clip_pose.mp4")]
+                 for name in ("raw", "given")]
+        assert max(np.abs(a - b).max() for a, b in zip(*drawn)) > 60  # the smoothed skeletons are drawn
     capsys.readouterr()
     for argv, message in ((["--smooth-beta", "1"], "--smooth-beta without --smooth"),
                           (["--smooth", "--smooth-min-cutoff", "0"], "--smooth-min-cutoff must be a finite number"),
@@ -438,7 +444,9 @@ def test_track_synthetic_script_runs(workdir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["track_synthetic.py", str(workdir / "best.safetensors"), "--clips", "1",
                                       "--frames", "3", "--smooth-grid"])
     track_synthetic.main()
-    assert "min_cutoff 4 beta 0.3" in capsys.readouterr().out
+    from hgfast import smoothing
+
+    assert f"min_cutoff {smoothing.MIN_CUTOFF:g} beta {smoothing.BETA:g} " in capsys.readouterr().out
     _, moving, _ = track_synthetic.clip(0, 5, amplitude=30)
     for root, middle, end in track_synthetic.LIMBS:  # the limbs move, their lengths stay
         lengths = np.linalg.norm(moving[:, [middle, end]] - moving[:, [root, middle]], axis=-1)

@@ -94,9 +94,27 @@ def test_people_smoother_keeps_one_filter_per_id_across_gaps():
     assert sorted(map(str, smoother.filters)) == ["7", "a"]
 
 
+def test_joints_that_are_not_finite_pass_through_and_leave_their_filter_alone():
+    """A joint NaN in some frames comes back as given there; elsewhere it is filtered exactly as if those frames
+    had not been (each joint's time step runs from its last finite frame); one NaN from the start starts where it
+    is first finite. The other joints are not affected."""
+    rng = np.random.default_rng(4)
+    track = np.cumsum(rng.normal(0, 2, (12, 3, 2)), axis=0)
+    track[[3, 4, 7], 1] = np.nan
+    track[:5, 2, 0] = np.nan
+    f = OneEuroFilter(2.0, 1.0)
+    got = np.stack([f(x, i / 25, 50.0) for i, x in enumerate(track)])
+    for joint in range(3):
+        finite = np.isfinite(track[:, joint]).all(1)
+        alone = OneEuroFilter(2.0, 1.0)
+        want = np.stack([alone(track[i, joint][None], i / 25, 50.0)[0] for i in np.flatnonzero(finite)])
+        np.testing.assert_allclose(got[finite, joint], want, rtol=1e-12)
+        np.testing.assert_array_equal(got[~finite, joint], track[~finite, joint])
+
+
 def test_bad_input_names_the_argument():
     for kwargs, message in (({"min_cutoff": 0}, "min_cutoff must be a finite number > 0"),
-                            ({"min_cutoff": math.inf}, "min_cutoff"), ({"beta": -1}, "beta must be"),
+                            ({"min_cutoff": math.inf}, "min_cutoff"), ({"beta": -1}, "beta must be a finite number >= 0"),
                             ({"beta": math.nan}, "beta"), ({"beta": True}, "beta"),
                             ({"d_cutoff": "1"}, "d_cutoff must be")):
         with pytest.raises(ValueError, match=message):
@@ -110,6 +128,8 @@ def test_bad_input_names_the_argument():
         f(np.zeros((3, 3)), 0.0, 1.0)
     with pytest.raises(ValueError, match="box_height must be"):
         f(np.zeros((3, 2)), 0.0, 0.0)
+    with pytest.raises(ValueError, match="time must be finite"):
+        f(np.zeros((3, 2)), math.nan, 1.0)
     f(np.zeros((3, 2)), 1.0, 1.0)
     with pytest.raises(ValueError, match="time must increase"):
         f(np.zeros((3, 2)), 1.0, 1.0)
