@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_validate.sh                 # the issue-7 plan, most valuable first, ends by DEADLINE
 #   bash benchmarks/gpu_validate.sh build check     # chosen stages, in the order given
 # Stages: build, check (test + sanitize at once), test, sanitize, ops, residual, model, compile, bench, profile.
-#   ops       ceilings, upsample_add, targets, decode, loss (seconds)
+#   ops       ceilings, upsample_add, targets, decode, loss, maxpool (not compiled) (seconds)
 #   residual  Res(256,256) 64x64 b32 bf16: every contender; train BN fwd and fwd+bwd, then eval BN fwd
 #   model     8-stack b32 bf16 inference + training step: eager, fused and both from CUDA graphs
 #   compile   the same with torch.compile(max-autotune) (minutes: last)
@@ -113,7 +113,7 @@ for stage in $stages; do
             wait ;;
         test) run_tests 420 ;;
         sanitize) run_sanitize 200 ;;
-        ops) bench ops 90 benchmarks -k "ceiling or upsample or targets or decode or loss" ;;
+        ops) bench ops 90 benchmarks -k "ceiling or upsample or targets or decode or loss or (maxpool and not compile)" ;;
         residual) bench residual 170 "${residual_ids[@]}" ;;
         model) bench model 150 benchmarks/test_bench_model.py -k "$model_k and not compile" ;;
         compile) bench compile 540 benchmarks/test_bench_model.py -k "$model_k and compile" ;;

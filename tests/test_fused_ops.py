@@ -42,6 +42,9 @@ def cases():
         (ops.conv_wgrad, (x, dy, 3, vec(ci), vec(ci), x2, vec(co), vec(co), vec(co))),
         (ops.upsample_add, (dy, nhwc(n, h // 2, w // 2, co))),
         (ops.upsample_add_backward, (dy,)),
+        (ops.maxpool2x2, (x, True)),
+        (ops.maxpool2x2, (nhwc(n, h + 1, w - 1, ci), False)),
+        (ops.maxpool2x2_backward, (x, nhwc(n, h // 2, w // 2, ci))),
         (ops.channel_stats, (x,)),
         (ops.bn_train_coeffs, (partial, vec(co), torch.randn(co), 1e-5)),
         (ops.bn_backward_coeffs, (partial[:2].contiguous(), torch.randn(co), vec(co), torch.randn(co), 1e-3, 24)),
@@ -50,7 +53,7 @@ def cases():
     ]
 
 
-N_CASES = 17  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
+N_CASES = 20  # a constant: cases() runs kernels, so it must not run at collection (outside the device fixture)
 
 
 def test_every_op_has_a_case():

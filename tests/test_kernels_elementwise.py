@@ -1,4 +1,5 @@
-"""Triton upsample-add, BN statistics and per-channel affine kernels against PyTorch references (interpreter)."""
+"""Triton upsample-add, max-pool, BN statistics and per-channel affine kernels against PyTorch references
+(interpreter)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,47 @@ def test_upsample_add_bad_inputs():
         kernels.upsample_add(torch.randn(1, 4, 4, 3), torch.randn(1, 2, 2, 3).half())
     with pytest.raises(ValueError, match="grad_out must have even"):
         kernels.upsample_add_backward(torch.randn(1, 3, 4, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 6, 10, 5), (1, 7, 5, 17), (3, 2, 3, 1)])
+def test_maxpool2x2_forward_backward_and_statistics(dtype, shape):
+    """Values, gradients and the output's statistics against F.max_pool2d in float64 on the CPU: ties (small
+    integers) go to the window's first maximum, NaN propagates and takes the gradient (the last NaN of its window),
+    odd last rows and columns are not pooled and get no gradient."""
+    n, h, w, c = shape
+    x = torch.randint(-2, 3, shape).to(dtype)
+    x[0, 0, 0, 0] = x[0, 1, 1, 0] = float("nan")  # one window with two NaNs
+    y, partial = kernels.maxpool2x2(x, stats=True)
+    ref_in = nchw(x).cpu().requires_grad_()
+    ref = F.max_pool2d(ref_in, 2, 2)
+    torch.testing.assert_close(nchw(y).cpu(), ref.detach(), rtol=0, atol=0, equal_nan=True)
+    assert kernels.maxpool2x2(x)[1] is None and torch.equal(kernels.maxpool2x2(x)[0].isnan(), y.isnan())
+    g = torch.randn(y.shape).to(dtype)
+    ref.backward(nchw(g).cpu())
+    torch.testing.assert_close(nchw(kernels.maxpool2x2_backward(x, g)).cpu(), ref_in.grad, rtol=0, atol=0)
+    finite = torch.nan_to_num(x, nan=0.5)  # statistics: those of the stored output (channel_stats of y)
+    y, partial = kernels.maxpool2x2(finite, stats=True)
+    mean, var = kernels.finalize_stats(partial)
+    want_mean, want_var = kernels.finalize_stats(kernels.channel_stats(y))
+    torch.testing.assert_close(mean, want_mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(var, want_var, rtol=1e-5, atol=1e-6)
+    yd = nchw(y).permute(0, 2, 3, 1).reshape(-1, c)
+    torch.testing.assert_close(mean.double(), yd.mean(0), rtol=1e-6, atol=1e-6)
+
+
+def test_maxpool2x2_bad_inputs():
+    with pytest.raises(ValueError, match="at least 2x2"):
+        kernels.maxpool2x2(torch.randn(1, 1, 4, 3))
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        kernels.maxpool2x2(torch.randn(4, 4, 3))
+    with pytest.raises(ValueError, match=r"grad_out must be \(N, H // 2, W // 2, C\)"):
+        kernels.maxpool2x2_backward(torch.randn(1, 4, 4, 3), torch.randn(1, 3, 2, 3))
+    with pytest.raises(TypeError, match="grad_out must have dtype"):
+        kernels.maxpool2x2_backward(torch.randn(1, 4, 4, 3), torch.randn(1, 2, 2, 3).half())
+    empty, partial = kernels.maxpool2x2(torch.randn(0, 4, 4, 3), stats=True)
+    assert empty.shape == (0, 2, 2, 3) and partial.shape == (3, 0, 3)
+    assert kernels.maxpool2x2_backward(torch.randn(0, 4, 4, 3), empty).shape == (0, 4, 4, 3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -147,6 +147,25 @@ class HeadTrainFn(torch.autograd.Function):
                 _like(dw_heat, w_heat), _like(db_heat, bias_heat))
 
 
+class MaxPoolFn(torch.autograd.Function):
+    """2x2 max-pool of NHWC ``x`` (``kernels.maxpool``) returning ``(y, y_partial)``: the partial statistics of ``y``
+    when ``stats`` (else empty), for the next residual's BN1; non-differentiable. Saves only ``x`` (kept anyway by
+    the hourglass's ``up1`` residual): the backward finds each window's maximum again instead of storing indices."""
+
+    @staticmethod
+    def forward(ctx, x, stats):
+        y, partial = _ops.maxpool2x2(x, stats)
+        ctx.save_for_backward(x)
+        ctx.mark_non_differentiable(partial)
+        ctx.set_materialize_grads(False)
+        return y, partial
+
+    @staticmethod
+    def backward(ctx, dy, _):
+        x, = ctx.saved_tensors
+        return _ops.maxpool2x2_backward(x, dy.to(x.dtype).contiguous()), None
+
+
 class ConvFn(torch.autograd.Function):
     """``conv(x, w) + bias [+ residual]`` (1x1 or 3x3 pad 1) on NHWC tensors, with Triton dgrad and wgrad.
 

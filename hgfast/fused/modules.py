@@ -9,7 +9,7 @@ times it faster (``hgfast.fused.fastest``). Eval mode is inference only: with gr
 Statistics handoff (training): the private ``_residual``/``_hourglass``/``_merge`` return ``(out, partial)``, the
 partial BN statistics of ``out`` written by the epilogue of the GEMM that stored it, and take their input's partial
 statistics, so a residual's BN1 needs no pass of its own over its input. Only inputs that no fused GEMM produced
-(after the stem's BN-ReLU and after each max-pool) get a standalone stats pass.
+(after the stem's BN-ReLU) gets a standalone stats pass; each max-pool writes its output's.
 """
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ import contextlib
 import threading
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.hourglass import Hourglass
 from ..kernels.conv import pack_weight
-from .functions import ConvFn, HeadTrainFn, ResidualTrainFn, _f32
+from .functions import ConvFn, HeadTrainFn, MaxPoolFn, ResidualTrainFn, _f32
 from .memo import memo
 from .ops import direct as _ops
 
@@ -187,11 +186,20 @@ def hourglass_forward(hg, x: Tensor) -> Tensor:
 def _hourglass(hg, x: Tensor, x_partial: Tensor | None = None,
                out_stats: bool = False) -> tuple[Tensor, Tensor | None]:
     """``hourglass_forward`` with statistics handed from each residual to the next (see ``_residual``)."""
-    low, partial = _residual(hg.low1, F.max_pool2d(x, 2, 2), out_stats=True)
+    pooled, pooled_partial = _maxpool(x, hg.low1.training)
+    low, partial = _residual(hg.low1, pooled, x_partial=pooled_partial, out_stats=True)
     inner = _hourglass if isinstance(hg.low2, Hourglass) else _residual
     low, partial = inner(hg.low2, low, x_partial=partial, out_stats=True)
     low3 = _residual(hg.low3, low, x_partial=partial)[0]
     return _residual(hg.up1, x, low3, x_partial, out_stats)
+
+
+def _maxpool(x: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
+    """``(F.max_pool2d(x, 2, 2), its partial statistics in training (for the next residual's BN1), else None)``."""
+    if training:
+        y, partial = MaxPoolFn.apply(nhwc(x), True)
+        return nchw(y), partial
+    return nchw(_ops.maxpool2x2(nhwc(x), False)[0]), None
 
 
 def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -246,7 +254,8 @@ def stacked_hourglass_forward(model, x: Tensor) -> Tensor:
 
 def _stacked_hourglass(model, x: Tensor) -> Tensor:
     stem = model.stem
-    x, partial = _residual(stem.res2, stem.stage1(x), out_stats=True)
+    pooled, pooled_partial = _maxpool(stem.before_pool(x), stem.res2.training)
+    x, partial = _residual(stem.res2, pooled, x_partial=pooled_partial, out_stats=True)
     x, partial = _residual(stem.res3, x, x_partial=partial, out_stats=True)
     heatmaps = []
     for i in range(model.nstack):

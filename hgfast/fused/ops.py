@@ -149,6 +149,32 @@ def _(grad_out):
 
 
 @op
+def maxpool2x2(x: Tensor, stats: bool) -> tuple[Tensor, Tensor]:
+    """2x2 max-pool of NHWC ``x`` and, with ``stats``, the partial statistics of its output (else empty)."""
+    y, partial = K.maxpool2x2(x, stats)
+    if partial is None:
+        partial = x.new_empty((3, 0, x.shape[3]), dtype=torch.float32)
+    return y, partial
+
+
+@maxpool2x2.register_fake
+def _(x, stats):
+    n, h, w, c = x.shape
+    t = -(-(n * (h // 2) * (w // 2)) // elementwise_block()) if stats else 0
+    return x.new_empty((n, h // 2, w // 2, c)), x.new_empty((3, t, c), dtype=torch.float32)
+
+
+@op
+def maxpool2x2_backward(x: Tensor, grad_out: Tensor) -> Tensor:
+    return K.maxpool2x2_backward(x, grad_out)
+
+
+@maxpool2x2_backward.register_fake
+def _(x, grad_out):
+    return torch.empty_like(x)
+
+
+@op
 def channel_stats(x: Tensor) -> Tensor:
     """Partial per-channel statistics ``(3, T, C)`` of an NHWC tensor (a standalone pass over it)."""
     return K.channel_stats(x)
@@ -202,8 +228,8 @@ def _(g, x, a, b, c, add):
     return torch.empty_like(g)
 
 
-ALL_OPS = (conv_fwd, residual_eval, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, channel_stats,
-           bn_train_coeffs, bn_backward_coeffs, bn_relu, bn_backward_apply)
+ALL_OPS = (conv_fwd, residual_eval, conv_dgrad, conv_wgrad, upsample_add, upsample_add_backward, maxpool2x2,
+           maxpool2x2_backward, channel_stats, bn_train_coeffs, bn_backward_coeffs, bn_relu, bn_backward_apply)
 
 
 def _direct_call(name: str):

@@ -20,8 +20,8 @@ class Stem(nn.Module):
         self.res3 = Residual(128, f)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.res3(self.res2(self.stage1(x)))
+        return self.res3(self.res2(F.max_pool2d(self.before_pool(x), 2, 2)))
 
-    def stage1(self, x: Tensor) -> Tensor:
-        """Everything before ``res2``: conv7x7/2 + BN + ReLU -> Res(64, 128) -> maxpool 2x2."""
-        return F.max_pool2d(self.res1(F.relu(self.bn(self.conv(x)))), 2, 2)
+    def before_pool(self, x: Tensor) -> Tensor:
+        """Everything before the max-pool: conv7x7/2 + BN + ReLU -> Res(64, 128)."""
+        return self.res1(F.relu(self.bn(self.conv(x))))
