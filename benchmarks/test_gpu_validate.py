@@ -19,7 +19,10 @@ def _run(tmp_path, *stages, **env):
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")  # python3: this interpreter (its venv included)
         (bin_dir / name).chmod(0o755)
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
+    # not an xdist worker's variables: the script's pytest would take itself for a worker, and pytest-benchmark
+    # would then skip the timing (this test failed under pytest -n 2)
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env = {**outer, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
            "LOGS": str(tmp_path / "logs"), **env}
     proc = subprocess.run(["bash", str(SCRIPT), *stages], cwd=SCRIPT.parent.parent, env=env, capture_output=True,
                           text=True, timeout=300)
