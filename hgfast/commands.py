@@ -364,6 +364,7 @@ def _cmd_predict(args) -> int:
     from .visualize import draw_skeleton, save_image
 
     try:
+        args.images = _image_paths(args.images)
         people = _people_boxes(args)
         for path in args.images:  # every file, before any work: its existence and a decoder for its header
             if not Path(path).is_file():
@@ -402,6 +403,24 @@ def _cmd_predict(args) -> int:
     _write_json(results, out / "predictions.json")
     print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {len(names)} picture(s) in {out}")
     return 0
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _image_paths(given: list[str]) -> list[str]:
+    """``given`` with each folder replaced by its image files (``IMAGE_SUFFIXES``, any case; not its subfolders),
+    sorted by name; ValueError for a folder without any."""
+    out = []
+    for path in given:
+        if not Path(path).is_dir():
+            out.append(path)
+            continue
+        found = sorted(str(f) for f in Path(path).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not found:
+            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}")
+        out.extend(found)
+    return out
 
 
 def _picture_name(stem: str, taken: set) -> str:
@@ -551,7 +570,8 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, or folders of them (their .jpg, .png, ... files, "
+                   "sorted by name, not their subfolders)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--box", type=_parse_box, action="append", metavar="X,Y,W,H",
                    help="person box in pixels (the whole image is 0,0,W,H): once for all images or once per image "

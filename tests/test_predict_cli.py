@@ -292,6 +292,24 @@ def test_cli_predict_streams_batches_of_images(workdir, image_file, tmp_path, ca
     assert not (tmp_path / "cut" / "predictions.json").exists()
 
 
+def test_cli_predict_takes_folders(workdir, image_file, tmp_path, capsys):
+    """A folder stands for its image files (any case of the suffix), sorted by name; not its other files or
+    subfolders; a folder without images is refused."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.PNG", "a.jpg", "sub/c.png"):
+        cv2.imwrite(str(folder / name), render(0, "val", 1, 64)["image"])
+    (folder / "notes.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    checkpoint = ["--checkpoint", str(workdir / "best.safetensors")]
+    assert main(["predict", str(folder), str(image_file), *checkpoint, "--out", str(tmp_path / "out")]) == 0
+    images = [r["image"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())]
+    assert images == [str(folder / "a.jpg"), str(folder / "b.PNG"), str(image_file)]
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "empty"), *checkpoint, "--out", str(tmp_path / "no")]) == 2
+    assert "no image files" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
 @pytest.fixture
 def clip(tmp_path):
     """in/clip.avi: 5 frames of 64 x 48 at 8 fps, a synthetic figure moving right 2 pixels a frame."""
