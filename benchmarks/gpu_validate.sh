@@ -113,7 +113,7 @@ for stage in $stages; do
             wait ;;
         test) run_tests 420 ;;
         sanitize) run_sanitize 200 ;;
-        ops) bench ops 90 benchmarks -k "ceiling or upsample or targets or decode or loss or (maxpool and not compile)" ;;
+        ops) bench ops 115 benchmarks -k "ceiling or upsample or targets or decode or loss or (maxpool and not compile)" ;;
         residual) bench residual 170 "${residual_ids[@]}" ;;
         model) bench model 150 benchmarks/test_bench_model.py -k "$model_k and not compile" ;;
         compile) bench compile 540 benchmarks/test_bench_model.py -k "$model_k and compile" ;;

@@ -64,3 +64,10 @@ def test_maxpool(benchmark, size, pass_, contender):
     pooled = x.detach()[:, :, ::2, ::2]  # its size: the pooled output, or the gradient read
     moved = nbytes(x, pooled) + (nbytes(x, pooled, x) if pass_ == "fwd+bwd" else 0)  # + backward: x, dy, dx
     run_case(benchmark, step, impl=contender, bytes_moved=moved, error=rel_error(out, ref))
+    stats = pool(x)[1]
+    if contender == "fused":  # the per-tile partials, merged as the next BN does
+        from hgfast.kernels import finalize_stats
+
+        stats = finalize_stats(stats)[::-1]
+    want = torch.var_mean(F.max_pool2d(x.detach().double(), 2, 2), dim=(0, 2, 3), correction=0)
+    benchmark.extra_info["stats_rel_error"] = rel_error(torch.stack(stats), torch.stack(want))

@@ -4,8 +4,8 @@
 pooled), with ``F.max_pool2d``'s choice of the maximum: the window's elements in row-major order, a later one
 taking over where it is larger or NaN (so NaN propagates). The statistics ``(3, T, C)`` (``bn_stats``) are those of
 the stored ``y``, for the training BN that reads it next: no pass of their own, and no indices are stored - the
-backward finds each window's maximum again in ``x`` and writes ``dy`` there, 0 elsewhere. (PyTorch differs only for
-a window of all -inf, whose gradient it sends to the plane's first element.)
+backward finds each window's maximum again in ``x`` and writes ``dy`` there, 0 elsewhere. A window of all -inf sends
+its gradient to its first element, as ATen's CPU kernels do (its CUDA channels-last kernel may not).
 """
 import torch
 import triton

@@ -149,8 +149,8 @@ class HeadTrainFn(torch.autograd.Function):
 
 class MaxPoolFn(torch.autograd.Function):
     """2x2 max-pool of NHWC ``x`` (``kernels.maxpool``) returning ``(y, y_partial)``: the partial statistics of ``y``
-    when ``stats`` (else empty), for the next residual's BN1; non-differentiable. Saves only ``x`` (kept anyway by
-    the hourglass's ``up1`` residual): the backward finds each window's maximum again instead of storing indices."""
+    when ``stats`` (else empty), for the next residual's BN1; non-differentiable. Saves only ``x`` (in an hourglass
+    kept anyway by ``up1``): the backward finds each window's maximum again instead of storing indices."""
 
     @staticmethod
     def forward(ctx, x, stats):
@@ -162,6 +162,8 @@ class MaxPoolFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, _):
+        if dy is None:
+            return None, None
         x, = ctx.saved_tensors
         return _ops.maxpool2x2_backward(x, dy.to(x.dtype).contiguous()), None
 

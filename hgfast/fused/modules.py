@@ -8,7 +8,7 @@ times it faster (``hgfast.fused.fastest``). Eval mode is inference only: with gr
 
 Statistics handoff (training): the private ``_residual``/``_hourglass``/``_merge`` return ``(out, partial)``, the
 partial BN statistics of ``out`` written by the epilogue of the GEMM that stored it, and take their input's partial
-statistics, so a residual's BN1 needs no pass of its own over its input. Only inputs that no fused GEMM produced
+statistics, so a residual's BN1 needs no pass of its own over its input. Only the input that no fused kernel produced
 (after the stem's BN-ReLU) gets a standalone stats pass; each max-pool writes its output's.
 """
 from __future__ import annotations
