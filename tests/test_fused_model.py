@@ -90,7 +90,8 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
                 loss.backward()
                 losses.append(loss)
             # Standalone statistics passes left (were 13 + 3): the residual after the stem BN, and the stem BN;
-            # every other residual's BN1 and the heads' lin BN take epilogue or max-pool statistics.
+            # every other residual's BN1 and the heads' lin BN take epilogue or max-pool statistics. No BN-ReLU
+            # pass: the heatmap and merge convs apply the heads' BN-ReLU as they load lin.
             assert dict(passes) == {"batch_stats": 1, "batch_norm": 1}
             assert rel_err(losses[1].detach(), losses[0].detach()) <= TOL, f"loss at step {step}"
             # Every bias but the heatmap convs' reaches the loss only through a training-mode BN (each stack's
@@ -201,7 +202,10 @@ def test_stack_head_train_lin_bn(momentum, feature_grad):
             y = torch.randn(2, 6, 4, 4)
             gf, gh = torch.randn(2, 6, 4, 4), torch.randn(2, 3, 4, 4)
             yr, yf = y.clone().requires_grad_(), y.clone().requires_grad_()
-            (fr, hr), (ff, hf) = ref(yr), fused(yf)
+            fr, hr = ref(yr)
+            with count_stats_passes() as passes:
+                ff, hf = fused(yf)
+            assert passes["bn_relu"] == 1  # a standalone head writes its feature out (the model's heads do not)
             assert rel_err(ff, fr) <= 2e-5 and rel_err(hf, hr) <= 2e-5
             for model, f, h in ((ref, fr, hr), (fused, ff, hf)):
                 model.zero_grad()

@@ -85,6 +85,8 @@ class _StatsPassCounter(TorchDispatchMode):
         name = func._schema.name
         if name == "hgfast::channel_stats":
             self.counts["batch_stats"] += 1
+        elif name == "hgfast::bn_relu":
+            self.counts["bn_relu"] += 1
         elif "batch_norm" in name and "backward" not in name:
             names = [a.name for a in func._schema.arguments]
             if "training" in names and {**dict(zip(names, args)), **kwargs}["training"]:
@@ -98,7 +100,8 @@ def count_stats_passes():
 
     Yields a ``Counter``: ``"batch_stats"`` counts ``hgfast::channel_stats`` calls (a fused residual whose input's
     statistics were not handed over by their producer), ``"batch_norm"`` training-mode aten batch norms (a plain
-    ``nn.BatchNorm2d``). Intercepts every op (``TorchDispatchMode``), so it is slow; eager mode only.
+    ``nn.BatchNorm2d``), ``"bn_relu"`` BN-ReLU passes that write their output out (a standalone ``StackHead``'s
+    feature). Intercepts every op (``TorchDispatchMode``), so it is slow; eager mode only.
     """
     mode = _StatsPassCounter()
     with mode:

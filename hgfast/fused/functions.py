@@ -109,25 +109,28 @@ class ResidualTrainFn(torch.autograd.Function):
 class HeadTrainFn(torch.autograd.Function):
     """Training-mode post-activation head ``feature = relu(bn(conv1x1(r))); heatmaps = conv1x1(feature)``.
 
-    Forward: the ``lin`` GEMM writes partial statistics of its output; one BN-ReLU pass materialises ``feature``
-    (returned, and read by the heatmap GEMM and the merge); the heatmap GEMM. Saves ``r`` and the pre-BN ``lin``.
-    Returns ``(feature, heatmaps, mean, var)``, the batch statistics non-differentiable.
+    Forward: the ``lin`` GEMM writes partial statistics of its output; the heatmap GEMM applies BN-ReLU as it loads
+    ``lin``. ``materialize``: one BN-ReLU pass writes ``feature`` out (returned); otherwise the first output is
+    ``lin`` itself standing for ``feature``, and its consumer must apply the BN-ReLU ``(s, t)`` as a prologue and
+    return the gradient of that prologue's output as its gradient (``ConvFn`` with ``scale``/``shift``: the merge).
+    Saves ``r`` and the pre-BN ``lin``. Returns ``(feature or lin, heatmaps, mean, var, s, t)``, all but the first
+    two non-differentiable.
     Backward: the heatmap dgrad adds the gradient reaching ``feature`` from elsewhere (the merge) before the ReLU
     mask and writes the BN-backward sums; the heatmap wgrad recomputes BN-ReLU(lin); the BN-backward apply is the
     prologue of the ``lin`` dgrad and wgrad.
     """
 
     @staticmethod
-    def forward(ctx, r, eps, w, bias, gamma, beta, w_heat, bias_heat):
+    def forward(ctx, r, eps, materialize, w, bias, gamma, beta, w_heat, bias_heat):
         lin, partial = _ops.conv_fwd(r, w, _f32(bias), None, None, None, None, None, None, True)
         mean, var, s, t = bn_train(partial, gamma, beta, eps)
-        feature = _ops.bn_relu(lin, s, t)
-        heatmaps, _ = _ops.conv_fwd(feature, w_heat, _f32(bias_heat), None, None, None, None, None, None, False)
+        heatmaps, _ = _ops.conv_fwd(lin, w_heat, _f32(bias_heat), s, t, None, None, None, None, False)
+        feature = _ops.bn_relu(lin, s, t) if materialize else lin
         ctx.save_for_backward(r, lin, w, bias, gamma, w_heat, bias_heat, s, t, mean, var)
         ctx.eps = eps
         ctx.set_materialize_grads(False)
-        ctx.mark_non_differentiable(mean, var)
-        return feature, heatmaps, mean, var
+        ctx.mark_non_differentiable(mean, var, s, t)
+        return feature, heatmaps, mean, var, s, t
 
     @staticmethod
     def backward(ctx, d_feature, d_heatmaps, *_):
@@ -143,7 +146,7 @@ class HeadTrainFn(torch.autograd.Function):
         k, dgamma, dbeta = bn_backward_coeffs(sums, mean, var, gamma, ctx.eps, count)
         dw, db = _ops.conv_wgrad(r, dv, 1, None, None, lin, *k)
         dr = _ops.conv_dgrad(dv, w, None, None, None, None, lin, *k, None)[0]
-        return (dr, None, _like(dw, w), _like(db, bias), _like(dgamma, gamma), _like(dbeta, gamma),
+        return (dr, None, None, _like(dw, w), _like(db, bias), _like(dgamma, gamma), _like(dbeta, gamma),
                 _like(dw_heat, w_heat), _like(db_heat, bias_heat))
 
 
@@ -172,13 +175,16 @@ class ConvFn(torch.autograd.Function):
     """``conv(x, w) + bias [+ residual]`` (1x1 or 3x3 pad 1) on NHWC tensors, with Triton dgrad and wgrad.
 
     Returns ``(y, y_partial)``: the partial statistics of ``y`` from the GEMM epilogue when ``stats`` (for the
-    consuming residual's BN1), else empty; non-differentiable.
+    consuming residual's BN1), else empty; non-differentiable. With ``scale``/``shift`` (fp32 ``(C,)``, not
+    differentiable) the conv reads ``relu(x * scale + shift)`` (the wgrad recomputes it) and the gradient returned
+    for ``x`` is that of ``relu(x * scale + shift)``: for an ``x`` that stands for it, ``HeadTrainFn``'s unwritten
+    feature, whose backward applies the ReLU mask and the BN backward.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, residual, stats):
-        y, partial = _ops.conv_fwd(x, weight, _f32(bias), None, None, None, None, residual, None, stats)
-        ctx.save_for_backward(x, weight, bias)
+    def forward(ctx, x, weight, bias, residual, stats, scale=None, shift=None):
+        y, partial = _ops.conv_fwd(x, weight, _f32(bias), scale, shift, None, None, residual, None, stats)
+        ctx.save_for_backward(x, weight, bias, scale, shift)
         ctx.has_res = residual is not None
         ctx.mark_non_differentiable(partial)
         ctx.set_materialize_grads(False)  # no zero tensor for the statistics: only y ever has a gradient
@@ -186,8 +192,8 @@ class ConvFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, _):
-        x, weight, bias = ctx.saved_tensors
+        x, weight, bias, scale, shift = ctx.saved_tensors
         dy = dy.to(x.dtype).contiguous()
-        dw, db = _ops.conv_wgrad(x, dy, weight.shape[2], None, None, None, None, None, None)
+        dw, db = _ops.conv_wgrad(x, dy, weight.shape[2], scale, shift, None, None, None, None)
         dx = _ops.conv_dgrad(dy, weight, None, None, None, None, None, None, None, None, None)[0]
-        return dx, _like(dw, weight), _like(db, bias), dy if ctx.has_res else None, None
+        return dx, _like(dw, weight), _like(db, bias), dy if ctx.has_res else None, None, None, None

@@ -202,11 +202,19 @@ def _maxpool(x: Tensor, training: bool) -> tuple[Tensor, Tensor | None]:
     return nchw(_ops.maxpool2x2(nhwc(x), False)[0]), None
 
 
-def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """StackHead: fused residual (taking ``y``'s partial statistics, see ``_residual``); ``lin`` conv with BN +
-    ReLU (training: statistics from the GEMM epilogue, one BN-ReLU pass; eval: folded into the epilogue);
-    heatmap conv."""
-    y, = under_autocast(y)
+def head_forward(head, y: Tensor) -> tuple[Tensor, Tensor]:
+    """StackHead: fused residual; ``lin`` conv with BN + ReLU (training: statistics from the GEMM epilogue, one
+    BN-ReLU pass writes the feature; eval: folded into the epilogue); heatmap conv."""
+    feature, heatmaps, _ = _head(head, *under_autocast(y), materialize=True)
+    return feature, heatmaps
+
+
+def _head(head, y: Tensor, y_partial: Tensor | None = None,
+          materialize: bool = False) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+    """``head_forward`` taking ``y``'s partial statistics (see ``_residual``), returning ``(feature, heatmaps,
+    prologue)``. In training without ``materialize`` no BN-ReLU pass runs: ``feature`` is the pre-BN ``lin`` and
+    ``prologue`` its BN-ReLU ``(s, t)``, for ``_merge`` to apply as its feature conv loads it (``HeadTrainFn``);
+    otherwise ``prologue`` is None."""
     r = nhwc(_residual(head.res, y, x_partial=y_partial)[0])
     check_bn(head.lin_bn, "StackHead")
     args = (head.lin_conv.weight, head.lin_conv.bias, head.lin_bn.weight, head.lin_bn.bias,
@@ -216,14 +224,14 @@ def head_forward(head, y: Tensor, y_partial: Tensor | None = None) -> tuple[Tens
         if count < 2:
             raise ValueError(f"fused StackHead: training BatchNorm needs more than 1 value per channel, got input "
                              f"shape {tuple(y.shape)}")
-        feature, heatmaps, mean, var = HeadTrainFn.apply(r, head.lin_bn.eps, *args)
+        feature, heatmaps, mean, var, s, t = HeadTrainFn.apply(r, head.lin_bn.eps, materialize, *args)
         update_running_stats([head.lin_bn], [mean], [var], count)
-        return nchw(feature), nchw(heatmaps)
+        return nchw(feature), nchw(heatmaps), None if materialize else (s, t)
     s, t = eval_scale_shift(head.lin_bn)
     feature = _ops.conv_fwd(r, head.lin_conv.weight.detach(), _f32(head.lin_conv.bias), None, None, s, t,
                             None, None, False)[0]
     heatmaps = ConvFn.apply(feature, head.heatmap.weight, head.heatmap.bias, None, False)[0]
-    return nchw(feature), nchw(heatmaps)
+    return nchw(feature), nchw(heatmaps), None
 
 
 def merge_forward(merge, x: Tensor, feature: Tensor, heatmaps: Tensor) -> Tensor:
@@ -231,11 +239,13 @@ def merge_forward(merge, x: Tensor, feature: Tensor, heatmaps: Tensor) -> Tensor
     return _merge(merge, *under_autocast(x, feature, heatmaps))[0]
 
 
-def _merge(merge, x: Tensor, feature: Tensor, heatmaps: Tensor,
-           out_stats: bool = False) -> tuple[Tensor, Tensor | None]:
-    """``merge_forward``, in training with ``out_stats`` also returning the output's partial statistics."""
+def _merge(merge, x: Tensor, feature: Tensor, heatmaps: Tensor, out_stats: bool = False,
+           prologue: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+    """``merge_forward``, in training with ``out_stats`` also returning the output's partial statistics;
+    ``prologue``: ``feature`` is ``_head``'s unwritten one, read through this BN-ReLU ``(s, t)``."""
     out_stats = out_stats and merge.training
-    out = ConvFn.apply(nhwc(feature), merge.feature.weight, merge.feature.bias, nhwc(x), False)[0]
+    out = ConvFn.apply(nhwc(feature), merge.feature.weight, merge.feature.bias, nhwc(x), False,
+                       *(prologue or ()))[0]
     out, partial = ConvFn.apply(nhwc(heatmaps), merge.heatmap.weight, merge.heatmap.bias, out, out_stats)
     return nchw(out), partial if out_stats else None
 
@@ -260,8 +270,8 @@ def _stacked_hourglass(model, x: Tensor) -> Tensor:
     heatmaps = []
     for i in range(model.nstack):
         y, y_partial = _hourglass(model.hourglasses[i], x, partial, out_stats=True)
-        feature, hm = head_forward(model.heads[i], y, y_partial)
+        feature, hm, prologue = _head(model.heads[i], y, y_partial)
         heatmaps.append(hm)
         if i < model.nstack - 1:
-            x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True)
+            x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True, prologue=prologue)
     return torch.stack(heatmaps, 1).contiguous()  # like the reference (the maps are channels_last)
