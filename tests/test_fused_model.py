@@ -14,7 +14,7 @@ import torch
 import hgfast.fused as fused_mod
 from hgfast import StackedHourglass
 from hgfast.fused import count_stats_passes, force_triton_on_cpu
-from hgfast.models import StackHead
+from hgfast.models import Merge, StackHead
 
 from test_fused_residual import compare_buffers, compare_grads, fused_copy, randomize, rel_err
 
@@ -186,6 +186,34 @@ def test_running_statistics_are_updated_together_after_the_forward(cumulative):
             fused(x)
     assert CountLerps.calls == (0 if cumulative else 2)
     compare_buffers(ref, fused, TOL)
+
+
+@pytest.mark.triton
+def test_head_feeds_the_merge_without_writing_its_feature():
+    """The model's training path: the head (``_head`` without ``materialize``) hands the merge its pre-BN ``lin``
+    and BN-ReLU, which the merge's feature conv applies as it loads it (``_merge(prologue=)``); no BN-ReLU pass.
+    Outputs and every gradient (of y, x, the head's and the merge's parameters) as the reference head + merge."""
+    pytest.importorskip("hgfast.kernels")
+    from hgfast.fused import modules
+
+    ref_head, ref_merge = randomize(StackHead(6, 3)), randomize(Merge(6, 3), seed=2)
+    head, merge = fused_copy(ref_head), fused_copy(ref_merge)
+    y, x = torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4)
+    g, gh = torch.randn(2, 6, 4, 4), torch.randn(2, 3, 4, 4)
+    with force_triton_on_cpu():
+        yr, xr, yf, xf = (t.clone().requires_grad_() for t in (y, x, y, x))
+        feature, hr = ref_head(yr)
+        out_r = ref_merge(xr, feature, hr)
+        with count_stats_passes() as passes:
+            lin, hf, prologue = modules._head(head, yf)
+            out_f = modules._merge(merge, xf, lin, hf, prologue=prologue)[0]
+        assert passes["bn_relu"] == 0 and prologue is not None
+        assert rel_err(hf, hr) <= 2e-5 and rel_err(out_f, out_r) <= 2e-5
+        for out, h in ((out_r, hr), (out_f, hf)):
+            ((out * g).sum() + (h * gh).sum()).backward()
+    assert rel_err(yf.grad, yr.grad) <= 2e-5 and rel_err(xf.grad, xr.grad) <= 2e-5
+    compare_grads(ref_head, head, 2e-5, zero_grad_bias=lambda name: name != "heatmap.bias")
+    compare_grads(ref_merge, merge, 2e-5, zero_grad_bias=lambda name: False)
 
 
 @pytest.mark.triton

@@ -211,10 +211,10 @@ def head_forward(head, y: Tensor) -> tuple[Tensor, Tensor]:
 
 def _head(head, y: Tensor, y_partial: Tensor | None = None,
           materialize: bool = False) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
-    """``head_forward`` taking ``y``'s partial statistics (see ``_residual``), returning ``(feature, heatmaps,
-    prologue)``. In training without ``materialize`` no BN-ReLU pass runs: ``feature`` is the pre-BN ``lin`` and
-    ``prologue`` its BN-ReLU ``(s, t)``, for ``_merge`` to apply as its feature conv loads it (``HeadTrainFn``);
-    otherwise ``prologue`` is None."""
+    """``head_forward`` taking ``y``'s partial statistics (see ``_residual``), returning ``(feature_or_lin, heatmaps,
+    prologue)``. In training without ``materialize`` no BN-ReLU pass runs: the first output is the pre-BN ``lin``
+    and ``prologue`` its BN-ReLU ``(s, t)``, only for ``_merge(prologue=)`` to apply as its feature conv loads it
+    (``HeadTrainFn``; anything else would read wrong values); otherwise the feature, and ``prologue`` is None."""
     r = nhwc(_residual(head.res, y, x_partial=y_partial)[0])
     check_bn(head.lin_bn, "StackHead")
     args = (head.lin_conv.weight, head.lin_conv.bias, head.lin_bn.weight, head.lin_bn.bias,
@@ -270,8 +270,8 @@ def _stacked_hourglass(model, x: Tensor) -> Tensor:
     heatmaps = []
     for i in range(model.nstack):
         y, y_partial = _hourglass(model.hourglasses[i], x, partial, out_stats=True)
-        feature, hm, prologue = _head(model.heads[i], y, y_partial)
+        feature_or_lin, hm, prologue = _head(model.heads[i], y, y_partial)
         heatmaps.append(hm)
         if i < model.nstack - 1:
-            x, partial = _merge(model.merges[i], x, feature, hm, out_stats=True, prologue=prologue)
+            x, partial = _merge(model.merges[i], x, feature_or_lin, hm, out_stats=True, prologue=prologue)
     return torch.stack(heatmaps, 1).contiguous()  # like the reference (the maps are channels_last)
