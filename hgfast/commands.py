@@ -352,7 +352,8 @@ def _video_frames(video, drawn: Path, people, limbs, detected: bool, smoother=No
             frames.append({"frame": index, "people": [
                 {"id": person, "box": [round(float(v), 2) for v in box],
                  **({} if score is None else {"box_score": score}),
-                 "keypoints": np.round(kp, 2).tolist(), "scores": np.round(sc, 4).tolist()}
+                 "keypoints": np.round(np.asarray(kp, np.float64), 2).tolist(),  # float64: no float32 digits
+                 "scores": np.round(np.asarray(sc, np.float64), 4).tolist()}
                 for person, (kp, sc, box, score) in zip(people_ids, found, strict=True)]})
     return frames
 
@@ -521,7 +522,8 @@ def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") ->
                    "data's, stored in the checkpoint (or its config.yaml), else 1.25)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     _add_speed_args(p)
-    p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass (default 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="crops per forward pass (default 32); predict also "
+                   "reads this many images at a time")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
 
 
