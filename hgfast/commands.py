@@ -397,7 +397,7 @@ def _cmd_predict(args) -> int:
                                                   zip(joints, kp)},
                                     "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
                 save_image(image, picture)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # a later image that fails to decode, a picture that cannot be written
         done = f"{len(names)} of {len(args.images)} pictures written, predictions.json not" if names else \
             "nothing written"
         return _fail("predict", f"{exc} ({done})")
