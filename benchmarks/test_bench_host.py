@@ -5,8 +5,8 @@ whenever the host takes longer to issue a step's launches than the GPU takes to 
 side alone, on any machine with triton: CPU tensors, every Triton launch replaced by a counter (so what is timed
 is the launchers' argument checks and output allocations, the autotuner's lookup, the autograd Functions, the op
 calls and the module code - everything but Triton's own launch path and the driver), on a narrow model
-(32 features, 64x64 input, batch 2) so that the few ATen ops that run for real on the CPU (stem conv, max-pools,
-weight packing) cost little.
+(32 features, 64x64 input, batch 2) so that the few ATen ops that run for real on the CPU (the stem's conv and
+BN, weight packing) cost little.
 Records ``launches`` per step and ``us_per_launch`` (host time over launches).
 """
 import contextlib
