@@ -14,4 +14,5 @@ from .residual_eval import residual_eval
 from .upsample_add import upsample_add, upsample_add_backward
 
 __all__ = ["conv2d_fwd", "conv2d_dgrad", "conv2d_wgrad", "residual_eval", "upsample_add", "upsample_add_backward",
-           "maxpool2x2", "maxpool2x2_backward", "channel_stats", "finalize_stats", "bn_train_coeffs", "bn_backward_coeffs", "bn_relu", "bn_backward_apply"]
+           "maxpool2x2", "maxpool2x2_backward", "channel_stats", "finalize_stats", "bn_train_coeffs",
+           "bn_backward_coeffs", "bn_relu", "bn_backward_apply"]

@@ -17,15 +17,16 @@ from .common import cdiv, check_nhwc, elementwise_block, on_tensor_device
 
 @triton.jit
 def window_max(x_ptr, rows, row_ok, cols, col_ok, H, W, HO, WO, C):
-    """The maxima ``[rows, cols]`` (fp32) of output pixels ``rows`` (n, i, j row-major) and which element of each window
-    holds it (0..3, row-major), plus the flat offset of the window's top-left element."""
+    """The maxima ``[rows, cols]`` (fp32) of output pixels ``rows`` (n, i, j row-major) and which element of each
+    window holds it (0..3, row-major), plus the flat offset of the window's top-left element."""
     mask = row_ok[:, None] & col_ok[None, :]
     n = rows // (HO * WO)
     i = (rows // WO) % HO
     j = rows % WO
     top = ((n * H + 2 * i) * W + 2 * j) * C
     offs = top[:, None] + cols[None, :]
-    best = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)  # exact; compared in fp32
+    # compared in fp32 (exact; Triton 3.6's interpreter compares bf16 as if unsigned 16-bit integers)
+    best = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     which = tl.zeros(best.shape, dtype=tl.int32)
     for k in tl.static_range(1, 4):
         v = tl.load(x_ptr + offs + ((k // 2) * W + k % 2) * C, mask=mask, other=0.0).to(tl.float32)

@@ -114,7 +114,8 @@ def test_joints_that_are_not_finite_pass_through_and_leave_their_filter_alone():
 
 def test_bad_input_names_the_argument():
     for kwargs, message in (({"min_cutoff": 0}, "min_cutoff must be a finite number > 0"),
-                            ({"min_cutoff": math.inf}, "min_cutoff"), ({"beta": -1}, "beta must be a finite number >= 0"),
+                            ({"min_cutoff": math.inf}, "min_cutoff"),
+                            ({"beta": -1}, "beta must be a finite number >= 0"),
                             ({"beta": math.nan}, "beta"), ({"beta": True}, "beta"),
                             ({"d_cutoff": "1"}, "d_cutoff must be")):
         with pytest.raises(ValueError, match=message):
