@@ -19,7 +19,13 @@ from .fastest import fastest
 
 
 def _tiles(m: int) -> int:
+    """Row tiles (partial statistics) of a GEMM over ``m`` rows."""
     return -(-m // block_m(m))
+
+
+def _elementwise_tiles(m: int) -> int:
+    """Row tiles (partial statistics) of an elementwise kernel over ``m`` rows (``channel_stats``, ``maxpool2x2``)."""
+    return -(-m // elementwise_block())
 
 
 _functions = {}  # op name -> the Python function the op runs
@@ -160,7 +166,7 @@ def maxpool2x2(x: Tensor, stats: bool) -> tuple[Tensor, Tensor]:
 @maxpool2x2.register_fake
 def _(x, stats):
     n, h, w, c = x.shape
-    t = -(-(n * (h // 2) * (w // 2)) // elementwise_block()) if stats else 0
+    t = _elementwise_tiles(n * (h // 2) * (w // 2)) if stats else 0
     return x.new_empty((n, h // 2, w // 2, c)), x.new_empty((3, t, c), dtype=torch.float32)
 
 
@@ -183,7 +189,7 @@ def channel_stats(x: Tensor) -> Tensor:
 @channel_stats.register_fake
 def _(x):
     c = x.shape[3]
-    return x.new_empty((3, -(-(x.numel() // c) // elementwise_block()), c), dtype=torch.float32)
+    return x.new_empty((3, _elementwise_tiles(x.numel() // c), c), dtype=torch.float32)
 
 
 @op
