@@ -69,6 +69,28 @@ def test_sync_batch_norm_model_trains_on_the_reference_path_and_says_so_once(mon
 
 
 @pytest.mark.triton
+def test_a_submodule_in_the_other_mode_sends_the_model_to_the_reference_path():
+    """``model.train(); model.heads[0].training = False`` (its BatchNorms still training): each module runs in its
+    own mode, as in the reference: the head's BN uses and updates batch statistics, and every gradient flows (the
+    fused forward takes one mode for the whole model and would run the head's inference kernels)."""
+    pytest.importorskip("hgfast.kernels")
+    ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=False))
+    fused = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
+    fused.load_state_dict(ref.state_dict())
+    for model in (ref, fused):
+        model.heads[0].training = False
+    x = torch.randn(2, 3, 16, 16)
+    with force_triton_on_cpu():
+        out = fused(x)
+    expected = ref(x)
+    assert rel_err(out, expected) <= 1e-5
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    compare_grads(ref, fused, 1e-4, zero_grad_bias=lambda n: not n.endswith("heatmap.bias"))
+    compare_buffers(ref, fused, 1e-5)
+
+
+@pytest.mark.triton
 def test_stacked_hourglass_fused_matches_reference_over_three_steps():
     pytest.importorskip("hgfast.kernels")
     ref = randomize(StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=False))

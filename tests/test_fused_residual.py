@@ -232,18 +232,22 @@ def test_residual_consumes_handed_over_stats(triton_cpu):
         compare_buffers(ref, fused, 2e-5)
 
 
-@pytest.mark.parametrize("frozen", ["bn2", "all"])
-def test_residual_frozen_bn_in_training_module_uses_reference(triton_cpu, frozen):
+@pytest.mark.parametrize("frozen", ["bn2", "all", "module"])
+def test_residual_mixed_train_eval_modes_use_reference(triton_cpu, frozen):
     """``res.train(); bn.eval()`` (frozen BN fine-tuning): the eval BNs use and keep their running statistics, as
-    ``nn.BatchNorm2d`` does; the fused forward (mode taken from the module) would use batch statistics."""
+    ``nn.BatchNorm2d`` does; the fused forward (mode taken from the module) would use batch statistics.
+    ``res.training = False`` with training BNs: batch statistics, not the fused inference kernel's running ones."""
     ref = randomize(Residual(6, 6)).train()
-    for bn in (ref.bn1, ref.bn2, ref.bn3) if frozen == "all" else (ref.bn2,):
+    if frozen == "module":
+        ref.training = False
+    for bn in {"bn2": (ref.bn2,), "all": (ref.bn1, ref.bn2, ref.bn3), "module": ()}[frozen]:
         bn.eval()
     fused = fused_copy(ref)
-    x = torch.randn(1, 6, 4, 6, requires_grad=True)
-    assert rel_err(fused(x), ref(x)) <= 2e-5
+    x = torch.randn(2, 6, 4, 6)
+    with torch.no_grad():
+        assert rel_err(fused(x), ref(x)) <= 2e-5
     compare_buffers(ref, fused, 2e-5)
-    assert int(fused.bn2.num_batches_tracked) == 0
+    assert int(fused.bn2.num_batches_tracked) == (frozen == "module")
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -2,7 +2,7 @@
 
 ``StackedHourglass(fused=True)`` runs the fused path only on CUDA tensors with triton importable; elsewhere it
 runs the reference path and reports ``model.fused_active == False``. ``fused_active`` says only that much: a given
-forward still takes the reference path where ``wants_fused`` says no (float64 input, a BatchNorm in the other
+forward still takes the reference path where ``wants_fused`` says no (float64 input, a submodule in the other
 train/eval mode or a SyncBatchNorm in training, eval mode with gradients needed). The default for ``fused=None``
 comes from ``set_default_fused`` or else the ``HGFAST_FUSED`` environment variable (``1``/``true``/``on``).
 ``invalidate(module)`` forgets the memoised inference coefficients after writes through ``.data`` (see ``memo``).
@@ -113,13 +113,14 @@ def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
 
     Only float32/float16/bfloat16 inputs run fused (others, e.g. float64, take the reference path).
     Eval mode runs fused only when no gradient is needed (the folded-BN kernels have no backward). The fused
-    forwards take train/eval from the module, so a BatchNorm whose mode differs from the module's (frozen BN
-    fine-tuning: ``model.train()`` then ``bn.eval()``) sends the module to the reference path; so does a
-    ``SyncBatchNorm`` in training (the fused kernels compute per-process batch statistics; said once per process).
+    forwards take train/eval from the module, so a submodule whose mode differs from the module's (frozen BN
+    fine-tuning: ``model.train()`` then ``bn.eval()``; ``model.heads[0].training = False``) sends the module to the
+    reference path, where each submodule runs in its own mode; so does a ``SyncBatchNorm`` in training (the fused
+    kernels compute per-process batch statistics; said once per process).
     """
     if not getattr(module, "fused", False) or not runs_on(x.device) or x.dtype not in FUSED_DTYPES:
         return False
-    if _batch_norm_needs_reference(module):
+    if _needs_reference(module):
         return False
     return module.training or not (torch.is_grad_enabled() and
                                    (x.requires_grad or any(p.requires_grad for p in module.parameters())))
@@ -128,8 +129,8 @@ def wants_fused(module: torch.nn.Module, x: torch.Tensor) -> bool:
 _sync_bn_warned = False
 
 
-def _batch_norm_needs_reference(module: torch.nn.Module) -> bool:
-    """True when a BatchNorm inside ``module`` is not in ``module``'s train/eval mode, or is a ``SyncBatchNorm`` in
+def _needs_reference(module: torch.nn.Module) -> bool:
+    """True when a submodule of ``module`` is not in ``module``'s train/eval mode, or is a ``SyncBatchNorm`` in
     training (warned once). Walks the ``_modules`` dicts (~4x faster than ``module.modules()``: this runs on every
     forward of the whole model)."""
     global _sync_bn_warned
@@ -137,7 +138,7 @@ def _batch_norm_needs_reference(module: torch.nn.Module) -> bool:
     while pending:
         for child in pending.pop()._modules.values():
             if child is not None:
-                if child.training != training and isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                if child.training != training:
                     return True
                 if training and issubclass(type(child), torch.nn.SyncBatchNorm):  # ~5x cheaper than isinstance
                     if not _sync_bn_warned:

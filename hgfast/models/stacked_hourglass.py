@@ -62,7 +62,8 @@ class StackedHourglass(nn.Module):
     @property
     def fused_active(self) -> bool:
         """True when the Triton path can run: fused requested, triton importable, CUDA parameters. A forward may
-        still take the reference path (float64 input, BN modes it does not fuse; see ``hgfast.fused.wants_fused``)."""
+        still take the reference path (float64 input, submodules in mixed train/eval modes; see
+        ``hgfast.fused.wants_fused``)."""
         return self._fused and _fused.runs_on(self.stem.conv.weight.device)
 
     @property
