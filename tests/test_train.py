@@ -36,6 +36,13 @@ def test_config_errors_name_the_key(tmp_path):
         with pytest.raises(ConfigError, match="'data.input_size'"):
             resolve(overrides=[f"data.input_size={bad}"])
     assert resolve(overrides=["data.input_size=[256, 192]"]).data.input_size == [256, 192]  # height, width
+    for bad, key in (("optim.gamma=-0.1", "'optim.gamma'.*> 0"), ("optim.lr=.inf", "'optim.lr' must be finite"),
+                     ("optim.weight_decay=.nan", "'optim.weight_decay' must be finite"), ("seed=-1", "'seed'"),
+                     ("data.seed=-1", "'data.seed'"), ("val_thresholds=[0.5, 0]", "'val_thresholds'.*> 0"),
+                     ("optim.milestones=[0]", "'optim.milestones'.*> 0")):
+        with pytest.raises(ConfigError, match=key):
+            resolve(overrides=[bad])
+    assert resolve(overrides=["optim.milestones=[6e5]"]).optim.milestones == [600000]  # YAML 1.1: a string
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve(preset="huge")
     with pytest.raises(ConfigError, match="key=value"):
@@ -156,9 +163,34 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
     del old["progress"]  # a state written before the log sums were saved
     torch.save(old, work / "last.state.pt")
     changed = ("steps=3", "log_every=3", "val_every=3", "ckpt_every=3", "optim.lr=1e-4", "optim.schedule=cosine",
-               "model.fused=true", "data.input_size=[32,32]")  # the same crops as 32
+               "model.fused=true", "data.input_size=[32,32]", "optim.weight_decay=0.01")  # the same crops as 32
     assert train(tiny(tmp_path, *changed), resume=work)["steps"] == 3
     assert "steps: 3" in (work / "config.yaml").read_text()
+    groups = load_state(work)["optimizer"]["param_groups"]  # the new value, not the saved run's
+    assert [g["weight_decay"] for g in groups] == [0.01] * len(groups)
+
+
+def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_path, monkeypatch):
+    """A second Ctrl-C inside the last step's validation: the resumed run (which starts after that step) validates
+    it, writes best.safetensors and the metrics row, and trains no further step."""
+    import hgfast.train.loop as loop
+
+    validate = loop.validate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cfg = tiny(tmp_path, "steps=2", "val_every=2", "ckpt_every=100")
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(loop, "validate", interrupted)
+        train(cfg)
+    work = tmp_path / "run"
+    assert load_state(work)["step"] == 2 and not (work / "best.safetensors").exists()
+    assert loop.validate is validate
+    summary = train(cfg, resume=work)
+    assert summary["steps"] == 2 and summary["best"] is not None and (work / "best.safetensors").is_file()
+    assert [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]] == ["2"]
+    assert _loss_steps(work) == ["1", "2"] and not load_state(work)["progress"]["validation_pending"]
 
 
 def _loss_steps(work):

@@ -7,6 +7,7 @@ key and the accepted keys / type. The resolved config is written to ``<workdir>/
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -198,13 +199,25 @@ def _coerce(path: str, kind, value):
             return str(value)
     elif kind is list or typing.get_origin(kind) is list:  # of numbers; list[list]: also of lists of numbers
         def numbers(v):
-            return isinstance(v, (list, tuple)) and all(isinstance(u, (int, float)) and not isinstance(u, bool)
-                                                        for u in v)
+            return isinstance(v, (list, tuple)) and all(_number(u) is not None for u in v)
         if kind is not list and isinstance(value, (list, tuple)) and all(numbers(v) for v in value):
-            return [list(v) for v in value]
+            return [[_number(u) for u in v] for v in value]
         if numbers(value):
-            return list(value)
+            return [_number(u) for u in value]
     raise ConfigError(f"config key {path!r} expects {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def _number(value):
+    """``value`` if an int or float, a float for a string that reads as one (YAML 1.1 reads ``6e5``, with no dot, as
+    a string), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return None
 
 
 def parse_set(items: list[str]) -> dict:
@@ -273,9 +286,18 @@ def validate(cfg: Config) -> None:
         if not flat[key] > 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {flat[key]!r}")
     for key in ("data.workers", "threads", "vis_every", "optim.warmup_steps", "optim.weight_decay",
-                "data.category_id"):
+                "data.category_id", "seed", "data.seed"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {flat[key]!r}")
+    for key, value in flat.items():
+        if any(isinstance(v, float) and not math.isfinite(v) for v in _flatten(value)):
+            raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
+    if not cfg.optim.gamma > 0:
+        raise ConfigError(f"config key 'optim.gamma' (the step schedule's LR factor) must be > 0, got "
+                          f"{cfg.optim.gamma!r}")
+    for key in ("optim.milestones", "val_thresholds"):
+        if not all(v > 0 for v in flat[key]):
+            raise ConfigError(f"config key {key!r} must hold numbers > 0, got {flat[key]!r}")
     multiple = 4 * 2 ** cfg.model.depth
     try:
         crop_size(cfg.data.input_size, multiple=multiple)
@@ -302,6 +324,10 @@ def validate(cfg: Config) -> None:
                for p in cfg.data.flip_pairs):
         raise ConfigError(f"config key 'data.flip_pairs' must be a list of [a, b] joint index pairs, "
                           f"got {cfg.data.flip_pairs!r}")
+
+
+def _flatten(value) -> list:
+    return [u for v in value for u in _flatten(v)] if isinstance(value, list) else [value]
 
 
 def save_yaml(cfg: Config, path: str | os.PathLike) -> None:

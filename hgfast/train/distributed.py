@@ -47,6 +47,16 @@ def setup(device_name: str) -> tuple[Dist, torch.device]:
     return info, device
 
 
+def mean(value: torch.Tensor, info: Dist) -> float:
+    """The mean of the scalar tensor ``value`` over the processes (all-reduced: every rank gets the same, so a
+    non-finite loss on one stops them all), as a Python float (one host sync)."""
+    if not info.enabled:
+        return value.item()
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total.item() / info.world_size
+
+
 def cleanup(info: Dist, synchronize: bool = False) -> None:
     """Leave the process group. ``synchronize`` (a run that ended normally on every rank): a barrier first, so no
     rank tears down its connections while another still finishes the last collective. Not after an error: the

@@ -331,6 +331,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         load_into(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         release_capturable(optimizer)
+        for group in optimizer.param_groups:  # the state brings back the saved run's; --set may change it
+            group["weight_decay"] = cfg.optim.weight_decay
         scaler.load_state_dict(state["scaler"])
         step, best, progress = int(state["step"]), state.get("best"), state.get("progress", {})
         set_rng_state(state["rng"])
@@ -372,18 +374,21 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     # Running sums of the log window, images seen, start time: in the state, so a resumed run logs the same.
     t0, seen = time.time() - progress.get("elapsed_s", 0.0), progress.get("seen", 0)
     loss_acc, loss_n = torch.tensor(progress.get("loss_sum", 0.0), device=device), progress.get("loss_n", 0)
+    # True from a validation step's update until its validation is done: an interrupt in between (a second Ctrl-C
+    # in validate) leaves it to the resumed run, which starts after that step.
+    validation_pending = progress.get("validation_pending", False)
 
     def checkpoint(final: bool = False) -> None:
         if dist_info.is_main:
             save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
-                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0},
-                       skeleton.to_dict())
+                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0,
+                        "validation_pending": validation_pending}, skeleton.to_dict())
             model.save(workdir / "last.safetensors", skeleton, inference)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
     def run_validation() -> bool:
         """Validate; True (on the main process) when ``best`` improved and ``best.safetensors`` was written."""
-        nonlocal best
+        nonlocal best, validation_pending
         improved = False
         if dist_info.is_main:
             picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
@@ -401,6 +406,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     best, improved = value, True
                     model.save(workdir / "best.safetensors", skeleton, inference)
         dist_info.barrier()
+        validation_pending = False
         return improved
 
     from tqdm import tqdm
@@ -411,6 +417,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     completed = False
     with _StopFlag() as stop:
         try:
+            if validation_pending:
+                log.info("validating step %d, which the interrupt cut short", step)
+                run_validation()
+                checkpoint(final=step == cfg.steps)
             while step < cfg.steps:
                 epoch = step // steps_per_epoch
                 sampler.set_position(epoch, (step % steps_per_epoch) * cfg.batch_size)
@@ -439,12 +449,13 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         seen += x.shape[0] * dist_info.world_size
                         loss_acc += loss.detach()
                         loss_n += 1
+                        last = step == cfg.steps
+                        validation_pending = last or step % cfg.val_every == 0
                     bar.update(1)
                     for cb in callbacks:
                         cb(step, {"loss": loss.detach(), "lr": lr})
-                    last = step == cfg.steps
                     if last or any(step % n == 0 for n in (cfg.log_every, cfg.val_every, cfg.ckpt_every)):
-                        mean_loss = loss_acc.item() / loss_n  # one host sync per boundary, not per step
+                        mean_loss = distributed.mean(loss_acc, dist_info) / loss_n  # a host sync per boundary
                         if not math.isfinite(mean_loss):
                             raise FloatingPointError(f"training loss is {mean_loss} in steps {step - loss_n + 1}-"
                                                      f"{step}; try a lower optim.lr or amp=none")
@@ -455,7 +466,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         if metrics:
                             metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{mean_loss:.6g}",
                                           images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
-                    validating = last or step % cfg.val_every == 0
+                    validating = validation_pending
                     improved = validating and run_validation()
                     if dist_info.is_main and not validating and cfg.vis_every and step % cfg.vis_every == 0:
                         draw_predictions(model, cfg, val_set, step, workdir)
