@@ -1,5 +1,6 @@
 """Skeletons from joint names, COCO-format keypoint files (read, write, bad input) and a custom skeleton end to end:
 train, checkpoint with its skeleton, eval table with its groups, predict with flip test."""
+import dataclasses
 import importlib.util
 import json
 
@@ -10,8 +11,8 @@ import torch
 
 from hgfast.checkpoint import read_metadata
 from hgfast.cli import main
-from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, COCOKeypoints, Skeleton, box_to_center_scale, crop_affine,
-                         read_coco, render, write_coco)
+from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, PCKH_JOINTS, COCOKeypoints, Skeleton, box_to_center_scale,
+                         crop_affine, read_coco, render, write_coco)
 from hgfast.eval import format_table, pck_table
 from hgfast.models import StackedHourglass
 from hgfast.ops import MPII_FLIP_PERMUTATION
@@ -239,6 +240,9 @@ def test_pck_table_uses_the_skeleton_groups():
     assert len(table["mean_joints"]) == 17 and "Eye" in format_table(table) and "Head" not in format_table(table)
     with pytest.raises(ValueError, match="skeleton has 17 joints"):
         pck_table(pred[:, :5], gt[:, :5], np.ones((2, 5)), np.full(2, 10.0), skeleton=skeleton)
+    mpii = dataclasses.replace(MPII_SKELETON, flip_permutation=tuple(range(16)))  # data.flip_pairs given
+    assert pck_table(np.zeros((2, 16, 2)), np.zeros((2, 16, 2)), np.ones((2, 16)), np.full(2, 10.0),
+                     skeleton=mpii)["mean_joints"] == [JOINT_NAMES[j] for j in PCKH_JOINTS]  # Tompson's 14
     generic = pck_table(pred[:, :5], gt[:, :5], np.ones((2, 5)), np.full(2, 10.0), (0.2,))
     assert list(generic["count"]) == [f"joint_{i}" for i in range(5)] and generic["pck"]["0.2"]["per_group"] == {}
 
@@ -440,6 +444,8 @@ def test_oks_ap_by_cocoeval(tmp_path):
         im["id"] = f"im{im['id']}"
     data["categories"].append(dict(data["categories"][0], id=2))
     data["annotations"].append(dict(data["annotations"][0], category_id=2))
+    data["annotations"].append({"image_id": "im1", "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 5, 5],
+                                "area": 25})  # a crowd region without keypoints, which COCOeval reads
     sparse = tmp_path / "sparse.json"
     sparse.write_text(json.dumps(data))
     ids = [f"im{i}" for i in ids]

@@ -107,11 +107,14 @@ def oks_nms(image_ids, keypoints, score, areas, sigmas, threshold: float = 0.9) 
 
 def ground_truth(annotations: str | os.PathLike, category_id):
     """pycocotools ``COCO`` of the file's annotations of ``category_id`` with what COCOeval needs and the format
-    leaves optional filled in: ``iscrowd`` 0, ``num_keypoints`` the labelled joints, ``bbox`` the labelled joints'
-    box (``keypoint_box``) and ``area`` the box's (w·h); annotation ids renumbered 1..n."""
+    leaves optional filled in: ``iscrowd`` 0, ``keypoints`` all unlabelled (crowd regions), ``num_keypoints`` the
+    labelled joints, ``bbox`` the labelled joints' box (``keypoint_box``) and ``area`` the box's (w·h); annotation
+    ids renumbered 1..n."""
     from pycocotools.coco import COCO
 
     data = json.loads(Path(annotations).read_bytes())
+    categories = [c for c in data["categories"] if c.get("id") == category_id]
+    no_keypoints = [0.0] * 3 * len(categories[0].get("keypoints", ())) if categories else []
     people = []
     for a in data["annotations"]:
         if not isinstance(a, dict) or a.get("category_id") != category_id:
@@ -123,11 +126,11 @@ def ground_truth(annotations: str | os.PathLike, category_id):
             box = [0.0] * 4 if box is None else box
         box = [float(v) for v in box]
         people.append({**a, "id": len(people) + 1, "iscrowd": int(a.get("iscrowd") or 0), "bbox": box,
+                       "keypoints": a.get("keypoints") or no_keypoints,
                        "num_keypoints": int(a.get("num_keypoints", (kp[:, 2] > 0).sum())),
                        "area": float(a.get("area", box[2] * box[3]))})
     truth = COCO()
-    truth.dataset = {"images": data["images"], "annotations": people,
-                     "categories": [c for c in data["categories"] if c.get("id") == category_id]}
+    truth.dataset = {"images": data["images"], "annotations": people, "categories": categories}
     with contextlib.redirect_stdout(io.StringIO()):
         truth.createIndex()
     return truth

@@ -52,7 +52,7 @@ def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None
     if skeleton.num_joints != k:
         raise ValueError(f"skeleton has {skeleton.num_joints} joints, the predictions {k}")
     if mean_joints is None:
-        mean_joints = PCKH_JOINTS if skeleton == MPII_SKELETON else tuple(range(k))
+        mean_joints = PCKH_JOINTS if skeleton.names == MPII_SKELETON.names else tuple(range(k))
     names, groups = skeleton.names, skeleton.groups
     count = mask.sum(0)
     result = {"count": {names[j]: int(count[j]) for j in range(k)},
