@@ -23,6 +23,19 @@ inline void check_targets(const at::Tensor& kp, const at::Tensor& vis, const at:
   TORCH_CHECK(sigma.size(0) == kp.size(2), "sigma must be (K,), got ", sigma.sizes());
 }
 
+// gaussian_heatmaps' output: (height, width) > 0, a floating dtype.
+inline void check_target_output(int64_t height, int64_t width, at::ScalarType dtype) {
+  TORCH_CHECK(height > 0 && width > 0, "height and width must be positive, got ", height, "x", width);
+  TORCH_CHECK(at::isFloatingType(dtype), "dtype must be floating point, got ", dtype);
+}
+
+// heatmaps (B,K,H,W) floating, H and W > 0.
+inline void check_heatmaps(const at::Tensor& hm) {
+  check_input(hm, "heatmaps", 4, hm);
+  TORCH_CHECK(at::isFloatingType(hm.scalar_type()), "heatmaps must be floating point, got ", hm.scalar_type());
+  TORCH_CHECK(hm.size(2) > 0 && hm.size(3) > 0, "heatmaps must have H, W > 0, got ", hm.sizes());
+}
+
 // pred (B,S,K,H,W) floating and non-empty, weights (B,K) in the accumulation dtype, keypoints matching B and K.
 inline void check_loss(const at::Tensor& pred, const at::Tensor& kp, const at::Tensor& vis,
                        const at::Tensor& weights, const at::Tensor& sigma) {

@@ -48,6 +48,20 @@ def test_kernel_matches_reference(device, B, S, K, H, W, N, integer):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_float64_gradients_keep_float64_range_and_precision(device):
+    """A float64 loss's gradient is computed and stored in float64: beyond float32's range (1e40 ** 2 / 4) and to
+    float64's precision (the targets are ~0 this far from the keypoints, so the gradient is 2 w pred / (K H W))."""
+    needs_kernel("heatmap_mse_loss", device)
+    pred = torch.tensor([1e40, 1e-40, 1 / 3, 1e39 / 7], dtype=torch.float64, device=device).reshape(1, 1, 1, 2, 2)
+    kp = torch.full((1, 1, 1, 2), 1e3, device=device)
+    vis, w, sigma = torch.ones(1, 1, 1, dtype=torch.bool, device=device), \
+        torch.ones(1, 1, dtype=torch.float64, device=device), torch.ones(1, device=device)
+    grad = torch.ops.hgfast.heatmap_mse_loss_backward(torch.tensor(1.0, dtype=w.dtype, device=device), pred, kp, vis, w,
+                                                      sigma, False)
+    torch.testing.assert_close(grad, pred / 2, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_gradcheck(device):
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")

@@ -45,9 +45,7 @@ void decode(const at::Tensor& hm, bool quarter, float* coords, float* scores) {
 }
 
 std::tuple<at::Tensor, at::Tensor> argmax_decode_cpu(const at::Tensor& hm, bool quarter) {
-  check_input(hm, "heatmaps", 4, hm);
-  TORCH_CHECK(at::isFloatingType(hm.scalar_type()), "heatmaps must be floating point, got ", hm.scalar_type());
-  TORCH_CHECK(hm.size(2) > 0 && hm.size(3) > 0, "heatmaps must have H, W > 0, got ", hm.sizes());
+  check_heatmaps(hm);
   auto coords = at::empty({hm.size(0), hm.size(1), 2}, hm.options().dtype(at::kFloat));
   auto scores = at::empty({hm.size(0), hm.size(1)}, hm.options().dtype(at::kFloat));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hm.scalar_type(), "argmax_decode_cpu", [&] {

@@ -50,8 +50,7 @@ void render(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma
 at::Tensor gaussian_heatmaps_cpu(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma,
                                  int64_t height, int64_t width, bool integer_centre, at::ScalarType dtype) {
   check_targets(kp, vis, sigma);
-  TORCH_CHECK(height > 0 && width > 0, "height and width must be positive, got ", height, "x", width);
-  TORCH_CHECK(at::isFloatingType(dtype), "dtype must be floating point, got ", dtype);
+  check_target_output(height, width, dtype);
   auto out = at::empty({kp.size(0), kp.size(2), height, width}, kp.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "gaussian_heatmaps_cpu",
                                   [&] { render<scalar_t>(kp, vis, sigma, integer_centre, out); });

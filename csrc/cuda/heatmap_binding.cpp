@@ -28,12 +28,14 @@ cuda::TargetArgs target_args(const at::Tensor& kp, const at::Tensor& vis, const 
 
 void check_launch(cudaError_t err) { TORCH_CHECK(err == cudaSuccess, "hgfast CUDA kernel: ", cudaGetErrorString(err)); }
 
+constexpr int64_t kMaxBlocks = 2147483647;  // gridDim.x
+
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 at::Tensor gaussian_heatmaps_cuda(const at::Tensor& kp, const at::Tensor& vis, const at::Tensor& sigma,
                                   int64_t height, int64_t width, bool integer_centre, at::ScalarType dtype) {
   check_targets(kp, vis, sigma);
-  TORCH_CHECK(height > 0 && width > 0, "height and width must be positive, got ", height, "x", width);
+  check_target_output(height, width, dtype);
   const c10::cuda::CUDAGuard guard(kp.device());
   auto out = at::empty({kp.size(0), kp.size(2), height, width}, kp.options().dtype(dtype));
   check_launch(cuda::gaussian_heatmaps(target_args(kp, vis, sigma, height, width, integer_centre), out.data_ptr(),
@@ -42,8 +44,9 @@ at::Tensor gaussian_heatmaps_cuda(const at::Tensor& kp, const at::Tensor& vis, c
 }
 
 std::tuple<at::Tensor, at::Tensor> argmax_decode_cuda(const at::Tensor& hm, bool quarter) {
-  check_input(hm, "heatmaps", 4, hm);
-  TORCH_CHECK(hm.size(2) > 0 && hm.size(3) > 0, "heatmaps must have H, W > 0, got ", hm.sizes());
+  check_heatmaps(hm);
+  TORCH_CHECK(hm.size(0) * hm.size(1) <= kMaxBlocks, "heatmaps: at most ", kMaxBlocks, " maps (B x K) per call on "
+              "CUDA (one block each), got ", hm.sizes());
   const c10::cuda::CUDAGuard guard(hm.device());
   auto coords = at::empty({hm.size(0), hm.size(1), 2}, hm.options().dtype(at::kFloat));
   auto scores = at::empty({hm.size(0), hm.size(1)}, hm.options().dtype(at::kFloat));
@@ -55,6 +58,8 @@ std::tuple<at::Tensor, at::Tensor> argmax_decode_cuda(const at::Tensor& hm, bool
 at::Tensor loss_forward_cuda(const at::Tensor& pred, const at::Tensor& kp, const at::Tensor& vis,
                              const at::Tensor& weights, const at::Tensor& sigma, bool integer_centre) {
   check_loss(pred, kp, vis, weights, sigma);
+  TORCH_CHECK(pred.size(0) * pred.size(2) <= kMaxBlocks, "pred: at most ", kMaxBlocks, " maps (B x K) per call on "
+              "CUDA (one block each), got ", pred.sizes());
   const c10::cuda::CUDAGuard guard(pred.device());
   auto partial = at::empty({pred.size(0), pred.size(2)}, pred.options().dtype(at::kDouble));
   check_launch(cuda::mse_partials(target_args(kp, vis, sigma, pred.size(3), pred.size(4), integer_centre),

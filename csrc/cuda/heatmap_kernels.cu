@@ -18,12 +18,13 @@ __device__ __forceinline__ double to_float(double v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-template <typename T>
-__device__ __forceinline__ T from_float(float v) { return static_cast<T>(v); }
+// Store an accumulator value (float, or double for double tensors: never narrowed through float) as T.
+template <typename T, typename V>
+__device__ __forceinline__ T from_float(V v) { return static_cast<T>(v); }
 template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_float<__half, float>(float v) { return __float2half_rn(v); }
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16, float>(float v) { return __float2bfloat16_rn(v); }
 
 // Target value of map (b,k) at row i, column j: max over visible instances of gy * gx.
 __device__ float target_at(const TargetArgs& t, int64_t b, int64_t k, int64_t i, int64_t j) {
