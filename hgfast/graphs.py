@@ -22,6 +22,9 @@ from torch import nn
 from .fused import memo
 
 AMP_DTYPES = (None, torch.bfloat16)
+# Only this thread's CUDA calls can spoil a capture: a DataLoader's pin-memory thread may allocate pinned memory
+# meanwhile (cudaHostAlloc), which the default "global" mode counts as an error in the capture.
+CAPTURE_MODE = "thread_local"
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -203,7 +206,7 @@ class GraphedTrainStep:
             snapshot.restore()
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the grads in the graph's pool
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode=CAPTURE_MODE):
             self._loss = self._step(*self._inputs.buffers)
         self._graph, self._state = graph, self.optimizer.state
 
@@ -270,7 +273,7 @@ class GraphedForward:
         self._inputs = _StaticInputs("GraphedForward", (x,), self.device)
         _warm_up(self.device, self.warmup, lambda: self._forward(*self._inputs.buffers))
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode=CAPTURE_MODE):
             self._out = self._forward(*self._inputs.buffers)
         self._graph, self._versions = graph, self._versions_now()
 

@@ -57,10 +57,23 @@ def dot_dtype(dtype: torch.dtype):
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 GEMMs follow cuDNN convolutions: TF32 when ``torch.backends.cudnn.allow_tf32`` (PyTorch's default)."""
-    if dtype == torch.float32 and not interpreting() and torch.backends.cudnn.allow_tf32:
+    """fp32 GEMMs follow cuDNN convolutions: TF32 where they use it (PyTorch's default), else IEEE."""
+    if dtype == torch.float32 and not interpreting() and cudnn_conv_tf32():
         return "tf32"
     return "ieee"
+
+
+def cudnn_conv_tf32() -> bool:
+    """Whether cuDNN convolutions take fp32 as TF32: the first of ``torch.backends.cudnn.conv``'s, ``cudnn``'s and
+    the global ``fp32_precision`` that is not "none" (torch >= 2.9, where reading the legacy ``allow_tf32`` raises
+    once the new flags of conv and RNN differ), else ``torch.backends.cudnn.allow_tf32``."""
+    backends = torch.backends
+    conv = getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None)
+    if conv is None:
+        return bool(backends.cudnn.allow_tf32)
+    precision = next((p for p in (conv, backends.cudnn.fp32_precision, backends.fp32_precision) if p != "none"),
+                     "ieee")
+    return precision == "tf32"
 
 
 def on_tensor_device(launcher):

@@ -194,6 +194,37 @@ def test_conv_wgrad_plain_no_bias():
     close(dw, wt.grad, torch.float32, "dweight")
 
 
+@pytest.mark.skipif(not hasattr(torch.backends.cudnn, "conv"), reason="torch < 2.9: only allow_tf32")
+def test_fp32_gemms_follow_the_cudnn_conv_tf32_setting_of_either_api():
+    """TF32 as cuDNN convolutions use it, set by the legacy ``allow_tf32`` or the ``fp32_precision`` API, mixed
+    (reading ``allow_tf32`` itself raises once conv and RNN differ)."""
+    from kernels.common import cudnn_conv_tf32
+
+    b = torch.backends
+    knobs = (b.cudnn.conv, b.cudnn.rnn, b.cudnn, b)
+    saved = [k.fp32_precision for k in knobs]
+    try:
+        assert cudnn_conv_tf32() == (b.cudnn.conv.fp32_precision == "tf32")
+        b.cudnn.allow_tf32 = False
+        assert not cudnn_conv_tf32()
+        b.cudnn.allow_tf32 = True
+        assert cudnn_conv_tf32()
+        b.cudnn.conv.fp32_precision = "ieee"  # conv and RNN now differ
+        with pytest.raises(RuntimeError):
+            b.cudnn.allow_tf32
+        assert not cudnn_conv_tf32()
+        b.fp32_precision = "tf32"  # sets every backend's
+        b.cudnn.conv.fp32_precision = "none"  # conv inherits cuDNN's
+        assert cudnn_conv_tf32()
+        b.cudnn.fp32_precision = "ieee"
+        assert not cudnn_conv_tf32()
+        b.cudnn.fp32_precision = "none"  # and the global one through it
+        assert cudnn_conv_tf32()
+    finally:
+        for knob, value in zip(knobs, saved):
+            knob.fp32_precision = value
+
+
 def test_conv_bad_inputs_name_the_argument():
     x, wt = torch.randn(1, 4, 4, 3), torch.randn(2, 3, 1, 1)
     with pytest.raises(ValueError, match="x must be 4-D"):

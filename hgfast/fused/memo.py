@@ -1,11 +1,12 @@
 """Inference-time memo of values derived from parameters and buffers (eval BN coefficients, packed 3x3 weights).
 
 A value is reused while every tensor it was derived from is the same object, at the same data pointer and version.
-Detected: in-place updates through the tensor itself (optimiser steps, ``load_state_dict``, ``p.copy_()`` under
-``torch.no_grad()``) bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the object or the data
-pointer. Not detected: writes that move no version counter - through ``p.data`` (``p.data.mul_(2)``,
-``p.data.copy_(...)``) or by a CUDA graph replay. After those, call ``invalidate(module)`` (``hgfast.graphs`` does
-after each training replay). Memos live in a module-level ``WeakKeyDictionary`` keyed by module, so they never
+Detected: in-place updates through the tensor itself (``load_state_dict``, ``p.copy_()`` under ``torch.no_grad()``)
+bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the object or the data pointer; every
+``torch.optim`` step runs ``invalidate()`` (a global step hook registered on import: fused optimisers,
+``Adam(fused=True)``, move no version counter). Not detected: other writes that move no version counter - through
+``p.data`` (``p.data.mul_(2)``, ``p.data.copy_(...)``) or by a CUDA graph replay. After those, call
+``invalidate(module)`` (``hgfast.graphs`` does after each training replay). Memos live in a module-level ``WeakKeyDictionary`` keyed by module, so they never
 travel with a pickled or deep-copied module and never keep a module alive; sources are held by weak reference, so
 they never keep old weights alive either. Nothing is memoised while ``torch.compile`` traces (it sees the
 computation).
@@ -18,6 +19,7 @@ from typing import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 _memos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> {name: (source refs, states, value)}
 _generation = 0
@@ -34,6 +36,9 @@ def invalidate(module: nn.Module | None = None) -> None:
     else:
         for m in module.modules():
             _memos.pop(m, None)
+
+
+register_optimizer_step_post_hook(lambda optimizer, args, kwargs: invalidate())
 
 
 def generation() -> int:
