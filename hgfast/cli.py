@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -37,8 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_negative_boxes(argv: list[str]) -> list[str]:
+    """``--box -10,-5,80,90`` as ``--box=-10,-5,80,90``: argparse takes a value starting with '-' (other than one
+    plain number) for an option, and boxes may start left of or above the image."""
+    out = []
+    for arg in argv:
+        if out and out[-1] == "--box" and re.fullmatch(r"-[\d.][^,]*(,[^,]*)*", arg):
+            out[-1] = f"--box={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_boxes(sys.argv[1:] if argv is None else list(argv)))
     return args.func(args)
 
 

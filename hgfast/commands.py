@@ -24,6 +24,18 @@ def _write_json(obj, path: Path) -> None:
         Path(tmp).write_text(json.dumps(obj, indent=1))
 
 
+def _check_writable(path: Path | None, flag: str) -> None:
+    """ValueError naming ``flag`` where ``path`` cannot become a file: it is a folder, or a part of its folder is a
+    file (checked before a long run, not after it)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder, not a file")
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+
+
 def _config(args, **top):
     from .train.config import resolve
 
@@ -135,11 +147,18 @@ def _cmd_eval(args) -> int:
     config = args.config or (workdir / "config.yaml" if workdir else None)
     suffix = "_detections" if args.detections else ""  # a work dir keeps both protocols' results
     picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
+    out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
     try:
         if checkpoint is None:
             raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
         if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
             raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
+        for path, flag in ((out, "--json"), (picture, "--picture"),
+                           (Path(args.results) if args.results else None, "--results")):
+            _check_writable(path, flag)
+        if args.threads < 0:
+            raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+        thresholds = _thresholds(args.thresholds) if args.thresholds else None
         if config is None and args.preset is None:
             config = checkpoint.parent / "config.yaml"  # the training run's config beside its weights
             if not config.is_file():
@@ -159,7 +178,7 @@ def _cmd_eval(args) -> int:
         model = fast_inference(StackedHourglass.from_checkpoint(checkpoint), args.fused).to(resolve_device(args.device))
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
-        thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else cfg.thresholds()
+        thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
                                 workers=cfg.data.workers, flip=args.flip, flip_shift=not args.no_flip_shift,
                                 channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
@@ -181,17 +200,30 @@ def _cmd_eval(args) -> int:
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
     print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
     print(format_table(table))
-    out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
-    if out:
-        _write_json(table, out)
-        print(f"wrote {out}")
-    if results is not None:
-        _write_json(results, args.results)
-        print(f"wrote {args.results} ({len(results)} people)")
-    if picture:
-        save_predictions_picture(dataset, preds, picture)
-        print(f"wrote {picture}")
+    try:
+        if out:
+            _write_json(table, out)
+            print(f"wrote {out}")
+        if results is not None:
+            _write_json(results, args.results)
+            print(f"wrote {args.results} ({len(results)} people)")
+        if picture:
+            save_predictions_picture(dataset, preds, picture)
+            print(f"wrote {picture}")
+    except OSError as exc:
+        return _fail("eval", exc)
     return 0
+
+
+def _thresholds(text: str) -> list[float]:
+    """``--thresholds 0.5,0.1``: numbers > 0 (finite); ValueError naming the flag."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < v < math.inf for v in values):
+        raise ValueError(f"--thresholds must be comma-separated numbers > 0, e.g. 0.5,0.1; got {text!r}")
+    return values
 
 
 def _parse_box(text: str) -> tuple[float, ...]:
@@ -252,10 +284,10 @@ def _cmd_video(args) -> int:
             if given:
                 raise ValueError(f"--boxes gives one video's people frame by frame, without tracking: not with "
                                  f"{' or '.join(given)}")
+        outputs = [(out / f"{Path(p).stem}_pose.mp4", out / f"{Path(p).stem}.json") for p in args.videos]
+        _check_outputs([*args.videos, *([args.boxes] if args.boxes else [])], list(zip(args.videos, outputs)))
         frame_boxes = None if args.boxes is None else read_frame_boxes(args.boxes, min_score)
         videos = [VideoFrames(path) for path in args.videos]
-        outputs = [(out / f"{Path(p).stem}_pose.mp4", out / f"{Path(p).stem}.json") for p in args.videos]
-        _check_video_outputs(args.videos, outputs)
         for path, video in zip(args.videos, videos):
             if args.box and not _overlaps(args.box, video.size):
                 raise ValueError(f"--box {args.box} lies outside the {video.size[0]}x{video.size[1]} frames of {path}")
@@ -294,15 +326,16 @@ def _cmd_video(args) -> int:
     return 0
 
 
-def _check_video_outputs(videos: list[str], outputs: list[tuple[Path, Path]]) -> None:
-    """ValueError where two videos' outputs would be the same files or an output would replace an input."""
-    inputs = {Path(v).resolve() for v in videos}
+def _check_outputs(inputs: list, outputs: list[tuple[str, list[Path]]]) -> None:
+    """ValueError where an output file would replace one of ``inputs`` (images, videos, the --boxes file) or another
+    output; ``outputs``: ``(what it is written for, its files)``."""
+    given = {Path(p).resolve() for p in inputs}
     seen: set[Path] = set()
-    for video, files in zip(videos, outputs):
+    for owner, files in outputs:
         for f in (Path(f).resolve() for f in files):
-            if f in inputs or f in seen:
-                raise ValueError(f"the output {f} of {video} would replace " +
-                                 ("an input video" if f in inputs else "another video's output") +
+            if f in given or f in seen:
+                raise ValueError(f"the output {f} of {owner} would replace " +
+                                 ("an input" if f in given else "another output") +
                                  " (give --out another folder, or rename)")
             seen.add(f)
 
@@ -372,11 +405,14 @@ def _cmd_predict(args) -> int:
                 raise FileNotFoundError(f"image not found: {path}")
             if not cv2.haveImageReader(str(path)):
                 raise ValueError(f"not an image file OpenCV reads: {path}")
+        out, taken = Path(args.out), set()
+        pictures = [out / _picture_name(Path(path).stem, taken) for path in args.images]
+        _check_outputs([*args.images, *([args.boxes] if args.boxes else [])],
+                       [*zip(args.images, [[p] for p in pictures]), ("all images", [out / "predictions.json"])])
         predictor = _predictor(args)
     except (ValueError, FileNotFoundError) as exc:
         return _fail("predict", exc)
-    out = Path(args.out)
-    results, names, joints = [], set(), predictor.skeleton.names
+    results, written, joints = [], 0, predictor.skeleton.names
     try:
         for start in range(0, len(args.images), args.batch_size):  # a batch of images in memory at a time
             paths, found_in = args.images[start:start + args.batch_size], people[start:start + args.batch_size]
@@ -385,8 +421,7 @@ def _cmd_predict(args) -> int:
             keypoints, scores = predictor([images[i] for i, _ in flat], [box for _, box in flat])
             out.mkdir(parents=True, exist_ok=True)
             person = 0
-            for path, image, found in zip(paths, images, found_in):
-                picture = out / _picture_name(Path(path).stem, names)
+            for path, image, found, picture in zip(paths, images, found_in, pictures[start:start + len(paths)]):
                 for box, box_score in found:  # every person of the image on one picture
                     kp, sc = keypoints[person], scores[person]
                     person += 1
@@ -397,12 +432,13 @@ def _cmd_predict(args) -> int:
                                                   zip(joints, kp)},
                                     "scores": {n: round(float(s), 4) for n, s in zip(joints, sc)}})
                 save_image(image, picture)
+                written += 1
     except (ValueError, OSError) as exc:  # a later image that fails to decode, a picture that cannot be written
-        done = f"{len(names)} of {len(args.images)} pictures written, predictions.json not" if names else \
+        done = f"{written} of {len(args.images)} pictures written, predictions.json not" if written else \
             "nothing written"
         return _fail("predict", f"{exc} ({done})")
     _write_json(results, out / "predictions.json")
-    print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {len(names)} picture(s) in {out}")
+    print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {written} picture(s) in {out}")
     return 0
 
 

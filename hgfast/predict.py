@@ -25,6 +25,7 @@ heatmaps).
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from pathlib import Path
@@ -207,8 +208,8 @@ class Predictor:
         input_size = crop_size(input_size, size_name, getattr(model, "input_multiple", 1))
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
-        if not box_margin > 0:
-            raise ValueError(f"Predictor: box_margin must be > 0, got {box_margin!r}")
+        if not 0 < box_margin < math.inf:
+            raise ValueError(f"Predictor: box_margin must be a finite number > 0, got {box_margin!r}")
         njoints = getattr(model, "njoints", None)
         self.skeleton = skeleton or Skeleton.for_joints(njoints or 16)
         if njoints is not None and self.skeleton.num_joints != njoints:

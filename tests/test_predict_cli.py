@@ -175,6 +175,9 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         Predictor(tmp_path / "missing.safetensors")
+    for margin in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="box_margin must be a finite number > 0"):
+            Predictor(workdir / "best.safetensors", box_margin=margin)
 
 
 def test_cli_eval(workdir, capsys):
@@ -308,6 +311,16 @@ def test_cli_predict_takes_folders(workdir, image_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "empty"), *checkpoint, "--out", str(tmp_path / "no")]) == 2
     assert "no image files" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    # Nothing a user gave is replaced: a picture landing on an image of the folder, the results on --boxes.
+    (folder / "a_pose.jpg").write_bytes((folder / "a.jpg").read_bytes())
+    boxes = tmp_path / "out" / "predictions.json"
+    boxes.write_text(json.dumps({str(image_file): [[0, 0, 64, 64]]}))
+    before = {p: p.read_bytes() for p in (folder / "a_pose.jpg", boxes)}
+    for argv in ([str(folder), "--out", str(folder)],
+                 [str(image_file), "--boxes", str(boxes), "--out", str(tmp_path / "out")]):
+        assert main(["predict", *argv, *checkpoint]) == 2
+        assert "would replace an input" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in before.items())
 
 
 @pytest.fixture
@@ -370,8 +383,10 @@ def test_cli_video(workdir, clip, tmp_path, capsys):
     far.write_text(json.dumps({"2": [[100, 0, 5, 5]]}))
     (tmp_path / "file").write_text("")
     for argv, message in ((["nope.mp4"], "video not found: nope.mp4"),
-                          ([str(clip), str(twin)], "would replace another video's output"),
+                          ([str(clip), str(twin)], "would replace another output"),
                           ([str(out / "clip_pose.mp4"), str(clip), "--out", str(out)], "would replace an input"),
+                          ([str(clip), "--boxes", str(out / "clip.json"), "--out", str(out)],
+                           "would replace an input"),  # the boxes file where the output JSON goes
                           ([str(clip), "--out", str(tmp_path / "file")], "File exists"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
@@ -763,6 +778,23 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", str(corrupt), "--checkpoint", "x", "--box", "1,2,3"])
     assert "--box" in capsys.readouterr().err
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), render(0, "val", 1, 64)["image"])
+    assert main(["predict", str(image), "--checkpoint", str(workdir / "best.safetensors"), "--box", "-8,-4,40,60",
+                 "--out", str(tmp_path / "negative")]) == 0  # a box from left of and above the image
+    assert json.loads((tmp_path / "negative" / "predictions.json").read_text())[0]["box"] == [-8, -4, 40, 60]
+    capsys.readouterr()
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "folder.jpg").mkdir()
+    for argv, message in ((["--threads", "-1"], "--threads must be >= 0"),
+                          (["--thresholds", "0.5,abc"], "--thresholds must be comma-separated numbers > 0"),
+                          (["--thresholds", "0"], "--thresholds must be"),
+                          (["--json", str(tmp_path / "plain" / "e.json")], "plain is a file, not a folder"),
+                          (["--picture", str(tmp_path / "negative")], "not an image format"),
+                          (["--picture", str(tmp_path / "folder.jpg")], "is a folder, not a file")):
+        assert main(["eval", "--workdir", str(workdir), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
 
 
 def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
