@@ -121,8 +121,8 @@ class BPHourglassNet(nn.Module):
         self.nstack = nstack
         self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64)
         self.layer1 = nn.Sequential(BPBottleneck(64, 64))
-        self.layer2 = nn.Sequential(BPBottleneck(128, 64))
-        self.layer3 = nn.Sequential(BPBottleneck(128, f // 2))
+        self.layer2 = nn.Sequential(BPBottleneck(128, 128))  # built after layer1 raised inplanes to 128: 128 -> 256
+        self.layer3 = nn.Sequential(BPBottleneck(256, f // 2))
         self.hg = nn.ModuleList(BPHourglass(f // 2, 4) for _ in range(nstack))
         self.res = nn.ModuleList(nn.Sequential(BPBottleneck(f, f // 2)) for _ in range(nstack))
         self.fc = nn.ModuleList(nn.Sequential(nn.Conv2d(f, f, 1), nn.BatchNorm2d(f), nn.ReLU())

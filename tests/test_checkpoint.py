@@ -26,6 +26,12 @@ def test_safetensors_round_trip_rebuilds_the_architecture(tmp_path, image):
         assert torch.equal(loaded.state_dict()[key], value), key
     with torch.no_grad():
         assert torch.equal(loaded(image), model(image))
+    # A file saved before stem_channels existed (its config without it) takes it from the weights.
+    from hgfast.checkpoint import save_weights
+
+    older = {k: v for k, v in model.config.items() if k != "stem_channels"}
+    save_weights(model.state_dict(), tmp_path / "older.safetensors", config=older)
+    assert StackedHourglass.from_checkpoint(tmp_path / "older.safetensors").config == model.config
 
 
 def test_peer_model_equals_reference_on_same_weights(image):
@@ -43,7 +49,7 @@ def test_princeton_vl_checkpoint_loads_with_identical_outputs(tmp_path, image, p
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "checkpoint.pt")
     assert detect_layout(strip_wrappers(state)) == "princeton-vl"
     ours = StackedHourglass.from_checkpoint(tmp_path / "checkpoint.pt").eval()
-    assert ours.config == dict(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, depth=4, in_channels=3)
+    assert ours.config == dict(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, depth=4, in_channels=3, stem_channels=128)
     with torch.no_grad():
         torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
 
@@ -65,8 +71,13 @@ def test_bearpaw_and_anibali_checkpoints_load_with_identical_outputs(tmp_path, i
     state = {prefix + k: v for k, v in peer.state_dict().items()}
     torch.save({"epoch": 1, "arch": "hg", "state_dict": state}, tmp_path / "model_best.pth.tar")
     ours = StackedHourglass.from_checkpoint(tmp_path / "model_best.pth.tar").eval()
+    assert ours.stem_channels == 256  # its layer2 is Res(128, 256), layer3 Res(256, nfeat)
     with torch.no_grad():
         torch.testing.assert_close(ours(image), peer(image), rtol=1e-5, atol=1e-5)
+    ours.save(tmp_path / "converted.safetensors")  # and the converted weights rebuild from their own file
+    again = StackedHourglass.from_checkpoint(tmp_path / "converted.safetensors").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(image), peer(image), rtol=1e-5, atol=1e-5)
 
 
 def test_pre_0_4_1_checkpoint_without_num_batches_tracked_loads(tmp_path, image):

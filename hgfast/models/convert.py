@@ -9,7 +9,9 @@ Layouts understood (detected from the key names):
 - ``bearpaw`` (bearpaw/pytorch-pose ``pose/models/hourglass.py``; anibali's checkpoints are the same without the
   ``module.`` prefix): ``conv1``, ``bn1``, ``layer{1,2,3}.0``, ``hg.{i}.hg.{level}.{j}.0``, ``res.{i}.0``,
   ``fc.{i}.{0,1}``, ``score.{i}``, ``fc_.{i}``, ``score_.{i}``. Only one block per location (``num_blocks=1``,
-  the layout of the released hg1/hg2/hg8 weights) is supported.
+  the layout of the released hg1/hg2/hg8 weights) is supported. Its stem is wider than the paper's: ``layer2`` is
+  built after ``layer1`` set the width to 128, so it is Res(128, 256) with a skip conv and ``layer3`` Res(256, f)
+  (``stem_channels=256``, read off the weights).
 
 Wrapper prefixes (``module.`` from DataParallel, ``model.`` from princeton-vl's trainer, ``_orig_mod.`` from a
 ``torch.compile``d model) are stripped.
@@ -131,11 +133,12 @@ def _from_bearpaw(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     ])
 
 
-ARCHITECTURE_KEYS = frozenset({"nstack", "nfeat", "njoints", "depth", "in_channels"})
+ARCHITECTURE_KEYS = frozenset({"nstack", "nfeat", "njoints", "depth", "in_channels", "stem_channels"})
 
 
 def infer_config(state: Mapping[str, Tensor]) -> dict[str, int]:
-    """Architecture (nstack, nfeat, njoints, depth, in_channels) read off an hgfast-layout state dict."""
+    """Architecture (nstack, nfeat, njoints, depth, in_channels, stem_channels) read off an hgfast-layout state
+    dict."""
     try:
         stacks = {int(m.group(1)) for k in state if (m := re.match(r"^hourglasses\.(\d+)\.", k))}
         depth = 1 + max(k.count("low2.") for k in state if k.startswith("hourglasses.0.") and "up1." in k)
@@ -143,7 +146,8 @@ def infer_config(state: Mapping[str, Tensor]) -> dict[str, int]:
                     nfeat=state["stem.res3.conv3.weight"].shape[0],
                     njoints=state["heads.0.heatmap.weight"].shape[0],
                     depth=depth,
-                    in_channels=state["stem.conv.weight"].shape[1])
+                    in_channels=state["stem.conv.weight"].shape[1],
+                    stem_channels=state["stem.res2.conv3.weight"].shape[0])
     except (KeyError, ValueError) as exc:
         raise ValueError(f"cannot infer the architecture from the checkpoint: missing {exc}; "
                          f"pass all of {', '.join(sorted(ARCHITECTURE_KEYS))} explicitly") from exc

@@ -24,22 +24,27 @@ class StackedHourglass(nn.Module):
     Submodules: ``stem``, ``hourglasses[i]``, ``heads[i]`` (residual, lin conv+BN+ReLU, heatmap conv) and
     ``merges[i]`` (between stacks). Parameter names are the checkpoint format.
 
+    ``stem_channels``: the width between the stem's last two residuals (``Stem``): 128 as in the paper's code, 256
+    for bearpaw's pytorch-pose (and anibali's) checkpoints, which ``from_checkpoint`` reads off the weights.
+
     ``fused=True`` runs residuals, hourglass merges, heads and merges with the Triton kernels (``hgfast.fused``) on
     CUDA tensors; elsewhere the reference path runs and ``fused_active`` is False (warned once). ``fused=None``
     takes ``hgfast.fused.default_fused()`` (``HGFAST_FUSED``). Both forms share one ``state_dict``.
     """
 
     def __init__(self, nstack: int = 8, nfeat: int = 256, njoints: int = 16, depth: int = 4, in_channels: int = 3,
-                 fused: bool | None = None):
+                 stem_channels: int = 128, fused: bool | None = None):
         super().__init__()
         for name, value in (("nstack", nstack), ("nfeat", nfeat), ("njoints", njoints), ("depth", depth),
-                            ("in_channels", in_channels)):
+                            ("in_channels", in_channels), ("stem_channels", stem_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"StackedHourglass: {name} must be a positive int, got {value!r}")
-        if nfeat % 2:
-            raise ValueError(f"StackedHourglass: nfeat must be even, got {nfeat}")
+        for name, value in (("nfeat", nfeat), ("stem_channels", stem_channels)):
+            if value % 2:
+                raise ValueError(f"StackedHourglass: {name} must be even, got {value}")
         self.nstack, self.nfeat, self.njoints, self.depth, self.in_channels = nstack, nfeat, njoints, depth, in_channels
-        self.stem = Stem(in_channels, nfeat)
+        self.stem_channels = stem_channels
+        self.stem = Stem(in_channels, nfeat, stem_channels)
         self.hourglasses = nn.ModuleList(Hourglass(depth, nfeat) for _ in range(nstack))
         self.heads = nn.ModuleList(StackHead(nfeat, njoints) for _ in range(nstack))
         self.merges = nn.ModuleList(Merge(nfeat, njoints) for _ in range(nstack - 1))
@@ -70,7 +75,7 @@ class StackedHourglass(nn.Module):
     def config(self) -> dict[str, int]:
         """Constructor arguments; stored in checkpoints so a model can be rebuilt from a file alone."""
         return dict(nstack=self.nstack, nfeat=self.nfeat, njoints=self.njoints, depth=self.depth,
-                    in_channels=self.in_channels)
+                    in_channels=self.in_channels, stem_channels=self.stem_channels)
 
     @property
     def input_multiple(self) -> int:
