@@ -200,3 +200,18 @@ def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
         assert tmp.endswith(".tmp.mp4")
         Path(tmp).write_bytes(b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "m.json"]
+
+
+def test_bearpaw_weights_as_model_init_need_its_stem(tmp_path):
+    """Fine-tuning from bearpaw's weights (``model.init``) asks for its wider stem by name."""
+    from hgfast.train.config import resolve
+    from hgfast.train.pretrained import apply_pretrained, read_pretrained
+
+    peer = BPHourglassNet(NSTACK, NFEAT, NJOINTS)
+    torch.save({"state_dict": {"module." + k: v for k, v in peer.state_dict().items()}}, tmp_path / "bp.pth.tar")
+    model_cfg = resolve(overrides=[f"model.nstack={NSTACK}", f"model.nfeat={NFEAT}"]).model
+    with pytest.raises(ValueError, match=r"stem_channels 256 \(the config: 128\); give --set model.stem_channels=256"):
+        read_pretrained(tmp_path / "bp.pth.tar", model_cfg)
+    model_cfg.stem_channels = 256
+    model = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, stem_channels=256)
+    assert apply_pretrained(model, read_pretrained(tmp_path / "bp.pth.tar", model_cfg)) == []

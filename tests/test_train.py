@@ -326,3 +326,35 @@ def test_drop_off_map_zeroes_the_weight_of_joints_pushed_off_the_crop():
         assert weights.device.type == "cuda" and weights.tolist() == [[1, 0, 0, 1]]
     cfg = resolve(overrides=["data.drop_off_map=true"])
     assert cfg.data.drop_off_map and resolve("coco-hg2", overrides=["data.root=/x"]).data.drop_off_map
+
+
+def test_model_init_starts_a_fresh_run_from_weights_and_resume_does_not_reread_them(tmp_path):
+    """``model.init``: the weights of another run (or a peer checkpoint) in a model of the config's architecture;
+    another number of joints leaves only the heatmap convs fresh; a misfit names the keys to set."""
+    from hgfast.train.pretrained import apply_pretrained, read_pretrained
+
+    train(tiny(tmp_path, "steps=1", name="source"))
+    source = tmp_path / "source" / "last.safetensors"
+    cfg = tiny(tmp_path, f"model.init={source}", "steps=2", "ckpt_every=1", name="tuned")
+    weights = _weights(source)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[_KillAt(1)])
+    assert "weights from" in (tmp_path / "tuned" / "train.log").read_text()
+    moved = _weights(tmp_path / "tuned" / "last.safetensors")  # one Adam step (lr 1e-3) from the source's weights
+    params = [k for k, v in weights.items() if v.is_floating_point() and ".running_" not in k]
+    assert max((moved[k] - weights[k]).abs().max().item() for k in params) <= 1.01e-3
+    source.rename(tmp_path / "gone.safetensors")  # a resumed run takes its weights from its state
+    assert train(cfg, resume=tmp_path / "tuned")["steps"] == 2
+
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
+    fresh_values = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = apply_pretrained(model, read_pretrained(tmp_path / "gone.safetensors", cfg.model))
+    assert fresh == ["heads.0.heatmap"]  # 16 joints in the source, 5 here
+    for k, v in model.state_dict().items():
+        want = fresh_values[k] if k.startswith("heads.0.heatmap.") else weights[k]
+        assert torch.equal(v, want), k
+    with pytest.raises(ValueError, match=r"nfeat 16 \(the config: 32\).*--set model.nfeat=16"):
+        read_pretrained(tmp_path / "gone.safetensors", tiny(tmp_path, "model.nfeat=32").model)
+    with pytest.raises(FileNotFoundError):
+        train(tiny(tmp_path, f"model.init={tmp_path / 'missing.pt'}", name="nothing"))
+    assert not (tmp_path / "nothing").exists()  # refused before the work dir was made

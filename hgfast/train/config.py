@@ -29,6 +29,8 @@ class ModelConfig:
     nfeat: int = 256
     depth: int = 4
     fused: bool = False          # StackedHourglass(fused=True) where that exists and a GPU runs it
+    stem_channels: int = 128     # width between the stem's last two residuals (256: bearpaw's / anibali's weights)
+    init: str = ""               # a fresh run starts from these weights (hgfast.train.pretrained; fine-tuning)
 
 
 @dataclass
@@ -278,7 +280,7 @@ def validate(cfg: Config) -> None:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"config key {key!r} must be one of {options}, got {flat[key]!r}")
-    positive = ("model.nstack", "model.nfeat", "model.depth", "data.sigma", "data.box_margin",
+    positive = ("model.nstack", "model.nfeat", "model.depth", "model.stem_channels", "data.sigma", "data.box_margin",
                 "data.train_length",
                 "data.val_length", "data.image_size", "optim.lr", "steps", "batch_size", "log_every", "val_every",
                 "ckpt_every")

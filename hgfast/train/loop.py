@@ -43,6 +43,7 @@ from ..predict import AMP_DTYPES, INFERENCE_KEYS, to_input
 from ..visualize import save_predictions_picture
 from . import distributed
 from .config import Config, save_yaml, to_dict
+from .pretrained import apply_pretrained, read_pretrained
 from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
 
 log = logging.getLogger("hgfast.train")
@@ -51,7 +52,7 @@ log = logging.getLogger("hgfast.train")
 def build_model(cfg: Config, njoints: int = 16) -> StackedHourglass:
     """The configured model, ``fused=model.fused`` (the Triton path runs where ``model.fused_active``)."""
     return StackedHourglass(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth,
-                            fused=cfg.model.fused)
+                            stem_channels=cfg.model.stem_channels, fused=cfg.model.fused)
 
 
 def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
@@ -296,6 +297,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
                          f"set's {list(skeleton.names)}")
     _check_val_metric(cfg, val_set)
+    pretrained = read_pretrained(cfg.model.init, cfg.model) if cfg.model.init and state is None else None
     saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])
     if saved is not None and (saved.names, saved.flip_permutation) != (skeleton.names, skeleton.flip_permutation):
         raise ValueError(f"cannot resume: the data's joints {list(skeleton.names)} (flip permutation "
@@ -321,7 +323,12 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    model = build_model(cfg, skeleton.num_joints).to(device)
+    model = build_model(cfg, skeleton.num_joints)
+    if pretrained is not None:
+        fresh = apply_pretrained(model, pretrained)
+        log.info("weights from %s%s", cfg.model.init,
+                 f"; {', '.join(fresh)} start fresh (another number of joints)" if fresh else "")
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())

@@ -64,7 +64,7 @@ def state_path(path: str | os.PathLike) -> Path:
 
 
 # Model keys a resumed run may change: runtime switches that leave the state dict as it is.
-_RUNTIME_MODEL_KEYS = {"fused"}
+_RUNTIME_MODEL_KEYS = {"fused", "init"}  # a resumed run takes its weights from the state
 
 
 # What a run saved before a key existed had: its value then (best.safetensors was chosen by PCK, in GT boxes).
