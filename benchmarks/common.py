@@ -55,10 +55,10 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: float | None = None,
              flops: float | None = None, error: float | None = None, rounds: int | None = None,
              images: int | None = None) -> None:
-    """Time ``fn`` with pytest-benchmark (synchronising on GPU inside the timed call) and record extra_info.
-
-    ``rounds`` fixes the number of timed calls (for slow cases); by default pytest-benchmark calibrates.
-    ``images`` (processed per call) adds ``images_per_s``.
+    """Time ``fn`` and record extra_info. GPU: the median of 50 CUDA-event timings (``cuda_median_ms``: reps queued
+    back to back, L2 flushed before each), and pytest-benchmark times one call only (its numbers are not the
+    result there). CPU: pytest-benchmark's median; ``rounds`` fixes its number of timed calls (for slow cases),
+    by default it calibrates. ``images`` (processed per call) adds ``images_per_s``.
     """
     def timed():
         result = fn()
@@ -66,11 +66,14 @@ def run_case(benchmark, fn: Callable[[], object], *, impl: str, bytes_moved: flo
         return result
 
     if ON_GPU:
-        torch.cuda.reset_peak_memory_stats()
-        median_ms = cuda_median_ms(fn, warmup=10, reps=50)
+        timed()
+        torch.cuda.reset_peak_memory_stats()  # of one call, before the timing's L2-flush buffer exists
+        timed()
         benchmark.extra_info["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    if rounds:
-        benchmark.pedantic(timed, rounds=rounds, iterations=1)
+        median_ms = cuda_median_ms(fn, warmup=10, reps=50, flush_l2=True)
+        benchmark.extra_info["timing"] = "CUDA events, median of 50 back-to-back reps, L2 flushed before each"
+    if ON_GPU or rounds:
+        benchmark.pedantic(timed, rounds=1 if ON_GPU else rounds, iterations=1)
     else:
         benchmark(timed)
     if not ON_GPU:

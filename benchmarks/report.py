@@ -124,7 +124,9 @@ def load_all(paths: list[Path]) -> tuple[dict, dict[str, list[dict]]]:
         else:
             machine = part_machine
         dates.append(env.get("date", ""))
-        groups.update(part_groups)
+        for group, rows in part_groups.items():  # one group may span files (the compile contenders in another)
+            kept = [r for r in groups.get(group, []) if r["impl"] not in {n["impl"] for n in rows}]
+            groups[group] = kept + rows
     if len(paths) > 1:
         machine = {**machine, "hgfast": {**machine.get("hgfast", {}), "date": " .. ".join(sorted({min(dates),
                                                                                                 max(dates)}))}}

@@ -1,8 +1,9 @@
 """argmax_decode with the quarter-pixel offset, 16 joints, 64x64, batch 32 and 256, fp32 and bf16 heatmaps.
 
 Contenders: the per-joint numpy loop of the peer projects (bearpaw ``final_preds``), vectorised numpy, the
-PyTorch reference and hgfast (``_C`` CPU; ``_C`` CUDA on a GPU). numpy has no bf16: its cases convert to fp32
-inside the timed call. GB/s counts the heatmaps read.
+PyTorch reference and hgfast (``_C`` CPU; ``_C`` CUDA on a GPU): ``hgfast`` as users call it (with its check for
+non-finite peaks, which reads a sum back to the host), ``hgfast-kernel`` the registered op alone. numpy has no bf16:
+its cases convert to fp32 inside the timed call. GB/s counts the heatmaps read.
 """
 import pytest
 import torch
@@ -23,6 +24,7 @@ IMPLS = {
     "numpy-vectorised": _numpy(numpy_ref.argmax_decode_vectorised),
     "torch-reference": lambda hm: argmax_peaks_ref(hm, True),
     "hgfast": argmax_decode,
+    "hgfast-kernel": lambda hm: torch.ops.hgfast.argmax_decode(hm, True),
 }
 
 
@@ -44,7 +46,7 @@ def test_decode_cpu(benchmark, batch, dtype, impl):
 
 
 @pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("impl", ["torch-reference", "hgfast"])
+@pytest.mark.parametrize("impl", ["torch-reference", "hgfast", "hgfast-kernel"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("batch", [32, 256])
 def test_decode_cuda(benchmark, batch, dtype, impl):

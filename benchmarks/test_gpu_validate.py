@@ -15,7 +15,10 @@ SCRIPT = Path(__file__).parent / "gpu_validate.sh"
 def _run(tmp_path, *stages, **env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, body in (("nvidia-smi", "echo 'NVIDIA H200'"), ("python3", f'exec "{sys.executable}" "$@"')):
+    stand_ins = (("nvidia-smi", "echo 'NVIDIA H200'"), ("python3", f'exec "{sys.executable}" "$@"'),
+                 ("compute-sanitizer",
+                  'echo "$PYTORCH_NO_CUDA_MEMORY_CACHING $*" >> "$LOGS/sanitizer-calls.txt"; echo "ERROR SUMMARY: 0"'))
+    for name, body in stand_ins:
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")  # python3: this interpreter (its venv included)
         (bin_dir / name).chmod(0o755)
     out = tmp_path / "out"
@@ -36,7 +39,7 @@ def test_bench_stage_writes_results_summary_and_logs(tmp_path):
     (results,) = out.glob("NVIDIA-H200-*-smoke.json")
     assert {b["group"] for b in json.loads(results.read_text())["benchmarks"]} == {"ceiling: copy", "ceiling: matmul"}
     summary = (out / "summary.md").read_text()
-    assert "# hgfast on NVIDIA-H200" in summary and "bench smoke rc=0" in summary
+    assert "(commit not given) on NVIDIA-H200" in summary and "bench smoke rc=0" in summary
     assert "Ceilings measured in this run: copy" in summary  # the report of the JSON so far
     assert not (out / "report.png").exists()  # only ceiling cases: nothing to chart, and no failure either
     with tarfile.open(out / "logs.tar.gz") as tar:
@@ -49,3 +52,16 @@ def test_a_stage_past_the_deadline_is_cut_and_reported(tmp_path):
     proc, out = _run(tmp_path, "bench", BENCH_K="ceiling", BENCH_TAG="late", DEADLINE="1")
     assert proc.returncode == 0
     assert "bench late rc=124" in (out / "summary.md").read_text()  # timeout's status: cut at the limit
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_sanitize_stage_runs_each_tool_within_its_share(tmp_path):
+    """The three sanitizer runs split the stage's time (a third, half of the rest, the rest) and run without
+    PyTorch's caching allocator; the commit given to the call heads the summary."""
+    proc, out = _run(tmp_path, "sanitize", HGFAST_COMMIT="abc1234")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = (tmp_path / "logs" / "sanitizer-calls.txt").read_text().splitlines()
+    assert [c.split()[:3] for c in calls] == [["1", "--tool", t] for t in ("memcheck", "racecheck", "memcheck")]
+    summary = (out / "summary.md").read_text()
+    assert summary.count("ERROR SUMMARY: 0") == 3 and "sanitizer racecheck rc=0" in summary
+    assert summary.startswith("# hgfast abc1234 on NVIDIA-H200")

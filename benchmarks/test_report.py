@@ -49,6 +49,15 @@ def test_parts_of_one_run_merge_and_the_later_part_wins(tmp_path):
     assert "| residual 64x64, b32, train BN, forward | <= 170 µs, <= 0.75x compile | fused 200.0 µs; 0.80x " \
            "compile (250.0 µs) | missed: 30 µs over 170 µs; 0.80x compile > 0.75x: 7 % too slow |" in text
     assert "| 8-stack inference, b32, bf16 | <= 0.6x compile |  | not measured |" in text
+    # The contenders of one group written by two parts (the compile stage's file beside the model stage's).
+    model = results_file(tmp_path / "model.json", [
+        ("model inference 8 stacks b32 torch.bfloat16", "eager", 30.0, {}),
+        ("model inference 8 stacks b32 torch.bfloat16", "fused-graph", 10.0, {})], "2026-12-01T10:30:00")
+    compiled = results_file(tmp_path / "compile.json", [
+        ("model inference 8 stacks b32 torch.bfloat16", "compile", 20.0, {})], "2026-12-01T10:40:00")
+    report.main([str(compiled), str(model), "--markdown", str(out), "--png", str(tmp_path / "c.png")])
+    assert "| 8-stack inference, b32, bf16 | <= 0.6x compile | fused-graph 10000.0 µs; 0.50x compile (20000.0 µs) " \
+           "| met |" in out.read_text()
 
 
 def test_parts_from_different_devices_are_refused(tmp_path, capsys):

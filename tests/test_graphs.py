@@ -21,11 +21,14 @@ def tiny_model(fused=False, nfeat=16):
     return StackedHourglass(nstack=2, nfeat=nfeat, njoints=3, depth=1, fused=fused)
 
 
-def batch(seed, device="cpu", size=32):
+def batch(seed, device=None, size=32):
+    """Images, keypoints and weights drawn on the CPU from a seeded generator, on ``device`` (default: the default
+    device, CUDA in the GPU runs of triton-marked tests)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(2, 3, size, size, generator=g)
-    kp = torch.rand(2, 3, 2, generator=g) * (size // 4 - 1)
-    w = torch.ones(2, 3)
+    x = torch.rand(2, 3, size, size, generator=g, device="cpu")
+    kp = torch.rand(2, 3, 2, generator=g, device="cpu") * (size // 4 - 1)
+    w = torch.ones(2, 3, device="cpu")
+    device = device or torch.get_default_device()
     return x.to(device), kp.to(device), w.to(device)
 
 

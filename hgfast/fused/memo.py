@@ -6,9 +6,9 @@ bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the obje
 ``torch.optim`` step runs ``invalidate()`` (a global step hook registered on import: fused optimisers,
 ``Adam(fused=True)``, move no version counter). Not detected: other writes that move no version counter - through
 ``p.data`` (``p.data.mul_(2)``, ``p.data.copy_(...)``) or by a CUDA graph replay. After those, call
-``invalidate(module)`` (``hgfast.graphs`` does after each training replay). Memos live in a module-level ``WeakKeyDictionary`` keyed by module, so they never
-travel with a pickled or deep-copied module and never keep a module alive; sources are held by weak reference, so
-they never keep old weights alive either. Nothing is memoised while ``torch.compile`` traces (it sees the
+``invalidate(module)`` (``hgfast.graphs`` does after each training replay). Memos live in a module-level
+``WeakKeyDictionary`` keyed by module, so they never travel with a pickled or deep-copied module and never keep a
+module alive; sources are held by weak reference, so they never keep old weights alive either. Nothing is memoised while ``torch.compile`` traces (it sees the
 computation).
 """
 from __future__ import annotations
