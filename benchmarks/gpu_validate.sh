@@ -12,8 +12,9 @@
 #             report.py merges its rows into the model groups)
 #   bench     BENCH_K (pytest -k) cases, results tagged BENCH_TAG; profile: per-kernel times (profile_kernels.py)
 # Each stage has its own time limit (they add up to DEADLINE; the last takes what is left), trimmed to what is left
-# before DEADLINE (500 s; call the tool with timeout_s 560): a stage cut short gets SIGINT first, so pytest still prints its summary and pytest-benchmark still
-# writes the cases it finished. $OUT gets summary.md (build, tests, sanitizers, the report with the issue-7
+# before DEADLINE (500 s; call the tool with timeout_s 560; a shorter call, DEADLINE=<its timeout_s - 60>): a stage
+# cut short gets SIGINT first, so pytest still prints its summary and pytest-benchmark still writes the cases it
+# finished. $OUT gets summary.md (build, tests, sanitizers, the report with the issue-7
 # targets), report.png, one JSON per benchmark stage and logs.tar.gz (everything else), refreshed after each
 # stage so a call killed at its limit still brings them back. The machine has torch+cu130, triton, nvcc,
 # compute-sanitizer, pytest-xdist and every dependency preinstalled, and no network: install with
@@ -24,7 +25,11 @@ LOGS=${LOGS:-/tmp/hgfast-gpu-logs}
 mkdir -p "$OUT" "$LOGS"
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1  # no network there
 DEADLINE=${DEADLINE:-500}
-limit() { local left=$((DEADLINE - SECONDS)); echo $((left < $1 ? (left > 1 ? left : 1) : $1)); }
+# limit WANT: WANT seconds, or what is left before DEADLINE if less; at least 1 (timeout 0 would mean no limit)
+limit() {
+    local left=$((DEADLINE - SECONDS)) want=$(($1 > 1 ? $1 : 1))
+    echo $((left < want ? (left > 1 ? left : 1) : want))
+}
 # run LIMIT CMD...: SIGINT at the limit (pytest reports and saves what it has), SIGKILL 15 s later
 run() { local t; t=$(limit "$1"); shift; timeout -s INT -k 15 "$t" "$@"; }
 stages=${*:-build check ops residual model}

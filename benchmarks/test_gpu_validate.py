@@ -12,12 +12,13 @@ import pytest
 SCRIPT = Path(__file__).parent / "gpu_validate.sh"
 
 
-def _run(tmp_path, *stages, **env):
+def _run(tmp_path, *stages, more_stand_ins=(), **env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     stand_ins = (("nvidia-smi", "echo 'NVIDIA H200'"), ("python3", f'exec "{sys.executable}" "$@"'),
                  ("compute-sanitizer",
-                  'echo "$PYTORCH_NO_CUDA_MEMORY_CACHING $*" >> "$LOGS/sanitizer-calls.txt"; echo "ERROR SUMMARY: 0"'))
+                  'echo "$PYTORCH_NO_CUDA_MEMORY_CACHING $*" >> "$LOGS/sanitizer-calls.txt"; echo "ERROR SUMMARY: 0"'),
+                 *more_stand_ins)
     for name, body in stand_ins:
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")  # python3: this interpreter (its venv included)
         (bin_dir / name).chmod(0o755)
@@ -56,10 +57,13 @@ def test_a_stage_past_the_deadline_is_cut_and_reported(tmp_path):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_sanitize_stage_runs_each_tool_within_its_share(tmp_path):
-    """The three sanitizer runs split the stage's time (a third, half of the rest, the rest) and run without
-    PyTorch's caching allocator; the commit given to the call heads the summary."""
-    proc, out = _run(tmp_path, "sanitize", HGFAST_COMMIT="abc1234")
+    """The three sanitizer runs split the stage's 200 s (a third, half of the rest, the rest: a stand-in timeout
+    logs each limit) and run without PyTorch's caching allocator; the commit given to the call heads the summary."""
+    timeout = ("timeout", 'echo "$5" >> "$LOGS/limits.txt"; shift 5; exec "$@"')  # timeout -s INT -k 15 T CMD...
+    proc, out = _run(tmp_path, "sanitize", more_stand_ins=[timeout], HGFAST_COMMIT="abc1234")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, second, third = (int(t) for t in (tmp_path / "logs" / "limits.txt").read_text().split())
+    assert first == 66 and 99 <= second <= 100 and 198 <= third <= 200
     calls = (tmp_path / "logs" / "sanitizer-calls.txt").read_text().splitlines()
     assert [c.split()[:3] for c in calls] == [["1", "--tool", t] for t in ("memcheck", "racecheck", "memcheck")]
     summary = (out / "summary.md").read_text()

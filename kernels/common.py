@@ -68,11 +68,13 @@ def cudnn_conv_tf32() -> bool:
     the global ``fp32_precision`` that is not "none" (torch >= 2.9, where reading the legacy ``allow_tf32`` raises
     once the new flags of conv and RNN differ), else ``torch.backends.cudnn.allow_tf32``."""
     backends = torch.backends
-    conv = getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None)
-    if conv is None:
+    precision = getattr(getattr(backends.cudnn, "conv", None), "fp32_precision", None)
+    if precision is None:
         return bool(backends.cudnn.allow_tf32)
-    precision = next((p for p in (conv, backends.cudnn.fp32_precision, backends.fp32_precision) if p != "none"),
-                     "ieee")
+    if precision == "none":  # read lazily: each getter costs ~1 µs, and this runs at every fp32 launch
+        precision = backends.cudnn.fp32_precision
+    if precision == "none":
+        precision = backends.fp32_precision
     return precision == "tf32"
 
 

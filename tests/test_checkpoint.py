@@ -186,6 +186,10 @@ def test_partial_hgfast_file_reports_missing_keys_using_the_stored_config(tmp_pa
     with pytest.raises(ValueError, match="cannot infer the architecture"):
         StackedHourglass.from_checkpoint(state)
     assert StackedHourglass.from_checkpoint(state, strict=False, **model.config).config == model.config
+    # The five keys of files and callers from before stem_channels: only the missing one is read off the weights.
+    del state["heads.0.heatmap.weight"]
+    older = {k: v for k, v in model.config.items() if k != "stem_channels"}
+    assert StackedHourglass.from_checkpoint(state, strict=False, **older).config == model.config
 
 
 def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):

@@ -79,25 +79,34 @@ def test_fused_eval_residual_follows_in_place_weight_and_statistics_updates():
                 m.bn3.running_mean.add_(0.3)
 
 
-def test_every_optimiser_step_invalidates_the_memo():
+def test_an_optimiser_step_forgets_the_memos_of_its_parameters_only():
     """Fused optimisers (``Adam(fused=True)``) write the parameters without moving their version counters; the
-    step hook registered by ``hgfast.fused.memo`` forgets the memo (and moves the generation) after any step."""
-    module = torch.nn.Linear(3, 2)
-    compute = Counter()
+    step hook registered by ``hgfast.fused.memo`` forgets what was derived from them (and moves the generation, so
+    a ``GraphedForward`` captures again); another network's step touches neither."""
+    from hgfast.fused.memo import generation
+
+    module, other = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    compute, kept = Counter(), Counter()
 
     def value():
         return memo(module, "v", (module.weight, module.bias), compute)
+
+    def other_value():
+        return memo(other, "v", (other.weight,), kept)
 
     try:
         opt = torch.optim.Adam(module.parameters(), fused=True)
     except RuntimeError as exc:  # no fused CPU Adam in this torch
         pytest.skip(str(exc))
-    assert value() == 1
+    assert value() == 1 and other_value() == 1
+    before = generation()
+    torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1).step()  # unrelated: nothing forgotten
+    assert generation() == before and value() == 1
     module(torch.randn(4, 3)).sum().backward()
     version = module.weight._version
     opt.step()
     assert module.weight._version == version  # what the version check alone would miss
-    assert value() == 2 and value() == 2
+    assert generation() == before + 1 and value() == 2 and value() == 2 and other_value() == 1
 
 
 @pytest.mark.triton

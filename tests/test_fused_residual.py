@@ -236,7 +236,8 @@ def test_residual_consumes_handed_over_stats(triton_cpu):
 def test_residual_mixed_train_eval_modes_use_reference(triton_cpu, frozen):
     """``res.train(); bn.eval()`` (frozen BN fine-tuning): the eval BNs use and keep their running statistics, as
     ``nn.BatchNorm2d`` does; the fused forward (mode taken from the module) would use batch statistics.
-    ``res.training = False`` with training BNs: batch statistics, not the fused inference kernel's running ones."""
+    ``res.training = False`` with training BNs: batch statistics, not the fused inference kernel's running ones
+    (a guard: the model-level case, a head set to eval inside a training model, is in test_fused_model)."""
     ref = randomize(Residual(6, 6)).train()
     if frozen == "module":
         ref.training = False

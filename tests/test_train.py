@@ -42,7 +42,11 @@ def test_config_errors_name_the_key(tmp_path):
                      ("optim.milestones=[0]", "'optim.milestones'.*> 0")):
         with pytest.raises(ConfigError, match=key):
             resolve(overrides=[bad])
-    assert resolve(overrides=["optim.milestones=[6e5]"]).optim.milestones == [600000]  # YAML 1.1: a string
+    six = resolve(overrides=["optim.milestones=[6e5, 7.5e5]", "steps=8e5"])  # YAML 1.1 reads 6e5 as a string
+    assert six.optim.milestones == [600000, 750000] and six.steps == 800000
+    assert all(type(v) is int for v in (*six.optim.milestones, six.steps))
+    with pytest.raises(ConfigError, match="'steps' expects int"):
+        resolve(overrides=["steps=2.5e3x"])
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve(preset="huge")
     with pytest.raises(ConfigError, match="key=value"):

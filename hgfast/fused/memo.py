@@ -2,14 +2,15 @@
 
 A value is reused while every tensor it was derived from is the same object, at the same data pointer and version.
 Detected: in-place updates through the tensor itself (``load_state_dict``, ``p.copy_()`` under ``torch.no_grad()``)
-bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the object or the data pointer; every
-``torch.optim`` step runs ``invalidate()`` (a global step hook registered on import: fused optimisers,
-``Adam(fused=True)``, move no version counter). Not detected: other writes that move no version counter - through
+bump its version; ``.to()``, ``p.data = ...`` or a new Parameter change the object or the data pointer; a
+``torch.optim`` step forgets the values derived from its parameters (a global step hook registered on import: fused
+optimisers, ``Adam(fused=True)``, move no version counter). Not detected: other writes that move no version
+counter - through
 ``p.data`` (``p.data.mul_(2)``, ``p.data.copy_(...)``) or by a CUDA graph replay. After those, call
 ``invalidate(module)`` (``hgfast.graphs`` does after each training replay). Memos live in a module-level
 ``WeakKeyDictionary`` keyed by module, so they never travel with a pickled or deep-copied module and never keep a
-module alive; sources are held by weak reference, so they never keep old weights alive either. Nothing is memoised while ``torch.compile`` traces (it sees the
-computation).
+module alive; sources are held by weak reference, so they never keep old weights alive either. Nothing is
+memoised while ``torch.compile`` traces (it sees the computation).
 """
 from __future__ import annotations
 
@@ -38,7 +39,22 @@ def invalidate(module: nn.Module | None = None) -> None:
             _memos.pop(m, None)
 
 
-register_optimizer_step_post_hook(lambda optimizer, args, kwargs: invalidate())
+def _forget_stepped(optimizer, args, kwargs) -> None:
+    """After ``optimizer.step()``: forget the values derived from its parameters and, if there were any, move
+    ``generation()`` (fused optimisers write parameters without moving their version counters)."""
+    global _generation
+    if not _memos:
+        return
+    params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    stale = [(store, name) for store in list(_memos.values()) for name, (refs, _, _) in store.items()
+             if any(id(ref()) in params for ref in refs)]
+    for store, name in stale:
+        del store[name]
+    if stale:
+        _generation += 1
+
+
+register_optimizer_step_post_hook(_forget_stepped)
 
 
 def generation() -> int:

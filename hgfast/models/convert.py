@@ -136,18 +136,22 @@ def _from_bearpaw(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 ARCHITECTURE_KEYS = frozenset({"nstack", "nfeat", "njoints", "depth", "in_channels", "stem_channels"})
 
 
-def infer_config(state: Mapping[str, Tensor]) -> dict[str, int]:
-    """Architecture (nstack, nfeat, njoints, depth, in_channels, stem_channels) read off an hgfast-layout state
-    dict."""
+_INFER = {
+    "nstack": lambda s: 1 + max(int(m.group(1)) for k in s if (m := re.match(r"^hourglasses\.(\d+)\.", k))),
+    "nfeat": lambda s: s["stem.res3.conv3.weight"].shape[0],
+    "njoints": lambda s: s["heads.0.heatmap.weight"].shape[0],
+    "depth": lambda s: 1 + max(k.count("low2.") for k in s if k.startswith("hourglasses.0.") and "up1." in k),
+    "in_channels": lambda s: s["stem.conv.weight"].shape[1],
+    # the paper's 128 where a partial checkpoint lacks the stem (files saved before the key existed are complete)
+    "stem_channels": lambda s: s["stem.res2.conv3.weight"].shape[0] if "stem.res2.conv3.weight" in s else 128,
+}
+
+
+def infer_config(state: Mapping[str, Tensor], keys=ARCHITECTURE_KEYS) -> dict[str, int]:
+    """The architecture ``keys`` (default all: nstack, nfeat, njoints, depth, in_channels, stem_channels) read off
+    an hgfast-layout state dict."""
     try:
-        stacks = {int(m.group(1)) for k in state if (m := re.match(r"^hourglasses\.(\d+)\.", k))}
-        depth = 1 + max(k.count("low2.") for k in state if k.startswith("hourglasses.0.") and "up1." in k)
-        return dict(nstack=max(stacks) + 1,
-                    nfeat=state["stem.res3.conv3.weight"].shape[0],
-                    njoints=state["heads.0.heatmap.weight"].shape[0],
-                    depth=depth,
-                    in_channels=state["stem.conv.weight"].shape[1],
-                    stem_channels=state["stem.res2.conv3.weight"].shape[0])
+        return {key: _INFER[key](state) for key in sorted(keys)}
     except (KeyError, ValueError) as exc:
         raise ValueError(f"cannot infer the architecture from the checkpoint: missing {exc}; "
                          f"pass all of {', '.join(sorted(ARCHITECTURE_KEYS))} explicitly") from exc

@@ -148,8 +148,7 @@ class StackedHourglass(nn.Module):
                                 else (dict(source), {}))
         state = to_hgfast_layout(state)
         config = {**stored_config, **overrides}
-        if not ARCHITECTURE_KEYS <= config.keys():
-            config = {**infer_config(state), **config}
+        config.update(infer_config(state, ARCHITECTURE_KEYS - config.keys()))
         model = cls(**config)
         load_into(model, state, strict=strict)
         return model

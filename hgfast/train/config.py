@@ -188,6 +188,8 @@ def _coerce(path: str, kind, value):
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, str) and isinstance(_number(value), int):  # "6e5", as YAML 1.1 reads it
+            return _number(value)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -210,15 +212,16 @@ def _coerce(path: str, kind, value):
 
 
 def _number(value):
-    """``value`` if an int or float, a float for a string that reads as one (YAML 1.1 reads ``6e5``, with no dot, as
-    a string), else None."""
+    """``value`` if an int or float; for a string that reads as a number (YAML 1.1 reads ``6e5``, with no dot, as a
+    string) the number, an int where it is whole (``6e5`` -> 600000); else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
+            return None
+        return int(number) if number.is_integer() else number
     return None
 
 
