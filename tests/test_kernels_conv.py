@@ -198,7 +198,7 @@ def test_conv_wgrad_plain_no_bias():
 def test_fp32_gemms_follow_the_cudnn_conv_tf32_setting_of_either_api():
     """TF32 as cuDNN convolutions use it, set by the legacy ``allow_tf32`` or the ``fp32_precision`` API, mixed
     (reading ``allow_tf32`` itself raises once conv and RNN differ)."""
-    from kernels.common import cudnn_conv_tf32
+    from hgfast.kernels.common import cudnn_conv_tf32
 
     b = torch.backends
     knobs = (b.cudnn.conv, b.cudnn.rnn, b.cudnn, b)
