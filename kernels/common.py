@@ -266,6 +266,13 @@ def row_coords(rows, H, W):
 
 
 @triton.jit
+def relu(v):
+    """``max(v, 0)`` with NaN passed through, as ``F.relu`` (``tl.maximum``'s default, ``max.f32`` on the GPU, returns
+    the other operand for NaN; the interpreter's numpy maximum propagates it, so only a GPU would differ)."""
+    return tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w, DH, DW, H, W, cols, C,
               PRO: tl.constexpr):
     """fp32 tile ``[len(rows), len(cols)]`` of ``prologue(x)[n, h + DH, w + DW, cols]``; 0 outside image/tensor."""
@@ -279,7 +286,7 @@ def load_tile(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, rows, row_ok, h, w, DH, DW, H,
     if PRO == 1:
         s = tl.load(s_ptr + cols, mask=col_ok, other=0.0)
         t = tl.load(t_ptr + cols, mask=col_ok, other=0.0)
-        v = tl.where(mask, tl.maximum(v * s[None, :] + t[None, :], 0.0), 0.0)
+        v = tl.where(mask, relu(v * s[None, :] + t[None, :]), 0.0)
     elif PRO == 2:
         x2 = tl.load(x2_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         s = tl.load(s_ptr + cols, mask=col_ok, other=0.0)

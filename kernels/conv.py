@@ -13,7 +13,7 @@ import triton.language as tl
 
 from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_numel, check_vector, dot_dtype,
                      dot_precision, gemm_configs, launch_tuned, load_tile, mma, on_tensor_device, or_dummy,
-                     prune_tiles, row_coords, tile_ids, tl_dtype)
+                     prune_tiles, relu, row_coords, tile_ids, tl_dtype)
 from .bn_stats import write_partial_stats
 
 
@@ -66,7 +66,7 @@ def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_pt
     if EPI_AFFINE:
         es = tl.load(es_ptr + cols, mask=col_ok, other=0.0)
         et = tl.load(et_ptr + cols, mask=col_ok, other=0.0)
-        v = tl.maximum(v * es[None, :] + et[None, :], 0.0)
+        v = relu(v * es[None, :] + et[None, :])
     offs = rows[:, None] * COUT + cols[None, :]
     if HAS_RES:
         v += tl.load(res_ptr + offs, mask=mask, other=0.0).to(tl.float32)

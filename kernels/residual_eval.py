@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from .common import (cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, interpreting, load_tile, mma,
-                     next_pow2, on_tensor_device, or_dummy, sm_count, tl_dtype)
+                     next_pow2, on_tensor_device, or_dummy, relu, sm_count, tl_dtype)
 
 
 @triton.jit(do_not_specialize=["N", "H", "W", "TILES_H", "TILES_W", "TILES"])
@@ -73,7 +73,7 @@ def residual_eval_kernel(x_ptr, s1_ptr, t1_ptr, w1_ptr, b1_ptr, s2_ptr, t2_ptr, 
                 acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
             if HAS_B1:
                 acc += tl.load(b1_ptr + cm, mask=cm_ok, other=0.0)[None, :]
-            v = tl.where(inside[:, None], tl.maximum(acc * s2[None, :] + t2[None, :], 0.0), 0.0)
+            v = tl.where(inside[:, None], relu(acc * s2[None, :] + t2[None, :]), 0.0)
             tl.store(scratch + q[:, None] * CMP + cm[None, :], v.to(IO_DTYPE))
         tl.debug_barrier()  # the whole halo is in the scratch before any tap reads it
         # 2. conv2 (3x3) from the scratch, BN3-ReLU; columns >= CM stay 0 (s3 = t3 = 0 there)
@@ -89,7 +89,7 @@ def residual_eval_kernel(x_ptr, s1_ptr, t1_ptr, w1_ptr, b1_ptr, s2_ptr, t2_ptr, 
             acc = mma(acc, a, b, IO_DTYPE, DOT_DTYPE, DOT_PREC)
         if HAS_B2:
             acc += tl.load(b2_ptr + cm, mask=cm_ok, other=0.0)[None, :]
-        mid = tl.maximum(acc * s3[None, :] + t3[None, :], 0.0).to(IO_DTYPE)
+        mid = relu(acc * s3[None, :] + t3[None, :]).to(IO_DTYPE)
         # 3. conv3 + bias + skip [+ low], in blocks of output channels
         n = n0 + r_img
         h = h0 + r_h

@@ -58,6 +58,26 @@ def test_conv_fwd_epilogue_affine_residual_upsample(dtype, k):
     check_fwd_epilogue(dtype, k, 1, 6, 10, 6, 5)
 
 
+@pytest.mark.parametrize("where", ["prologue", "epilogue", "bn_relu"])
+def test_fused_relus_pass_nan_through_as_f_relu(where):
+    """relu(NaN) is NaN, as ``F.relu``: a diverging run shows up in the loss instead of being zeroed. (The GPU's
+    ``max.f32``, ``tl.maximum``'s default, returns 0 for it; the interpreter's numpy maximum never differed.)"""
+    x, wt = rnd((1, 4, 4, 3), torch.float32), rnd((2, 3, 1, 1), torch.float32)
+    x[0, 1, 2, 0] = float("nan")
+    s, t = torch.ones(3), torch.zeros(3)
+    if where == "bn_relu":
+        y = kernels.bn_relu(x, s, t)
+    elif where == "prologue":
+        y = kernels.conv2d_fwd(x, wt, pro_scale=s, pro_shift=t)[0]
+    else:
+        y = kernels.conv2d_fwd(x, wt, epi_scale=torch.ones(2), epi_shift=torch.zeros(2))[0]
+    nan = torch.isnan(y)
+    if where == "bn_relu":  # per element
+        assert torch.equal(nan, torch.isnan(x))
+    else:  # every output channel of that pixel (a 1x1 conv), no other
+        assert nan[0, 1, 2].all() and nan.sum() == nan[0, 1, 2].numel()
+
+
 def check_fwd_epilogue(dtype, k, n, h, w, cin, cout):
     """conv2d_fwd with BN-ReLU epilogue, residual add and upsampled low add against float64."""
     x, wt = rnd((n, h, w, cin), dtype), rnd((cout, cin, k, k), dtype)
