@@ -221,7 +221,7 @@ def test_fp32_gemms_follow_the_cudnn_conv_tf32_setting_of_either_api():
     from hgfast.kernels.common import cudnn_conv_tf32
 
     b = torch.backends
-    knobs = (b.cudnn.conv, b.cudnn.rnn, b.cudnn, b)
+    knobs = (b, b.cudnn, b.cudnn.conv, b.cudnn.rnn)  # restored parents first: a parent's setter may set its children
     saved = [k.fp32_precision for k in knobs]
     try:
         assert cudnn_conv_tf32() == (b.cudnn.conv.fp32_precision == "tf32")
@@ -243,6 +243,7 @@ def test_fp32_gemms_follow_the_cudnn_conv_tf32_setting_of_either_api():
     finally:
         for knob, value in zip(knobs, saved):
             knob.fp32_precision = value
+    assert b.cudnn.allow_tf32 == (saved[2] == "tf32")  # restored: the legacy flag reads again
 
 
 def test_conv_bad_inputs_name_the_argument():
