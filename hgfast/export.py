@@ -5,6 +5,8 @@ The graph has input ``image`` (B, 3, H, W) float32 in [0, 1] (dynamic batch, fix
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +25,18 @@ def unfused(model: StackedHourglass) -> StackedHourglass:
     return plain.eval()
 
 
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """Only errors from logger ``name`` while the block runs (its warnings carry whole tracebacks)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256, opset: int = 18,
                 check: bool = True) -> float | None:
     """Write ``model`` as ONNX to ``path`` (atomically). With ``check`` and onnxruntime installed, run the graph
@@ -39,9 +53,10 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256
     example = torch.rand(2, model.in_channels, height, width)
     path = Path(path)
     with atomic_path(path) as tmp:
-        program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
-                                    dynamo=True, opset_version=opset, verbose=False,
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},))
+        with _quiet_logger("onnxscript.version_converter"):  # a failed down-conversion is reported below
+            program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
+                                        dynamo=True, opset_version=opset, verbose=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
         program.save(tmp)
         written = next((o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")), None)
         if written != opset:  # the exporter falls back to the opsets it supports without failing

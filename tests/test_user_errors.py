@@ -44,7 +44,8 @@ def test_picture_with_an_unknown_suffix(tmp_path):
     assert not (tmp_path / "x.txt").exists()
 
 
-def test_unsupported_onnx_opset_is_refused(tmp_path):
+def test_unsupported_onnx_opset_is_refused(tmp_path, caplog):
+    """A clear error, and no traceback logged by the exporter's failed down-conversion on the way."""
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnx / onnxscript not installed")
     from hgfast import StackedHourglass
@@ -53,6 +54,7 @@ def test_unsupported_onnx_opset_is_refused(tmp_path):
     with pytest.raises(ValueError, match="opset 13 is not supported"):
         export_onnx(StackedHourglass(nstack=1, nfeat=16, depth=2), tmp_path / "m.onnx", 16, opset=13, check=False)
     assert not (tmp_path / "m.onnx").exists()
+    assert not [r for r in caplog.records if r.exc_info], "a logged traceback"
 
 
 @pytest.mark.parametrize("args,message", [(["--nfeat", "255"], "nfeat"), (["--nstack", "0"], "nstack"),
