@@ -111,6 +111,11 @@ def _dark_kernel(args) -> int | None:
     return args.dark_kernel
 
 
+def _given_keys(overrides) -> set[str]:
+    """The config keys ``--set KEY=VALUE`` names."""
+    return {item.partition("=")[0].strip() for item in overrides or ()}
+
+
 def _check_trained_settings(cfg, checkpoint: Path, overrides) -> None:
     """ValueError where the config's input size, input norm or box margin differs from the training data's that
     ``checkpoint`` carries (``checkpoint_settings``) and ``--set`` does not say so on purpose: the crops would not
@@ -118,7 +123,7 @@ def _check_trained_settings(cfg, checkpoint: Path, overrides) -> None:
     from .data.crop import crop_size
     from .predict import checkpoint_settings
 
-    given = {item.partition("=")[0].strip() for item in overrides or ()}
+    given = _given_keys(overrides)
     same = {"input_size": lambda a, b: crop_size(a) == crop_size(b)}
     for key, trained in checkpoint_settings(checkpoint).items():
         if key == "sigma" or f"data.{key}" in given:
@@ -139,7 +144,7 @@ def _cmd_eval(args) -> int:
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table
     from .models import StackedHourglass
-    from .predict import AMP_DTYPES, check_refine, dark_kernel_for, fast_inference
+    from .predict import AMP_DTYPES, check_refine, dark_kernel_for, decoding_conventions, fast_inference
     from .visualize import save_predictions_picture
 
     workdir = Path(args.workdir) if args.workdir else None
@@ -176,21 +181,25 @@ def _cmd_eval(args) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         model = fast_inference(StackedHourglass.from_checkpoint(checkpoint), args.fused).to(resolve_device(args.device))
+        said_norm = cfg.data.input_norm != "none" or "data.input_norm" in _given_keys(args.set)
+        half_pixel, flip_shift, input_norm = decoding_conventions(model, args.half_pixel, args.flip_shift,
+                                                                  cfg.data.input_norm if said_norm else None)
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
         thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
-                                workers=cfg.data.workers, flip=args.flip, flip_shift=not args.no_flip_shift,
+                                workers=cfg.data.workers, flip=args.flip, flip_shift=flip_shift,
                                 channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
-                                input_norm=cfg.data.input_norm, half_pixel=args.half_pixel, truncate=args.truncate,
+                                input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate,
                                 refine=args.refine, dark_kernel=dark_kernel)
         results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
     except (ValueError, FileNotFoundError) as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
-    table.update(checkpoint=str(checkpoint), dataset=cfg.data.dataset, half_pixel=args.half_pixel,
-                 truncate=args.truncate, flip_shift=not args.no_flip_shift, refine=args.refine, amp=args.amp,
+    table.update(checkpoint=str(checkpoint), checkpoint_layout=model.checkpoint_layout, dataset=cfg.data.dataset,
+                 input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate, flip_shift=flip_shift,
+                 refine=args.refine, amp=args.amp,
                  fused_active=bool(getattr(model, "fused_active", False)))
     if "pck" in table:
         table["normaliser"] = normalisers[cfg.data.dataset]
@@ -199,6 +208,9 @@ def _cmd_eval(args) -> int:
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
     print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
+    if model.checkpoint_layout != "hgfast":
+        print(f"a {model.checkpoint_layout}-layout checkpoint: decoded as its peers do, half pixel {half_pixel}, flip "
+              f"shift {flip_shift}, input norm {input_norm} (--[no-]half-pixel, --[no-]flip-shift to change)")
     print(format_table(table))
     try:
         if out:
@@ -260,7 +272,7 @@ def _predictor(args):
 
     return Predictor(Path(args.checkpoint), args.input_size, args.device, args.flip, args.batch_size,
                      input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
-                     truncate=args.truncate, flip_shift=not args.no_flip_shift, fused=args.fused, amp=args.amp,
+                     truncate=args.truncate, flip_shift=args.flip_shift, fused=args.fused, amp=args.amp,
                      refine=args.refine, dark_kernel=_dark_kernel(args))
 
 
@@ -528,11 +540,19 @@ def _add_speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=list(AMP_DTYPES), default="none", help="autocast dtype (default none: fp32)")
 
 
+def _add_switch(p: argparse.ArgumentParser, name: str, on: str, off: str) -> None:
+    """``--NAME`` / ``--no-NAME``: True / False in ``args.NAME`` (dashes as underscores), None if neither."""
+    dest = name.replace("-", "_")
+    p.add_argument(f"--{name}", dest=dest, action="store_const", const=True, default=None, help=on)
+    p.add_argument(f"--no-{name}", dest=dest, action="store_const", const=False, help=off)
+
+
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-flip-shift", action="store_true", help="with --flip: no 3/4-pixel shift of the mirrored "
-                   "heatmaps (the hourglass peers do not shift; see hgfast.predict)")
-    p.add_argument("--half-pixel", action="store_true", help="add 0.5 heatmap pixel before mapping back: the "
-                   "decoding of princeton-vl / bearpaw / anibali checkpoints (see hgfast.predict)")
+    layout = "(default: the checkpoint's layout: %s for princeton-vl / bearpaw / anibali checkpoints, %s for hgfast's)"
+    _add_switch(p, "flip-shift", "with --flip: shift the mirrored heatmaps by 3/4 pixel, so flip testing adds no "
+                "bias " + layout % ("off", "on"), "with --flip: no shift (the hourglass peers do not shift)")
+    _add_switch(p, "half-pixel", "add 0.5 heatmap pixel before mapping back, the decoding of the hourglass peers' "
+                "checkpoints (see hgfast.predict) " + layout % ("on", "off"), "no half-pixel shift")
     p.add_argument("--truncate", action="store_true", help="integer final coordinates (toward zero), as "
                    "princeton-vl reports them (the Lua code and bearpaw add 1 for MATLAB's 1-based pixels)")
     p.add_argument("--refine", choices=("quarter", "none", "dark"), default="quarter", help="sub-pixel step after "

@@ -9,7 +9,7 @@ decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped 
 Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``; ``flip_permutation``
 is the joint order after a horizontal flip, MPII's by default). Heatmap coordinates are crop coordinates / 4 (as
 the training targets), so the mirrored crop of width S (crop x ↦ S − 1 − x) puts a joint at heatmap x
-``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (default) shifts the mirrored heatmaps right by the exact
+``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (hgfast's models' default) shifts the mirrored heatmaps right by the exact
 ``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
 
 ``input_norm``: what the model was trained on. ``"none"``: RGB in [0, 1] (hgfast, princeton-vl, the paper's
@@ -21,7 +21,8 @@ models decode with neither option. The hourglass peers (the Lua code, princeton-
 targets at truncated coordinates and decode with ``half_pixel=True`` (+0.5 heatmap pixel: 2 pixels of a 256²
 crop); princeton-vl also truncates the final coordinates toward zero (``truncate=True``). Evaluate their
 checkpoints with ``half_pixel=True`` and, with flip testing, ``flip_shift=False`` (they do not shift the mirrored
-heatmaps).
+heatmaps): ``Predictor`` and ``evaluate`` do so by default for a model loaded from such a checkpoint
+(``decoding_conventions``).
 """
 from __future__ import annotations
 
@@ -52,6 +53,26 @@ def check_input_norm(input_norm: str) -> str:
     if input_norm not in INPUT_NORMS:
         raise ValueError(f"input_norm must be one of {sorted(INPUT_NORMS)}, got {input_norm!r}")
     return input_norm
+
+
+def decoding_conventions(model: nn.Module, half_pixel: bool | None = None, flip_shift: bool | None = None,
+                         input_norm: str | None = None) -> tuple[bool, bool, str]:
+    """``(half_pixel, flip_shift, input_norm)``: each as given, else that of the checkpoint layout ``model`` was
+    loaded from (``model.checkpoint_layout``, set by ``StackedHourglass.from_checkpoint``; "hgfast" without one):
+    hgfast ``(False, True, "none")``, princeton-vl ``(True, False, "none")``, bearpaw/anibali ``(True, False)`` and
+    a ValueError without ``input_norm`` (their checkpoints share one layout but not their input normalisation)."""
+    from .models.convert import LAYOUT_DECODING
+
+    layout = getattr(model, "checkpoint_layout", "hgfast")
+    conventions = LAYOUT_DECODING.get(layout, LAYOUT_DECODING["hgfast"])
+    if input_norm is None and conventions["input_norm"] is None:
+        raise ValueError(f"input_norm: a {layout}-layout checkpoint (bearpaw/pytorch-pose or anibali/pytorch-stacked-"
+                         f"hourglass) does not say how its inputs were normalised: give input_norm 'bearpaw' (minus "
+                         f"the MPII mean) or 'anibali' (MPII mean/std) (hgfast predict/video --input-norm, hgfast "
+                         f"eval --set data.input_norm=...)")
+    return (conventions["half_pixel"] if half_pixel is None else bool(half_pixel),
+            conventions["flip_shift"] if flip_shift is None else bool(flip_shift),
+            check_input_norm(conventions["input_norm"] if input_norm is None else input_norm))
 
 
 def to_input(images: Tensor, device: torch.device, channels_last: bool = False, input_norm: str = "none") -> Tensor:
@@ -162,11 +183,13 @@ class Predictor:
     """Single-person keypoints for images, each with an optional person box.
 
     ``Predictor(model_or_checkpoint, input_size=None, device="auto", flip=False, batch_size=32,
-    flip_permutation=None, input_norm=None, skeleton=None, box_margin=None, half_pixel=False,
-    truncate=False, flip_shift=True, fused=False, amp="none", refine="quarter", dark_kernel=None)``.
+    flip_permutation=None, input_norm=None, skeleton=None, box_margin=None, half_pixel=None,
+    truncate=False, flip_shift=None, fused=False, amp="none", refine="quarter", dark_kernel=None)``.
     ``input_size`` (S for S × S, or (height, width); ``self.input_size`` is the pair), ``input_norm``,
     ``box_margin`` and the DARK kernel (``dark_kernel_for`` its targets' σ), where not given, are the training
-    data's that a checkpoint carries (``checkpoint_settings``), else 256, "none", 1.25 and 11.
+    data's that a checkpoint carries (``checkpoint_settings``), else 256, ``decoding_conventions``, 1.25 and 11;
+    ``half_pixel`` and ``flip_shift``, where not given, those of the model's checkpoint layout
+    (``decoding_conventions``: on and off for peer checkpoints, off and on for hgfast's).
     ``skeleton`` (joint names, flip permutation, limbs): given, else the one training stored in the checkpoint,
     else ``Skeleton.for_joints(K)`` (MPII's for 16 joints); ``flip_permutation`` overrides its flip permutation
     (needed to flip-test a model of unknown skeleton); ``input_norm``, ``half_pixel``, ``truncate``,
@@ -186,8 +209,8 @@ class Predictor:
     def __init__(self, model: nn.Module | str | os.PathLike, input_size: int | tuple[int, int] | None = None,
                  device: str = "auto", flip: bool = False, batch_size: int = 32,
                  flip_permutation: Sequence[int] | None = None, input_norm: str | None = None, skeleton=None,
-                 box_margin: float | None = None, half_pixel: bool = False, truncate: bool = False,
-                 flip_shift: bool = True, fused: bool = False, amp: str = "none", refine: str = "quarter",
+                 box_margin: float | None = None, half_pixel: bool | None = None, truncate: bool = False,
+                 flip_shift: bool | None = None, fused: bool = False, amp: str = "none", refine: str = "quarter",
                  dark_kernel: int | None = None):
         from .data.skeleton import Skeleton
         from .models import StackedHourglass
@@ -198,7 +221,7 @@ class Predictor:
             model = StackedHourglass.from_checkpoint(Path(model))
         stored_size = input_size is None and "input_size" in trained
         input_size = trained.get("input_size", 256) if input_size is None else input_size
-        input_norm = trained.get("input_norm", "none") if input_norm is None else input_norm
+        input_norm = trained.get("input_norm") if input_norm is None else input_norm
         box_margin = trained.get("box_margin", 1.25) if box_margin is None else box_margin
         if dark_kernel is None:
             dark_kernel = dark_kernel_for(trained["sigma"]) if "sigma" in trained else 11
@@ -219,14 +242,15 @@ class Predictor:
         if flip and self.flip_permutation is None:
             raise ValueError(f"Predictor: flip=True with a {self.skeleton.num_joints}-joint model of unknown skeleton "
                              f"needs flip_permutation (the joint order after a horizontal flip)")
-        self.input_norm = check_input_norm(input_norm)
+        self.half_pixel, self.flip_shift, self.input_norm = decoding_conventions(model, half_pixel, flip_shift,
+                                                                                 input_norm)
         if amp not in AMP_DTYPES:
             raise ValueError(f"Predictor: amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
         self.autocast_dtype, self.channels_last = AMP_DTYPES[amp], bool(fused)
         self.device = resolve_device(device)
         self.model = fast_inference(model, fused).to(self.device).eval()
         self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
-        self.half_pixel, self.truncate, self.flip_shift = bool(half_pixel), bool(truncate), bool(flip_shift)
+        self.truncate = bool(truncate)
         self.refine, self.dark_kernel = check_refine(refine, dark_kernel)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:

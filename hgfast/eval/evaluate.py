@@ -13,21 +13,25 @@ from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII
 from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
-from ..predict import check_refine, predict_crops
+from ..predict import check_refine, decoding_conventions, predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
 from .pck import pck_table
 
 
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
-                    flip_shift: bool = True, channels_last: bool = False,
-                    autocast_dtype: torch.dtype | None = None, input_norm: str = "none", half_pixel: bool = False,
-                    truncate: bool = False, refine: str = "quarter", dark_kernel: int = 11) -> dict[str, np.ndarray]:
+                    flip_shift: bool | None = None, channels_last: bool = False,
+                    autocast_dtype: torch.dtype | None = None, input_norm: str | None = None,
+                    half_pixel: bool | None = None, truncate: bool = False, refine: str = "quarter",
+                    dark_kernel: int = 11) -> dict[str, np.ndarray]:
     """Run ``model`` (in eval mode, restored after) over ``dataset``; numpy arrays ``pred`` (N, K, 2) and
     ``scores`` (N, K), with the ground truth ``joints``, ``annotated``, ``visible``, ``normalize`` and ``index``.
     Flip testing uses the dataset's ``flip_permutation``; ``refine``, ``dark_kernel``: ``predict_crops``;
-    ``half_pixel``, ``truncate``: decoding conventions of peer checkpoints (``hgfast.predict``). The dataset must
-    not augment (predictions are mapped back through the un-augmented crop) and must not be empty."""
+    ``half_pixel``, ``truncate``: decoding conventions of peer checkpoints (``hgfast.predict``); ``half_pixel``,
+    ``flip_shift``, ``input_norm`` not given: those of the model's checkpoint layout (``decoding_conventions``).
+    The dataset must not augment (predictions are mapped back through the un-augmented crop) and must not be
+    empty."""
     check_refine(refine, dark_kernel)
+    half_pixel, flip_shift, input_norm = decoding_conventions(model, half_pixel, flip_shift, input_norm)
     if getattr(dataset, "augment_preset", "none") != "none":
         raise ValueError(f"predict_dataset: dataset must not be augmented (augment_preset "
                          f"{dataset.augment_preset!r}): build it with augment_preset='none'")

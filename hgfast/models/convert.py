@@ -25,6 +25,15 @@ from torch import Tensor
 
 _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
 
+# How a model of each layout decodes (``hgfast.predict``): the peers trained on targets at truncated coordinates
+# (``half_pixel``) and flip-test without a shift. bearpaw's and anibali's checkpoints share one layout but not their
+# input normalisation ("bearpaw" / "anibali"), so that one has no default (None).
+LAYOUT_DECODING = {
+    "hgfast": {"half_pixel": False, "flip_shift": True, "input_norm": "none"},
+    "princeton-vl": {"half_pixel": True, "flip_shift": False, "input_norm": "none"},
+    "bearpaw": {"half_pixel": True, "flip_shift": False, "input_norm": None},
+}
+
 
 def strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Remove ``module.`` / ``model.`` / ``_orig_mod.`` prefixes shared by every key (repeatedly)."""

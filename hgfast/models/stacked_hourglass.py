@@ -122,14 +122,17 @@ class StackedHourglass(nn.Module):
         """Write the weights as safetensors (atomically), with ``config`` in the metadata, the training data's
         ``skeleton`` (a ``hgfast.data.Skeleton``: joint names, flip pairs, limbs) and ``inference`` settings (JSON:
         ``input_size``, ``input_norm``, ``box_margin``, ``sigma`` of the training data) if given, which
-        ``Predictor``, ``hgfast predict`` and ``hgfast export`` then use."""
+        ``Predictor``, ``hgfast predict`` and ``hgfast export`` then use. A peer's ``checkpoint_layout`` is stored
+        too, so its converted weights still decode as the peer's."""
         from ..checkpoint import save_weights
 
         if skeleton is not None and skeleton.num_joints != self.njoints:
             raise ValueError(f"save: skeleton has {skeleton.num_joints} joints, the model {self.njoints}")
+        layout = getattr(self, "checkpoint_layout", "hgfast")
         save_weights(self.state_dict(), path, config=self.config,
                      skeleton=None if skeleton is None else skeleton.to_dict(),
-                     inference=None if inference is None else dict(inference))
+                     inference=None if inference is None else dict(inference),
+                     checkpoint_layout=None if layout == "hgfast" else layout)
 
     @classmethod
     def from_checkpoint(cls, source: str | os.PathLike | Mapping[str, Tensor], strict: bool = True,
@@ -140,17 +143,28 @@ class StackedHourglass(nn.Module):
         detected from the key names and remapped; the architecture comes from the overrides (``nstack=...`` etc.),
         then the config stored by ``save``, then the tensor shapes. A wrong or partial checkpoint raises a ``ValueError`` listing the
         missing and unexpected keys (with ``strict=False`` missing keys keep their initial values).
+        The model's ``checkpoint_layout`` ("hgfast", "princeton-vl" or "bearpaw"; a peer's weights saved by
+        ``save`` keep theirs) then tells ``Predictor`` and ``evaluate`` how it decodes
+        (``convert.LAYOUT_DECODING``); set it to "hgfast" after training a peer's weights on hgfast's targets.
         """
-        from ..checkpoint import load_state_dict
-        from .convert import ARCHITECTURE_KEYS, infer_config, to_hgfast_layout
+        from ..checkpoint import load_state_dict, read_metadata
+        from .convert import (ARCHITECTURE_KEYS, LAYOUT_DECODING, detect_layout, infer_config, strip_wrappers,
+                              to_hgfast_layout)
 
-        state, stored_config = (load_state_dict(source) if isinstance(source, (str, os.PathLike))
-                                else (dict(source), {}))
+        from_file = isinstance(source, (str, os.PathLike))
+        state, stored_config = load_state_dict(source) if from_file else (dict(source), {})
+        layout = detect_layout(strip_wrappers(state))
+        if layout == "hgfast" and from_file:
+            layout = read_metadata(source).get("checkpoint_layout", "hgfast")
+            if layout not in LAYOUT_DECODING:
+                raise ValueError(f"{source}: unknown checkpoint_layout {layout!r} in its metadata (expected one of "
+                                 f"{sorted(LAYOUT_DECODING)})")
         state = to_hgfast_layout(state)
         config = {**stored_config, **overrides}
         config.update(infer_config(state, ARCHITECTURE_KEYS - config.keys()))
         model = cls(**config)
         load_into(model, state, strict=strict)
+        model.checkpoint_layout = layout
         return model
 
 
