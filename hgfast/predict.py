@@ -9,8 +9,8 @@ decoded with ``hgfast.ops.argmax_decode`` (quarter-pixel refinement) and mapped 
 Flip test averages the heatmaps of the crop and of its mirror (``hgfast.ops.flip_test``; ``flip_permutation``
 is the joint order after a horizontal flip, MPII's by default). Heatmap coordinates are crop coordinates / 4 (as
 the training targets), so the mirrored crop of width S (crop x ↦ S − 1 − x) puts a joint at heatmap x
-``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (hgfast's models' default) shifts the mirrored heatmaps right by the exact
-``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
+``W − 1/4 − x``, not ``W − 1 − x``; ``flip_shift=True`` (hgfast's models' default) shifts the mirrored heatmaps
+right by the exact ``1 − W/S`` = 3/4 pixel (linear interpolation), so flip testing adds no bias.
 
 ``input_norm``: what the model was trained on. ``"none"``: RGB in [0, 1] (hgfast, princeton-vl, the paper's
 code); ``"bearpaw"``: minus the MPII RGB mean; ``"anibali"``: minus the MPII mean, over the MPII std. A checkpoint

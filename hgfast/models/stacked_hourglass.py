@@ -141,8 +141,9 @@ class StackedHourglass(nn.Module):
 
         ``source`` is a file path (``.safetensors``, ``.pth``, ``.pt``, ``.tar``) or a state dict. The layout is
         detected from the key names and remapped; the architecture comes from the overrides (``nstack=...`` etc.),
-        then the config stored by ``save``, then the tensor shapes. A wrong or partial checkpoint raises a ``ValueError`` listing the
-        missing and unexpected keys (with ``strict=False`` missing keys keep their initial values).
+        then the config stored by ``save``, then the tensor shapes. A wrong or partial checkpoint raises a
+        ``ValueError`` listing the missing and unexpected keys (with ``strict=False`` missing keys keep their initial
+        values).
         The model's ``checkpoint_layout`` ("hgfast", "princeton-vl" or "bearpaw"; a peer's weights saved by
         ``save`` keep theirs) then tells ``Predictor`` and ``evaluate`` how it decodes
         (``convert.LAYOUT_DECODING``); set it to "hgfast" after training a peer's weights on hgfast's targets.
