@@ -429,3 +429,37 @@ def test_half_body_box_crops_one_half_as_mmpose():
     item = ds[key]
     np.testing.assert_allclose(item["center"].numpy(), center + np.asarray(aug.shift) * size, rtol=1e-5)
     assert item["scale"].item() == pytest.approx(size.max() / 200 * aug.scale, rel=1e-5)
+
+
+def test_read_image_refuses_truncated_files_and_reads_whole_ones(tmp_path):
+    """A cut-off JPEG is an error naming the file (cv2.imread fills it with grey and warns on stderr only);
+    progressive JPEGs, bytes after the end marker, grayscale and RGBA PNGs read as (H, W, 3) RGB."""
+    from hgfast.data import read_image
+
+    rng = np.random.default_rng(0)
+    picture = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+    files = {}
+    for name, ext, flags in (("plain", ".jpg", []), ("progressive", ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                             ("lossless", ".png", [])):
+        data = cv2.imencode(ext, picture[..., ::-1], flags)[1].tobytes()
+        files[name + ext] = data
+        files[name + "_cut" + ext] = data[:len(data) // 3]
+        files[name + "_no_end" + ext] = data[:-2]
+    files["trailing.jpg"] = files["plain.jpg"] + b"\x00" * 16 + b"camera maker notes"
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    for name, whole in (("plain.jpg", "plain.jpg"), ("progressive.jpg", "progressive.jpg"),
+                        ("trailing.jpg", "plain.jpg")):
+        want = cv2.imdecode(np.frombuffer(files[whole], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        np.testing.assert_array_equal(read_image(tmp_path / name), want)
+    np.testing.assert_array_equal(read_image(tmp_path / "lossless.png"), picture)
+    for name in [n for n in files if "_cut" in n or ("_no_end" in n and n.endswith(".jpg"))]:
+        with pytest.raises(ValueError, match=name):
+            read_image(tmp_path / name)
+    cv2.imwrite(str(tmp_path / "gray.png"), picture[..., 0])
+    cv2.imwrite(str(tmp_path / "rgba.png"), np.dstack([picture[..., ::-1], np.full((40, 60), 7, np.uint8)]))
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), np.repeat(picture[..., :1], 3, axis=2))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), picture)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.jpg"):
+        read_image(tmp_path / "empty.jpg")

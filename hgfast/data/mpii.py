@@ -124,14 +124,24 @@ def h5_skeleton(k: int, names=None, limbs=None, flip_pairs=None) -> Skeleton:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file."""
+    """Read an image file as (H, W, 3) uint8 RGB (EXIF orientation applied); FileNotFoundError / ValueError name
+    the file, also for a truncated file (``cv2.imread`` fills a cut-off JPEG with grey and only prints a warning)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    raw = path.read_bytes()
+    if _truncated_jpeg(raw):
+        raise ValueError(f"truncated image file (its JPEG data has no end): {path}")
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
     if image is None:
-        raise ValueError(f"corrupt or unsupported image file: {path}")
+        raise ValueError(f"corrupt, truncated or unsupported image file: {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _truncated_jpeg(raw: bytes) -> bool:
+    """Whether ``raw`` is a JPEG whose last scan has no end-of-image marker after it (markers cannot occur inside
+    the entropy-coded data, so a complete file has one; bytes after it are allowed)."""
+    return raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
 
 
 class MPII(TopDownDataset):
