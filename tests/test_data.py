@@ -463,3 +463,33 @@ def test_read_image_refuses_truncated_files_and_reads_whole_ones(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="empty.jpg"):
         read_image(tmp_path / "empty.jpg")
+
+
+def test_h5_annotations_with_non_finite_numbers_or_zero_scale_are_refused(tmp_path):
+    """A NaN joint would count as annotated (it is not (0, 0)) and stop training at its batch or miss silently in
+    PCKh: refused when written and when read, naming the field and the sample."""
+    from hgfast.data import read_annotations, write_annotations
+
+    path, images, part = _write_mpii(tmp_path)
+    args = (["00000.jpg", "00001.jpg"], np.tile([80.0, 80.0], (2, 1)), np.full(2, 0.6), part[:2], np.ones((2, 16)),
+            np.full(2, 12.0))
+    bad_part = part[:2].copy()
+    bad_part[1, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"write_annotations: field 'part' must be finite; sample 1 \(00001.jpg\)"):
+        write_annotations(tmp_path / "w.h5", *args[:3], bad_part, *args[4:])
+    with pytest.raises(ValueError, match="field 'scale' must be finite and > 0; sample 0"):
+        write_annotations(tmp_path / "w.h5", *args[:2], np.array([0.0, 0.6]), *args[3:])
+    assert not (tmp_path / "w.h5").exists()
+    for field, value in (("part", np.inf), ("center", np.nan), ("normalize", np.nan), ("scale", -1.0)):
+        broken = tmp_path / f"{field}.h5"
+        with h5py.File(path, "r") as src, h5py.File(broken, "w") as f:
+            for key in src:
+                data = src[key][()]
+                if key == field:
+                    data = data.astype(np.float64)
+                    data.reshape(len(data), -1)[2, 0] = value
+                f[key] = data
+        with pytest.raises(ValueError, match=rf"{field}.h5: field '{field}' must be finite.*sample 2 \(00002.jpg\)"):
+            read_annotations(broken)
+        with pytest.raises(ValueError, match=f"{field}.h5"):
+            MPII(broken, images)

@@ -43,6 +43,19 @@ def _check_shapes(ann: dict, where: str) -> int:
     return k
 
 
+def _check_values(ann: dict, where: str) -> None:
+    """Every number finite and every ``scale`` > 0; the error names the field and the first bad sample."""
+    for key in ("center", "scale", "part", "visible", "normalize"):
+        values = np.asarray(ann[key], np.float64).reshape(len(ann[key]), -1)
+        bad = ~np.isfinite(values).all(1) | ((values <= 0).any(1) if key == "scale" else False)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            rule, name = "finite and > 0" if key == "scale" else "finite", ann["imgname"][i]
+            name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+            raise ValueError(f"{where}: field {key!r} must be {rule}; sample {i} ({name}) has "
+                             f"{ann[key][i].tolist()} ({int(bad.sum())} bad sample(s))")
+
+
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the fields of an MPII-style ``.h5`` file into numpy arrays, plus ``joint_names`` (K,) and ``limbs``
     (E, 2) where the file has them; clear errors for a missing or bad file."""
@@ -63,6 +76,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
     k = _check_shapes(ann, f"MPII annotation file {path}")
     ann["imgname"] = np.array([s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ann["imgname"]])
+    _check_values(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
         names = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in np.atleast_1d(attrs["joint_names"])]
         if len(names) != k:
@@ -93,6 +107,7 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part, vis
            **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
                                                         ("visible", visible), ("normalize", normalize))}}
     k = _check_shapes(ann, "write_annotations")
+    _check_values(ann, "write_annotations")
     if names is None and len(edges):
         raise ValueError("write_annotations: edges need names (the file stores the skeleton only with its names)")
     if names is not None:
