@@ -124,15 +124,35 @@ def eval_tile(n: int, h: int, w: int, rows: int | None = None) -> tuple[int, int
     return rows // (th * tw), th, tw
 
 
-def _blocks(dtype: torch.dtype, bm: int, c: int) -> dict:
+# The widest padded bottleneck (CMP) whose kernel fits an sm_90 block's 227 KB of shared memory, in one stage;
+# wider models run the three-kernel form (``fits``).
+MAX_CMP = 512
+
+
+def fits(cm: int) -> bool:
+    """Whether the one-kernel residual compiles for a bottleneck of ``cm`` channels (``MAX_CMP``)."""
+    return max(16, next_pow2(cm)) <= MAX_CMP
+
+
+def _stages(dtype: torch.dtype, cmp: int) -> int:
+    """Pipeline depth: 3 (16-bit) or 2 (fp32) where it fits, fewer for wide bottlenecks. Compiled for sm_90
+    (``.ci/triton_sm90_check``, 128-row tiles), shared memory per block: 16-bit CMP 128 x 3 stages 160 KB,
+    256 x 3 320 KB (over), 256 x 2 192 KB, 512 x 1 128 KB; fp32 256 x 2 160 KB, 512 x 2 288 KB (over), 512 x 1
+    128 KB."""
+    if dtype == torch.float32:
+        return 2 if cmp <= 256 else 1
+    return 3 if cmp <= 128 else (2 if cmp <= 256 else 1)
+
+
+def _blocks(dtype: torch.dtype, bm: int, c: int, cmp: int) -> dict:
     """Constexpr block sizes and the launch config: K blocks of 64 (32 in fp32: twice the bytes per element), conv3
-    in blocks of 128 output channels (64 in fp32), 8 warps for 128-row tiles."""
+    in blocks of 128 output channels (64 in fp32), 8 warps for 128-row tiles, ``_stages``."""
     if interpreting():
         return dict(HC=16, BK1=16, BK2=16, BN3=16, num_warps=4, num_stages=1)
     wide = dtype != torch.float32
     return dict(HC=64, BK1=64 if wide else 32, BK2=64 if wide else 32,
                 BN3=min(128 if wide else 64, max(16, next_pow2(c))),
-                num_warps=8 if bm == 128 else 4, num_stages=3 if wide else 2)
+                num_warps=8 if bm == 128 else 4, num_stages=_stages(dtype, cmp))
 
 
 @on_tensor_device
@@ -171,6 +191,9 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
                              f"{tuple(low.shape)} for H, W = {hh}, {ww}")
     if tile_rows not in (None, 16, 64, 128):
         raise ValueError(f"tile_rows must be None, 16, 64 or 128, got {tile_rows!r}")
+    if not fits(cm):
+        raise ValueError(f"residual_eval: a bottleneck of {cm} channels is wider than the one-kernel residual's "
+                         f"{MAX_CMP} (it would not fit a GPU block's shared memory); use the three-kernel form")
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
@@ -178,7 +201,7 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
     tiles_h, tiles_w = cdiv(hh, th), cdiv(ww, tw)
     tiles = cdiv(n, ib) * tiles_h * tiles_w
     cmp = max(16, next_pow2(cm))
-    blocks = _blocks(x.dtype, ib * th * tw, c)
+    blocks = _blocks(x.dtype, ib * th * tw, c, cmp)
     nchunk = cdiv(ib * (th + 2) * (tw + 2), blocks["HC"])
     programs = min(tiles, 3 if x.device.type != "cuda" else 2 * sm_count(x.device))
     scratch = torch.empty((programs, nchunk * blocks["HC"], cmp), device=x.device, dtype=x.dtype)

@@ -213,3 +213,23 @@ def test_residual_eval_on_the_gpu(n, h, w, monkeypatch):
     assert op == "EVAL_RESIDUAL" and name in ("single", "single-64", "three")
     assert rel_err(y, ref) <= RTOL[torch.bfloat16]
     fastest_module.forget()
+
+
+def test_too_wide_a_bottleneck_is_refused_and_runs_as_three_kernels(monkeypatch):
+    """Past ``MAX_CMP`` the one kernel would not fit a GPU block's shared memory (sm_90: CMP 1024 needs 256 KB
+    in one stage): the launcher refuses it by name, the fused residual runs the three-kernel form, even pinned."""
+    from hgfast.fused import ops as fused_ops
+
+    assert kernels.residual_eval_fits(512) and not kernels.residual_eval_fits(513)
+    a = make_inputs(1, 4, 6, 8, 8, torch.float32)
+    monkeypatch.setattr(residual_eval_module, "MAX_CMP", 16)
+    assert kernels.residual_eval_fits(16) and not kernels.residual_eval_fits(17)
+    a.update(w1=torch.randn(17, 8, 1, 1), w2=torch.randn(17, 17, 3, 3) / 6, w3=torch.randn(8, 17, 1, 1), b1=None,
+             b2=None, s2=torch.rand(17) + 0.5, t2=torch.randn(17), s3=torch.rand(17) + 0.5, t3=torch.randn(17))
+    with pytest.raises(ValueError, match="bottleneck of 17 channels is wider than the one-kernel residual's 16"):
+        run_single(a)
+    monkeypatch.setenv("HGFAST_EVAL_RESIDUAL", "single")
+    y = fused_ops.residual_eval(a["x"], a["w1"], None, a["s1"], a["t1"], a["s2"], a["t2"], a["w2"],
+                                pack_weight(a["w2"], torch.float32), None, a["s3"], a["t3"], a["w3"], a["b3"],
+                                a["low"])
+    assert rel_err(y, reference(a)) <= RTOL[torch.float32]

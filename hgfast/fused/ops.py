@@ -78,7 +78,8 @@ def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: T
     With an identity skip, whichever of these ``fastest`` finds faster for the shape (``HGFAST_EVAL_RESIDUAL=<name>``
     pins one): ``single``, ``K.residual_eval`` (one kernel, its default tile); ``single-64``, the same with 64-row
     tiles (where the default has 128: two programs per SM instead of one, more halo recompute); ``three``, three
-    ``conv2d_fwd`` launches - the only form with a skip conv."""
+    ``conv2d_fwd`` launches - the only form with a skip conv or a bottleneck wider than the one kernel's
+    (``K.residual_eval_fits``)."""
     def single(rows=None):
         return lambda: K.residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low, rows)
 
@@ -87,7 +88,7 @@ def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: T
         b = K.conv2d_fwd(a, w2, b2, None, None, s3, t3, packed=w2_packed)[0]
         return K.conv2d_fwd(b, w3, b3, residual=x if skip is None else skip, low=low)[0]
 
-    if skip is not None:
+    if skip is not None or not K.residual_eval_fits(w1.shape[0]):
         return three()
     candidates = {"single": single(), "single-64": single(64), "three": three}
     key = (tuple(x.shape), w1.shape[0], x.dtype, x.device.index, low is not None)
