@@ -90,6 +90,10 @@ def test_fractional_flip_shift_is_exact_for_stride_4_targets():
     torch.testing.assert_close(centroid(flip_test(h, h_of_flipped_crop, shift=0.75)), kp[..., 0] / 4, atol=0.06,
                                rtol=0)
     assert (centroid(flip_heatmaps(h_of_flipped_crop, shift=True)) - kp[..., 0] / 4).mean() > 0.2
+    torch.testing.assert_close(flip_heatmaps(h, shift=np.float32(0.75)), flip_heatmaps(h, shift=0.75))
+    for bad in (float("nan"), float("inf"), "1", None):
+        with pytest.raises(ValueError, match="shift must be a bool or a finite number"):
+            flip_heatmaps(h, shift=bad)
 
 
 def test_flip_permutation_and_errors():

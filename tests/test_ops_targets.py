@@ -96,6 +96,10 @@ def test_public_defaults_and_options():
     (dict(visible=torch.ones(2, 4)), ValueError, "visible"),
     (dict(size=(0, 8)), ValueError, "size"),
     (dict(size=(8.0, 8)), ValueError, "size"),
+    (dict(size=(True, 8)), ValueError, "size"),
+    (dict(size=torch.tensor(8.0)), ValueError, "size"),
+    (dict(size=np.int64(-8)), ValueError, "size"),
+    (dict(size="88"), ValueError, "size"),
     (dict(sigma=0.0), ValueError, "sigma"),
     (dict(sigma=float("nan")), ValueError, "sigma"),
     (dict(sigma=1e-24), ValueError, "sigma must be finite and >= 0.001"),  # 2σ² = 0 in float32: NaN targets
@@ -110,6 +114,16 @@ def test_bad_input(kwargs, err, match):
     args = dict(keypoints=torch.zeros(2, 3, 2)) | kwargs
     with pytest.raises(err, match=match):
         gaussian_heatmaps(**args)
+
+
+def test_size_takes_numpy_and_tensor_integers():
+    kp = torch.rand(1, 2, 2) * 8
+    want = gaussian_heatmaps(kp, size=(8, 10))
+    for size in ((np.int64(8), np.int32(10)), (torch.tensor(8), torch.tensor(10)), np.array([8, 10]),
+                 torch.tensor([8, 10])):
+        torch.testing.assert_close(gaussian_heatmaps(kp, size=size), want)
+    assert gaussian_heatmaps(kp, size=np.int64(8)).shape == gaussian_heatmaps(kp, size=torch.tensor(8)).shape == (
+        1, 2, 8, 8)
 
 
 @pytest.mark.parametrize("device", DEVICES)

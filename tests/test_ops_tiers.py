@@ -9,6 +9,12 @@ import torch
 from hgfast import _ext
 from hgfast.info import report
 
+NOT_DIFFERENTIABLE = """
+hm = torch.rand(1, 2, 8, 8, requires_grad=True)
+outputs = (*hgfast.argmax_decode(hm), *hgfast.argmax_decode(hm, refine="dark", dark_kernel=3),
+           hgfast.gaussian_heatmaps(kp.clone().requires_grad_(), sigma=torch.ones(2, requires_grad=True), size=8))
+assert not any(t.requires_grad for t in outputs), [t.requires_grad for t in outputs]
+"""
 SCRIPT = """
 import torch, hgfast
 from hgfast import _ext
@@ -18,7 +24,7 @@ c, s = hgfast.argmax_decode(h)
 pred = torch.rand(1, 2, 2, 8, 8, requires_grad=True)
 hgfast.heatmap_mse_loss(pred, kp).backward()
 assert torch.equal(c, kp) and pred.grad is not None
-print(_ext.STATUS["tier"], sorted(_ext.STATUS["skipped"]))
+""" + NOT_DIFFERENTIABLE + """print(_ext.STATUS["tier"], sorted(_ext.STATUS["skipped"]))
 """
 
 
@@ -27,6 +33,12 @@ def test_reference_fallback_without_extension():
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "['compiled',", "'jit']"]
+
+
+def test_decode_and_targets_are_not_differentiable():
+    """No output requires grad, whatever the tier (the extension's ops have no autograd formula; without this
+    their outputs required grad and backward gave None with a warning)."""
+    exec(NOT_DIFFERENTIABLE, {"torch": torch, "hgfast": __import__("hgfast"), "kp": torch.rand(1, 2, 2) * 8})
 
 
 def test_info_lists_every_op_and_device():

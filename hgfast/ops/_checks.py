@@ -1,5 +1,7 @@
 """Input validation and normalisation shared by the public ops. Errors name the argument and what was expected."""
 import math
+import numbers
+import operator
 
 import torch
 
@@ -29,7 +31,7 @@ def same_device(name, value, ref):
 def keypoints(value):
     """(B,K,2) or (B,N,K,2) → (B,N,K,2) float32 contiguous."""
     tensor("keypoints", value, (3, 4), last=2)
-    kp = value.unsqueeze(1) if value.dim() == 3 else value
+    kp = value.detach().unsqueeze(1) if value.dim() == 3 else value.detach()  # targets are not differentiable
     return kp.to(torch.float32).contiguous()
 
 
@@ -62,7 +64,7 @@ def sigma(value, K, device):
     """Finite scalar or (K,) tensor >= SIGMA_MIN → (K,) float32 on `device`."""
     if isinstance(value, (int, float)) and SIGMA_MIN <= value < 1e30:  # fast path: valid in float32 for sure
         return torch.full((K,), float(value), dtype=torch.float32, device=device)
-    s = torch.as_tensor(value, dtype=torch.float32, device=device)
+    s = torch.as_tensor(value, dtype=torch.float32, device=device).detach()
     if s.dim() == 0:
         s = s.expand(K)
     if s.dim() != 1 or s.shape[0] != K:
@@ -81,11 +83,29 @@ def maps(name, value, ndims=(4,)):
 
 
 def size(value):
-    """(H, W) or int → (H, W) positive ints."""
-    hw = (value, value) if isinstance(value, int) else tuple(value)
-    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
+    """(H, W) or one int (Python, numpy or a 0-d integer tensor) → (H, W) positive Python ints."""
+    try:
+        hw = (value, value) if _integer(value) else tuple(value)
+    except TypeError:
+        hw = ()
+    if len(hw) != 2 or not all(_integer(v) and operator.index(v) > 0 for v in hw):
         raise ValueError(f"size must be a positive int or (H, W) of positive ints, got {value!r}")
-    return hw
+    return tuple(operator.index(v) for v in hw)
+
+
+def _integer(value) -> bool:
+    """Whether ``value`` is an integer (not a bool): int, numpy integer or 0-d integer tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and not value.is_floating_point() and not value.is_complex() \
+            and value.dtype != torch.bool
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def shift(value):
+    """A flip shift: a bool (True: 1 heatmap pixel) or a finite real number of heatmap pixels."""
+    if isinstance(value, bool) or (isinstance(value, numbers.Real) and math.isfinite(value)):
+        return value
+    raise ValueError(f"shift must be a bool or a finite number of heatmap pixels, got {value!r}")
 
 
 def encoding(value):

@@ -26,11 +26,12 @@ def argmax_decode(heatmaps, refine="quarter", dark_kernel=11):
         coords (B,K,2) float32 (x, y) in heatmap pixels and scores (B,K) float32, the value at the peak.
         The peak is the first maximum in row-major order. Raises ValueError when a peak is NaN or ±Inf.
         No +0.5 pixel-centre shift is applied here (see transforms.heatmap_to_image(half_pixel=...)).
+        Not differentiable: the outputs never require grad.
     """
     _checks.maps("heatmaps", heatmaps)
     if refine not in REFINE:
         raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
-    hm = heatmaps.contiguous()
+    hm = heatmaps.detach().contiguous()
     quarter = refine == "quarter"
     op = _ext.op("argmax_decode", hm.device)
     coords, scores = argmax_peaks_ref(hm, quarter) if op is None else op(hm, quarter)

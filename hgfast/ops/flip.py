@@ -33,6 +33,7 @@ def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
     for stride 4) is exact; 1 is right for targets centred at integer crop pixels / stride.
     """
     _checks.tensor("heatmaps", heatmaps, range(3, 8))
+    shift = _checks.shift(shift)
     out = heatmaps.flip(-1).index_select(-3, _perm(permutation, heatmaps.shape[-3], heatmaps.device))
     if shift:
         whole = math.floor(shift)

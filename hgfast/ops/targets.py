@@ -22,7 +22,8 @@ def gaussian_heatmaps(keypoints, visible=None, size=(64, 64), sigma=1.0, encodin
 
     Returns:
         (B,K,H,W): exp(-((j-cx)² + (i-cy)²) / 2σ²) where max(|j-cx|, |i-cy|) <= 3σ, else 0.
-    Inputs need not be contiguous. Keypoints far outside the map give all-zero maps.
+    Inputs need not be contiguous. Keypoints far outside the map give all-zero maps. Not differentiable: the
+    maps never require grad.
     """
     kp = _checks.keypoints(keypoints)
     vis = _checks.visible(visible, kp)
