@@ -3,8 +3,8 @@
     python benchmarks/report.py RESULTS.json [MORE.json ...] [--markdown OUT.md] [--png OUT.png]
 
 For every group: each implementation's median time, its speedup over the group's eager PyTorch, torch.compile
-and numpy contenders where present, achieved GB/s and TFLOP/s, and the percentage of the measured device ceiling
-(the ``ceiling: copy`` and ``ceiling: matmul`` cases). Several files are the parts of one device's run that did not
+and numpy contenders where present, achieved GB/s and TFLOP/s, the percentage of the measured device ceiling
+(the ``ceiling: copy`` and ``ceiling: matmul`` cases) and the relative error against the case's reference. Several files are the parts of one device's run that did not
 fit one call (e.g. ops, then the 8-stack cases): they must name the same device and versions; a group measured in
 two files is taken whole from the later one, so a group's contenders always come from one run. When the results
 hold issue-7 cases (GPU), a second table checks them against the targets (targets.py).
@@ -56,8 +56,8 @@ def markdown(machine: dict, groups: dict[str, list[dict]]) -> str:
              f"matmul {_fmt(mm_ceiling, '.3g')} TFLOP/s." if copy_ceiling or mm_ceiling else
              "Ceilings: not measured in this run (no `ceiling` cases), so no % of ceiling.", "",
              "| case | implementation | median ms | vs eager | vs torch.compile | vs numpy | GB/s | TFLOP/s "
-             "| % of ceiling |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| % of ceiling | rel. error |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for group, rows in groups.items():
         if group.startswith("ceiling:"):
             continue
@@ -74,7 +74,8 @@ def markdown(machine: dict, groups: dict[str, list[dict]]) -> str:
             else:
                 pct = None
             lines.append(f"| {group} | {row['impl']} | {row['median_ms']:.3f} | " + " | ".join(speedups) +
-                         f" | {_fmt(gbs, '.1f')} | {_fmt(tfs, '.2f')} | {_fmt(pct, '.0f')} |")
+                         f" | {_fmt(gbs, '.1f')} | {_fmt(tfs, '.2f')} | {_fmt(pct, '.0f')} | "
+                         f"{_fmt(row.get('rel_error'), '.1e')} |")
     return "\n".join(lines) + "\n"
 
 

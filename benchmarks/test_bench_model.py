@@ -3,12 +3,14 @@
 
 GPU: 2 and 8 stacks, batch 16/32/64, bf16 (AMP) and fp32, eager vs torch.compile(max-autotune) vs fused, and
 eager and fused replayed from CUDA graphs. CPU: a small model (2 stacks, 64 features, 128x128 input, batch 2),
-eager only.
+eager only. Inference records ``rel_error``: the last stack's heatmaps against the same model in float64.
 """
+import copy
+
 import pytest
 import torch
 
-from common import GPU_ONLY, ON_GPU, run_case
+from common import GPU_ONLY, ON_GPU, rel_error, run_case
 from models import CONTENDERS, GRAPHED, autocast, prepare
 from hgfast import StackedHourglass
 from hgfast.graphs import GraphedForward, GraphedTrainStep
@@ -27,12 +29,16 @@ def _flops_per_image(nstack: int) -> float:
 
 
 def _model_and_images(nstack: int, batch: int, contender: str, train: bool):
-    """The contender's model and a random channels_last image batch on its device."""
+    """The contender's model, a random channels_last image batch on its device and, for inference, the model's
+    float64 copy (unfused; None for training)."""
     if contender in GRAPHED and not ON_GPU:
         pytest.skip(GPU_ONLY)
-    model = prepare(StackedHourglass(nstack=nstack, nfeat=NFEAT), contender.removesuffix("-graph"), train=train)
+    plain = StackedHourglass(nstack=nstack, nfeat=NFEAT)
+    reference = None if train else copy.deepcopy(plain).double().eval()
+    model = prepare(plain, contender.removesuffix("-graph"), train=train)
     device = next(model.parameters()).device
-    return model, torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last)
+    return (model, torch.rand(batch, 3, SIZE, SIZE, device=device).to(memory_format=torch.channels_last),
+            None if reference is None else reference.to(device))
 
 
 def _amp(dtype: torch.dtype) -> torch.dtype | None:
@@ -44,7 +50,7 @@ def _amp(dtype: torch.dtype) -> torch.dtype | None:
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_train_step(benchmark, nstack, batch, dtype, contender):
     benchmark.group = f"model train step {nstack} stacks b{batch} {dtype}"
-    model, x = _model_and_images(nstack, batch, contender, train=True)
+    model, x, _ = _model_and_images(nstack, batch, contender, train=True)
     optimiser = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
     target = torch.rand(batch, 1, 16, SIZE // 4, SIZE // 4, device=x.device)
 
@@ -74,7 +80,7 @@ def test_model_train_step(benchmark, nstack, batch, dtype, contender):
 @pytest.mark.parametrize("nstack,batch", SHAPES)
 def test_model_inference(benchmark, nstack, batch, dtype, contender):
     benchmark.group = f"model inference {nstack} stacks b{batch} {dtype}"
-    model, x = _model_and_images(nstack, batch, contender, train=False)
+    model, x, reference = _model_and_images(nstack, batch, contender, train=False)
     graphed = GraphedForward(model, amp_dtype=_amp(dtype)) if contender in GRAPHED else None
 
     def step():
@@ -85,4 +91,7 @@ def test_model_inference(benchmark, nstack, batch, dtype, contender):
 
     for _ in range(3):  # compile / autotune / cudnn.benchmark outside the timed region
         step()
-    run_case(benchmark, step, impl=contender, flops=_flops_per_image(nstack) * batch)
+    with torch.no_grad():
+        error = rel_error(step()[:, -1], reference(x.double())[:, -1])
+    del reference
+    run_case(benchmark, step, impl=contender, flops=_flops_per_image(nstack) * batch, error=error)

@@ -33,7 +33,7 @@ def test_renders_the_committed_cpu_results(tmp_path):
 def test_parts_of_one_run_merge_and_the_later_part_wins(tmp_path):
     ops = results_file(tmp_path / "ops.json", [
         ("ceiling: copy", "copy", 1.0, {"gb_per_s": 3000.0}),
-        ("upsample_add 64x64 b32 c256", "fused", 0.1, {"gb_per_s": 2550.0}),
+        ("upsample_add 64x64 b32 c256", "fused", 0.1, {"gb_per_s": 2550.0, "rel_error": 0.0012}),
         ("upsample_add 64x64 b32 c256", "eager", 0.3, {"gb_per_s": 850.0}),
         ("residual 64x64 b32 fwd train-BN", "fused", 9.0, {})], "2026-12-01T10:00:00")
     again = results_file(tmp_path / "again.json", [
@@ -44,6 +44,7 @@ def test_parts_of_one_run_merge_and_the_later_part_wins(tmp_path):
     text = out.read_text()
     assert "2026-12-01T10:00:00 .. 2026-12-01T10:20:00" in text
     assert "| residual 64x64 b32 fwd train-BN | fused | 0.200 |" in text and "9.000" not in text
+    assert "| upsample_add 64x64 b32 c256 | fused | 0.100 | 3.00x |  |  | 2550.0 |  | 85 | 1.2e-03 |" in text
     assert "| `upsample_add` 64x64, b32, 256 ch | >= 80 % of copy bandwidth | fused 100.0 µs; 2550 GB/s = 85 % " \
            "of copy (3000 GB/s) | met |" in text
     assert "| residual 64x64, b32, train BN, forward | <= 170 µs, <= 0.75x compile | fused 200.0 µs; 0.80x " \
