@@ -21,6 +21,7 @@ def report():
         f"CPU threads {torch.get_num_threads()}",
         f"hgfast._C: {status['tier'] or 'not loaded'}",
     ]
+    lines.insert(3, f"fused model (Triton kernels): {_fused_status()}")
     lines += [f"  skipped {tier}: {why}" for tier, why in status["skipped"].items()]
     with_cuda, why = _ext.cuda_wanted()
     lines.append(f"  CUDA kernels in a build here: {'yes' if with_cuda else 'no'} ({why})")
@@ -34,6 +35,16 @@ def report():
                 tier = "PyTorch reference" + ("" if status["tier"] is None else f" (_C has no {device} kernel)")
             lines.append(f"{name:>18} on {device:<4}: {tier}")
     return lines
+
+
+def _fused_status() -> str:
+    from .fused import triton_available
+
+    if not triton_available():
+        return "unavailable (hgfast.kernels does not import: triton is missing or broken)"
+    if not torch.cuda.is_available():
+        return "not here (needs a CUDA GPU; StackedHourglass(fused=True) runs the reference path on the CPU)"
+    return f"on for CUDA tensors ({torch.cuda.get_device_name()})"
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def test_info_lists_every_op_and_device():
     for name in ("gaussian_heatmaps", "argmax_decode", "heatmap_mse_loss"):
         assert f"{name} on cpu" in text and f"{name} on cuda" in text
     assert torch.__version__ in text
+    assert "fused model (Triton kernels): " + ("on for CUDA" if torch.cuda.is_available() else "not here") in text
     if _ext.resolve()["tier"] is not None:
         assert "C++ kernel" in text
 
