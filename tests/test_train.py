@@ -249,6 +249,20 @@ def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_resume_into_another_folder_carries_the_best_weights(tmp_path):
+    """The resumed run's best score comes with its best.safetensors: a new run that does not beat it still has
+    the file its summary names; without the old file the score is dropped, so the new run writes its own."""
+    first = train(tiny(tmp_path, "steps=2", "val_every=1"))
+    old = tmp_path / "run" / "best.safetensors"
+    # Nothing left to train (or to validate): the new folder's best is the old run's, file included.
+    same = train(tiny(tmp_path, "steps=2", "val_every=1", name="more"), resume=tmp_path / "run")
+    assert same["best"] == first["best"] and same["best_checkpoint"] == str(tmp_path / "more" / "best.safetensors")
+    assert (tmp_path / "more" / "best.safetensors").read_bytes() == old.read_bytes()
+    old.unlink()
+    again = train(tiny(tmp_path, "steps=3", "val_every=1", name="again"), resume=tmp_path / "run")
+    assert (tmp_path / "again" / "best.safetensors").is_file() and again["best"] is not None
+
+
 def test_resume_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.state.pt"):
         train(tiny(tmp_path), resume=tmp_path / "nothing")

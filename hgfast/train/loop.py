@@ -284,6 +284,24 @@ def train(cfg: Config, resume: str | Path | None = None,
         _close_logging()
 
 
+def _carry_best(source: Path, workdir: Path, best: float) -> float | None:
+    """A run resumed into another folder keeps the resumed run's best score only with its weights: ``source``'s
+    ``best.safetensors`` is copied to ``workdir`` (atomically) and ``best`` returned, else None (a missing file:
+    the new run's first validation writes its own)."""
+    import shutil
+
+    from ..checkpoint import atomic_path
+
+    weights = source / "best.safetensors"
+    if not weights.is_file():
+        log.warning("%s has no best.safetensors: its best score %.5f is dropped", source, best)
+        return None
+    with atomic_path(workdir / "best.safetensors") as tmp:
+        shutil.copyfile(weights, tmp)
+    log.info("best.safetensors (%.5f) copied from %s", best, source)
+    return best
+
+
 def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     workdir = Path(cfg.workdir)
     state = None if resume is None else load_state(resume)
@@ -346,6 +364,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         log.info("resumed from %s at step %d", resume, step)
     if dist_info.is_main:
         save_yaml(cfg, workdir / "config.yaml")
+        if state is not None and not same_run and best is not None:
+            best = _carry_best(state_path(resume).parent, workdir, best)
     net = model
     if dist_info.enabled:
         if cfg.sync_bn:
