@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -101,13 +102,34 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
         return state, config
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt pickles / zip archives
-        raise ValueError(f"corrupt or unreadable torch checkpoint {path}: {exc}") from exc
+    obj = load_torch_file(path, "torch checkpoint")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(obj), {}
+
+
+def load_torch_file(path: Path, what: str):
+    """``torch.load`` of ``path`` on the CPU with ``weights_only=True``, numpy scalars and arrays allowed (peers'
+    training scripts store their scores as numpy numbers); ValueError naming ``what`` and the file otherwise, with
+    the reason's line (not torch's advice on unsafe loading)."""
+    allowed = getattr(torch.serialization, "safe_globals", None)
+    try:
+        if allowed is None:  # torch 2.4: a process-wide allow-list
+            torch.serialization.add_safe_globals(_numpy_globals())
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with allowed(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt pickles / zip archives
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else repr(exc))
+        raise ValueError(f"corrupt or unreadable {what} {path}: {reason}") from exc
+
+
+def _numpy_globals() -> list:
+    """What pickles of numpy scalars and arrays reference: their constructors and dtype classes (data only)."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGUS"}
+    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]

@@ -254,6 +254,9 @@ class Predictor:
         self.refine, self.dark_kernel = check_refine(refine, dark_kernel)
 
     def __call__(self, images: Sequence, boxes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(images, (str, os.PathLike, np.ndarray)):
+            raise TypeError(f"Predictor: images must be a list of images or paths, got one "
+                            f"{type(images).__name__} (wrap it: predictor([image]))")
         images = [_as_image(im) for im in images]
         if boxes is None:
             boxes = [None] * len(images)

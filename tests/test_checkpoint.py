@@ -139,6 +139,31 @@ def test_missing_and_corrupt_files(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="does not hold a state dict"):
         StackedHourglass.from_checkpoint(tmp_path / "list.pt")
+    (tmp_path / "photo.pth").write_bytes(b"\xff\xd8\xff\xe0 a JPEG given as the checkpoint")
+    with pytest.raises(ValueError, match=r"^corrupt or unreadable torch checkpoint .*photo.pth: [^\n]*$"):
+        StackedHourglass.from_checkpoint(tmp_path / "photo.pth")
+
+
+class _Code:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_peer_checkpoint_with_numpy_numbers_loads_and_code_does_not(tmp_path, image, capsys):
+    """bearpaw's trainer stores best_acc as a numpy number beside the weights: read (numpy data only); a pickle
+    that would call a function is refused with torch's reason on one line, and nothing runs."""
+    import numpy as np
+
+    peer = BPHourglassNet(NSTACK, NFEAT, NJOINTS).eval()
+    extras = {"best_acc": np.float64(0.8), "epoch": np.int64(3), "curve": np.array([0.1, 0.2], np.float32)}
+    torch.save({"state_dict": peer.state_dict(), **extras}, tmp_path / "model_best.pth.tar")
+    with torch.no_grad():
+        torch.testing.assert_close(StackedHourglass.from_checkpoint(tmp_path / "model_best.pth.tar").eval()(image),
+                                   peer(image), rtol=1e-5, atol=1e-5)
+    torch.save({"state_dict": peer.state_dict(), "hook": _Code()}, tmp_path / "code.pth.tar")
+    with pytest.raises(ValueError, match="code.pth.tar: .*Unsupported global: GLOBAL .*print"):
+        StackedHourglass.from_checkpoint(tmp_path / "code.pth.tar")
+    assert "code ran" not in capsys.readouterr().out
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):

@@ -169,6 +169,9 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         predictor([np.zeros((10, 10), np.float32)])
     with pytest.raises(ValueError, match="boxes"):
         predictor([np.zeros((10, 10, 3), np.uint8)], boxes=[None, None])
+    for one in (str(tmp_path / "person.jpg"), tmp_path / "person.jpg", np.zeros((10, 10, 3), np.uint8)):
+        with pytest.raises(TypeError, match=r"images must be a list .*wrap it: predictor\(\[image\]\)"):
+            predictor(one)
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         predictor([tmp_path / "nope.jpg"])
     with pytest.raises(ValueError, match="input_size"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_path
+from ..checkpoint import atomic_path, load_torch_file
 from ..data.crop import crop_size
 
 STATE_FILE = "last.state.pt"
@@ -91,10 +91,7 @@ def check_resumable(saved: dict, config: dict) -> None:
 def load_state(path: str | os.PathLike) -> dict:
     """Read a state written by ``save_state``; FileNotFoundError / ValueError name the file."""
     path = state_path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip / pickle raise many types
-        raise ValueError(f"corrupt or unreadable training state {path}: {exc}") from exc
+    state = load_torch_file(path, "training state")
     missing = {"model", "optimizer", "scaler", "step", "rng"} - set(state)
     if missing:
         raise ValueError(f"training state {path} lacks {sorted(missing)}")
