@@ -163,6 +163,8 @@ def _cmd_eval(args) -> int:
             _check_writable(path, flag)
         if args.threads < 0:
             raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         thresholds = _thresholds(args.thresholds) if args.thresholds else None
         if config is None and args.preset is None:
             config = checkpoint.parent / "config.yaml"  # the training run's config beside its weights
@@ -218,13 +220,17 @@ def _cmd_eval(args) -> int:
             print(f"wrote {out}")
         if results is not None:
             _write_json(results, args.results)
-            print(f"wrote {args.results} ({len(results)} people)")
+            print(f"wrote {args.results} ({_people(len(results))})")
         if picture:
             save_predictions_picture(dataset, preds, picture)
             print(f"wrote {picture}")
     except OSError as exc:
         return _fail("eval", exc)
     return 0
+
+
+def _people(n: int) -> str:
+    return "1 person" if n == 1 else f"{n} people"
 
 
 def _thresholds(text: str) -> list[float]:
@@ -450,7 +456,7 @@ def _cmd_predict(args) -> int:
             "nothing written"
         return _fail("predict", f"{exc} ({done})")
     _write_json(results, out / "predictions.json")
-    print(f"wrote {out / 'predictions.json'} ({len(results)} people) and {written} picture(s) in {out}")
+    print(f"wrote {out / 'predictions.json'} ({_people(len(results))}) and {written} picture(s) in {out}")
     return 0
 
 

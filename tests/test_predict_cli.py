@@ -790,6 +790,7 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     (tmp_path / "plain").write_text("")
     (tmp_path / "folder.jpg").mkdir()
     for argv, message in ((["--threads", "-1"], "--threads must be >= 0"),
+                          (["--batch-size", "0"], "--batch-size must be >= 1"),
                           (["--thresholds", "0.5,abc"], "--thresholds must be comma-separated numbers > 0"),
                           (["--thresholds", "0"], "--thresholds must be"),
                           (["--json", str(tmp_path / "plain" / "e.json")], "plain is a file, not a folder"),
