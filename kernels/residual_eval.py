@@ -129,9 +129,14 @@ def eval_tile(n: int, h: int, w: int, rows: int | None = None) -> tuple[int, int
 MAX_CMP = 512
 
 
+def _padded(cm: int) -> int:
+    """CMP: the bottleneck width ``cm`` padded to a power of two, at least 16 (the kernel's tile width)."""
+    return max(16, next_pow2(cm))
+
+
 def fits(cm: int) -> bool:
     """Whether the one-kernel residual compiles for a bottleneck of ``cm`` channels (``MAX_CMP``)."""
-    return max(16, next_pow2(cm)) <= MAX_CMP
+    return _padded(cm) <= MAX_CMP
 
 
 def _stages(dtype: torch.dtype, cmp: int) -> int:
@@ -200,7 +205,7 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
     ib, th, tw = eval_tile(n, hh, ww, tile_rows)
     tiles_h, tiles_w = cdiv(hh, th), cdiv(ww, tw)
     tiles = cdiv(n, ib) * tiles_h * tiles_w
-    cmp = max(16, next_pow2(cm))
+    cmp = _padded(cm)
     blocks = _blocks(x.dtype, ib * th * tw, c, cmp)
     nchunk = cdiv(ib * (th + 2) * (tw + 2), blocks["HC"])
     programs = min(tiles, 3 if x.device.type != "cuda" else 2 * sm_count(x.device))
