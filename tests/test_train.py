@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hgfast.models import StackedHourglass
-from hgfast.train.config import ConfigError, parse_set, resolve
-from hgfast.train.loop import learning_rate, train
+from hgfast.train.config import ConfigError, parse_set, resolve, to_dict
+from hgfast.train.loop import learning_rate, schedule_change, train
 from hgfast.train.state import load_state, rng_state, set_rng_state
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
@@ -75,6 +75,20 @@ def test_learning_rate_schedules():
     assert [learning_rate(cfg, s) / cfg.optim.lr for s in (5, 10, 25)] == pytest.approx([1, 0.1, 0.01])
     cos = resolve(overrides=["optim.schedule=cosine", "steps=10"])
     assert learning_rate(cos, 0) == pytest.approx(cos.optim.lr) and learning_rate(cos, 10) == pytest.approx(0)
+
+
+def test_a_resumed_run_says_when_its_learning_rate_schedule_changed():
+    saved = to_dict(resolve(overrides=["optim.schedule=cosine", "steps=100"]))
+    longer = resolve(overrides=["optim.schedule=cosine", "steps=200"])
+    note = schedule_change(saved, longer, 100)  # the saved run ended at lr 0; 200 steps put step 100 at half
+    assert note.startswith("resumed with another learning-rate schedule (steps 100 -> 200): step 100 trains at "
+                           f"lr {longer.optim.lr / 2:.3g}, where the saved run's schedule had 0")
+    assert schedule_change(saved, resolve(path=saved), 50) is None
+    stepped = to_dict(resolve(overrides=["optim.milestones=[50]", "steps=100"]))
+    assert schedule_change(stepped, resolve(overrides=["optim.milestones=[50]", "steps=200"]), 60) is None
+    assert "optim.milestones [50] -> [80]" in schedule_change(
+        stepped, resolve(overrides=["optim.milestones=[80]", "steps=100"]), 60)
+    assert schedule_change({"optim": {"lr": "high"}}, longer, 10) is None  # an unreadable saved schedule
 
 
 def _weights(path):
@@ -170,6 +184,8 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
                "model.fused=true", "data.input_size=[32,32]", "optim.weight_decay=0.01")  # the same crops as 32
     assert train(tiny(tmp_path, *changed), resume=work)["steps"] == 3
     assert "steps: 3" in (work / "config.yaml").read_text()
+    assert "another learning-rate schedule (steps 2 -> 3, optim.lr 0.001 -> 0.0001, optim.schedule step -> cosine)" \
+        in (work / "train.log").read_text()
     groups = load_state(work)["optimizer"]["param_groups"]  # the new value, not the saved run's
     assert [g["weight_decay"] for g in groups] == [0.01] * len(groups)
 

@@ -42,7 +42,7 @@ from ..ops import _checks, heatmap_mse_loss, targets_on_map
 from ..predict import AMP_DTYPES, INFERENCE_KEYS, to_input
 from ..visualize import save_predictions_picture
 from . import distributed
-from .config import Config, save_yaml, to_dict
+from .config import Config, resolve, save_yaml, to_dict
 from .pretrained import apply_pretrained, read_pretrained
 from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
 
@@ -73,6 +73,33 @@ def learning_rate(cfg: Config, step: int) -> float:
         t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
         return o.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return o.lr
+
+
+_SCHEDULE_KEYS = ("steps", "optim.lr", "optim.schedule", "optim.milestones", "optim.gamma", "optim.warmup_steps")
+
+
+def schedule_change(saved: dict, cfg: Config, step: int) -> str | None:
+    """A note for a run resumed at ``step`` whose LR there differs from the saved run's schedule (``saved``: the
+    state's config dict), naming the keys that changed (more ``steps`` re-stretch a cosine schedule); None where
+    the LR is the same or the saved schedule cannot be read back."""
+    try:
+        before = resolve(path={"optim": saved.get("optim", {}), "steps": saved.get("steps", cfg.steps)})
+    except ValueError:
+        return None
+    old, new = learning_rate(before, step), learning_rate(cfg, step)
+    if math.isclose(old, new, rel_tol=1e-12):
+        return None
+    values = [(key, *(_get(c, key) for c in (before, cfg))) for key in _SCHEDULE_KEYS]
+    changed = ", ".join(f"{key} {a} -> {b}" for key, a, b in values if a != b)
+    return (f"resumed with another learning-rate schedule ({changed}): step {step} trains at lr {new:.3g}, where "
+            f"the saved run's schedule had {old:.3g}")
+
+
+def _get(cfg: Config, key: str):
+    """The value of a dotted config key."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -362,6 +389,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         step, best, progress = int(state["step"]), state.get("best"), state.get("progress", {})
         set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", resume, step)
+        note = schedule_change(state.get("config") or {}, cfg, step)
+        if note:
+            log.warning(note)
     if dist_info.is_main:
         save_yaml(cfg, workdir / "config.yaml")
         if state is not None and not same_run and best is not None:
