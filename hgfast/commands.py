@@ -283,6 +283,7 @@ def _predictor(args):
 
 
 def _cmd_video(args) -> int:
+    from .data.crop import box_overlaps
     from .smoothing import PeopleSmoother
     from .video import VideoFrames, predict_video, predict_video_boxes, read_frame_boxes
 
@@ -307,10 +308,10 @@ def _cmd_video(args) -> int:
         frame_boxes = None if args.boxes is None else read_frame_boxes(args.boxes, min_score)
         videos = [VideoFrames(path) for path in args.videos]
         for path, video in zip(args.videos, videos):
-            if args.box and not _overlaps(args.box, video.size):
+            if args.box and not box_overlaps(args.box, video.size):
                 raise ValueError(f"--box {args.box} lies outside the {video.size[0]}x{video.size[1]} frames of {path}")
             outside = [(frame, box) for frame, found in (frame_boxes or {}).items() for box, _ in found
-                       if not _overlaps(box, video.size)]
+                       if not box_overlaps(box, video.size)]
             if outside:
                 raise ValueError(f"--boxes {args.boxes}, frame {outside[0][0]}: the box {outside[0][1]} lies "
                                  f"outside the {video.size[0]}x{video.size[1]} frames of {path}")
@@ -356,11 +357,6 @@ def _check_outputs(inputs: list, outputs: list[tuple[str, list[Path]]]) -> None:
                                  ("an input" if f in given else "another output") +
                                  " (give --out another folder, or rename)")
             seen.add(f)
-
-
-def _overlaps(box, size) -> bool:
-    x, y, w, h = box
-    return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
 
 
 def _smoother_settings(args) -> dict | None:
@@ -412,6 +408,7 @@ def _video_frames(video, drawn: Path, people, limbs, detected: bool, smoother=No
 def _cmd_predict(args) -> int:
     import cv2
 
+    from .data.crop import box_overlaps
     from .data.mpii import read_image
     from .visualize import draw_skeleton, save_image
 
@@ -436,6 +433,11 @@ def _cmd_predict(args) -> int:
             paths, found_in = args.images[start:start + args.batch_size], people[start:start + args.batch_size]
             images = [read_image(p) for p in paths]
             flat = [(i, box) for i, found in enumerate(found_in) for box, _ in found]
+            for i, box in flat:
+                size = images[i].shape[1::-1]
+                if box is not None and not box_overlaps(box, size):
+                    raise ValueError(f"{'--boxes' if args.boxes else '--box'}: the box {list(box)} lies outside "
+                                     f"the {size[0]}x{size[1]} image {paths[i]}")
             keypoints, scores = predictor([images[i] for i, _ in flat], [box for _, box in flat])
             out.mkdir(parents=True, exist_ok=True)
             person = 0

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data.crop import box_to_center_scale, crop, crop_size
+from .data.crop import box_overlaps, box_to_center_scale, crop, crop_size
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
@@ -263,7 +263,10 @@ class Predictor:
         if len(boxes) != len(images):
             raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
         crops, centers, scales = [], [], []
-        for im, box in zip(images, boxes):
+        for i, (im, box) in enumerate(zip(images, boxes)):
+            if box is not None and not box_overlaps(box, im.shape[1::-1]):
+                raise ValueError(f"Predictor: box {i} {tuple(box)} lies outside its {im.shape[1]}x{im.shape[0]} "
+                                 f"image")
             c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin,
                                        self.input_size[1] / self.input_size[0])
             crops.append(crop(im, np.zeros((0, 2)), c, s, 0.0, self.input_size)[0])

@@ -174,6 +174,11 @@ def test_predictor_bad_inputs(workdir, tmp_path):
             predictor(one)
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         predictor([tmp_path / "nope.jpg"])
+    image = np.zeros((10, 20, 3), np.uint8)
+    for far in ((20, 0, 5, 5), (0, 10, 5, 5), (-5, 0, 5, 5), (0, -5, 3, 5)):  # edge coordinates: touching is outside
+        with pytest.raises(ValueError, match=r"box 1 .* lies outside its 20x10 image"):
+            predictor([image, image], boxes=[None, far])
+    assert predictor([image], boxes=[(19.5, 9.5, 30, 30)])[0].shape == (1, 16, 2)  # a corner is enough
     with pytest.raises(ValueError, match="input_size"):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
@@ -543,6 +548,12 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
         assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--out",
                      str(out)]) == 2
         assert match in capsys.readouterr().err
+    height, width = cv2.imread(str(image_file)).shape[:2]
+    for flags in (["--box", f"{width},0,5,5"], ["--boxes", str(boxes)]):
+        boxes.write_text(json.dumps({image_file.name: [[0, 0, 5, 5], [0, height + 1, 5, 5]]}))
+        assert main(["predict", str(image_file), "--checkpoint", checkpoint, *flags, "--out", str(out)]) == 2
+        assert f"{flags[0]}: the box " in (err := capsys.readouterr().err)
+        assert f"lies outside the {width}x{height} image {image_file}" in err
     assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--box",
                  "1,2,3,4"]) == 2
     assert "not both" in capsys.readouterr().err

@@ -68,3 +68,9 @@ def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple
     if not 0 < aspect < math.inf:
         raise ValueError(f"aspect (the crop's width / height) must be finite and > 0, got {aspect!r}")
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(h, w / aspect) / 200.0
+
+
+def box_overlaps(box, size) -> bool:
+    """Whether the box ``(x, y, w, h)`` (edge coordinates) covers any of an image of ``size`` (W, H)."""
+    x, y, w, h = (float(v) for v in box)
+    return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
