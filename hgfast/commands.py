@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def _cmd_train(args) -> int:
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, ArithmeticError) as exc:
         return _fail("train", exc)
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:  # once for a torchrun run
+        print(json.dumps(summary))
     return 0
 
 

@@ -1,5 +1,6 @@
 """Training: config errors, checkpoints, interrupt + bit-identical resume, AMP, and a 2-process gloo DDP run."""
 import csv
+import json
 import logging
 import os
 import socket
@@ -294,11 +295,16 @@ def test_amp_bf16_channels_last_fused_flag_and_visible_weights(tmp_path):
     assert train(cfg)["steps"] == 1
 
 
+def _free_port() -> str:
+    """A free local port for torchrun (a fixed one fails when another run holds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    with socket.socket() as sock:  # a free port (a fixed one fails when another run holds it)
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    port = _free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
            "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"]
     cmd += [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
@@ -307,10 +313,25 @@ def test_ddp_two_processes_gloo(tmp_path):
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert "2 process(es)" in log
     assert load_state(tmp_path / "ddp")["step"] == 2
+    summaries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and summaries[0]["best"] == load_state(tmp_path / "ddp")["best"] is not None
+
+
+def test_every_process_gets_the_main_processs_value(tmp_path):
+    script = tmp_path / "from_main.py"
+    script.write_text("import torch.distributed as dist\nfrom hgfast.train import distributed\n"
+                      "info, _ = distributed.setup('cpu')\n"
+                      "print(info.rank, distributed.from_main({'best': 0.5} if info.is_main else None, info))\n"
+                      "distributed.cleanup(info, synchronize=True)\n")
+    port = _free_port()
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           port, str(script)], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(proc.stdout.splitlines()) == ["0 {'best': 0.5}", "1 {'best': 0.5}"]
 
 
 def test_train_and_validate_on_mpii_files(tmp_path):
-    import json
     import shutil
 
     from test_data import _write_mpii

@@ -57,6 +57,15 @@ def mean(value: torch.Tensor, info: Dist) -> float:
     return total.item() / info.world_size
 
 
+def from_main(value, info: Dist):
+    """``value`` as the main process has it, on every process (a collective: every rank must call it)."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def cleanup(info: Dist, synchronize: bool = False) -> None:
     """Leave the process group. ``synchronize`` (a run that ended normally on every rank): a barrier first, so no
     rank tears down its connections while another still finishes the last collective. Not after an error: the

@@ -303,7 +303,8 @@ def train(cfg: Config, resume: str | Path | None = None,
     ``check_resumable`` names (ValueError otherwise); nothing is written before that check and the state load.
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
-    dict (steps, best validation ``val_metric``, paths). Raises ``KeyboardInterrupt`` after writing the state on Ctrl-C.
+    dict (steps, best validation ``val_metric`` (the main process's, on every process), paths). Raises
+    ``KeyboardInterrupt`` after writing the state on Ctrl-C.
     """
     try:
         return _train(cfg, resume, callbacks, overwrite)
@@ -533,6 +534,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         raise KeyboardInterrupt
                     if step >= cfg.steps:
                         break
+            best = distributed.from_main(best, dist_info)  # only the main process validates
             completed = True
         except KeyboardInterrupt:
             log.warning("interrupted at step %d; writing the checkpoint", step)
