@@ -527,7 +527,8 @@ def _cmd_export(args) -> int:
     try:
         checkpoint = Path(args.checkpoint)
         model = StackedHourglass.from_checkpoint(checkpoint)
-        diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check)
+        diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check,
+                           last_stack=args.last_stack)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         return _fail("export", exc)
     check = "" if diff is None else f"; onnxruntime max |diff| vs PyTorch = {diff:.3g}"
@@ -685,4 +686,6 @@ def register(sub) -> None:
                    "(default: the training data's, stored in the checkpoint (or its config.yaml), else 256)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--last-stack", action="store_true", help="output the last stack's heatmaps (B, K, H/4, W/4) "
+                   "alone, the prediction inference decodes (default: every stack's, (B, nstack, K, H/4, W/4))")
     p.set_defaults(func=_cmd_export)

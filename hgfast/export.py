@@ -1,7 +1,9 @@
 """ONNX export of the unfused model (plain convolutions, BN and nearest upsampling), checked with onnxruntime.
 
 The graph has input ``image`` (B, 3, H, W) float32 in [0, 1] (dynamic batch, fixed H, W) and output
-``heatmaps`` (B, nstack, K, H/4, W/4). A fused model is exported through its unfused twin (they share one state dict).
+``heatmaps`` (B, nstack, K, H/4, W/4), or with ``last_stack`` the final prediction (B, K, H/4, W/4) alone (what
+inference decodes; the earlier stacks still run, the later ones need them). A fused model is exported through its
+unfused twin (they share one state dict).
 """
 from __future__ import annotations
 
@@ -25,6 +27,17 @@ def unfused(model: StackedHourglass) -> StackedHourglass:
     return plain.eval()
 
 
+class _LastStack(torch.nn.Module):
+    """``model``'s last stack's heatmaps (B, K, h, w)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, -1]
+
+
 @contextlib.contextmanager
 def _quiet_logger(name: str):
     """Only errors from logger ``name`` while the block runs (its warnings carry whole tracebacks)."""
@@ -38,10 +51,11 @@ def _quiet_logger(name: str):
 
 
 def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256, opset: int = 18,
-                check: bool = True) -> float | None:
+                check: bool = True, last_stack: bool = False) -> float | None:
     """Write ``model`` as ONNX to ``path`` (atomically). With ``check`` and onnxruntime installed, run the graph
     on a random batch of 2 and return the max absolute difference from PyTorch (``None`` without onnxruntime).
-    ``input_size``: S or (height, width) of the graph's fixed image size (the batch is dynamic).
+    ``input_size``: S or (height, width) of the graph's fixed image size (the batch is dynamic); ``last_stack``:
+    output the last stack's heatmaps only (module docstring).
     Needs the ``onnx`` and ``onnxscript`` packages (``pip install hgfast[onnx]``)."""
     try:
         import onnx
@@ -50,6 +64,8 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256
         raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
     height, width = crop_size(input_size, "input_size", model.input_multiple)
     plain = unfused(model)  # a CPU copy: the caller's model stays where it is
+    if last_stack:
+        plain = _LastStack(plain).eval()
     example = torch.rand(2, model.in_channels, height, width)
     path = Path(path)
     with atomic_path(path) as tmp:

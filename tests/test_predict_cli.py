@@ -694,6 +694,28 @@ def test_cli_export_onnx(workdir, tmp_path, capsys):
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
     assert "onnxruntime max |diff|" in capsys.readouterr().out
+    last = tmp_path / "last.onnx"
+    assert main(["export", "--onnx", str(last), "--checkpoint", str(workdir / "best.safetensors"),
+                 "--last-stack"]) == 0
+    assert onnxruntime.InferenceSession(str(last)).run(["heatmaps"], {"image": x.numpy()})[0].shape == (5, 16, 8, 8)
+
+
+def test_export_last_stack_outputs_the_final_prediction(tmp_path):
+    if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")):
+        pytest.skip("onnx / onnxscript / onnxruntime not installed")
+    import onnxruntime
+
+    from hgfast.export import export_onnx
+
+    torch.manual_seed(0)
+    model = StackedHourglass(nstack=2, nfeat=16, njoints=3, depth=2).eval()
+    assert export_onnx(model, tmp_path / "last.onnx", 32, last_stack=True) < 1e-4
+    x = torch.rand(2, 3, 32, 32)
+    got = onnxruntime.InferenceSession(str(tmp_path / "last.onnx")).run(["heatmaps"], {"image": x.numpy()})[0]
+    with torch.no_grad():
+        stacks = model(x).numpy()
+    assert got.shape == (2, 3, 8, 8) and np.abs(stacks[:, 0] - stacks[:, 1]).max() > 1e-2  # the stacks differ
+    np.testing.assert_allclose(got, stacks[:, 1], atol=1e-4)
 
 
 def test_export_leaves_the_callers_model_alone(workdir, tmp_path):
