@@ -197,7 +197,9 @@ def _cmd_eval(args) -> int:
                                 input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate,
                                 refine=args.refine, dark_kernel=dark_kernel)
         results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
-    except (ValueError, FileNotFoundError) as exc:
+    except ValueError as exc:
+        return _fail("eval", _as_flag(exc))
+    except FileNotFoundError as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
@@ -274,14 +276,30 @@ def _input_size(args, checkpoint: Path):
     return args.input_size or checkpoint_settings(checkpoint).get("input_size", 256)
 
 
+# Library arguments whose errors reach the CLI, by the flag that sets them.
+_FLAGS = {"input_size": "--input-size", "batch_size": "--batch-size", "box_margin": "--box-margin",
+          "dark_kernel": "--dark-kernel", "device": "--device"}
+
+
+def _as_flag(exc: ValueError) -> ValueError:
+    """``exc`` with the library argument its message starts with (``Predictor: box_margin must ...``) written as
+    the flag that sets it (``--box-margin must ...``); ``exc`` itself where it names none."""
+    message = str(exc).removeprefix("Predictor: ")
+    name = next((n for n in _FLAGS if message.startswith(n + " ")), None)
+    return exc if name is None else ValueError(_FLAGS[name] + message[len(name):])
+
+
 def _predictor(args):
     """The ``Predictor`` of ``--checkpoint`` and the ``_add_predictor_args`` options."""
     from .predict import Predictor
 
-    return Predictor(Path(args.checkpoint), args.input_size, args.device, args.flip, args.batch_size,
-                     input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
-                     truncate=args.truncate, flip_shift=args.flip_shift, fused=args.fused, amp=args.amp,
-                     refine=args.refine, dark_kernel=_dark_kernel(args))
+    try:
+        return Predictor(Path(args.checkpoint), args.input_size, args.device, args.flip, args.batch_size,
+                         input_norm=args.input_norm, box_margin=args.box_margin, half_pixel=args.half_pixel,
+                         truncate=args.truncate, flip_shift=args.flip_shift, fused=args.fused, amp=args.amp,
+                         refine=args.refine, dark_kernel=_dark_kernel(args))
+    except ValueError as exc:
+        raise _as_flag(exc) from exc
 
 
 def _cmd_video(args) -> int:

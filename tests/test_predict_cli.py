@@ -832,6 +832,18 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
         assert main(["eval", "--workdir", str(workdir), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+    # The library's checks of what a flag sets name the flag.
+    no_gpu = [(["--device", "cuda"], "--device is 'cuda'")] if not torch.cuda.is_available() else []
+    for argv, message in ((["--box-margin", "0"], "--box-margin must be a finite number > 0"),
+                          (["--input-size", "30"], "--input-size must be"),
+                          (["--batch-size", "0"], "--batch-size must be >= 1"),
+                          (["--refine", "dark", "--dark-kernel", "4"], "--dark-kernel must be a positive odd int"),
+                          *no_gpu):
+        assert main(["predict", str(image), "--checkpoint", str(workdir / "best.safetensors"), *argv]) == 2
+        assert f"hgfast predict: error: {message}" in capsys.readouterr().err, argv
+    for argv, message in ((["--refine", "dark", "--dark-kernel", "2"], "--dark-kernel must be"), *no_gpu):
+        assert main(["eval", "--workdir", str(workdir), *argv]) == 2
+        assert f"hgfast eval: error: {message}" in capsys.readouterr().err, argv
 
 
 def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
