@@ -38,10 +38,10 @@ def report():
 
 
 def _fused_status() -> str:
-    from .fused import triton_available
+    from .fused import triton_available, triton_error
 
     if not triton_available():
-        return "unavailable (hgfast.kernels does not import: triton is missing or broken)"
+        return f"unavailable (hgfast.kernels does not import: {triton_error()})"
     if not torch.cuda.is_available():
         return "not here (needs a CUDA GPU; StackedHourglass(fused=True) runs the reference path on the CPU)"
     return f"on for CUDA tensors ({torch.cuda.get_device_name()})"

@@ -63,7 +63,7 @@ def test_memo_holds_no_strong_reference_to_its_sources():
 
 @pytest.mark.triton
 def test_fused_eval_residual_follows_in_place_weight_and_statistics_updates():
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref = Residual(6, 6).eval()
     fused = Residual(6, 6).eval()
     fused.load_state_dict(ref.state_dict())
@@ -113,7 +113,7 @@ def test_an_optimiser_step_forgets_the_memos_of_its_parameters_only():
 def test_fused_eval_residual_with_a_parametrized_weight():
     """A weight computed by a parametrization (weight norm: no ``weight`` entry in the conv's parameter dict) is
     read through the module and followed as it changes."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     from torch.nn.utils.parametrizations import weight_norm
 
     ref = Residual(6, 6).eval()
@@ -142,7 +142,7 @@ def fused_eval_pair():
 def test_fused_eval_residual_pickles_and_deep_copies_after_a_forward():
     """The memo lives outside the module: a whole-module ``torch.save`` (or a multiprocessing spawn) after a fused
     forward works, and a deep copy recomputes its own values instead of sharing the original's."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref, fused = fused_eval_pair()
     x = torch.randn(2, 6, 4, 4)
     with force_triton_on_cpu(), torch.no_grad():
@@ -163,7 +163,7 @@ def test_fused_eval_residual_pickles_and_deep_copies_after_a_forward():
 def test_fused_eval_residual_after_writes_through_data_needs_invalidate():
     """``p.data`` writes move no version counter, so the memo cannot see them; ``invalidate(module)`` makes the next
     forward read the new values. ``load_state_dict`` and in-place writes under ``no_grad`` need nothing."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref, fused = fused_eval_pair()
     x = torch.randn(2, 6, 4, 4)
     with force_triton_on_cpu(), torch.no_grad():

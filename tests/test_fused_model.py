@@ -32,6 +32,23 @@ def test_fused_false_on_cpu_reports_inactive_and_warns_once():
     assert sum("fused_active is False" in str(w.message) for w in caught) == 1
 
 
+def test_a_broken_kernels_install_says_why_the_fused_path_is_off(monkeypatch):
+    import sys
+
+    from hgfast.info import report
+
+    for name, unchecked in (("_triton_ok", None), ("_triton_error", "")):  # both restored afterwards
+        monkeypatch.setattr(fused_mod, name, unchecked)
+    monkeypatch.setitem(sys.modules, "hgfast.kernels", None)  # its import then fails
+    reason = "ModuleNotFoundError: import of hgfast.kernels halted"
+    assert not fused_mod.triton_available() and fused_mod.triton_error().startswith(reason)
+    model = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
+    with pytest.warns(UserWarning, match=f"hgfast.kernels does not import: {reason}.*fused_active is False"):
+        model(torch.randn(1, 3, 16, 16))
+    assert f"fused model (Triton kernels): unavailable (hgfast.kernels does not import: {reason}" in \
+        "\n".join(report())
+
+
 def test_fused_default_switches(monkeypatch):
     monkeypatch.setenv("HGFAST_FUSED", "1")
     assert StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1).fused
@@ -51,7 +68,7 @@ def test_sync_batch_norm_model_trains_on_the_reference_path_and_says_so_once(mon
     """``sync_bn=true``: with SyncBatchNorm the training forward runs the reference path (whose SyncBatchNorm
     reduces statistics across processes; without a process group it is a plain batch norm): no fused statistics
     pass, the reference's output; warned once (``fused_active`` only says the device could run the kernels)."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     monkeypatch.setattr(fused_mod, "_sync_bn_warned", False)
     ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=False))
     fused = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
@@ -73,7 +90,7 @@ def test_a_submodule_in_the_other_mode_sends_the_model_to_the_reference_path():
     """``model.train(); model.heads[0].training = False`` (its BatchNorms still training): each module runs in its
     own mode, as in the reference: the head's BN uses and updates batch statistics, and every gradient flows (the
     fused forward takes one mode for the whole model and would run the head's inference kernels)."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=False))
     fused = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1, fused=True)
     fused.load_state_dict(ref.state_dict())
@@ -92,7 +109,7 @@ def test_a_submodule_in_the_other_mode_sends_the_model_to_the_reference_path():
 
 @pytest.mark.triton
 def test_stacked_hourglass_fused_matches_reference_over_three_steps():
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref = randomize(StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=False))
     fused = StackedHourglass(nstack=2, nfeat=8, njoints=3, depth=1, fused=True)
     fused.load_state_dict(ref.state_dict())
@@ -137,7 +154,7 @@ def test_stacked_hourglass_fused_matches_reference_over_three_steps():
 def test_fused_model_on_a_non_square_input():
     """Maps of H != W through the whole model (an 8x16 input: 2x4 heatmaps, 1x2 at the hourglass bottom), in
     training and eval mode (the kernels' own tests cover non-square maps and their gradients)."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref = randomize(StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=False))
     fused = StackedHourglass(nstack=1, nfeat=8, njoints=3, depth=1, fused=True)
     fused.load_state_dict(ref.state_dict())
@@ -155,7 +172,7 @@ def test_fused_model_on_a_non_square_input():
 def test_fused_model_on_a_non_square_input_on_the_gpu(dtype, tol, monkeypatch):
     """Two stacks at 64x128 (16x32 heatmaps, 1x2 at the hourglass bottom) on CUDA, channels_last, autocast in
     ``dtype``: training outputs and (fp32) every gradient, then eval outputs, match the reference (no TF32)."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     ref = randomize(StackedHourglass(nstack=2, nfeat=32, njoints=5)).cuda().to(memory_format=torch.channels_last)
@@ -185,7 +202,7 @@ def test_running_statistics_are_updated_together_after_the_forward(cumulative):
     """The fused training forward applies every BN's running-statistics update at its end, in two
     ``_foreach_lerp_`` calls for the whole model (were two per residual), with the reference's values. One BN with
     ``momentum=None`` sends all of them through the per-BN path (it reads ``num_batches_tracked``)."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class CountLerps(TorchDispatchMode):
@@ -215,7 +232,7 @@ def test_head_feeds_the_merge_without_writing_its_feature():
     """The model's training path: the head (``_head`` without ``materialize``) hands the merge its pre-BN ``lin``
     and BN-ReLU, which the merge's feature conv applies as it loads it (``_merge(prologue=)``); no BN-ReLU pass.
     Outputs and every gradient (of y, x, the head's and the merge's parameters) as the reference head + merge."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     from hgfast.fused import modules
 
     ref_head, ref_merge = randomize(StackHead(6, 3)), randomize(Merge(6, 3), seed=2)
@@ -243,7 +260,7 @@ def test_head_feeds_the_merge_without_writing_its_feature():
 def test_stack_head_train_lin_bn(momentum, feature_grad):
     """StackHead in training: the lin BN's statistics from the lin GEMM epilogue, BN-ReLU in one pass; outputs,
     gradients (through feature and heatmaps, or heatmaps alone) and lin BN running statistics over two steps."""
-    pytest.importorskip("hgfast.kernels")
+    pytest.importorskip("triton")
     ref = randomize(StackHead(6, 3))
     ref.lin_bn.momentum = momentum
     fused = fused_copy(ref)

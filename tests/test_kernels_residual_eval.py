@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 pytestmark = pytest.mark.triton
-kernels = pytest.importorskip("hgfast.kernels")
+pytest.importorskip("triton")  # only a missing triton skips; a broken hgfast.kernels fails
+import hgfast.kernels as kernels  # noqa: E402
 
 from hgfast.fused import fastest as fastest_module  # noqa: E402
 from hgfast.fused.fastest import fastest  # noqa: E402

@@ -43,19 +43,28 @@ def default_fused() -> bool:
 
 
 _triton_ok: bool | None = None
+_triton_error = ""
 
 
 def triton_available() -> bool:
     """Whether triton (and so ``hgfast.kernels``) can be imported (checked once; a plain global rather than
-    ``functools.lru_cache``, which ``torch.compile`` warns about when it traces the fused model)."""
-    global _triton_ok
+    ``functools.lru_cache``, which ``torch.compile`` warns about when it traces the fused model). Where not,
+    ``triton_error()`` says why."""
+    global _triton_ok, _triton_error
     if _triton_ok is None:
         try:
             import hgfast.kernels  # noqa: F401
             _triton_ok = True
-        except Exception:  # absent, or a broken install: both count as absent
-            _triton_ok = False
+        except Exception as exc:  # absent, or a broken install: both count as absent
+            _triton_ok, _triton_error = False, f"{type(exc).__name__}: {exc}"
     return _triton_ok
+
+
+def triton_error() -> str:
+    """Why ``hgfast.kernels`` does not import (``ModuleNotFoundError: No module named 'triton'``, ...); empty where
+    it does."""
+    triton_available()
+    return _triton_error
 
 
 def runs_on(device: torch.device) -> bool:

@@ -105,7 +105,8 @@ class StackedHourglass(nn.Module):
         self.check_input(x)
         if self._fused and not self._fused_warned and not _fused.runs_on(x.device):
             self._fused_warned = True
-            warnings.warn("StackedHourglass(fused=True): the fused Triton path needs CUDA tensors and triton; "
+            why = f" (hgfast.kernels does not import: {_fused.triton_error()})" if _fused.triton_error() else ""
+            warnings.warn(f"StackedHourglass(fused=True): the fused Triton path needs CUDA tensors and triton{why}; "
                           f"running the reference path on {x.device} (fused_active is False)", stacklevel=2)
         if _fused.wants_fused(self, x):
             return _fused.impl().stacked_hourglass_forward(self, x)
