@@ -1,4 +1,8 @@
 """argmax_decode: quarter offset, ties, DARK, C++/CUDA kernels against the reference, bad input."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +54,40 @@ def test_kernel_matches_reference(device, shape, quarter):
             torch.testing.assert_close(g, w, atol=0, rtol=0)
 
 
+_EVERY_LENGTH = """
+import torch
+from hgfast import _ext
+from hgfast.ops.reference import argmax_peaks_ref
+_ext.resolve()  # registers torch.ops.hgfast
+torch.manual_seed(0)
+for n in range(1, 301):  # every vector tail and block count of the 16/32/64-lane loops
+    maps = [torch.randn(n), -torch.rand(n) - 1, torch.full((n,), -3.0), torch.randn(n).round()]
+    for p in sorted({*range(0, n, max(1, n // 37)), n - 1}):
+        peak = torch.full((n,), -2.0)
+        peak[p] = -0.5  # a negative peak: padding lanes must not beat it
+        tie = peak.clone()
+        tie[n - 1] = -0.5  # ties: the first wins
+        nan = torch.randn(n)
+        nan[p] = float("nan")
+        maps += [peak, tie, nan]
+    hm = torch.stack(maps)[None, :, None, :]  # (1, K, 1, n)
+    got = torch.ops.hgfast.argmax_decode(hm, False)
+    for g, w in zip(got, argmax_peaks_ref(hm, False)):
+        torch.testing.assert_close(g, w, atol=0, rtol=0, equal_nan=True, msg=lambda m: f"n={n}: {m}")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("variant", ["", "avx2", "generic", "scalar"])
+def test_cpu_first_peak_every_variant_and_length(variant):
+    """The C++ CPU search, each SIMD variant (HGFAST_FIRST_PEAK; "": the best this CPU has), on maps of every
+    length up to 300 with a negative maximum, ties and NaN placed across the vector tails."""
+    needs_kernel("argmax_decode", "cpu")
+    env = dict(os.environ, HGFAST_FIRST_PEAK=variant, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _EVERY_LENGTH], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_kernel_nan_is_the_maximum(device):
     needs_kernel("argmax_decode", device)
@@ -96,17 +134,18 @@ def test_dark_refine_checks_its_inputs():
 
 def test_public_dtypes_layouts_and_empty():
     hm = torch.randn(2, 3, 9, 11)
-    want = argmax_decode(hm)
-    for dtype in (torch.float16, torch.bfloat16):
+    hm[0, 0, 0, 0] = -float("inf")  # -inf away from the peak is fine
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):  # 16-bit maps decode as their float32 values
         c, s = argmax_decode(hm.to(dtype))
-        assert c.dtype == s.dtype == torch.float32 and c.shape == (2, 3, 2)
+        want = numpy_ref.argmax_decode_vectorised(hm.to(dtype).float().numpy())
+        assert c.dtype == s.dtype == torch.float32
+        np.testing.assert_array_equal(c.numpy(), want[0])
+        np.testing.assert_array_equal(s.numpy(), want[1])
     cl = hm.to(memory_format=torch.channels_last)  # non-contiguous in the (B,K,H,W) sense
-    for g, w in zip(argmax_decode(cl), want):
-        torch.testing.assert_close(g, w)
+    for g, w in zip(argmax_decode(cl), argmax_decode(hm)):
+        torch.testing.assert_close(g, w, atol=0, rtol=0)
     c, s = argmax_decode(torch.zeros(0, 16, 64, 64))
     assert c.shape == (0, 16, 2) and s.shape == (0, 16)
-    hm[0, 0, 0, 0] = -float("inf")  # -inf away from the peak is fine
-    argmax_decode(hm)
 
 
 @pytest.mark.parametrize("hm,kwargs,err,match", [

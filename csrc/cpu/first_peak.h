@@ -5,7 +5,9 @@
 // GCC/Clang vector extensions (SSE2/NEON), or plain scalar code on other compilers.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -132,14 +134,20 @@ __attribute__((target("avx2"))) inline int64_t first_peak_avx2(const float* p, i
 }
 #endif
 
-// The best first_peak for this CPU, chosen once.
+// The best first_peak for this CPU, chosen once. HGFAST_FIRST_PEAK=avx2|generic|scalar picks a lesser one (tests
+// run each; one this CPU or compiler lacks gives the best there is).
 using FirstPeakFn = int64_t (*)(const float*, int64_t);
 
 inline FirstPeakFn pick_first_peak() {
+  const char* env = std::getenv("HGFAST_FIRST_PEAK");
+  const std::string want = env ? env : "";
+  if (want == "scalar") return first_peak_scalar<float>;
 #if defined(HGFAST_X86_SIMD)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return first_peak_avx512;
-  if (__builtin_cpu_supports("avx2")) return first_peak_avx2;
+  if (want != "generic") {
+    if (want != "avx2" && __builtin_cpu_supports("avx512f")) return first_peak_avx512;
+    if (__builtin_cpu_supports("avx2")) return first_peak_avx2;
+  }
 #endif
 #if defined(__GNUC__)
   return first_peak_generic;
