@@ -26,6 +26,20 @@ def test_pck_correct_is_strict_unless_inclusive():
     assert strict[1].tolist() == [False] + [True] * 15
 
 
+def test_pck_distance_is_euclidean_over_each_samples_normaliser():
+    """Offsets (3, 4), (0, 4), (1.5, 2): 5, 4 and 2.5 px (by the max norm 4, 4, 2; by L1 7, 4, 3.5); sample 1's
+    normaliser is 4x sample 0's."""
+    gt = np.array([[[10.0, 10.0]] * 3, [[50.0, 20.0]] * 3])
+    pred = gt + np.array([[3.0, 4.0], [0.0, 4.0], [1.5, 2.0]])
+    norm = np.array([10.0, 40.0])
+    # sample 0 at 0.45 (4.5 px): the 4 and 2.5 px joints; at 0.3 (3 px): the 2.5 px one; sample 1 (18, 12 px): all
+    assert pck_correct(pred, gt, norm, 0.45).tolist() == [[False, True, True], [True, True, True]]
+    assert pck_correct(pred, gt, norm, 0.3).tolist() == [[False, False, True], [True, True, True]]
+    # at 0.1: sample 0 (1 px) none; sample 1 (4 px): the 2.5 px joint (the 4 px one sits on it)
+    assert pck_correct(pred, gt, norm, 0.1).tolist() == [[False, False, False], [False, False, True]]
+    assert pck_correct(pred, gt, norm, 0.1, inclusive=True).tolist() == [[False, False, False], [False, True, True]]
+
+
 def test_pck_table_by_hand():
     pred, gt, mask, norm = _case()
     r = pck_table(pred, gt, mask, norm, thresholds=(0.5, 0.1))
