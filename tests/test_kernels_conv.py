@@ -55,8 +55,9 @@ def test_conv_fwd_prologue_bias_stats(dtype, k, n, h, w):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [1, 3])
-def test_conv_fwd_epilogue_affine_residual_upsample(dtype, k):
-    check_fwd_epilogue(dtype, k, 1, 6, 10, 6, 5)
+@pytest.mark.parametrize("n,h,w", [(1, 6, 10), (2, 4, 6)])
+def test_conv_fwd_epilogue_affine_residual_upsample(dtype, k, n, h, w):
+    check_fwd_epilogue(dtype, k, n, h, w, 6, 5)
 
 
 @pytest.mark.parametrize("where", ["prologue", "epilogue", "bn_relu"])

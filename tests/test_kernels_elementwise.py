@@ -150,8 +150,8 @@ def test_finalize_bad_partial():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bn_relu_and_backward_apply(dtype):
-    x, g, add = (torch.randn(1, 3, 5, 7).to(dtype) for _ in range(3))
-    s, t, r = torch.randn(7), torch.randn(7), torch.randn(7)
+    x, g, add = (torch.randn(2, 5, 7, 37).to(dtype) for _ in range(3))  # several row and channel tiles
+    s, t, r = torch.randn(37), torch.randn(37), torch.randn(37)
     tol = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
     ref = F.relu(nchw(x) * s[:, None, None].double() + t[:, None, None].double())
     torch.testing.assert_close(nchw(kernels.bn_relu(x, s, t)), ref, rtol=tol, atol=tol)
