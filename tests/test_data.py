@@ -1,5 +1,6 @@
 """Data: synthetic determinism and shapes, crops and their inverse, flip permutation, MPII h5 reading, bad input."""
 import json
+import math
 
 import cv2
 import h5py
@@ -194,16 +195,59 @@ def test_datasets_cut_non_square_crops():
     np.testing.assert_allclose(item["keypoints"].numpy(), kp, atol=1e-5)
 
 
-def test_augment_presets_draw_in_range():
-    rng = np.random.default_rng(0)
-    draws = [augment.sample("newell", rng) for _ in range(300)]
-    scales = np.array([d.scale for d in draws])
-    assert 2 ** -0.5 - 1e-9 <= scales.min() and scales.max() <= 2 ** 0.5 + 1e-9
-    assert 0.4 < np.mean([d.flip for d in draws]) < 0.6
-    assert 0.3 < np.mean([d.rotation != 0 for d in draws]) < 0.5  # rotation with p = 0.4
-    assert all(abs(d.rotation) <= 60 for d in draws)
+def test_unknown_augment_preset():
     with pytest.raises(ValueError, match="unknown augmentation preset"):
-        augment.sample("lua", rng)
+        augment.sample("lua", np.random.default_rng(0))
+    assert augment.sample("none", np.random.default_rng(0)) == augment.AugmentParams()
+
+
+def _clipped_normal_std(c: float) -> float:
+    """The standard deviation of a standard normal clipped (not truncated) to ±c."""
+    phi, tail = math.exp(-c * c / 2) / math.sqrt(2 * math.pi), 0.5 * math.erfc(c / math.sqrt(2))
+    return math.sqrt(1 - 2 * tail - 2 * c * phi + 2 * c * c * tail)
+
+
+@pytest.mark.parametrize("preset,scale_of,scale_sd,clip,rotate_p,gains", [
+    ("newell", np.log2, 0.25, 2.0, 0.4, (0.6, 1.4)),   # 2^clip(0.25 N, ±0.5): log2 is 0.25 N clipped at ±2 sd
+    ("bearpaw", lambda s: s - 1, 0.25, 1.0, 0.6, (0.8, 1.2)),  # clip(N(1, 0.25), 0.75, 1.25): ±1 sd
+])
+def test_newell_and_bearpaw_draw_their_distributions(preset, scale_of, scale_sd, clip, rotate_p, gains):
+    draws = [augment.sample(preset, np.random.default_rng([7, k])) for k in range(4000)]
+    scale = scale_of(np.array([d.scale for d in draws]))
+    assert np.abs(scale).max() <= scale_sd * clip + 1e-12 and abs(scale.mean()) < 0.01
+    assert abs(scale.std() / (scale_sd * _clipped_normal_std(clip)) - 1) < 0.05
+    clipped = np.isclose(np.abs(scale), scale_sd * clip).mean()  # the share drawn beyond the clip
+    assert abs(clipped - math.erfc(clip / math.sqrt(2))) < 0.02
+    rotated = np.array([d.rotation for d in draws if d.rotation != 0])
+    assert abs(len(rotated) / len(draws) - rotate_p) < 0.03 and np.abs(rotated).max() <= 60
+    assert abs(rotated.std() / (30 * _clipped_normal_std(2.0)) - 1) < 0.06  # clip(N(0, 30), ±60)
+    colour = np.array([d.colour for d in draws])
+    lo, hi = gains
+    assert lo <= colour.min() and colour.max() <= hi and np.abs(colour.mean(0) - 1).max() < 0.01
+    assert np.abs(colour.std(0) / ((hi - lo) / math.sqrt(12)) - 1).max() < 0.05  # uniform, each channel its own
+    assert abs(np.corrcoef(colour.T)[0, 1]) < 0.05
+    assert abs(np.mean([d.flip for d in draws]) - 0.5) < 0.03
+    assert all(d.shift == (0.0, 0.0) and not d.half_body for d in draws)
+
+
+def test_apply_colour_scales_each_channel_and_clips():
+    image = np.array([[[100, 100, 100], [200, 10, 0]]], np.uint8)
+    np.testing.assert_array_equal(augment.apply_colour(image, (0.5, 1.0, 2.6)), [[[50, 100, 255], [100, 10, 0]]])
+    assert augment.apply_colour(image, (1.0, 1.0, 1.0)) is image
+
+
+def test_dataset_items_carry_their_colour_gains(monkeypatch):
+    """An item's pixels are the crop times the drawn gains: the same item drawn with gains 1 and with others."""
+    ds = SyntheticPoses("train", 8, 64, 32, "bearpaw", seed=3)
+    draw = augment.sample("bearpaw", np.random.default_rng([3, 0, 5]))
+    assert draw.colour != (1.0, 1.0, 1.0)
+    plain = augment.AugmentParams(draw.scale, draw.rotation, draw.flip)
+    monkeypatch.setattr(augment, "sample", lambda preset, rng: plain)
+    uncoloured = ds[5]["image"].permute(1, 2, 0).numpy()
+    monkeypatch.setattr(augment, "sample", lambda preset, rng: draw)
+    coloured = ds[5]["image"].permute(1, 2, 0).numpy()
+    want = np.clip(uncoloured.astype(np.float32) * np.asarray(draw.colour, np.float32), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(coloured, want)
 
 
 def _write_mpii(tmp_path, n=3):
