@@ -17,9 +17,12 @@ def test_reference_matches_numpy_formula(integer):
     kp = random_keypoints(4, 1, 7, 21, 19, "cpu")[:, 0]
     vis = torch.rand(4, 7) > 0.3
     sigma = torch.linspace(0.5, 4.0, 7)
-    got = gaussian_heatmaps(kp, vis, (21, 19), sigma, "integer" if integer else "unbiased").numpy()
-    for oracle in (numpy_ref.gaussian_heatmaps_dense, numpy_ref.gaussian_heatmaps_separable):
-        np.testing.assert_allclose(got, oracle(kp.numpy(), vis.numpy(), (21, 19), sigma.numpy(), integer), atol=1e-6)
+    public = gaussian_heatmaps(kp, vis, (21, 19), sigma, "integer" if integer else "unbiased")  # _C where built
+    reference = gaussian_heatmaps_ref(kp[:, None], vis[:, None], sigma, (21, 19), integer, torch.float32)
+    for got in (public.numpy(), reference.numpy()):
+        for oracle in (numpy_ref.gaussian_heatmaps_dense, numpy_ref.gaussian_heatmaps_separable):
+            want = oracle(kp.numpy(), vis.numpy(), (21, 19), sigma.numpy(), integer)
+            np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_values_by_hand():
