@@ -13,7 +13,7 @@ import torch
 from hgfast.models import StackedHourglass
 from hgfast.train.config import ConfigError, parse_set, resolve, to_dict
 from hgfast.train.loop import learning_rate, schedule_change, train
-from hgfast.train.state import load_state, rng_state, set_rng_state
+from hgfast.train.state import STATE_FILE, load_state, rng_state, set_rng_state
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
         "data.train_length=40", "data.val_length=8", "data.workers=0", "batch_size=4", "steps=4", "val_every=2",
@@ -174,15 +174,19 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
     work = tmp_path / "run"
     config, state = (work / "config.yaml").read_bytes(), (work / "last.state.pt").read_bytes()
     for change, key in (("model.nfeat=32", "'model.nfeat' = 32.*16"), ("amp=fp16", "'amp' = 'fp16'.*'none'"),
-                        ("optim.name=rmsprop", "'optim.name'"), ("data.input_size=64", "'data.input_size'")):
+                        ("optim.name=rmsprop", "'optim.name'"), ("data.input_size=64", "'data.input_size'"),
+                        ("val_thresholds=[0.05]", r"'val_thresholds \(its first.*' = 0.05.*0.2"),
+                        ("val_flip=true", "'val_flip'"), ("data.val_length=4", "'data.val_length'"),
+                        ("data.seed=1", "'data.seed'"), ("steps=1", "'steps' = 1: the saved run is at step 2")):
         with pytest.raises(ValueError, match=key):
-            train(tiny(tmp_path, change, "steps=3"), resume=work)
+            train(tiny(tmp_path, "steps=3", change), resume=work)
         assert (work / "config.yaml").read_bytes() == config and (work / "last.state.pt").read_bytes() == state
     old = torch.load(work / "last.state.pt", weights_only=True)
     del old["progress"]  # a state written before the log sums were saved
     torch.save(old, work / "last.state.pt")
     changed = ("steps=3", "log_every=3", "val_every=3", "ckpt_every=3", "optim.lr=1e-4", "optim.schedule=cosine",
-               "model.fused=true", "data.input_size=[32,32]", "optim.weight_decay=0.01")  # the same crops as 32
+               "model.fused=true", "data.input_size=[32,32]", "optim.weight_decay=0.01",  # the same crops as 32
+               "val_thresholds=[0.2, 0.5]")  # the same first threshold as the default
     assert train(tiny(tmp_path, *changed), resume=work)["steps"] == 3
     assert "steps: 3" in (work / "config.yaml").read_text()
     assert "another learning-rate schedule (steps 2 -> 3, optim.lr 0.001 -> 0.0001, optim.schedule step -> cosine)" \
@@ -238,6 +242,16 @@ def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
     assert left == ["config.yaml", "last.safetensors", "last.state.pt", "metrics.csv", "notes.txt", "train.log",
                     "vis", "vis/mine.jpg"]  # no best.safetensors, val/ or eval.json of the earlier run
     assert "--overwrite: removed the earlier run's" in (work / "train.log").read_text()
+    (work / STATE_FILE).unlink()  # the big state deleted, the weights and metrics kept: still a run
+    weights = (work / "last.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match=r"\(last.safetensors, metrics.csv, train.log\): pass --overwrite "
+                                              r"to replace it \(last.state.pt, which --resume continues, is gone\)"):
+        train(cfg)
+    assert (work / "last.safetensors").read_bytes() == weights
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("steps: 1\n")  # a user's config in the work dir is not a run
+    assert train(tiny(tmp_path, "steps=1", name="mine"))["steps"] == 1
 
 
 def test_vis_every_draws_between_validations(tmp_path):

@@ -76,6 +76,11 @@ class OptimConfig:
     warmup_steps: int = 0
 
 
+def default_thresholds(dataset: str) -> list[float]:
+    """The PCK thresholds of an empty ``val_thresholds``: PCKh@0.5, 0.1 for MPII, else 0.2, 0.1, 0.05."""
+    return [0.5, 0.1] if dataset == "mpii" else [0.2, 0.1, 0.05]
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -102,7 +107,7 @@ class Config:
     def thresholds(self) -> list[float]:
         if self.val_thresholds:
             return [float(t) for t in self.val_thresholds]
-        return [0.5, 0.1] if self.data.dataset == "mpii" else [0.2, 0.1, 0.05]
+        return default_thresholds(self.data.dataset)
 
 
 PRESETS: dict[str, dict] = {

@@ -276,6 +276,16 @@ RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safete
 RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
 
 
+# The files that show a work dir holds a run (config.yaml may be the user's own; eval results alone hold no run).
+_RUN_MARKS = (STATE_FILE, "best.safetensors", "last.safetensors", "metrics.csv", "train.log")
+
+
+def _run_outputs(workdir: Path) -> list[str]:
+    """The ``_RUN_MARKS`` and step folders of ``RUN_FOLDERS`` in ``workdir`` that hold files."""
+    found = [name for name in _RUN_MARKS if (workdir / name).is_file()]
+    return found + [f"{folder}/" for folder, pattern in RUN_FOLDERS.items() if any((workdir / folder).glob(pattern))]
+
+
 def _clear_run(workdir: Path) -> list[str]:
     """Remove an earlier run's outputs from ``workdir``: only ``RUN_FILES`` and the step files in ``RUN_FOLDERS``
     (the folder too if that empties it); return what was removed, in words."""
@@ -335,6 +345,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     state = None if resume is None else load_state(resume)
     if state is not None:
         check_resumable(state.get("config") or {}, to_dict(cfg))
+        if cfg.steps < int(state["step"]):
+            raise ValueError(f"cannot resume with config key 'steps' = {cfg.steps}: the saved run is at step "
+                             f"{int(state['step'])} (give steps >= that)")
     train_set = build_dataset(cfg.data, "train")
     val_set = (build_detections(cfg.data, cfg.data.val_detections) if cfg.data.val_detections
                else build_dataset(cfg.data, "val"))
@@ -351,10 +364,12 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                          f"permutation {saved.flip_permutation}; see data.train_annotations, data.category_id, "
                          f"data.flip_pairs)")
     same_run = resume is not None and state_path(resume).parent.resolve() == workdir.resolve()
-    if not same_run and not overwrite and (workdir / STATE_FILE).exists():
+    found = [] if same_run or overwrite else _run_outputs(workdir)
+    if found:
         what = "an earlier run" if resume is None else f"another run than {state_path(resume)}"
-        raise FileExistsError(f"{workdir} holds {what} ({STATE_FILE}): continue it with --resume, or pass "
-                              f"--overwrite to replace it (or choose another --workdir)")
+        how = "continue it with --resume, or pass --overwrite to replace it" if STATE_FILE in found else \
+            f"pass --overwrite to replace it ({STATE_FILE}, which --resume continues, is gone)"
+        raise FileExistsError(f"{workdir} holds {what} ({', '.join(found)}): {how} (or choose another --workdir)")
     dist_info, device = distributed.setup(cfg.device)
     _check_runtime(cfg, device, dist_info)
     removed = []

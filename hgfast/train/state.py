@@ -14,6 +14,7 @@ import torch
 
 from ..checkpoint import atomic_path, load_torch_file
 from ..data.crop import crop_size
+from .config import default_thresholds
 
 STATE_FILE = "last.state.pt"
 
@@ -71,18 +72,31 @@ _RUNTIME_MODEL_KEYS = {"fused", "init"}  # a resumed run takes its weights from 
 _BEFORE_KEY = {"val_metric": "pck", "val_detections": ""}
 
 
+def _first_threshold(config: dict) -> float | None:
+    """The PCK threshold ``best`` is chosen by (``Config.thresholds()[0]``) of a config dict; None for AP."""
+    if config.get("val_metric", "pck") != "pck":
+        return None
+    return float((config.get("val_thresholds") or default_thresholds(config.get("data", {}).get("dataset")))[0])
+
+
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
-    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, val_metric and
-    data.val_detections (what the state's best value measures)."""
+    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, and what the
+    state's best value measures: val_metric, its first PCK threshold (val_thresholds), val_flip and the
+    validation set (data.val_detections, data.val_annotations, data.val_length, data.seed)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
     for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
-                                (None, "val_metric"), ("data", "val_detections")]:
+                                (None, "val_metric"), (None, "val_thresholds"), (None, "val_flip"),
+                                ("data", "val_detections"), ("data", "val_annotations"), ("data", "val_length"),
+                                ("data", "seed")]:
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if key == "input_size" and old is not None:  # 256 is [256, 256]
             old, new = crop_size(old), crop_size(new)
+        if key == "val_thresholds" and old is not None:  # only the first one chooses best.safetensors
+            old, new = _first_threshold(saved), _first_threshold(config)
+            name = "val_thresholds (its first, which chooses best.safetensors)"
         if old is not None and old != new:
             raise ValueError(f"cannot resume with config key {name!r} = {new!r}: the saved run has {old!r} and it "
                              f"must not change on resume (start a new run in another work dir)")
