@@ -40,7 +40,8 @@ def test_config_errors_name_the_key(tmp_path):
     for bad, key in (("optim.gamma=-0.1", "'optim.gamma'.*> 0"), ("optim.lr=.inf", "'optim.lr' must be finite"),
                      ("optim.weight_decay=.nan", "'optim.weight_decay' must be finite"), ("seed=-1", "'seed'"),
                      ("data.seed=-1", "'data.seed'"), ("val_thresholds=[0.5, 0]", "'val_thresholds'.*> 0"),
-                     ("optim.milestones=[0]", "'optim.milestones'.*> 0")):
+                     ("optim.milestones=[0]", "'optim.milestones'.*> 0"),
+                     ("optim.warmup_steps=20000", r"'optim.warmup_steps' \(20000\) must be < 'steps' \(20000\)")):
         with pytest.raises(ConfigError, match=key):
             resolve(overrides=[bad])
     six = resolve(overrides=["optim.milestones=[6e5, 7.5e5]", "steps=8e5"])  # YAML 1.1 reads 6e5 as a string
@@ -137,6 +138,30 @@ def _second_ctrl_c_inside_the_update(monkeypatch, call):
     monkeypatch.setattr(torch.optim.Adam, "step", step)
 
 
+def _second_ctrl_c_inside_the_forward(monkeypatch, step):
+    """Two Ctrl-Cs from inside step ``step``'s forward, after its first BatchNorm layers updated their running
+    statistics."""
+    import signal
+
+    adam_step, bn_forward, adam_calls, bn_calls = torch.optim.Adam.step, torch.nn.BatchNorm2d.forward, [], []
+
+    def counted_step(self, *args, **kwargs):
+        adam_calls.append(1)
+        return adam_step(self, *args, **kwargs)
+
+    def forward(self, x):
+        out = bn_forward(self, x)
+        if self.training and len(adam_calls) == step - 1:
+            bn_calls.append(1)
+            if len(bn_calls) == 3:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted_step)
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", forward)
+
+
 def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     straight = tiny(tmp_path, "data.workers=1", "log_every=2", name="straight")
     summary = train(straight)
@@ -166,6 +191,88 @@ def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     assert state["step"] == 3 and all(int(v["step"]) == 3 for v in state["optimizer"]["state"].values())
     assert train(cfg, resume=tmp_path / "signalled")["steps"] == 4
     _assert_same_run(work, tmp_path / "signalled")
+
+    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="mid-forward")
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        _second_ctrl_c_inside_the_forward(m, 3)
+        train(cfg)
+    assert load_state(tmp_path / "mid-forward")["step"] == 2  # step 3's BN updates are not in it
+    assert train(cfg, resume=tmp_path / "mid-forward")["steps"] == 4
+    _assert_same_run(work, tmp_path / "mid-forward")
+
+
+def test_sigterm_and_a_ctrl_c_while_the_interrupts_state_is_written(tmp_path, monkeypatch):
+    """SIGTERM (preemption) stops after the step as Ctrl-C does; a second signal while the interrupt's state is
+    being written waits for it."""
+    import signal
+
+    import hgfast.train.loop as loop
+
+    def term_at(step, info):
+        if step == 2:
+            signal.raise_signal(signal.SIGTERM)
+
+    cfg = tiny(tmp_path, "ckpt_every=100", "val_every=100", "vis_every=100", name="term")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[term_at])
+    assert load_state(tmp_path / "term")["step"] == 2
+    save_state, saves = loop.save_state, []
+
+    def interrupted_save(*args, **kwargs):
+        saves.append(1)
+        signal.raise_signal(signal.SIGINT)  # the first interrupt's save gets another Ctrl-C
+        return save_state(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_state", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, "steps=5", "ckpt_every=100", "val_every=100", "vis_every=100", name="term"),
+              resume=tmp_path / "term", callbacks=[lambda step, info: step == 3 and signal.raise_signal(signal.SIGINT)])
+    assert saves == [1] and load_state(tmp_path / "term")["step"] == 3
+
+
+def test_resume_with_another_batch_size_goes_on_with_the_epochs_next_samples(tmp_path, monkeypatch):
+    from hgfast.data import SyntheticPoses
+
+    getitem, taken = SyntheticPoses.__getitem__, []
+
+    def recorded(self, key):
+        if self.split == "train":
+            taken.append(int(key))
+        return getitem(self, key)
+
+    monkeypatch.setattr(SyntheticPoses, "__getitem__", recorded)
+    train(tiny(tmp_path, "steps=6", "val_every=100", "vis_every=100", name="straight"))  # batch 4
+    straight, taken[:] = list(taken), []
+    train(tiny(tmp_path, "steps=2", "val_every=100", "vis_every=100", name="resumed"))
+    train(tiny(tmp_path, "steps=4", "batch_size=8", "val_every=100", "vis_every=100", name="resumed"),
+          resume=tmp_path / "resumed")
+    assert taken == straight  # 2 batches of 4, then 2 of 8: the same 24 samples of epoch 0, in order
+    rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
+    assert {r["epoch"] for r in rows if r["loss"]} == {"0"}
+
+
+def test_logged_throughput_leaves_out_validation_and_stale_temporaries_are_removed(tmp_path, monkeypatch):
+    import time
+
+    import hgfast.train.loop as loop
+
+    validate = loop.validate
+
+    def slow_validate(*args, **kwargs):
+        time.sleep(1.0)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    train(tiny(tmp_path, "steps=4", "val_every=2", "vis_every=100", "log_every=4"))
+    row = next(r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv")) if r["step"] == "4" and r["loss"])
+    assert float(row["images_per_s"]) > 16 / (float(row["elapsed_s"]) - 1.9)  # two 1 s validations left out
+    work = tmp_path / "run"
+    for name in (".last.state.pt.k3j9x0a1.tmp", "val/.step_0000004.json.abcdefgh.tmp", ".notes.txt.tmp"):
+        (work / name).write_text("x")
+    train(tiny(tmp_path, "steps=5", "val_every=100", "vis_every=100"), resume=work)
+    assert sorted(p.name for p in work.rglob(".*")) == [".notes.txt.tmp"]  # only what hgfast writes goes
+    assert "removed .last.state.pt.k3j9x0a1.tmp, val/.step_0000004.json.abcdefgh.tmp" in \
+        (work / "train.log").read_text()
 
 
 def test_resume_refuses_config_changes_that_break_the_state(tmp_path):

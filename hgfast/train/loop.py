@@ -142,15 +142,18 @@ def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) ->
 
 
 class _StopFlag:
-    """SIGINT sets a flag (the loop stops at the next step boundary); a second Ctrl-C raises at once, or, inside
-    ``critical()``, when it ends: the state the interrupt handler saves is always that of a whole step."""
+    """SIGINT or SIGTERM (a scheduler's preemption, ``docker stop``) sets a flag (the loop stops at the next step
+    boundary); a second one raises at once, or, inside ``critical()``, when it ends: the state the interrupt
+    handler saves is always that of a whole step, and its writing is not cut short."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.set, self._old, self._critical, self._deferred = False, None, False, False
+        self.set, self._old, self._critical, self._deferred = False, {}, False, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -172,8 +175,47 @@ class _StopFlag:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class _WholeStepBuffers:
+    """The model's buffers (BN running statistics and counters) as they were before the step in progress: a second
+    Ctrl-C inside a step's forward has updated them already, and the state written then must be that of whole
+    steps, so that the resumed run is the uninterrupted one."""
+
+    def __init__(self, model: nn.Module):
+        self.live = list(model.buffers())
+        self.before = [b.clone() for b in self.live]
+        self.in_step = False
+
+    def start(self) -> None:
+        if self.live:
+            torch._foreach_copy_(self.before, self.live)
+        self.in_step = True
+
+    def undo(self) -> None:
+        """Put back the buffers of the last whole step if a step is in progress."""
+        if self.in_step and self.live:
+            torch._foreach_copy_(self.live, self.before)
+        self.in_step = False
+
+
+def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable) -> None:
+    """The interrupt's checkpoint: of the last whole step, and not cut short by another Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt), stop.critical():  # a Ctrl-C meanwhile: raised by the caller
+        if whole_step is not None:
+            whole_step.undo()
+        checkpoint()
+
+
+def _remove_stale_temporaries(workdir: Path) -> list[str]:
+    """Remove what writes killed midway (``kill -9``) left of ``atomic_path``'s temporaries of the run's files."""
+    stale = [p for name in RUN_FILES for p in workdir.glob(f".{name}.*.tmp")]
+    stale += [p for folder, pattern in RUN_FOLDERS.items() for p in (workdir / folder).glob(f".{pattern}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return [str(p.relative_to(workdir)) for p in stale]
 
 
 def _stop_requested(stop: _StopFlag, info: distributed.Dist, device: torch.device, boundary: bool) -> bool:
@@ -380,6 +422,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     _setup_logging(workdir, dist_info.is_main)
     if removed:
         log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
+    stale = _remove_stale_temporaries(workdir) if dist_info.is_main else []
+    if stale:
+        log.info("removed %s, left by writes that were killed", ", ".join(stale))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -444,19 +489,40 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     off_map = (cfg.data.sigma, cfg.data.encoding) if cfg.data.drop_off_map else None
     inference = {k: getattr(cfg.data, k) for k in INFERENCE_KEYS}  # stored with the weights, for Predictor
 
-    # Running sums of the log window, images seen, start time: in the state, so a resumed run logs the same.
+    # Running sums of the log window, images seen, start time and time not spent training (validation,
+    # checkpoints, pictures): in the state, so a resumed run logs the same.
     t0, seen = time.time() - progress.get("elapsed_s", 0.0), progress.get("seen", 0)
+    paused = progress.get("paused_s", 0.0)
+    # Where the sampler is: the epoch and the samples of it this process has taken; in the state as the samples
+    # all processes took, so a run resumed with another batch size or number of processes goes on from there.
+    if "epoch" in progress:
+        epoch, start = progress["epoch"], progress["epoch_seen"] // dist_info.world_size
+    else:  # a state saved before these were
+        epoch, start = step // steps_per_epoch, (step % steps_per_epoch) * cfg.batch_size
     loss_acc, loss_n = torch.tensor(progress.get("loss_sum", 0.0), device=device), progress.get("loss_n", 0)
     # True from a validation step's update until its validation is done: an interrupt in between (a second Ctrl-C
     # in validate) leaves it to the resumed run, which starts after that step.
     validation_pending = progress.get("validation_pending", False)
 
+    @contextlib.contextmanager
+    def not_training():
+        """Time spent in the block is left out of the logged images/s."""
+        nonlocal paused
+        began = time.time()
+        try:
+            yield
+        finally:
+            paused += time.time() - began
+
     def checkpoint(final: bool = False) -> None:
         if dist_info.is_main:
-            save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
-                       {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen, "elapsed_s": time.time() - t0,
-                        "validation_pending": validation_pending}, skeleton.to_dict())
-            model.save(workdir / "last.safetensors", skeleton, inference)
+            with not_training():
+                save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
+                           {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen,
+                            "elapsed_s": time.time() - t0, "paused_s": paused, "epoch": epoch,
+                            "epoch_seen": start * dist_info.world_size, "validation_pending": validation_pending},
+                           skeleton.to_dict())
+                model.save(workdir / "last.safetensors", skeleton, inference)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
 
     def run_validation() -> bool:
@@ -465,7 +531,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         improved = False
         if dist_info.is_main:
             picture = step == cfg.steps or (cfg.vis_every and step % cfg.vis_every == 0)
-            table = validate(model, cfg, val_set, step, workdir, bool(picture))
+            with not_training():
+                table = validate(model, cfg, val_set, step, workdir, bool(picture))
             pck = table["pck"][f"{cfg.thresholds()[0]:g}"]["mean_weighted"] if "pck" in table else None
             ap = table.get("oks", {}).get("AP")
             metrics.write(step=step, val_pck="" if pck is None else f"{pck:.5f}",
@@ -488,6 +555,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                dynamic_ncols=True)
     net.train()
     completed = False
+    whole_step = _WholeStepBuffers(model) if graphed is None else None  # a graph replays inside critical()
     with _StopFlag() as stop:
         try:
             if validation_pending:
@@ -495,8 +563,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                 run_validation()
                 checkpoint(final=step == cfg.steps)
             while step < cfg.steps:
-                epoch = step // steps_per_epoch
-                sampler.set_position(epoch, (step % steps_per_epoch) * cfg.batch_size)
+                if start + cfg.batch_size > sampler.num_samples:  # what is left of the epoch is not a batch
+                    epoch, start = epoch + 1, 0
+                sampler.set_position(epoch, start)
                 for batch in loader:
                     lr = learning_rate(cfg, step)
                     for group in optimizer.param_groups:
@@ -504,6 +573,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     x, kp, weights = device_batch(batch, device, cfg.data.input_size, weight_key,
                                                   cfg.channels_last, cfg.data.input_norm, off_map)
                     if graphed is None:
+                        whole_step.start()
                         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                             pred = net(x)
                         loss = loss_fn(pred, kp, weights)
@@ -516,6 +586,9 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                             scaler.step(optimizer)
                             scaler.update()
                         step += 1
+                        start += cfg.batch_size
+                        if whole_step is not None:
+                            whole_step.in_step = False
                         if (step - 1) % cfg.log_every == 0:  # a log window starts (not reset at the log line,
                             loss_acc.zero_()                 # so a state saved at a window's end resumes right)
                             loss_n = 0
@@ -533,7 +606,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                             raise FloatingPointError(f"training loss is {mean_loss} in steps {step - loss_n + 1}-"
                                                      f"{step}; try a lower optim.lr or amp=none")
                     if last or step % cfg.log_every == 0:
-                        rate = seen / max(time.time() - t0, 1e-9)
+                        rate = seen / max(time.time() - t0 - paused, 1e-9)
                         log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr, mean_loss, rate)
                         bar.set_postfix(loss=f"{mean_loss:.3g}", lr=f"{lr:.3g}")
                         if metrics:
@@ -542,7 +615,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     validating = validation_pending
                     improved = validating and run_validation()
                     if dist_info.is_main and not validating and cfg.vis_every and step % cfg.vis_every == 0:
-                        draw_predictions(model, cfg, val_set, step, workdir)
+                        with not_training():
+                            draw_predictions(model, cfg, val_set, step, workdir)
                     if last or step % cfg.ckpt_every == 0 or improved:  # the state's best matches best.safetensors
                         checkpoint(final=last)
                     if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
@@ -553,13 +627,13 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             completed = True
         except KeyboardInterrupt:
             log.warning("interrupted at step %d; writing the checkpoint", step)
-            checkpoint()
+            _write_interrupted(stop, whole_step, checkpoint)
             raise
         except Exception as exc:  # e.g. loader workers killed by the same Ctrl-C
             if not stop.set:
                 raise
             log.warning("interrupted at step %d (%s); writing the checkpoint", step, exc)
-            checkpoint()
+            _write_interrupted(stop, whole_step, checkpoint)
             raise KeyboardInterrupt from exc
         finally:
             bar.close()
