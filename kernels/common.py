@@ -119,10 +119,14 @@ def block_m(m: int) -> int:
     return 128 if m >= 128 * 132 else 64
 
 
+# The interpreter's one GEMM config (one: the autotuner would time several); ``interpreter_tiles`` widens it.
+_INTERPRETER_CONFIG = triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)
+
+
 def gemm_configs():
     """Autotune candidates for the N/K tiles: one small config under the interpreter, a short list on GPU."""
     if interpreting():
-        return [triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)]
+        return [_INTERPRETER_CONFIG]
     return [triton.Config({"BN": bn, "BK": bk}, num_warps=w, num_stages=s)
             for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
 
@@ -157,23 +161,40 @@ def autotuning() -> bool:
 
 
 @contextlib.contextmanager
+def interpreter_tiles(size: int):
+    """Tests only, under the interpreter: the GEMM kernels take ``size`` x ``size`` N/K tiles inside (instead of
+    16 x 16, which the kernel tests' shapes span several of). The interpreter's time is per program: wide tiles
+    make the model tests' 64- and 128-channel convs 4-16 times cheaper."""
+    previous = dict(_INTERPRETER_CONFIG.kwargs)
+    _forget_choices()
+    _INTERPRETER_CONFIG.kwargs.update(BN=size, BK=size)
+    try:
+        yield
+    finally:
+        _INTERPRETER_CONFIG.kwargs.update(previous)
+        _forget_choices()
+
+
+def _forget_choices() -> None:
+    """Drop the configs the GEMM kernels' autotuners and ``launch_tuned`` hold (chosen per key, before pruning)."""
+    from . import conv, conv_dgrad, conv_wgrad
+
+    for k in (conv.conv_fwd_kernel, conv_dgrad.conv_dgrad_kernel, conv_wgrad.conv_wgrad_kernel):
+        k.cache.clear()
+    _chosen.clear()
+
+
+@contextlib.contextmanager
 def only_config(index: int):
     """Tests only: every GEMM launch inside takes the ``index``-th config that fits (the last if fewer fit)."""
     global _only_config
-    from . import conv, conv_dgrad, conv_wgrad
-
-    kernels = (conv.conv_fwd_kernel, conv_dgrad.conv_dgrad_kernel, conv_wgrad.conv_wgrad_kernel)
-    for k in kernels:  # chosen configs are cached per key, before pruning: forget them on the way in and out
-        k.cache.clear()
-    _chosen.clear()
+    _forget_choices()
     _only_config = index
     try:
         yield
     finally:
         _only_config = None
-        for k in kernels:
-            k.cache.clear()
-        _chosen.clear()
+        _forget_choices()
 
 
 def prune_tiles(n_arg: str, k_arg: str, stage_bytes):

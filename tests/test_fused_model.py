@@ -16,9 +16,18 @@ from hgfast import StackedHourglass
 from hgfast.fused import count_stats_passes, force_triton_on_cpu
 from hgfast.models import Merge, StackHead
 
+from hgfast.kernels.common import interpreter_tiles
 from test_fused_residual import compare_buffers, compare_grads, fused_copy, randomize, rel_err
 
 TOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def wide_tiles():
+    """64-wide GEMM tiles here (the kernel tests cover 16-wide ones, several per shape): the interpreter's time is
+    per program, and the stem's 128-channel convs then take a 16th of them."""
+    with interpreter_tiles(64):
+        yield
 
 
 def test_fused_false_on_cpu_reports_inactive_and_warns_once():

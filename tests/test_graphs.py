@@ -151,6 +151,8 @@ def test_fused_training_forward_and_loss_have_no_host_sync():
     """A CUDA graph cannot capture a host sync; torch.compile(fullgraph=True) raises at the same places (a
     ``.item()``, a data-dependent branch), so a full graph on the CPU is the capture-readiness check here."""
     pytest.importorskip("triton")
+    from hgfast.kernels.common import interpreter_tiles
+
     torch._dynamo.reset()
     model = tiny_model(fused=True, nfeat=8)  # the interpreter's time grows with the maps: keep them small
     loss_fn = heatmap_loss(resolve())
@@ -159,7 +161,7 @@ def test_fused_training_forward_and_loss_have_no_host_sync():
     def forward_loss(x, kp, w):
         return loss_fn(model(x), kp, w)
 
-    with force_triton_on_cpu():
+    with force_triton_on_cpu(), interpreter_tiles(64):  # wide tiles: fewer programs for the interpreter
         expected = forward_loss(x, kp, w)
         # AOTAutograd traces the backward with the forward (the parameters require grad), so this covers both.
         loss = torch.compile(forward_loss, backend="aot_eager", fullgraph=True)(x, kp, w)
