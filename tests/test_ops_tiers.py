@@ -58,6 +58,36 @@ def test_extension_is_built():
     assert status["tier"] is not None, f"hgfast._C did not load: {status['skipped']}"
 
 
+_JIT_TIER = """
+import sys
+sys.modules["hgfast._C"] = None  # no compiled extension: as after a plain `pip install -e .`
+import torch
+from hgfast import _ext, ops
+from hgfast.ops.reference import argmax_peaks_ref, gaussian_heatmaps_ref
+status = _ext.resolve()
+assert status["tier"] == "jit (CPU only)", status
+hm = torch.randn(2, 3, 9, 11)
+for got, want in zip(torch.ops.hgfast.argmax_decode(hm, True), argmax_peaks_ref(hm, True)):
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+assert _ext.op("gaussian_heatmaps", "cpu") is not None
+kp = torch.rand(2, 1, 3, 2) * 8
+want = gaussian_heatmaps_ref(kp, torch.ones(2, 1, 3, dtype=torch.bool), torch.full((3,), 2.0), (9, 11), False,
+                             torch.float32)
+torch.testing.assert_close(ops.gaussian_heatmaps(kp, size=(9, 11), sigma=2.0), want, atol=1e-6, rtol=0)
+print("ok")
+"""
+
+
+def test_jit_tier_builds_and_serves_the_ops(tmp_path):
+    """Without the compiled hgfast._C the extension is built with ninja on first use into HGFAST_CACHE, and its
+    kernels serve the ops (about a minute on 2 cores)."""
+    env = dict(os.environ, HGFAST_CACHE=str(tmp_path), HGFAST_CUDA="0", MAX_JOBS="2")
+    env.pop("HGFAST_NO_JIT", None)
+    proc = subprocess.run([sys.executable, "-c", _JIT_TIER], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert list(tmp_path.glob("jit_*/hgfast_C.so"))
+
+
 def test_cuda_build_needs_the_toolkit_headers(tmp_path, monkeypatch):
     """A CUDA torch whose guessed CUDA_HOME has no headers (nvcc on PATH is a wrapper script in /usr/local/bin)
     builds the CPU kernels and says why, instead of failing the install at `cuda_runtime.h: No such file`."""
