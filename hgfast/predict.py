@@ -264,11 +264,11 @@ class Predictor:
             raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
         crops, centers, scales = [], [], []
         for i, (im, box) in enumerate(zip(images, boxes)):
+            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin,
+                                       self.input_size[1] / self.input_size[0])  # checks the box's w, h first
             if box is not None and not box_overlaps(box, im.shape[1::-1]):
                 raise ValueError(f"Predictor: box {i} {tuple(box)} lies outside its {im.shape[1]}x{im.shape[0]} "
                                  f"image")
-            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin,
-                                       self.input_size[1] / self.input_size[0])
             crops.append(crop(im, np.zeros((0, 2)), c, s, 0.0, self.input_size)[0])
             centers.append(c)
             scales.append(s)

@@ -179,6 +179,8 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         with pytest.raises(ValueError, match=r"box 1 .* lies outside its 20x10 image"):
             predictor([image, image], boxes=[None, far])
     assert predictor([image], boxes=[(19.5, 9.5, 30, 30)])[0].shape == (1, 16, 2)  # a corner is enough
+    with pytest.raises(ValueError, match=r"w, h > 0"):
+        predictor([image], boxes=[(0, 0, -5, 5)])
     with pytest.raises(ValueError, match="input_size"):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):

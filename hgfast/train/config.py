@@ -302,9 +302,6 @@ def validate(cfg: Config) -> None:
     for key, value in flat.items():
         if any(isinstance(v, float) and not math.isfinite(v) for v in _flatten(value)):
             raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
-    if cfg.optim.warmup_steps >= cfg.steps:
-        raise ConfigError(f"config key 'optim.warmup_steps' ({cfg.optim.warmup_steps}) must be < 'steps' "
-                          f"({cfg.steps}): the run would end before its LR reaches optim.lr (0: no warm-up)")
     if not cfg.optim.gamma > 0:
         raise ConfigError(f"config key 'optim.gamma' (the step schedule's LR factor) must be > 0, got "
                           f"{cfg.optim.gamma!r}")

@@ -149,7 +149,7 @@ class _StopFlag:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.set, self._old, self._critical, self._deferred = False, {}, False, False
+        self.set, self._old, self._critical, self._deferred, self._stopping = False, {}, False, False, False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -159,10 +159,15 @@ class _StopFlag:
     def _handle(self, signum, frame):
         if not self.set:
             self.set = True
-        elif self._critical:
+        elif self._critical or self._stopping:  # the interrupt's state is being written, or about to be
             self._deferred = True
         else:
-            raise KeyboardInterrupt
+            self.interrupt()
+
+    def interrupt(self):
+        """Raise KeyboardInterrupt; signals from then on wait (the interrupt's state is written next)."""
+        self._stopping = True
+        raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def critical(self):
@@ -172,11 +177,12 @@ class _StopFlag:
         finally:
             self._critical = False
         if self._deferred:
-            raise KeyboardInterrupt
+            self.interrupt()
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(sig, handler)
 
 
 class _WholeStepBuffers:
@@ -201,9 +207,11 @@ class _WholeStepBuffers:
         self.in_step = False
 
 
-def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable) -> None:
-    """The interrupt's checkpoint: of the last whole step, and not cut short by another Ctrl-C."""
-    with contextlib.suppress(KeyboardInterrupt), stop.critical():  # a Ctrl-C meanwhile: raised by the caller
+def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable,
+                       message: str) -> None:
+    """Log ``message`` and write the interrupt's checkpoint: of the last whole step, not cut short by a signal."""
+    with contextlib.suppress(KeyboardInterrupt), stop.critical():  # a signal meanwhile: the caller raises anyway
+        log.warning(message)
         if whole_step is not None:
             whole_step.undo()
         checkpoint()
@@ -318,8 +326,9 @@ RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safete
 RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
 
 
-# The files that show a work dir holds a run (config.yaml may be the user's own; eval results alone hold no run).
-_RUN_MARKS = (STATE_FILE, "best.safetensors", "last.safetensors", "metrics.csv", "train.log")
+# The files that show a work dir holds a run's results (config.yaml may be the user's own; a log and metrics alone
+# are what a run that failed before its first checkpoint leaves, which its rerun replaces).
+_RUN_MARKS = (STATE_FILE, "best.safetensors", "last.safetensors")
 
 
 def _run_outputs(workdir: Path) -> list[str]:
@@ -384,6 +393,9 @@ def _carry_best(source: Path, workdir: Path, best: float) -> float | None:
 
 def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     workdir = Path(cfg.workdir)
+    if cfg.optim.warmup_steps > cfg.steps:
+        raise ValueError(f"config key 'optim.warmup_steps' ({cfg.optim.warmup_steps}) must be <= 'steps' "
+                         f"({cfg.steps}): the run would end before its LR reaches optim.lr (0: no warm-up)")
     state = None if resume is None else load_state(resume)
     if state is not None:
         check_resumable(state.get("config") or {}, to_dict(cfg))
@@ -620,20 +632,19 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     if last or step % cfg.ckpt_every == 0 or improved:  # the state's best matches best.safetensors
                         checkpoint(final=last)
                     if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
-                        raise KeyboardInterrupt
+                        stop.interrupt()
                     if step >= cfg.steps:
                         break
             best = distributed.from_main(best, dist_info)  # only the main process validates
             completed = True
         except KeyboardInterrupt:
-            log.warning("interrupted at step %d; writing the checkpoint", step)
-            _write_interrupted(stop, whole_step, checkpoint)
+            _write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint")
             raise
         except Exception as exc:  # e.g. loader workers killed by the same Ctrl-C
             if not stop.set:
                 raise
-            log.warning("interrupted at step %d (%s); writing the checkpoint", step, exc)
-            _write_interrupted(stop, whole_step, checkpoint)
+            _write_interrupted(stop, whole_step, checkpoint,
+                               f"interrupted at step {step} ({exc}); writing the checkpoint")
             raise KeyboardInterrupt from exc
         finally:
             bar.close()

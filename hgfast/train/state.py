@@ -84,12 +84,14 @@ def check_resumable(saved: dict, config: dict) -> None:
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
     (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, and what the
     state's best value measures: val_metric, its first PCK threshold (val_thresholds), val_flip and the
-    validation set (data.val_detections, data.val_annotations, data.val_length, data.seed)."""
+    validation set (data.val_detections, data.val_annotations; for synthetic data, which renders it,
+    data.val_length and data.seed)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
+    rendered = [("data", "val_length"), ("data", "seed")] if saved.get("data", {}).get("dataset") == "synthetic" \
+        else []
     for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
                                 (None, "val_metric"), (None, "val_thresholds"), (None, "val_flip"),
-                                ("data", "val_detections"), ("data", "val_annotations"), ("data", "val_length"),
-                                ("data", "seed")]:
+                                ("data", "val_detections"), ("data", "val_annotations")] + rendered:
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if key == "input_size" and old is not None:  # 256 is [256, 256]
