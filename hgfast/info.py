@@ -19,9 +19,9 @@ def report():
         f"torch CUDA {torch.version.cuda or 'none (CPU build)'}  "
         f"GPU {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}",
         f"CPU threads {torch.get_num_threads()}",
+        f"fused model (Triton kernels): {_fused_status()}",
         f"hgfast._C: {status['tier'] or 'not loaded'}",
     ]
-    lines.insert(3, f"fused model (Triton kernels): {_fused_status()}")
     lines += [f"  skipped {tier}: {why}" for tier, why in status["skipped"].items()]
     with_cuda, why = _ext.cuda_wanted()
     lines.append(f"  CUDA kernels in a build here: {'yes' if with_cuda else 'no'} ({why})")
