@@ -462,18 +462,25 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert len(summaries) == 1 and summaries[0]["best"] == load_state(tmp_path / "ddp")["best"] is not None
 
 
-def test_every_process_gets_the_main_processs_value(tmp_path):
+@pytest.mark.parametrize("callers_group", [False, True])
+def test_every_process_gets_the_main_processs_value(tmp_path, callers_group):
+    """from_main broadcasts; cleanup destroys the group setup() made and keeps a caller's own."""
     script = tmp_path / "from_main.py"
-    script.write_text("import torch.distributed as dist\nfrom hgfast.train import distributed\n"
-                      "info, _ = distributed.setup('cpu')\n"
-                      "print(info.rank, distributed.from_main({'best': 0.5} if info.is_main else None, info))\n"
-                      "distributed.cleanup(info, synchronize=True)\n")
+    script.write_text("import sys\nimport torch.distributed as dist\nfrom hgfast.train import distributed\n"
+                      + ("dist.init_process_group('gloo')\n" if callers_group else "")
+                      + "info, _ = distributed.setup('cpu')\n"
+                      "value = distributed.from_main({'best': 0.5} if info.is_main else None, info)\n"
+                      "distributed.cleanup(info, synchronize=True)\n"
+                      "kept = dist.is_initialized()\n"
+                      + ("dist.destroy_process_group()\n" if callers_group else "")
+                      + "open(f'{sys.argv[1]}/rank{info.rank}.txt', 'w').write(f'{value} {kept}')\n")
     port = _free_port()
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           port, str(script)], capture_output=True, text=True, timeout=120,
+                           port, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(proc.stdout.splitlines()) == ["0 {'best': 0.5}", "1 {'best': 0.5}"]
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}.txt").read_text() == f"{{'best': 0.5}} {callers_group}"
 
 
 def test_train_and_validate_on_mpii_files(tmp_path):

@@ -1,7 +1,8 @@
 """Multi-process training under ``torchrun``: process group set-up and a resumable distributed sampler.
 
 ``torchrun --nproc_per_node N -m hgfast.cli train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK; each process then
-trains on its shard (NCCL on GPUs, gloo on CPU). Without those variables training runs in one process.
+trains on its shard (NCCL on GPUs, gloo on CPU). Without those variables training runs in one process. A caller
+that set up the process group itself keeps it: its ranks are used, and it is not torn down at the end.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # setup() made the process group, so cleanup() destroys it
 
     @property
     def is_main(self) -> bool:
@@ -35,15 +37,20 @@ class Dist:
 
 
 def setup(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the process group when launched by torchrun; return the rank info and this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    """Join the process group when launched by torchrun (or use the one the caller initialised); return the rank
+    info and this process's device."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_available() and dist.is_initialized():
+        info = Dist(dist.get_rank(), dist.get_world_size(), local_rank)
+    else:
+        info = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), local_rank)
     device = resolve_device(device_name)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if info.enabled and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        info.owns_group = True
     return info, device
 
 
@@ -67,7 +74,7 @@ def from_main(value, info: Dist):
 
 
 def cleanup(info: Dist, synchronize: bool = False) -> None:
-    """Leave the process group. ``synchronize`` (a run that ended normally on every rank): a barrier first, so no
+    """Leave the process group setup() made (a caller's own group stays). ``synchronize`` (a run that ended normally on every rank): a barrier first, so no
     rank tears down its connections while another still finishes the last collective. Not after an error: the
     other ranks may never reach the barrier. (torch 2.4's gloo still hangs now and then in
     ``destroy_process_group`` once the peer has exited, pytorch#75097: 1 in 40 two-rank runs here with the
@@ -75,7 +82,8 @@ def cleanup(info: Dist, synchronize: bool = False) -> None:
     if info.enabled and dist.is_initialized():
         if synchronize:
             dist.barrier()
-        dist.destroy_process_group()
+        if info.owns_group:
+            dist.destroy_process_group()
 
 
 class EpochSampler(DistributedSampler):
