@@ -4,10 +4,12 @@ When no tier loads, the public ops run their pure-PyTorch references. Resolution
 `import hgfast`. `STATUS` records the tier that loaded and why the others were skipped (see `python -m hgfast.info`).
 Environment: HGFAST_NO_EXT=1 skips both tiers (reference only); HGFAST_NO_JIT=1 skips the JIT build;
 HGFAST_CACHE sets the JIT build cache (default ~/.cache/hgfast); HGFAST_CUDA=0/1 skips/forces CUDA sources.
+Without a visible GPU and without TORCH_CUDA_ARCH_LIST the CUDA sources are built for ``DEFAULT_ARCHS``.
 """
 import glob
 import hashlib
 import os
+import shutil
 import traceback
 
 import torch
@@ -15,24 +17,44 @@ import torch
 CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
 STATUS = {"tier": None, "skipped": {}}
 _resolved = False
+DEFAULT_ARCHS = "7.5;8.0;9.0+PTX"  # Turing, Ampere (runs on 8.6/8.9 too), Hopper; PTX for newer GPUs
+FALLBACK_ROOTS = ("/usr/local/cuda",)
+
+
+def toolkit_root(candidates) -> str | None:
+    """The first of ``candidates`` (paths or None) that holds a CUDA toolkit (include/cuda_runtime.h)."""
+    return next((c for c in candidates if c and os.path.isfile(os.path.join(c, "include", "cuda_runtime.h"))), None)
 
 
 def cuda_wanted():
-    """(build CUDA sources?, why): HGFAST_CUDA=1/0 forces/skips; else torch must have CUDA and CUDA_HOME exist."""
+    """(build CUDA sources?, why): HGFAST_CUDA=1/0 forces/skips; else torch must have CUDA and a toolkit be found.
+
+    torch guesses CUDA_HOME from the nvcc on PATH, and a wrapper script there (/usr/local/bin/nvcc) gives
+    /usr/local, which has no headers: then the toolkit of nvcc's resolved path or /usr/local/cuda is used (and
+    CUDA_HOME set to it for the build). Also sets TORCH_CUDA_ARCH_LIST to ``DEFAULT_ARCHS`` when it is unset and
+    no GPU is visible (torch's own choice fails with no GPU to look at)."""
     env = os.environ.get("HGFAST_CUDA")
     if env in ("0", "1"):
-        return env == "1", f"HGFAST_CUDA={env}"
-    if not torch.version.cuda:
+        wanted, why = env == "1", f"HGFAST_CUDA={env}"
+    elif not torch.version.cuda:
         return False, f"torch {torch.__version__} is a CPU build"
-    from torch.utils.cpp_extension import CUDA_HOME
+    else:
+        from torch.utils import cpp_extension
 
-    if CUDA_HOME is None:
-        return False, "CUDA_HOME not found"
-    if not os.path.isfile(os.path.join(CUDA_HOME, "include", "cuda_runtime.h")):
-        # torch guesses CUDA_HOME from the nvcc on PATH; a wrapper script (/usr/local/bin/nvcc) gives /usr/local
-        return False, (f"CUDA_HOME={CUDA_HOME} has no include/cuda_runtime.h (set CUDA_HOME to the CUDA toolkit's "
-                       f"root, e.g. /usr/local/cuda)")
-    return True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={CUDA_HOME}"
+        nvcc = shutil.which("nvcc")
+        guess = cpp_extension.CUDA_HOME
+        root = toolkit_root([guess, nvcc and os.path.dirname(os.path.dirname(os.path.realpath(nvcc))),
+                             *FALLBACK_ROOTS])
+        if root is None:
+            return False, ("no CUDA toolkit found (CUDA_HOME=" + str(guess) + " has no include/cuda_runtime.h; set "
+                           "CUDA_HOME to the toolkit's root, e.g. /usr/local/cuda)")
+        if root != guess:
+            cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"] = root
+        wanted, why = True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={root}"
+    if wanted and not os.environ.get("TORCH_CUDA_ARCH_LIST") and torch.cuda.device_count() == 0:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
+        why += f", no GPU visible: TORCH_CUDA_ARCH_LIST={DEFAULT_ARCHS}"
+    return wanted, why
 
 
 def openmp_flags():
@@ -68,7 +90,7 @@ def _load_jit():
     srcs = sources(with_cuda)
     if not srcs:
         raise RuntimeError(f"no C++ sources at {CSRC} (not an editable/source install)")
-    digest = hashlib.sha1(torch.__version__.encode())
+    digest = hashlib.sha1(f"{torch.__version__} {with_cuda} {os.environ.get('TORCH_CUDA_ARCH_LIST')}".encode())
     for path in srcs + glob.glob(os.path.join(CSRC, "**", "*.h*"), recursive=True):
         digest.update(path.encode() + open(path, "rb").read())
     root = os.environ.get("HGFAST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hgfast"))

@@ -101,6 +101,27 @@ def test_kernel_nan_is_the_maximum(device):
     assert scores.isnan().sum() == 2
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_nan_and_ties_across_thread_slices(device):
+    """64x64 maps: the CUDA block's 256 threads see 16 pixels each (index e, e+256, ...), so a thread meets two
+    NaNs, a NaN after a larger number, and ties with other threads' pixels; the first maximum still wins."""
+    needs_kernel("argmax_decode", device)
+    nan = float("nan")
+    hm = torch.rand(1, 6, 64, 64, device=device)
+    flat = hm.view(6, -1)
+    flat[0, [300 + 256 * 3, 300]] = nan  # two NaNs in one thread's slice: the first
+    flat[1, 10], flat[1, 10 + 256 * 2] = 5.0, nan  # a NaN after a larger number in the same slice
+    flat[2, [777 + 256, 777, 33]] = 9.0  # ties within a slice and across slices
+    flat[3, [1001, 1000]] = 9.0  # ties in neighbouring threads
+    flat[4, [4095, 0]] = nan  # the last and the first pixel
+    flat[5] = -1.0  # constant: the first pixel
+    coords, scores = torch.ops.hgfast.argmax_decode(hm, False)
+    for g, w in zip((coords, scores), argmax_peaks_ref(hm, False)):
+        torch.testing.assert_close(g, w, atol=0, rtol=0, equal_nan=True)
+    first = [300, 522, 33, 1000, 0, 0]
+    assert coords[0].tolist() == [[float(i % 64), float(i // 64)] for i in first]
+
+
 def test_dark_recovers_subpixel_centre():
     kp = torch.tensor([[[20.3, 31.7], [40.6, 12.2]]])
     hm = gaussian_heatmaps(kp, size=64, sigma=2.0)

@@ -88,21 +88,67 @@ def test_jit_tier_builds_and_serves_the_ops(tmp_path):
     assert list(tmp_path.glob("jit_*/hgfast_C.so"))
 
 
-def test_cuda_build_needs_the_toolkit_headers(tmp_path, monkeypatch):
-    """A CUDA torch whose guessed CUDA_HOME has no headers (nvcc on PATH is a wrapper script in /usr/local/bin)
-    builds the CPU kernels and says why, instead of failing the install at `cuda_runtime.h: No such file`."""
+def _toolkit(root):
+    (root / "include").mkdir(parents=True)
+    (root / "include" / "cuda_runtime.h").write_text("")
+    (root / "bin").mkdir()
+    (root / "bin" / "nvcc").write_text("")
+    return root
+
+
+@pytest.fixture
+def cuda_torch(monkeypatch, tmp_path):
+    """A CUDA torch (as far as cuda_wanted looks) whose guessed CUDA_HOME has no headers, no GPU visible."""
     from torch.utils import cpp_extension
 
-    monkeypatch.delenv("HGFAST_CUDA", raising=False)
+    for name in ("HGFAST_CUDA", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path / "guess"))
+    monkeypatch.setattr(_ext, "FALLBACK_ROOTS", ())
+    monkeypatch.setattr(_ext.shutil, "which", lambda name: None)
+    return cpp_extension
+
+
+def test_cuda_build_needs_the_toolkit_headers(cuda_torch, monkeypatch, tmp_path):
+    """No toolkit anywhere: the CPU kernels are built and the reason names the guessed CUDA_HOME (instead of the
+    install failing at `cuda_runtime.h: No such file`)."""
     wanted, why = _ext.cuda_wanted()
-    assert not wanted and str(tmp_path) in why and "cuda_runtime.h" in why
-    (tmp_path / "include").mkdir()
-    (tmp_path / "include" / "cuda_runtime.h").write_text("")
-    assert _ext.cuda_wanted() == (True, f"torch CUDA 13.0, CUDA_HOME={tmp_path}")
+    assert not wanted and str(tmp_path / "guess") in why and "cuda_runtime.h" in why
+    assert "CUDA_HOME" not in os.environ
     monkeypatch.setenv("HGFAST_CUDA", "0")
     assert _ext.cuda_wanted() == (False, "HGFAST_CUDA=0")
+
+
+def test_cuda_build_finds_the_toolkit_behind_nvcc(cuda_torch, monkeypatch, tmp_path):
+    """nvcc on PATH a link into the toolkit (torch guessed its parent folder): the link's target is used and
+    CUDA_HOME set for the build; without a link, the fallback /usr/local/cuda."""
+    toolkit = _toolkit(tmp_path / "cuda-13.0")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvcc").symlink_to(toolkit / "bin" / "nvcc")
+    monkeypatch.setattr(_ext.shutil, "which", lambda name: str(tmp_path / "bin" / "nvcc"))
+    wanted, why = _ext.cuda_wanted()
+    assert wanted and f"CUDA_HOME={toolkit}" in why
+    assert os.environ["CUDA_HOME"] == cuda_torch.CUDA_HOME == str(toolkit)
+    other = _toolkit(tmp_path / "fallback")
+    monkeypatch.setattr(_ext.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cuda_torch, "CUDA_HOME", str(tmp_path / "guess"))
+    monkeypatch.setattr(_ext, "FALLBACK_ROOTS", (str(other),))
+    assert _ext.cuda_wanted()[0] and cuda_torch.CUDA_HOME == str(other)
+
+
+def test_cuda_build_without_a_gpu_gets_an_arch_list(cuda_torch, monkeypatch, tmp_path):
+    """torch's own arch choice fails with no GPU to look at (IndexError); a set TORCH_CUDA_ARCH_LIST is kept."""
+    monkeypatch.setattr(cuda_torch, "CUDA_HOME", str(_toolkit(tmp_path / "cuda")))
+    wanted, why = _ext.cuda_wanted()
+    assert wanted and os.environ["TORCH_CUDA_ARCH_LIST"] == _ext.DEFAULT_ARCHS and _ext.DEFAULT_ARCHS in why
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert _ext.cuda_wanted() == (True, f"torch CUDA 13.0, CUDA_HOME={tmp_path / 'cuda'}")
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "9.0"
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _ext.cuda_wanted()[0] and "TORCH_CUDA_ARCH_LIST" not in os.environ
 
 
 @pytest.mark.gpu
@@ -111,6 +157,6 @@ def test_cuda_kernels_are_built_on_a_gpu_machine():
     ops would quietly run their references."""
     if os.environ.get("HGFAST_CUDA") == "0":
         pytest.skip("HGFAST_CUDA=0 builds no CUDA kernels")
-    missing = [name for name in ("gaussian_heatmaps", "argmax_decode", "heatmap_mse_loss")
+    missing = [name for name in ("gaussian_heatmaps", "argmax_decode", "heatmap_mse_loss", "heatmap_mse_loss_backward")
                if _ext.op(name, "cuda") is None]
     assert not missing, f"no CUDA kernel for {missing}: {_ext.resolve()}; {_ext.cuda_wanted()[1]}"
