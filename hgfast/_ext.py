@@ -148,5 +148,12 @@ def op(name, device):
     if STATUS["tier"] is not None and key is not None and \
             torch._C._dispatch_has_kernel_for_dispatch_key(f"hgfast::{name}", key):
         found = getattr(torch.ops.hgfast, name)
+    if found is None and kind == "cuda" and STATUS["tier"] is not None and os.environ.get("HGFAST_CUDA") != "0" \
+            and not any(k == "cuda" and v is None for (_, k), v in _OPS.items()):
+        import warnings
+
+        warnings.warn(f"hgfast._C ({STATUS['tier']}) has no CUDA kernels: {name} and the other hgfast ops run as "
+                      f"their PyTorch references on the GPU (slower); `python -m hgfast.info` says why the build "
+                      f"left CUDA out", RuntimeWarning, stacklevel=3)
     _OPS[name, kind] = found
     return found

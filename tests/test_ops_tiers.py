@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -149,6 +150,25 @@ def test_cuda_build_without_a_gpu_gets_an_arch_list(cuda_torch, monkeypatch, tmp
     monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert _ext.cuda_wanted()[0] and "TORCH_CUDA_ARCH_LIST" not in os.environ
+
+
+def test_an_extension_without_cuda_kernels_warns_once_on_a_gpu(monkeypatch):
+    """A CPU-only _C used for CUDA tensors: one RuntimeWarning (the ops would quietly run their references)."""
+    _ext.resolve()
+    if _ext.STATUS["tier"] is None or _ext.op("argmax_decode", "cpu") is None:
+        pytest.skip(f"needs hgfast._C: {_ext.STATUS}")
+    if torch._C._dispatch_has_kernel_for_dispatch_key("hgfast::argmax_decode", "CUDA"):
+        pytest.skip("this hgfast._C has CUDA kernels")
+    monkeypatch.delenv("HGFAST_CUDA", raising=False)
+    monkeypatch.setattr(_ext, "_OPS", {})
+    with pytest.warns(RuntimeWarning, match="no CUDA kernels"):
+        assert _ext.op("argmax_decode", "cuda") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _ext.op("gaussian_heatmaps", torch.device("cuda")) is None
+        monkeypatch.setattr(_ext, "_OPS", {})
+        monkeypatch.setenv("HGFAST_CUDA", "0")  # CUDA left out on purpose
+        assert _ext.op("argmax_decode", "cuda") is None
 
 
 @pytest.mark.gpu
