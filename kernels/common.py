@@ -148,6 +148,16 @@ def launch_tuned(kernel, grid, key: tuple, *args, **kwargs) -> None:
         kernel.fn[grid](*args, **kwargs, **chosen)
         return
     with _choosing:  # best_config is per kernel, not per call (nn.DataParallel launches from several threads)
+        kernel.nargs = dict(zip(kernel.arg_names, args))
+        try:
+            pruned = kernel.prune_configs(kwargs)
+        finally:
+            kernel.nargs = None
+        if len(pruned) == 1:  # nothing to choose: no benchmark (Triton's autotuner times even a single config)
+            chosen = pruned[0].all_kwargs()
+            kernel.fn[grid](*args, **kwargs, **chosen)
+            _chosen[(kernel, key)] = chosen
+            return
         kernel.best_config = None
         kernel[grid](*args, **kwargs)
         if kernel.best_config is not None:  # None where Autotuner.run is replaced (.ci/triton_sm90_check)

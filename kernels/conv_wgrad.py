@@ -105,6 +105,9 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         check_vector("shift", shift, cin, x.device)
     pending = _check_pending(dy_pending, dy)
     m = n * hh * ww
+    if m == 0:  # an empty batch: nothing to reduce
+        return (torch.zeros((cout, cin, kernel_size, kernel_size), device=x.device, dtype=torch.float32),
+                torch.zeros((cout,), device=x.device, dtype=torch.float32) if bias else None)
     bm = block_m(m)
     # Split count from the largest autotune tile (64 x 128): never fewer programs than planned.
     splits, rows = row_split(m, bm, kernel_size ** 2 * cdiv(cin, 64) * cdiv(cout, 128), x.device)

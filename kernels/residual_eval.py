@@ -14,8 +14,10 @@ images x ``TH`` rows x ``TW`` columns (``BM = IB * TH * TW`` GEMM rows), and for
 
 Against three kernels (``conv2d_fwd`` x 3): one launch instead of three and no intermediate activation in HBM
 (``x`` read about once, ``y`` written once), for a halo recompute of conv1: ``(TH+2)(TW+2) / (TH TW)`` times its
-FLOPs, 1.5x at 8 x 16 with 64-row chunks (+8 % of the residual's). Programs are persistent (about two per SM, each
-looping over tiles), so the scratch is a few MB that stays in L2.
+FLOPs, 1.5x at 8 x 16 with 64-row chunks (+8 % of the residual's). Programs are persistent (two per SM planned, each
+looping over tiles), so the scratch is a few MB that stays in L2. Only one is resident per SM where a block takes
+more than half an SM's 228 KB of shared memory (bf16 CMP 128, 3 stages: 160 KB, compiled for sm_90), and the
+second half of the programs then starts as the first finishes (the same work in all, not measured on a GPU).
 """
 import torch
 import triton
@@ -125,7 +127,9 @@ def eval_tile(n: int, h: int, w: int, rows: int | None = None) -> tuple[int, int
 
 
 # The widest padded bottleneck (CMP) whose kernel fits an sm_90 block's 227 KB of shared memory, in one stage;
-# wider models run the three-kernel form (``fits``).
+# wider models run the three-kernel form (``fits``). fp32 GEMMs in IEEE precision (TF32 off) stage conv3's
+# (BM, CMP) fp32 operand through shared memory on its own: compiled for sm_90 with 128-row tiles, CMP 512 then
+# needs 384 KB (256 KB with 64-row tiles), CMP 256 208 KB, so their limit is half.
 MAX_CMP = 512
 
 
@@ -134,9 +138,15 @@ def _padded(cm: int) -> int:
     return max(16, next_pow2(cm))
 
 
-def fits(cm: int) -> bool:
-    """Whether the one-kernel residual compiles for a bottleneck of ``cm`` channels (``MAX_CMP``)."""
-    return _padded(cm) <= MAX_CMP
+def max_cmp(dtype: torch.dtype) -> int:
+    """``MAX_CMP`` for activations of ``dtype`` (half of it for fp32 without TF32, see above)."""
+    return MAX_CMP // 2 if dtype == torch.float32 and dot_precision(dtype) == "ieee" and not interpreting() \
+        else MAX_CMP
+
+
+def fits(cm: int, dtype: torch.dtype) -> bool:
+    """Whether the one-kernel residual fits a GPU block for a bottleneck of ``cm`` channels (``max_cmp``)."""
+    return _padded(cm) <= max_cmp(dtype)
 
 
 def _stages(dtype: torch.dtype, cmp: int) -> int:
@@ -196,9 +206,10 @@ def residual_eval(x, s1, t1, w1, b1, s2, t2, w2_packed, b2, s3, t3, w3, b3, low=
                              f"{tuple(low.shape)} for H, W = {hh}, {ww}")
     if tile_rows not in (None, 16, 64, 128):
         raise ValueError(f"tile_rows must be None, 16, 64 or 128, got {tile_rows!r}")
-    if not fits(cm):
+    if not fits(cm, x.dtype):
         raise ValueError(f"residual_eval: a bottleneck of {cm} channels is wider than the one-kernel residual's "
-                         f"{MAX_CMP} (it would not fit a GPU block's shared memory); use the three-kernel form")
+                         f"{max_cmp(x.dtype)} for {x.dtype} (it would not fit a GPU block's shared memory); use the "
+                         f"three-kernel form")
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y

@@ -277,6 +277,17 @@ def test_conv_bad_inputs_name_the_argument():
         kernels.conv2d_wgrad(x, torch.randn(1, 4, 4, 2), 2)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_wgrad_of_an_empty_batch_is_zero(bias):
+    """No rows to reduce (an empty batch through the merge convs' backward): zero gradients, as ATen's, not a
+    division by zero in the row split."""
+    x, dy = torch.randn(0, 4, 4, 5), torch.randn(0, 4, 4, 3)
+    for k in (1, 3):
+        dw, db = kernels.conv2d_wgrad(x, dy, k, torch.ones(5), torch.zeros(5), bias=bias)
+        assert dw.shape == (3, 5, k, k) and not dw.any()
+        assert (db is None) != bias and (db is None or (db.shape == (3,) and not db.any()))
+
+
 def test_check_nhwc_rejects_int32_overflowing_tensors():
     """Offsets are int32 (``row * C + col``): 2**31 elements or more are refused, naming the argument (meta tensors,
     so nothing is allocated)."""
@@ -392,6 +403,40 @@ def test_autotune_off_takes_the_first_fitting_config(monkeypatch):
     assert prune(configs, args, BM=64) == configs[1:2]
 
 
+@pytest.fixture
+def two_configs(monkeypatch):
+    """The GEMM kernels with two interpreter configs (the interpreter's list has one, which never reaches the
+    autotuner's choice) and a stand-in benchmark recording what it times (all equal: the first wins)."""
+    import triton
+
+    from hgfast.kernels import common, conv, conv_dgrad, conv_wgrad
+
+    config = common._INTERPRETER_CONFIG
+    twins = [config, triton.Config(dict(config.kwargs), num_warps=2, num_stages=config.num_stages)]
+    timed = []
+    for kernel in (conv.conv_fwd_kernel, conv_dgrad.conv_dgrad_kernel, conv_wgrad.conv_wgrad_kernel):
+        monkeypatch.setattr(kernel, "configs", twins)
+        monkeypatch.setattr(kernel, "_bench", lambda *a, config, **k: timed.append(config) or 1.0)
+    common._forget_choices()
+    yield twins, timed
+    common._forget_choices()
+
+
+def test_one_config_left_is_launched_without_a_benchmark(two_configs, monkeypatch):
+    """Triton's autotuner benchmarks every new key even when pruning leaves one config (25 ms warm-up + 100 ms of
+    repeats on a GPU): with HGFAST_AUTOTUNE=0, launch_tuned calls that config directly, once per key."""
+    from hgfast.kernels import common
+
+    twins, timed = two_configs
+    x, wt = rnd((1, 4, 4, 8), torch.float32), rnd((8, 8, 1, 1), torch.float32)
+    monkeypatch.setenv("HGFAST_AUTOTUNE", "0")
+    close(kernels.conv2d_fwd(x, wt)[0], F.conv2d(nchw(x), wt.double()).permute(0, 2, 3, 1), torch.float32, "one config")
+    assert timed == [] and list(common._chosen.values()) == [twins[0].all_kwargs()]
+    monkeypatch.setenv("HGFAST_AUTOTUNE", "1")  # both kept: the autotuner times them
+    kernels.conv2d_fwd(x[:, :3], wt)
+    assert timed == twins
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("index", range(5))
@@ -406,7 +451,7 @@ def test_every_gpu_config_matches_the_reference(dtype, index):
         check_fwd_dgrad_wgrad(dtype, 2, 12, 20, 96, 80)
 
 
-def test_gemm_launches_reuse_the_autotuners_choice_without_asking_it_again(monkeypatch):
+def test_gemm_launches_reuse_the_autotuners_choice_without_asking_it_again(two_configs, monkeypatch):
     """``launch_tuned``: the first launch with a key goes through the autotuner and records its config; later ones
     call the kernel with it directly (same result). Where ``Autotuner.run`` is replaced and sets no config (the
     sm_90 compile check), nothing is recorded and every launch keeps going through it."""

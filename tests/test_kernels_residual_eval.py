@@ -216,15 +216,28 @@ def test_residual_eval_on_the_gpu(n, h, w, monkeypatch):
     fastest_module.forget()
 
 
+def test_fp32_without_tf32_halves_the_widest_bottleneck(monkeypatch):
+    """fp32 GEMMs in IEEE precision stage conv3's fp32 operand through shared memory on their own (sm_90: CMP 512
+    needs 384 KB): on a GPU only CMP <= 256 runs as one kernel there; TF32 and 16-bit keep 512."""
+    monkeypatch.setattr(residual_eval_module, "interpreting", lambda: False)
+    for tf32, widest in ((False, 256), (True, 512)):
+        monkeypatch.setattr(residual_eval_module, "dot_precision", lambda dtype: "tf32" if tf32 else "ieee")
+        assert residual_eval_module.max_cmp(torch.float32) == widest
+        assert kernels.residual_eval_fits(widest, torch.float32) and not kernels.residual_eval_fits(widest + 1,
+                                                                                                    torch.float32)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert kernels.residual_eval_fits(512, dtype)
+
+
 def test_too_wide_a_bottleneck_is_refused_and_runs_as_three_kernels(monkeypatch):
     """Past ``MAX_CMP`` the one kernel would not fit a GPU block's shared memory (sm_90: CMP 1024 needs 256 KB
     in one stage): the launcher refuses it by name, the fused residual runs the three-kernel form, even pinned."""
     from hgfast.fused import ops as fused_ops
 
-    assert kernels.residual_eval_fits(512) and not kernels.residual_eval_fits(513)
+    assert kernels.residual_eval_fits(512, torch.bfloat16) and not kernels.residual_eval_fits(513, torch.bfloat16)
     a = make_inputs(1, 4, 6, 8, 8, torch.float32)
     monkeypatch.setattr(residual_eval_module, "MAX_CMP", 16)
-    assert kernels.residual_eval_fits(16) and not kernels.residual_eval_fits(17)
+    assert kernels.residual_eval_fits(16, torch.float32) and not kernels.residual_eval_fits(17, torch.float32)
     a.update(w1=torch.randn(17, 8, 1, 1), w2=torch.randn(17, 17, 3, 3) / 6, w3=torch.randn(8, 17, 1, 1), b1=None,
              b2=None, s2=torch.rand(17) + 0.5, t2=torch.randn(17), s3=torch.rand(17) + 0.5, t3=torch.randn(17))
     with pytest.raises(ValueError, match="bottleneck of 17 channels is wider than the one-kernel residual's 16"):

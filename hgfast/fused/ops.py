@@ -88,7 +88,7 @@ def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: T
         b = K.conv2d_fwd(a, w2, b2, None, None, s3, t3, packed=w2_packed)[0]
         return K.conv2d_fwd(b, w3, b3, residual=x if skip is None else skip, low=low)[0]
 
-    if skip is not None or not K.residual_eval_fits(w1.shape[0]):
+    if skip is not None or not K.residual_eval_fits(w1.shape[0], x.dtype):
         return three()
     candidates = {"single": single(), "single-64": single(64), "three": three}
     key = (tuple(x.shape), w1.shape[0], x.dtype, x.device.index, low is not None)
