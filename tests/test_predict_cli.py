@@ -884,3 +884,26 @@ def test_checkpoints_carry_their_inference_settings(workdir, tmp_path):
     image = tmp_path / "im.png"
     cv2.imwrite(str(image), render(0, "val", 0, 64)["image"][..., ::-1])
     assert main(["predict", str(image), "--checkpoint", str(alone), "--out", str(out), "--device", "cpu"]) == 0
+
+
+def test_main_job_baselines_script():
+    """benchmarks/main_job_baselines.py (the README's untrained and mean-pose scores): a figure's own pose, put back
+    into its crop, scores 1 at every threshold (the crop-to-image mapping is right); an untrained model scores."""
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(script))
+    try:
+        import main_job_baselines
+    finally:
+        sys.path.remove(str(script))
+    from hgfast.data import build_dataset
+    from hgfast.train.config import resolve
+
+    cfg = resolve("cpu-small", overrides=["data.val_length=2"])
+    val_set = build_dataset(cfg.data, "val")
+    one = torch.utils.data.Subset(val_set, [1])
+    one.skeleton, one.input_size = val_set.skeleton, val_set.input_size
+    assert main_job_baselines.mean_pose(cfg, one, one, 1) == {"0.2": 1.0, "0.1": 1.0, "0.05": 1.0}
+    assert main_job_baselines.mean_pose(cfg, val_set, one, 1)["0.05"] < 1.0  # another figure's pose
+    assert all(0 <= v <= 1 for v in main_job_baselines.untrained(cfg, val_set, seed=0).values())
