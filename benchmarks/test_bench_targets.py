@@ -55,8 +55,9 @@ CPU_IMPLS = {
     "numpy-loop": lambda kp, vis: numpy_loop(kp.numpy(), vis.numpy()),
     "numpy-vectorised": lambda kp, vis: numpy_ref.gaussian_heatmaps_dense(kp.numpy(), vis.numpy(), SIZE, SIGMA),
     "numpy-separable": lambda kp, vis: numpy_ref.gaussian_heatmaps_separable(kp.numpy(), vis.numpy(), SIZE, SIGMA),
-    "torch-reference": lambda kp, vis: gaussian_heatmaps_ref(kp[:, None], vis[:, None], torch.full((K,), SIGMA),
-                                                             SIZE, False, torch.float32),
+    "torch-reference": lambda kp, vis: gaussian_heatmaps_ref(kp[:, None], vis[:, None],
+                                                             torch.full((K,), SIGMA, device=kp.device), SIZE, False,
+                                                             torch.float32),
     "hgfast": lambda kp, vis: gaussian_heatmaps(kp, vis, SIZE, SIGMA),
     "hgfast-kernel": None,  # _kernel
 }

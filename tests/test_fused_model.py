@@ -6,6 +6,7 @@ at the end every buffer (running statistics, num_batches_tracked) and parameter.
 tensor's largest magnitude (fp32, different reduction orders, compounded over three steps of training-mode BN);
 gradients as in ``test_fused_residual.compare_grads``. The head (post-activation ``lin`` BN) on its own: 2e-5.
 """
+import copy
 import warnings
 
 import pytest
@@ -178,7 +179,7 @@ def test_fused_model_on_a_non_square_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, 6e-2)], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, None)], ids=["fp32", "bf16"])
 def test_fused_model_on_a_non_square_input_on_the_gpu(dtype, tol, monkeypatch):
     """Two stacks at 64x128 (16x32 heatmaps, 1x2 at the hourglass bottom) on CUDA, channels_last, autocast in
     ``dtype``: training outputs and (fp32) every gradient, then eval outputs, match the reference (no TF32)."""
@@ -197,13 +198,30 @@ def test_fused_model_on_a_non_square_input_on_the_gpu(dtype, tol, monkeypatch):
             out = model(x).float()
         (out * torch.linspace(-1, 1, out.numel(), device="cuda").view_as(out)).sum().backward()
         outs.append(out.detach())
-    assert outs[0].shape == (2, 2, 5, 16, 32) and rel_err(outs[1], outs[0]) <= tol
+    assert outs[0].shape == (2, 2, 5, 16, 32)
+    exact = copy.deepcopy(ref).double() if dtype != torch.float32 else None
+
+    def close(got, want, what):
+        """fp32: within tol of the reference; 16-bit: two paths rounded apart (the eager one alone is 3-5e-2 from
+        float64 here, BN over 4 values at the bottom), so each against float64, the fused at most twice as far."""
+        if exact is None:
+            assert rel_err(got, want) <= tol, what
+        else:
+            with torch.no_grad():
+                truth = exact(x.double()).float()
+            assert rel_err(got, truth) <= max(2 * rel_err(want, truth), 1e-2), what
+
+    close(outs[1], outs[0], "training-mode outputs")
     if dtype == torch.float32:
         compare_grads(ref, fused, tol, zero_grad_bias=lambda n: not (n.startswith("heads.")
                                                                      and n.endswith(".heatmap.bias")))
     ref.eval(), fused.eval()
+    if exact is not None:
+        exact.load_state_dict(ref.state_dict())  # the running statistics of the training forward above
+        exact.eval()
     with torch.no_grad(), torch.autocast(**autocast):
-        assert rel_err(fused(x).float(), ref(x).float()) <= tol, "eval-mode outputs"
+        got, want = fused(x).float(), ref(x).float()
+    close(got, want, "eval-mode outputs")
 
 
 @pytest.mark.triton

@@ -284,7 +284,8 @@ def test_cli_predict_streams_batches_of_images(workdir, image_file, tmp_path, ca
         others.append(str(other))
     images = [str(image_file), *others]
     for batch in ("1", "2", "32"):
-        assert main(["predict", *images, *checkpoint, "--batch-size", batch, "--out", str(tmp_path / batch)]) == 0
+        assert main(["predict", *images, *checkpoint, "--batch-size", batch, "--out", str(tmp_path / batch),
+                     "--device", "cpu"]) == 0  # cuDNN may pick other algorithms per batch size: not bit-identical
     runs = [json.loads((tmp_path / b / "predictions.json").read_text()) for b in ("1", "2", "32")]
     for run, batch in zip(runs, ("1", "2", "32")):
         assert [Path(r["picture"]).name for r in run] == ["person_pose.jpg", "person_pose_2.jpg", "person_pose_3.jpg"]

@@ -162,7 +162,8 @@ def _second_ctrl_c_inside_the_forward(monkeypatch, step):
 
 
 def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
-    straight = tiny(tmp_path, "data.workers=1", "log_every=2", name="straight")
+    """On the CPU also on a GPU machine: bit-identical needs deterministic kernels (cuDNN's backward is not)."""
+    straight = tiny(tmp_path, "device=cpu", "data.workers=1", "log_every=2", name="straight")
     summary = train(straight)
     assert summary["steps"] == 4
     work = tmp_path / "straight"
@@ -173,7 +174,7 @@ def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     assert [r["step"] for r in rows if r["loss"]] == ["2", "4"] and any(r["val_pck"] for r in rows)
     assert not logging.getLogger("hgfast.train").handlers  # train.log is closed when train() returns
 
-    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="killed")
+    cfg = tiny(tmp_path, "device=cpu", "ckpt_every=100", "log_every=2", name="killed")
     with pytest.raises(KeyboardInterrupt):
         train(cfg, callbacks=[_KillAt(3)])  # in the middle of a log window
     state = load_state(tmp_path / "killed")
@@ -182,7 +183,7 @@ def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     assert train(cfg, resume=tmp_path / "killed")["steps"] == 4
     _assert_same_run(work, tmp_path / "killed")
 
-    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="signalled")
+    cfg = tiny(tmp_path, "device=cpu", "ckpt_every=100", "log_every=2", name="signalled")
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         _second_ctrl_c_inside_the_update(m, 3)
         train(cfg)
@@ -191,7 +192,7 @@ def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     assert train(cfg, resume=tmp_path / "signalled")["steps"] == 4
     _assert_same_run(work, tmp_path / "signalled")
 
-    cfg = tiny(tmp_path, "ckpt_every=100", "log_every=2", name="mid-forward")
+    cfg = tiny(tmp_path, "device=cpu", "ckpt_every=100", "log_every=2", name="mid-forward")
     with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
         _second_ctrl_c_inside_the_forward(m, 3)
         train(cfg)
@@ -451,7 +452,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     port = _free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2"]
+           "-m", "hgfast.cli", "train", "--workdir", str(tmp_path / "ddp"), "--set", "steps=2", "--set", "device=cpu"]
     cmd += [a for s in TINY if not s.startswith("steps") for a in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -46,6 +46,9 @@ def setup(device_name: str) -> tuple[Dist, torch.device]:
         info = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), local_rank)
     device = resolve_device(device_name)
     if device.type == "cuda" and info.enabled:
+        if info.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {info.local_rank} has no GPU: {torch.cuda.device_count()} visible (start at "
+                             f"most that many processes per node, or train with device=cpu)")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if info.enabled and not dist.is_initialized():
