@@ -119,6 +119,14 @@ def block_m(m: int) -> int:
     return 128 if m >= 128 * 132 else 64
 
 
+def tune_key(m: int, bm: int) -> int:
+    """The GEMM autotuners' row key (kernel argument ``M_KEY``): ``M`` rounded up to a power of two, with ``BM``
+    (which the pruning depends on), so a new batch size (the last partial batch of an evaluation, a video's
+    changing number of people) tunes again only when it crosses a power of two: each new key times up to five
+    configs of every GEMM of the model."""
+    return 2 * next_pow2(m) + (bm == 128)
+
+
 # The interpreter's one GEMM config (one: the autotuner would time several); ``interpreter_tiles`` widens it.
 _INTERPRETER_CONFIG = triton.Config({"BN": 16, "BK": 16}, num_warps=4, num_stages=1)
 

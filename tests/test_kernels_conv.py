@@ -432,8 +432,8 @@ def test_one_config_left_is_launched_without_a_benchmark(two_configs, monkeypatc
     monkeypatch.setenv("HGFAST_AUTOTUNE", "0")
     close(kernels.conv2d_fwd(x, wt)[0], F.conv2d(nchw(x), wt.double()).permute(0, 2, 3, 1), torch.float32, "one config")
     assert timed == [] and list(common._chosen.values()) == [twins[0].all_kwargs()]
-    monkeypatch.setenv("HGFAST_AUTOTUNE", "1")  # both kept: the autotuner times them
-    kernels.conv2d_fwd(x[:, :3], wt)
+    monkeypatch.setenv("HGFAST_AUTOTUNE", "1")  # both kept: the autotuner times them (another M key)
+    kernels.conv2d_fwd(rnd((3, 4, 4, 8), torch.float32), wt)
     assert timed == twins
 
 
@@ -449,6 +449,21 @@ def test_every_gpu_config_matches_the_reference(dtype, index):
     with only_config(index):
         check_fwd_epilogue(dtype, 3, 2, 12, 20, 72, 96)
         check_fwd_dgrad_wgrad(dtype, 2, 12, 20, 96, 80)
+
+
+def test_batch_sizes_up_to_a_power_of_two_share_one_tuning(two_configs):
+    """The autotune key rounds M up to a power of two (``tune_key``): batches of 3 and 4 (M 48 and 64) are timed
+    once, 5 (M 80) again; each result still matches the reference."""
+    from hgfast.kernels.common import tune_key
+
+    assert tune_key(48, 64) == tune_key(64, 64) != tune_key(80, 64) and tune_key(20000, 64) != tune_key(20000, 128)
+    twins, timed = two_configs
+    wt = rnd((6, 5, 3, 3), torch.float32)
+    for n, times in ((3, 1), (4, 1), (5, 2), (8, 2)):
+        x = rnd((n, 4, 4, 5), torch.float32)
+        close(kernels.conv2d_fwd(x, wt)[0], F.conv2d(nchw(x), wt.double(), padding=1).permute(0, 2, 3, 1),
+              torch.float32, f"batch {n}")
+        assert timed == twins * times, n
 
 
 def test_gemm_launches_reuse_the_autotuners_choice_without_asking_it_again(two_configs, monkeypatch):
