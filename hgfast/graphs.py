@@ -155,6 +155,12 @@ class GraphedTrainStep:
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         self.warmup = _check_warmup(warmup)
         self.device = _device_of(model)
+        cumulative = [name for name, m in model.named_modules()
+                      if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is None]
+        if cumulative:  # its training factor is 1 / float(num_batches_tracked): a host sync capture cannot hold
+            raise ValueError(f"model: BatchNorm(momentum=None) (cumulative average) cannot be captured in training: "
+                             f"{cumulative[0]}{f' and {len(cumulative) - 1} more' if len(cumulative) > 1 else ''}; "
+                             f"give it a momentum")
         self.model, self.optimizer, self.loss_fn, self.amp_dtype = model, optimizer, loss_fn, amp_dtype
         self._graph = self._inputs = self._loss = self._state = None
         self._lrs: list[torch.Tensor] = []

@@ -106,6 +106,15 @@ def test_argument_errors_name_the_argument():
         GraphedForward(model, amp_dtype=torch.float64)
 
 
+def test_cumulative_batchnorm_is_refused_for_training_capture(monkeypatch):
+    monkeypatch.setattr("hgfast.graphs._device_of", lambda model: torch.device("cpu"))
+    model = tiny_model()
+    model.stem.bn.momentum = None
+    with pytest.raises(ValueError, match=r"BatchNorm\(momentum=None\).*stem.bn; give it a momentum"):
+        GraphedTrainStep(model, torch.optim.Adam(model.parameters()), heatmap_loss(resolve()))
+    GraphedForward(model.eval())  # inference reads the running statistics: no sync
+
+
 def test_graphed_forward_captures_again_after_invalidate(monkeypatch):
     """A write through ``.data`` moves no version counter; ``hgfast.fused.invalidate(model)`` moves what the
     recapture check compares (checked on the CPU, without capturing)."""
