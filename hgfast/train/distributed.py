@@ -77,11 +77,11 @@ def from_main(value, info: Dist):
 
 
 def cleanup(info: Dist, synchronize: bool = False) -> None:
-    """Leave the process group setup() made (a caller's own group stays). ``synchronize`` (a run that ended normally on every rank): a barrier first, so no
-    rank tears down its connections while another still finishes the last collective. Not after an error: the
-    other ranks may never reach the barrier. (torch 2.4's gloo still hangs now and then in
-    ``destroy_process_group`` once the peer has exited, pytorch#75097: 1 in 40 two-rank runs here with the
-    barrier, 2 in 30 without; none in 91 runs under torch 2.13, with or without it.)"""
+    """Leave the process group setup() made (a caller's own group stays). ``synchronize`` (a run that ended
+    normally on every rank): a barrier first, so no rank tears down its connections while another still finishes
+    the last collective. Not after an error: the other ranks may never reach the barrier. (torch 2.4's gloo
+    still hangs now and then in ``destroy_process_group`` once the peer has exited, pytorch#75097: 1 in 40
+    two-rank runs here with the barrier, 2 in 30 without; none in 91 runs under torch 2.13, with or without it.)"""
     if info.enabled and dist.is_initialized():
         if synchronize:
             dist.barrier()
