@@ -1,9 +1,9 @@
 """Build script: package layout lives in pyproject.toml; this file adds the hgfast._C extension.
 
 `pip install --no-build-isolation -e .` compiles hgfast._C (CPU kernels always; CUDA kernels when torch has CUDA
-and CUDA_HOME is found, or HGFAST_CUDA=1/0 to force/skip; MAX_JOBS limits parallel compile jobs). Without torch at
-build time (plain `pip install -e .` with build isolation) nothing is compiled here and hgfast JIT-builds the
-extension on first use (hgfast/_ext.py).
+and a CUDA toolkit is found (hgfast/_ext.py cuda_wanted), or HGFAST_CUDA=1/0 to force/skip; MAX_JOBS limits
+parallel compile jobs). Without torch at build time (plain `pip install -e .` with build isolation) nothing is
+compiled here and hgfast JIT-builds the extension on first use (hgfast/_ext.py).
 """
 import importlib.util
 import os

@@ -27,34 +27,47 @@ def toolkit_root(candidates) -> str | None:
 
 
 def cuda_wanted():
-    """(build CUDA sources?, why): HGFAST_CUDA=1/0 forces/skips; else torch must have CUDA and a toolkit be found.
+    """(build CUDA sources?, why): HGFAST_CUDA=0 skips, HGFAST_CUDA=1 forces (with a CUDA torch); else torch must
+    have CUDA and a toolkit (include/cuda_runtime.h) be found.
 
-    torch guesses CUDA_HOME from the nvcc on PATH, and a wrapper script there (/usr/local/bin/nvcc) gives
-    /usr/local, which has no headers: then the toolkit of nvcc's resolved path or /usr/local/cuda is used (and
-    CUDA_HOME set to it for the build). Also sets TORCH_CUDA_ARCH_LIST to ``DEFAULT_ARCHS`` when it is unset and
-    no GPU is visible (torch's own choice fails with no GPU to look at)."""
+    A CUDA_HOME or CUDA_PATH you set is used as it is. Otherwise torch guesses from the nvcc on PATH, and a wrapper
+    script there (/usr/local/bin/nvcc) gives /usr/local, which has no headers: then nvcc's resolved path (through
+    links) or /usr/local/cuda is used, and CUDA_HOME set to it for the build. Also sets TORCH_CUDA_ARCH_LIST to
+    ``DEFAULT_ARCHS`` when it is unset and no GPU is visible (torch's own choice fails with no GPU to look at)."""
     env = os.environ.get("HGFAST_CUDA")
-    if env in ("0", "1"):
-        wanted, why = env == "1", f"HGFAST_CUDA={env}"
-    elif not torch.version.cuda:
-        return False, f"torch {torch.__version__} is a CPU build"
-    else:
-        from torch.utils import cpp_extension
+    if env == "0":
+        return False, "HGFAST_CUDA=0"
+    if not torch.version.cuda:
+        return False, f"torch {torch.__version__} is a CPU build" + (" (HGFAST_CUDA=1 ignored)" if env == "1" else "")
+    from torch.utils import cpp_extension
 
-        nvcc = shutil.which("nvcc")
-        guess = cpp_extension.CUDA_HOME
-        root = toolkit_root([guess, nvcc and os.path.dirname(os.path.dirname(os.path.realpath(nvcc))),
-                             *FALLBACK_ROOTS])
-        if root is None:
-            return False, ("no CUDA toolkit found (CUDA_HOME=" + str(guess) + " has no include/cuda_runtime.h; set "
-                           "CUDA_HOME to the toolkit's root, e.g. /usr/local/cuda)")
-        if root != guess:
-            cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"] = root
-        wanted, why = True, f"torch CUDA {torch.version.cuda}, CUDA_HOME={root}"
-    if wanted and not os.environ.get("TORCH_CUDA_ARCH_LIST") and torch.cuda.device_count() == 0:
+    guess = cpp_extension.CUDA_HOME
+    given = next((os.environ[k] for k in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(k)), None)
+    nvcc = shutil.which("nvcc")
+    searched = [given] if given else [guess, nvcc and os.path.dirname(os.path.dirname(os.path.realpath(nvcc))),
+                                      *FALLBACK_ROOTS]
+    root = toolkit_root(searched)
+    if root is None and env != "1":
+        where = f"the CUDA_HOME you set, {given}," if given else f"CUDA_HOME={guess} (torch's guess)"
+        return False, (f"no CUDA toolkit found ({where} has no include/cuda_runtime.h; set CUDA_HOME to the "
+                       f"toolkit's root, e.g. /usr/local/cuda)")
+    if root is not None and root != guess:
+        cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"] = root
+    why = f"{'HGFAST_CUDA=1, ' if env == '1' else ''}torch CUDA {torch.version.cuda}, CUDA_HOME={root or guess}"
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and torch.cuda.device_count() == 0:
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
         why += f", no GPU visible: TORCH_CUDA_ARCH_LIST={DEFAULT_ARCHS}"
-    return wanted, why
+    return True, why
+
+
+def _arch_key() -> str:
+    """What the CUDA build targets, for the JIT cache key: TORCH_CUDA_ARCH_LIST, else the visible GPUs' compute
+    capabilities (torch's choice then)."""
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if archs:
+        return archs
+    return ",".join(f"{a}.{b}" for a, b in sorted({torch.cuda.get_device_capability(i)
+                                                    for i in range(torch.cuda.device_count())}))
 
 
 def openmp_flags():
@@ -90,7 +103,7 @@ def _load_jit():
     srcs = sources(with_cuda)
     if not srcs:
         raise RuntimeError(f"no C++ sources at {CSRC} (not an editable/source install)")
-    digest = hashlib.sha1(f"{torch.__version__} {with_cuda} {os.environ.get('TORCH_CUDA_ARCH_LIST')}".encode())
+    digest = hashlib.sha1(f"{torch.__version__} {with_cuda} {_arch_key() if with_cuda else ''}".encode())
     for path in srcs + glob.glob(os.path.join(CSRC, "**", "*.h*"), recursive=True):
         digest.update(path.encode() + open(path, "rb").read())
     root = os.environ.get("HGFAST_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hgfast"))

@@ -156,7 +156,8 @@ class GraphedTrainStep:
         self.warmup = _check_warmup(warmup)
         self.device = _device_of(model)
         cumulative = [name for name, m in model.named_modules()
-                      if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is None]
+                      if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is None
+                      and m.track_running_stats]
         if cumulative:  # its training factor is 1 / float(num_batches_tracked): a host sync capture cannot hold
             raise ValueError(f"model: BatchNorm(momentum=None) (cumulative average) cannot be captured in training: "
                              f"{cumulative[0]}{f' and {len(cumulative) - 1} more' if len(cumulative) > 1 else ''}; "

@@ -148,7 +148,8 @@ _choosing = threading.Lock()
 def launch_tuned(kernel, grid, key: tuple, *args, **kwargs) -> None:
     """``kernel[grid](*args, **kwargs)`` for a ``triton.autotune``d kernel. ``key`` must determine the autotuner's
     own key (its key arguments and the dtypes of the tensor arguments): once the autotuner has chosen a config for
-    a ``key``, later launches with it call the kernel with that config directly. The autotuner's per-call work
+    a ``key`` (or pruning left one config, launched without the autotuner's benchmark), later launches with it
+    call the kernel with that config directly. The autotuner's per-call work
     (dicts of all arguments, a dtype string per tensor) costs ~13 µs of host time per launch (measured on CPU with
     launches stubbed: 15 ms of an 8-stack training step's ~1100 GEMM launches)."""
     chosen = _chosen.get((kernel, key))
@@ -217,7 +218,7 @@ def only_config(index: int):
 
 def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
     """``early_config_prune`` for ``gemm_configs()``: drop tiles wider than the problem along N (the kernel argument
-    ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile and time one config, not
+    ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile one config, launched without timing, not
     5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``, exceed the shared
     memory of an sm_90 block (fp32 with 128-row tiles and two-tensor prologues: up to 426 KB otherwise, found by
     ``.ci/triton_sm90_check``). ``args`` holds the launch's named arguments and constexprs. The estimate counts

@@ -42,7 +42,7 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, W_OFF, SW_TAP, SW_K
     return acc
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "HAS_LOW"],
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "HAS_LOW", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
                      a["BM"] * bk * a["x_ptr"].element_size() + bk * bn * a["w_ptr"].element_size()))})
 @triton.jit(do_not_specialize=["M", "H", "W", "T", "M_KEY"])
@@ -161,7 +161,7 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     flags = tuple(v is None for v in (pro_scale, bias, epi_scale, residual, low))
     m_key = tune_key(m, bm)
     launch_tuned(
-        conv_fwd_kernel, grid, (m_key, cin, cout, ks, x.dtype, w_t.dtype, stats, flags),
+        conv_fwd_kernel, grid, (m_key, cin, cout, ks, x.dtype, w_t.dtype, stats, flags, dot_precision(x.dtype)),
         x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
                                                   partial)),
         *w_addr, m, hh, ww, cin, cout, t, m_key,

@@ -17,7 +17,7 @@ from .common import (block_m, cdiv, check_nhwc, check_numel, check_vector, dot_d
 from .conv import check_weight, conv_mainloop, weight_operand
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "MASK", "HAS_ADD"],
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "MASK", "HAS_ADD", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT", lambda a, bn, bk: (
                      a["BM"] * bk * a["dy_ptr"].element_size() * (2 if a["PRO"] == 2 else 1)
                      + bk * bn * a["w_ptr"].element_size()))})
@@ -95,7 +95,8 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
     m_key = tune_key(m, bm)
     launch_tuned(
-        conv_dgrad_kernel, grid, (m_key, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None, add is None),
+        conv_dgrad_kernel, grid, (m_key, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None, add is None,
+                                  dot_precision(dy.dtype)),
         dy, *pending, w_t,
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
         dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t, m_key,

@@ -18,7 +18,7 @@ from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_pre
 from .conv_dgrad import _check_pending
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO_X", "PRO_DY"],
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO_X", "PRO_DY", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
                      a["BM"] * bk * a["x_ptr"].element_size()
                      + a["BM"] * bn * a["dy_ptr"].element_size() * (2 if a["PRO_DY"] == 2 else 1)))})
@@ -125,7 +125,7 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
     m_key = tune_key(m, bm)
     launch_tuned(
         conv_wgrad_kernel, grid, (m_key, cin, cout, kernel_size, x.dtype, scale is None, dy_pending is None, bias,
-                                  splits),
+                                  splits, dot_precision(x.dtype)),
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
         m, hh, ww, cin, cout, rows, stride, m_key,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,

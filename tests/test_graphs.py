@@ -113,6 +113,8 @@ def test_cumulative_batchnorm_is_refused_for_training_capture(monkeypatch):
     with pytest.raises(ValueError, match=r"BatchNorm\(momentum=None\).*stem.bn; give it a momentum"):
         GraphedTrainStep(model, torch.optim.Adam(model.parameters()), heatmap_loss(resolve()))
     GraphedForward(model.eval())  # inference reads the running statistics: no sync
+    model.stem.bn.track_running_stats = False  # batch statistics only: no factor, no sync
+    GraphedTrainStep(model.train(), torch.optim.Adam(model.parameters()), heatmap_loss(resolve()))
 
 
 def test_graphed_forward_captures_again_after_invalidate(monkeypatch):

@@ -99,17 +99,22 @@ def _toolkit(root):
 
 @pytest.fixture
 def cuda_torch(monkeypatch, tmp_path):
-    """A CUDA torch (as far as cuda_wanted looks) whose guessed CUDA_HOME has no headers, no GPU visible."""
+    """A CUDA torch (as far as cuda_wanted looks) whose guessed CUDA_HOME has no headers, no GPU visible. The
+    environment is restored after the test (set variables with os.environ inside it, not monkeypatch.setenv,
+    whose undo would run after the restore)."""
+    from unittest import mock
+
     from torch.utils import cpp_extension
 
-    for name in ("HGFAST_CUDA", "CUDA_HOME", "TORCH_CUDA_ARCH_LIST"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(torch.version, "cuda", "13.0")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path / "guess"))
-    monkeypatch.setattr(_ext, "FALLBACK_ROOTS", ())
-    monkeypatch.setattr(_ext.shutil, "which", lambda name: None)
-    return cpp_extension
+    with mock.patch.dict(os.environ):  # cuda_wanted writes CUDA_HOME and TORCH_CUDA_ARCH_LIST: undone after
+        for name in ("HGFAST_CUDA", "CUDA_HOME", "CUDA_PATH", "TORCH_CUDA_ARCH_LIST"):
+            os.environ.pop(name, None)
+        monkeypatch.setattr(torch.version, "cuda", "13.0")
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+        monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path / "guess"))
+        monkeypatch.setattr(_ext, "FALLBACK_ROOTS", ())
+        monkeypatch.setattr(_ext.shutil, "which", lambda name: None)
+        yield cpp_extension
 
 
 def test_cuda_build_needs_the_toolkit_headers(cuda_torch, monkeypatch, tmp_path):
@@ -118,8 +123,24 @@ def test_cuda_build_needs_the_toolkit_headers(cuda_torch, monkeypatch, tmp_path)
     wanted, why = _ext.cuda_wanted()
     assert not wanted and str(tmp_path / "guess") in why and "cuda_runtime.h" in why
     assert "CUDA_HOME" not in os.environ
-    monkeypatch.setenv("HGFAST_CUDA", "0")
+    os.environ["HGFAST_CUDA"] = "1"  # forced: built with torch's guess (the build reports what is missing)
+    assert _ext.cuda_wanted()[0]
+    os.environ["HGFAST_CUDA"] = "0"
     assert _ext.cuda_wanted() == (False, "HGFAST_CUDA=0")
+
+
+def test_cuda_home_you_set_is_used_as_it_is(cuda_torch, monkeypatch, tmp_path):
+    """A CUDA_HOME without headers is refused by name, not replaced by another toolkit (of another version,
+    perhaps); HGFAST_CUDA=1 cannot make a CPU torch build CUDA."""
+    _toolkit(tmp_path / "fallback")
+    monkeypatch.setattr(_ext, "FALLBACK_ROOTS", (str(tmp_path / "fallback"),))
+    os.environ["CUDA_HOME"] = str(tmp_path / "mine")
+    wanted, why = _ext.cuda_wanted()
+    assert not wanted and f"the CUDA_HOME you set, {tmp_path / 'mine'}," in why
+    assert os.environ["CUDA_HOME"] == str(tmp_path / "mine")
+    monkeypatch.setattr(torch.version, "cuda", None)
+    os.environ["HGFAST_CUDA"] = "1"
+    assert _ext.cuda_wanted() == (False, f"torch {torch.__version__} is a CPU build (HGFAST_CUDA=1 ignored)")
 
 
 def test_cuda_build_finds_the_toolkit_behind_nvcc(cuda_torch, monkeypatch, tmp_path):
@@ -133,6 +154,7 @@ def test_cuda_build_finds_the_toolkit_behind_nvcc(cuda_torch, monkeypatch, tmp_p
     assert wanted and f"CUDA_HOME={toolkit}" in why
     assert os.environ["CUDA_HOME"] == cuda_torch.CUDA_HOME == str(toolkit)
     other = _toolkit(tmp_path / "fallback")
+    del os.environ["CUDA_HOME"]  # as in a new process
     monkeypatch.setattr(_ext.shutil, "which", lambda name: None)
     monkeypatch.setattr(cuda_torch, "CUDA_HOME", str(tmp_path / "guess"))
     monkeypatch.setattr(_ext, "FALLBACK_ROOTS", (str(other),))
@@ -144,10 +166,10 @@ def test_cuda_build_without_a_gpu_gets_an_arch_list(cuda_torch, monkeypatch, tmp
     monkeypatch.setattr(cuda_torch, "CUDA_HOME", str(_toolkit(tmp_path / "cuda")))
     wanted, why = _ext.cuda_wanted()
     assert wanted and os.environ["TORCH_CUDA_ARCH_LIST"] == _ext.DEFAULT_ARCHS and _ext.DEFAULT_ARCHS in why
-    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
     assert _ext.cuda_wanted() == (True, f"torch CUDA 13.0, CUDA_HOME={tmp_path / 'cuda'}")
     assert os.environ["TORCH_CUDA_ARCH_LIST"] == "9.0"
-    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
+    del os.environ["TORCH_CUDA_ARCH_LIST"]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert _ext.cuda_wanted()[0] and "TORCH_CUDA_ARCH_LIST" not in os.environ
 

@@ -41,6 +41,8 @@ def setup(device_name: str) -> tuple[Dist, torch.device]:
     info and this process's device."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_available() and dist.is_initialized():
+        if "LOCAL_RANK" not in os.environ and torch.cuda.is_available():  # e.g. mp.spawn: the GPU the caller set
+            local_rank = torch.cuda.current_device()
         info = Dist(dist.get_rank(), dist.get_world_size(), local_rank)
     else:
         info = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), local_rank)
