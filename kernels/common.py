@@ -218,8 +218,8 @@ def only_config(index: int):
 
 def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
     """``early_config_prune`` for ``gemm_configs()``: drop tiles wider than the problem along N (the kernel argument
-    ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile one config, launched without timing, not
-    5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``, exceed the shared
+    ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile one config, launched
+    without timing, not 5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``, exceed the shared
     memory of an sm_90 block (fp32 with 128-row tiles and two-tensor prologues: up to 426 KB otherwise, found by
     ``.ci/triton_sm90_check``). ``args`` holds the launch's named arguments and constexprs. The estimate counts
     each loaded operand tile once per stage; the check measured Triton's real use at 79-92 % of it, hence the

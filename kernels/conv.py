@@ -159,13 +159,13 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     grid = lambda meta: (t * cdiv(cout, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     flags = tuple(v is None for v in (pro_scale, bias, epi_scale, residual, low))
-    m_key = tune_key(m, bm)
+    m_key, prec = tune_key(m, bm), dot_precision(x.dtype)
     launch_tuned(
-        conv_fwd_kernel, grid, (m_key, cin, cout, ks, x.dtype, w_t.dtype, stats, flags, dot_precision(x.dtype)),
+        conv_fwd_kernel, grid, (m_key, cin, cout, ks, x.dtype, w_t.dtype, stats, flags, prec),
         x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
                                                   partial)),
         *w_addr, m, hh, ww, cin, cout, t, m_key,
         KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,
         HAS_RES=residual is not None, HAS_LOW=low is not None, STATS=stats,
-        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
+        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=prec, BM=bm)
     return y, partial

@@ -93,15 +93,15 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
     grid = lambda meta: (t * cdiv(cin, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
-    m_key = tune_key(m, bm)
+    m_key, prec = tune_key(m, bm), dot_precision(dy.dtype)
     launch_tuned(
         conv_dgrad_kernel, grid, (m_key, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None, add is None,
-                                  dot_precision(dy.dtype)),
+                                  prec),
         dy, *pending, w_t,
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
         dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t, m_key,
         KS=ks, PRO=0 if dy_pending is None else 2, MASK=masked, HAS_ADD=add is not None,
-        IO_DTYPE=tl_dtype(dy.dtype), DOT_DTYPE=dot_dtype(dy.dtype), DOT_PREC=dot_precision(dy.dtype), BM=bm)
+        IO_DTYPE=tl_dtype(dy.dtype), DOT_DTYPE=dot_dtype(dy.dtype), DOT_PREC=prec, BM=bm)
     return dv, sums
 
 

@@ -122,14 +122,14 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         out_dw, out_db, stride = partials, partials[:, p:] if bias else partials, width
     grid = lambda meta: (kernel_size * kernel_size * cdiv(cin, meta["BK"]),  # noqa: E731
                          cdiv(cout, meta["BN"]), splits)
-    m_key = tune_key(m, bm)
+    m_key, prec = tune_key(m, bm), dot_precision(x.dtype)
     launch_tuned(
         conv_wgrad_kernel, grid, (m_key, cin, cout, kernel_size, x.dtype, scale is None, dy_pending is None, bias,
-                                  splits, dot_precision(x.dtype)),
+                                  splits, prec),
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
         m, hh, ww, cin, cout, rows, stride, m_key,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
-        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=dot_precision(x.dtype), BM=bm)
+        IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=prec, BM=bm)
     if splits > 1:
         block = elementwise_block() * 16
         sum_splits_kernel[(cdiv(width, block),)](partials, dw, or_dummy(db, dw), splits, p, width, BLOCK=block)

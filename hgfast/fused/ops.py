@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .. import kernels as K
 from ..kernels.common import block_m, dot_precision, elementwise_block, next_pow2
+from ..kernels.residual_eval import eval_tile
 from .fastest import fastest
 
 
@@ -92,9 +93,9 @@ def residual_eval(x: Tensor, w1: Tensor, b1: Optional[Tensor], s1: Tensor, t1: T
         return three()
     candidates = {"single": single(), "single-64": single(64), "three": three}
     n, h, w, c = x.shape  # batch sizes up to the next power of two share a choice (as the GEMMs' autotune keys),
-    # as long as the one kernel's default tile (eval_tile: 128 rows from 128 x 132 pixels) and precision are the same
-    key = (next_pow2(n), n * h * w >= 128 * 132, h, w, c, w1.shape[0], x.dtype, dot_precision(x.dtype),
-           x.device.index, low is not None)
+    # as long as the one kernel's default tile and the precision are the same
+    key = (next_pow2(n), eval_tile(n, h, w), h, w, c, w1.shape[0], x.dtype, dot_precision(x.dtype), x.device.index,
+           low is not None)
     return fastest("EVAL_RESIDUAL", key, candidates, x.device)()
 
 
