@@ -107,6 +107,21 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def shared_memory(device: torch.device) -> int:
+    """Bytes of shared memory one block may opt in to on ``device`` (cached per GPU: 227 KB on sm_90, 163 KB on
+    sm_80, 99 KB on sm_86/89); for CPU tensors (the interpreter, ``.ci/triton_sm90_check``) an sm_90 block's."""
+    if device.type != "cuda":
+        return SM90_SHARED_MEMORY
+    return _shared_memory(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_memory(index: int) -> int:
+    # Triton's own query (torch's device properties have the opt-in maximum only from 2.6): the limit its
+    # launcher checks a compiled kernel against
+    return int(triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"])
+
+
 def or_dummy(t: torch.Tensor | None, dummy: torch.Tensor) -> torch.Tensor:
     """``t``, or for an absent optional argument a ``dummy`` tensor to pass as its (unread) pointer."""
     return dummy if t is None else t
@@ -139,7 +154,7 @@ def gemm_configs():
             for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
 
 
-SHARED_MEMORY_BUDGET = 227 * 1024  # bytes per block on sm_90 (opt-in maximum)
+SM90_SHARED_MEMORY = 227 * 1024  # bytes a block may opt in to on sm_90 (H100, H200)
 _only_config: int | None = None
 _chosen: dict = {}  # (autotuned kernel, launch key) -> the keyword arguments of the config the autotuner chose
 _choosing = threading.Lock()
@@ -219,18 +234,19 @@ def only_config(index: int):
 def prune_tiles(n_arg: str, k_arg: str, stage_bytes):
     """``early_config_prune`` for ``gemm_configs()``: drop tiles wider than the problem along N (the kernel argument
     ``n_arg``) or K (``k_arg``), down to 32 - the 16-channel heatmap convs then compile one config, launched
-    without timing, not 5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``, exceed the shared
-    memory of an sm_90 block (fp32 with 128-row tiles and two-tensor prologues: up to 426 KB otherwise, found by
-    ``.ci/triton_sm90_check``). ``args`` holds the launch's named arguments and constexprs. The estimate counts
-    each loaded operand tile once per stage; the check measured Triton's real use at 79-92 % of it, hence the
-    0.92 factor (a config that still does not fit is skipped by the autotuner on the GPU, at the cost of a
-    compile)."""
+    without timing, not 5 - and configs whose pipelined operand buffers, ``num_stages * stage_bytes(args, BN, BK)``,
+    exceed the shared memory of a block of the launch's GPU (kernel argument ``SMEM``, from ``shared_memory``; it
+    is part of the autotune keys, so each GPU model tunes its own). fp32 with 128-row tiles and two-tensor
+    prologues would need up to 426 KB, found by ``.ci/triton_sm90_check``. ``args`` holds the launch's named
+    arguments and constexprs. The estimate counts each loaded operand tile once per stage; the check measured
+    Triton's real use at 79-92 % of it, hence the 0.92 factor (a config that still does not fit is skipped by the
+    autotuner on the GPU, at the cost of a compile)."""
 
     def prune(configs, named_args, **kwargs):
         args = {**named_args, **kwargs}
         n, k = (max(32, next_pow2(args[a])) for a in (n_arg, k_arg))
         kept = [c for c in configs if c.kwargs["BN"] <= n and c.kwargs["BK"] <= k
-                and 0.92 * c.num_stages * stage_bytes(args, c.kwargs["BN"], c.kwargs["BK"]) <= SHARED_MEMORY_BUDGET] \
+                and 0.92 * c.num_stages * stage_bytes(args, c.kwargs["BN"], c.kwargs["BK"]) <= args["SMEM"]] \
             or configs[-1:]
         if _only_config is not None:
             return [kept[min(_only_config, len(kept) - 1)]]

@@ -13,7 +13,7 @@ import triton.language as tl
 
 from .common import (SUPPORTED_DTYPES, block_m, cdiv, check_nhwc, check_numel, check_vector, dot_dtype,
                      dot_precision, gemm_configs, launch_tuned, load_tile, mma, on_tensor_device, or_dummy,
-                     prune_tiles, relu, row_coords, tile_ids, tl_dtype, tune_key)
+                     prune_tiles, relu, row_coords, shared_memory, tile_ids, tl_dtype, tune_key)
 from .bn_stats import write_partial_stats
 
 
@@ -42,12 +42,12 @@ def conv_mainloop(x_ptr, x2_ptr, s_ptr, t_ptr, r_ptr, w_ptr, W_OFF, SW_TAP, SW_K
     return acc
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "HAS_LOW", "DOT_PREC"],
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "SMEM", "PRO", "HAS_LOW", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
                      a["BM"] * bk * a["x_ptr"].element_size() + bk * bn * a["w_ptr"].element_size()))})
-@triton.jit(do_not_specialize=["M", "H", "W", "T", "M_KEY"])
+@triton.jit(do_not_specialize=["M", "H", "W", "T", "M_KEY", "SMEM"])
 def conv_fwd_kernel(x_ptr, w_ptr, y_ptr, ps_ptr, pt_ptr, bias_ptr, es_ptr, et_ptr, res_ptr, low_ptr, stats_ptr,
-                    W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T, M_KEY,
+                    W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T, M_KEY, SMEM,
                     KS: tl.constexpr, PRO: tl.constexpr, HAS_BIAS: tl.constexpr, EPI_AFFINE: tl.constexpr,
                     HAS_RES: tl.constexpr, HAS_LOW: tl.constexpr, STATS: tl.constexpr,
                     IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
@@ -159,12 +159,12 @@ def conv2d_fwd(x, weight, bias=None, pro_scale=None, pro_shift=None, epi_scale=N
     grid = lambda meta: (t * cdiv(cout, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, False, x.dtype)
     flags = tuple(v is None for v in (pro_scale, bias, epi_scale, residual, low))
-    m_key, prec = tune_key(m, bm), dot_precision(x.dtype)
+    m_key, smem, prec = tune_key(m, bm), shared_memory(x.device), dot_precision(x.dtype)
     launch_tuned(
-        conv_fwd_kernel, grid, (m_key, cin, cout, ks, x.dtype, w_t.dtype, stats, flags, prec),
+        conv_fwd_kernel, grid, (m_key, smem, cin, cout, ks, x.dtype, w_t.dtype, stats, flags, prec),
         x, w_t, y, *(or_dummy(v, dummy) for v in (pro_scale, pro_shift, bias, epi_scale, epi_shift, residual, low,
                                                   partial)),
-        *w_addr, m, hh, ww, cin, cout, t, m_key,
+        *w_addr, m, hh, ww, cin, cout, t, m_key, smem,
         KS=ks, PRO=0 if pro_scale is None else 1, HAS_BIAS=bias is not None, EPI_AFFINE=epi_scale is not None,
         HAS_RES=residual is not None, HAS_LOW=low is not None, STATS=stats,
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=prec, BM=bm)

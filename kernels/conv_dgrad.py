@@ -13,17 +13,19 @@ import triton
 import triton.language as tl
 
 from .common import (block_m, cdiv, check_nhwc, check_numel, check_vector, dot_dtype, dot_precision, gemm_configs,
-                     launch_tuned, on_tensor_device, prune_tiles, row_coords, tile_ids, tl_dtype, tune_key)
+                     launch_tuned, on_tensor_device, prune_tiles, row_coords, shared_memory, tile_ids, tl_dtype,
+                     tune_key)
 from .conv import check_weight, conv_mainloop, weight_operand
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO", "MASK", "HAS_ADD", "DOT_PREC"],
+@triton.autotune(configs=gemm_configs(),
+                 key=["CIN", "COUT", "KS", "M_KEY", "SMEM", "PRO", "MASK", "HAS_ADD", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("CIN", "COUT", lambda a, bn, bk: (
                      a["BM"] * bk * a["dy_ptr"].element_size() * (2 if a["PRO"] == 2 else 1)
                      + bk * bn * a["w_ptr"].element_size()))})
-@triton.jit(do_not_specialize=["M", "H", "W", "T", "M_KEY"])
+@triton.jit(do_not_specialize=["M", "H", "W", "T", "M_KEY", "SMEM"])
 def conv_dgrad_kernel(dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, w_ptr, x_ptr, s_ptr, t_ptr, mean_ptr, add_ptr,
-                      dv_ptr, sums_ptr, W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T, M_KEY,
+                      dv_ptr, sums_ptr, W_OFF, SW_TAP, SW_K, SW_N, M, H, W, CIN, COUT, T, M_KEY, SMEM,
                       KS: tl.constexpr, PRO: tl.constexpr, MASK: tl.constexpr, HAS_ADD: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -93,13 +95,13 @@ def conv2d_dgrad(dy, weight, x=None, scale=None, shift=None, mean=None, dy_pendi
     sums = torch.empty((2, t, cin), device=dy.device, dtype=torch.float32) if masked else None
     grid = lambda meta: (t * cdiv(cin, meta["BN"]),)  # noqa: E731
     w_t, *w_addr = weight_operand(weight, packed, True, dy.dtype)
-    m_key, prec = tune_key(m, bm), dot_precision(dy.dtype)
+    m_key, smem, prec = tune_key(m, bm), shared_memory(dy.device), dot_precision(dy.dtype)
     launch_tuned(
-        conv_dgrad_kernel, grid, (m_key, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None, add is None,
-                                  prec),
+        conv_dgrad_kernel, grid, (m_key, smem, cin, cout, ks, dy.dtype, w_t.dtype, masked, dy_pending is None,
+                                  add is None, prec),
         dy, *pending, w_t,
         x if masked else dv, scale if masked else dv, shift if masked else dv, mean if masked else dv,
-        dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t, m_key,
+        dv if add is None else add, dv, sums if masked else dv, *w_addr, m, hh, ww, cin, cout, t, m_key, smem,
         KS=ks, PRO=0 if dy_pending is None else 2, MASK=masked, HAS_ADD=add is not None,
         IO_DTYPE=tl_dtype(dy.dtype), DOT_DTYPE=dot_dtype(dy.dtype), DOT_PREC=prec, BM=bm)
     return dv, sums

@@ -14,17 +14,17 @@ import triton.language as tl
 
 from .common import (block_m, cdiv, check_nhwc, check_vector, dot_dtype, dot_precision, elementwise_block,
                      gemm_configs, interpreting, launch_tuned, load_tile, mma, on_tensor_device, or_dummy, prune_tiles,
-                     row_coords, sm_count, tl_dtype, tune_key)
+                     row_coords, shared_memory, sm_count, tl_dtype, tune_key)
 from .conv_dgrad import _check_pending
 
 
-@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "PRO_X", "PRO_DY", "DOT_PREC"],
+@triton.autotune(configs=gemm_configs(), key=["CIN", "COUT", "KS", "M_KEY", "SMEM", "PRO_X", "PRO_DY", "DOT_PREC"],
                  prune_configs_by={"early_config_prune": prune_tiles("COUT", "CIN", lambda a, bn, bk: (
                      a["BM"] * bk * a["x_ptr"].element_size()
                      + a["BM"] * bn * a["dy_ptr"].element_size() * (2 if a["PRO_DY"] == 2 else 1)))})
-@triton.jit(do_not_specialize=["M", "H", "W", "ROWS", "M_KEY"])
+@triton.jit(do_not_specialize=["M", "H", "W", "ROWS", "M_KEY", "SMEM"])
 def conv_wgrad_kernel(x_ptr, s_ptr, t_ptr, dy_ptr, dy2_ptr, gs_ptr, gt_ptr, gr_ptr, dw_ptr, db_ptr,
-                      M, H, W, CIN, COUT, ROWS, SPLIT_STRIDE, M_KEY,
+                      M, H, W, CIN, COUT, ROWS, SPLIT_STRIDE, M_KEY, SMEM,
                       KS: tl.constexpr, PRO_X: tl.constexpr, PRO_DY: tl.constexpr, HAS_BIAS: tl.constexpr,
                       IO_DTYPE: tl.constexpr, DOT_DTYPE: tl.constexpr, DOT_PREC: tl.constexpr,
                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -122,12 +122,12 @@ def conv2d_wgrad(x, dy, kernel_size, scale=None, shift=None, dy_pending=None, bi
         out_dw, out_db, stride = partials, partials[:, p:] if bias else partials, width
     grid = lambda meta: (kernel_size * kernel_size * cdiv(cin, meta["BK"]),  # noqa: E731
                          cdiv(cout, meta["BN"]), splits)
-    m_key, prec = tune_key(m, bm), dot_precision(x.dtype)
+    m_key, smem, prec = tune_key(m, bm), shared_memory(x.device), dot_precision(x.dtype)
     launch_tuned(
-        conv_wgrad_kernel, grid, (m_key, cin, cout, kernel_size, x.dtype, scale is None, dy_pending is None, bias,
+        conv_wgrad_kernel, grid, (m_key, smem, cin, cout, kernel_size, x.dtype, scale is None, dy_pending is None, bias,
                                   splits, prec),
         x, x if scale is None else scale, x if shift is None else shift, dy, *pending, out_dw, out_db,
-        m, hh, ww, cin, cout, rows, stride, m_key,
+        m, hh, ww, cin, cout, rows, stride, m_key, smem,
         KS=kernel_size, PRO_X=0 if scale is None else 1, PRO_DY=0 if dy_pending is None else 2, HAS_BIAS=bias,
         IO_DTYPE=tl_dtype(x.dtype), DOT_DTYPE=dot_dtype(x.dtype), DOT_PREC=prec, BM=bm)
     if splits > 1:

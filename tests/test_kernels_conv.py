@@ -357,36 +357,70 @@ def test_weights_in_any_float_dtype_layout_or_packing(dtype, k):
         assert torch.equal(kernels.conv2d_dgrad(dy, weight, packed=packed)[0], dx_ref)
 
 
-def test_autotune_pruning_fits_sm90_shared_memory_and_the_channels():
-    """The GPU config list, pruned for the wgrad of a 1x1 conv: bf16 256->128 keeps every tile; fp32 with 128-row
-    tiles and a two-tensor dy prologue drops those over the sm_90 shared-memory budget (the ones
-    .ci/triton_sm90_check found at up to 426 KB); 16 output channels keep only 32-wide N tiles."""
+def test_autotune_pruning_fits_the_gpus_shared_memory_and_the_channels():
+    """The GPU config list, pruned for the wgrad of a 1x1 conv: bf16 256->128 keeps every tile on sm_90; fp32 with
+    128-row tiles and a two-tensor dy prologue drops those over the launch's shared-memory budget (on sm_90, the
+    ones .ci/triton_sm90_check found at up to 426 KB), and a 99 KB GPU (sm_89) drops more, bf16 ones too; when
+    none fits, the smallest (last) is kept; 16 output channels keep only 32-wide N tiles."""
     import triton
 
     from hgfast.kernels import conv_wgrad
-    from hgfast.kernels.common import SHARED_MEMORY_BUDGET
+    from hgfast.kernels.common import SM90_SHARED_MEMORY, only_config
 
     configs = [triton.Config({"BN": bn, "BK": bk}, num_warps=w, num_stages=s)
                for bn, bk, w, s in ((64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 4), (32, 32, 4, 2))]
     prune = conv_wgrad.conv_wgrad_kernel.early_config_prune
 
-    def kept(dtype, cin, cout, bm, pro_dy):
+    def kept(dtype, cin, cout, bm, pro_dy, smem=SM90_SHARED_MEMORY):
         x, dy = torch.empty(0, dtype=dtype), torch.empty(0, dtype=dtype)
-        return prune(configs, {"x_ptr": x, "dy_ptr": dy, "CIN": cin, "COUT": cout}, BM=bm, PRO_DY=pro_dy)
+        return prune(configs, {"x_ptr": x, "dy_ptr": dy, "CIN": cin, "COUT": cout, "SMEM": smem}, BM=bm,
+                     PRO_DY=pro_dy)
+
+    def stage_bytes(c, size):
+        return 0.92 * c.num_stages * 128 * (c.kwargs["BK"] + 2 * c.kwargs["BN"]) * size
 
     assert kept(torch.bfloat16, 256, 128, 128, 2) == configs
     fp32 = kept(torch.float32, 256, 128, 128, 2)
     assert 0 < len(fp32) < len(configs)
-    for c in fp32:
-        assert 0.92 * c.num_stages * 128 * (c.kwargs["BK"] + 2 * c.kwargs["BN"]) * 4 <= SHARED_MEMORY_BUDGET
+    assert all(stage_bytes(c, 4) <= SM90_SHARED_MEMORY for c in fp32)
+    sm89 = 99 * 1024
+    bf16_sm89 = kept(torch.bfloat16, 256, 128, 128, 2, sm89)
+    assert 0 < len(bf16_sm89) < len(configs) and all(stage_bytes(c, 2) <= sm89 for c in bf16_sm89)
+    assert kept(torch.float32, 256, 128, 128, 2, 16 * 1024) == configs[-1:]
     assert {c.kwargs["BN"] for c in kept(torch.bfloat16, 256, 16, 64, 0)} == {32}
-    from hgfast.kernels.common import only_config
 
     with only_config(2):
         assert kept(torch.bfloat16, 256, 128, 128, 2) == [configs[2]]
         assert kept(torch.float32, 256, 128, 128, 2) == [fp32[min(2, len(fp32) - 1)]]
     with only_config(99):
         assert kept(torch.bfloat16, 256, 128, 128, 2) == [configs[-1]]
+
+
+def test_shared_memory_budget_is_the_gpus_opt_in_maximum(monkeypatch):
+    """CPU tensors (the interpreter, the sm_90 compile check) get an sm_90 block's budget; a CUDA tensor its GPU's
+    opt-in maximum (as Triton's driver reports it), queried once per device index."""
+    from triton.runtime.driver import driver
+
+    from hgfast.kernels import common
+
+    assert common.shared_memory(torch.device("cpu")) == 227 * 1024
+    queried = []
+
+    class Driver:  # a stand-in for Triton's CUDA driver on a 99 KB GPU (sm_89)
+        class utils:
+            @staticmethod
+            def get_device_properties(index):
+                queried.append(index)
+                return {"max_shared_mem": 101376}
+
+    monkeypatch.setattr(driver, "_active", Driver())
+    common._shared_memory.cache_clear()
+    try:
+        assert common.shared_memory(torch.device("cuda", 1)) == 101376
+        assert common.shared_memory(torch.device("cuda", 1)) == 101376
+        assert queried == [1]
+    finally:
+        common._shared_memory.cache_clear()
 
 
 def test_autotune_off_takes_the_first_fitting_config(monkeypatch):
@@ -397,7 +431,7 @@ def test_autotune_off_takes_the_first_fitting_config(monkeypatch):
     configs = [triton.Config({"BN": bn, "BK": 32}, num_warps=4, num_stages=3) for bn in (128, 64, 32)]
     prune = conv.conv_fwd_kernel.early_config_prune
     bf16 = torch.empty(0, dtype=torch.bfloat16)
-    args = {"x_ptr": bf16, "w_ptr": bf16, "CIN": 64, "COUT": 48}
+    args = {"x_ptr": bf16, "w_ptr": bf16, "CIN": 64, "COUT": 48, "SMEM": 227 * 1024}
     assert prune(configs, args, BM=64) == configs[1:]  # BN 128 > 64 (48 channels, rounded up): pruned
     monkeypatch.setenv("HGFAST_AUTOTUNE", "0")
     assert prune(configs, args, BM=64) == configs[1:2]
