@@ -53,6 +53,13 @@ inline void check_loss(const at::Tensor& pred, const at::Tensor& kp, const at::T
   TORCH_CHECK(weights.scalar_type() == acc, "weights must be ", acc, ", got ", weights.scalar_type());
 }
 
+// The loss backward's incoming gradient: one element, on pred's device (or a CPU scalar).
+inline void check_loss_grad(const at::Tensor& grad, const at::Tensor& pred) {
+  TORCH_CHECK(grad.numel() == 1, "grad must be a scalar, got ", grad.sizes());
+  TORCH_CHECK(grad.device() == pred.device() || (grad.is_cpu() && grad.dim() == 0), "grad is on ", grad.device(),
+              ", expected ", pred.device(), " (or a 0-dim CPU tensor)");
+}
+
 // Elements of one stack of pred (B,S,K,H,W): the count each stack's mean divides by.
 inline int64_t stack_count(const at::Tensor& pred) {
   return pred.size(0) * pred.size(2) * pred.size(3) * pred.size(4);

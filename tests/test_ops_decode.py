@@ -89,6 +89,20 @@ def test_cpu_first_peak_every_variant_and_length(variant):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_float64_neighbours_are_compared_in_float64(device):
+    """The quarter step compares a float64 map's neighbours in float64: 0.5 against 0.5 + 1e-12 (equal in float32)
+    moves the peak by a quarter, in x and in y, on the kernel and on the reference."""
+    needs_kernel("argmax_decode", device)
+    hm = torch.zeros(1, 2, 3, 3, dtype=torch.float64, device=device)
+    hm[0, :, 1, 1] = 1.0
+    hm[0, 0, 1, 0], hm[0, 0, 1, 2] = 0.5, 0.5 + 1e-12
+    hm[0, 1, 0, 1], hm[0, 1, 2, 1] = 0.5 + 1e-12, 0.5
+    want = torch.tensor([[[1.25, 1.0], [1.0, 0.75]]], device=device)
+    for coords, _ in (torch.ops.hgfast.argmax_decode(hm, True), argmax_peaks_ref(hm, True)):
+        assert torch.equal(coords, want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_kernel_nan_is_the_maximum(device):
     needs_kernel("argmax_decode", device)
     hm = torch.rand(2, 2, 5, 40, device=device)

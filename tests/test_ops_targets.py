@@ -1,9 +1,12 @@
 """gaussian_heatmaps: reference semantics (DESIGN.md §5), C++/CUDA kernels against the reference, bad input."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from _ops_common import DEVICES, needs_kernel, random_keypoints
+from hgfast import _ext
 from hgfast.ops import argmax_decode, gaussian_heatmaps, numpy_ref
 from hgfast.ops.reference import gaussian_heatmaps_ref
 
@@ -147,6 +150,34 @@ def test_kernel_rejects_bad_arguments():
         torch.ops.hgfast.gaussian_heatmaps(torch.zeros(1, 1, 2, 4)[..., ::2], vis, sig, 4, 4, False, torch.float32)
     with pytest.raises(RuntimeError, match="height and width"):
         torch.ops.hgfast.gaussian_heatmaps(kp, vis, sig, 0, 4, False, torch.float32)
+
+
+def test_sigma_extremes_draw_no_nan_and_the_same_maps_on_every_path():
+    """The raw op (no wrapper checks) and the reference agree where sigma is zero, negative or NaN (nothing drawn),
+    tiny (1 at the integer keypoint, 0 elsewhere: no 0/0) or huge (about 1 everywhere: no x/inf); so does the
+    public API for a huge sigma it accepts."""
+    needs_kernel("gaussian_heatmaps", "cpu")
+    kp = torch.tensor([[[[2.0, 3.0], [1.5, 0.25], [2.0, 1.0], [3.0, 3.0], [4.0, 0.0]]]])
+    vis = torch.ones(1, 1, 5, dtype=torch.bool)
+    sigma = torch.tensor([0.0, -1.0, float("nan"), 1e-30, 1e20])
+    got = torch.ops.hgfast.gaussian_heatmaps(kp, vis, sigma, 4, 5, False, torch.float32)
+    want = gaussian_heatmaps_ref(kp, vis, sigma, (4, 5), False, torch.float32)
+    assert torch.equal(got, want) and not got.isnan().any()
+    assert not got[0, :3].any()
+    assert got[0, 3, 3, 3] == 1 and got[0, 3].sum() == 1
+    torch.testing.assert_close(got[0, 4], torch.ones(4, 5), rtol=0, atol=1e-6)
+    huge = gaussian_heatmaps(torch.tensor([[[4.0, 0.0], [1e20, 1.0]]]), None, (4, 5), 1e20)  # (d / sigma)², not
+    torch.testing.assert_close(huge[0, 0], torch.ones(4, 5), rtol=0, atol=1e-6)  # d² / sigma², which overflows
+    torch.testing.assert_close(huge[0, 1], torch.full((4, 5), math.exp(-0.5)), rtol=1e-6, atol=0)
+
+
+def test_reference_with_no_instances_draws_zeros():
+    """(B, 0, K, 2) keypoints: all-zero maps on the reference path as on the kernel's."""
+    got = gaussian_heatmaps_ref(torch.zeros(2, 0, 3, 2), torch.zeros(2, 0, 3, dtype=torch.bool), torch.ones(3),
+                                (4, 5), False, torch.float16)
+    assert got.shape == (2, 3, 4, 5) and got.dtype == torch.float16 and not got.any()
+    if _ext.op("gaussian_heatmaps", "cpu") is not None:
+        assert torch.equal(gaussian_heatmaps(torch.zeros(2, 0, 3, 2), size=(4, 5), dtype=torch.float16), got)
 
 
 @pytest.mark.parametrize("encoding", ["unbiased", "integer"])

@@ -35,8 +35,8 @@ void decode(const at::Tensor& hm, bool quarter, float* coords, float* scores) {
       }
       const int64_t y = idx / W, x = idx % W;
       float cx = (float)x, cy = (float)y;
-      if (quarter && x > 0 && x < W - 1) cx += quarter_step((float)p[idx + 1], (float)p[idx - 1]);
-      if (quarter && y > 0 && y < H - 1) cy += quarter_step((float)p[idx + W], (float)p[idx - W]);
+      if (quarter && x > 0 && x < W - 1) cx += quarter_step(p[idx + 1], p[idx - 1]);
+      if (quarter && y > 0 && y < H - 1) cy += quarter_step(p[idx + W], p[idx - W]);
       coords[2 * m] = cx;
       coords[2 * m + 1] = cy;
       scores[m] = (float)p[idx];

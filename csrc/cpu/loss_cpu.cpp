@@ -65,7 +65,7 @@ at::Tensor loss_backward_cpu(const at::Tensor& grad, const at::Tensor& pred, con
                              const at::Tensor& vis, const at::Tensor& weights, const at::Tensor& sigma,
                              bool integer_centre) {
   check_loss(pred, kp, vis, weights, sigma);
-  TORCH_CHECK(grad.numel() == 1, "grad must be a scalar, got ", grad.sizes());
+  check_loss_grad(grad, pred);
   auto out = at::empty_like(pred);
   const int64_t W = pred.size(4);
   const double scale = 2.0 * grad.item<double>() / static_cast<double>(stack_count(pred));

@@ -73,7 +73,7 @@ at::Tensor loss_backward_cuda(const at::Tensor& grad, const at::Tensor& pred, co
                               const at::Tensor& vis, const at::Tensor& weights, const at::Tensor& sigma,
                               bool integer_centre) {
   check_loss(pred, kp, vis, weights, sigma);
-  TORCH_CHECK(grad.numel() == 1, "grad must be a scalar, got ", grad.sizes());
+  check_loss_grad(grad, pred);
   const c10::cuda::CUDAGuard guard(pred.device());
   const auto g = grad.to(pred.device(), weights.scalar_type()).contiguous();
   auto out = at::empty_like(pred);

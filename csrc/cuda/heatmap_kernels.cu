@@ -83,8 +83,8 @@ __global__ void decode_kernel(const T* hm, int64_t H, int64_t W, bool quarter, f
   if (threadIdx.x == 0) {
     const int64_t idx = si[0], y = idx / W, x = idx % W;
     float cx = (float)x, cy = (float)y;
-    if (quarter && x > 0 && x < W - 1) cx += quarter_step((float)to_float(p[idx + 1]), (float)to_float(p[idx - 1]));
-    if (quarter && y > 0 && y < H - 1) cy += quarter_step((float)to_float(p[idx + W]), (float)to_float(p[idx - W]));
+    if (quarter && x > 0 && x < W - 1) cx += quarter_step(to_float(p[idx + 1]), to_float(p[idx - 1]));
+    if (quarter && y > 0 && y < H - 1) cy += quarter_step(to_float(p[idx + W]), to_float(p[idx - W]));
     coords[2 * blockIdx.x] = cx;
     coords[2 * blockIdx.x + 1] = cy;
     scores[blockIdx.x] = (float)to_float(p[idx]);

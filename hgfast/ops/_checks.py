@@ -7,7 +7,7 @@ import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 ENCODINGS = ("unbiased", "integer")
-SIGMA_MIN = 1e-3  # heatmap pixels; a much smaller σ underflows 2σ² in float32 (0/0: NaN targets)
+SIGMA_MIN = 1e-3  # heatmap pixels; a Gaussian narrower than a thousandth of a pixel is a mistake of units
 
 
 def tensor(name, value, ndims, dtypes=FLOAT_DTYPES, last=None):

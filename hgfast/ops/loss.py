@@ -27,7 +27,8 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
             coordinate gets an all-zero target (as if invisible) and still counts with its weight: no NaN loss.
 
     Returns:
-        0-dim tensor, float64 if pred is float64 else float32; differentiable w.r.t. pred.
+        0-dim tensor, float64 if pred is float64 else float32; differentiable w.r.t. pred and weights (twice too:
+        ``create_graph=True`` works).
     Raises ValueError for an empty pred (any of B, S, K, H, W == 0). NaN/Inf in pred or weights propagate to the
     loss (as F.mse_loss).
     """

@@ -8,14 +8,16 @@ import torch
 
 
 def _axis_profile(coord, sigma, length, integer_centre):
-    """exp(-(t - c)² / 2σ²) on t = 0..length-1 where |t - c| <= 3σ, else 0. coord (B,N,K) → (B,N,K,length)."""
+    """exp(-q² / 2), q = (t - c) / σ, on t = 0..length-1 where |t - c| <= 3σ, else 0 (and 0 unless σ > 0), as
+    ``profile`` in csrc/hg_math.h. coord (B,N,K) → (B,N,K,length)."""
     if integer_centre:
         coord = torch.floor(coord + 0.5)
     t = torch.arange(length, dtype=torch.float32, device=coord.device)
     d = t - coord.unsqueeze(-1)
     s = sigma.view(1, 1, -1, 1)
-    g = torch.exp(-(d * d) / (2.0 * s * s))
-    return torch.where(d.abs() <= 3.0 * s, g, torch.zeros_like(g))
+    q = d / s
+    g = torch.exp(-0.5 * q * q)
+    return torch.where((d.abs() <= 3.0 * s) & (s > 0), g, torch.zeros_like(g))
 
 
 def gaussian_heatmaps_ref(keypoints, visible, sigma, size, integer_centre, dtype):
@@ -25,6 +27,8 @@ def gaussian_heatmaps_ref(keypoints, visible, sigma, size, integer_centre, dtype
     gy = _axis_profile(keypoints[..., 1], sigma, H, integer_centre)
     maps = gy.unsqueeze(-1) * gx.unsqueeze(-2)
     maps = torch.where(visible[..., None, None], maps, torch.zeros_like(maps))
+    if maps.shape[1] == 0:  # no instances: nothing drawn
+        return maps.new_zeros((maps.shape[0], maps.shape[2], H, W), dtype=dtype)
     return maps.amax(dim=1).to(dtype)
 
 
@@ -45,7 +49,7 @@ def argmax_peaks_ref(heatmaps, quarter):
     if quarter:
         def at(yy, xx):
             yy, xx = yy.clamp(0, H - 1), xx.clamp(0, W - 1)
-            return torch.gather(flat, -1, (yy * W + xx).unsqueeze(-1)).squeeze(-1).float()
+            return torch.gather(flat, -1, (yy * W + xx).unsqueeze(-1)).squeeze(-1)  # compared in the map's dtype
         dx = _sign_diff(at(y, x + 1), at(y, x - 1)) * ((x > 0) & (x < W - 1))
         dy = _sign_diff(at(y + 1, x), at(y - 1, x)) * ((y > 0) & (y < H - 1))
         coords = coords + 0.25 * torch.stack([dx, dy], dim=-1)
