@@ -190,7 +190,8 @@ def launch_tuned(kernel, grid, key: tuple, *args, **kwargs) -> None:
 
 def autotuning() -> bool:
     """``HGFAST_AUTOTUNE=0`` skips autotuning: each GEMM launch takes the first config that fits (a faster first
-    step - one compile per kernel variant instead of up to five - at some cost in kernel time)."""
+    step - one compile per kernel variant instead of up to five - at some cost in kernel time). Read where a
+    launch key is new: a shape launched before keeps its config when the variable changes."""
     return os.environ.get("HGFAST_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
