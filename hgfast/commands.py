@@ -88,13 +88,16 @@ def _cmd_train(args) -> int:
 
 
 def _detection_args(args, dataset: str) -> tuple[float, float]:
-    """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9): refused without ``--detections``, which needs
+    """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9): the first refused without ``--detections``,
+    the second without COCO-format data (OKS-NMS thins people in either kind of box); ``--detections`` needs
     COCO-format data and takes no PCK ``--thresholds``."""
     from .eval.oks import check_nms_threshold
 
-    given = [f"--{k.replace('_', '-')}" for k in ("min_score", "nms_threshold") if getattr(args, k) is not None]
-    if given and not args.detections:
-        raise ValueError(f"{' and '.join(given)} apply to detected boxes: give --detections")
+    if args.min_score is not None and not args.detections:
+        raise ValueError("--min-score applies to detected boxes: give --detections")
+    if args.nms_threshold is not None and dataset != "coco":
+        raise ValueError(f"--nms-threshold applies to COCO's OKS AP: it needs COCO-format data (data.dataset=coco), "
+                         f"got data.dataset={dataset!r}")
     if args.detections and dataset != "coco":
         raise ValueError(f"--detections needs COCO-format data (data.dataset=coco), got data.dataset={dataset!r}")
     if args.detections and args.thresholds:
@@ -652,8 +655,9 @@ def register(sub) -> None:
                    "and report OKS AP over all validation images (COCO's detected-box protocol)")
     p.add_argument("--min-score", type=float, help="with --detections: leave out boxes scored below "
                    "this (default 0, as HRNet and mmpose)")
-    p.add_argument("--nms-threshold", type=float, help="with --detections: OKS-NMS per image drops a "
-                   "person whose OKS with a better-scored one exceeds this (default 0.9; 1: no NMS)")
+    p.add_argument("--nms-threshold", type=float, help="COCO-format data: OKS-NMS per image drops a person "
+                   "whose OKS with a better-scored one exceeds this, in detected or ground-truth boxes, as HRNet "
+                   "and mmpose (default 0.9; 1: no NMS)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")

@@ -103,6 +103,29 @@ def test_coco_round_trip_and_samples(tmp_path):
     np.testing.assert_allclose(item["keypoints"][4].numpy(), kp[0, 4] @ m[:, :2].T + m[:, 2], atol=1e-3)
 
 
+def test_ground_truth_boxes_are_clipped_to_their_image_and_areas_default_to_mmposes(tmp_path):
+    """A box reaching past the image border is clipped to the image where the file gives its size (HRNet, mmpose);
+    without width/height, or where clipping would empty it, the box stays. write_coco's area and OKS's fill-in
+    for a missing one are 0.53 x the box area, at least 1 (mmpose's)."""
+    from hgfast.eval.oks import ground_truth
+
+    path, images, *_ = _write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["annotations"][0]["area"] == pytest.approx(0.53 * 60 * 70)
+    data["images"][0].update(width=60, height=50)  # img0.png, people 0 and 2
+    data["annotations"][0]["bbox"] = [-5.0, 10.0, 30.0, 60.0]  # left and bottom edges outside
+    data["annotations"][2]["bbox"] = [70.0, 10.0, 1.0, 1.0]  # wholly outside: stays
+    data["annotations"][1]["bbox"] = [-5.0, 10.0, 30.0, 60.0]  # img1.png has no size: stays
+    for a in data["annotations"]:
+        a.pop("area")
+    path.write_text(json.dumps(data))
+    ann = read_coco(path)
+    np.testing.assert_allclose(ann["box"], [[0, 10, 25, 40], [-5, 10, 30, 60], [70, 10, 1, 1]])
+    pytest.importorskip("pycocotools")
+    areas = [a["area"] for a in ground_truth(path, 1).dataset["annotations"]]
+    assert areas == pytest.approx([0.53 * 30 * 60, 0.53 * 30 * 60, 1.0])  # the file's boxes, not clipped
+
+
 def test_coco_crops_take_the_aspect_of_the_input(tmp_path):
     """input_size (32, 16): the 60x70 box is heightened to 1:2 (60 x 120) before the 1.25 margin, as HRNet's and
     mmpose's 256x192 crops widen or heighten the box to 3:4."""

@@ -188,6 +188,9 @@ def test_cli_eval_with_detections(tmp_path):
     for bad in (["--nms-threshold", "0"], ["--min-score", "nan"], ["--thresholds", "0.2"]):
         assert main(["eval", "--workdir", str(work), "--detections", str(detections)] + bad) == 2
     assert main(["eval", "--workdir", str(work), "--min-score", "0.3"]) == 2  # no --detections
+    assert main(["eval", "--workdir", str(work), "--nms-threshold", "1", "--results", str(results)]) == 0  # GT boxes
+    assert len(json.loads(results.read_text())) == 3
+    assert main(["eval", "--workdir", str(work), "--set", "data.dataset=synthetic", "--nms-threshold", "1"]) == 2
     with pytest.raises(ValueError, match="'score below min_score': 6"):
         build_detections(resolve(overrides=sets).data, detections, 0.95)
     with pytest.raises(ValueError, match="detected boxes need COCO-format data"):
@@ -227,9 +230,27 @@ def test_oks_nms_crop_area_follows_the_input_aspect(tmp_path, monkeypatch):
     np.testing.assert_allclose(seen, [[200 * 100] * 2, [100 * 100] * 2])
 
 
-def test_ground_truth_boxes_are_evaluated_on_the_images_with_a_prediction(tmp_path):
-    """The GT-box protocol: an image whose only person the dataset left out (no box) is not evaluated, so perfect
-    predictions score AP 1 (over every image that person would count as a miss)."""
+def test_ground_truth_boxes_are_thinned_by_oks_nms_as_hrnets(tmp_path):
+    """Two annotated people on one image predicted at the same place: OKS-NMS keeps the better-scored one, as
+    HRNet's and mmpose's GT-box evaluations; nms_threshold 1 keeps both."""
+    from hgfast.data import COCOKeypoints
+
+    path, images, *_ = _write_coco(tmp_path)
+    ds = COCOKeypoints(path, images)
+    same = ds.image_ids([0, 2])
+    assert same[0] == same[1]  # people 0 and 2 share an image
+    pred = ds.ann["keypoints"][..., :2].copy()
+    pred[2] = pred[0]
+    scores = np.full((3, 17), 0.9)
+    scores[2] = 0.8
+    results = coco_predictions(ds, {"index": np.arange(3), "pred": pred, "scores": scores})
+    assert [r["score"] for r in results] == pytest.approx([0.9, 0.9])
+    assert len(coco_predictions(ds, {"index": np.arange(3), "pred": pred, "scores": scores}, 1.0)) == 3
+
+
+def test_ground_truth_boxes_are_evaluated_on_every_image(tmp_path):
+    """The GT-box protocol, as HRNet's: COCOeval runs over every image of the file, so a person the dataset left
+    out (no box to crop) is a miss and perfect predictions of the others score AP < 1 (1 without that person)."""
     pytest.importorskip("pycocotools")
     from hgfast.data import COCOKeypoints
     from hgfast.eval.evaluate import _coco_ap
@@ -245,4 +266,7 @@ def test_ground_truth_boxes_are_evaluated_on_the_images_with_a_prediction(tmp_pa
     ds = COCOKeypoints(path, images)
     assert len(ds) == 2 and ds.skipped["no box"] == 1
     preds = {"index": np.arange(2), "pred": ds.ann["keypoints"][..., :2], "scores": np.full((2, 17), 0.9)}
-    assert _coco_ap(ds, preds, 0.9)["AP"] == pytest.approx(1.0)
+    assert 0 < _coco_ap(ds, preds, 0.9)["AP"] < 1
+    data["annotations"].pop(1)
+    path.write_text(json.dumps(data))
+    assert _coco_ap(COCOKeypoints(path, images), preds, 0.9)["AP"] == pytest.approx(1.0)

@@ -11,6 +11,8 @@ keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], iscrowd}], ``categories`` [{
 - Samples: one per annotation with a labelled keypoint; crowd annotations are left out. The crop, around the box's
   centre, is the box widened or heightened to the input's aspect, times ``margin`` (1.25; square inputs: 1.25 × the
   box's longer side); without a usable ``bbox`` the box around the labelled keypoints serves (``keypoint_box``).
+  Boxes are first clipped to their image where its ``images`` entry has ``width`` and ``height`` (as HRNet and
+  mmpose do: a person cut by the image border is cropped around its visible part).
   ``COCOKeypoints.skipped`` counts what was left out, by reason.
 - PCK normaliser: the box's longer side (mmpose's "bbox" normalisation): PCK@0.2 = within 20 % of the box size.
 - The skeleton (flip pairs, limb sides, PCK groups) comes from the category's joint names (``Skeleton.from_names``).
@@ -134,6 +136,7 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         image_id = people[i].get("image_id")
         if not isinstance(image_id, (int, str)) or image_id not in files:
             raise ValueError(f"{_where(path, people[i])}: image_id {image_id!r} is not in 'images'")
+    boxes[index] = clip_boxes(boxes[index], [image_size(data, people[i]["image_id"]) for i in index])
     return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
                 file_name=np.array([files[people[i]["image_id"]] for i in index], object),
                 id=np.array([people[i].get("id") for i in index], object),
@@ -160,6 +163,39 @@ def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.n
             if not ok:
                 raise ValueError(f"{_where(path, a)}: '{key}' must be a list of {width} numbers, got {str(row)[:80]}")
     return np.array(rows, np.float64).reshape(-1, width)
+
+
+def box_area(box) -> float:
+    """A person's COCO ``area`` (its segmentation's, which OKS scales by) where a file has none: 0.53 × the box's,
+    at least 1, as mmpose assumes (a person covers about half of its box)."""
+    return max(1.0, 0.53 * float(box[2]) * float(box[3]))
+
+
+def image_size(data: dict, image_id) -> tuple[float, float] | None:
+    """``(width, height)`` of image ``image_id`` from the file's ``images`` entry, None where it has none."""
+    sizes = data.get("_sizes")
+    if sizes is None:  # built once per file
+        sizes = data["_sizes"] = {}
+        for im in data["images"]:
+            w, h = im.get("width"), im.get("height")
+            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < np.inf for v in (w, h)):
+                sizes[im["id"]] = (float(w), float(h))
+    return sizes.get(image_id)
+
+
+def clip_boxes(boxes: np.ndarray, sizes: list) -> np.ndarray:
+    """Boxes (N, 4) (x, y, w, h) in edge coordinates clipped to their images (``sizes``: (width, height) or None
+    each), as HRNet and mmpose clip ground-truth boxes; a box that would be empty, or whose size is None, stays."""
+    out = boxes.copy()
+    for i, size in enumerate(sizes):
+        if size is None:
+            continue
+        x, y, w, h = boxes[i]
+        x1, y1 = min(max(x, 0.0), size[0]), min(max(y, 0.0), size[1])
+        x2, y2 = min(max(x + w, 0.0), size[0]), min(max(y + h, 0.0), size[1])
+        if x2 > x1 and y2 > y1:
+            out[i] = (x1, y1, x2 - x1, y2 - y1)
+    return out
 
 
 def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,
@@ -189,7 +225,7 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
         box = boxes[i] if boxes is not None else keypoint_box(xy[flags[i] > 0])
         box = [0.0, 0.0, 0.0, 0.0] if box is None else [float(v) for v in box]
         annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                            "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box[2] * box[3],
+                            "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box_area(box),
                             "keypoints": [v for j in range(k) for v in (float(xy[j, 0]), float(xy[j, 1]),
                                                                            int(flags[i, j]))]})
     data = {"images": [{"id": i, "file_name": f} for f, i in ids.items()], "annotations": annotations,

@@ -66,9 +66,9 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
     Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
-    COCO-format data also gets ``table["oks"]``: COCOeval's AP (``hgfast.eval.oks``), or ``{"skipped": why}``;
-    detected people (``COCODetections``) get only that (no ground truth per sample), after OKS-NMS at
-    ``nms_threshold``, and ``table["detections"]``."""
+    COCO-format data also gets ``table["oks"]``: COCOeval's AP of ``coco_predictions`` (OKS-NMS at
+    ``nms_threshold``; ``hgfast.eval.oks``), or ``{"skipped": why}``; detected people (``COCODetections``) get only
+    that (no ground truth per sample) and ``table["detections"]``."""
     preds = predict_dataset(model, dataset, **kwargs)
     if isinstance(dataset, COCODetections):
         table = {"detections": {"file": str(dataset.detections), "min_score": dataset.min_score,
@@ -86,27 +86,30 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
 
 
 def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[dict]:
-    """``predict_dataset``'s predictions on COCO-format data in COCO's keypoint results format (``coco_results``):
-    one per person of ``COCOKeypoints``; for ``COCODetections`` scored with the box scores and thinned by OKS-NMS
-    at ``nms_threshold`` in (0, 1] (``oks_nms``, each person's scale its crop's area, as HRNet's and mmpose's;
-    1 keeps all), which needs the skeleton's OKS sigmas."""
+    """``predict_dataset``'s predictions on COCO-format data in COCO's keypoint results format (``coco_results``),
+    one per person, as HRNet's and mmpose's evaluations make them in either kind of box: each person scored by the
+    mean of its joint scores above 0.2 (times the box score for ``COCODetections``), then thinned by OKS-NMS per
+    image at ``nms_threshold`` in (0, 1] (``oks_nms``, each person's scale its crop's area; 1 keeps all). NMS needs
+    the skeleton's OKS sigmas: without them, detected people raise ValueError and ground-truth boxes are kept
+    (nothing to compare them by)."""
     check_nms_threshold(nms_threshold)
     index = np.asarray(preds["index"], np.int64)
     image_ids, keypoints, scores, box_scores = dataset.image_ids(index), preds["pred"], preds["scores"], None
-    if isinstance(dataset, COCODetections):
+    detected = isinstance(dataset, COCODetections)
+    if detected:
         box_scores = dataset.det["score"][index]
-        if nms_threshold < 1:
-            sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
-            if sigmas is None:
-                raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
-                                 f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
-            w, h = dataset.det["box"][index, 2:].T
-            crop_height = dataset.margin * np.maximum(h, w / dataset.aspect)
-            crop_areas = crop_height ** 2 * dataset.aspect  # HRNet's 200² s_w s_h
-            keep = oks_nms(image_ids, keypoints, box_scores * person_scores(scores), crop_areas, sigmas,
-                           nms_threshold)
-            image_ids, keypoints, scores, box_scores = ([image_ids[i] for i in keep], keypoints[keep], scores[keep],
-                                                        box_scores[keep])
+    sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
+    if nms_threshold < 1 and detected and sigmas is None:
+        raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
+                         f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
+    if nms_threshold < 1 and sigmas is not None:
+        w, h = (dataset.det if detected else dataset.ann)["box"][index, 2:].T
+        crop_height = dataset.margin * np.maximum(h, w / dataset.aspect)
+        crop_areas = crop_height ** 2 * dataset.aspect  # HRNet's 200² s_w s_h
+        person = person_scores(scores) * (1.0 if box_scores is None else box_scores)
+        keep = oks_nms(image_ids, keypoints, person, crop_areas, sigmas, nms_threshold)
+        image_ids, keypoints, scores = [image_ids[i] for i in keep], keypoints[keep], scores[keep]
+        box_scores = None if box_scores is None else box_scores[keep]
     return coco_results(image_ids, dataset.category_id, keypoints, scores, box_scores)
 
 
@@ -117,11 +120,9 @@ def _coco_ap(dataset, preds: dict, nms_threshold: float) -> dict:
     if sigmas is None:
         return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
                            "data.oks_sigmas)"}
-    detected = isinstance(dataset, COCODetections)
     try:
-        results = coco_predictions(dataset, preds, nms_threshold)
-        return oks_ap(dataset.annotations, dataset.category_id, results, sigmas,
-                      None if detected else [r["image_id"] for r in results])
+        return oks_ap(dataset.annotations, dataset.category_id, coco_predictions(dataset, preds, nms_threshold),
+                      sigmas)  # over every image of the file: a person without a prediction is a miss
     except ImportError as exc:
         return {"skipped": str(exc)}
     except Exception as exc:  # pycocotools raises KeyError, TypeError, ... on files it dislikes

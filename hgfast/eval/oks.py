@@ -3,12 +3,12 @@
 The official evaluation code computes the numbers (``pip install 'hgfast[coco]'``). Two protocols, as in HRNet's
 and mmpose's tables (``hgfast.eval.evaluate.coco_predictions`` makes the results of either):
 
-- ground-truth boxes (``COCOKeypoints``): one prediction per annotated person; only the images that have a
-  prediction are evaluated (people left out of the dataset for want of a box count as misses); a person's score is
-  the mean of its joint scores above 0.2 (HRNet's with box score 1);
-- detected boxes (``COCODetections``): one prediction per detection, scored by that mean times the box score, then
-  OKS-NMS per image (``oks_nms``, 0.9, with the crops' areas as scales); every image of the annotation file is
-  evaluated.
+- ground-truth boxes (``COCOKeypoints``): one prediction per annotated person, scored by the mean of its joint
+  scores above 0.2 (HRNet's with box score 1);
+- detected boxes (``COCODetections``): one prediction per detection, scored by that mean times the box score.
+
+Either way OKS-NMS per image follows (``oks_nms``, 0.9, with the crops' areas as scales), and every image of the
+annotation file is evaluated: people without a prediction (no box, or one the dataset could not crop) are misses.
 
 OKS needs a per-joint sigma (the joint's annotation spread): COCO's for COCO's 17 joints, your own for other
 skeletons.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.coco import keypoint_box
+from ..data.coco import box_area, keypoint_box
 
 COCO_OKS_SIGMAS = tuple(s / 10 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
                                          .89, .89))
@@ -108,8 +108,9 @@ def oks_nms(image_ids, keypoints, score, areas, sigmas, threshold: float = 0.9) 
 def ground_truth(annotations: str | os.PathLike, category_id):
     """pycocotools ``COCO`` of the file's annotations of ``category_id`` with what COCOeval needs and the format
     leaves optional filled in: ``iscrowd`` 0, ``keypoints`` all unlabelled (crowd regions), ``num_keypoints`` the
-    labelled joints, ``bbox`` the labelled joints' box (``keypoint_box``) and ``area`` the box's (w·h); annotation
-    ids renumbered 1..n."""
+    labelled joints, ``bbox`` the labelled joints' box (``keypoint_box``) and ``area`` 0.53 × the box's
+    (``box_area``, as mmpose: OKS scales by the area of the person, about half its box); annotation ids renumbered
+    1..n."""
     from pycocotools.coco import COCO
 
     data = json.loads(Path(annotations).read_bytes())
@@ -128,7 +129,7 @@ def ground_truth(annotations: str | os.PathLike, category_id):
         people.append({**a, "id": len(people) + 1, "iscrowd": int(a.get("iscrowd") or 0), "bbox": box,
                        "keypoints": a.get("keypoints") or no_keypoints,
                        "num_keypoints": int(a.get("num_keypoints", (kp[:, 2] > 0).sum())),
-                       "area": float(a.get("area", box[2] * box[3]))})
+                       "area": float(a["area"]) if isinstance(a.get("area"), numbers.Real) else box_area(box)})
     truth = COCO()
     truth.dataset = {"images": data["images"], "annotations": people, "categories": categories}
     with contextlib.redirect_stdout(io.StringIO()):
