@@ -537,3 +537,17 @@ def test_h5_annotations_with_non_finite_numbers_or_zero_scale_are_refused(tmp_pa
             read_annotations(broken)
         with pytest.raises(ValueError, match=f"{field}.h5"):
             MPII(broken, images)
+
+
+def test_the_lua_trainers_full_annot_h5_is_refused(tmp_path):
+    """pose-hg-train's annot.h5 (fields istrain, multi) holds raw centres and scales that its loader adjusts in
+    code: read as an adjusted train.h5 its crops would be 20 % too tight and 15·s too high, so it is refused."""
+    from hgfast.data import read_annotations
+
+    path, images, _ = _write_mpii(tmp_path)
+    with h5py.File(path, "a") as f:
+        f["istrain"] = np.ones(len(f["scale"]))
+    with pytest.raises(ValueError, match=r"\['istrain'\]: it is pose-hg-train's full annot.h5"):
+        read_annotations(path)
+    with pytest.raises(ValueError, match="annot/valid.h5"):
+        MPII(path, images)

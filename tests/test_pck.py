@@ -60,6 +60,9 @@ def test_pck_table_by_hand():
     assert tenth["per_joint"]["r_ankle"] == 0.5 and tenth["per_joint"]["r_knee"] == 1.0
     assert tenth["per_joint"]["r_hip"] == 0.5
     assert "0.5" in format_table(r) and "Mean(w)" in format_table(r)
+    # all 16 joints pooled (princeton-vl's figure): pelvis and thorax (both right twice) count too
+    assert half["mean_all"] == pytest.approx((sum(correct.values()) + 4) / (sum(count.values()) + 4))
+    assert "All(w)" in format_table(r)
 
 
 def test_head_column_is_the_head_top_and_the_mean_has_14_joints():
@@ -79,6 +82,7 @@ def test_all_joint_mean_and_unannotated():
     pred, gt, mask, norm = _case()
     r = pck_table(pred, gt, mask, norm, thresholds=(0.2,), mean_joints=ALL_JOINTS)
     assert r["mean_joints"] == list(JOINT_NAMES)
+    assert r["pck"]["0.2"]["mean_all"] == r["pck"]["0.2"]["mean_weighted"] and "All(w)" not in format_table(r)
     empty = pck_table(pred, gt, np.zeros_like(mask), norm, thresholds=(0.5,))
     assert empty["pck"]["0.5"]["mean_weighted"] is None and empty["pck"]["0.5"]["per_joint"]["r_ankle"] is None
 

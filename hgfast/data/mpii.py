@@ -70,6 +70,12 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
             if missing:
                 raise ValueError(f"MPII annotation file {path} lacks field(s) {missing}; "
                                  f"expected {sorted(FIELDS)}")
+            lua = [k for k in ("istrain", "multi") if k in f]
+            if lua:
+                raise ValueError(f"MPII annotation file {path} has field(s) {lua}: it is pose-hg-train's full "
+                                 f"annot.h5, whose center and scale are raw (its Lua loader moves the centre down "
+                                 f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
+                                 f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
             ann = {k: f[k][()] for k in FIELDS}
             attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:

@@ -4,8 +4,11 @@ MPII (Tompson et al. validation convention): the normaliser is the h5 ``normaliz
 diagonal; a joint counts if it is annotated; the test is strict (``d / n < t``, as bearpaw and mmpose; HRNet
 uses ``<=``, see ``inclusive``); the mean is over 14 joints (pelvis and thorax excluded), reported both
 *weighted* (pooled over joints: correct / annotated, as HRNet and mmpose) and *unweighted* (the mean of the 14
-per-joint values, as bearpaw's ``eval_PCKh.py``). Thresholds are exact (PCKh@0.1 is 0.10, not HRNet's 0.11).
-A group (e.g. "elbow") is the unweighted mean of its two joints' values.
+per-joint values, as bearpaw's ``eval_PCKh.py``), plus ``mean_all``: pooled over every joint (princeton-vl's
+``mpii_eval``, whose 16-joint figures are not comparable with the 14-joint means). Thresholds are exact (PCKh@0.1
+is 0.10, not HRNet's 0.11). A group (e.g. "elbow") is the unweighted mean of its two joints' values. These are
+the PyTorch peers' conventions, not a re-implementation of the MPII benchmark's own Matlab evaluation (its
+test-set numbers come from the benchmark's server).
 
 Synthetic figures use the same code with the figure's standing height as the normaliser and all 16 joints;
 COCO-format data the box's longer side, all joints, and the groups of its skeleton (``left_knee`` + ``right_knee``
@@ -42,7 +45,7 @@ def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None
     groups (default ``Skeleton.for_joints(K)``: MPII's for 16 joints); ``mean_joints``: default the 14 PCKh joints
     for MPII's skeleton, all joints otherwise. Returns a JSON-ready dict: ``count`` per joint, and under
     ``pck["<t>"]``: ``per_joint``, ``per_group``, ``mean_weighted`` and ``mean_unweighted`` over ``mean_joints``
-    (joints with no annotation are left out of the means).
+    (joints with no annotation are left out of the means) and ``mean_all``: correct / annotated over all joints.
     """
     mask = np.asarray(mask) > 0
     if mask.ndim != 2 or mask.shape != np.shape(pred)[:2]:
@@ -67,6 +70,7 @@ def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None
                           for g, js in groups.items()},
             "mean_weighted": _num(correct[used].sum() / count[used].sum() if used else np.nan),
             "mean_unweighted": _num(per_joint[used].mean() if used else np.nan),
+            "mean_all": _num(correct.sum() / count.sum() if count.any() else np.nan),
         }
     return result
 
@@ -76,8 +80,8 @@ def _num(x) -> float | None:
 
 
 def format_table(result: dict) -> str:
-    """A text table: one row per threshold, groups as columns, then both means; then the OKS AP line, if any
-    (detected people: that line only)."""
+    """A text table: one row per threshold, groups as columns, then both means (and the mean over all joints where
+    it differs: MPII's 14-joint means); then the OKS AP line, if any (detected people: that line only)."""
     text = _pck_rows(result["pck"]) if "pck" in result else ""
     oks = result.get("oks") or {}
     if "AP" in oks:
@@ -93,10 +97,12 @@ def _pck_rows(pck: dict) -> str:
     labels = [g.capitalize()[:5] for g in groups]
     if len(set(labels)) < len(labels):  # "front_paw", "front_knee": the full names
         labels = [g.capitalize() for g in groups]
-    head = ["PCK@"] + labels + ["Mean(w)", "Mean(u)"]
+    subset = any(r.get("mean_all") != r["mean_weighted"] for r in pck.values())  # MPII: 14 of 16 joints
+    head = ["PCK@"] + labels + ["Mean(w)", "Mean(u)"] + (["All(w)"] if subset else [])
     rows = [head]
     for t, r in pck.items():
-        vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]]
+        vals = [r["per_group"][g] for g in groups] + [r["mean_weighted"], r["mean_unweighted"]] + \
+            ([r.get("mean_all")] if subset else [])
         rows.append([t] + ["-" if v is None else f"{100 * v:.2f}" for v in vals])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)
