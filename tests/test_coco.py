@@ -445,8 +445,8 @@ def test_oks_ap_by_cocoeval(tmp_path):
     pytest.importorskip("pycocotools")
     from hgfast.eval.oks import coco_results, oks_ap, person_scores
 
-    def ap(path, ids, kp, scores, **kwargs):  # the ground-truth-box protocol: the images with a prediction
-        return oks_ap(path, 1, coco_results(ids, 1, kp, scores), image_ids=ids, **kwargs)
+    def ap(path, ids, kp, scores, **kwargs):  # the ground-truth-box protocol: one result per annotated person
+        return oks_ap(path, 1, coco_results(ids, 1, kp, scores), one_per_person=True, **kwargs)
 
     path, images, kp, annotated, visible = _write_coco(tmp_path)
     ann = read_coco(path)

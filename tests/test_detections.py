@@ -1,6 +1,7 @@
 """COCO's detected-box protocol: detections files (read, bad input), crops in detected boxes, OKS-NMS against a
 brute-force reference, rescoring, AP over every image, and ``hgfast eval --detections`` end to end."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from hgfast.cli import main
 from hgfast.data import COCODetections, build_detections, read_coco
 from hgfast.eval import coco_predictions, evaluate, format_table
-from hgfast.eval.oks import COCO_OKS_SIGMAS, coco_results, oks_nms, person_scores
+from hgfast.eval.oks import COCO_OKS_SIGMAS, coco_results, oks_ap, oks_nms, person_scores
 from hgfast.models import StackedHourglass
 from hgfast.train.config import resolve, save_yaml
 from test_coco import COCO_NAMES, _write_coco
@@ -121,7 +122,6 @@ def test_oks_nms_keeps_the_better_scored_copy():
 
 def test_detected_people_are_rescored_thinned_and_evaluated_on_every_image(tmp_path):
     pytest.importorskip("pycocotools")
-    from hgfast.eval.oks import oks_ap
 
     path, images, *_ = _write_coco(tmp_path)
     ann = read_coco(path)
@@ -270,3 +270,22 @@ def test_ground_truth_boxes_are_evaluated_on_every_image(tmp_path):
     data["annotations"].pop(1)
     path.write_text(json.dumps(data))
     assert _coco_ap(COCOKeypoints(path, images), preds, 0.9)["AP"] == pytest.approx(1.0)
+
+
+def test_ground_truth_boxes_warn_where_an_image_has_more_people_than_cocoeval_counts(tmp_path):
+    """COCOeval scores the 20 best results per image: with one prediction per annotated person (GT boxes) an image
+    of 21 people loses one, which a warning says; detections (extra boxes by design) do not warn."""
+    pytest.importorskip("pycocotools")
+    from hgfast.data import COCOKeypoints
+    from hgfast.eval.evaluate import _coco_ap
+
+    path, images, *_ = _write_coco(tmp_path, n=42)  # 21 people on each of the two images
+    ds = COCOKeypoints(path, images)
+    pred = ds.ann["keypoints"][..., :2] + np.arange(42)[:, None, None]  # apart: OKS-NMS keeps them all
+    preds = {"index": np.arange(42), "pred": pred, "scores": np.full((42, 17), 0.9)}
+    with pytest.warns(UserWarning, match=r"at most 20 people per image: in 2 image\(s\)"):
+        _coco_ap(ds, preds, 1.0)
+    results = coco_predictions(ds, preds, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        oks_ap(path, 1, results)

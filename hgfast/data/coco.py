@@ -136,7 +136,8 @@ def read_coco(path: str | os.PathLike, category_id: int | None = None) -> dict:
         image_id = people[i].get("image_id")
         if not isinstance(image_id, (int, str)) or image_id not in files:
             raise ValueError(f"{_where(path, people[i])}: image_id {image_id!r} is not in 'images'")
-    boxes[index] = clip_boxes(boxes[index], [image_size(data, people[i]["image_id"]) for i in index])
+    sizes = image_sizes(data)
+    boxes[index] = clip_boxes(boxes[index], [sizes.get(people[i]["image_id"]) for i in index])
     return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
                 file_name=np.array([files[people[i]["image_id"]] for i in index], object),
                 id=np.array([people[i].get("id") for i in index], object),
@@ -171,16 +172,14 @@ def box_area(box) -> float:
     return max(1.0, 0.53 * float(box[2]) * float(box[3]))
 
 
-def image_size(data: dict, image_id) -> tuple[float, float] | None:
-    """``(width, height)`` of image ``image_id`` from the file's ``images`` entry, None where it has none."""
-    sizes = data.get("_sizes")
-    if sizes is None:  # built once per file
-        sizes = data["_sizes"] = {}
-        for im in data["images"]:
-            w, h = im.get("width"), im.get("height")
-            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < np.inf for v in (w, h)):
-                sizes[im["id"]] = (float(w), float(h))
-    return sizes.get(image_id)
+def image_sizes(data: dict) -> dict:
+    """``{image id: (width, height)}`` of the file's ``images`` entries that give both (positive numbers)."""
+    sizes = {}
+    for im in data["images"]:
+        w, h = im.get("width"), im.get("height")
+        if all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < np.inf for v in (w, h)):
+            sizes[im["id"]] = (float(w), float(h))
+    return sizes
 
 
 def clip_boxes(boxes: np.ndarray, sizes: list) -> np.ndarray:

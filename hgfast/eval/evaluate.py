@@ -122,7 +122,7 @@ def _coco_ap(dataset, preds: dict, nms_threshold: float) -> dict:
                            "data.oks_sigmas)"}
     try:
         return oks_ap(dataset.annotations, dataset.category_id, coco_predictions(dataset, preds, nms_threshold),
-                      sigmas)  # over every image of the file: a person without a prediction is a miss
+                      sigmas, one_per_person=not isinstance(dataset, COCODetections))  # over every image
     except ImportError as exc:
         return {"skipped": str(exc)}
     except Exception as exc:  # pycocotools raises KeyError, TypeError, ... on files it dislikes

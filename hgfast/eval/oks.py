@@ -138,13 +138,13 @@ def ground_truth(annotations: str | os.PathLike, category_id):
 
 
 def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sigmas=None,
-           image_ids=None) -> dict:
+           image_ids=None, one_per_person: bool = False) -> dict:
     """``{"AP": ..., "AP50": ..., ...}`` (``OKS_METRICS``, COCOeval's ``stats``; -1 where no ground truth counts)
     of ``results`` (``coco_results``; K joints each) against the people of category ``category_id`` in the COCO
     file ``annotations``, over ``image_ids`` (default: every image of the file, so people without a result count
     as misses); ``sigmas`` (K,), default COCO's (for COCO's 17 joints). COCOeval counts the 20 best-scored results
-    per image (with ``image_ids``, the ground-truth-box protocol, a warning says when an image has more).
-    ImportError without pycocotools."""
+    per image (``one_per_person``: the results are one per annotated person, the ground-truth-box protocol; a
+    warning then says where an image has more). ImportError without pycocotools."""
     try:
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:
@@ -158,7 +158,7 @@ def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sig
     if sigmas.shape != (k,) or not (sigmas > 0).all():
         raise ValueError(f"oks_ap: sigmas must be {k} numbers > 0, got {sigmas.tolist()}")
     crowded = [i for i, c in collections.Counter(r["image_id"] for r in results).items() if c > MAX_PEOPLE]
-    if crowded and image_ids is not None:  # ground-truth boxes: a person each (detections: extra boxes, as usual)
+    if crowded and one_per_person:  # (detections: extra boxes, as usual)
         warnings.warn(f"COCOeval counts at most {MAX_PEOPLE} people per image: in {len(crowded)} image(s) with more "
                       f"(e.g. {crowded[0]!r}) the lowest-scored ones count as misses", stacklevel=2)
     truth = ground_truth(annotations, category_id)
