@@ -122,7 +122,6 @@ def test_oks_nms_keeps_the_better_scored_copy():
 
 def test_detected_people_are_rescored_thinned_and_evaluated_on_every_image(tmp_path):
     pytest.importorskip("pycocotools")
-
     path, images, *_ = _write_coco(tmp_path)
     ann = read_coco(path)
     entries = _gt_detections(ann) + [dict(_gt_detections(ann, 0.5)[0])]  # person 0 found twice
