@@ -88,6 +88,7 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
 
     Torch checkpoints may hold the state dict directly or under ``"state_dict"`` / ``"model"`` (as peer training
     scripts save it); they are read with ``weights_only=True``. ``config`` is ``{}`` unless hgfast wrote the file.
+    An hgfast training state (``last.state.pt``) is refused, naming the ``last.safetensors`` written beside it.
     """
     path = Path(path)
     if not path.is_file():
@@ -103,6 +104,10 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
             raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
         return state, config
     obj = load_torch_file(path, "torch checkpoint")
+    if isinstance(obj, dict) and {"model", "optimizer", "rng", "step", "config"} <= obj.keys():
+        raise ValueError(f"{path} is an hgfast training state (what hgfast train --resume continues): its weights "
+                         f"come without the model's training settings (input size, skeleton); load the weights "
+                         f"written with it, {path.parent / 'last.safetensors'}")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -125,6 +130,8 @@ def load_torch_file(path: Path, what: str):
     except Exception as exc:  # torch raises many types for corrupt pickles / zip archives
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else repr(exc))
+        if "Unsupported operand" in reason or "invalid load key" in reason:  # the pickle opcode of a text or image
+            reason = "not a file torch.save wrote (nor a .safetensors file)"
         raise ValueError(f"corrupt or unreadable {what} {path}: {reason}") from exc
 
 

@@ -9,12 +9,19 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 
 def _fail(cmd: str, exc: BaseException | str) -> int:
-    print(f"hgfast {cmd}: error: {exc}", file=sys.stderr)
+    """Print ``exc`` as one error line (an error raised in a DataLoader worker: its own message, not the worker's
+    traceback that PyTorch re-raises it with) and return exit status 2."""
+    text = str(exc)
+    if "\nOriginal Traceback" in text:  # "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback..."
+        last = text.rstrip().splitlines()[-1]
+        text = re.sub(r"^[\w.]+: ", "", last) + f" ({text.splitlines()[0].removeprefix('Caught ').rstrip('.')})"
+    print(f"hgfast {cmd}: error: {text}", file=sys.stderr)
     return 2
 
 
@@ -547,11 +554,12 @@ def _cmd_export(args) -> int:
 
     try:
         checkpoint = Path(args.checkpoint)
+        _check_writable(Path(args.onnx), "--onnx")
         model = StackedHourglass.from_checkpoint(checkpoint)
         diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check,
                            last_stack=args.last_stack)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        return _fail("export", exc)
+    except (ValueError, OSError, ImportError) as exc:
+        return _fail("export", _as_flag(exc) if isinstance(exc, ValueError) else exc)
     check = "" if diff is None else f"; onnxruntime max |diff| vs PyTorch = {diff:.3g}"
     print(f"wrote {args.onnx}{check}")
     return 0

@@ -244,3 +244,21 @@ def test_bearpaw_weights_as_model_init_need_its_stem(tmp_path):
     model_cfg.stem_channels = 256
     model = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, stem_channels=256)
     assert apply_pretrained(model, read_pretrained(tmp_path / "bp.pth.tar", model_cfg)) == []
+
+
+def test_a_training_state_or_a_non_checkpoint_is_refused_by_name(tmp_path):
+    """last.state.pt holds weights without the model's training settings (input size, skeleton), so predicting
+    from it would silently use defaults: it is refused, naming the last.safetensors beside it; a file that is not
+    a checkpoint at all says so rather than quoting a pickle opcode."""
+    import torch
+
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=2)
+    state = {"model": model.state_dict(), "optimizer": {}, "scaler": {}, "step": 3, "best": None, "rng": {},
+             "config": {}, "progress": {}, "skeleton": None}
+    torch.save(state, tmp_path / "last.state.pt")
+    with pytest.raises(ValueError, match=r"training state .*last.safetensors"):
+        StackedHourglass.from_checkpoint(tmp_path / "last.state.pt")
+    for name, data in (("garbage.pth", b"garbage bytes"), ("picture.pt", b"\xff\xd8\xff\xe0 JFIF")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{name}: not a file torch.save wrote"):
+            StackedHourglass.from_checkpoint(tmp_path / name)

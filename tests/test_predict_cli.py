@@ -703,6 +703,32 @@ def test_cli_export_onnx(workdir, tmp_path, capsys):
     assert onnxruntime.InferenceSession(str(last)).run(["heatmaps"], {"image": x.numpy()})[0].shape == (5, 16, 8, 8)
 
 
+def test_cli_export_refuses_a_folder_as_output_and_names_its_flags(workdir, tmp_path, capsys):
+    """--onnx naming a folder is refused by flag before any work (it was a raw IsADirectoryError at the end); a
+    bad --input-size is named as the flag."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    best = str(workdir / "best.safetensors")
+    assert main(["export", "--onnx", str(folder), "--checkpoint", best, "--no-check"]) == 2
+    assert "--onnx" in capsys.readouterr().err and not any(folder.iterdir())
+    assert main(["export", "--onnx", str(tmp_path / "m.onnx"), "--checkpoint", best, "--input-size", "100",
+                 "--no-check"]) == 2
+    assert "error: --input-size" in capsys.readouterr().err
+
+
+def test_an_error_in_a_dataloader_worker_is_one_line(capsys):
+    """PyTorch re-raises a worker's error with the worker's traceback in its message: the CLI prints the error's
+    own message and which worker, not the traceback."""
+    from hgfast.commands import _fail
+
+    wrapped = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1, in f\n    raise ValueError(...)\nValueError: corrupt "
+                         "image a.jpg: cannot decode")
+    assert _fail("train", wrapped) == 2
+    assert capsys.readouterr().err == ("hgfast train: error: corrupt image a.jpg: cannot decode (ValueError in "
+                                       "DataLoader worker process 0)\n")
+
+
 def test_export_last_stack_outputs_the_final_prediction(tmp_path):
     if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")):
         pytest.skip("onnx / onnxscript / onnxruntime not installed")
