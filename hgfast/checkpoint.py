@@ -83,12 +83,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
 
 
-def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
+def load_state_dict(path: str | os.PathLike, weights_only: bool = False) -> tuple[dict[str, Tensor], dict]:
     """Load ``(state_dict, config)`` from a safetensors file or a torch checkpoint.
 
     Torch checkpoints may hold the state dict directly or under ``"state_dict"`` / ``"model"`` (as peer training
     scripts save it); they are read with ``weights_only=True``. ``config`` is ``{}`` unless hgfast wrote the file.
-    An hgfast training state (``last.state.pt``) is refused, naming the ``last.safetensors`` written beside it.
+    An hgfast training state (``last.state.pt``) is refused, naming the ``last.safetensors`` written beside it,
+    unless ``weights_only`` (the caller needs only its weights: fine-tuning from it, ``model.init``).
     """
     path = Path(path)
     if not path.is_file():
@@ -104,7 +105,7 @@ def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
             raise ValueError(f"corrupt or unreadable safetensors checkpoint {path}: {exc}") from exc
         return state, config
     obj = load_torch_file(path, "torch checkpoint")
-    if isinstance(obj, dict) and {"model", "optimizer", "rng", "step", "config"} <= obj.keys():
+    if not weights_only and isinstance(obj, dict) and {"model", "optimizer", "rng", "step", "config"} <= obj.keys():
         raise ValueError(f"{path} is an hgfast training state (what hgfast train --resume continues): its weights "
                          f"come without the model's training settings (input size, skeleton); load the weights "
                          f"written with it, {path.parent / 'last.safetensors'}")

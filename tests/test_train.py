@@ -563,6 +563,9 @@ def test_model_init_starts_a_fresh_run_from_weights_and_resume_does_not_reread_t
         assert torch.equal(v, want), k
     with pytest.raises(ValueError, match=r"nfeat 16 \(the config: 32\).*--set model.nfeat=16"):
         read_pretrained(tmp_path / "gone.safetensors", tiny(tmp_path, "model.nfeat=32").model)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="model.init: checkpoint not found"):
         train(tiny(tmp_path, f"model.init={tmp_path / 'missing.pt'}", name="nothing"))
     assert not (tmp_path / "nothing").exists()  # refused before the work dir was made
+    from_state = read_pretrained(tmp_path / "tuned" / "last.state.pt", cfg.model)  # a state's weights will do
+    assert torch.equal(from_state["heads.0.heatmap.weight"], _weights(tmp_path / "tuned" / "last.safetensors")[
+        "heads.0.heatmap.weight"])

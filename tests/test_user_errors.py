@@ -65,3 +65,12 @@ def test_summary_bad_sizes(args, message):
     proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", *args], capture_output=True, text=True)
     assert proc.returncode != 0 and "hgfast summary: error:" in proc.stderr and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_python_m_hgfast_is_the_hgfast_command():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "hgfast", "export", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "--onnx" in proc.stdout, proc.stderr[-2000:]

@@ -29,8 +29,10 @@ def read_pretrained(path: str | os.PathLike, model_config) -> dict[str, Tensor]:
     from ..models.convert import infer_config, to_hgfast_layout
 
     try:
-        state = to_hgfast_layout(load_state_dict(path)[0])
+        state = to_hgfast_layout(load_state_dict(path, weights_only=True)[0])
         theirs = infer_config(state)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"model.init: {exc}") from exc
     except ValueError as exc:
         raise ValueError(f"model.init {path}: {exc}") from exc
     ours = {**{k: getattr(model_config, k) for k in _ARCHITECTURE if k != "in_channels"},
