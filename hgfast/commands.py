@@ -25,6 +25,11 @@ def _fail(cmd: str, exc: BaseException | str) -> int:
     return 2
 
 
+def _main_process() -> bool:
+    """Not a process of rank > 0 under torchrun (``RANK``)."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 def _write_json(obj, path: Path) -> None:
     from .checkpoint import atomic_path
 
@@ -80,6 +85,8 @@ def _cmd_train(args) -> int:
         summary = train(cfg, resume=(resume or Path(cfg.workdir)) if args.resume else None,
                         overwrite=args.overwrite)
     except KeyboardInterrupt:
+        if not _main_process():  # under torchrun the main process reports, once
+            return 130
         if state.exists() and state.stat().st_mtime_ns != before:
             print(f"hgfast train: interrupted; state written to {state}; continue with hgfast train --workdir "
                   f"{cfg.workdir} --resume", file=sys.stderr)
@@ -89,7 +96,7 @@ def _cmd_train(args) -> int:
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, ArithmeticError) as exc:
         return _fail("train", exc)
-    if int(os.environ.get("RANK", "0")) == 0:  # once for a torchrun run
+    if _main_process():  # once for a torchrun run
         print(json.dumps(summary))
     return 0
 

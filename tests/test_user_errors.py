@@ -74,3 +74,18 @@ def test_python_m_hgfast_is_the_hgfast_command():
     proc = subprocess.run([sys.executable, "-m", "hgfast", "export", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--onnx" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_an_interrupted_torchrun_run_is_reported_by_rank_0_only(monkeypatch, capsys, tmp_path):
+    """Every rank gets the Ctrl-C; only the main process says where the state is (each rank said it)."""
+    import hgfast.train.loop as loop
+    from hgfast.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    for rank, says in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--preset", "cpu-small", "--workdir", str(tmp_path / "run")]) == 130
+        assert ("interrupted" in capsys.readouterr().err) == says

@@ -208,10 +208,12 @@ class _WholeStepBuffers:
 
 
 def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable,
-                       message: str) -> None:
-    """Log ``message`` and write the interrupt's checkpoint: of the last whole step, not cut short by a signal."""
+                       message: str, main: bool) -> None:
+    """Log ``message`` (on the ``main`` process, the one that writes) and write the interrupt's checkpoint: of the
+    last whole step, not cut short by a signal."""
     with contextlib.suppress(KeyboardInterrupt), stop.critical():  # a signal meanwhile: the caller raises anyway
-        log.warning(message)
+        if main:
+            log.warning(message)
         if whole_step is not None:
             whole_step.undo()
         checkpoint()
@@ -638,13 +640,14 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             best = distributed.from_main(best, dist_info)  # only the main process validates
             completed = True
         except KeyboardInterrupt:
-            _write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint")
+            _write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint",
+                               dist_info.is_main)
             raise
         except Exception as exc:  # e.g. loader workers killed by the same Ctrl-C
             if not stop.set:
                 raise
             _write_interrupted(stop, whole_step, checkpoint,
-                               f"interrupted at step {step} ({exc}); writing the checkpoint")
+                               f"interrupted at step {step} ({exc}); writing the checkpoint", dist_info.is_main)
             raise KeyboardInterrupt from exc
         finally:
             bar.close()
