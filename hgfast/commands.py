@@ -384,10 +384,12 @@ def _cmd_video(args) -> int:
 
 def _check_outputs(inputs: list, outputs: list[tuple[str, list[Path]]]) -> None:
     """ValueError where an output file would replace one of ``inputs`` (images, videos, the --boxes file) or another
-    output; ``outputs``: ``(what it is written for, its files)``."""
+    output, or cannot be written (``_check_writable``); ``outputs``: ``(what it is written for, its files)``."""
     given = {Path(p).resolve() for p in inputs}
     seen: set[Path] = set()
     for owner, files in outputs:
+        for f in files:
+            _check_writable(Path(f), "--out")  # a folder where a picture goes, a file where --out's folder is
         for f in (Path(f).resolve() for f in files):
             if f in given or f in seen:
                 raise ValueError(f"the output {f} of {owner} would replace " +

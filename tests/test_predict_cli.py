@@ -398,7 +398,7 @@ def test_cli_video(workdir, clip, tmp_path, capsys):
                           ([str(out / "clip_pose.mp4"), str(clip), "--out", str(out)], "would replace an input"),
                           ([str(clip), "--boxes", str(out / "clip.json"), "--out", str(out)],
                            "would replace an input"),  # the boxes file where the output JSON goes
-                          ([str(clip), "--out", str(tmp_path / "file")], "File exists"),
+                          ([str(clip), "--out", str(tmp_path / "file")], "is a file, not a folder"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
                           ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside"),
@@ -934,3 +934,13 @@ def test_main_job_baselines_script():
     assert main_job_baselines.mean_pose(cfg, one, one, 1) == {"0.2": 1.0, "0.1": 1.0, "0.05": 1.0}
     assert main_job_baselines.mean_pose(cfg, val_set, one, 1)["0.05"] < 1.0  # another figure's pose
     assert all(0 <= v <= 1 for v in main_job_baselines.untrained(cfg, val_set, seed=0).values())
+
+
+def test_predict_and_video_refuse_a_file_as_the_out_folder(workdir, image_file, tmp_path, capsys):
+    """--out naming an existing file is refused by name before any work (it was an OS error mid-run)."""
+    taken = tmp_path / "taken.jpg"
+    taken.write_bytes(b"x")
+    best = str(workdir / "best.safetensors")
+    for cmd in (["predict", str(image_file)], ["video", str(image_file)]):
+        assert main([*cmd, "--checkpoint", best, "--out", str(taken)]) == 2
+        assert f"--out {taken}" in capsys.readouterr().err and taken.read_bytes() == b"x"
