@@ -82,7 +82,7 @@ def test_weights_gradient_and_double_backward_match_the_reference(device):
     want = heatmap_mse_loss_ref(p2, kp, vis, w2, sigma, False)
     got_grads = torch.autograd.grad(got, (p1, w1), create_graph=True)
     want_grads = torch.autograd.grad(want, (p2, w2), create_graph=True)
-    for g, r in zip(got_grads, want_grads):  # float32 targets: exp of the C++ kernel vs torch's (an ulp apart)
+    for g, r in zip(got_grads, want_grads):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-8)
     second = torch.autograd.grad((got_grads[0] ** 2).sum() + got_grads[1].sum(), (p1, w1))
     second_ref = torch.autograd.grad((want_grads[0] ** 2).sum() + want_grads[1].sum(), (p2, w2))
