@@ -331,6 +331,10 @@ def _cmd_video(args) -> int:
             raise ValueError(f"--track-threshold must be in [0, 1], got {threshold}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        images = [path for path in args.videos if Path(path).suffix.lower() in IMAGE_SUFFIXES]
+        if images:
+            raise ValueError(f"videos: {images[0]} is an image, not a video (OpenCV would read it as one frame, "
+                             f"and a truncated one as grey): hgfast predict takes images")
         min_score = _boxes_min_score(args)
         smoother_settings = _smoother_settings(args)
         if args.boxes is not None:

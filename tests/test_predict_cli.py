@@ -936,11 +936,24 @@ def test_main_job_baselines_script():
     assert all(0 <= v <= 1 for v in main_job_baselines.untrained(cfg, val_set, seed=0).values())
 
 
-def test_predict_and_video_refuse_a_file_as_the_out_folder(workdir, image_file, tmp_path, capsys):
+def test_predict_and_video_refuse_a_file_as_the_out_folder(workdir, image_file, clip, tmp_path, capsys):
     """--out naming an existing file is refused by name before any work (it was an OS error mid-run)."""
     taken = tmp_path / "taken.jpg"
     taken.write_bytes(b"x")
     best = str(workdir / "best.safetensors")
-    for cmd in (["predict", str(image_file)], ["video", str(image_file)]):
+    for cmd in (["predict", str(image_file)], ["video", str(clip)]):
         assert main([*cmd, "--checkpoint", best, "--out", str(taken)]) == 2
         assert f"--out {taken}" in capsys.readouterr().err and taken.read_bytes() == b"x"
+
+
+def test_video_refuses_an_image(workdir, image_file, clip, tmp_path, capsys):
+    """An image given to video (OpenCV reads one as a one-frame video, a truncated one half grey) is refused by
+    name, pointing to predict, before anything is written; the check goes by the suffix, in any case."""
+    shouting = tmp_path / "PERSON.JPG"
+    shouting.write_bytes(image_file.read_bytes()[:100])  # truncated
+    for image in (image_file, shouting):
+        assert main(["video", str(clip), str(image), "--checkpoint", str(workdir / "best.safetensors"),
+                     "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"videos: {image} is an image" in err and "hgfast predict" in err
+    assert not (tmp_path / "out").exists()
