@@ -12,11 +12,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from .summary import format_table, summarize
 
     try:
-        model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints)
+        model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints, depth=args.depth)
         height, width = crop_size(args.input, "--input", model.input_multiple)
     except ValueError as exc:
         raise SystemExit(f"hgfast summary: error: {exc}") from None
-    print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}), "
+    print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}, depth={args.depth}), "
           f"input {height}x{width}")
     print(format_table(summarize(model, (height, width))))
     return 0
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--nstack", type=int, default=8)
     summary.add_argument("--nfeat", type=int, default=256)
     summary.add_argument("--njoints", type=int, default=16)
+    summary.add_argument("--depth", type=int, default=4, help="levels of each hourglass (inputs are multiples of "
+                         "4 * 2**depth pixels)")
     summary.add_argument("--input", type=parse_input_size, default=256, metavar="S|HxW",
                          help="input size in pixels, S or HEIGHTxWIDTH")
     summary.set_defaults(func=_cmd_summary)

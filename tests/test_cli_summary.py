@@ -56,3 +56,16 @@ def test_summary_of_a_fused_model_counts_the_same_and_restores_the_flag():
         fused_macs = sum(r.macs for r in summarize(model, 64))
     assert fused_macs == sum(r.macs for r in summarize(StackedHourglass(nstack=1, nfeat=16, njoints=2), 64))
     assert model.fused is True
+
+
+def test_summary_cli_takes_the_depth(capsys):
+    """--depth 2 halves the input multiple to 16 and counts a smaller hourglass; depth 0 is refused by name."""
+    assert main(["summary", "--nstack", "1", "--nfeat", "32", "--depth", "2", "--input", "48"]) == 0
+    shallow = capsys.readouterr().out
+    assert "depth=2" in shallow and "input 48x48" in shallow
+    shallow_params = float(shallow.split("hourglass[0]")[1].split()[-2])
+    assert main(["summary", "--nstack", "1", "--nfeat", "32", "--input", "64"]) == 0
+    deep_params = float(capsys.readouterr().out.split("hourglass[0]")[1].split()[-2])
+    assert shallow_params < deep_params
+    with pytest.raises(SystemExit, match="depth must be a positive int"):
+        main(["summary", "--depth", "0"])
