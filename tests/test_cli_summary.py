@@ -63,9 +63,12 @@ def test_summary_cli_takes_the_depth(capsys):
     assert main(["summary", "--nstack", "1", "--nfeat", "32", "--depth", "2", "--input", "48"]) == 0
     shallow = capsys.readouterr().out
     assert "depth=2" in shallow and "input 48x48" in shallow
-    shallow_params = float(shallow.split("hourglass[0]")[1].split()[-2])
+    def hourglass_params(table: str) -> float:
+        return float(next(line for line in table.splitlines() if line.startswith("hourglass[0]")).split()[-2])
+
+    shallow_params = hourglass_params(shallow)
     assert main(["summary", "--nstack", "1", "--nfeat", "32", "--input", "64"]) == 0
-    deep_params = float(capsys.readouterr().out.split("hourglass[0]")[1].split()[-2])
+    deep_params = hourglass_params(capsys.readouterr().out)
     assert shallow_params < deep_params
     with pytest.raises(SystemExit, match="depth must be a positive int"):
         main(["summary", "--depth", "0"])
