@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,22 @@ class _LastStack(torch.nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet_logger(name: str):
-    """Only errors from logger ``name`` while the block runs (its warnings carry whole tracebacks)."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet_exporter():
+    """Only errors from the exporter while the block runs: onnxscript's down-conversion warnings carry whole
+    tracebacks (a failed one is reported by the opset check), torch lists each torchvision op it skips when
+    torchvision is not installed, and torch's own pytree use raises a FutureWarning meant for its developers."""
+    loggers = [logging.getLogger(name) for name in
+               ("onnxscript.version_converter", "torch.onnx._internal.exporter._registration")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256, opset: int = 18,
@@ -69,7 +77,7 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256
     example = torch.rand(2, model.in_channels, height, width)
     path = Path(path)
     with atomic_path(path) as tmp:
-        with _quiet_logger("onnxscript.version_converter"):  # a failed down-conversion is reported below
+        with _quiet_exporter():
             program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
                                         dynamo=True, opset_version=opset, verbose=False,
                                         dynamic_shapes=({0: torch.export.Dim("batch")},))

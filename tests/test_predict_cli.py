@@ -1,6 +1,8 @@
 """Predictor and the train / eval / predict / export CLI end to end, with bad inputs."""
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -756,6 +758,18 @@ def test_export_leaves_the_callers_model_alone(workdir, tmp_path):
     model._apply = lambda *a, **k: pytest.fail("export_onnx moved or cast the caller's model")
     export_onnx(model, tmp_path / "m.onnx", 32, check=False)
     assert model.training
+
+
+def test_export_prints_nothing_but_its_result(workdir, tmp_path):
+    """A fresh process's export writes no warnings to stderr (torch listed each torchvision op it skipped and
+    raised a FutureWarning from its own pytree code)."""
+    if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("onnx / onnxscript not installed")
+    proc = subprocess.run([sys.executable, "-m", "hgfast", "export", "--onnx", str(tmp_path / "m.onnx"),
+                           "--checkpoint", str(workdir / "best.safetensors"), "--no-check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "m.onnx").is_file()
+    assert proc.stderr == ""
 
 
 def test_cli_resume_uses_the_saved_config(workdir, tmp_path):
