@@ -1,4 +1,5 @@
 """Predictor and the train / eval / predict / export CLI end to end, with bad inputs."""
+import importlib
 import importlib.util
 import json
 import subprocess
@@ -163,6 +164,27 @@ def test_predict_dataset_refuses_augmented_and_empty_datasets():
         predict_dataset(model, SyntheticPoses("train", 4, 48, 32, "bearpaw"))
     with pytest.raises(ValueError, match="empty"):
         predict_dataset(model, torch.utils.data.Subset(SyntheticPoses("val", 4, 48, 32), []))
+
+
+def test_predict_dataset_starts_no_more_workers_than_batches(monkeypatch):
+    """One batch: no worker processes; three batches and 6 workers asked: 3. Same predictions either way."""
+    from hgfast.data import SyntheticPoses
+    evaluate_module = importlib.import_module("hgfast.eval.evaluate")  # the package's name is the function
+    started = []
+
+    def recording_loader(*args, num_workers=0, **kwargs):
+        started.append(num_workers)
+        return torch.utils.data.DataLoader(*args, num_workers=0, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "DataLoader", recording_loader)
+    model = StackedHourglass(nstack=1, nfeat=16, depth=2)
+    dataset = SyntheticPoses("val", 6, 48, 32)
+    one = evaluate_module.predict_dataset(model, dataset, batch_size=8, workers=6)
+    three = evaluate_module.predict_dataset(model, dataset, batch_size=2, workers=6)
+    assert started == [0, 3]
+    np.testing.assert_allclose(one["pred"], three["pred"], atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        evaluate_module.predict_dataset(model, dataset, batch_size=0)
 
 
 def test_predictor_bad_inputs(workdir, tmp_path):

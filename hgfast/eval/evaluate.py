@@ -29,7 +29,7 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     ``half_pixel``, ``truncate``: decoding conventions of peer checkpoints (``hgfast.predict``); ``half_pixel``,
     ``flip_shift``, ``input_norm`` not given: those of the model's checkpoint layout (``decoding_conventions``).
     The dataset must not augment (predictions are mapped back through the un-augmented crop) and must not be
-    empty."""
+    empty; ``workers`` loader processes, at most one per batch (none for a single batch)."""
     check_refine(refine, dark_kernel)
     half_pixel, flip_shift, input_norm = decoding_conventions(model, half_pixel, flip_shift, input_norm)
     if getattr(dataset, "augment_preset", "none") != "none":
@@ -37,6 +37,9 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
                          f"{dataset.augment_preset!r}): build it with augment_preset='none'")
     if len(dataset) == 0:
         raise ValueError("predict_dataset: dataset is empty")
+    if batch_size < 1 or workers < 0:
+        raise ValueError(f"predict_dataset: batch_size must be >= 1 and workers >= 0, got {batch_size} and "
+                         f"{workers}")
     permutation = getattr(dataset, "flip_permutation", MPII_FLIP_PERMUTATION)
     if flip and permutation is None:
         raise ValueError("predict_dataset: flip=True, but the dataset's skeleton has no flip permutation")
@@ -49,7 +52,10 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "scores", "joints", "annotated", "visible", "normalize",
                                             "index")}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    batches = -(-len(dataset) // batch_size)
+    # no more workers than batches, none for one batch: starting a worker costs more than it saves on a small set
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=min(workers, batches)
+                        if batches > 1 else 0)
     try:
         for b in loader:
             kp, sc = predict_crops(model, b["image"], b["center"], b["scale"], b["rotation"], flip, flip_shift,
