@@ -6,6 +6,7 @@ Environment: HGFAST_NO_EXT=1 skips both tiers (reference only); HGFAST_NO_JIT=1 
 HGFAST_CACHE sets the JIT build cache (default ~/.cache/hgfast); HGFAST_CUDA=0/1 skips/forces CUDA sources.
 Without a visible GPU and without TORCH_CUDA_ARCH_LIST the CUDA sources are built for ``DEFAULT_ARCHS``.
 """
+import contextlib
 import glob
 import hashlib
 import os
@@ -33,7 +34,8 @@ def cuda_wanted():
     A CUDA_HOME or CUDA_PATH you set is used as it is. Otherwise torch guesses from the nvcc on PATH, and a wrapper
     script there (/usr/local/bin/nvcc) gives /usr/local, which has no headers: then nvcc's resolved path (through
     links) or /usr/local/cuda is used, and CUDA_HOME set to it for the build. Also sets TORCH_CUDA_ARCH_LIST to
-    ``DEFAULT_ARCHS`` when it is unset and no GPU is visible (torch's own choice fails with no GPU to look at)."""
+    ``DEFAULT_ARCHS`` when it is unset and no GPU is visible (torch's own choice fails with no GPU to look at).
+    Those settings stay; in a user's process call it through ``cuda_build_settings``, which undoes them."""
     env = os.environ.get("HGFAST_CUDA")
     if env == "0":
         return False, "HGFAST_CUDA=0"
@@ -58,6 +60,25 @@ def cuda_wanted():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
         why += f", no GPU visible: TORCH_CUDA_ARCH_LIST={DEFAULT_ARCHS}"
     return True, why
+
+
+@contextlib.contextmanager
+def cuda_build_settings():
+    """``cuda_wanted()``'s answer, with the CUDA_HOME and TORCH_CUDA_ARCH_LIST it sets (and torch's CUDA_HOME)
+    in force inside the block only: a JIT build in a user's process leaves their environment as it was."""
+    from torch.utils import cpp_extension
+
+    saved = {name: os.environ.get(name) for name in ("CUDA_HOME", "TORCH_CUDA_ARCH_LIST")}
+    saved_home = getattr(cpp_extension, "CUDA_HOME", None)
+    try:
+        yield cuda_wanted()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        cpp_extension.CUDA_HOME = saved_home
 
 
 def _arch_key() -> str:
@@ -99,7 +120,11 @@ def _load_jit():
 
     if os.environ.get("HGFAST_NO_JIT") == "1":
         raise RuntimeError("HGFAST_NO_JIT=1")
-    with_cuda, _ = cuda_wanted()
+    with cuda_build_settings() as (with_cuda, _):
+        return _build_jit(cpp_extension, with_cuda)
+
+
+def _build_jit(cpp_extension, with_cuda: bool) -> str:
     srcs = sources(with_cuda)
     if not srcs:
         raise RuntimeError(f"no C++ sources at {CSRC} (not an editable/source install)")

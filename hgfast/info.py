@@ -23,7 +23,8 @@ def report():
         f"hgfast._C: {status['tier'] or 'not loaded'}",
     ]
     lines += [f"  skipped {tier}: {why}" for tier, why in status["skipped"].items()]
-    with_cuda, why = _ext.cuda_wanted()
+    with _ext.cuda_build_settings() as (with_cuda, why):
+        pass
     lines.append(f"  CUDA kernels in a build here: {'yes' if with_cuda else 'no'} ({why})")
     for device in ("cpu", "cuda"):
         for name in OPS:

@@ -174,6 +174,24 @@ def test_cuda_build_without_a_gpu_gets_an_arch_list(cuda_torch, monkeypatch, tmp
     assert _ext.cuda_wanted()[0] and "TORCH_CUDA_ARCH_LIST" not in os.environ
 
 
+def test_cuda_build_settings_are_undone_after_the_build(cuda_torch, monkeypatch, tmp_path):
+    """The JIT build (and hgfast.info) set CUDA_HOME and TORCH_CUDA_ARCH_LIST for the build only: the user's
+    process gets its environment back, and torch its guessed CUDA_HOME."""
+    toolkit = _toolkit(tmp_path / "cuda-13.0")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvcc").symlink_to(toolkit / "bin" / "nvcc")
+    monkeypatch.setattr(_ext.shutil, "which", lambda name: str(tmp_path / "bin" / "nvcc"))
+    with _ext.cuda_build_settings() as (wanted, why):
+        assert wanted and os.environ["CUDA_HOME"] == cuda_torch.CUDA_HOME == str(toolkit)
+        assert os.environ["TORCH_CUDA_ARCH_LIST"] == _ext.DEFAULT_ARCHS
+    assert "CUDA_HOME" not in os.environ and "TORCH_CUDA_ARCH_LIST" not in os.environ
+    assert cuda_torch.CUDA_HOME == str(tmp_path / "guess")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+    with _ext.cuda_build_settings():
+        pass
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "9.0"
+
+
 def test_an_extension_without_cuda_kernels_warns_once_on_a_gpu(monkeypatch):
     """A CPU-only _C used for CUDA tensors: one RuntimeWarning (the ops would quietly run their references)."""
     _ext.resolve()
