@@ -264,8 +264,11 @@ class Predictor:
             raise ValueError(f"Predictor: got {len(images)} images but {len(boxes)} boxes")
         crops, centers, scales = [], [], []
         for i, (im, box) in enumerate(zip(images, boxes)):
-            c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box, self.box_margin,
-                                       self.input_size[1] / self.input_size[0])  # checks the box's w, h first
+            try:
+                c, s = box_to_center_scale((0, 0, im.shape[1], im.shape[0]) if box is None else box,
+                                           self.box_margin, self.input_size[1] / self.input_size[0])
+            except ValueError as exc:
+                raise ValueError(f"Predictor: box {i}: {exc}") from None
             if box is not None and not box_overlaps(box, im.shape[1::-1]):
                 raise ValueError(f"Predictor: box {i} {tuple(box)} lies outside its {im.shape[1]}x{im.shape[0]} "
                                  f"image")

@@ -128,8 +128,16 @@ def test_box_to_center_scale_and_crop_errors():
     np.testing.assert_allclose(c, [29.5, 69.5])  # pixel centres at integers: pixels 10..49 and 20..119
     np.testing.assert_allclose(box_to_center_scale((0, 0, 64, 48))[0], [31.5, 23.5])  # the whole image
     assert s == pytest.approx(1.25 * 100 / 200)
-    with pytest.raises(ValueError, match="box"):
-        box_to_center_scale((0, 0, 0, 10))
+    for bad in ((0, 0, 0, 10), (np.nan, 0, 10, 10), (0, 0, np.inf, 10), (0, 0, 10, 10, 0.9), (0, 0, 10), 10,
+                ("a", 0, 10, 10)):
+        with pytest.raises(ValueError, match="box must be 4 finite numbers"):
+            box_to_center_scale(bad)
+    for margin in (0, -1, np.inf, np.nan):
+        with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+            box_to_center_scale((0, 0, 10, 10), margin)
+    for joints in (np.zeros(3), np.zeros((4, 3))):
+        with pytest.raises(ValueError, match=r"joints must be \(K, 2\)"):
+            crop(np.zeros((8, 8, 3), np.uint8), joints, (4, 4), 1.0)
     with pytest.raises(ValueError, match="scale"):
         crop(np.zeros((8, 8, 3), np.uint8), np.zeros((1, 2)), (4, 4), 0.0)
     assert crop_affine((0, 0), 1.0, 0.0, 200).shape == (2, 3)

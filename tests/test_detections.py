@@ -68,8 +68,9 @@ def test_detections_bad_inputs(tmp_path):
     detections = _detections(tmp_path / "d.json", [good])
     with pytest.raises(ValueError, match="min_score must be a number"):
         COCODetections(path, detections, images, min_score=None)
-    with pytest.raises(ValueError, match="margin must be > 0"):
-        COCODetections(path, detections, images, margin=0)
+    for margin in (0, float("inf")):
+        with pytest.raises(ValueError, match="margin must be a finite number > 0"):
+            COCODetections(path, detections, images, margin=margin)
     with pytest.raises(ValueError, match="oks_sigmas must be 17"):
         COCODetections(path, detections, images, oks_sigmas=[0.1])
     with pytest.raises(FileNotFoundError, match="not found in"):

@@ -205,6 +205,10 @@ def test_predictor_bad_inputs(workdir, tmp_path):
     assert predictor([image], boxes=[(19.5, 9.5, 30, 30)])[0].shape == (1, 16, 2)  # a corner is enough
     with pytest.raises(ValueError, match=r"w, h > 0"):
         predictor([image], boxes=[(0, 0, -5, 5)])
+    # a NaN or infinite box, five numbers, one box for several images: named as the box, not "outside its image"
+    for boxes in ([None, (np.nan, 0, 5, 5)], [None, (0, 0, np.inf, 5)], [None, (0, 0, 5, 5, 0.9)], (0, 0, 5, 5)):
+        with pytest.raises(ValueError, match=r"box [01]: box must be 4 finite numbers"):
+            predictor([image] * len(boxes), boxes=boxes)
     with pytest.raises(ValueError, match="input_size"):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):

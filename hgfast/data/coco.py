@@ -20,6 +20,7 @@ keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], iscrowd}], ``categories`` [{
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 from pathlib import Path
@@ -235,8 +236,8 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
 
 
 def checked_margin(who: str, margin) -> float:
-    if not (isinstance(margin, numbers.Real) and margin > 0):
-        raise ValueError(f"{who}: margin must be > 0, got {margin!r}")
+    if not (isinstance(margin, numbers.Real) and 0 < margin < math.inf):
+        raise ValueError(f"{who}: margin must be a finite number > 0, got {margin!r}")
     return float(margin)
 
 

@@ -45,14 +45,30 @@ def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: 
     height, width = crop_size(size, "crop size")
     if not scale > 0:
         raise ValueError(f"crop scale must be > 0 (box height / 200), got {scale!r}")
+    pts = np.asarray(joints, np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"crop: joints must be (K, 2) (x, y) pixels, got shape {pts.shape}")
     m = crop_affine(center, scale, rotation, (height, width))
     out = cv2.warpAffine(image, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    pts = np.asarray(joints, np.float64) @ m[:, :2].T + m[:, 2]
+    pts = pts @ m[:, :2].T + m[:, 2]
     if flip:
         out = cv2.flip(out, 1)
         kw = {} if flip_permutation is None else {"permutation": flip_permutation}
         pts = flip_keypoints(torch.from_numpy(pts), width, **kw).numpy()
     return np.ascontiguousarray(out), pts.astype(np.float32)
+
+
+def checked_box(box) -> tuple[float, float, float, float]:
+    """``box`` as four finite floats ``(x, y, w, h)`` with w, h > 0; a ValueError naming the box otherwise."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != 4 or not all(math.isfinite(v) for v in values) or \
+            not (values[2] > 0 and values[3] > 0):
+        shown = tuple(box) if isinstance(box, (list, tuple, np.ndarray)) else box
+        raise ValueError(f"box must be 4 finite numbers (x, y, w, h) with w, h > 0, got {shown!r}")
+    return values
 
 
 def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple[np.ndarray, float]:
@@ -62,9 +78,9 @@ def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple
 
     The box is in edge coordinates (the whole image is ``(0, 0, W, H)``, as COCO boxes); with pixel centres at
     integers its centre is ``(x + w/2 − 0.5, y + h/2 − 0.5)``, e.g. ``((W − 1)/2, (H − 1)/2)`` for the image."""
-    x, y, w, h = (float(v) for v in box)
-    if not (w > 0 and h > 0):
-        raise ValueError(f"box must be (x, y, w, h) with w, h > 0, got {tuple(box)}")
+    x, y, w, h = checked_box(box)
+    if not 0 < margin < math.inf:
+        raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
     if not 0 < aspect < math.inf:
         raise ValueError(f"aspect (the crop's width / height) must be finite and > 0, got {aspect!r}")
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(h, w / aspect) / 200.0
@@ -72,5 +88,5 @@ def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple
 
 def box_overlaps(box, size) -> bool:
     """Whether the box ``(x, y, w, h)`` (edge coordinates) covers any of an image of ``size`` (W, H)."""
-    x, y, w, h = (float(v) for v in box)
+    x, y, w, h = checked_box(box)
     return x < size[0] and y < size[1] and x + w > 0 and y + h > 0
