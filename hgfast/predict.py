@@ -40,6 +40,7 @@ from .data.crop import box_overlaps, box_to_center_scale, crop, crop_size
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
+from .ops.flip import checked_flip_permutation
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype by name
 
@@ -242,6 +243,9 @@ class Predictor:
         if flip and self.flip_permutation is None:
             raise ValueError(f"Predictor: flip=True with a {self.skeleton.num_joints}-joint model of unknown skeleton "
                              f"needs flip_permutation (the joint order after a horizontal flip)")
+        if flip_permutation is not None:
+            checked_flip_permutation(self.flip_permutation, self.skeleton.num_joints,
+                                     name="Predictor: flip_permutation")
         self.half_pixel, self.flip_shift, self.input_norm = decoding_conventions(model, half_pixel, flip_shift,
                                                                                  input_norm)
         if amp not in AMP_DTYPES:

@@ -98,8 +98,9 @@ def test_fractional_flip_shift_is_exact_for_stride_4_targets():
 
 def test_flip_permutation_and_errors():
     assert flip_permutation([(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)], 16) == MPII_FLIP_PERMUTATION
-    with pytest.raises(ValueError, match="permutation"):
-        flip_heatmaps(torch.zeros(1, 3, 4, 4), (0, 0, 1))
+    for bad in ((0, 0, 1), (1, 2, 0)):  # not a permutation; a cycle, not pairs swapped
+        with pytest.raises(ValueError, match=r"permutation must swap pairs of range\(3\)"):
+            flip_heatmaps(torch.zeros(1, 3, 4, 4), bad)
     with pytest.raises(ValueError, match="heatmaps_flipped"):
         flip_test(torch.zeros(1, 16, 4, 4), torch.zeros(1, 16, 4, 5))
     with pytest.raises(TypeError, match="heatmaps must be a torch.Tensor"):

@@ -95,3 +95,10 @@ def test_pck_bad_inputs():
         pck_correct(pred, gt, norm[:1], 0.5)
     with pytest.raises(ValueError, match="normalize"):
         pck_correct(pred, gt, np.array([10.0, 0.0]), 0.5)
+    for threshold in (0.0, -0.5, float("nan"), float("inf"), "0.5", None):
+        with pytest.raises(ValueError, match="threshold must be a finite number > 0"):
+            pck_correct(pred, gt, norm, threshold)
+    mask = np.ones(pred.shape[:2])
+    for thresholds in ((float("nan"),), (0.5, 0.0), ()):  # all 0.0 for perfect predictions, before
+        with pytest.raises(ValueError, match="thresholds must be one or more finite numbers > 0"):
+            pck_table(gt, gt, mask, norm, thresholds=thresholds)

@@ -153,6 +153,8 @@ def test_predictor_flip_needs_the_permutation_of_other_skeletons():
         Predictor(model, 32, "cpu", flip=True)
     kp, _ = Predictor(model, 32, "cpu", flip=True, flip_permutation=(1, 0, 2, 4, 3))([np.zeros((40, 40, 3), np.uint8)])
     assert kp.shape == (1, 5, 2)
+    with pytest.raises(ValueError, match=r"Predictor: flip_permutation must swap pairs of range\(5\)"):
+        Predictor(model, 32, "cpu", flip=True, flip_permutation=(1, 2, 0, 4, 3))  # a cycle is no mirror
 
 
 def test_predict_dataset_refuses_augmented_and_empty_datasets():

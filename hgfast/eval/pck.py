@@ -16,6 +16,9 @@ COCO-format data the box's longer side, all joints, and the groups of its skelet
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from ..data.skeleton import MPII_SKELETON, PCKH_JOINTS, Skeleton
@@ -26,6 +29,8 @@ ALL_JOINTS = tuple(range(MPII_SKELETON.num_joints))
 def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) -> np.ndarray:
     """(N, K) bool: ``‖pred − gt‖ / normalize < threshold`` (``<=`` if inclusive); pred, gt (N, K, 2),
     normalize (N,) > 0."""
+    if not (isinstance(threshold, numbers.Real) and 0 < threshold < math.inf):
+        raise ValueError(f"threshold must be a finite number > 0 (a fraction of the normaliser), got {threshold!r}")
     pred, gt, normalize = (np.asarray(a, np.float64) for a in (pred, gt, normalize))
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"pred and gt must both be (N, K, 2), got {pred.shape} and {gt.shape}")
@@ -47,6 +52,10 @@ def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None
     ``pck["<t>"]``: ``per_joint``, ``per_group``, ``mean_weighted`` and ``mean_unweighted`` over ``mean_joints``
     (joints with no annotation are left out of the means) and ``mean_all``: correct / annotated over all joints.
     """
+    thresholds = tuple(thresholds)
+    bad = [t for t in thresholds if not (isinstance(t, numbers.Real) and 0 < t < math.inf)]
+    if not thresholds or bad:
+        raise ValueError(f"thresholds must be one or more finite numbers > 0, got {thresholds!r}")
     mask = np.asarray(mask) > 0
     if mask.ndim != 2 or mask.shape != np.shape(pred)[:2]:
         raise ValueError(f"mask must be (N, K) like pred (N, K, 2) {np.shape(pred)}, got {mask.shape}")

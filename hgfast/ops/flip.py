@@ -17,10 +17,15 @@ def flip_permutation(pairs, num_joints):
     return tuple(perm)
 
 
-def _perm(permutation, K, device):
+def checked_flip_permutation(permutation, K, device="cpu", name: str = "permutation") -> torch.Tensor:
+    """``permutation`` as a long tensor on ``device``: it must swap pairs of range(K) (an involution), else a
+    ValueError naming it as ``name``."""
     p = torch.as_tensor(permutation, dtype=torch.long, device=device)
-    if p.dim() != 1 or p.shape[0] != K or not torch.equal(p.sort().values, torch.arange(K, device=device)):
-        raise ValueError(f"permutation must be a permutation of range({K}), got {permutation!r}")
+    identity = torch.arange(K, device=device)
+    if p.dim() != 1 or p.shape[0] != K or not torch.equal(p.sort().values, identity) or \
+            not torch.equal(p[p], identity):
+        raise ValueError(f"{name} must swap pairs of range({K}) (a left/right flip's joint order, an "
+                         f"involution), got {permutation!r}")
     return p
 
 
@@ -34,7 +39,7 @@ def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
     """
     _checks.tensor("heatmaps", heatmaps, range(3, 8))
     shift = _checks.shift(shift)
-    out = heatmaps.flip(-1).index_select(-3, _perm(permutation, heatmaps.shape[-3], heatmaps.device))
+    out = heatmaps.flip(-1).index_select(-3, checked_flip_permutation(permutation, heatmaps.shape[-3], heatmaps.device))
     if shift:
         whole = math.floor(shift)
         x = torch.arange(out.shape[-1], device=out.device) - whole
@@ -57,6 +62,6 @@ def flip_keypoints(keypoints, width, permutation=MPII_FLIP_PERMUTATION):
     """Keypoints (...,K,2) in pixel coordinates of an image of `width` → mirrored: x ↦ width − 1 − x, joints
     permuted."""
     _checks.tensor("keypoints", keypoints, range(2, 8), last=2)
-    out = keypoints.index_select(-2, _perm(permutation, keypoints.shape[-2], keypoints.device)).clone()
+    out = keypoints.index_select(-2, checked_flip_permutation(permutation, keypoints.shape[-2], keypoints.device)).clone()
     out[..., 0] = (width - 1) - out[..., 0]
     return out
