@@ -64,15 +64,16 @@ def _saved_config(resume: Path) -> Path | dict:
 
 
 def _cmd_train(args) -> int:
-    from .train.config import Config
+    from .train.config import Config, parse_set
     from .train.loop import train
     from .train.state import STATE_FILE, state_path
 
     try:  # --resume DIR|FILE: that run's folder is the work dir (unless --workdir), its config the base config
         resume = state_path(args.resume) if args.resume not in (None, "auto") else None
         top = {"model": {"fused": True} if args.fused else {}}
-        if args.workdir or resume:
-            top["workdir"] = args.workdir or str(resume.parent)
+        workdir = args.workdir or parse_set(args.set or []).get("workdir")  # --set workdir= is --workdir
+        if workdir or resume:
+            top["workdir"] = str(workdir or resume.parent)
         if args.resume and args.config is None and args.preset is None:
             run = resume or Path(top.get("workdir", Config().workdir))
             args.config = _saved_config(run)

@@ -812,6 +812,24 @@ def test_cli_resume_uses_the_saved_config(workdir, tmp_path):
     assert state["step"] == 3 and state["config"]["model"]["nfeat"] == 16
 
 
+def test_cli_resume_takes_the_work_dir_given_by_set(workdir, tmp_path, monkeypatch):
+    """--set workdir=DIR is --workdir DIR: the resumed run's base config is DIR's own, not that of runs/hgfast (a
+    default run there gave its config to DIR's state, and without one the error named runs/hgfast)."""
+    from hgfast.train.state import load_state
+
+    monkeypatch.chdir(tmp_path)
+    run = _copy_run(workdir, tmp_path / "mine")
+    saved = load_state(run)["config"]
+    default = _copy_run(workdir, tmp_path / "runs" / "hgfast")
+    (default / "config.yaml").write_text((default / "config.yaml").read_text().replace(
+        f"lr: {saved['optim']['lr']}", "lr: 0.123"))
+    assert "lr: 0.123" in (default / "config.yaml").read_text()
+    assert main(["train", "--resume", "--set", f"workdir={run}", "--set", "steps=3"]) == 0
+    state = load_state(run)
+    assert state["step"] == 3 and state["config"]["optim"]["lr"] == saved["optim"]["lr"]
+    assert load_state(default)["step"] == load_state(workdir)["step"]  # runs/hgfast untouched
+
+
 def _copy_run(workdir, path):
     import shutil
 

@@ -52,6 +52,8 @@ def test_config_errors_name_the_key(tmp_path):
         resolve(preset="huge")
     with pytest.raises(ConfigError, match="key=value"):
         parse_set(["optim.lr"])
+    with pytest.raises(ConfigError, match=r"--set model.nstack.x: model.nstack was set to a value, 2, not a section"):
+        parse_set(["model.nstack=2", "model.nstack.x=1"])  # was a TypeError from deep inside
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         resolve(path=tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
@@ -302,7 +304,8 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
                         ("optim.name=rmsprop", "'optim.name'"), ("data.input_size=64", "'data.input_size'"),
                         ("val_thresholds=[0.05]", r"'val_thresholds \(its first.*' = 0.05.*0.2"),
                         ("val_flip=true", "'val_flip'"), ("data.val_length=4", "'data.val_length'"),
-                        ("data.seed=1", "'data.seed'"), ("steps=1", "'steps' = 1: the saved run is at step 2")):
+                        ("data.seed=1", "'data.seed'"), ("data.image_size=64", "'data.image_size' = 64"),
+                        ("steps=1", "'steps' = 1: the saved run is at step 2")):
         with pytest.raises(ValueError, match=key):
             train(tiny(tmp_path, "steps=3", change), resume=work)
         assert (work / "config.yaml").read_bytes() == config and (work / "last.state.pt").read_bytes() == state
@@ -318,6 +321,23 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
         in (work / "train.log").read_text()
     groups = load_state(work)["optimizer"]["param_groups"]  # the new value, not the saved run's
     assert [g["weight_decay"] for g in groups] == [0.01] * len(groups)
+
+
+def test_resume_refuses_changes_to_what_defines_the_validation_set():
+    """COCO's crops (box_margin), people (category_id) and, where AP chooses best, its OKS sigmas; MPII's
+    1-based coordinates: a change would compare best against a score on another validation set."""
+    from hgfast.train.state import check_resumable
+
+    coco = {"data": {"dataset": "coco", "box_margin": 1.25, "category_id": 0, "oks_sigmas": []}, "val_metric": "ap"}
+    for key, value in (("box_margin", 1.5), ("category_id", 2), ("oks_sigmas", [0.1] * 17)):
+        changed = {**coco, "data": {**coco["data"], key: value}}
+        with pytest.raises(ValueError, match=f"'data.{key}'"):
+            check_resumable(coco, changed)
+    by_pck = {**coco, "val_metric": "pck"}  # OKS sigmas do not enter PCK
+    check_resumable(by_pck, {**by_pck, "data": {**coco["data"], "oks_sigmas": [0.1] * 17}})
+    mpii = {"data": {"dataset": "mpii", "one_based": True}}
+    with pytest.raises(ValueError, match="'data.one_based'"):
+        check_resumable(mpii, {"data": {"dataset": "mpii", "one_based": False}})
 
 
 def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_path, monkeypatch):
@@ -341,6 +361,27 @@ def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_p
     assert summary["steps"] == 2 and summary["best"] is not None and (work / "best.safetensors").is_file()
     assert [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]] == ["2"]
     assert _loss_steps(work) == ["1", "2"] and not load_state(work)["progress"]["validation_pending"]
+
+
+def test_resume_writes_the_log_row_an_interrupt_cut_short(tmp_path):
+    """An interrupt between a log step's update and its metrics.csv row (a second Ctrl-C while the loss syncs, or a
+    callback's): the resumed run, which starts after that step, writes the row first, with the same loss."""
+    extra = ("steps=8", "log_every=3", "val_every=100", "ckpt_every=100", "vis_every=0")
+
+    def interrupt_at_six(step, info):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    train(tiny(tmp_path, *extra, name="whole"))
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, *extra), callbacks=[interrupt_at_six])
+    work = tmp_path / "run"
+    assert load_state(work)["step"] == 6 and load_state(work)["progress"]["log_pending"]
+    assert _loss_steps(work) == ["3"]
+    train(tiny(tmp_path, *extra), resume=work)
+    rows = {name: [(r["step"], r["loss"], r["lr"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))
+                   if r["loss"]] for name in ("whole", "run")}
+    assert [step for step, _, _ in rows["run"]] == ["3", "6", "8"] and rows["run"] == rows["whole"]
 
 
 def _loss_steps(work):

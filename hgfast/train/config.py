@@ -241,8 +241,11 @@ def parse_set(items: list[str]) -> dict:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         node = out
         *parents, leaf = key.strip().split(".")
-        for p in parents:
+        for depth, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key.strip()}: {'.'.join(parents[:depth + 1])} was set to a value, "
+                                  f"{node!r}, not a section")
         try:
             node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:

@@ -517,6 +517,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     # True from a validation step's update until its validation is done: an interrupt in between (a second Ctrl-C
     # in validate) leaves it to the resumed run, which starts after that step.
     validation_pending = progress.get("validation_pending", False)
+    log_pending = progress.get("log_pending", False)  # likewise for a log step's metrics.csv row
 
     @contextlib.contextmanager
     def not_training():
@@ -534,7 +535,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                 save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
                            {"loss_sum": loss_acc.item(), "loss_n": loss_n, "seen": seen,
                             "elapsed_s": time.time() - t0, "paused_s": paused, "epoch": epoch,
-                            "epoch_seen": start * dist_info.world_size, "validation_pending": validation_pending},
+                            "epoch_seen": start * dist_info.world_size, "validation_pending": validation_pending,
+                            "log_pending": log_pending},
                            skeleton.to_dict())
                 model.save(workdir / "last.safetensors", skeleton, inference)
             log.info("checkpoint at step %d%s", step, " (final)" if final else "")
@@ -563,6 +565,17 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         validation_pending = False
         return improved
 
+    def write_log_row(mean_loss: float, lr: float) -> None:
+        """The log line and metrics.csv row of the log window ending at ``step``."""
+        nonlocal log_pending
+        rate = seen / max(time.time() - t0 - paused, 1e-9)
+        log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr, mean_loss, rate)
+        bar.set_postfix(loss=f"{mean_loss:.3g}", lr=f"{lr:.3g}")
+        if metrics:
+            metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{mean_loss:.6g}",
+                          images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
+        log_pending = False
+
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not (dist_info.is_main and sys.stderr.isatty()),
@@ -572,6 +585,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     whole_step = _WholeStepBuffers(model) if graphed is None else None  # a graph replays inside critical()
     with _StopFlag() as stop:
         try:
+            if log_pending:  # the interrupt came between a log step's update and its row
+                write_log_row(distributed.mean(loss_acc, dist_info) / loss_n, learning_rate(cfg, step - 1))
             if validation_pending:
                 log.info("validating step %d, which the interrupt cut short", step)
                 run_validation()
@@ -611,6 +626,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         loss_n += 1
                         last = step == cfg.steps
                         validation_pending = last or step % cfg.val_every == 0
+                        log_pending = last or step % cfg.log_every == 0
                     bar.update(1)
                     for cb in callbacks:
                         cb(step, {"loss": loss.detach(), "lr": lr})
@@ -619,13 +635,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         if not math.isfinite(mean_loss):
                             raise FloatingPointError(f"training loss is {mean_loss} in steps {step - loss_n + 1}-"
                                                      f"{step}; try a lower optim.lr or amp=none")
-                    if last or step % cfg.log_every == 0:
-                        rate = seen / max(time.time() - t0 - paused, 1e-9)
-                        log.info("step %d epoch %d lr %.3g loss %.5f %.1f img/s", step, epoch, lr, mean_loss, rate)
-                        bar.set_postfix(loss=f"{mean_loss:.3g}", lr=f"{lr:.3g}")
-                        if metrics:
-                            metrics.write(step=step, epoch=epoch, lr=f"{lr:.6g}", loss=f"{mean_loss:.6g}",
-                                          images_per_s=f"{rate:.1f}", elapsed_s=f"{time.time() - t0:.1f}")
+                    if log_pending:
+                        write_log_row(mean_loss, lr)
                     validating = validation_pending
                     improved = validating and run_validation()
                     if dist_info.is_main and not validating and cfg.vis_every and step % cfg.vis_every == 0:

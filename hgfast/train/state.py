@@ -79,19 +79,31 @@ def _first_threshold(config: dict) -> float | None:
     return float((config.get("val_thresholds") or default_thresholds(config.get("data", {}).get("dataset")))[0])
 
 
+def _validation_keys(saved: dict) -> list[tuple[str, str]]:
+    """The data keys that define the saved run's validation set or score beyond its files: synthetic data is
+    rendered from val_length, seed and image_size; COCO crops are the boxes times box_margin, of category_id's
+    people, scored by oks_sigmas where AP chooses best; MPII's one_based shifts the ground truth."""
+    dataset = saved.get("data", {}).get("dataset")
+    if dataset == "synthetic":
+        return [("data", "val_length"), ("data", "seed"), ("data", "image_size")]
+    if dataset == "coco":
+        return [("data", "box_margin"), ("data", "category_id")] + \
+            ([("data", "oks_sigmas")] if saved.get("val_metric") == "ap" else [])
+    if dataset == "mpii":
+        return [("data", "one_based")]
+    return []
+
+
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
     (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, and what the
     state's best value measures: val_metric, its first PCK threshold (val_thresholds), val_flip and the
-    validation set (data.val_detections, data.val_annotations; for synthetic data, which renders it,
-    data.val_length and data.seed)."""
+    validation set (data.val_detections, data.val_annotations and ``_validation_keys``)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
-    rendered = [("data", "val_length"), ("data", "seed")] if saved.get("data", {}).get("dataset") == "synthetic" \
-        else []
     for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
                                 (None, "val_metric"), (None, "val_thresholds"), (None, "val_flip"),
-                                ("data", "val_detections"), ("data", "val_annotations")] + rendered:
+                                ("data", "val_detections"), ("data", "val_annotations")] + _validation_keys(saved):
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if key == "input_size" and old is not None:  # 256 is [256, 256]
