@@ -98,6 +98,10 @@ def test_fractional_flip_shift_is_exact_for_stride_4_targets():
 
 def test_flip_permutation_and_errors():
     assert flip_permutation([(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)], 16) == MPII_FLIP_PERMUTATION
+    assert flip_permutation([np.array([0, 2])], 3) == (2, 1, 0)  # numpy indices are indices
+    for bad in ([(0, 1), (1, 2)], [(0, 5)], [(1, 1)], [(0, 1, 2)], [(0.0, 1)], [3]):  # was garbage or an IndexError
+        with pytest.raises(ValueError, match=r"flip pairs must be pairs of two different joints in range\(3\)"):
+            flip_permutation(bad, 3)
     for bad in ((0, 0, 1), (1, 2, 0)):  # not a permutation; a cycle, not pairs swapped
         with pytest.raises(ValueError, match=r"permutation must swap pairs of range\(3\)"):
             flip_heatmaps(torch.zeros(1, 3, 4, 4), bad)

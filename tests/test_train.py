@@ -363,6 +363,15 @@ def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_p
     assert _loss_steps(work) == ["1", "2"] and not load_state(work)["progress"]["validation_pending"]
 
 
+def test_a_file_as_the_work_dir_is_refused_by_name(tmp_path):
+    """A work dir that is a file, or inside one, is a ValueError naming it (was "File exists" / a traceback)."""
+    (tmp_path / "afile").write_text("mine")
+    for workdir in ("afile", "afile/sub"):
+        with pytest.raises(ValueError, match=f"workdir .*{workdir}: .*afile is a file, not a folder"):
+            train(tiny(tmp_path, name=workdir))
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_resume_writes_the_log_row_an_interrupt_cut_short(tmp_path):
     """An interrupt between a log step's update and its metrics.csv row (a second Ctrl-C while the loss syncs, or a
     callback's): the resumed run, which starts after that step, writes the row first, with the same loss."""

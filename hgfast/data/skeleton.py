@@ -11,7 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-from ..ops import MPII_FLIP_PERMUTATION
+from ..ops import MPII_FLIP_PERMUTATION, flip_permutation
 
 JOINT_NAMES = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
                "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
@@ -112,13 +112,10 @@ class Skeleton:
                 warnings.warn(f"joints {lonely} name a side but no joint has the other side's name: a flip leaves "
                               f"them in place (give flip_pairs to pair them)", stacklevel=2)
             flip_pairs = sorted({tuple(sorted((i, j))) for i, j in partner.items() if j is not None})
-        perm = list(range(k))
-        for pair in flip_pairs:
-            a, b = (int(j) for j in pair) if len(pair) == 2 else (-1, -1)
-            if not (0 <= a < k and 0 <= b < k) or a == b or perm[a] != a or perm[b] != b:
-                raise ValueError(f"flip_pairs: {tuple(pair)} must be two different joints of range({k}) in no "
-                                 f"other pair")
-            perm[a], perm[b] = b, a
+        try:
+            perm = flip_permutation(flip_pairs, k)
+        except ValueError as exc:
+            raise ValueError(f"flip_pairs: {exc}") from None
         limbs = []
         for a, b in edges:  # a limb takes its joints' side; one to a centre joint takes the other's; left-right: "c"
             a, b = int(a), int(b)
@@ -129,7 +126,7 @@ class Skeleton:
         groups: dict[str, list[int]] = {}
         for i, ws in enumerate(words):
             groups.setdefault("_".join(w for w in ws if w not in _SIDES) or names[i], []).append(i)
-        return cls(names, tuple(perm), tuple(limbs), groups)
+        return cls(names, perm, tuple(limbs), groups)
 
     @classmethod
     def for_joints(cls, k: int) -> "Skeleton":

@@ -1,5 +1,6 @@
 """Flip-test helpers: mirror heatmaps/keypoints horizontally and swap left/right joints."""
 import math
+import numbers
 
 import torch
 
@@ -10,10 +11,21 @@ MPII_FLIP_PERMUTATION = (5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10)
 
 
 def flip_permutation(pairs, num_joints):
-    """Permutation (tuple of length num_joints) swapping each (left, right) pair in `pairs`."""
-    perm = list(range(num_joints))
-    for a, b in pairs:
+    """Permutation (tuple of length num_joints) swapping each (left, right) pair in `pairs`: two different joint
+    indices in range(num_joints), each joint in one pair at most (else a ValueError naming the pair)."""
+    perm, paired = list(range(num_joints)), set()
+    for pair in pairs:
+        try:
+            a, b = pair
+        except (TypeError, ValueError):
+            a = b = None
+        if not all(isinstance(j, numbers.Integral) and 0 <= j < num_joints for j in (a, b)) or a == b or \
+                {a, b} & paired:
+            raise ValueError(f"flip pairs must be pairs of two different joints in range({num_joints}), each joint "
+                             f"in one pair at most; got {pair!r}")
+        a, b = int(a), int(b)
         perm[a], perm[b] = b, a
+        paired.update((a, b))
     return tuple(perm)
 
 
@@ -39,7 +51,8 @@ def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
     """
     _checks.tensor("heatmaps", heatmaps, range(3, 8))
     shift = _checks.shift(shift)
-    out = heatmaps.flip(-1).index_select(-3, checked_flip_permutation(permutation, heatmaps.shape[-3], heatmaps.device))
+    order = checked_flip_permutation(permutation, heatmaps.shape[-3], heatmaps.device)
+    out = heatmaps.flip(-1).index_select(-3, order)
     if shift:
         whole = math.floor(shift)
         x = torch.arange(out.shape[-1], device=out.device) - whole
@@ -62,6 +75,7 @@ def flip_keypoints(keypoints, width, permutation=MPII_FLIP_PERMUTATION):
     """Keypoints (...,K,2) in pixel coordinates of an image of `width` → mirrored: x ↦ width − 1 − x, joints
     permuted."""
     _checks.tensor("keypoints", keypoints, range(2, 8), last=2)
-    out = keypoints.index_select(-2, checked_flip_permutation(permutation, keypoints.shape[-2], keypoints.device)).clone()
+    order = checked_flip_permutation(permutation, keypoints.shape[-2], keypoints.device)
+    out = keypoints.index_select(-2, order).clone()
     out[..., 0] = (width - 1) - out[..., 0]
     return out

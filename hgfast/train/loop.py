@@ -395,6 +395,9 @@ def _carry_best(source: Path, workdir: Path, best: float) -> float | None:
 
 def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     workdir = Path(cfg.workdir)
+    existing = next((p for p in (workdir, *workdir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"workdir {workdir}: {existing} is a file, not a folder (choose another --workdir)")
     if cfg.optim.warmup_steps > cfg.steps:
         raise ValueError(f"config key 'optim.warmup_steps' ({cfg.optim.warmup_steps}) must be <= 'steps' "
                          f"({cfg.steps}): the run would end before its LR reaches optim.lr (0: no warm-up)")
