@@ -32,13 +32,13 @@ def flip_permutation(pairs, num_joints):
 def checked_flip_permutation(permutation, K, device="cpu", name: str = "permutation") -> torch.Tensor:
     """``permutation`` as a long tensor on ``device``: it must swap pairs of range(K) (an involution), else a
     ValueError naming it as ``name``."""
-    p = torch.as_tensor(permutation, dtype=torch.long, device=device)
-    identity = torch.arange(K, device=device)
+    p = torch.as_tensor(permutation, dtype=torch.long, device="cpu")  # checked on the host: no device sync
+    identity = torch.arange(K)
     if p.dim() != 1 or p.shape[0] != K or not torch.equal(p.sort().values, identity) or \
             not torch.equal(p[p], identity):
         raise ValueError(f"{name} must swap pairs of range({K}) (a left/right flip's joint order, an "
                          f"involution), got {permutation!r}")
-    return p
+    return p.to(device)
 
 
 def flip_heatmaps(heatmaps, permutation=MPII_FLIP_PERMUTATION, shift=False):
