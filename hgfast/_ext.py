@@ -172,6 +172,13 @@ def resolve():
 _OPS = {}
 
 
+@torch.compiler.assume_constant_result
+def _has_kernel(qualname: str, key: str) -> bool:
+    """Whether the dispatcher has a ``key`` kernel for op ``qualname``; a constant to torch.compile, which cannot
+    trace the query (a first look-up inside a compiled function, before any eager call, broke its graph)."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key)
+
+
 def op(name, device):
     """torch.ops.hgfast.<name> if a kernel for device's type is loaded, else None (use the reference).
     Cached per (name, device type) after the first look-up (the dispatcher query costs microseconds per call)."""
@@ -183,8 +190,7 @@ def op(name, device):
     resolve()
     found = None
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(kind)
-    if STATUS["tier"] is not None and key is not None and \
-            torch._C._dispatch_has_kernel_for_dispatch_key(f"hgfast::{name}", key):
+    if STATUS["tier"] is not None and key is not None and _has_kernel(f"hgfast::{name}", key):
         found = getattr(torch.ops.hgfast, name)
     if found is None and kind == "cuda" and STATUS["tier"] is not None and os.environ.get("HGFAST_CUDA") != "0" \
             and not any(k == "cuda" and v is None for (_, k), v in _OPS.items()):

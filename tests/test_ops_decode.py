@@ -231,6 +231,7 @@ def test_public_dtypes_layouts_and_empty():
     (torch.zeros(1, 2, 4, 5, dtype=torch.int32), {}, TypeError, "heatmaps"),
     (torch.zeros(1, 2, 0, 5), {}, ValueError, "heatmaps"),
     (torch.zeros(1, 2, 4, 5), {"refine": "udp"}, ValueError, "refine"),
+    (torch.zeros(1, 2, 4, 5), {"refine": "dark", "dark_kernel": True}, ValueError, "dark_kernel"),
     (torch.zeros(1, 2, 4, 5).index_fill_(3, torch.tensor([2]), float("nan")), {}, ValueError, "NaN"),
     (torch.zeros(1, 2, 4, 5).index_fill_(2, torch.tensor([1]), float("inf")), {}, ValueError, "Inf"),
 ])

@@ -58,6 +58,14 @@ def test_crop_matrix_keeps_the_aspect_of_a_non_square_output():
     torch.testing.assert_close(d, (pts[:, 1] - pts[:, 0]).norm(dim=-1) * 16 / (200 * scale))  # rotations too
 
 
+def test_transforms_of_an_empty_batch():
+    """B = 0 gives empty results of the right shape (reshape(0, -1, 2) raised)."""
+    empty = torch.zeros(0, 3, 2, dtype=torch.float64)
+    assert transform_points(empty, crop_matrix(torch.zeros(0, 2), 1.0)).shape == (0, 3, 2)
+    assert heatmap_to_image(empty, torch.zeros(0, 2), 1.0).shape == (0, 3, 2)
+    assert image_to_heatmap(torch.zeros(0, 2, 3, 2), torch.zeros(0, 2), 1.0).shape == (0, 2, 3, 2)
+
+
 def test_legacy_options():
     c, s = torch.tensor([[128.0, 128.0]]), torch.tensor([1.28])
     coords = torch.tensor([[[10.3, 20.6]]])

@@ -1,4 +1,8 @@
 """heatmap_mse_loss: equals MSE against gaussian_heatmaps, fused kernels vs reference, gradcheck, bad input."""
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -129,6 +133,8 @@ def test_weights_select_joints():
     ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, 1e-24), ValueError, "sigma"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), None, None, torch.full((3,), 1e-24)), ValueError, "sigma"),
     ((torch.zeros(2, 1, 3, 4, 4), torch.full((2, 3, 2), float("nan"))), ValueError, "keypoints"),
+    ((torch.zeros(2, 1, 3, 4, 4), torch.zeros(2, 3, 2), torch.ones(2, 3, dtype=torch.complex64)), TypeError,
+     "weights must be real"),
 ])
 def test_bad_input(args, err, match):
     with pytest.raises(err, match=match):
@@ -172,3 +178,24 @@ def test_kernel_rejects_bad_arguments():
         torch.ops.hgfast.heatmap_mse_loss(pred, kp, vis, w.double(), sigma, False)
     with pytest.raises(RuntimeError, match="pred must be contiguous"):
         torch.ops.hgfast.heatmap_mse_loss(pred.transpose(3, 4), kp, vis, w, sigma, False)
+
+
+def test_a_full_graph_compiles_the_loss_in_a_fresh_process():
+    """torch.compile(fullgraph=True) of the unchecked loss with a per-joint sigma tensor, as its first call in a
+    process: the extension's kernel look-up (a dispatcher query Dynamo cannot trace) and the sigma check (a
+    data-dependent branch) broke the graph; they are a constant and skipped (check_keypoints=False)."""
+    script = textwrap.dedent("""
+        import torch
+        from hgfast.ops import heatmap_mse_loss
+        pred = torch.rand(2, 2, 3, 8, 9, requires_grad=True)
+        kp, vis, sigma = torch.rand(2, 3, 2) * 8, torch.rand(2, 3) > 0.3, torch.tensor([1.0, 2.0, 1.5])
+        loss = lambda p, k, v, s: heatmap_mse_loss(p, k, None, v, s, check_keypoints=False)
+        got = torch.compile(loss, backend="aot_eager", fullgraph=True)(pred, kp, vis, sigma)
+        got.backward()
+        want = loss(pred.detach(), kp, vis, sigma)
+        torch.testing.assert_close(got.detach(), want)
+        assert pred.grad.abs().sum() > 0
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

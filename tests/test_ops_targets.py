@@ -112,6 +112,11 @@ def test_public_defaults_and_options():
     (dict(sigma=torch.tensor([1.0, 1e-24, 1.0])), ValueError, "sigma must be finite and >= 0.001"),
     (dict(sigma=torch.tensor(1e-4)), ValueError, "sigma"),
     (dict(sigma=torch.ones(4)), ValueError, "sigma"),
+    (dict(sigma=[1.0, 0.0, 1.0]), ValueError, "sigma must be finite"),
+    (dict(sigma="1"), TypeError, "sigma must be a number"),
+    (dict(sigma=None), TypeError, "sigma must be a number"),
+    (dict(sigma=True), TypeError, "sigma must be real numbers"),
+    (dict(sigma=torch.ones(3, dtype=torch.complex64)), TypeError, "sigma must be real numbers"),
     (dict(encoding="round"), ValueError, "encoding"),
     (dict(dtype=torch.int32), TypeError, "dtype"),
     (dict(keypoints=torch.full((2, 3, 2), float("inf"))), ValueError, "keypoints"),
@@ -120,6 +125,15 @@ def test_bad_input(kwargs, err, match):
     args = dict(keypoints=torch.zeros(2, 3, 2)) | kwargs
     with pytest.raises(err, match=match):
         gaussian_heatmaps(**args)
+
+
+def test_float64_keypoints_beyond_float32_range_are_far_off_the_map():
+    """A finite float64 coordinate past float32's range (1e300) is off the map (zeros), not a NaN/Inf error."""
+    kp = torch.tensor([[[1e300, 3.0], [-1e300, 2.0], [2.0, 3.0]]], dtype=torch.float64)
+    maps = gaussian_heatmaps(kp, None, 8)
+    assert maps[0, :2].abs().sum() == 0 and maps[0, 2].max() == 1
+    with pytest.raises(ValueError, match="NaN or Inf"):  # a real Inf still is one
+        gaussian_heatmaps(torch.tensor([[[float("inf"), 3.0]]], dtype=torch.float64), None, 8)
 
 
 def test_size_takes_numpy_and_tensor_integers():

@@ -29,9 +29,12 @@ def same_device(name, value, ref):
 
 
 def keypoints(value):
-    """(B,K,2) or (B,N,K,2) → (B,N,K,2) float32 contiguous."""
+    """(B,K,2) or (B,N,K,2) → (B,N,K,2) float32 contiguous; finite float64 coordinates beyond float32's range
+    are clamped to ±1e30 (still far off any map) instead of becoming Inf."""
     tensor("keypoints", value, (3, 4), last=2)
     kp = value.detach().unsqueeze(1) if value.dim() == 3 else value.detach()  # targets are not differentiable
+    if kp.dtype == torch.float64:
+        kp = torch.where(kp.isinf(), kp, kp.clamp(-1e30, 1e30))  # NaN stays NaN
     return kp.to(torch.float32).contiguous()
 
 
@@ -60,18 +63,27 @@ def finite_keypoints(kp, vis):
         raise ValueError("keypoints contains NaN or Inf for a visible joint (mark it invisible instead)")
 
 
-def sigma(value, K, device):
-    """Finite scalar or (K,) tensor >= SIGMA_MIN → (K,) float32 on `device`."""
+def sigma(value, K, device, check_values=True):
+    """Finite real scalar, sequence or tensor of K values >= SIGMA_MIN → (K,) float32 on `device`. A tensor's
+    values are checked only with ``check_values`` (on a CUDA tensor the check syncs the host; unchecked, a bad σ
+    gives NaN targets); numbers and sequences are always checked, on the host."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and (value.dtype == torch.bool or
+                                                                         value.is_complex())):
+        raise TypeError(f"sigma must be real numbers, got {value!r}")
     if isinstance(value, (int, float)) and SIGMA_MIN <= value < 1e30:  # fast path: valid in float32 for sure
         return torch.full((K,), float(value), dtype=torch.float32, device=device)
-    s = torch.as_tensor(value, dtype=torch.float32, device=device).detach()
+    given_tensor = isinstance(value, torch.Tensor)
+    try:
+        s = value.detach().to(torch.float32) if given_tensor else torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"sigma must be a number or a sequence or tensor of numbers, got {value!r}") from exc
     if s.dim() == 0:
         s = s.expand(K)
     if s.dim() != 1 or s.shape[0] != K:
         raise ValueError(f"sigma must be a scalar or have shape ({K},), got shape {tuple(s.shape)}")
-    if not (torch.isfinite(s) & (s >= SIGMA_MIN)).all():
+    if (check_values or not given_tensor) and not (torch.isfinite(s) & (s >= SIGMA_MIN) & (s < 1e30)).all():
         raise ValueError(f"sigma must be finite and >= {SIGMA_MIN} heatmap pixels, got {value!r}")
-    return s.contiguous()
+    return s.to(device=device, dtype=torch.float32).contiguous()
 
 
 def maps(name, value, ndims=(4,)):

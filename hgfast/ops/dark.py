@@ -23,7 +23,7 @@ def dark_refine(heatmaps, peaks, kernel=11):
     Newton step x ← x − H⁻¹∇ with ±1 central differences and ±2-tap second derivatives. Peaks with
     x ∉ [2, W−3] or y ∉ [2, H−3], or a singular Hessian, are returned unchanged.
     """
-    if not (isinstance(kernel, int) and kernel > 0 and kernel % 2 == 1):
+    if not (isinstance(kernel, int) and not isinstance(kernel, bool) and kernel > 0 and kernel % 2 == 1):
         raise ValueError(f"dark_kernel must be a positive odd int, got {kernel!r}")
     B, K, H, W = _checks.maps("heatmaps", heatmaps).shape
     _checks.tensor("peaks", peaks, (3,), _checks.FLOAT_DTYPES + (torch.int32, torch.int64), last=2)

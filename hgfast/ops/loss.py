@@ -21,10 +21,11 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
             get no loss, as bearpaw's JointsMSELoss) or the "annotated" flag (train on occluded joints too).
         visible: None (all drawn) or (B,K) / (B,N,K): which joints get a Gaussian in the target.
         sigma, encoding: as gaussian_heatmaps.
-        check_keypoints: reject NaN/Inf coordinates of visible joints. The check waits for the device (one host
-            sync per call on CUDA), which stalls a training step and cannot be captured in a CUDA graph; pass False
-            when the keypoints were checked already (e.g. on the CPU batch). Unchecked, a visible joint with a NaN/Inf
-            coordinate gets an all-zero target (as if invisible) and still counts with its weight: no NaN loss.
+        check_keypoints: reject NaN/Inf coordinates of visible joints (and a bad value in a sigma tensor). The
+            check waits for the device (one host sync per call on CUDA), which stalls a training step and cannot be
+            captured in a CUDA graph or a full torch.compile graph; pass False when the keypoints were checked
+            already (e.g. on the CPU batch). Unchecked, a visible joint with a NaN/Inf coordinate gets an all-zero
+            target (as if invisible) and still counts with its weight: no NaN loss.
 
     Returns:
         0-dim tensor, float64 if pred is float64 else float32; differentiable w.r.t. pred and weights (twice too:
@@ -42,13 +43,15 @@ def heatmap_mse_loss(pred, keypoints, weights=None, visible=None, sigma=1.0, enc
         raise ValueError(f"keypoints must have shape ({B}, {K}, 2) or ({B}, N, {K}, 2) for pred of shape "
                          f"{tuple(pred.shape)}, got {tuple(keypoints.shape)}")
     vis = _checks.visible(visible, kp, check_finite=check_keypoints)
-    sig = _checks.sigma(sigma, K, pred.device)
+    sig = _checks.sigma(sigma, K, pred.device, check_values=check_keypoints)
     integer = _checks.encoding(encoding)
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
     if weights is None:
         w = torch.ones((B, K), dtype=acc, device=pred.device)
     else:
         _checks.tensor("weights", weights, (2,), dtypes=None)
+        if weights.is_complex():
+            raise TypeError(f"weights must be real, got dtype {weights.dtype}")
         _checks.same_device("weights", weights, pred)
         if tuple(weights.shape) != (B, K):
             raise ValueError(f"weights must have shape ({B}, {K}), got {tuple(weights.shape)}")

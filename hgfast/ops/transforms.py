@@ -70,7 +70,7 @@ def transform_points(points, matrix):
     _checks.tensor("matrix", matrix, (3,))
     if matrix.shape[1:] != (2, 3) or matrix.shape[0] != points.shape[0]:
         raise ValueError(f"matrix must have shape ({points.shape[0]}, 2, 3), got {tuple(matrix.shape)}")
-    p = points.reshape(points.shape[0], -1, 2).to(matrix.dtype)
+    p = points.reshape(points.shape[0], math.prod(points.shape[1:-1]), 2).to(matrix.dtype)  # -1 fails for B = 0
     out = p @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
     return out.reshape(points.shape)
 
