@@ -507,6 +507,7 @@ def _cmd_predict(args) -> int:
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".tar", ".ckpt")  # what --onnx must not overwrite
 
 
 def _image_paths(given: list[str]) -> list[str]:
@@ -567,8 +568,12 @@ def _cmd_export(args) -> int:
     from .models import StackedHourglass
 
     try:
-        checkpoint = Path(args.checkpoint)
-        _check_writable(Path(args.onnx), "--onnx")
+        checkpoint, onnx = Path(args.checkpoint), Path(args.onnx)
+        _check_writable(onnx, "--onnx")
+        if onnx.resolve() == checkpoint.resolve() or onnx.suffix.lower() in CHECKPOINT_SUFFIXES:
+            raise ValueError(f"--onnx {onnx} would replace " + ("the --checkpoint it exports" if onnx.resolve() ==
+                             checkpoint.resolve() else f"a checkpoint ({onnx.suffix} file)") +
+                             ": give a .onnx path")
         model = StackedHourglass.from_checkpoint(checkpoint)
         diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check,
                            last_stack=args.last_stack)

@@ -788,6 +788,23 @@ def test_export_leaves_the_callers_model_alone(workdir, tmp_path):
     assert model.training
 
 
+def test_export_refuses_to_replace_a_checkpoint(workdir, tmp_path, capsys):
+    """--onnx naming the --checkpoint (it was overwritten with the ONNX graph) or another checkpoint file is
+    refused before any work; the weights stay."""
+    import shutil
+
+    best = tmp_path / "best.safetensors"
+    shutil.copy(workdir / "best.safetensors", best)
+    other = tmp_path / "last.pth"
+    other.write_bytes(b"weights")
+    before = best.read_bytes()
+    for target, message in ((best, "would replace the --checkpoint it exports"),
+                            (other, "would replace a checkpoint (.pth file)")):
+        assert main(["export", "--onnx", str(target), "--checkpoint", str(best), "--no-check"]) == 2
+        assert message in capsys.readouterr().err
+    assert best.read_bytes() == before and other.read_bytes() == b"weights"
+
+
 def test_export_prints_nothing_but_its_result(workdir, tmp_path):
     """A fresh process's export writes no warnings to stderr (torch listed each torchvision op it skipped and
     raised a FutureWarning from its own pytree code)."""
