@@ -788,6 +788,25 @@ def test_export_leaves_the_callers_model_alone(workdir, tmp_path):
     assert model.training
 
 
+def test_a_loaded_checkpoint_saved_elsewhere_keeps_its_skeleton_and_settings(workdir, tmp_path):
+    """from_checkpoint + save (no config.yaml beside the copy): the copy still carries the skeleton and the training
+    data's settings, so Predictor cuts the same crops and flips the same joints (they were dropped: 256 px crops
+    and joint_0, ...)."""
+    from hgfast.data.skeleton import Skeleton
+    from hgfast.predict import checkpoint_settings
+
+    best = workdir / "best.safetensors"
+    model = StackedHourglass.from_checkpoint(best)
+    (tmp_path / "moved").mkdir()
+    model.save(tmp_path / "moved" / "copy.safetensors")
+    copy = tmp_path / "moved" / "copy.safetensors"
+    assert checkpoint_settings(copy) == checkpoint_settings(best) != {}
+    assert Skeleton.from_checkpoint(copy) == Skeleton.from_checkpoint(best)
+    original, moved = Predictor(best, device="cpu"), Predictor(copy, device="cpu")
+    assert moved.input_size == original.input_size and moved.skeleton == original.skeleton
+    assert StackedHourglass.from_checkpoint(model.state_dict()).checkpoint_inference is None
+
+
 def test_export_refuses_to_replace_a_checkpoint(workdir, tmp_path, capsys):
     """--onnx naming the --checkpoint (it was overwritten with the ONNX graph) or another checkpoint file is
     refused before any work; the weights stay."""

@@ -123,16 +123,17 @@ class StackedHourglass(nn.Module):
         """Write the weights as safetensors (atomically), with ``config`` in the metadata, the training data's
         ``skeleton`` (a ``hgfast.data.Skeleton``: joint names, flip pairs, limbs) and ``inference`` settings (JSON:
         ``input_size``, ``input_norm``, ``box_margin``, ``sigma`` of the training data) if given, which
-        ``Predictor``, ``hgfast predict`` and ``hgfast export`` then use. A peer's ``checkpoint_layout`` is stored
-        too, so its converted weights still decode as the peer's."""
+        ``Predictor``, ``hgfast predict`` and ``hgfast export`` then use; not given, those ``from_checkpoint`` read
+        (``checkpoint_skeleton``, ``checkpoint_inference``), so a loaded model saved elsewhere keeps them. A peer's
+        ``checkpoint_layout`` is stored too, so its converted weights still decode as the peer's."""
         from ..checkpoint import save_weights
 
         if skeleton is not None and skeleton.num_joints != self.njoints:
             raise ValueError(f"save: skeleton has {skeleton.num_joints} joints, the model {self.njoints}")
         layout = getattr(self, "checkpoint_layout", "hgfast")
         save_weights(self.state_dict(), path, config=self.config,
-                     skeleton=None if skeleton is None else skeleton.to_dict(),
-                     inference=None if inference is None else dict(inference),
+                     skeleton=getattr(self, "checkpoint_skeleton", None) if skeleton is None else skeleton.to_dict(),
+                     inference=getattr(self, "checkpoint_inference", None) if inference is None else dict(inference),
                      checkpoint_layout=None if layout == "hgfast" else layout)
 
     @classmethod
@@ -148,6 +149,8 @@ class StackedHourglass(nn.Module):
         The model's ``checkpoint_layout`` ("hgfast", "princeton-vl" or "bearpaw"; a peer's weights saved by
         ``save`` keep theirs) then tells ``Predictor`` and ``evaluate`` how it decodes
         (``convert.LAYOUT_DECODING``); set it to "hgfast" after training a peer's weights on hgfast's targets.
+        ``checkpoint_skeleton`` and ``checkpoint_inference`` hold the skeleton (as a dict) and training-data settings
+        stored with the file (None where it has none), which ``save`` writes again.
         """
         from ..checkpoint import load_state_dict, read_metadata
         from .convert import (ARCHITECTURE_KEYS, LAYOUT_DECODING, detect_layout, infer_config, strip_wrappers,
@@ -167,6 +170,14 @@ class StackedHourglass(nn.Module):
         model = cls(**config)
         load_into(model, state, strict=strict)
         model.checkpoint_layout = layout
+        model.checkpoint_skeleton = model.checkpoint_inference = None
+        if from_file:  # what save() writes back
+            from ..predict import checkpoint_settings
+
+            skeleton = read_metadata(source).get("skeleton")
+            if isinstance(skeleton, dict) and len(skeleton.get("names", ())) == model.njoints:
+                model.checkpoint_skeleton = skeleton
+            model.checkpoint_inference = checkpoint_settings(source) or None
         return model
 
 
