@@ -1,4 +1,5 @@
 """Checkpoints: safetensors round trip, peer layouts (princeton-vl, bearpaw, anibali) and bad files."""
+import warnings
 from pathlib import Path
 
 import pytest
@@ -232,7 +233,8 @@ def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
 
 
 def test_bearpaw_weights_as_model_init_need_its_stem(tmp_path):
-    """Fine-tuning from bearpaw's weights (``model.init``) asks for its wider stem by name."""
+    """Fine-tuning from bearpaw's weights (``model.init``) asks for its wider stem by name, and warns where the
+    training data's input_norm is none."""
     from hgfast.train.config import resolve
     from hgfast.train.pretrained import apply_pretrained, read_pretrained
 
@@ -240,10 +242,15 @@ def test_bearpaw_weights_as_model_init_need_its_stem(tmp_path):
     torch.save({"state_dict": {"module." + k: v for k, v in peer.state_dict().items()}}, tmp_path / "bp.pth.tar")
     model_cfg = resolve(overrides=[f"model.nstack={NSTACK}", f"model.nfeat={NFEAT}"]).model
     with pytest.raises(ValueError, match=r"stem_channels 256 \(the config: 128\); give --set model.stem_channels=256"):
-        read_pretrained(tmp_path / "bp.pth.tar", model_cfg)
+        read_pretrained(tmp_path / "bp.pth.tar", model_cfg, input_norm="bearpaw")
     model_cfg.stem_channels = 256
     model = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS, stem_channels=256)
-    assert apply_pretrained(model, read_pretrained(tmp_path / "bp.pth.tar", model_cfg)) == []
+    with pytest.warns(UserWarning, match="trained on normalised inputs, but data.input_norm is none"):
+        state = read_pretrained(tmp_path / "bp.pth.tar", model_cfg)  # the default input_norm: none
+    assert apply_pretrained(model, state) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told the inputs: no warning
+        read_pretrained(tmp_path / "bp.pth.tar", model_cfg, input_norm="bearpaw")
 
 
 def test_a_training_state_or_a_non_checkpoint_is_refused_by_name(tmp_path):

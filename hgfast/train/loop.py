@@ -415,7 +415,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
                          f"set's {list(skeleton.names)}")
     _check_val_metric(cfg, val_set)
-    pretrained = read_pretrained(cfg.model.init, cfg.model) if cfg.model.init and state is None else None
+    pretrained = read_pretrained(cfg.model.init, cfg.model, cfg.data.input_norm) if cfg.model.init and \
+        state is None else None
     saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])
     if saved is not None and (saved.names, saved.flip_permutation) != (skeleton.names, skeleton.flip_permutation):
         raise ValueError(f"cannot resume: the data's joints {list(skeleton.names)} (flip permutation "

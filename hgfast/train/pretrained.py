@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Mapping
 
 from torch import Tensor
@@ -22,14 +23,22 @@ _JOINT_MODULES = re.compile(r"^((?:heads|merges)\.\d+\.heatmap)\.")
 _ARCHITECTURE = ("nstack", "nfeat", "depth", "stem_channels", "in_channels")
 
 
-def read_pretrained(path: str | os.PathLike, model_config) -> dict[str, Tensor]:
+def read_pretrained(path: str | os.PathLike, model_config, input_norm: str = "none") -> dict[str, Tensor]:
     """The checkpoint's tensors in hgfast's layout, checked against ``model_config`` (a ``ModelConfig``, or
-    anything with its fields; ``in_channels`` 3 if absent); FileNotFoundError / ValueError naming ``model.init``."""
+    anything with its fields; ``in_channels`` 3 if absent); FileNotFoundError / ValueError naming ``model.init``.
+    A bearpaw-layout checkpoint (bearpaw's or anibali's, trained on normalised inputs) with ``input_norm`` "none"
+    (the training data's ``data.input_norm``) is warned about: nothing in the file says which it was."""
     from ..checkpoint import load_state_dict
-    from ..models.convert import infer_config, to_hgfast_layout
+    from ..models.convert import detect_layout, infer_config, strip_wrappers, to_hgfast_layout
 
     try:
-        state = to_hgfast_layout(load_state_dict(path, weights_only=True)[0])
+        raw = load_state_dict(path, weights_only=True)[0]
+        if detect_layout(strip_wrappers(raw)) == "bearpaw" and input_norm == "none":
+            warnings.warn(f"model.init {path} is a bearpaw-layout checkpoint (bearpaw/pytorch-pose or anibali), "
+                          f"trained on normalised inputs, but data.input_norm is none (RGB in [0, 1]): set "
+                          f"data.input_norm=bearpaw or anibali to fine-tune on the inputs it knows",
+                          UserWarning, stacklevel=2)
+        state = to_hgfast_layout(raw)
         theirs = infer_config(state)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"model.init: {exc}") from exc
