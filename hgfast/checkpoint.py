@@ -65,12 +65,23 @@ def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: M
         save_file(tensors, tmp, metadata=stored or None)
 
 
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a file; FileNotFoundError if missing, ValueError for a folder (naming the run's
+    ``best.safetensors`` where it is a run's folder)."""
+    path = Path(path)
+    if path.is_dir():
+        best = path / "best.safetensors"
+        raise ValueError(f"checkpoint {path} is a folder, not a file" +
+                         (f" (its weights: {best})" if best.is_file() else ""))
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata hgfast stored with a safetensors file (``{"config": {...}, "skeleton": {...}}``, entries
     present only where written); ``{}`` for other files. FileNotFoundError / ValueError name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = checkpoint_file(path)
     if path.suffix != ".safetensors":
         return {}
     from safetensors import SafetensorError, safe_open
@@ -91,9 +102,7 @@ def load_state_dict(path: str | os.PathLike, weights_only: bool = False) -> tupl
     An hgfast training state (``last.state.pt``) is refused, naming the ``last.safetensors`` written beside it,
     unless ``weights_only`` (the caller needs only its weights: fine-tuning from it, ``model.init``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = checkpoint_file(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -160,6 +160,7 @@ def _cmd_eval(args) -> int:
     import cv2
     import torch
 
+    from .checkpoint import checkpoint_file
     from .data.build import build_dataset, build_detections
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table
@@ -176,6 +177,10 @@ def _cmd_eval(args) -> int:
     try:
         if checkpoint is None:
             raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
+        if workdir is not None and workdir.exists() and not workdir.is_dir():
+            raise ValueError(f"--workdir {workdir} is a file: give the run's folder ({workdir.parent}), or the "
+                             f"weights as --checkpoint")
+        checkpoint_file(checkpoint)  # missing, or a folder: named before anything else
         if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
             raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
         for path, flag in ((out, "--json"), (picture, "--picture"),

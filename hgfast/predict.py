@@ -242,7 +242,9 @@ class Predictor:
                                  else tuple(flip_permutation))
         if flip and self.flip_permutation is None:
             raise ValueError(f"Predictor: flip=True with a {self.skeleton.num_joints}-joint model of unknown skeleton "
-                             f"needs flip_permutation (the joint order after a horizontal flip)")
+                             f"needs flip_permutation (the joint order after a horizontal flip) or skeleton; "
+                             f"hgfast predict/video flip-test only checkpoints that store their skeleton (as "
+                             f"hgfast train writes them, or 16-joint ones, taken as MPII's): leave out --flip")
         if flip_permutation is not None:
             checked_flip_permutation(self.flip_permutation, self.skeleton.num_joints,
                                      name="Predictor: flip_permutation")

@@ -269,3 +269,10 @@ def test_a_training_state_or_a_non_checkpoint_is_refused_by_name(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match=rf"{name}: not a file torch.save wrote"):
             StackedHourglass.from_checkpoint(tmp_path / name)
+    (tmp_path / "run").mkdir()
+    model.save(tmp_path / "run" / "best.safetensors")
+    with pytest.raises(ValueError, match=r"checkpoint .*run is a folder, not a file \(its weights: .*best"):
+        StackedHourglass.from_checkpoint(tmp_path / "run")  # was "checkpoint not found"
+    misshapen = dict(model.state_dict(), **{"stem.conv.weight": torch.zeros(3)})
+    with pytest.raises(ValueError, match=r"stem.conv.weight has shape \(3,\), expected a conv weight"):
+        StackedHourglass.from_checkpoint(misshapen)  # was an IndexError

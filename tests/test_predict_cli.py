@@ -149,7 +149,7 @@ def test_cli_predict_decoding_options_reach_the_decoder(workdir, image_file, tmp
 
 def test_predictor_flip_needs_the_permutation_of_other_skeletons():
     model = StackedHourglass(nstack=1, nfeat=16, njoints=5, depth=2)
-    with pytest.raises(ValueError, match="flip_permutation"):
+    with pytest.raises(ValueError, match="needs flip_permutation .* or skeleton; .*leave out --flip"):
         Predictor(model, 32, "cpu", flip=True)
     kp, _ = Predictor(model, 32, "cpu", flip=True, flip_permutation=(1, 0, 2, 4, 3))([np.zeros((40, 40, 3), np.uint8)])
     assert kp.shape == (1, 5, 2)
@@ -264,6 +264,18 @@ def test_cli_eval_refuses_a_picture_it_cannot_write_before_evaluating(workdir, t
     assert main(["eval", "--workdir", str(workdir), "--json", str(tmp_path / "e.json"),
                  "--picture", str(tmp_path / "e.txt")]) == 2
     assert "--picture" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
+
+
+def test_cli_eval_names_a_work_dir_or_a_config_that_is_not_one(workdir, capsys):
+    """A weights file as --workdir, a work dir as the config, a folder as --checkpoint: each named as what it is
+    (they were blamed on --json, reported "not found", or a UnicodeDecodeError)."""
+    best = workdir / "best.safetensors"
+    for argv, message in ((["--workdir", str(best)], f"--workdir {best} is a file: give the run's folder"),
+                          ([str(workdir), "--checkpoint", str(best)], f"config file {workdir} is a folder"),
+                          ([str(best), "--checkpoint", str(best)], f"config file {best} is not a text (YAML) file"),
+                          (["--checkpoint", str(workdir)], f"checkpoint {workdir} is a folder, not a file")):
+        assert main(["eval", *argv]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_cli_eval_device(workdir, tmp_path, capsys):

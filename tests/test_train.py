@@ -56,6 +56,11 @@ def test_config_errors_name_the_key(tmp_path):
         parse_set(["model.nstack=2", "model.nstack.x=1"])  # was a TypeError from deep inside
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         resolve(path=tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"is a folder \(a run's work dir\? give --workdir"):
+        resolve(path=tmp_path)
+    (tmp_path / "weights.safetensors").write_bytes(b"\xd8\xff\x00binary")
+    with pytest.raises(ConfigError, match=r"weights.safetensors is not a text \(YAML\) file"):
+        resolve(path=tmp_path / "weights.safetensors")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  nstack: 1\n  colour: red\n")
     with pytest.raises(ConfigError, match="'model.colour'"):
@@ -361,6 +366,15 @@ def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_p
     assert summary["steps"] == 2 and summary["best"] is not None and (work / "best.safetensors").is_file()
     assert [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]] == ["2"]
     assert _loss_steps(work) == ["1", "2"] and not load_state(work)["progress"]["validation_pending"]
+
+
+def test_resume_and_overwrite_of_the_same_run_are_refused_together(tmp_path):
+    """--resume continues the work dir's run, --overwrite would replace it: one of them (overwrite was ignored)."""
+    train(tiny(tmp_path, "steps=2"))
+    before = (tmp_path / "run" / STATE_FILE).read_bytes()
+    with pytest.raises(ValueError, match="--overwrite starts afresh and --resume continues the run in"):
+        train(tiny(tmp_path, "steps=3"), resume=tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run" / STATE_FILE).read_bytes() == before
 
 
 def test_a_file_as_the_work_dir_is_refused_by_name(tmp_path):

@@ -145,14 +145,26 @@ def _from_bearpaw(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 ARCHITECTURE_KEYS = frozenset({"nstack", "nfeat", "njoints", "depth", "in_channels", "stem_channels"})
 
 
+class _Misshapen(ValueError):
+    """A tensor of the wrong rank where the architecture is read off."""
+
+
+def _size(state: Mapping[str, Tensor], key: str, dim: int) -> int:
+    """``state[key].shape[dim]``; a ``_Misshapen`` error naming the key where the tensor has too few dims."""
+    shape = tuple(state[key].shape)
+    if len(shape) <= dim:
+        raise _Misshapen(f"{key} has shape {shape}, expected a conv weight (4 dims)")
+    return shape[dim]
+
+
 _INFER = {
     "nstack": lambda s: 1 + max(int(m.group(1)) for k in s if (m := re.match(r"^hourglasses\.(\d+)\.", k))),
-    "nfeat": lambda s: s["stem.res3.conv3.weight"].shape[0],
-    "njoints": lambda s: s["heads.0.heatmap.weight"].shape[0],
+    "nfeat": lambda s: _size(s, "stem.res3.conv3.weight", 0),
+    "njoints": lambda s: _size(s, "heads.0.heatmap.weight", 0),
     "depth": lambda s: 1 + max(k.count("low2.") for k in s if k.startswith("hourglasses.0.") and "up1." in k),
-    "in_channels": lambda s: s["stem.conv.weight"].shape[1],
+    "in_channels": lambda s: _size(s, "stem.conv.weight", 1),
     # the paper's 128 where a partial checkpoint lacks the stem (files saved before the key existed are complete)
-    "stem_channels": lambda s: s["stem.res2.conv3.weight"].shape[0] if "stem.res2.conv3.weight" in s else 128,
+    "stem_channels": lambda s: _size(s, "stem.res2.conv3.weight", 0) if "stem.res2.conv3.weight" in s else 128,
 }
 
 
@@ -161,6 +173,8 @@ def infer_config(state: Mapping[str, Tensor], keys=ARCHITECTURE_KEYS) -> dict[st
     an hgfast-layout state dict."""
     try:
         return {key: _INFER[key](state) for key in sorted(keys)}
+    except _Misshapen as exc:
+        raise ValueError(f"cannot infer the architecture from the checkpoint: {exc}") from None
     except (KeyError, ValueError) as exc:
         raise ValueError(f"cannot infer the architecture from the checkpoint: missing {exc}; "
                          f"pass all of {', '.join(sorted(ARCHITECTURE_KEYS))} explicitly") from exc

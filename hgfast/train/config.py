@@ -257,10 +257,14 @@ def load_yaml(path: str | os.PathLike) -> dict:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder (a run's work dir? give --workdir {path})")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text (YAML) file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

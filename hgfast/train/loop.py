@@ -424,6 +424,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                          f"permutation {saved.flip_permutation}; see data.train_annotations, data.category_id, "
                          f"data.flip_pairs)")
     same_run = resume is not None and state_path(resume).parent.resolve() == workdir.resolve()
+    if same_run and overwrite:
+        raise ValueError(f"--overwrite starts afresh and --resume continues the run in {workdir}: give one")
     found = [] if same_run or overwrite else _run_outputs(workdir)
     if found:
         what = "an earlier run" if resume is None else f"another run than {state_path(resume)}"
@@ -435,7 +437,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     removed = []
     if dist_info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
-        if overwrite and not same_run:
+        if overwrite:
             removed = _clear_run(workdir)
     _setup_logging(workdir, dist_info.is_main)
     if removed:
