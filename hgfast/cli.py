@@ -12,11 +12,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from .summary import format_table, summarize
 
     try:
-        model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints, depth=args.depth)
+        model = StackedHourglass(nstack=args.nstack, nfeat=args.nfeat, njoints=args.njoints, depth=args.depth,
+                                 stem_channels=args.stem_channels)
         height, width = crop_size(args.input, "--input", model.input_multiple)
     except ValueError as exc:
         raise SystemExit(f"hgfast summary: error: {exc}") from None
-    print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}, depth={args.depth}), "
+    print(f"StackedHourglass(nstack={args.nstack}, nfeat={args.nfeat}, njoints={args.njoints}, depth={args.depth}, "
+          f"stem_channels={args.stem_channels}), "
           f"input {height}x{width}")
     print(format_table(summarize(model, (height, width))))
     return 0
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--njoints", type=int, default=16)
     summary.add_argument("--depth", type=int, default=4, help="levels of each hourglass (inputs are multiples of "
                          "4 * 2**depth pixels)")
+    summary.add_argument("--stem-channels", type=int, default=128, help="width between the stem's last two "
+                         "residuals (256 for bearpaw's and anibali's models)")
     summary.add_argument("--input", type=parse_input_size, default=256, metavar="S|HxW",
                          help="input size in pixels, S or HEIGHTxWIDTH")
     summary.set_defaults(func=_cmd_summary)

@@ -341,6 +341,8 @@ def _cmd_video(args) -> int:
         if images:
             raise ValueError(f"videos: {images[0]} is an image, not a video (OpenCV would read it as one frame, "
                              f"and a truncated one as grey): hgfast predict takes images")
+        if args.no_track and args.track_threshold is not None:
+            raise ValueError("--track-threshold sets how the crop follows the person: not with --no-track")
         min_score = _boxes_min_score(args)
         smoother_settings = _smoother_settings(args)
         if args.boxes is not None:

@@ -72,3 +72,13 @@ def test_summary_cli_takes_the_depth(capsys):
     assert shallow_params < deep_params
     with pytest.raises(SystemExit, match="depth must be a positive int"):
         main(["summary", "--depth", "0"])
+
+
+def test_summary_cli_takes_bearpaws_stem_width(capsys):
+    """--stem-channels 256: bearpaw's and anibali's wider stem, counted as the model builds it."""
+    assert main(["summary", "--nstack", "1", "--nfeat", "32", "--stem-channels", "256", "--input", "64"]) == 0
+    out = capsys.readouterr().out
+    stem = next(line for line in out.splitlines() if line.startswith("stem"))
+    want = StackedHourglass(nstack=1, nfeat=32, stem_channels=256).stem
+    assert "stem_channels=256" in out and float(stem.split()[-2]) == round(sum(p.numel() for p in
+                                                                               want.parameters()) / 1e6, 3)

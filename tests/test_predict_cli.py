@@ -443,6 +443,7 @@ def test_cli_video(workdir, clip, tmp_path, capsys):
                           ([str(clip), "--out", str(tmp_path / "file")], "is a file, not a folder"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
+                          ([str(clip), "--no-track", "--track-threshold", "0.5"], "not with --no-track"),
                           ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside"),
                           ([str(clip), "--boxes", str(boxes), "--box", "1,1,5,5"], "not with --box"),
                           ([str(clip), "--boxes", str(boxes), "--no-track"], "not with --no-track"),
