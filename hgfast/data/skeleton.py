@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..ops import MPII_FLIP_PERMUTATION, flip_permutation
+from ..ops.flip import checked_flip_permutation
 
 JOINT_NAMES = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
                "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
@@ -65,8 +66,8 @@ class Skeleton:
         k = len(names)
         if k < 1 or len(set(names)) != k:
             raise ValueError(f"skeleton names must be non-empty and distinct, got {list(names)}")
-        if perm is not None and (sorted(perm) != list(range(k)) or any(perm[p] != i for i, p in enumerate(perm))):
-            raise ValueError(f"flip_permutation must swap pairs of range({k}) (an involution), got {list(perm)}")
+        if perm is not None:
+            checked_flip_permutation(perm, k, name="flip_permutation")
         for a, b, side in limbs:
             if not (0 <= a < k and 0 <= b < k) or side not in ("r", "l", "c"):
                 raise ValueError(f"limb {(a, b, side)}: joints must be in range({k}) and side 'r', 'l' or 'c'")

@@ -26,10 +26,15 @@ from ..data.skeleton import MPII_SKELETON, PCKH_JOINTS, Skeleton
 ALL_JOINTS = tuple(range(MPII_SKELETON.num_joints))
 
 
+def _is_threshold(value) -> bool:
+    """A PCK threshold: a finite real number > 0 (a fraction of the normaliser)."""
+    return isinstance(value, numbers.Real) and 0 < value < math.inf
+
+
 def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) -> np.ndarray:
     """(N, K) bool: ``‖pred − gt‖ / normalize < threshold`` (``<=`` if inclusive); pred, gt (N, K, 2),
     normalize (N,) > 0."""
-    if not (isinstance(threshold, numbers.Real) and 0 < threshold < math.inf):
+    if not _is_threshold(threshold):
         raise ValueError(f"threshold must be a finite number > 0 (a fraction of the normaliser), got {threshold!r}")
     pred, gt, normalize = (np.asarray(a, np.float64) for a in (pred, gt, normalize))
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
@@ -53,8 +58,7 @@ def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None
     (joints with no annotation are left out of the means) and ``mean_all``: correct / annotated over all joints.
     """
     thresholds = tuple(thresholds)
-    bad = [t for t in thresholds if not (isinstance(t, numbers.Real) and 0 < t < math.inf)]
-    if not thresholds or bad:
+    if not thresholds or not all(map(_is_threshold, thresholds)):
         raise ValueError(f"thresholds must be one or more finite numbers > 0, got {thresholds!r}")
     mask = np.asarray(mask) > 0
     if mask.ndim != 2 or mask.shape != np.shape(pred)[:2]:

@@ -158,9 +158,10 @@ class StackedHourglass(nn.Module):
 
         from_file = isinstance(source, (str, os.PathLike))
         state, stored_config = load_state_dict(source) if from_file else (dict(source), {})
+        metadata = read_metadata(source) if from_file else {}
         layout = detect_layout(strip_wrappers(state))
-        if layout == "hgfast" and from_file:
-            layout = read_metadata(source).get("checkpoint_layout", "hgfast")
+        if layout == "hgfast":
+            layout = metadata.get("checkpoint_layout", "hgfast")
             if layout not in LAYOUT_DECODING:
                 raise ValueError(f"{source}: unknown checkpoint_layout {layout!r} in its metadata (expected one of "
                                  f"{sorted(LAYOUT_DECODING)})")
@@ -174,7 +175,7 @@ class StackedHourglass(nn.Module):
         if from_file:  # what save() writes back
             from ..predict import checkpoint_settings
 
-            skeleton = read_metadata(source).get("skeleton")
+            skeleton = metadata.get("skeleton")
             if isinstance(skeleton, dict) and len(skeleton.get("names", ())) == model.njoints:
                 model.checkpoint_skeleton = skeleton
             model.checkpoint_inference = checkpoint_settings(source) or None
