@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from hgfast.data import SyntheticPoses
 from hgfast.models import StackedHourglass
 from hgfast.train.config import ConfigError, parse_set, resolve, to_dict
 from hgfast.train.loop import learning_rate, schedule_change, train
@@ -460,10 +461,10 @@ def test_vis_every_draws_between_validations(tmp_path):
 def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
     def crash(step, info):
         if step == 4:
-            raise RuntimeError("crash")
+            raise SystemExit("killed")  # as a crash that writes nothing (an error writes the state: next test)
 
     cfg = tiny(tmp_path, "steps=5", "val_every=1", "ckpt_every=100")
-    with pytest.raises(RuntimeError, match="crash"):
+    with pytest.raises(SystemExit, match="killed"):
         train(cfg, callbacks=[crash])
     work = tmp_path / "run"
     rows = list(csv.DictReader(open(work / "metrics.csv")))
@@ -474,6 +475,47 @@ def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
     assert _loss_steps(work) == ["1", "2", "3", "4", "5"]  # rows after the state's step are not repeated
     steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_an_error_mid_run_writes_the_last_whole_step_first(tmp_path, monkeypatch):
+    """Bad data found mid-run (here an image of the validation set, then a training sample) stops the run with its
+    error, after writing the state of the last whole step: fixed, --resume goes on from there, the validation the
+    error cut short included. A diverged loss writes nothing (the last checkpoint is the better one)."""
+    import hgfast.train.loop as loop
+
+    cfg = tiny(tmp_path, "steps=6", "val_every=3", "ckpt_every=100", "log_every=1")
+    real_validate = loop.validate
+    broken = lambda *args, **kwargs: (_ for _ in ()).throw(ValueError("corrupt image val/7.jpg"))  # noqa: E731
+    monkeypatch.setattr(loop, "validate", broken)
+    with pytest.raises(ValueError, match="corrupt image val/7.jpg"):
+        train(cfg)
+    work = tmp_path / "run"
+    state = load_state(work)
+    assert state["step"] == 3 and state["progress"]["validation_pending"]
+    assert "step 3: ValueError: corrupt image val/7.jpg; writing the checkpoint" in (work / "train.log").read_text()
+    monkeypatch.setattr(loop, "validate", real_validate)
+    real_getitem, calls = SyntheticPoses.__getitem__, []
+
+    def fifth_training_sample_fails(self, key):  # step 4's batch reads four; step 5's first is missing
+        if len(self) == 40:  # the training set (data.train_length)
+            calls.append(key)
+            if len(calls) == 5:
+                raise FileNotFoundError("image not found: 5.jpg")
+        return real_getitem(self, key)
+
+    monkeypatch.setattr(SyntheticPoses, "__getitem__", fifth_training_sample_fails)
+    with pytest.raises(FileNotFoundError, match="5.jpg"):
+        train(cfg, resume=work)
+    assert load_state(work)["step"] == 4
+    monkeypatch.setattr(SyntheticPoses, "__getitem__", real_getitem)
+    assert train(cfg, resume=work)["steps"] == 6
+    steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
+    assert steps == [3, 6] and _loss_steps(work) == [str(i) for i in range(1, 7)]
+    nan = tmp_path / "nan"
+    monkeypatch.setattr(loop, "heatmap_loss", lambda cfg: lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError):
+        train(tiny(nan, "steps=3", "ckpt_every=100", "log_every=1"))
+    assert not (nan / "run" / STATE_FILE).exists()
 
 
 def test_resume_into_another_folder_carries_the_best_weights(tmp_path):

@@ -10,7 +10,9 @@ the forward, loss, backward and optimiser step replay from one CUDA graph (``hgf
 The work dir holds ``config.yaml`` (resolved), ``train.log``, ``metrics.csv``, ``last.state.pt`` (resumable),
 ``last.safetensors``, ``best.safetensors``, ``val/`` and ``vis/``. Ctrl-C finishes the current step, writes the
 state and raises ``KeyboardInterrupt`` (a second Ctrl-C stops at once, but never inside a step's parameter update);
-``train(cfg, resume=workdir)`` continues bit-identically (on CPU), logged losses included.
+``train(cfg, resume=workdir)`` continues bit-identically (on CPU), logged losses included. An error mid-run (an image
+that cannot be read, a failing callback; not a diverged loss) likewise writes the state of the last whole step
+before it propagates, so nothing trained since the last checkpoint is lost.
 """
 from __future__ import annotations
 
@@ -219,6 +221,18 @@ def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, ch
         checkpoint()
 
 
+def _save_before_error(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable, step: int,
+                       error: Exception, main: bool) -> None:
+    """Write the state of the last whole step before ``error`` (bad data found mid-run, a failing callback, ...)
+    propagates, so ``--resume`` goes on from there once it is fixed; a failure to write is logged, not raised over
+    ``error``."""
+    try:
+        _write_interrupted(stop, whole_step, checkpoint, f"step {step}: {type(error).__name__}: {error}; writing "
+                           f"the checkpoint (fix the cause, then --resume)", main)
+    except Exception as save_error:  # e.g. the disk that is full
+        log.error("could not write the checkpoint at step %d: %s", step, save_error)
+
+
 def _remove_stale_temporaries(workdir: Path) -> list[str]:
     """Remove what writes killed midway (``kill -9``) left of ``atomic_path``'s temporaries of the run's files."""
     stale = [p for name in RUN_FILES for p in workdir.glob(f".{name}.*.tmp")]
@@ -367,7 +381,8 @@ def train(cfg: Config, resume: str | Path | None = None,
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
     dict (steps, best validation ``val_metric`` (the main process's, on every process), paths). Raises
-    ``KeyboardInterrupt`` after writing the state on Ctrl-C.
+    ``KeyboardInterrupt`` after writing the state on Ctrl-C; other errors propagate after writing it too (module
+    docstring).
     """
     try:
         return _train(cfg, resume, callbacks, overwrite)
@@ -535,7 +550,11 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         finally:
             paused += time.time() - began
 
+    saved_step = step  # the step of the state on disk (or the start)
+
     def checkpoint(final: bool = False) -> None:
+        nonlocal saved_step
+        saved_step = step
         if dist_info.is_main:
             with not_training():
                 save_state(workdir / STATE_FILE, model, optimizer, scaler, step, best, to_dict(cfg),
@@ -660,12 +679,14 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             _write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint",
                                dist_info.is_main)
             raise
-        except Exception as exc:  # e.g. loader workers killed by the same Ctrl-C
-            if not stop.set:
-                raise
-            _write_interrupted(stop, whole_step, checkpoint,
-                               f"interrupted at step {step} ({exc}); writing the checkpoint", dist_info.is_main)
-            raise KeyboardInterrupt from exc
+        except Exception as exc:
+            if stop.set:  # e.g. loader workers killed by the same Ctrl-C
+                _write_interrupted(stop, whole_step, checkpoint,
+                                   f"interrupted at step {step} ({exc}); writing the checkpoint", dist_info.is_main)
+                raise KeyboardInterrupt from exc
+            if step != saved_step and not isinstance(exc, FloatingPointError):  # (a diverged model is not kept)
+                _save_before_error(stop, whole_step, checkpoint, step, exc, dist_info.is_main)
+            raise
         finally:
             bar.close()
             net = graphed = None  # DDP's reducer holds the process group: free it before the group is destroyed
