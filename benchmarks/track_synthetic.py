@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from hgfast.data import render
-from hgfast.data.coco import keypoint_box
+from hgfast.data.coco_format import keypoint_box
 from hgfast.predict import Predictor
 from hgfast.smoothing import PeopleSmoother
 from hgfast.video import predict_video

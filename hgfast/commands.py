@@ -272,13 +272,12 @@ def _thresholds(text: str) -> list[float]:
 
 
 def _parse_box(text: str) -> tuple[float, ...]:
+    from .data.crop import checked_box
+
     try:
-        box = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h (finite) with w, h > 0, got {text!r}")
-    return box
+        return checked_box(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--box x,y,w,h: {exc}") from None
 
 
 def parse_input_size(text: str):

@@ -26,6 +26,7 @@ heatmaps): ``Predictor`` and ``evaluate`` do so by default for a model loaded fr
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data.crop import box_overlaps, box_to_center_scale, crop, crop_size
+from .data.crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box, crop, crop_size
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
@@ -304,10 +305,10 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
     ``score`` optional), in pixels, edge coordinates. An image's key is its path (compared after normalisation, or
     as absolute paths) or, where no other image has the same name, its file name. Boxes scored below ``min_score``
     are left out. Returns, per image, a list of ``(box, score or None)`` (empty: no person). An image without an
-    entry, or a box that is not 4 finite numbers with w, h > 0, is a ValueError naming it."""
+    entry, or a box that is not ``checked_box``'s, is a ValueError naming it."""
     import collections
 
-    from .data.coco import read_json
+    from .data.coco_format import read_json
 
     table = read_json(path, "boxes file")
     path = Path(path)
@@ -315,8 +316,9 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
         raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")
     keys = {}
     for key in table:
-        keys.setdefault(os.path.normpath(key), key)
-        keys.setdefault(os.path.abspath(key), key)
+        for form in {os.path.normpath(key), os.path.abspath(key)}:
+            if keys.setdefault(form, key) != key:
+                raise ValueError(f"boxes file {path}: keys {keys[form]!r} and {key!r} name the same image")
     names = collections.Counter(Path(image).name for image in images)
     people = []
     for image in images:
@@ -341,14 +343,13 @@ def box_entries(entries, where: str, min_score: float | None = None) -> list[tup
 
 def _box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
     """``(box, score or None)`` of one entry of ``box_entries``; a ValueError naming ``where`` otherwise."""
-    import math
-
     box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else
                   (entry[:4], entry[4] if len(entry) == 5 else None) if isinstance(entry, list) and
                   len(entry) in (4, 5) else (None, None))
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-    if not (isinstance(box, list) and len(box) == 4 and all(map(number, box)) and box[2] > 0 and box[3] > 0
-            and (score is None or number(score))):
-        raise ValueError(f"{where}: a box must be [x, y, w, h] or [x, y, w, h, score] (finite numbers, w, h > 0) or "
-                         f"{{\"bbox\": [x, y, w, h], \"score\": s}}, got {str(entry)[:80]}")
-    return tuple(float(v) for v in box), None if score is None else float(score)
+    if isinstance(box, list) and all(map(number, box)) and (score is None or number(score)):
+        with contextlib.suppress(ValueError):
+            return checked_box(box), None if score is None else float(score)
+    raise ValueError(f"{where}: a box must be [x, y, w, h] or [x, y, w, h, score] or {{\"bbox\": [x, y, w, h], "
+                     f"\"score\": s}} (pixels within ±{MAX_PIXEL:g}, w and h at least {MIN_BOX_SIDE:g}), got "
+                     f"{str(entry)[:80]}")

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .checkpoint import atomic_path
-from .data.coco import keypoint_box
+from .data.coco_format import keypoint_box
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # MPEG-4 part 2 (players, not browsers) and Motion-JPEG
 
@@ -156,7 +156,7 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
     ``{"bbox": ..., "score": ...}``); a frame without an entry has no one. Boxes scored below ``min_score`` are
     left out (unscored ones stay). ``{frame: [(box, score or None), ...]}``; ValueError naming the file and the
     entry otherwise."""
-    from .data.coco import read_json
+    from .data.coco_format import read_json
     from .predict import box_entries
 
     table = read_json(path, "boxes file")

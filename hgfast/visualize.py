@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .checkpoint import atomic_path
+from .data.crop import MAX_PIXEL
 from .data.skeleton import Skeleton
 
 SIDE_COLOURS = {"r": (255, 80, 40), "l": (40, 120, 255), "c": (60, 220, 60)}  # RGB: right red, left blue
@@ -16,12 +17,15 @@ SIDE_COLOURS = {"r": (255, 80, 40), "l": (40, 120, 255), "c": (60, 220, 60)}  # 
 def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 0.0, colours=SIDE_COLOURS,
                   radius: int | None = None, limbs=None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 RGB with limbs and joints of ``keypoints`` (K, 2) pixels drawn;
-    joints with ``scores <= threshold`` (if given) and the limbs touching them are skipped. ``limbs``: (a, b, side)
+    joints with ``scores <= threshold`` (if given), not finite or beyond ±``MAX_PIXEL``, and the limbs touching them
+    are skipped. ``limbs``: (a, b, side)
     triples, side a key of ``colours``; default MPII's for 16 joints, none (joints only) for other skeletons
     (``Skeleton.for_joints``)."""
     out = np.ascontiguousarray(image).copy()
     kp = np.asarray(keypoints, np.float64)
-    ok = np.isfinite(kp).all(1) if scores is None else np.isfinite(kp).all(1) & (np.asarray(scores) > threshold)
+    ok = (np.abs(kp) <= MAX_PIXEL).all(1)  # NaN, or so far off the picture that OpenCV's integers overflow: not drawn
+    if scores is not None:
+        ok &= np.asarray(scores) > threshold
     r = radius or max(1, round(max(out.shape[:2]) / 150))
     pt = lambda k: tuple(int(round(v * 16)) for v in kp[k])  # noqa: E731  (4 fractional bits)
     if limbs is None:

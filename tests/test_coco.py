@@ -13,6 +13,7 @@ from hgfast.checkpoint import read_metadata
 from hgfast.cli import main
 from hgfast.data import (JOINT_NAMES, LIMBS, MPII_SKELETON, PCKH_JOINTS, COCOKeypoints, Skeleton, box_to_center_scale,
                          crop_affine, read_coco, render, write_coco)
+from hgfast.data.coco_format import keypoint_box
 from hgfast.eval import format_table, pck_table
 from hgfast.models import StackedHourglass
 from hgfast.ops import MPII_FLIP_PERMUTATION
@@ -105,22 +106,29 @@ def test_coco_round_trip_and_samples(tmp_path):
 
 def test_ground_truth_boxes_are_clipped_to_their_image_and_areas_default_to_mmposes(tmp_path):
     """A box reaching past the image border is clipped to the image where the file gives its size (HRNet, mmpose);
-    without width/height, or where clipping would empty it, the box stays. write_coco's area and OKS's fill-in
-    for a missing one are 0.53 x the box area, at least 1 (mmpose's)."""
+    without width/height the box stays; a person whose box lies outside its image is left out. An image whose pixels
+    are not the size its entry says is an error when read. write_coco's area and OKS's fill-in for a missing one are
+    0.53 x the box area, at least 1 (mmpose's)."""
     from hgfast.eval.oks import ground_truth
 
     path, images, *_ = _write_coco(tmp_path)
     data = json.loads(path.read_text())
     assert data["annotations"][0]["area"] == pytest.approx(0.53 * 60 * 70)
-    data["images"][0].update(width=60, height=50)  # img0.png, people 0 and 2
+    data["images"][0].update(width=60, height=50)  # img0.png (120x90 pixels), people 0 and 2
     data["annotations"][0]["bbox"] = [-5.0, 10.0, 30.0, 60.0]  # left and bottom edges outside
-    data["annotations"][2]["bbox"] = [70.0, 10.0, 1.0, 1.0]  # wholly outside: stays
+    data["annotations"][2]["bbox"] = [59.5, 10.0, 1.0, 1.0]  # half a pixel inside: under a pixel once clipped
     data["annotations"][1]["bbox"] = [-5.0, 10.0, 30.0, 60.0]  # img1.png has no size: stays
     for a in data["annotations"]:
         a.pop("area")
     path.write_text(json.dumps(data))
     ann = read_coco(path)
-    np.testing.assert_allclose(ann["box"], [[0, 10, 25, 40], [-5, 10, 30, 60], [70, 10, 1, 1]])
+    np.testing.assert_allclose(ann["box"], [[0, 10, 25, 40], [-5, 10, 30, 60]])
+    assert ann["skipped"]["box outside image"] == 1 and list(ann["id"]) == [1, 2]
+    np.testing.assert_array_equal(ann["image_size"], [[60, 50], [np.nan, np.nan]])
+    ds = COCOKeypoints(path, images, input_size=32)
+    assert ds[1]["image"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"img0.png is 120x90 pixels, but its COCO file says 60x50"):
+        ds[0]
     pytest.importorskip("pycocotools")
     areas = [a["area"] for a in ground_truth(path, 1).dataset["annotations"]]
     assert areas == pytest.approx([0.53 * 30 * 60, 0.53 * 30 * 60, 1.0])  # the file's boxes, not clipped
@@ -173,7 +181,8 @@ def test_coco_skips_crowds_and_unlabelled_and_boxes_from_keypoints(tmp_path):
     data["annotations"][0]["keypoints"][9:12] = [5.0, 6.0, 0]  # not labelled: its x, y are ignored
     path.write_text(json.dumps(data))
     ds = COCOKeypoints(path, images, input_size=32)
-    assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 1}
+    assert len(ds) == 2 and ds.skipped == {"crowd": 1, "no labelled keypoint": 1, "no box": 1,
+                                           "box outside image": 0}
     kp = ds.ann["keypoints"][1]
     lo, hi = kp[:, :2].min(0), kp[:, :2].max(0)
     np.testing.assert_allclose(ds.ann["box"][1], [*lo, *(hi - lo + 1)])  # no bbox: the joints' pixels' box
@@ -232,10 +241,42 @@ def test_coco_bad_inputs(tmp_path):
         read_coco(variant("strbox.json", lambda d: d["annotations"][1].update(bbox="box")))
     unlabelled = variant("unl.json", lambda d: d["annotations"][0].update(image_id=99, keypoints=[0] * 51))
     assert len(read_coco(unlabelled)["file_name"]) == 2  # a person left out is not checked for its image
-    with pytest.raises(ValueError, match="has no 'id'"):
+    with pytest.raises(ValueError, match="category with keypoints needs an 'id'"):
         read_coco(variant("noid.json", lambda d: d["categories"][0].pop("id")))
-    with pytest.raises(ValueError, match="1-based"):
-        read_coco(variant("zero.json", lambda d: d["categories"][0].update(skeleton=[[0, 1]])))
+    for skeleton in ([[0, 1]], [[1.7, 2]], "ab", [[1, 2, 3]]):
+        with pytest.raises(ValueError, match="'skeleton' must be pairs of 1-based joint numbers in 1..17"):
+            read_coco(variant("skel.json", lambda d: d["categories"][0].update(skeleton=skeleton)))
+    with pytest.raises(ValueError, match="'keypoints' must be a list of joint names, got head"):
+        read_coco(variant("names.json", lambda d: d["categories"][0].update(keypoints="head")))
+    # what would otherwise be quietly wrong: people on the wrong image, AP of 100 or 0, numbers read from text
+    annotation = lambda **fields: lambda d: d["annotations"][0].update(fields)  # noqa: E731
+    joint = lambda i, value: lambda d: d["annotations"][0]["keypoints"].__setitem__(i, value)  # noqa: E731
+    for change, match in (
+            (lambda d: d["images"].append(dict(d["images"][0], file_name="other.png")),
+             r"image id 1 is in 'images' twice \('img0.png' and 'other.png'\)"),
+            (lambda d: d["images"][0].update(id=True), r"'images' entry 0 needs an 'id'"),
+            (lambda d: d["images"][0].update(file_name=7), r"'images' entry 0 needs an 'id' .* and a 'file_name'"),
+            (lambda d: d["images"][0].update(width=-5, height=10), r"image 1: 'width' and 'height' must be numbers"),
+            (lambda d: d["images"][0].update(width="640"), r"image 1: 'width' and 'height'"),
+            (annotation(area=float("nan")), r"annotation 1: 'area' must be a number in \[0, 1e\+10\]"),
+            (annotation(area=-1), "annotation 1: 'area'"), (annotation(area=1e12), "annotation 1: 'area'"),
+            (annotation(area="12"), "annotation 1: 'area'"),
+            (annotation(num_keypoints="16"), "annotation 1: 'num_keypoints' must be an integer"),
+            (annotation(num_keypoints=0), "annotation 1: 'num_keypoints' is 0 but 16 joints are labelled"),
+            (annotation(iscrowd="0"), "annotation 1: 'iscrowd' must be 0 or 1, got '0'"),
+            (annotation(category_id="1"), r"annotation 1: category_id '1' is not the category's id 1"),
+            (annotation(image_id=True), "annotation 1: image_id True is not in 'images'"),
+            (joint(0, "12.5"), "annotation 1: 'keypoints' must be a list"),
+            (joint(0, 1e39), r"annotation 1: 'keypoints' must be numbers within ±1e\+06"),
+            (joint(0, float("inf")), "annotation 1: 'keypoints' must be numbers within"),
+            (annotation(bbox=[0, 0, 1e20, 5]), r"annotation 1: 'bbox' must be numbers within ±1e\+06")):
+        with pytest.raises(ValueError, match=match):
+            read_coco(variant("odd.json", change))
+    tiny = read_coco(variant("tiny.json", annotation(bbox=[30, 30, 1e-30, 1e-30])))  # under a pixel: no box
+    labelled = tiny["keypoints"][0][:, 2] > 0
+    np.testing.assert_allclose(tiny["box"][0], keypoint_box(tiny["keypoints"][0][labelled, :2]))
+    crowd = read_coco(variant("crowd.json", annotation(iscrowd=True, keypoints=None)))  # a crowd region: no keypoints
+    assert crowd["skipped"]["crowd"] == 1
     with pytest.raises(ValueError, match="dup.json.*read the same"):
         COCOKeypoints(variant("dup.json", lambda d: d["categories"][0]["keypoints"].__setitem__(1, "Left Ear")),
                       images)
@@ -247,6 +288,17 @@ def test_coco_bad_inputs(tmp_path):
         COCOKeypoints(path, images, margin=0)
     with pytest.raises(ValueError, match=r"keypoints must be \(N, 17, 2\)"):
         write_coco(tmp_path / "w.json", ["a.png"], np.zeros((1, 5, 2)), np.ones((1, 5)), np.ones((1, 5)), COCO_NAMES)
+    nan = np.zeros((2, 17, 2))
+    nan[1, 3] = np.nan
+    with pytest.raises(ValueError, match="keypoints of sample 1 must be finite numbers"):
+        write_coco(tmp_path / "w.json", ["a.png"] * 2, nan, np.ones((2, 17)), np.ones((2, 17)), COCO_NAMES)
+    unlabelled = np.ones((2, 17))
+    unlabelled[1, 3] = 0
+    write_coco(tmp_path / "w.json", ["a.png"] * 2, nan, unlabelled, unlabelled, COCO_NAMES)  # NaN where unlabelled
+    assert json.loads((tmp_path / "w.json").read_text())["annotations"][1]["keypoints"][9:12] == [0, 0, 0]
+    with pytest.raises(ValueError, match="boxes of sample 0 must be finite"):
+        write_coco(tmp_path / "w.json", ["a.png"], np.zeros((1, 17, 2)), np.ones((1, 17)), np.ones((1, 17)),
+                   COCO_NAMES, boxes=[[0, 0, np.inf, 1]])
     (images / "img1.png").write_bytes(b"\x89PNG truncated")
     with pytest.raises(ValueError, match="img1.png"):
         COCOKeypoints(path, images)[1]
@@ -482,6 +534,11 @@ def test_oks_ap_by_cocoeval(tmp_path):
         ap(path, ids, gt[:, :5], scores[:, :5])
     with pytest.raises(ValueError, match="sigmas must be 17 numbers > 0"):
         ap(path, ids, gt, scores, sigmas=[0.0] * 17)
+    data = json.loads(path.read_text())
+    data["annotations"][1]["area"] = float("nan")  # COCOeval would score every result against it as a match
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="annotation 2: 'area' must be a number"):
+        ap(path, ids, gt, scores)
 
 
 def test_best_checkpoint_by_oks_ap(tmp_path):

@@ -330,12 +330,12 @@ def test_mpii_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="center"):
         MPII(partial, images)
     (images / "00001.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
-    (images / "00002.jpg").unlink()
     ds = MPII(path, images, input_size=64)
     with pytest.raises(ValueError, match="00001.jpg"):
         ds[1]
-    with pytest.raises(FileNotFoundError, match="00002.jpg"):
-        ds[2]
+    (images / "00002.jpg").unlink()  # found missing before training starts, not at its batch
+    with pytest.raises(FileNotFoundError, match=r"1 image\(s\) of .*valid.h5 not found in .*00002.jpg"):
+        MPII(path, images)
 
 
 def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
@@ -527,12 +527,13 @@ def test_h5_annotations_with_non_finite_numbers_or_zero_scale_are_refused(tmp_pa
             np.full(2, 12.0))
     bad_part = part[:2].copy()
     bad_part[1, 3, 0] = np.nan
-    with pytest.raises(ValueError, match=r"write_annotations: field 'part' must be finite; sample 1 \(00001.jpg\)"):
+    with pytest.raises(ValueError, match=r"write_annotations: field 'part' must be finite, .*; sample 1 \(00001.jpg\)"):
         write_annotations(tmp_path / "w.h5", *args[:3], bad_part, *args[4:])
-    with pytest.raises(ValueError, match="field 'scale' must be finite and > 0; sample 0"):
+    with pytest.raises(ValueError, match=r"field 'scale' must be finite and > 0: .*; sample 0"):
         write_annotations(tmp_path / "w.h5", *args[:2], np.array([0.0, 0.6]), *args[3:])
     assert not (tmp_path / "w.h5").exists()
-    for field, value in (("part", np.inf), ("center", np.nan), ("normalize", np.nan), ("scale", -1.0)):
+    for field, value in (("part", np.inf), ("center", np.nan), ("normalize", np.nan), ("scale", -1.0),
+                         ("part", 1e20), ("scale", 1e-300)):  # (a crop of 1e-298 pixels: an infinite zoom)
         broken = tmp_path / f"{field}.h5"
         with h5py.File(path, "r") as src, h5py.File(broken, "w") as f:
             for key in src:
@@ -545,6 +546,47 @@ def test_h5_annotations_with_non_finite_numbers_or_zero_scale_are_refused(tmp_pa
             read_annotations(broken)
         with pytest.raises(ValueError, match=f"{field}.h5"):
             MPII(broken, images)
+
+
+def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
+    """Fields that are not arrays of their kind (text for imgname, real numbers for the rest), names that are not
+    UTF-8, visibility other than 0/1, a PCK normaliser of 0 or no samples: a ValueError naming the file and field."""
+    from hgfast.data import read_annotations
+
+    path, images, part = _write_mpii(tmp_path)
+
+    def variant(key, data):
+        broken = tmp_path / "broken.h5"
+        with h5py.File(path, "r") as src, h5py.File(broken, "w") as f:
+            for name in src:
+                if name != key:
+                    f[name] = src[name][()]
+            if isinstance(data, dict):
+                f.create_group(key)
+            else:
+                f[key] = data
+        return broken
+
+    cases = [("part", np.full((3, 16, 2), b"12.5"), "field 'part' must be an array of real numbers, got |S4"),
+             ("part", part.astype(np.complex128), "field 'part' must be an array of real numbers, got complex128"),
+             ("imgname", np.bytes_(b"00000.jpg"), r"'imgname' must be an array of image names, got \|S9 of shape \(\)"),
+             ("imgname", np.arange(3), "field 'imgname' must be an array of image names, got int64"),
+             ("center", {}, "field 'center' must be an array of real numbers, got a group"),
+             ("imgname", np.array([b"00000.jpg", b"\xff\xfe.jpg", b"00002.jpg"]), "imgname of sample 1 is not UTF-8"),
+             ("visible", np.full((3, 16), 5.0), r"field 'visible' must be 0 or 1; sample 0 \(00000.jpg\)"),
+             ("normalize", np.array([12.0, 0.0, 12.0]), r"field 'normalize' must be finite and > 0 .*; sample 1")]
+    for key, data, match in cases:
+        with pytest.raises(ValueError, match=match):
+            read_annotations(variant(key, data))
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        for key, shape in (("imgname", (0,)), ("center", (0, 2)), ("scale", (0,)), ("part", (0, 16, 2)),
+                           ("visible", (0, 16)), ("normalize", (0,))):
+            f[key] = np.zeros(shape, "S4" if key == "imgname" else np.float64)
+    with pytest.raises(ValueError, match="empty.h5 has no samples"):
+        read_annotations(empty)
+    ann = read_annotations(variant("visible", np.ones((3, 16), np.int8)))  # integers and bool read as float64
+    assert ann["visible"].dtype == np.float64 and ann["imgname"][0] == "00000.jpg"
 
 
 def test_the_lua_trainers_full_annot_h5_is_refused(tmp_path):

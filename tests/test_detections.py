@@ -29,25 +29,31 @@ def _gt_detections(ann, score=0.9):
 
 def test_detections_are_read_filtered_and_cropped(tmp_path):
     path, images, *_ = _write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    data["images"][0].update(width=120, height=90)  # image 1's size (image 2 gives none)
+    path.write_text(json.dumps(data))
     ann = read_coco(path)
     entries = _gt_detections(ann) + [
         {"image_id": 1, "category_id": 2, "bbox": [0, 0, 9, 9], "score": 1.0},     # another category
         {"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.01},    # below min_score
         {"image_id": 2, "category_id": 1, "bbox": [5, 5, 0, 9], "score": 0.9},     # empty box
+        {"image_id": 2, "category_id": 1, "bbox": [5, 5, 0.5, 9], "score": 0.9},   # under a pixel wide
+        {"image_id": 1, "category_id": 1, "bbox": [120, 5, 9, 9], "score": 0.9},   # right of its image
+        {"image_id": 2, "category_id": 1, "bbox": [120, 5, 9, 9], "score": 0.9},   # image of unknown size: kept
         {"image_id": 99, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.9},    # not an image of the file
         {"image_id": 2, "bbox": [4.0, 6.0, 30.0, 20.0], "score": 0.7},             # no category: the keypoints'
         {"image_id": 2.0, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.6}]   # an id written as a float
     ds = COCODetections(path, _detections(tmp_path / "det.json", entries), images, input_size=32,
                         min_score=np.float32(0.05))
-    assert len(ds) == 5 and ds.skipped == {"other category": 1, "score below min_score": 1, "empty box": 1,
-                                           "image not in annotations": 1}
-    assert ds.image_ids([3, 0, 4]) == [2, ann["image_id"][0], 2] and ds.category_id == 1
-    assert type(ds.image_ids([4])[0]) is int  # as the annotation file's, for COCOeval and JSON
-    rec = ds.record(3)
+    assert len(ds) == 6 and ds.skipped == {"other category": 1, "score below min_score": 1, "box under a pixel": 2,
+                                           "image not in annotations": 1, "box outside image": 1}
+    assert ds.image_ids([4, 0, 5]) == [2, ann["image_id"][0], 2] and ds.category_id == 1
+    assert type(ds.image_ids([5])[0]) is int  # as the annotation file's, for COCOeval and JSON
+    rec = ds.record(4)
     np.testing.assert_allclose(rec["center"], [4 + 15 - 0.5, 6 + 10 - 0.5])  # the box's centre, pixel centres
     assert rec["scale"] == pytest.approx(1.25 * 30 / 200) and rec["normalize"] == 30
     assert rec["annotated"].shape == (17,) and not rec["annotated"].any()
-    assert ds[3]["image"].shape == (3, 32, 32) and ds.skeleton.flip_permutation[1] == 2
+    assert ds[4]["image"].shape == (3, 32, 32) and ds.skeleton.flip_permutation[1] == 2
 
 
 def test_detections_bad_inputs(tmp_path):
@@ -57,6 +63,7 @@ def test_detections_bad_inputs(tmp_path):
                            ([good, {k: v for k, v in good.items() if k != "score"}], "entry 1: need image_id"),
                            ([dict(good, bbox=[0, 0, 9])], "entry 0"), ([dict(good, bbox=[0, "x", 1, 1])], "entry 0"),
                            ([dict(good, score=float("nan"))], "entry 0"),
+                           ([dict(good, bbox=[0, 0, 1e20, 9])], r"entry 0: .*within ±1e\+06"),
                            ([dict(good, image_id=99)], r"no usable detection .*'image not in annotations': 1")):
         with pytest.raises(ValueError, match=match):
             COCODetections(path, _detections(tmp_path / "d.json", entries), images)

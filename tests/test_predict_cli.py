@@ -205,8 +205,11 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         with pytest.raises(ValueError, match=r"box 1 .* lies outside its 20x10 image"):
             predictor([image, image], boxes=[None, far])
     assert predictor([image], boxes=[(19.5, 9.5, 30, 30)])[0].shape == (1, 16, 2)  # a corner is enough
-    with pytest.raises(ValueError, match=r"w, h > 0"):
-        predictor([image], boxes=[(0, 0, -5, 5)])
+    for small in ((0, 0, -5, 5), (0, 0, 0.5, 5), (0.1, 0.2, 0.3, 0.4)):  # also boxes in image fractions
+        with pytest.raises(ValueError, match=r"w and h at least 1"):
+            predictor([image], boxes=[small])
+    with pytest.raises(ValueError, match=r"within ±1e\+06"):
+        predictor([image], boxes=[(0, 0, 1e20, 5)])
     # a NaN or infinite box, five numbers, one box for several images: named as the box, not "outside its image"
     for boxes in ([None, (np.nan, 0, 5, 5)], [None, (0, 0, np.inf, 5)], [None, (0, 0, 5, 5, 0.9)], (0, 0, 5, 5)):
         with pytest.raises(ValueError, match=r"box [01]: box must be 4 finite numbers"):
@@ -584,9 +587,12 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
                                                                                  ((0, 0, 5, 5), None)]]
     with pytest.raises(ValueError, match="no entry for x/b.jpg"):  # two images named b.jpg: the name is ambiguous
         read_boxes_file(boxes, ["x/b.jpg", "y/b.jpg"])
+    boxes.write_text(json.dumps({"imgs/a.jpg": [[1, 2, 3, 4]], "./imgs/a.jpg": []}))
+    with pytest.raises(ValueError, match="keys 'imgs/a.jpg' and './imgs/a.jpg' name the same image"):
+        read_boxes_file(boxes, ["imgs/a.jpg"])
     capsys.readouterr()
     for content, match in (({"nobody.png": []}, "no entry for"), ({image_file.name: [[1, 2, 3]]}, "a box must be"),
-                           ({image_file.name: [[1, 2, 0, 3]]}, "w, h > 0"), ([1], "must map images"),
+                           ({image_file.name: [[1, 2, 0, 3]]}, "w and h at least 1"), ([1], "must map images"),
                            ({image_file.name: [[1, 2, 3, 4, True]]}, "a box must be"),
                            ({image_file.name: [["1", 2, 3, 4]]}, "a box must be"),
                            ({image_file.name: {"bbox": [1, 2, 3, 4]}}, "must be a list of boxes")):
@@ -662,6 +668,11 @@ def test_cli_predict_other_skeleton(image_file, tmp_path):
     drawn = draw_skeleton(image, kp)
     assert drawn[8, 32].sum() == 0  # no line between joints 0 and 1 (MPII's first limb)
     assert drawn[8, 32].sum() < draw_skeleton(image, kp, limbs=[(0, 1, "c")])[8, 32].sum()
+    far = kp.copy()
+    far[1] = (1e20, 8)  # a diverged prediction: its joint and limb are left out, the others drawn
+    limb = [(0, 1, "c"), (0, 2, "c")]
+    np.testing.assert_array_equal(draw_skeleton(image, far, limbs=limb),
+                                  draw_skeleton(image, np.delete(kp, 1, 0), limbs=[(0, 1, "c")]))
 
 
 def test_a_non_square_model_trains_evaluates_predicts_and_exports(image_file, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Pose data: the built-in synthetic figures, MPII, COCO-format keypoints, top-down crops and augmentation."""
 from .build import build_dataset, build_detections
-from .coco import COCOKeypoints, read_coco, write_coco
+from .coco import COCOKeypoints
+from .coco_format import read_coco, write_coco
 from .coco_detections import COCODetections, read_detections
 from .crop import box_to_center_scale, crop, crop_affine, crop_size
 from .mpii import MPII, read_annotations, read_image, write_annotations

@@ -4,10 +4,11 @@ The detections file is COCO's object results format, what detectors write (e.g. 
 ``COCO_val2017_detections_AP_H_56_person.json`` HRNet and mmpose evaluate with): a list of ``{"image_id",
 "category_id", "bbox": [x, y, w, h] (edge coordinates), "score"}``. The images and joint names come from the COCO
 keypoint file of the same images (``hgfast.data.coco``). One sample per detection of the keypoint category (an entry
-without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box of
-positive size on an image of the keypoint file; the others are counted in ``skipped``. The crop is
-``COCOKeypoints``'s (``margin`` × the box at the input's aspect). Samples have no ground truth (``joints`` and flags 0):
-``hgfast.eval.evaluate`` scores them by OKS AP over every image of the keypoint file, after OKS-NMS.
+without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box with
+sides of at least a pixel on an image of the keypoint file (overlapping it, where the file gives its size); the
+others are counted in ``skipped``. The crop is ``COCOKeypoints``'s (``margin`` × the box at the input's aspect).
+Samples have no ground truth (``joints`` and flags 0): ``hgfast.eval.evaluate`` scores them by OKS AP over every
+image of the keypoint file, after OKS-NMS.
 """
 from __future__ import annotations
 
@@ -17,46 +18,51 @@ from pathlib import Path
 
 import numpy as np
 
-from .coco import checked_margin, checked_sigmas, coco_skeleton, image_folder, read_coco_header, read_json
-from .crop import box_to_center_scale
-from .mpii import read_image
+from .coco import checked_margin, checked_sigmas, coco_skeleton, read_sized_image
+from .coco_format import read_coco_header, read_json
+from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale
+from .mpii import image_folder
 from .topdown import TopDownDataset
 
 
-def read_detections(path: str | os.PathLike, files: dict, category_id, min_score: float = 0.0) -> dict:
-    """The usable detections of ``path``: ``image_id`` (N,), ``file_name`` (N,) (from ``files``, ``{image id:
-    file name}``), ``box`` (N, 4) (x, y, w, h) and ``score`` (N,), plus ``skipped`` (count by reason).
-    A ValueError names the first entry that is not a detection."""
+def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_id, min_score: float = 0.0) -> dict:
+    """The usable detections of ``path``: ``image_id`` (N,), ``file_name`` (N,) and ``image_size`` (N, 2) (from
+    ``files``, ``{image id: file name}``, and ``sizes``, ``{image id: (width, height)}``; NaN where unknown), ``box``
+    (N, 4) (x, y, w, h) and ``score`` (N,), plus ``skipped`` (count by reason). A ValueError names the first entry
+    that is not a detection (a box of finite numbers within ±``MAX_PIXEL``)."""
     path = Path(path)
     entries = read_json(path, "detections file")
     if not isinstance(entries, list):
         raise ValueError(f"detections file {path} must be a list of {{image_id, category_id, bbox, score}} "
                          f"(COCO's results format), got {type(entries).__name__}")
-    skipped = {"other category": 0, "score below min_score": 0, "empty box": 0, "image not in annotations": 0}
+    skipped = {"other category": 0, "score below min_score": 0, "box under a pixel": 0,
+               "image not in annotations": 0, "box outside image": 0}
     rows = []
     for i, d in enumerate(entries):
         try:
             box, score = np.array(d["bbox"], np.float64), float(d["score"])
-            ok = box.shape == (4,) and np.isfinite(box).all() and np.isfinite(score) and "image_id" in d
+            ok = box.shape == (4,) and (np.abs(box) <= MAX_PIXEL).all() and np.isfinite(score) and "image_id" in d
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
-            raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers) "
-                             f"and score, got {str(d)[:120]}")
-        reason = ("other category" if d.get("category_id", category_id) != category_id else
-                  "score below min_score" if score < min_score else "empty box" if not (box[2:] > 0).all() else None)
-        if reason:
-            skipped[reason] += 1
-            continue
+            raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers, "
+                             f"pixels within ±{MAX_PIXEL:g}) and score, got {str(d)[:120]}")
         image_id = d["image_id"]
         if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
             image_id = int(image_id)
-        if not isinstance(image_id, (int, str)) or image_id not in files:
-            skipped["image not in annotations"] += 1
+        known = isinstance(image_id, (int, str)) and not isinstance(image_id, bool) and image_id in files
+        reason = ("other category" if d.get("category_id", category_id) != category_id else
+                  "score below min_score" if score < min_score else
+                  "box under a pixel" if not (box[2:] >= MIN_BOX_SIDE).all() else
+                  "image not in annotations" if not known else
+                  "box outside image" if image_id in sizes and not box_overlaps(box, sizes[image_id]) else None)
+        if reason:
+            skipped[reason] += 1
         else:
             rows.append((image_id, box, score))
     return dict(image_id=np.array([r[0] for r in rows], object),
                 file_name=np.array([files[r[0]] for r in rows], object),
+                image_size=np.array([sizes.get(r[0], (np.nan, np.nan)) for r in rows], np.float64).reshape(-1, 2),
                 box=np.array([r[1] for r in rows], np.float64).reshape(-1, 4),
                 score=np.array([r[2] for r in rows], np.float64), skipped=skipped)
 
@@ -75,16 +81,16 @@ class COCODetections(TopDownDataset):
         if not (isinstance(min_score, numbers.Real) and np.isfinite(min_score)):
             raise ValueError(f"{who}: min_score must be a number, got {min_score!r}")
         self.annotations, self.detections, self.min_score = Path(annotations), Path(detections), float(min_score)
-        _, category, names, edges, files = read_coco_header(self.annotations, category_id)
+        _, category, names, edges, files, sizes = read_coco_header(self.annotations, category_id)
         self.category_id = category["id"]
         self.oks_sigmas = checked_sigmas(who, oks_sigmas, len(names))
         self.skeleton = coco_skeleton(self.annotations, names, edges, flip_pairs)
-        self.det = read_detections(self.detections, files, self.category_id, self.min_score)
+        self.det = read_detections(self.detections, files, sizes, self.category_id, self.min_score)
         self.skipped = self.det.pop("skipped")
         if not len(self.det["score"]):
             raise ValueError(f"detections file {detections} has no usable detection for {annotations} (left out: "
                              f"{self.skipped})")
-        self.image_dir = image_folder(self.annotations, image_dir, self.det["file_name"])
+        self.image_dir = image_folder("COCO", self.annotations, image_dir, self.det["file_name"])
 
     def __len__(self) -> int:
         return len(self.det["score"])
@@ -96,7 +102,8 @@ class COCODetections(TopDownDataset):
     def record(self, index: int) -> dict:
         box, k = self.det["box"][index], self.skeleton.num_joints
         center, scale = box_to_center_scale(box, self.margin, self.aspect)
-        return dict(image=read_image(self.image_dir / self.det["file_name"][index]),
+        image = read_sized_image(self.image_dir / self.det["file_name"][index], self.det["image_size"][index])
+        return dict(image=image,
                     joints=np.zeros((k, 2), np.float32), visible=np.zeros(k, np.float32),
                     annotated=np.zeros(k, np.float32), center=center.astype(np.float32), scale=scale,
                     normalize=float(box[2:].max()))

@@ -58,16 +58,22 @@ def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: 
     return np.ascontiguousarray(out), pts.astype(np.float32)
 
 
+MAX_PIXEL = 1e6  # no image is a million pixels across: coordinates beyond it are corrupt, not a person
+MIN_BOX_SIDE = 1.0  # pixels: a box under a pixel has nothing to crop (and 0..1 image fractions are not pixels)
+
+
 def checked_box(box) -> tuple[float, float, float, float]:
-    """``box`` as four finite floats ``(x, y, w, h)`` with w, h > 0; a ValueError naming the box otherwise."""
+    """``box`` as four floats ``(x, y, w, h)`` (pixels) within ±``MAX_PIXEL`` with w, h ≥ ``MIN_BOX_SIDE``; a
+    ValueError naming the box otherwise."""
     try:
-        values = tuple(float(v) for v in box)
+        values = tuple(float(v) for v in box) if not isinstance(box, (str, bytes)) else None
     except (TypeError, ValueError):
         values = None
-    if values is None or len(values) != 4 or not all(math.isfinite(v) for v in values) or \
-            not (values[2] > 0 and values[3] > 0):
+    if values is None or len(values) != 4 or not all(abs(v) <= MAX_PIXEL for v in values) or \
+            not (values[2] >= MIN_BOX_SIDE and values[3] >= MIN_BOX_SIDE):
         shown = tuple(box) if isinstance(box, (list, tuple, np.ndarray)) else box
-        raise ValueError(f"box must be 4 finite numbers (x, y, w, h) with w, h > 0, got {shown!r}")
+        raise ValueError(f"box must be 4 finite numbers (x, y, w, h) in pixels within ±{MAX_PIXEL:g}, w and h at "
+                         f"least {MIN_BOX_SIDE:g}, got {shown!r}")
     return values
 
 

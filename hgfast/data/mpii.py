@@ -2,9 +2,9 @@
 and any keypoint set written in that format (``write_annotations``).
 
 Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box height / 200), ``part``
-(N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) and ``normalize`` (N,): the PCK normaliser (MPII:
-0.6 × head-box diagonal, PCKh). ``center`` and ``scale`` in MPII's files are already adjusted (centre moved down
-by 15·s, scale ×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
+(N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) (0 or 1) and ``normalize`` (N,): the PCK normaliser
+(MPII: 0.6 × head-box diagonal, PCKh; > 0). ``center`` and ``scale`` in MPII's files are already adjusted (centre
+moved down by 15·s, scale ×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
 
 Joints: the file's ``joint_names`` and ``limbs`` attributes where it has them (``write_annotations(names=...)``;
 flip pairs and PCK columns come from the names, ``hgfast.data.Skeleton.from_names``), else MPII's skeleton for 16
@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .crop import MAX_PIXEL, MIN_BOX_SIDE
 from .skeleton import JOINT_NAMES, MPII_SKELETON, NUM_JOINTS, Skeleton
 from .topdown import TopDownDataset
 
@@ -43,17 +44,54 @@ def _check_shapes(ann: dict, where: str) -> int:
     return k
 
 
+_PIXELS = f"finite, within ±{MAX_PIXEL:g} (pixels)"
+RULES = {"center": (_PIXELS, lambda v: np.abs(v) <= MAX_PIXEL), "part": (_PIXELS, lambda v: np.abs(v) <= MAX_PIXEL),
+         "scale": (f"finite and > 0: a box {MIN_BOX_SIDE:g} to {MAX_PIXEL:g} pixels high (scale × 200)",
+                   lambda v: (v * 200 >= MIN_BOX_SIDE) & (v * 200 <= MAX_PIXEL)),
+         "visible": ("0 or 1", lambda v: (v == 0) | (v == 1)),
+         "normalize": ("finite and > 0 (the PCK normaliser)", lambda v: np.isfinite(v) & (v > 0))}
+
+
 def _check_values(ann: dict, where: str) -> None:
-    """Every number finite and every ``scale`` > 0; the error names the field and the first bad sample."""
-    for key in ("center", "scale", "part", "visible", "normalize"):
-        values = np.asarray(ann[key], np.float64).reshape(len(ann[key]), -1)
-        bad = ~np.isfinite(values).all(1) | ((values <= 0).any(1) if key == "scale" else False)
+    """Every numeric field's values by ``RULES``; the error names the field and the first bad sample."""
+    for key, (rule, ok) in RULES.items():
+        bad = ~ok(np.asarray(ann[key], np.float64)).reshape(len(ann[key]), -1).all(1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            rule, name = "finite and > 0" if key == "scale" else "finite", ann["imgname"][i]
-            name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+            name = ann["imgname"][i]
+            name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
             raise ValueError(f"{where}: field {key!r} must be {rule}; sample {i} ({name}) has "
                              f"{ann[key][i].tolist()} ({int(bad.sum())} bad sample(s))")
+
+
+def _read_fields(f, path: Path) -> dict[str, np.ndarray]:
+    """``FIELDS`` of the open h5 file ``f``: ``imgname`` (N,) str, the others float64; a ValueError names a field
+    that is not a dataset of its kind (names: text, UTF-8; the others: real numbers) or a file without samples."""
+    import h5py
+
+    ann = {}
+    for key in FIELDS:
+        field = f[key]
+        kinds = "SUO" if key == "imgname" else "iufb"
+        if not isinstance(field, h5py.Dataset) or field.dtype.kind not in kinds or field.ndim < 1:
+            shown = "a group" if not isinstance(field, h5py.Dataset) else f"{field.dtype} of shape {field.shape}"
+            raise ValueError(f"MPII annotation file {path}: field {key!r} must be an array of "
+                             f"{'image names' if key == 'imgname' else 'real numbers'}, got {shown}")
+        values = field[()]
+        ann[key] = values if key == "imgname" else values.astype(np.float64)
+    if not len(ann["imgname"]):
+        raise ValueError(f"MPII annotation file {path} has no samples")
+    names = []
+    for i, name in enumerate(ann["imgname"]):
+        try:
+            names.append(name.decode("utf-8") if isinstance(name, bytes) else name)
+        except UnicodeDecodeError:
+            raise ValueError(f"MPII annotation file {path}: imgname of sample {i} is not UTF-8 text: "
+                             f"{name[:60]!r}") from None
+        if not isinstance(names[-1], str):
+            raise ValueError(f"MPII annotation file {path}: imgname of sample {i} is not text: {name!r}")
+    ann["imgname"] = np.array(names)
+    return ann
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -76,12 +114,11 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                                  f"annot.h5, whose center and scale are raw (its Lua loader moves the centre down "
                                  f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
                                  f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
-            ann = {k: f[k][()] for k in FIELDS}
+            ann = _read_fields(f, path)
             attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
     k = _check_shapes(ann, f"MPII annotation file {path}")
-    ann["imgname"] = np.array([s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ann["imgname"]])
     _check_values(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
         names = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in np.atleast_1d(attrs["joint_names"])]
@@ -144,6 +181,21 @@ def h5_skeleton(k: int, names=None, limbs=None, flip_pairs=None) -> Skeleton:
     return Skeleton.from_names(names, () if limbs is None else limbs, flip_pairs)
 
 
+def image_folder(kind: str, annotations: Path, image_dir, file_names) -> Path:
+    """``image_dir`` as a Path, checked to hold every image of ``file_names`` (relative paths), the images of
+    ``kind`` ("MPII", "COCO") annotation file ``annotations``; FileNotFoundError naming some of those missing."""
+    if not str(image_dir):
+        raise ValueError(f"{kind}: image_dir is empty (give the folder the image names are relative to)")
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{kind} image folder not found: {folder}")
+    missing = [f for f in sorted(set(file_names)) if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} image(s) of {annotations} not found in {folder}, e.g. "
+                                f"{missing[:3]}")
+    return folder
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB (EXIF orientation applied); FileNotFoundError / ValueError name
     the file, also for a truncated file (``cv2.imread`` fills a cut-off JPEG with grey and only prints a warning)."""
@@ -181,11 +233,7 @@ class MPII(TopDownDataset):
         except ValueError as exc:
             raise ValueError(f"MPII annotation file {annotations}: {exc}") from exc
         self.origin = 1.0 if one_based else 0.0
-        if not str(image_dir):
-            raise ValueError("MPII: image_dir is empty (give the images/ folder)")
-        self.image_dir = Path(image_dir)
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"MPII image folder not found: {self.image_dir}")
+        self.image_dir = image_folder("MPII", annotations, image_dir, self.ann["imgname"])
 
     def __len__(self) -> int:
         return len(self.ann["imgname"])

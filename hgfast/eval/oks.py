@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import json
 import numbers
 import os
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.coco import box_area, keypoint_box
+from ..data.coco_format import box_area, category_annotations, keypoint_box, read_coco_header
 
 COCO_OKS_SIGMAS = tuple(s / 10 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87,
                                          .89, .89))
@@ -113,25 +112,21 @@ def ground_truth(annotations: str | os.PathLike, category_id):
     1..n."""
     from pycocotools.coco import COCO
 
-    data = json.loads(Path(annotations).read_bytes())
-    categories = [c for c in data["categories"] if c.get("id") == category_id]
-    no_keypoints = [0.0] * 3 * len(categories[0].get("keypoints", ())) if categories else []
+    path = Path(annotations)
+    data, category, *_ = read_coco_header(path, category_id)
+    found = category_annotations(path, data, category)
     people = []
-    for a in data["annotations"]:
-        if not isinstance(a, dict) or a.get("category_id") != category_id:
-            continue
-        kp = np.asarray(a.get("keypoints", ()), np.float64).reshape(-1, 3)
-        box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4):
+    for a, kp, box in zip(found["annotations"], found["keypoints"], found["box"]):
+        if not np.isfinite(box).all():
             box = keypoint_box(kp[kp[:, 2] > 0, :2])
-            box = [0.0] * 4 if box is None else box
-        box = [float(v) for v in box]
+        box = [0.0] * 4 if box is None else [float(v) for v in box]
         people.append({**a, "id": len(people) + 1, "iscrowd": int(a.get("iscrowd") or 0), "bbox": box,
-                       "keypoints": a.get("keypoints") or no_keypoints,
-                       "num_keypoints": int(a.get("num_keypoints", (kp[:, 2] > 0).sum())),
-                       "area": float(a["area"]) if isinstance(a.get("area"), numbers.Real) else box_area(box)})
+                       "keypoints": kp.ravel().tolist(),
+                       "num_keypoints": int((kp[:, 2] > 0).sum() if a.get("num_keypoints") is None else
+                                            a["num_keypoints"]),
+                       "area": float(a["area"]) if a.get("area") is not None else box_area(box)})
     truth = COCO()
-    truth.dataset = {"images": data["images"], "annotations": people, "categories": categories}
+    truth.dataset = {"images": data["images"], "annotations": people, "categories": [category]}
     with contextlib.redirect_stdout(io.StringIO()):
         truth.createIndex()
     return truth

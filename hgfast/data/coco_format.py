@@ -1,0 +1,306 @@
+"""COCO's keypoint JSON format, read with every field checked and written from arrays.
+
+Format (cocodataset.org/#format-data): ``images`` [{id, file_name, width, height}], ``annotations`` [{id, image_id,
+category_id, keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], area, num_keypoints, iscrowd}], ``categories``
+[{id, keypoints [names], skeleton [[a, b], ...] (1-based joint numbers)}]. Ids are integers or strings.
+
+- Visibility ``v``: 0 not labelled (x, y ignored), 1 labelled but occluded, 2 labelled and visible.
+- Coordinates: keypoints are image pixels with pixel centres at integers; ``bbox`` is in edge coordinates (see
+  ``box_to_center_scale``); both within ±``MAX_PIXEL``.
+- Optional fields are checked where given: ``width`` / ``height`` numbers > 0, ``iscrowd`` 0 or 1, ``area`` in
+  [0, 1e10] (COCOeval ignores people beyond), ``num_keypoints`` an integer, not 0 for a person with labelled joints
+  (COCOeval ignores those).
+
+A file that breaks these is a ValueError naming it and the entry (image or annotation id), never a quietly wrong
+dataset or AP.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import atomic_path
+from .crop import MAX_PIXEL, MIN_BOX_SIDE
+
+MAX_AREA = 1e10  # COCOeval's "all" area range ends at 1e5²: a person with a larger area is never counted
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def keypoint_box(xy) -> np.ndarray | None:
+    """The box (x, y, w, h), edge coordinates, of keypoints ``xy`` (M, 2) with pixel centres at integers: the
+    pixel at x spans edge coordinates x to x + 1, so the box spans min to max + 1 (its centre, by
+    ``box_to_center_scale``, is the keypoints' midpoint). None where they are fewer than two distinct points."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if len(xy) == 0 or not (xy.max(0) - xy.min(0)).any():
+        return None
+    lo, hi = xy.min(0), xy.max(0) + 1
+    return np.concatenate([lo, hi - lo])
+
+
+def box_area(box) -> float:
+    """A person's COCO ``area`` (its segmentation's, which OKS scales by) where a file has none: 0.53 × the box's,
+    at least 1, as mmpose assumes (a person covers about half of its box)."""
+    return max(1.0, 0.53 * float(box[2]) * float(box[3]))
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The parsed JSON of ``path``; FileNotFoundError / ValueError name it as ``what`` (e.g. "boxes file")."""
+    if not os.fspath(path):
+        raise ValueError(f"{what}: the path is empty")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
+def _category(data: dict, path: Path, category_id) -> dict:
+    cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and c.get("keypoints")]
+    ids = [c.get("id") for c in cats]
+    if category_id is not None:
+        cats = [c for c in cats if c.get("id") == category_id]
+        if not cats:
+            raise ValueError(f"COCO file {path}: no category with id {category_id!r} has keypoints (those with "
+                             f"keypoints: {ids})")
+    if not cats:
+        raise ValueError(f"COCO file {path}: no category has 'keypoints' (the joint names)")
+    if len(cats) > 1:
+        raise ValueError(f"COCO file {path}: {len(cats)} categories have keypoints (ids {ids}); give category_id")
+    cat = cats[0]
+    if not _is_id(cat.get("id")):
+        raise ValueError(f"COCO file {path}: the category with keypoints needs an 'id' (integer or string), got "
+                         f"{cat.get('id')!r}")
+    if not (isinstance(cat["keypoints"], list) and all(isinstance(n, str) for n in cat["keypoints"])):
+        raise ValueError(f"COCO file {path}: the category's 'keypoints' must be a list of joint names, got "
+                         f"{str(cat['keypoints'])[:80]}")
+    return cat
+
+
+def _edges(path: Path, category: dict) -> list[tuple[int, int]]:
+    """The category's ``skeleton`` as 0-based joint pairs."""
+    k, skeleton = len(category["keypoints"]), category.get("skeleton") or []
+    if not (isinstance(skeleton, list) and all(isinstance(e, list) and len(e) == 2 and all(
+            isinstance(j, int) and not isinstance(j, bool) and 1 <= j <= k for j in e) for e in skeleton)):
+        raise ValueError(f"COCO file {path}: 'skeleton' must be pairs of 1-based joint numbers in 1..{k}, got "
+                         f"{str(skeleton)[:80]}")
+    return [(a - 1, b - 1) for a, b in skeleton]
+
+
+def _images(path: Path, images: list) -> tuple[dict, dict]:
+    """``({image id: file_name}, {image id: (width, height)})`` of ``images`` (the sizes of those that give them)."""
+    files, sizes = {}, {}
+    for i, im in enumerate(images):
+        if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)):
+            raise ValueError(f"COCO file {path}: 'images' entry {i} needs an 'id' (integer or string) and a "
+                             f"'file_name', got {str(im)[:120]}")
+        image_id, size = im["id"], (im.get("width"), im.get("height"))
+        if image_id in files:
+            raise ValueError(f"COCO file {path}: image id {image_id!r} is in 'images' twice ({files[image_id]!r} "
+                             f"and {im['file_name']!r}): its people would be cropped from one of them")
+        files[image_id] = im["file_name"]
+        if size == (None, None):
+            continue
+        if not all(_is_number(v) and 0 < v <= MAX_PIXEL for v in size):
+            raise ValueError(f"COCO file {path}, image {image_id!r}: 'width' and 'height' must be numbers > 0 (or "
+                             f"both left out), got {size}")
+        sizes[image_id] = (float(size[0]), float(size[1]))
+    return files, sizes
+
+
+def read_coco_header(path: Path, category_id=None) -> tuple[dict, dict, list, list, dict, dict]:
+    """``(data, category, names, edges, files, sizes)`` of a COCO keypoint file: the parsed JSON, the category with
+    keypoints (``category_id``: which, if several), its joint names (K,) and limbs (0-based pairs), ``{image id:
+    file_name}`` and ``{image id: (width, height)}`` (images that give their size)."""
+    data = read_json(path, "COCO annotation file")
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        raise ValueError(f"COCO annotation file {path} must be an object with 'images', 'annotations' and "
+                         f"'categories' lists")
+    cat = _category(data, path, category_id)
+    return (data, cat, list(cat["keypoints"]), _edges(path, cat), *_images(path, data["images"]))
+
+
+def _where(path: Path, annotation: dict) -> str:
+    return f"COCO file {path}, annotation {annotation.get('id')!r}"
+
+
+def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.ndarray:
+    """``rows`` (one per person) as an (N, width) float64 array; a ValueError names the first person whose row is
+    not ``width`` numbers."""
+    try:
+        array = np.array(rows) if rows else np.zeros((0, width))
+    except (TypeError, ValueError):  # ragged
+        array = np.zeros(0)
+    if array.shape != (len(rows), width) or array.dtype.kind not in "iuf":
+        for a, row in zip(people, rows):
+            if not (isinstance(row, list) and len(row) == width and all(map(_is_number, row))):
+                raise ValueError(f"{_where(path, a)}: '{key}' must be a list of {width} numbers, got {str(row)[:80]}")
+    return array.astype(np.float64).reshape(-1, width)
+
+
+def _check_optional(path: Path, a: dict, labelled: int) -> None:
+    """``iscrowd``, ``area`` and ``num_keypoints`` of annotation ``a`` (with ``labelled`` joints), where given."""
+    crowd, area, count = a.get("iscrowd"), a.get("area"), a.get("num_keypoints")
+    if crowd not in (None, 0, 1):  # (True and False compare equal to 1 and 0)
+        raise ValueError(f"{_where(path, a)}: 'iscrowd' must be 0 or 1, got {crowd!r}")
+    if area is not None and not (_is_number(area) and 0 <= area <= MAX_AREA):
+        raise ValueError(f"{_where(path, a)}: 'area' must be a number in [0, {MAX_AREA:g}] (OKS scales by it), got "
+                         f"{area!r}")
+    if count is not None and not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+        raise ValueError(f"{_where(path, a)}: 'num_keypoints' must be an integer >= 0, got {count!r}")
+    if count == 0 and labelled:
+        raise ValueError(f"{_where(path, a)}: 'num_keypoints' is 0 but {labelled} joints are labelled (COCOeval "
+                         f"would ignore this person)")
+
+
+def category_annotations(path: Path, data: dict, category: dict) -> dict:
+    """The annotations of ``category``, checked: ``annotations`` (N,) the dicts, ``keypoints`` (N, K, 3) float64
+    (all 0 for a crowd region without), ``box`` (N, 4) (NaN where there is none) and ``crowd`` (N,) bool; a
+    ValueError names the first annotation that breaks the format (module docstring)."""
+    k, cat_id = len(category["keypoints"]), category["id"]
+    people = []
+    for a in data["annotations"]:
+        if not isinstance(a, dict):
+            continue
+        if a.get("category_id") != cat_id and str(a.get("category_id")) == str(cat_id):
+            raise ValueError(f"{_where(path, a)}: category_id {a['category_id']!r} is not the category's id "
+                             f"{cat_id!r} (a string and a number)")
+        if a.get("category_id") == cat_id:
+            people.append(a)
+    crowd = np.array([bool(a.get("iscrowd")) for a in people], bool)
+    kps = _numbers(path, people, "keypoints", [[0] * 3 * k if c and a.get("keypoints") in (None, []) else
+                                               a.get("keypoints") for a, c in zip(people, crowd)], 3 * k)
+    kps = kps.reshape(-1, k, 3)
+    boxes = _numbers(path, people, "bbox", [[np.nan] * 4 if a.get("bbox") in (None, []) else a["bbox"]
+                                            for a in people], 4)
+    flags = kps[..., 2]
+    for bad, key, what in ((~(np.abs(kps) <= MAX_PIXEL).all((1, 2)), "keypoints", "within ±{:g} (pixels)"),
+                           (~np.isin(flags, (0, 1, 2)).all(1), "keypoints", "with visibility flags 0, 1 or 2"),
+                           (np.abs(boxes).max(1, initial=0) > MAX_PIXEL, "bbox", "within ±{:g} (pixels)")):
+        if bad.any():
+            a = people[int(np.flatnonzero(bad)[0])]
+            raise ValueError(f"{_where(path, a)}: '{key}' must be numbers {what.format(MAX_PIXEL)}, got "
+                             f"{str(a[key])[:80]}")
+    for a, labelled in zip(people, (flags > 0).sum(1)):
+        _check_optional(path, a, int(labelled))
+    return dict(annotations=people, keypoints=kps, box=boxes, crowd=crowd)
+
+
+def clip_boxes(boxes: np.ndarray, sizes: list) -> np.ndarray:
+    """Boxes (N, 4) (x, y, w, h) in edge coordinates clipped to their images (``sizes``: (width, height) or None
+    each), as HRNet and mmpose clip ground-truth boxes; a box whose size is None stays (an empty one comes out
+    with w or h 0)."""
+    out = boxes.copy()
+    for i, size in enumerate(sizes):
+        if size is None:
+            continue
+        x, y, w, h = boxes[i]
+        x1, y1 = min(max(x, 0.0), size[0]), min(max(y, 0.0), size[1])
+        x2, y2 = min(max(x + w, 0.0), size[0]), min(max(y + h, 0.0), size[1])
+        out[i] = (x1, y1, x2 - x1, y2 - y1)
+    return out
+
+
+def usable_box(boxes: np.ndarray) -> np.ndarray:
+    """(N,) whether each box (N, 4) is given (finite) and has sides of at least ``MIN_BOX_SIDE``."""
+    return np.isfinite(boxes).all(1) & (boxes[:, 2:] >= MIN_BOX_SIDE).all(1)
+
+
+def read_coco(path: str | os.PathLike, category_id=None) -> dict:
+    """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), ``category_id``, per sample
+    ``file_name`` (N,), ``image_size`` (N, 2) (width, height; NaN where the file gives none), ``keypoints``
+    (N, K, 3) float64 (x, y, v), ``box`` (N, 4) (x, y, w, h), ``id`` (N,) and ``image_id`` (N,); plus ``skipped``
+    (counts by reason). ``category_id``: which category, if the file has several with keypoints.
+
+    Samples: one per non-crowd annotation with a labelled joint. Its box is clipped to its image where the file
+    gives the image's size (HRNet's and mmpose's: a person cut by the border is cropped around its visible part);
+    without a usable box (none, or under ``MIN_BOX_SIDE``) the box around its labelled joints (``keypoint_box``)
+    serves. A person whose box lies outside its image is left out."""
+    path = Path(path)
+    data, cat, names, edges, files, sizes = read_coco_header(path, category_id)
+    found = category_annotations(path, data, cat)
+    people, kps, boxes = found["annotations"], found["keypoints"], found["box"]
+    labelled = kps[..., 2] > 0
+    keep = ~found["crowd"] & labelled.any(1)
+    skipped = {"crowd": int(found["crowd"].sum()), "no labelled keypoint": int((~found["crowd"] & ~keep).sum()),
+               "no box": 0, "box outside image": 0}
+    for i in np.flatnonzero(keep & ~usable_box(boxes)):
+        box = keypoint_box(kps[i, labelled[i], :2])  # no usable bbox: the labelled joints' box
+        if box is None:
+            keep[i] = False
+            skipped["no box"] += 1
+        else:
+            boxes[i] = box
+    index = np.flatnonzero(keep)
+    for i in index:
+        image_id = people[i].get("image_id")
+        if not _is_id(image_id) or image_id not in files:
+            raise ValueError(f"{_where(path, people[i])}: image_id {image_id!r} is not in 'images'")
+    image_ids = [people[i]["image_id"] for i in index]
+    boxes[index] = clip_boxes(boxes[index], [sizes.get(i) for i in image_ids])
+    inside = usable_box(boxes[index])
+    skipped["box outside image"] = int((~inside).sum())
+    index, image_ids = index[inside], [i for i, ok in zip(image_ids, inside) if ok]
+    return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
+                file_name=np.array([files[i] for i in image_ids], object),
+                image_size=np.array([sizes.get(i, (np.nan, np.nan)) for i in image_ids], np.float64).reshape(-1, 2),
+                id=np.array([people[i].get("id") for i in index], object),
+                image_id=np.array(image_ids, object), skipped=skipped)
+
+
+def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,
+               category: str = "person") -> None:
+    """Write a COCO keypoint file (atomically) for N samples: ``file_names`` (N,) image paths relative to the
+    image folder (repeat one for several people in an image), ``keypoints`` (N, K, 2) pixels, ``annotated`` and
+    ``visible`` (N, K) flags (v = 2 visible, 1 annotated only, 0 neither), joint ``names`` (K,), limb ``edges``
+    (0-based pairs) and ``boxes`` (N, 4) (x, y, w, h) edge coordinates (default: each sample's keypoints' box,
+    ``keypoint_box``; a sample with fewer than two distinct labelled points then gets none and is skipped on
+    reading). Coordinates must be finite numbers within ±``MAX_PIXEL`` (those of joints not annotated are not
+    written)."""
+    keypoints = np.asarray(keypoints, np.float64)
+    n, k = keypoints.shape[:2] if keypoints.ndim == 3 else (None, None)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 2 or k != len(names):
+        raise ValueError(f"keypoints must be (N, {len(names)}, 2) for {len(names)} names, got {keypoints.shape}")
+    annotated, visible = (np.asarray(f).astype(bool) for f in (annotated, visible))
+    if annotated.shape != (n, k) or visible.shape != (n, k) or len(file_names) != n:
+        raise ValueError(f"annotated, visible must be ({n}, {k}) and file_names {n} long, got {annotated.shape}, "
+                         f"{visible.shape}, {len(file_names)}")
+    if boxes is not None and np.asarray(boxes).shape != (n, 4):
+        raise ValueError(f"boxes must be ({n}, 4) (x, y, w, h), got {np.asarray(boxes).shape}")
+    flags = np.where(visible & annotated, 2, np.where(annotated, 1, 0))
+    xy = np.where(flags[..., None] > 0, keypoints, 0.0)
+    for name, values in [("keypoints", xy)] + ([("boxes", np.asarray(boxes, np.float64))] if boxes is not None else []):
+        bad = ~(np.abs(values) <= MAX_PIXEL).reshape(n, -1).all(1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} of sample {i} must be finite numbers within ±{MAX_PIXEL:g} (pixels), got "
+                             f"{values[i].tolist()}")
+    ids: dict[str, int] = {}
+    annotations = []
+    for i in range(n):
+        image_id = ids.setdefault(str(file_names[i]), len(ids) + 1)
+        box = boxes[i] if boxes is not None else keypoint_box(xy[i, flags[i] > 0])
+        box = [0.0, 0.0, 0.0, 0.0] if box is None else [float(v) for v in box]
+        annotations.append({"id": i + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                            "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box_area(box),
+                            "keypoints": [v for j in range(k) for v in (float(xy[i, j, 0]), float(xy[i, j, 1]),
+                                                                           int(flags[i, j]))]})
+    data = {"images": [{"id": i, "file_name": f} for f, i in ids.items()], "annotations": annotations,
+            "categories": [{"id": 1, "name": category, "keypoints": [str(s) for s in names],
+                            "skeleton": [[int(a) + 1, int(b) + 1] for a, b in edges]}]}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, allow_nan=False))
