@@ -127,7 +127,8 @@ def test_ground_truth_boxes_are_clipped_to_their_image_and_areas_default_to_mmpo
     np.testing.assert_array_equal(ann["image_size"], [[60, 50], [np.nan, np.nan]])
     ds = COCOKeypoints(path, images, input_size=32)
     assert ds[1]["image"].shape == (3, 32, 32)
-    with pytest.raises(ValueError, match=r"img0.png is 120x90 pixels, but its COCO file says 60x50"):
+    with pytest.raises(ValueError, match=r"img0.png is 120x90 pixels \(EXIF orientation applied\), but its COCO file "
+                                         r"says 60x50"):
         ds[0]
     pytest.importorskip("pycocotools")
     areas = [a["area"] for a in ground_truth(path, 1).dataset["annotations"]]
@@ -269,7 +270,9 @@ def test_coco_bad_inputs(tmp_path):
             (joint(0, "12.5"), "annotation 1: 'keypoints' must be a list"),
             (joint(0, 1e39), r"annotation 1: 'keypoints' must be numbers within ±1e\+06"),
             (joint(0, float("inf")), "annotation 1: 'keypoints' must be numbers within"),
-            (annotation(bbox=[0, 0, 1e20, 5]), r"annotation 1: 'bbox' must be numbers within ±1e\+06")):
+            (annotation(bbox=[0, 0, 1e20, 5]), r"annotation 1: 'bbox' must be numbers within ±1e\+06"),
+            (annotation(bbox=[0, 0, 10 ** 400, 5]), "annotation 1: 'bbox' must be a list of 4 numbers"),
+            (annotation(area=10 ** 400), "annotation 1: 'area' must be a number")):
         with pytest.raises(ValueError, match=match):
             read_coco(variant("odd.json", change))
     tiny = read_coco(variant("tiny.json", annotation(bbox=[30, 30, 1e-30, 1e-30])))  # under a pixel: no box
@@ -277,6 +280,7 @@ def test_coco_bad_inputs(tmp_path):
     np.testing.assert_allclose(tiny["box"][0], keypoint_box(tiny["keypoints"][0][labelled, :2]))
     crowd = read_coco(variant("crowd.json", annotation(iscrowd=True, keypoints=None)))  # a crowd region: no keypoints
     assert crowd["skipped"]["crowd"] == 1
+    assert len(read_coco(variant("float.json", annotation(num_keypoints=16.0, iscrowd=0.0)))["id"]) == 3  # tolist()'s
     with pytest.raises(ValueError, match="dup.json.*read the same"):
         COCOKeypoints(variant("dup.json", lambda d: d["categories"][0]["keypoints"].__setitem__(1, "Left Ear")),
                       images)
@@ -296,6 +300,8 @@ def test_coco_bad_inputs(tmp_path):
     unlabelled[1, 3] = 0
     write_coco(tmp_path / "w.json", ["a.png"] * 2, nan, unlabelled, unlabelled, COCO_NAMES)  # NaN where unlabelled
     assert json.loads((tmp_path / "w.json").read_text())["annotations"][1]["keypoints"][9:12] == [0, 0, 0]
+    write_coco(tmp_path / "none.json", [], np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros((0, 17)), COCO_NAMES)
+    assert json.loads((tmp_path / "none.json").read_text())["annotations"] == []
     with pytest.raises(ValueError, match="boxes of sample 0 must be finite"):
         write_coco(tmp_path / "w.json", ["a.png"], np.zeros((1, 17, 2)), np.ones((1, 17)), np.ones((1, 17)),
                    COCO_NAMES, boxes=[[0, 0, np.inf, 1]])
@@ -539,6 +545,10 @@ def test_oks_ap_by_cocoeval(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="annotation 2: 'area' must be a number"):
         ap(path, ids, gt, scores)
+    data["annotations"][1]["area"] = 100.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"oks_ap: result 1 \(image .*\) has keypoints or a score that are not finite"):
+        ap(path, ids, np.where(np.arange(3)[:, None, None] == 1, np.nan, gt), scores)  # COCOeval: AP 1
 
 
 def test_best_checkpoint_by_oks_ap(tmp_path):

@@ -549,9 +549,10 @@ def test_h5_annotations_with_non_finite_numbers_or_zero_scale_are_refused(tmp_pa
 
 
 def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
-    """Fields that are not arrays of their kind (text for imgname, real numbers for the rest), names that are not
-    UTF-8, visibility other than 0/1, a PCK normaliser of 0 or no samples: a ValueError naming the file and field."""
-    from hgfast.data import read_annotations
+    """Fields that are not arrays of their kind (text for imgname, real numbers for the rest) or cannot be read,
+    names that are not UTF-8, visibility other than 0/1, a PCK normaliser of 0 or no samples: a ValueError naming the
+    file and field."""
+    from hgfast.data import read_annotations, write_annotations
 
     path, images, part = _write_mpii(tmp_path)
 
@@ -585,6 +586,20 @@ def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
             f[key] = np.zeros(shape, "S4" if key == "imgname" else np.float64)
     with pytest.raises(ValueError, match="empty.h5 has no samples"):
         read_annotations(empty)
+    with h5py.File(variant("scale", np.full(3, 0.6)), "a") as f:
+        del f["scale"]
+        f["scale"] = h5py.SoftLink("/nowhere")
+    with pytest.raises(ValueError, match="field 'scale' cannot be read"):
+        read_annotations(tmp_path / "broken.h5")
+    with h5py.File(variant("scale", np.full(3, 0.6)), "a") as f:
+        f.attrs["joint_names"] = np.array([b"\xff"] * 16)
+    with pytest.raises(ValueError, match="attribute 'joint_names' is not UTF-8"):
+        read_annotations(tmp_path / "broken.h5")
+    with pytest.raises(ValueError, match="write_annotations: no samples"):
+        write_annotations(tmp_path / "none.h5", [], np.zeros((0, 2)), np.zeros(0), np.zeros((0, 16, 2)),
+                          np.zeros((0, 16)), np.zeros(0))
+    with pytest.raises(ValueError, match="MPII: image_dir must be the folder .*, got None"):
+        MPII(path, None)
     ann = read_annotations(variant("visible", np.ones((3, 16), np.int8)))  # integers and bool read as float64
     assert ann["visible"].dtype == np.float64 and ann["imgname"][0] == "00000.jpg"
 

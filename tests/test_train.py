@@ -511,11 +511,54 @@ def test_an_error_mid_run_writes_the_last_whole_step_first(tmp_path, monkeypatch
     assert train(cfg, resume=work)["steps"] == 6
     steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
     assert steps == [3, 6] and _loss_steps(work) == [str(i) for i in range(1, 7)]
-    nan = tmp_path / "nan"
-    monkeypatch.setattr(loop, "heatmap_loss", lambda cfg: lambda *a: torch.tensor(float("nan"), requires_grad=True))
-    with pytest.raises(FloatingPointError):
-        train(tiny(nan, "steps=3", "ckpt_every=100", "log_every=1"))
-    assert not (nan / "run" / STATE_FILE).exists()
+
+
+def test_an_error_after_divergence_or_inside_the_update_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """No state is written for an error where the loss has gone NaN (the weights may have), or one raised inside
+    the parameter update (the weights and the optimiser may be half a step on): the last checkpoint stays."""
+    import hgfast.train.loop as loop
+
+    def fail_at(n):
+        def callback(step, info):
+            if step == n:
+                raise RuntimeError("callback failed")
+        return callback
+
+    quiet = ("steps=5", "ckpt_every=2", "log_every=100", "val_every=100", "vis_every=100")
+    real_loss = loop.heatmap_loss
+    calls = []
+
+    def nan_from_step_3(cfg):
+        loss = real_loss(cfg)
+
+        def counted(*args):
+            calls.append(1)
+            return loss(*args) * (float("nan") if len(calls) >= 3 else 1.0)
+        return counted
+
+    monkeypatch.setattr(loop, "heatmap_loss", nan_from_step_3)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        train(tiny(tmp_path, *quiet, name="diverged"), callbacks=[fail_at(3)])
+    assert load_state(tmp_path / "diverged")["step"] == 2
+    assert "the loss had diverged, so no checkpoint is written" in (tmp_path / "diverged" / "train.log").read_text()
+    calls.clear()
+    with pytest.raises(FloatingPointError):  # found at step 3's log line: nothing written over step 2's state
+        train(tiny(tmp_path, "steps=5", "ckpt_every=2", "log_every=1", "val_every=100", "vis_every=100", name="nan"))
+    assert load_state(tmp_path / "nan")["step"] == 2
+    monkeypatch.setattr(loop, "heatmap_loss", real_loss)
+    adam_step, updates = torch.optim.Adam.step, []
+
+    def third_update_fails(self, *args, **kwargs):
+        out = adam_step(self, *args, **kwargs)
+        updates.append(1)
+        if len(updates) == 3:
+            raise RuntimeError("CUDA out of memory")
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", third_update_fails)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(tiny(tmp_path, *quiet, name="update"))
+    assert load_state(tmp_path / "update")["step"] == 2
 
 
 def test_resume_into_another_folder_carries_the_best_weights(tmp_path):

@@ -33,9 +33,9 @@ def read_sized_image(path: Path, size) -> np.ndarray:
     were clipped to it)."""
     image = read_image(path)
     if np.isfinite(size).all() and tuple(image.shape[1::-1]) != tuple(size):
-        raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[0]} pixels, but its COCO file says "
-                         f"{size[0]:g}x{size[1]:g} (width x height): the boxes and keypoints may be of another "
-                         f"version of it")
+        raise ValueError(f"image {path} is {image.shape[1]}x{image.shape[0]} pixels (EXIF orientation applied), "
+                         f"but its COCO file says {size[0]:g}x{size[1]:g} (width x height): the boxes and keypoints "
+                         f"may be of another version of it, or of it unrotated (fix the file's width and height)")
     return image
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .coco import checked_margin, checked_sigmas, coco_skeleton, read_sized_image
-from .coco_format import read_coco_header, read_json
+from .coco_format import is_number, read_coco_header, read_json
 from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale
 from .mpii import image_folder
 from .topdown import TopDownDataset
@@ -39,11 +39,10 @@ def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_
                "image not in annotations": 0, "box outside image": 0}
     rows = []
     for i, d in enumerate(entries):
-        try:
-            box, score = np.array(d["bbox"], np.float64), float(d["score"])
-            ok = box.shape == (4,) and (np.abs(box) <= MAX_PIXEL).all() and np.isfinite(score) and "image_id" in d
-        except (KeyError, TypeError, ValueError):
-            ok = False
+        ok = isinstance(d, dict) and "image_id" in d and is_number(d.get("score")) and \
+            isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4 and all(map(is_number, d["bbox"]))
+        box, score = (np.array(d["bbox"], np.float64), float(d["score"])) if ok else (None, None)
+        ok = ok and bool((np.abs(box) <= MAX_PIXEL).all())
         if not ok:
             raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers, "
                              f"pixels within ±{MAX_PIXEL:g}) and score, got {str(d)[:120]}")

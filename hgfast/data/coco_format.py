@@ -34,8 +34,12 @@ def _is_id(value) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def is_number(value) -> bool:
+    """A finite real number that is not a bool (nor text), as JSON numbers parse."""
+    try:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an integer beyond float's range
+        return False
 
 
 def keypoint_box(xy) -> np.ndarray | None:
@@ -114,7 +118,7 @@ def _images(path: Path, images: list) -> tuple[dict, dict]:
         files[image_id] = im["file_name"]
         if size == (None, None):
             continue
-        if not all(_is_number(v) and 0 < v <= MAX_PIXEL for v in size):
+        if not all(is_number(v) and 0 < v <= MAX_PIXEL for v in size):
             raise ValueError(f"COCO file {path}, image {image_id!r}: 'width' and 'height' must be numbers > 0 (or "
                              f"both left out), got {size}")
         sizes[image_id] = (float(size[0]), float(size[1]))
@@ -147,7 +151,7 @@ def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.n
         array = np.zeros(0)
     if array.shape != (len(rows), width) or array.dtype.kind not in "iuf":
         for a, row in zip(people, rows):
-            if not (isinstance(row, list) and len(row) == width and all(map(_is_number, row))):
+            if not (isinstance(row, list) and len(row) == width and all(map(is_number, row))):
                 raise ValueError(f"{_where(path, a)}: '{key}' must be a list of {width} numbers, got {str(row)[:80]}")
     return array.astype(np.float64).reshape(-1, width)
 
@@ -157,10 +161,10 @@ def _check_optional(path: Path, a: dict, labelled: int) -> None:
     crowd, area, count = a.get("iscrowd"), a.get("area"), a.get("num_keypoints")
     if crowd not in (None, 0, 1):  # (True and False compare equal to 1 and 0)
         raise ValueError(f"{_where(path, a)}: 'iscrowd' must be 0 or 1, got {crowd!r}")
-    if area is not None and not (_is_number(area) and 0 <= area <= MAX_AREA):
+    if area is not None and not (is_number(area) and 0 <= area <= MAX_AREA):
         raise ValueError(f"{_where(path, a)}: 'area' must be a number in [0, {MAX_AREA:g}] (OKS scales by it), got "
                          f"{area!r}")
-    if count is not None and not (isinstance(count, int) and not isinstance(count, bool) and count >= 0):
+    if count is not None and not (is_number(count) and float(count).is_integer() and count >= 0):  # 2.0 too
         raise ValueError(f"{_where(path, a)}: 'num_keypoints' must be an integer >= 0, got {count!r}")
     if count == 0 and labelled:
         raise ValueError(f"{_where(path, a)}: 'num_keypoints' is 0 but {labelled} joints are labelled (COCOeval "
@@ -284,7 +288,7 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
     flags = np.where(visible & annotated, 2, np.where(annotated, 1, 0))
     xy = np.where(flags[..., None] > 0, keypoints, 0.0)
     for name, values in [("keypoints", xy)] + ([("boxes", np.asarray(boxes, np.float64))] if boxes is not None else []):
-        bad = ~(np.abs(values) <= MAX_PIXEL).reshape(n, -1).all(1)
+        bad = ~(np.abs(values) <= MAX_PIXEL).all(tuple(range(1, values.ndim)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{name} of sample {i} must be finite numbers within ±{MAX_PIXEL:g} (pixels), got "

@@ -55,7 +55,8 @@ RULES = {"center": (_PIXELS, lambda v: np.abs(v) <= MAX_PIXEL), "part": (_PIXELS
 def _check_values(ann: dict, where: str) -> None:
     """Every numeric field's values by ``RULES``; the error names the field and the first bad sample."""
     for key, (rule, ok) in RULES.items():
-        bad = ~ok(np.asarray(ann[key], np.float64)).reshape(len(ann[key]), -1).all(1)
+        values = np.asarray(ann[key], np.float64)
+        bad = ~ok(values).all(tuple(range(1, values.ndim)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             name = ann["imgname"][i]
@@ -71,7 +72,10 @@ def _read_fields(f, path: Path) -> dict[str, np.ndarray]:
 
     ann = {}
     for key in FIELDS:
-        field = f[key]
+        try:
+            field = f[key]
+        except KeyError as exc:  # a dangling link
+            raise ValueError(f"MPII annotation file {path}: field {key!r} cannot be read ({exc})") from None
         kinds = "SUO" if key == "imgname" else "iufb"
         if not isinstance(field, h5py.Dataset) or field.dtype.kind not in kinds or field.ndim < 1:
             shown = "a group" if not isinstance(field, h5py.Dataset) else f"{field.dtype} of shape {field.shape}"
@@ -121,7 +125,11 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     k = _check_shapes(ann, f"MPII annotation file {path}")
     _check_values(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
-        names = [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in np.atleast_1d(attrs["joint_names"])]
+        try:
+            names = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
+                     for s in np.atleast_1d(attrs["joint_names"])]
+        except UnicodeDecodeError:
+            raise ValueError(f"MPII annotation file {path}: attribute 'joint_names' is not UTF-8 text") from None
         if len(names) != k:
             raise ValueError(f"MPII annotation file {path}: {len(names)} joint_names for {k} joints")
         ann["joint_names"] = np.array(names)
@@ -150,6 +158,8 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part, vis
            **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
                                                         ("visible", visible), ("normalize", normalize))}}
     k = _check_shapes(ann, "write_annotations")
+    if not len(ann["imgname"]):
+        raise ValueError("write_annotations: no samples (a file without any is refused on reading)")
     _check_values(ann, "write_annotations")
     if names is None and len(edges):
         raise ValueError("write_annotations: edges need names (the file stores the skeleton only with its names)")
@@ -184,15 +194,15 @@ def h5_skeleton(k: int, names=None, limbs=None, flip_pairs=None) -> Skeleton:
 def image_folder(kind: str, annotations: Path, image_dir, file_names) -> Path:
     """``image_dir`` as a Path, checked to hold every image of ``file_names`` (relative paths), the images of
     ``kind`` ("MPII", "COCO") annotation file ``annotations``; FileNotFoundError naming some of those missing."""
-    if not str(image_dir):
-        raise ValueError(f"{kind}: image_dir is empty (give the folder the image names are relative to)")
+    if not isinstance(image_dir, (str, os.PathLike)) or not os.fspath(image_dir):
+        raise ValueError(f"{kind}: image_dir must be the folder the image names are relative to, got {image_dir!r}")
     folder = Path(image_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{kind} image folder not found: {folder}")
     missing = [f for f in sorted(set(file_names)) if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} image(s) of {annotations} not found in {folder}, e.g. "
-                                f"{missing[:3]}")
+                                f"{[str(f) for f in missing[:3]]}")
     return folder
 
 

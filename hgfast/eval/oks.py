@@ -147,6 +147,13 @@ def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sig
     if not results:
         raise ValueError("oks_ap: no results to evaluate")
     k = len(results[0]["keypoints"]) // 3
+    if any(len(r["keypoints"]) != 3 * k for r in results):
+        raise ValueError(f"oks_ap: every result needs the same number of keypoint values (3 × K = {3 * k})")
+    values = np.array([[*r["keypoints"], r["score"]] for r in results], np.float64)
+    if not np.isfinite(values).all():  # COCOeval counts a NaN OKS as a match
+        i = int(np.flatnonzero(~np.isfinite(values).all(1))[0])
+        raise ValueError(f"oks_ap: result {i} (image {results[i]['image_id']!r}) has keypoints or a score that are "
+                         f"not finite")
     if sigmas is None and k != len(COCO_OKS_SIGMAS):
         raise ValueError(f"oks_ap: COCO's OKS sigmas are for 17 joints; give sigmas for {k}")
     sigmas = np.asarray(COCO_OKS_SIGMAS if sigmas is None else sigmas, np.float64)

@@ -222,11 +222,16 @@ def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, ch
 
 
 def _save_before_error(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable, step: int,
-                       error: Exception, main: bool) -> None:
+                       error: Exception, main: bool, loss_sum: torch.Tensor) -> None:
     """Write the state of the last whole step before ``error`` (bad data found mid-run, a failing callback, ...)
-    propagates, so ``--resume`` goes on from there once it is fixed; a failure to write is logged, not raised over
-    ``error``."""
+    propagates, so ``--resume`` goes on from there once it is fixed; not where the loss since the last log step
+    (``loss_sum``; the earlier ones were checked) is not finite: a diverged model does not replace the last
+    checkpoint. A failure to write is logged, not raised over ``error``."""
     try:
+        if not math.isfinite(loss_sum.item()):
+            log.error("step %d: %s: %s; the loss had diverged, so no checkpoint is written", step,
+                      type(error).__name__, error)
+            return
         _write_interrupted(stop, whole_step, checkpoint, f"step {step}: {type(error).__name__}: {error}; writing "
                            f"the checkpoint (fix the cause, then --resume)", main)
     except Exception as save_error:  # e.g. the disk that is full
@@ -606,7 +611,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, disable=not (dist_info.is_main and sys.stderr.isatty()),
                dynamic_ncols=True)
     net.train()
-    completed = False
+    completed, updating = False, False
     whole_step = _WholeStepBuffers(model) if graphed is None else None  # a graph replays inside critical()
     with _StopFlag() as stop:
         try:
@@ -634,6 +639,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         optimizer.zero_grad(set_to_none=True)
                         scaler.scale(loss).backward()
                     with stop.critical():  # from the update through the step's counters
+                        updating = True  # an error from here to the counters leaves no whole step to save
                         if graphed is not None:
                             loss = graphed(x, kp, weights).clone()  # the graph's output is overwritten next step
                         else:
@@ -652,6 +658,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                         last = step == cfg.steps
                         validation_pending = last or step % cfg.val_every == 0
                         log_pending = last or step % cfg.log_every == 0
+                        updating = False
                     bar.update(1)
                     for cb in callbacks:
                         cb(step, {"loss": loss.detach(), "lr": lr})
@@ -684,8 +691,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                 _write_interrupted(stop, whole_step, checkpoint,
                                    f"interrupted at step {step} ({exc}); writing the checkpoint", dist_info.is_main)
                 raise KeyboardInterrupt from exc
-            if step != saved_step and not isinstance(exc, FloatingPointError):  # (a diverged model is not kept)
-                _save_before_error(stop, whole_step, checkpoint, step, exc, dist_info.is_main)
+            if step != saved_step and not updating and not isinstance(exc, FloatingPointError):
+                _save_before_error(stop, whole_step, checkpoint, step, exc, dist_info.is_main, loss_acc)
             raise
         finally:
             bar.close()
