@@ -268,6 +268,7 @@ def test_coco_bad_inputs(tmp_path):
             (annotation(category_id="1"), r"annotation 1: category_id '1' is not the category's id 1"),
             (annotation(image_id=True), "annotation 1: image_id True is not in 'images'"),
             (joint(0, "12.5"), "annotation 1: 'keypoints' must be a list"),
+            (joint(2, True), "annotation 1: 'keypoints' must be a list"),  # numpy would read it as 1
             (joint(0, 1e39), r"annotation 1: 'keypoints' must be numbers within ±1e\+06"),
             (joint(0, float("inf")), "annotation 1: 'keypoints' must be numbers within"),
             (annotation(bbox=[0, 0, 1e20, 5]), r"annotation 1: 'bbox' must be numbers within ±1e\+06"),

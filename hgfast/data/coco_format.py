@@ -149,7 +149,8 @@ def _numbers(path: Path, people: list, key: str, rows: list, width: int) -> np.n
         array = np.array(rows) if rows else np.zeros((0, width))
     except (TypeError, ValueError):  # ragged
         array = np.zeros(0)
-    if array.shape != (len(rows), width) or array.dtype.kind not in "iuf":
+    if array.shape != (len(rows), width) or array.dtype.kind not in "iuf" or \
+            any(bool in set(map(type, row)) for row in rows):  # (numpy reads true as 1)
         for a, row in zip(people, rows):
             if not (isinstance(row, list) and len(row) == width and all(map(is_number, row))):
                 raise ValueError(f"{_where(path, a)}: '{key}' must be a list of {width} numbers, got {str(row)[:80]}")
