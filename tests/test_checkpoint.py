@@ -117,6 +117,18 @@ def test_partial_checkpoint_lists_missing_and_unexpected_keys():
         StackedHourglass.from_checkpoint(state)
 
 
+def test_a_diverged_checkpoint_is_refused_by_name(tmp_path):
+    """NaN weights would make every prediction NaN (and fail later, in decoding, far from the cause)."""
+    model = StackedHourglass(nstack=NSTACK, nfeat=NFEAT, njoints=NJOINTS)
+    with torch.no_grad():
+        model.heads[0].heatmap.bias[3] = float("nan")
+        model.stem.bn.running_var.fill_(float("inf"))
+    model.save(tmp_path / "nan.safetensors")
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 2 tensor\(s\), e.g. \['heads.0.heatmap.bias', "
+                                         r"'stem.bn.running_var'\]: the run that wrote it had diverged"):
+        StackedHourglass.from_checkpoint(tmp_path / "nan.safetensors")
+
+
 def test_wrong_architecture_reports_shape_mismatch():
     state = StackedHourglass(nstack=1, nfeat=NFEAT, njoints=NJOINTS).state_dict()
     with pytest.raises(ValueError, match="shape mismatches.*heads.0.heatmap.weight"):
