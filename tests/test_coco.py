@@ -256,6 +256,7 @@ def test_coco_bad_inputs(tmp_path):
             (lambda d: d["images"].append(dict(d["images"][0], file_name="other.png")),
              r"image id 1 is in 'images' twice \('img0.png' and 'other.png'\)"),
             (lambda d: d["images"][0].update(id=True), r"'images' entry 0 needs an 'id'"),
+            (lambda d: d["annotations"].append("x"), r"'annotations' entry 3 is not an object, got x"),
             (lambda d: d["images"][0].update(file_name=7), r"'images' entry 0 needs an 'id' .* and a 'file_name'"),
             (lambda d: d["images"][0].update(width=-5, height=10), r"image 1: 'width' and 'height' must be numbers"),
             (lambda d: d["images"][0].update(width="640"), r"image 1: 'width' and 'height'"),

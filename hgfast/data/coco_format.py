@@ -178,9 +178,9 @@ def category_annotations(path: Path, data: dict, category: dict) -> dict:
     ValueError names the first annotation that breaks the format (module docstring)."""
     k, cat_id = len(category["keypoints"]), category["id"]
     people = []
-    for a in data["annotations"]:
+    for i, a in enumerate(data["annotations"]):
         if not isinstance(a, dict):
-            continue
+            raise ValueError(f"COCO file {path}: 'annotations' entry {i} is not an object, got {str(a)[:80]}")
         if a.get("category_id") != cat_id and str(a.get("category_id")) == str(cat_id):
             raise ValueError(f"{_where(path, a)}: category_id {a['category_id']!r} is not the category's id "
                              f"{cat_id!r} (a string and a number)")
