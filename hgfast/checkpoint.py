@@ -65,6 +65,15 @@ def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: M
         save_file(tensors, tmp, metadata=stored or None)
 
 
+def non_finite_tensors(state: Mapping[str, Tensor]) -> list[str]:
+    """The names (sorted) of the floating-point tensors of ``state`` holding a NaN or infinity (one host sync)."""
+    floats = {k: v for k, v in state.items() if v.is_floating_point()}
+    if not floats:
+        return []
+    finite = torch.stack([torch.isfinite(v).all() for v in floats.values()]).cpu().tolist()
+    return sorted(k for k, ok in zip(floats, finite) if not ok)
+
+
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path if it is a file; FileNotFoundError if missing, ValueError for a folder (naming the run's
     ``best.safetensors`` where it is a run's folder)."""

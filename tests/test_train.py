@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from hgfast.data import SyntheticPoses
+from hgfast.checkpoint import non_finite_tensors
 from hgfast.models import StackedHourglass
 from hgfast.train.config import ConfigError, parse_set, resolve, to_dict
 from hgfast.train.loop import learning_rate, schedule_change, train
@@ -514,8 +515,9 @@ def test_an_error_mid_run_writes_the_last_whole_step_first(tmp_path, monkeypatch
 
 
 def test_an_error_after_divergence_or_inside_the_update_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    """No state is written for an error where the loss has gone NaN (the weights may have), or one raised inside
-    the parameter update (the weights and the optimiser may be half a step on): the last checkpoint stays."""
+    """No state is written for an error where the loss has gone NaN (the weights may have), for one raised inside
+    the parameter update (the weights and the optimiser may be half a step on), nor where an update made the weights
+    overflow though its loss was finite: the last checkpoint stays."""
     import hgfast.train.loop as loop
 
     def fail_at(n):
@@ -559,6 +561,21 @@ def test_an_error_after_divergence_or_inside_the_update_keeps_the_last_checkpoin
     with pytest.raises(RuntimeError, match="out of memory"):
         train(tiny(tmp_path, *quiet, name="update"))
     assert load_state(tmp_path / "update")["step"] == 2
+
+    def fourth_update_overflows(self, *args, **kwargs):  # the step's loss (before the update) is still finite
+        out = adam_step(self, *args, **kwargs)
+        updates.append(1)
+        if len(updates) == 4:
+            self.param_groups[0]["params"][0].data.fill_(float("inf"))
+        return out
+
+    updates.clear()
+    monkeypatch.setattr(torch.optim.Adam, "step", fourth_update_overflows)
+    with pytest.raises(FloatingPointError, match="step 4: the weights are no longer finite .* the checkpoint of step "
+                                                 "2 is kept"):
+        train(tiny(tmp_path, *quiet, name="overflow"))
+    assert load_state(tmp_path / "overflow")["step"] == 2
+    assert not non_finite_tensors(load_state(tmp_path / "overflow")["model"])
 
 
 def test_resume_into_another_folder_carries_the_best_weights(tmp_path):

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import fused as _fused
+from ..checkpoint import non_finite_tensors
 from .head import Merge, StackHead
 from .hourglass import Hourglass
 from .stem import Stem
@@ -198,7 +199,7 @@ def load_into(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True
                          f"(nstack={getattr(model, 'nstack', '?')}, nfeat={getattr(model, 'nfeat', '?')}, "
                          f"njoints={getattr(model, 'njoints', '?')}): missing keys [{fmt(missing)}]; "
                          f"unexpected keys [{fmt(unexpected)}]; shape mismatches [{fmt(mismatched)}]")
-    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    broken = non_finite_tensors(state)
     if broken:  # a diverged run's weights: every prediction would be NaN
         raise ValueError(f"checkpoint has NaN or infinite values in {len(broken)} tensor(s), e.g. {broken[:3]}: the "
                          f"run that wrote it had diverged")

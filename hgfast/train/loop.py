@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from ..checkpoint import atomic_path
+from ..checkpoint import atomic_path, non_finite_tensors
 from ..data.build import build_dataset, build_detections
 from ..data.crop import crop_size
 from ..data.skeleton import Skeleton
@@ -234,6 +234,8 @@ def _save_before_error(stop: _StopFlag, whole_step: _WholeStepBuffers | None, ch
             return
         _write_interrupted(stop, whole_step, checkpoint, f"step {step}: {type(error).__name__}: {error}; writing "
                            f"the checkpoint (fix the cause, then --resume)", main)
+    except FloatingPointError as diverged:  # checkpoint() found the weights no longer finite
+        log.error("%s", diverged)
     except Exception as save_error:  # e.g. the disk that is full
         log.error("could not write the checkpoint at step %d: %s", step, save_error)
 
@@ -401,8 +403,6 @@ def _carry_best(source: Path, workdir: Path, best: float) -> float | None:
     the new run's first validation writes its own)."""
     import shutil
 
-    from ..checkpoint import atomic_path
-
     weights = source / "best.safetensors"
     if not weights.is_file():
         log.warning("%s has no best.safetensors: its best score %.5f is dropped", source, best)
@@ -559,6 +559,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
 
     def checkpoint(final: bool = False) -> None:
         nonlocal saved_step
+        diverged = non_finite_tensors(model.state_dict())  # on every process: their weights are the same
+        if diverged:  # the last update overflowed, though its loss was finite: keep the last checkpoint
+            raise FloatingPointError(f"step {step}: the weights are no longer finite (e.g. {diverged[:2]}); the "
+                                     f"checkpoint of step {saved_step} is kept; try a lower optim.lr or amp=none")
         saved_step = step
         if dist_info.is_main:
             with not_training():
@@ -618,7 +622,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             if log_pending:  # the interrupt came between a log step's update and its row
                 write_log_row(distributed.mean(loss_acc, dist_info) / loss_n, learning_rate(cfg, step - 1))
             if validation_pending:
-                log.info("validating step %d, which the interrupt cut short", step)
+                log.info("validating step %d, whose validation the run's stop cut short", step)
                 run_validation()
                 checkpoint(final=step == cfg.steps)
             while step < cfg.steps:
