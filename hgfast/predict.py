@@ -323,8 +323,11 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
     people = []
     for image in images:
         name = Path(image).name
-        key = keys.get(os.path.normpath(image)) or keys.get(os.path.abspath(image)) or (
-            name if names[name] == 1 and name in table else None)
+        by_path = keys.get(os.path.normpath(image)) or keys.get(os.path.abspath(image))
+        by_name = name if names[name] == 1 and name in table else None
+        if by_path and by_name and by_path != by_name:
+            raise ValueError(f"boxes file {path}: keys {by_path!r} and {by_name!r} both name {image}")
+        key = by_path or by_name
         if key is None:
             raise ValueError(f"boxes file {path} has no entry for {image} (keys: image paths, or file names where "
                              f"no two images share one)")

@@ -302,6 +302,15 @@ def test_coco_bad_inputs(tmp_path):
     unlabelled[1, 3] = 0
     write_coco(tmp_path / "w.json", ["a.png"] * 2, nan, unlabelled, unlabelled, COCO_NAMES)  # NaN where unlabelled
     assert json.loads((tmp_path / "w.json").read_text())["annotations"][1]["keypoints"][9:12] == [0, 0, 0]
+    two = ["a.png", "b.png", "a.png"], np.full((3, 17, 2), 5.0), np.ones((3, 17)), np.ones((3, 17)), COCO_NAMES
+    write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 480], [20, 10.5], [640, 480]])
+    images_written = json.loads((tmp_path / "sized.json").read_text())["images"]
+    assert images_written == [{"id": 1, "file_name": "a.png", "width": 640, "height": 480},
+                              {"id": 2, "file_name": "b.png", "width": 20, "height": 10.5}]
+    with pytest.raises(ValueError, match=r"image_sizes: samples of image a.png disagree"):
+        write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 480], [20, 10], [480, 640]])
+    with pytest.raises(ValueError, match=r"image_sizes must be \(3, 2\)"):
+        write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 0]] * 3)
     write_coco(tmp_path / "none.json", [], np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros((0, 17)), COCO_NAMES)
     assert json.loads((tmp_path / "none.json").read_text())["annotations"] == []
     with pytest.raises(ValueError, match="boxes of sample 0 must be finite"):

@@ -66,6 +66,8 @@ def test_detections_bad_inputs(tmp_path):
                            ([dict(good, bbox=[0, 0, 1e20, 9])], r"entry 0: .*within ±1e\+06"),
                            ([dict(good, bbox=["0", "0", "9", "9"])], "entry 0"), ([dict(good, score="0.9")], "entry 0"),
                            ([dict(good, score=10 ** 400)], "entry 0"), (["box"], "entry 0"),
+                           ([good, dict(good, image_id="1")], r"entry 1: image_id '1' is not the annotation file's 1"),
+                           ([dict(good, category_id="1")], r"entry 0: category_id '1' is not the annotation file's 1"),
                            ([dict(good, image_id=99)], r"no usable detection .*'image not in annotations': 1")):
         with pytest.raises(ValueError, match=match):
             COCODetections(path, _detections(tmp_path / "d.json", entries), images)

@@ -590,6 +590,9 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
     boxes.write_text(json.dumps({"imgs/a.jpg": [[1, 2, 3, 4]], "./imgs/a.jpg": []}))
     with pytest.raises(ValueError, match="keys 'imgs/a.jpg' and './imgs/a.jpg' name the same image"):
         read_boxes_file(boxes, ["imgs/a.jpg"])
+    boxes.write_text(json.dumps({"imgs/a.jpg": [[1, 2, 3, 4]], "a.jpg": []}))  # its path and its name
+    with pytest.raises(ValueError, match="keys 'imgs/a.jpg' and 'a.jpg' both name imgs/a.jpg"):
+        read_boxes_file(boxes, ["imgs/a.jpg"])
     capsys.readouterr()
     for content, match in (({"nobody.png": []}, "no entry for"), ({image_file.name: [[1, 2, 3]]}, "a box must be"),
                            ({image_file.name: [[1, 2, 0, 3]]}, "w and h at least 1"), ([1], "must map images"),

@@ -37,7 +37,7 @@ def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_
                          f"(COCO's results format), got {type(entries).__name__}")
     skipped = {"other category": 0, "score below min_score": 0, "box under a pixel": 0,
                "image not in annotations": 0, "box outside image": 0}
-    rows = []
+    rows, text_ids = [], {str(k): k for k in files}
     for i, d in enumerate(entries):
         ok = isinstance(d, dict) and "image_id" in d and is_number(d.get("score")) and \
             isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4 and all(map(is_number, d["bbox"]))
@@ -50,6 +50,11 @@ def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_
         if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
             image_id = int(image_id)
         known = isinstance(image_id, (int, str)) and not isinstance(image_id, bool) and image_id in files
+        for what, value, expected in (("image_id", image_id, text_ids.get(str(image_id), image_id)),
+                                      ("category_id", d.get("category_id", category_id), category_id)):
+            if value != expected and str(value) == str(expected):  # "1" for 1: not counted as another, refused
+                raise ValueError(f"detections file {path}, entry {i}: {what} {value!r} is not the annotation file's "
+                                 f"{expected!r} (a string and a number)")
         reason = ("other category" if d.get("category_id", category_id) != category_id else
                   "score below min_score" if score < min_score else
                   "box under a pixel" if not (box[2:] >= MIN_BOX_SIDE).all() else

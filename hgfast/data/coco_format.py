@@ -268,14 +268,15 @@ def read_coco(path: str | os.PathLike, category_id=None) -> dict:
 
 
 def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visible, names, edges=(), boxes=None,
-               category: str = "person") -> None:
+               category: str = "person", image_sizes=None) -> None:
     """Write a COCO keypoint file (atomically) for N samples: ``file_names`` (N,) image paths relative to the
     image folder (repeat one for several people in an image), ``keypoints`` (N, K, 2) pixels, ``annotated`` and
     ``visible`` (N, K) flags (v = 2 visible, 1 annotated only, 0 neither), joint ``names`` (K,), limb ``edges``
     (0-based pairs) and ``boxes`` (N, 4) (x, y, w, h) edge coordinates (default: each sample's keypoints' box,
     ``keypoint_box``; a sample with fewer than two distinct labelled points then gets none and is skipped on
     reading). Coordinates must be finite numbers within ±``MAX_PIXEL`` (those of joints not annotated are not
-    written)."""
+    written). ``image_sizes`` (N, 2): the (width, height) of each sample's image, written as its ``width`` and
+    ``height`` (readers then clip boxes to it and check the image against it); samples of one image must agree."""
     keypoints = np.asarray(keypoints, np.float64)
     n, k = keypoints.shape[:2] if keypoints.ndim == 3 else (None, None)
     if keypoints.ndim != 3 or keypoints.shape[2] != 2 or k != len(names):
@@ -286,6 +287,7 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
                          f"{visible.shape}, {len(file_names)}")
     if boxes is not None and np.asarray(boxes).shape != (n, 4):
         raise ValueError(f"boxes must be ({n}, 4) (x, y, w, h), got {np.asarray(boxes).shape}")
+    sizes = _image_sizes(image_sizes, file_names, n)
     flags = np.where(visible & annotated, 2, np.where(annotated, 1, 0))
     xy = np.where(flags[..., None] > 0, keypoints, 0.0)
     for name, values in [("keypoints", xy)] + ([("boxes", np.asarray(boxes, np.float64))] if boxes is not None else []):
@@ -304,8 +306,24 @@ def write_coco(path: str | os.PathLike, file_names, keypoints, annotated, visibl
                             "num_keypoints": int((flags[i] > 0).sum()), "bbox": box, "area": box_area(box),
                             "keypoints": [v for j in range(k) for v in (float(xy[i, j, 0]), float(xy[i, j, 1]),
                                                                            int(flags[i, j]))]})
-    data = {"images": [{"id": i, "file_name": f} for f, i in ids.items()], "annotations": annotations,
+    data = {"images": [{"id": i, "file_name": f, **sizes.get(f, {})} for f, i in ids.items()],
+            "annotations": annotations,
             "categories": [{"id": 1, "name": category, "keypoints": [str(s) for s in names],
                             "skeleton": [[int(a) + 1, int(b) + 1] for a, b in edges]}]}
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(data, allow_nan=False))
+
+
+def _image_sizes(image_sizes, file_names, n: int) -> dict:
+    """``{file name: {"width": w, "height": h}}`` of ``write_coco``'s ``image_sizes`` (None: {})."""
+    if image_sizes is None:
+        return {}
+    sizes = np.asarray(image_sizes, np.float64)
+    if sizes.shape != (n, 2) or not ((sizes > 0) & (sizes <= MAX_PIXEL)).all():
+        raise ValueError(f"image_sizes must be ({n}, 2) (width, height), numbers > 0, got {sizes.tolist()[:3]}")
+    out: dict[str, dict] = {}
+    for f, (w, h) in zip(file_names, sizes.tolist()):
+        size = {"width": int(w) if w.is_integer() else w, "height": int(h) if h.is_integer() else h}
+        if out.setdefault(str(f), size) != size:
+            raise ValueError(f"image_sizes: samples of image {f} disagree ({out[str(f)]} and {size})")
+    return out
