@@ -3,9 +3,9 @@
 The detections file is COCO's object results format, what detectors write (e.g. the
 ``COCO_val2017_detections_AP_H_56_person.json`` HRNet and mmpose evaluate with): a list of ``{"image_id",
 "category_id", "bbox": [x, y, w, h] (edge coordinates), "score"}``. The images and joint names come from the COCO
-keypoint file of the same images (``hgfast.data.coco_format``). One sample per detection of the keypoint category (an entry
-without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box with
-sides of at least a pixel on an image of the keypoint file (overlapping it, where the file gives its size); the
+keypoint file of the same images (``hgfast.data.coco_format``). One sample per detection of the keypoint category (an
+entry without ``category_id`` counts as one) with ``score >= min_score`` (HRNet's and mmpose's default 0) and a box
+with sides of at least a pixel on an image of the keypoint file (overlapping it, where the file gives its size); the
 others are counted in ``skipped``. The crop is ``COCOKeypoints``'s (``margin`` × the box at the input's aspect).
 Samples have no ground truth (``joints`` and flags 0): ``hgfast.eval.evaluate`` scores them by OKS AP over every
 image of the keypoint file, after OKS-NMS.
