@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .data.coco_format import is_number, read_json
 from .data.crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box, crop, crop_size
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
@@ -308,8 +309,6 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
     entry, or a box that is not ``checked_box``'s, is a ValueError naming it."""
     import collections
 
-    from .data.coco_format import read_json
-
     table = read_json(path, "boxes file")
     path = Path(path)
     if not isinstance(table, dict):
@@ -349,8 +348,7 @@ def _box_entry(entry, where: str) -> tuple[tuple[float, ...], float | None]:
     box, score = ((entry.get("bbox"), entry.get("score")) if isinstance(entry, dict) else
                   (entry[:4], entry[4] if len(entry) == 5 else None) if isinstance(entry, list) and
                   len(entry) in (4, 5) else (None, None))
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-    if isinstance(box, list) and all(map(number, box)) and (score is None or number(score)):
+    if isinstance(box, list) and all(map(is_number, box)) and (score is None or is_number(score)):
         with contextlib.suppress(ValueError):
             return checked_box(box), None if score is None else float(score)
     raise ValueError(f"{where}: a box must be [x, y, w, h] or [x, y, w, h, score] or {{\"bbox\": [x, y, w, h], "

@@ -258,8 +258,9 @@ def test_coco_bad_inputs(tmp_path):
             (lambda d: d["images"][0].update(id=True), r"'images' entry 0 needs an 'id'"),
             (lambda d: d["annotations"].append("x"), r"'annotations' entry 3 is not an object, got x"),
             (lambda d: d["images"][0].update(file_name=7), r"'images' entry 0 needs an 'id' .* and a 'file_name'"),
-            (lambda d: d["images"][0].update(width=-5, height=10), r"image 1: 'width' and 'height' must be numbers"),
+            (lambda d: d["images"][0].update(width=-5, height=10), r"image 1: 'width' and 'height' must be whole numbers"),
             (lambda d: d["images"][0].update(width="640"), r"image 1: 'width' and 'height'"),
+            (lambda d: d["images"][0].update(width=120.5, height=90), r"image 1: 'width' and 'height' must be whole"),
             (annotation(area=float("nan")), r"annotation 1: 'area' must be a number in \[0, 1e\+10\]"),
             (annotation(area=-1), "annotation 1: 'area'"), (annotation(area=1e12), "annotation 1: 'area'"),
             (annotation(area="12"), "annotation 1: 'area'"),
@@ -303,14 +304,15 @@ def test_coco_bad_inputs(tmp_path):
     write_coco(tmp_path / "w.json", ["a.png"] * 2, nan, unlabelled, unlabelled, COCO_NAMES)  # NaN where unlabelled
     assert json.loads((tmp_path / "w.json").read_text())["annotations"][1]["keypoints"][9:12] == [0, 0, 0]
     two = ["a.png", "b.png", "a.png"], np.full((3, 17, 2), 5.0), np.ones((3, 17)), np.ones((3, 17)), COCO_NAMES
-    write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 480], [20, 10.5], [640, 480]])
+    write_coco(tmp_path / "sized.json", *two, image_sizes=np.array([[640, 480], [20, 10], [640, 480]], np.float32))
     images_written = json.loads((tmp_path / "sized.json").read_text())["images"]
     assert images_written == [{"id": 1, "file_name": "a.png", "width": 640, "height": 480},
-                              {"id": 2, "file_name": "b.png", "width": 20, "height": 10.5}]
+                              {"id": 2, "file_name": "b.png", "width": 20, "height": 10}]
     with pytest.raises(ValueError, match=r"image_sizes: samples of image a.png disagree"):
         write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 480], [20, 10], [480, 640]])
-    with pytest.raises(ValueError, match=r"image_sizes must be \(3, 2\)"):
-        write_coco(tmp_path / "sized.json", *two, image_sizes=[[640, 0]] * 3)
+    for bad in ([[640, 0]] * 3, [[640, 10.5]] * 3):  # (an image is whole pixels)
+        with pytest.raises(ValueError, match=r"image_sizes must be \(3, 2\) \(width, height\), whole numbers"):
+            write_coco(tmp_path / "sized.json", *two, image_sizes=bad)
     write_coco(tmp_path / "none.json", [], np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros((0, 17)), COCO_NAMES)
     assert json.loads((tmp_path / "none.json").read_text())["annotations"] == []
     with pytest.raises(ValueError, match="boxes of sample 0 must be finite"):

@@ -574,8 +574,8 @@ def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
              ("imgname", np.arange(3), "field 'imgname' must be an array of image names, got int64"),
              ("center", {}, "field 'center' must be an array of real numbers, got a group"),
              ("imgname", np.array([b"00000.jpg", b"\xff\xfe.jpg", b"00002.jpg"]), "imgname of sample 1 is not UTF-8"),
-             ("visible", np.full((3, 16), 5.0), r"field 'visible' must be 0 or 1; sample 0 \(00000.jpg\)"),
-             ("normalize", np.array([12.0, 0.0, 12.0]), r"field 'normalize' must be finite and > 0 .*; sample 1")]
+             ("visible", np.full((3, 16), 5.0), r"field 'visible' must be 0 or 1 .*; sample 0 \(00000.jpg\)"),
+             ("normalize", np.array([12.0, -1.0, 12.0]), r"field 'normalize' must be finite and >= 0 .*; sample 1")]
     for key, data, match in cases:
         with pytest.raises(ValueError, match=match):
             read_annotations(variant(key, data))
@@ -601,6 +601,8 @@ def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="MPII: image_dir must be the folder .*, got None"):
         MPII(path, None)
     ann = read_annotations(variant("visible", np.ones((3, 16), np.int8)))  # integers and bool read as float64
+    assert read_annotations(variant("visible", np.full((3, 16), -1.0)))["visible"].min() == -1  # "unknown": 0
+    assert read_annotations(variant("normalize", np.array([12.0, 0.0, 12.0])))["normalize"][1] == 0  # no head box
     assert ann["visible"].dtype == np.float64 and ann["imgname"][0] == "00000.jpg"
 
 

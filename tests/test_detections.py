@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hgfast.cli import main
-from hgfast.data import COCODetections, build_detections, read_coco
+from hgfast.data import COCODetections, build_detections, read_coco, read_detections
 from hgfast.eval import coco_predictions, evaluate, format_table
 from hgfast.eval.oks import COCO_OKS_SIGMAS, coco_results, oks_ap, oks_nms, person_scores
 from hgfast.models import StackedHourglass
@@ -68,9 +68,13 @@ def test_detections_bad_inputs(tmp_path):
                            ([dict(good, score=10 ** 400)], "entry 0"), (["box"], "entry 0"),
                            ([good, dict(good, image_id="1")], r"entry 1: image_id '1' is not the annotation file's 1"),
                            ([dict(good, category_id="1")], r"entry 0: category_id '1' is not the annotation file's 1"),
+                           ([{**good, "bbox": [1, 2, 3, 10 ** 400]}], "entry 0"),
                            ([dict(good, image_id=99)], r"no usable detection .*'image not in annotations': 1")):
         with pytest.raises(ValueError, match=match):
             COCODetections(path, _detections(tmp_path / "d.json", entries), images)
+    both = read_detections(_detections(tmp_path / "d.json", [good, dict(good, image_id="1")]),
+                           {1: "a.png", "1": "b.png"}, 1)  # a file with both ids: each to its own image (no sizes)
+    assert list(both["file_name"]) == ["a.png", "b.png"]
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(ValueError, match="not valid JSON"):
         COCODetections(path, tmp_path / "broken.json", images)

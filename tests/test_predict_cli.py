@@ -598,6 +598,7 @@ def test_cli_predict_several_people_per_image(workdir, image_file, tmp_path, cap
                            ({image_file.name: [[1, 2, 0, 3]]}, "w and h at least 1"), ([1], "must map images"),
                            ({image_file.name: [[1, 2, 3, 4, True]]}, "a box must be"),
                            ({image_file.name: [["1", 2, 3, 4]]}, "a box must be"),
+                           ({image_file.name: [[1, 2, 3, 10 ** 400]]}, "a box must be"),
                            ({image_file.name: {"bbox": [1, 2, 3, 4]}}, "must be a list of boxes")):
         boxes.write_text(json.dumps(content))
         assert main(["predict", str(image_file), "--checkpoint", checkpoint, "--boxes", str(boxes), "--out",

@@ -550,14 +550,14 @@ def test_an_error_after_divergence_or_inside_the_update_keeps_the_last_checkpoin
     monkeypatch.setattr(loop, "heatmap_loss", real_loss)
     adam_step, updates = torch.optim.Adam.step, []
 
-    def third_update_fails(self, *args, **kwargs):
+    def fourth_update_fails(self, *args, **kwargs):  # after step 2's checkpoint and step 3's whole step
         out = adam_step(self, *args, **kwargs)
         updates.append(1)
-        if len(updates) == 3:
+        if len(updates) == 4:
             raise RuntimeError("CUDA out of memory")
         return out
 
-    monkeypatch.setattr(torch.optim.Adam, "step", third_update_fails)
+    monkeypatch.setattr(torch.optim.Adam, "step", fourth_update_fails)
     with pytest.raises(RuntimeError, match="out of memory"):
         train(tiny(tmp_path, *quiet, name="update"))
     assert load_state(tmp_path / "update")["step"] == 2

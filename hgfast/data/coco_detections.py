@@ -25,7 +25,8 @@ from .mpii import image_folder
 from .topdown import TopDownDataset
 
 
-def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_id, min_score: float = 0.0) -> dict:
+def read_detections(path: str | os.PathLike, files: dict, category_id, min_score: float = 0.0,
+                    sizes: dict | None = None) -> dict:
     """The usable detections of ``path``: ``image_id`` (N,), ``file_name`` (N,) and ``image_size`` (N, 2) (from
     ``files``, ``{image id: file name}``, and ``sizes``, ``{image id: (width, height)}``; NaN where unknown), ``box``
     (N, 4) (x, y, w, h) and ``score`` (N,), plus ``skipped`` (count by reason). A ValueError names the first entry
@@ -37,7 +38,7 @@ def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_
                          f"(COCO's results format), got {type(entries).__name__}")
     skipped = {"other category": 0, "score below min_score": 0, "box under a pixel": 0,
                "image not in annotations": 0, "box outside image": 0}
-    rows, text_ids = [], {str(k): k for k in files}
+    rows, text_ids, sizes = [], {str(k): k for k in files}, sizes or {}
     for i, d in enumerate(entries):
         ok = isinstance(d, dict) and "image_id" in d and is_number(d.get("score")) and \
             isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4 and all(map(is_number, d["bbox"]))
@@ -50,7 +51,7 @@ def read_detections(path: str | os.PathLike, files: dict, sizes: dict, category_
         if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
             image_id = int(image_id)
         known = isinstance(image_id, (int, str)) and not isinstance(image_id, bool) and image_id in files
-        for what, value, expected in (("image_id", image_id, text_ids.get(str(image_id), image_id)),
+        for what, value, expected in (("image_id", image_id, image_id if known else text_ids.get(str(image_id))),
                                       ("category_id", d.get("category_id", category_id), category_id)):
             if value != expected and str(value) == str(expected):  # "1" for 1: not counted as another, refused
                 raise ValueError(f"detections file {path}, entry {i}: {what} {value!r} is not the annotation file's "
@@ -89,7 +90,7 @@ class COCODetections(TopDownDataset):
         self.category_id = category["id"]
         self.oks_sigmas = checked_sigmas(who, oks_sigmas, len(names))
         self.skeleton = coco_skeleton(self.annotations, names, edges, flip_pairs)
-        self.det = read_detections(self.detections, files, sizes, self.category_id, self.min_score)
+        self.det = read_detections(self.detections, files, self.category_id, self.min_score, sizes)
         self.skipped = self.det.pop("skipped")
         if not len(self.det["score"]):
             raise ValueError(f"detections file {detections} has no usable detection for {annotations} (left out: "

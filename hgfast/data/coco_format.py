@@ -7,7 +7,7 @@ category_id, keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], area, num_keypo
 - Visibility ``v``: 0 not labelled (x, y ignored), 1 labelled but occluded, 2 labelled and visible.
 - Coordinates: keypoints are image pixels with pixel centres at integers; ``bbox`` is in edge coordinates (see
   ``box_to_center_scale``); both within ±``MAX_PIXEL``.
-- Optional fields are checked where given: ``width`` / ``height`` numbers > 0, ``iscrowd`` 0 or 1, ``area`` in
+- Optional fields are checked where given: ``width`` / ``height`` whole numbers > 0, ``iscrowd`` 0 or 1, ``area`` in
   [0, 1e10] (COCOeval ignores people beyond), ``num_keypoints`` an integer, not 0 for a person with labelled joints
   (COCOeval ignores those).
 
@@ -118,9 +118,9 @@ def _images(path: Path, images: list) -> tuple[dict, dict]:
         files[image_id] = im["file_name"]
         if size == (None, None):
             continue
-        if not all(is_number(v) and 0 < v <= MAX_PIXEL for v in size):
-            raise ValueError(f"COCO file {path}, image {image_id!r}: 'width' and 'height' must be numbers > 0 (or "
-                             f"both left out), got {size}")
+        if not all(is_number(v) and 0 < v <= MAX_PIXEL and float(v).is_integer() for v in size):
+            raise ValueError(f"COCO file {path}, image {image_id!r}: 'width' and 'height' must be whole numbers > 0 "
+                             f"(pixels; or both left out), got {size}")
         sizes[image_id] = (float(size[0]), float(size[1]))
     return files, sizes
 
@@ -319,11 +319,12 @@ def _image_sizes(image_sizes, file_names, n: int) -> dict:
     if image_sizes is None:
         return {}
     sizes = np.asarray(image_sizes, np.float64)
-    if sizes.shape != (n, 2) or not ((sizes > 0) & (sizes <= MAX_PIXEL)).all():
-        raise ValueError(f"image_sizes must be ({n}, 2) (width, height), numbers > 0, got {sizes.tolist()[:3]}")
+    if sizes.shape != (n, 2) or not ((sizes > 0) & (sizes <= MAX_PIXEL) & (sizes == np.round(sizes))).all():
+        raise ValueError(f"image_sizes must be ({n}, 2) (width, height), whole numbers > 0, got "
+                         f"{sizes.tolist()[:3]}")
     out: dict[str, dict] = {}
-    for f, (w, h) in zip(file_names, sizes.tolist()):
-        size = {"width": int(w) if w.is_integer() else w, "height": int(h) if h.is_integer() else h}
+    for f, (w, h) in zip(file_names, sizes.astype(np.int64).tolist()):
+        size = {"width": w, "height": h}
         if out.setdefault(str(f), size) != size:
             raise ValueError(f"image_sizes: samples of image {f} disagree ({out[str(f)]} and {size})")
     return out

@@ -3,8 +3,9 @@ and any keypoint set written in that format (``write_annotations``).
 
 Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box height / 200), ``part``
 (N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) (0 or 1) and ``normalize`` (N,): the PCK normaliser
-(MPII: 0.6 × head-box diagonal, PCKh; > 0). ``center`` and ``scale`` in MPII's files are already adjusted (centre
-moved down by 15·s, scale ×1.25); they are used as they are. A joint is annotated unless its coordinates are (0, 0).
+(MPII: 0.6 × head-box diagonal, PCKh; 0 where a sample has none, which PCK then refuses). ``center`` and ``scale`` in
+MPII's files are already adjusted (centre moved down by 15·s, scale ×1.25); they are used as they are. A joint is
+annotated unless its coordinates are (0, 0).
 
 Joints: the file's ``joint_names`` and ``limbs`` attributes where it has them (``write_annotations(names=...)``;
 flip pairs and PCK columns come from the names, ``hgfast.data.Skeleton.from_names``), else MPII's skeleton for 16
@@ -48,8 +49,9 @@ _PIXELS = f"finite, within ±{MAX_PIXEL:g} (pixels)"
 RULES = {"center": (_PIXELS, lambda v: np.abs(v) <= MAX_PIXEL), "part": (_PIXELS, lambda v: np.abs(v) <= MAX_PIXEL),
          "scale": (f"finite and > 0: a box {MIN_BOX_SIDE:g} to {MAX_PIXEL:g} pixels high (scale × 200)",
                    lambda v: (v * 200 >= MIN_BOX_SIDE) & (v * 200 <= MAX_PIXEL)),
-         "visible": ("0 or 1", lambda v: (v == 0) | (v == 1)),
-         "normalize": ("finite and > 0 (the PCK normaliser)", lambda v: np.isfinite(v) & (v > 0))}
+         "visible": ("0 or 1 (-1, some converters' unknown, reads as 0)", lambda v: np.isin(v, (-1, 0, 1))),
+         "normalize": ("finite and >= 0 (the PCK normaliser; 0: none, the sample cannot be validated)",
+                       lambda v: np.isfinite(v) & (v >= 0))}
 
 
 def _check_values(ann: dict, where: str) -> None:

@@ -674,7 +674,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     if log_pending:
                         write_log_row(mean_loss, lr)
                     validating = validation_pending
-                    improved = validating and run_validation()
+                    # every process checkpoints where the main one does (its finite-weights check raises on all)
+                    improved = validating and distributed.from_main(run_validation(), dist_info)
                     if dist_info.is_main and not validating and cfg.vis_every and step % cfg.vis_every == 0:
                         with not_training():
                             draw_predictions(model, cfg, val_set, step, workdir)
