@@ -234,7 +234,8 @@ def read_coco(path: str | os.PathLike, category_id=None) -> dict:
     Samples: one per non-crowd annotation with a labelled joint. Its box is clipped to its image where the file
     gives the image's size (HRNet's and mmpose's: a person cut by the border is cropped around its visible part);
     without a usable box (none, or under ``MIN_BOX_SIDE``) the box around its labelled joints (``keypoint_box``)
-    serves. A person whose box lies outside its image is left out."""
+    serves. A person whose box lies outside its image (or keeps less than a pixel of it once clipped) is left
+    out."""
     path = Path(path)
     data, cat, names, edges, files, sizes = read_coco_header(path, category_id)
     found = category_annotations(path, data, cat)
