@@ -18,9 +18,8 @@ def draw_skeleton(image: np.ndarray, keypoints, scores=None, threshold: float = 
                   radius: int | None = None, limbs=None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 RGB with limbs and joints of ``keypoints`` (K, 2) pixels drawn;
     joints with ``scores <= threshold`` (if given), not finite or beyond ±``MAX_PIXEL``, and the limbs touching them
-    are skipped. ``limbs``: (a, b, side)
-    triples, side a key of ``colours``; default MPII's for 16 joints, none (joints only) for other skeletons
-    (``Skeleton.for_joints``)."""
+    are skipped. ``limbs``: (a, b, side) triples, side a key of ``colours``; default MPII's for 16 joints, none
+    (joints only) for other skeletons (``Skeleton.for_joints``)."""
     out = np.ascontiguousarray(image).copy()
     kp = np.asarray(keypoints, np.float64)
     ok = (np.abs(kp) <= MAX_PIXEL).all(1)  # NaN, or so far off the picture that OpenCV's integers overflow: not drawn

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .coco import checked_margin, checked_sigmas, coco_skeleton, read_sized_image
-from .coco_format import is_number, read_coco_header, read_json
+from .coco_format import image_size_array, is_id, is_number, read_coco_header, read_json
 from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale
 from .mpii import image_folder
 from .topdown import TopDownDataset
@@ -50,7 +50,7 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
         image_id = d["image_id"]
         if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
             image_id = int(image_id)
-        known = isinstance(image_id, (int, str)) and not isinstance(image_id, bool) and image_id in files
+        known = is_id(image_id) and image_id in files
         for what, value, expected in (("image_id", image_id, image_id if known else text_ids.get(str(image_id))),
                                       ("category_id", d.get("category_id", category_id), category_id)):
             if value != expected and str(value) == str(expected):  # "1" for 1: not counted as another, refused
@@ -67,7 +67,7 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
             rows.append((image_id, box, score))
     return dict(image_id=np.array([r[0] for r in rows], object),
                 file_name=np.array([files[r[0]] for r in rows], object),
-                image_size=np.array([sizes.get(r[0], (np.nan, np.nan)) for r in rows], np.float64).reshape(-1, 2),
+                image_size=image_size_array(sizes, [r[0] for r in rows]),
                 box=np.array([r[1] for r in rows], np.float64).reshape(-1, 4),
                 score=np.array([r[2] for r in rows], np.float64), skipped=skipped)
 

@@ -30,7 +30,8 @@ from .crop import MAX_PIXEL, MIN_BOX_SIDE
 MAX_AREA = 1e10  # COCOeval's "all" area range ends at 1e5²: a person with a larger area is never counted
 
 
-def _is_id(value) -> bool:
+def is_id(value) -> bool:
+    """A COCO id: an integer (not a bool) or a string."""
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
@@ -85,7 +86,7 @@ def _category(data: dict, path: Path, category_id) -> dict:
     if len(cats) > 1:
         raise ValueError(f"COCO file {path}: {len(cats)} categories have keypoints (ids {ids}); give category_id")
     cat = cats[0]
-    if not _is_id(cat.get("id")):
+    if not is_id(cat.get("id")):
         raise ValueError(f"COCO file {path}: the category with keypoints needs an 'id' (integer or string), got "
                          f"{cat.get('id')!r}")
     if not (isinstance(cat["keypoints"], list) and all(isinstance(n, str) for n in cat["keypoints"])):
@@ -108,7 +109,7 @@ def _images(path: Path, images: list) -> tuple[dict, dict]:
     """``({image id: file_name}, {image id: (width, height)})`` of ``images`` (the sizes of those that give them)."""
     files, sizes = {}, {}
     for i, im in enumerate(images):
-        if not (isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str)):
+        if not (isinstance(im, dict) and is_id(im.get("id")) and isinstance(im.get("file_name"), str)):
             raise ValueError(f"COCO file {path}: 'images' entry {i} needs an 'id' (integer or string) and a "
                              f"'file_name', got {str(im)[:120]}")
         image_id, size = im["id"], (im.get("width"), im.get("height"))
@@ -225,6 +226,12 @@ def usable_box(boxes: np.ndarray) -> np.ndarray:
     return np.isfinite(boxes).all(1) & (boxes[:, 2:] >= MIN_BOX_SIDE).all(1)
 
 
+def image_size_array(sizes: dict, image_ids) -> np.ndarray:
+    """(N, 2) float64 (width, height) of each of ``image_ids`` from ``sizes`` (``read_coco_header``'s); NaN where
+    an image gives none (``read_sized_image`` then checks nothing)."""
+    return np.array([sizes.get(i, (np.nan, np.nan)) for i in image_ids], np.float64).reshape(-1, 2)
+
+
 def read_coco(path: str | os.PathLike, category_id=None) -> dict:
     """Parse a COCO keypoint file: ``names`` (K,), ``edges`` (0-based pairs), ``category_id``, per sample
     ``file_name`` (N,), ``image_size`` (N, 2) (width, height; NaN where the file gives none), ``keypoints``
@@ -254,7 +261,7 @@ def read_coco(path: str | os.PathLike, category_id=None) -> dict:
     index = np.flatnonzero(keep)
     for i in index:
         image_id = people[i].get("image_id")
-        if not _is_id(image_id) or image_id not in files:
+        if not is_id(image_id) or image_id not in files:
             raise ValueError(f"{_where(path, people[i])}: image_id {image_id!r} is not in 'images'")
     image_ids = [people[i]["image_id"] for i in index]
     boxes[index] = clip_boxes(boxes[index], [sizes.get(i) for i in image_ids])
@@ -263,7 +270,7 @@ def read_coco(path: str | os.PathLike, category_id=None) -> dict:
     index, image_ids = index[inside], [i for i, ok in zip(image_ids, inside) if ok]
     return dict(names=names, edges=edges, category_id=cat["id"], keypoints=kps[index], box=boxes[index],
                 file_name=np.array([files[i] for i in image_ids], object),
-                image_size=np.array([sizes.get(i, (np.nan, np.nan)) for i in image_ids], np.float64).reshape(-1, 2),
+                image_size=image_size_array(sizes, image_ids),
                 id=np.array([people[i].get("id") for i in index], object),
                 image_id=np.array(image_ids, object), skipped=skipped)
 
