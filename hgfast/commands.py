@@ -162,8 +162,9 @@ def _cmd_eval(args) -> int:
 
     from .checkpoint import checkpoint_file
     from .data.build import build_dataset, build_detections
+    from .data.mpii import MPII
     from .device import resolve_device
-    from .eval import coco_predictions, evaluate, format_table
+    from .eval import coco_predictions, evaluate, format_table, write_mpii_predictions
     from .models import StackedHourglass
     from .predict import AMP_DTYPES, check_refine, dark_kernel_for, decoding_conventions, fast_inference
     from .visualize import save_predictions_picture
@@ -198,9 +199,12 @@ def _cmd_eval(args) -> int:
                                  f"--preset or --workdir")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
         _check_trained_settings(cfg, checkpoint, args.set)
-        if args.results and cfg.data.dataset != "coco":
-            raise ValueError("--results writes COCO's keypoint results format: it needs COCO-format data "
-                             "(data.dataset=coco)")
+        if args.results and cfg.data.dataset not in ("coco", "mpii"):
+            raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "
+                             "COCO-format or MPII-format data (data.dataset=coco or mpii)")
+        if args.results and cfg.data.dataset == "mpii" and Path(args.results).suffix not in (".h5", ".hdf5"):
+            raise ValueError(f"--results {args.results}: MPII-format data gets an h5 file of predictions (name it "
+                             f"*.h5)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
         given_kernel = _dark_kernel(args)
         dark_kernel = check_refine(args.refine, dark_kernel_for(cfg.data.sigma) if given_kernel is None
@@ -213,13 +217,17 @@ def _cmd_eval(args) -> int:
                                                                   cfg.data.input_norm if said_norm else None)
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
+        if isinstance(dataset, MPII) and not dataset.scorable.any() and not args.results:
+            raise ValueError(f"{dataset.annotations} has no sample PCK can score (no annotated joints or no "
+                             f"normaliser: a test split?): give --results preds.h5 to write the predictions")
         thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
                                 workers=cfg.data.workers, flip=args.flip, flip_shift=flip_shift,
                                 channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
                                 input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate,
                                 refine=args.refine, dark_kernel=dark_kernel)
-        results = coco_predictions(dataset, preds, nms_threshold) if args.results else None
+        results = coco_predictions(dataset, preds, nms_threshold) if args.results and cfg.data.dataset == "coco" \
+            else None
     except ValueError as exc:
         return _fail("eval", _as_flag(exc))
     except FileNotFoundError as exc:
@@ -248,6 +256,10 @@ def _cmd_eval(args) -> int:
         if results is not None:
             _write_json(results, args.results)
             print(f"wrote {args.results} ({_people(len(results))})")
+        elif args.results:
+            write_mpii_predictions(args.results, dataset, preds, checkpoint=str(checkpoint), flip_test=args.flip)
+            print(f"wrote {args.results} ({len(dataset)} samples, image pixels {dataset.origin:g}-based as "
+                  f"{dataset.annotations.name})")
         if picture:
             save_predictions_picture(dataset, preds, picture)
             print(f"wrote {picture}")
@@ -680,8 +692,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--results", help="COCO-format data: write the predictions here in COCO's keypoint results "
-                   "format (JSON)")
+    p.add_argument("--results", help="write the predictions here: COCO-format data in COCO's keypoint results "
+                   "format (JSON); MPII-format data as an h5 'preds' file (N, K, 2) in the annotation file's "
+                   "coordinates, for MPII's evaluation and submission scripts (also for an unlabelled test split: "
+                   "--set data.val_annotations=annot/test.h5)")
     p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
     p.add_argument("--detections", metavar="JSON", help="COCO-format data: predict in these detected person boxes "
                    "(COCO results format: image_id, category_id, bbox, score) instead of the ground-truth ones, "

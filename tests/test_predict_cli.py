@@ -958,7 +958,7 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "none.safetensors"), "--preset", "cpu-small"]) == 2
     assert "none.safetensors" in capsys.readouterr().err
     assert main(["eval", "--workdir", str(workdir), "--results", str(tmp_path / "r.json")]) == 2
-    assert "COCO-format data" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    assert "COCO-format or MPII-format data" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff broken")
     assert main(["predict", str(corrupt), "--checkpoint", str(workdir / "best.safetensors"), "--out",

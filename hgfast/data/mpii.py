@@ -3,9 +3,12 @@ and any keypoint set written in that format (``write_annotations``).
 
 Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box height / 200), ``part``
 (N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) (0 or 1) and ``normalize`` (N,): the PCK normaliser
-(MPII: 0.6 × head-box diagonal, PCKh; 0 where a sample has none, which PCK then refuses). ``center`` and ``scale`` in
+(MPII: 0.6 × head-box diagonal, PCKh; 0 where a sample has none, which PCK leaves out). ``center`` and ``scale`` in
 MPII's files are already adjusted (centre moved down by 15·s, scale ×1.25); they are used as they are. A joint is
-annotated unless its coordinates are (0, 0).
+annotated unless its coordinates are (0, 0). A file without all three labels (``part``, ``visible``, ``normalize``)
+is unlabelled, like a test split: every joint unannotated, no normaliser (predictions only). ``index`` and
+``person`` (N,), MPII's 0-based ``annolist`` / ``annorect`` numbers, are kept where a file has them (a
+predictions file needs them for a submission).
 
 Joints: the file's ``joint_names`` and ``limbs`` attributes where it has them (``write_annotations(names=...)``;
 flip pairs and PCK columns come from the names, ``hgfast.data.Skeleton.from_names``), else MPII's skeleton for 16
@@ -32,6 +35,8 @@ from .skeleton import JOINT_NAMES, MPII_SKELETON, NUM_JOINTS, Skeleton
 from .topdown import TopDownDataset
 
 FIELDS = {"imgname": (), "center": (2,), "scale": (), "part": ("K", 2), "visible": ("K",), "normalize": ()}
+LABELS = ("part", "visible", "normalize")  # all or none: a file without them is unlabelled
+IDS = ("index", "person")  # optional
 
 
 def _check_shapes(ann: dict, where: str) -> int:
@@ -67,13 +72,30 @@ def _check_values(ann: dict, where: str) -> None:
                              f"{ann[key][i].tolist()} ({int(bad.sum())} bad sample(s))")
 
 
-def _read_fields(f, path: Path) -> dict[str, np.ndarray]:
-    """``FIELDS`` of the open h5 file ``f``: ``imgname`` (N,) str, the others float64; a ValueError names a field
-    that is not a dataset of its kind (names: text, UTF-8; the others: real numbers) or a file without samples."""
+def _check_ids(ann: dict, where: str) -> None:
+    """``IDS`` fields present in ``ann``: (N,) whole numbers >= 0, made int64."""
+    n = len(ann["imgname"])
+    for key in IDS:
+        if key not in ann:
+            continue
+        values = ann[key]
+        bad = ~(np.isfinite(values) & (values >= 0) & (values == np.round(values))) if values.shape == (n,) else None
+        if bad is None or bad.any():
+            shown = (f"shape {values.shape}" if bad is None
+                     else f"{float(values[bad][0])} at sample {int(np.flatnonzero(bad)[0])}")
+            raise ValueError(f"{where}: field {key!r} must be ({n},) whole numbers >= 0 (MPII's 0-based "
+                             f"numbers), got {shown}")
+        ann[key] = values.astype(np.int64)
+
+
+def _read_fields(f, path: Path, keys) -> dict[str, np.ndarray]:
+    """Fields ``keys`` of the open h5 file ``f``: ``imgname`` (N,) str, the others float64; a ValueError names a
+    field that is not a dataset of its kind (names: text, UTF-8; the others: real numbers) or a file without
+    samples."""
     import h5py
 
     ann = {}
-    for key in FIELDS:
+    for key in keys:
         try:
             field = f[key]
         except KeyError as exc:  # a dangling link
@@ -111,21 +133,25 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in FIELDS if k not in f]
-            if missing:
+            if missing and missing != list(LABELS):  # all labels missing: an unlabelled (test) file
                 raise ValueError(f"MPII annotation file {path} lacks field(s) {missing}; "
-                                 f"expected {sorted(FIELDS)}")
+                                 f"expected {sorted(FIELDS)} (or no labels {list(LABELS)}: a test split)")
             lua = [k for k in ("istrain", "multi") if k in f]
             if lua:
                 raise ValueError(f"MPII annotation file {path} has field(s) {lua}: it is pose-hg-train's full "
                                  f"annot.h5, whose center and scale are raw (its Lua loader moves the centre down "
                                  f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
                                  f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
-            ann = _read_fields(f, path)
+            ann = _read_fields(f, path, [k for k in (*FIELDS, *IDS) if k in f])
             attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
+    if missing:
+        n, k = len(ann["imgname"]), len(np.atleast_1d(attrs.get("joint_names", np.empty(NUM_JOINTS))))
+        ann.update(part=np.zeros((n, k, 2)), visible=np.zeros((n, k)), normalize=np.zeros(n))
     k = _check_shapes(ann, f"MPII annotation file {path}")
     _check_values(ann, f"MPII annotation file {path}")
+    _check_ids(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
         try:
             names = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
@@ -245,7 +271,18 @@ class MPII(TopDownDataset):
         except ValueError as exc:
             raise ValueError(f"MPII annotation file {annotations}: {exc}") from exc
         self.origin = 1.0 if one_based else 0.0
+        self.annotations = Path(annotations)
         self.image_dir = image_folder("MPII", annotations, image_dir, self.ann["imgname"])
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """(N,) bool: the samples with an annotated joint."""
+        return (self.ann["part"] != 0).any(axis=(1, 2))
+
+    @property
+    def scorable(self) -> np.ndarray:
+        """(N,) bool: the samples PCK can score, labelled and with a normaliser > 0."""
+        return self.labelled & (self.ann["normalize"] > 0)
 
     def __len__(self) -> int:
         return len(self.ann["imgname"])

@@ -72,6 +72,8 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
     Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
+    Samples without a normaliser (``normalize`` 0) are left out of the table and counted in ``table["unscored"]``;
+    with none left the table has no ``pck`` (predictions only).
     COCO-format data also gets ``table["oks"]``: COCOeval's AP of ``coco_predictions`` (OKS-NMS at
     ``nms_threshold``; ``hgfast.eval.oks``), or ``{"skipped": why}``; detected people (``COCODetections``) get only
     that (no ground truth per sample) and ``table["detections"]``."""
@@ -82,8 +84,11 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
     else:
         mpii = isinstance(dataset, MPII) and dataset.skeleton.names == JOINT_NAMES  # whatever its flip pairs
         mean_joints = PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1]))
-        table = pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                          mean_joints, skeleton=getattr(dataset, "skeleton", None))
+        scored = preds["normalize"] > 0  # MPII-style files: 0 where a sample has no normaliser (a test split)
+        table = pck_table(*(preds[k][scored] for k in ("pred", "joints", "annotated", "normalize")), thresholds,
+                          mean_joints, skeleton=getattr(dataset, "skeleton", None)) if scored.any() else {}
+        if not scored.all():
+            table["unscored"] = int((~scored).sum())
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     if isinstance(dataset, (COCOKeypoints, COCODetections)):

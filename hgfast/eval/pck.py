@@ -94,8 +94,12 @@ def _num(x) -> float | None:
 
 def format_table(result: dict) -> str:
     """A text table: one row per threshold, groups as columns, then both means (and the mean over all joints where
-    it differs: MPII's 14-joint means); then the OKS AP line, if any (detected people: that line only)."""
+    it differs: MPII's 14-joint means) and the samples left out; then the OKS AP line, if any (detected people:
+    that line only)."""
     text = _pck_rows(result["pck"]) if "pck" in result else ""
+    if result.get("unscored"):
+        text += (f"\n(left out: {result['unscored']} sample(s) without a normaliser)" if text
+                 else f"PCK: none of the {result['unscored']} samples has a normaliser (no ground truth)")
     oks = result.get("oks") or {}
     if "AP" in oks:
         text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" if oks[m] >= 0 else f"{m} -"

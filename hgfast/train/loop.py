@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from ..checkpoint import atomic_path, non_finite_tensors
 from ..data.build import build_dataset, build_detections
 from ..data.crop import crop_size
+from ..data.mpii import MPII
 from ..data.skeleton import Skeleton
 from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
@@ -335,6 +336,17 @@ def _check_val_metric(cfg: Config, val_set) -> None:
                          "COCO's 17 joints (config key data.oks_sigmas)")
 
 
+def _check_labels(train_set, val_set) -> None:
+    """MPII-style files without labels (a test split) cannot train or validate: refused before training."""
+    if isinstance(train_set, MPII) and not train_set.labelled.any():
+        raise ValueError(f"the training annotations {train_set.annotations} have no annotated joint (an unlabelled "
+                         f"file, like MPII's test split): nothing to train on")
+    if isinstance(val_set, MPII) and not val_set.scorable.any():
+        raise ValueError(f"the validation annotations {val_set.annotations} have no sample PCK can score (annotated "
+                         f"joints and a normaliser > 0): validate on a labelled file (data.val_annotations); "
+                         f"predict an unlabelled one with hgfast eval --results preds.h5")
+
+
 def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path) -> None:
     """``vis/step_XXXXXXX.jpg`` on a step without validation: the model runs on the 16 pictured images only."""
     subset = Subset(dataset, range(min(16, len(dataset))))
@@ -435,6 +447,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
                          f"set's {list(skeleton.names)}")
     _check_val_metric(cfg, val_set)
+    _check_labels(train_set, val_set)
     pretrained = read_pretrained(cfg.model.init, cfg.model, cfg.data.input_norm) if cfg.model.init and \
         state is None else None
     saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])

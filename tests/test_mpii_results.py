@@ -1,0 +1,163 @@
+"""MPII test splits (h5 files without labels) and the predictions file of ``hgfast eval --results``."""
+import json
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from hgfast.cli import main
+from hgfast.data import MPII, write_annotations
+from hgfast.eval import evaluate, format_table, pck_table, predict_dataset, write_mpii_predictions
+from hgfast.models import StackedHourglass
+from hgfast.train.config import resolve
+from hgfast.train.loop import train
+
+N = 5
+TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=2",
+        "steps=2", "val_every=2", "ckpt_every=2", "threads=1"]
+
+
+def _images(folder, n=N):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    names = [f"{i:05d}.jpg" for i in range(n)]
+    for name in names:
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (90, 100, 3), dtype=np.uint8))
+    return names
+
+
+def _labelled(path, names, normalize=None, ids=True):
+    n = len(names)
+    part = np.random.default_rng(2).uniform(20, 80, (n, 16, 2))
+    write_annotations(path, names, np.tile([50.0, 45.0], (n, 1)), np.full(n, 0.4), part, np.ones((n, 16)),
+                      np.full(n, 10.0) if normalize is None else normalize)
+    if ids:
+        with h5py.File(path, "a") as f:
+            f["index"], f["person"] = np.arange(100, 100 + n), np.arange(n) % 2
+    return part
+
+
+def _unlabelled(path, names, **extra):
+    """Like a test split: image names, centres, scales and MPII's numbers, no part / visible / normalize."""
+    n = len(names)
+    with h5py.File(path, "w") as f:
+        f["imgname"] = np.array([s.encode() for s in names])
+        f["center"], f["scale"] = np.tile([50.0, 45.0], (n, 1)), np.full(n, 0.4)
+        f["index"], f["person"] = np.arange(7, 7 + n, dtype=np.float64), np.zeros(n)  # whole floats are accepted
+        for key, value in extra.items():
+            f[key] = value
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny model trained on an MPII-style folder: annot/{train,valid,test}.h5 and images/."""
+    root = tmp_path_factory.mktemp("mpii")
+    names = _images(root / "images")
+    (root / "annot").mkdir()
+    _labelled(root / "annot" / "train.h5", names)
+    part = _labelled(root / "annot" / "valid.h5", names)
+    _unlabelled(root / "annot" / "test.h5", names)
+    work = root / "run"
+    sets = ["data.dataset=mpii", f"data.root={root}", *TINY]
+    assert main(["train", "--workdir", str(work)] + [a for s in sets for a in ("--set", s)]) == 0
+    return root, work, part
+
+
+def test_an_h5_without_labels_reads_as_unlabelled_samples(tmp_path):
+    names = _images(tmp_path / "images", 3)
+    _unlabelled(tmp_path / "test.h5", names)
+    ds = MPII(tmp_path / "test.h5", tmp_path / "images", input_size=32)
+    assert len(ds) == 3 and not ds.labelled.any() and not ds.scorable.any()
+    item = ds[1]
+    assert item["annotated"].sum() == 0 and item["visible"].sum() == 0 and item["joints"].abs().sum() == 0
+    assert ds.ann["index"].dtype == np.int64 and ds.ann["index"].tolist() == [7, 8, 9]
+    _unlabelled(tmp_path / "half.h5", names, part=np.zeros((3, 16, 2)))  # some labels but not all: refused
+    with pytest.raises(ValueError, match=r"lacks field\(s\) \['visible', 'normalize'\]"):
+        MPII(tmp_path / "half.h5", tmp_path / "images")
+    for bad, shown in ((np.array([0, -1, 2]), "-1.0 at sample 1"), (np.array([0, 1.5, 2]), "1.5 at sample 1"),
+                       (np.zeros((3, 2)), r"shape \(3, 2\)")):
+        path = tmp_path / "bad.h5"
+        _unlabelled(path, names)
+        with h5py.File(path, "a") as f:
+            del f["person"]
+            f["person"] = bad
+        with pytest.raises(ValueError, match=rf"field 'person' must be \(3,\) whole numbers >= 0.*{shown}"):
+            MPII(path, tmp_path / "images")
+
+
+def test_eval_results_are_the_predictions_in_the_files_coordinates(run, tmp_path):
+    root, work, part = run
+    results = tmp_path / "valid_preds.h5"
+    assert main(["eval", "--workdir", str(work), "--results", str(results)]) == 0
+    table = json.loads((work / "eval.json").read_text())
+    with h5py.File(results) as f:
+        preds, scores = f["preds"][()], f["scores"][()]
+        assert f["index"][()].tolist() == list(range(100, 100 + N)) and f["person"][()].tolist() == [0, 1, 0, 1, 0]
+        assert [s.decode() for s in f["imgname"][()]] == [f"{i:05d}.jpg" for i in range(N)]
+        assert f.attrs["coordinate_base"] == 1.0 and f.attrs["checkpoint"] == str(work / "best.safetensors")
+        assert not f.attrs["flip_test"] and len(f.attrs["joint_names"]) == 16
+    assert preds.shape == (N, 16, 2) and preds.dtype == np.float64 and scores.shape == (N, 16)
+    # the file's labels and the predictions share one coordinate base: scoring them directly gives eval's table
+    again = pck_table(preds, part, np.ones((N, 16)), np.full(N, 10.0), (0.5, 0.1))
+    assert again["pck"] == table["pck"]
+    model = StackedHourglass.from_checkpoint(work / "best.safetensors")
+    dataset = MPII(root / "annot" / "valid.h5", root / "images", input_size=32)
+    np.testing.assert_allclose(preds, predict_dataset(model, dataset)["pred"] + 1, atol=1e-4)
+
+
+def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tmp_path, capsys):
+    root, work, _ = run
+    test_set = ["--set", f"data.val_annotations={root / 'annot' / 'test.h5'}", "--json", str(tmp_path / "t.json")]
+    assert main(["eval", "--workdir", str(work), *test_set]) == 2
+    assert "test.h5 has no sample PCK can score" in capsys.readouterr().err
+    assert main(["eval", "--workdir", str(work), *test_set, "--results", str(tmp_path / "p.json")]) == 2
+    assert "name it *.h5" in capsys.readouterr().err
+    results = tmp_path / "test_preds.h5"
+    assert main(["eval", "--workdir", str(work), *test_set, "--flip", "--results", str(results)]) == 0
+    assert f"PCK: none of the {N} samples has a normaliser" in capsys.readouterr().out
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert "pck" not in table and table["unscored"] == N and table["samples"] == N
+    with h5py.File(results) as f:
+        assert f["preds"].shape == (N, 16, 2) and np.isfinite(f["preds"][()]).all() and f.attrs["flip_test"]
+        assert f["index"][()].tolist() == list(range(7, 7 + N))
+
+
+def test_samples_without_a_normaliser_are_left_out_of_pck(run, tmp_path):
+    root, work, part = run
+    path = tmp_path / "valid.h5"
+    _labelled(path, [f"{i:05d}.jpg" for i in range(N)], normalize=np.array([10.0, 0, 10, 0, 10]))
+    dataset = MPII(path, root / "images", input_size=32)
+    assert dataset.scorable.tolist() == [True, False, True, False, True]
+    table, preds = evaluate(StackedHourglass.from_checkpoint(work / "best.safetensors"), dataset, (0.5,))
+    kept = [0, 2, 4]
+    expected = pck_table(preds["pred"][kept], part[kept] - 1, np.ones((3, 16)), np.full(3, 10.0), (0.5,))
+    assert table["pck"] == expected["pck"] and table["count"]["r_ankle"] == 3
+    assert table["unscored"] == 2 and "left out: 2 sample(s) without a normaliser" in format_table(table)
+
+
+def test_training_refuses_unlabelled_files_before_it_starts(run, tmp_path):
+    root, _, _ = run
+    test_h5 = root / "annot" / "test.h5"
+    base = ["data.dataset=mpii", f"data.root={root}", *TINY]
+    with pytest.raises(ValueError, match="training annotations .*test.h5 have no annotated joint"):
+        train(resolve(overrides=base + [f"data.train_annotations={test_h5}"], workdir=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="validation annotations .*test.h5 have no sample PCK can score"):
+        train(resolve(overrides=base + [f"data.val_annotations={test_h5}"], workdir=str(tmp_path / "b")))
+    assert not (tmp_path / "a" / "last.state.pt").exists() and not (tmp_path / "b" / "last.state.pt").exists()
+
+
+def test_write_mpii_predictions_orders_rows_by_sample_and_keeps_the_base(run, tmp_path):
+    root, _, _ = run
+    dataset = MPII(root / "annot" / "valid.h5", root / "images", one_based=False)
+    order = np.array([3, 0, 4, 1, 2])
+    pred = np.random.default_rng(3).uniform(0, 90, (N, 16, 2))
+    preds = {"pred": pred[order], "scores": np.zeros((N, 16)), "index": order}
+    write_mpii_predictions(tmp_path / "p.h5", dataset, preds, note="x")
+    with h5py.File(tmp_path / "p.h5") as f:
+        np.testing.assert_array_equal(f["preds"][()], pred)  # 0-based file: no shift
+        assert f.attrs["coordinate_base"] == 0.0 and f.attrs["note"] == "x"
+    for index in (order[:4], np.array([0, 0, 1, 2, 3])):
+        with pytest.raises(ValueError, match="every sample of the dataset once"):
+            write_mpii_predictions(tmp_path / "q.h5", dataset, {**preds, "index": index, "pred": pred[:len(index)]})
+    assert not (tmp_path / "q.h5").exists()
