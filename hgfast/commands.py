@@ -1,4 +1,4 @@
-"""``hgfast train / eval / predict / video / export``: argument parsing and the glue to the library.
+"""``hgfast train / eval / score / predict / video / export``: argument parsing and the glue to the library.
 
 Errors the user can fix (missing files, bad config keys, bad boxes) end with ``hgfast <cmd>: error: ...`` and
 exit status 2, without a traceback.
@@ -265,6 +265,29 @@ def _cmd_eval(args) -> int:
             print(f"wrote {picture}")
     except OSError as exc:
         return _fail("eval", exc)
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from .eval import format_table, score_mpii_predictions
+
+    out = Path(args.json) if args.json else None
+    try:
+        _check_writable(out, "--json")
+        thresholds = _thresholds(args.thresholds) if args.thresholds else (0.5, 0.1)
+        table = score_mpii_predictions(args.predictions, args.annotations, thresholds, args.inclusive)
+    except (ValueError, FileNotFoundError) as exc:
+        return _fail("score", exc)
+    table.update(predictions=str(args.predictions), annotations=str(args.annotations))
+    print(f"{args.predictions} against {args.annotations}, {table['samples']} samples "
+          f"({'<=' if args.inclusive else '<'} threshold x normalize)")
+    print(format_table(table))
+    if out:
+        try:
+            _write_json(table, out)
+        except OSError as exc:
+            return _fail("score", exc)
+        print(f"wrote {out}")
     return 0
 
 
@@ -661,7 +684,7 @@ def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") ->
 
 
 def register(sub) -> None:
-    """Add the train / eval / predict / video / export subcommands to the ``hgfast`` parser's subparsers."""
+    """Add the train / eval / score / predict / video / export subcommands to the ``hgfast`` parser's subparsers."""
     from . import smoothing
 
     p = sub.add_parser("train", help="train a model (synthetic figures by default)")
@@ -706,6 +729,17 @@ def register(sub) -> None:
                    "whose OKS with a better-scored one exceeds this, in detected or ground-truth boxes, as HRNet "
                    "and mmpose (default 0.9; 1: no NMS)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("score", help="PCK / PCKh of an MPII-style predictions file (hgfast eval --results, or "
+                       "another model's 'preds' h5) against an annotation file: no model, no images")
+    p.add_argument("predictions", help="h5 file with 'preds' (N, K, 2) in the annotation file's coordinates and "
+                   "row order (and 'imgname', checked row by row, where it has one)")
+    p.add_argument("--annotations", required=True, help="MPII-style h5 annotation file (e.g. annot/valid.h5)")
+    p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default 0.5,0.1)")
+    p.add_argument("--inclusive", action="store_true", help="a joint counts at distance <= threshold x normalize "
+                   "(HRNet's test) instead of < (bearpaw's, mmpose's)")
+    p.add_argument("--json", help="write the table here")
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")
     p.add_argument("images", nargs="+", help="image files, or folders of them (their .jpg, .png, ... files, "

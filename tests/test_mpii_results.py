@@ -161,3 +161,53 @@ def test_write_mpii_predictions_orders_rows_by_sample_and_keeps_the_base(run, tm
         with pytest.raises(ValueError, match="every sample of the dataset once"):
             write_mpii_predictions(tmp_path / "q.h5", dataset, {**preds, "index": index, "pred": pred[:len(index)]})
     assert not (tmp_path / "q.h5").exists()
+
+
+def test_score_gives_evals_table_from_the_predictions_file_alone(run, tmp_path, capsys):
+    root, work, part = run
+    results, valid = tmp_path / "preds.h5", root / "annot" / "valid.h5"
+    assert main(["eval", "--workdir", str(work), "--results", str(results), "--json", str(tmp_path / "e.json")]) == 0
+    assert main(["score", str(results), "--annotations", str(valid), "--json", str(tmp_path / "s.json")]) == 0
+    assert "Mean(w)" in capsys.readouterr().out
+    scored, evaluated = (json.loads((tmp_path / f"{s}.json").read_text()) for s in "se")
+    assert scored["pck"] == evaluated["pck"] and scored["mean_joints"] == evaluated["mean_joints"]
+    assert len(scored["mean_joints"]) == 14 and scored["samples"] == N
+    # strict < by default, <= with --inclusive: every joint exactly 0.5 x normalize (5 px) away
+    whole = np.round(part)
+    valid = tmp_path / "whole.h5"
+    write_annotations(valid, [f"{i:05d}.jpg" for i in range(N)], np.tile([50.0, 45.0], (N, 1)), np.full(N, 0.4),
+                      whole, np.ones((N, 16)), np.full(N, 10.0))
+    with h5py.File(tmp_path / "edge.h5", "w") as f:
+        f["preds"] = whole + [3.0, 4.0]
+    assert main(["score", str(tmp_path / "edge.h5"), "--annotations", str(valid), "--thresholds", "0.5",
+                 "--json", str(tmp_path / "edge.json")]) == 0
+    assert json.loads((tmp_path / "edge.json").read_text())["pck"]["0.5"]["mean_all"] == 0.0
+    assert main(["score", str(tmp_path / "edge.h5"), "--annotations", str(valid), "--thresholds", "0.5",
+                 "--inclusive", "--json", str(tmp_path / "edge.json")]) == 0
+    assert json.loads((tmp_path / "edge.json").read_text())["pck"]["0.5"]["mean_all"] == 1.0
+
+
+def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
+    root, _, part = run
+    valid = root / "annot" / "valid.h5"
+
+    def refused(fields, message, path=tmp_path / "p.h5"):
+        if fields is not None:
+            with h5py.File(path, "w") as f:
+                for key, value in fields.items():
+                    f[key] = value
+        assert main(["score", str(path), "--annotations", str(valid)]) == 2
+        assert message in capsys.readouterr().err
+
+    refused(None, "predictions file not found", tmp_path / "none.h5")
+    (tmp_path / "v5.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    refused(None, "is not an HDF5 file", tmp_path / "v5.mat")
+    refused({"pred": part}, "field 'preds' must be (N, K, 2) numbers (x, y per joint), got none")
+    refused({"preds": part[..., 0]}, "got float64 of shape (5, 16)")
+    refused({"preds": part[:4]}, "has 'preds' of shape (4, 16, 2)")
+    refused({"preds": np.where(part > 70, np.nan, part)}, "NaN or infinite")
+    names = np.array([f"{i:05d}.jpg".encode() for i in (0, 1, 3, 2, 4)])
+    refused({"preds": part, "imgname": names}, "row 2 is image '00003.jpg'")
+    refused({"preds": part, "imgname": names[:3]}, "has 3 image names for 5 rows")
+    assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--thresholds", "0"]) == 2
+    assert "--thresholds must be" in capsys.readouterr().err

@@ -82,18 +82,31 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         table = {"detections": {"file": str(dataset.detections), "min_score": dataset.min_score,
                                 "used": len(dataset), "skipped": dataset.skipped, "nms_threshold": nms_threshold}}
     else:
-        mpii = isinstance(dataset, MPII) and dataset.skeleton.names == JOINT_NAMES  # whatever its flip pairs
-        mean_joints = PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1]))
-        scored = preds["normalize"] > 0  # MPII-style files: 0 where a sample has no normaliser (a test split)
-        table = pck_table(*(preds[k][scored] for k in ("pred", "joints", "annotated", "normalize")), thresholds,
-                          mean_joints, skeleton=getattr(dataset, "skeleton", None)) if scored.any() else {}
-        if not scored.all():
-            table["unscored"] = int((~scored).sum())
+        skeleton = getattr(dataset, "skeleton", None)
+        mpii = isinstance(dataset, MPII) and skeleton.names == JOINT_NAMES  # whatever its flip pairs
+        table = scored_pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
+                                 skeleton, PCKH_JOINTS if mpii else None)
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     if isinstance(dataset, (COCOKeypoints, COCODetections)):
         table["oks"] = _coco_ap(dataset, preds, nms_threshold)
     return table, preds
+
+
+def scored_pck_table(pred, joints, annotated, normalize, thresholds, skeleton=None, mean_joints=None,
+                     inclusive: bool = False) -> dict:
+    """``pck_table`` (means over ``mean_joints``, default all) of the samples with a normaliser: those whose
+    ``normalize`` is 0 (MPII-style files: no head box, a test split) are left out and counted in ``unscored``;
+    with none left, only that count."""
+    normalize = np.asarray(normalize)
+    scored = normalize > 0
+    k = np.shape(pred)[1]
+    table = pck_table(np.asarray(pred)[scored], np.asarray(joints)[scored], np.asarray(annotated)[scored],
+                      normalize[scored], thresholds, tuple(range(k)) if mean_joints is None else mean_joints,
+                      inclusive, skeleton) if scored.any() else {}
+    if not scored.all():
+        table["unscored"] = int((~scored).sum())
+    return table
 
 
 def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[dict]:

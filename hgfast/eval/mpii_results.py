@@ -4,15 +4,18 @@ One row per sample of the annotation file, in its order: ``preds`` (N, K, 2) flo
 coordinate base (MATLAB's 1-based for ``MPII(one_based=True)``, the same as its ``part`` and as MPII's own
 annotations), which is what anibali/eval-mpii-pose's ``evalMPII.m`` scores and its ``prepareTestResults.m`` turns
 into the benchmark's submission file (with the test split's ``index`` and ``person``). MATLAB's ``h5read`` shows
-the array as 2 × K × N, which those scripts accept.
+the array as 2 × K × N, which those scripts accept. ``score_mpii_predictions`` scores such a file, hgfast's or
+another model's (eval-mpii-pose's reference predictions have this form), against an annotation file.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
-from ..data.mpii import IDS, MPII
+from ..data.mpii import IDS, MPII, h5_skeleton, read_annotations
+from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 
 
 def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, **attrs) -> None:
@@ -42,3 +45,61 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
                 f[key] = ann[key]
         f.attrs.update(coordinate_base=dataset.origin, annotations=str(dataset.annotations),
                        joint_names=np.array([n.encode("utf-8") for n in dataset.skeleton.names]), **attrs)
+
+
+def read_mpii_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a predictions file: ``preds`` (N, K, 2) float64, and ``imgname`` (N,) str where it has them;
+    FileNotFoundError / ValueError naming the file and what is wrong with it."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"predictions file {path} is not an HDF5 file (MATLAB's .mat files before v7.3 are not: "
+                         f"save it with -v7.3, or write its 'preds' to an .h5)")
+    with h5py.File(path, "r") as f:
+        preds = f.get("preds")
+        if not isinstance(preds, h5py.Dataset) or preds.dtype.kind not in "iuf" or preds.ndim != 3 \
+                or preds.shape[2] != 2:
+            shown = "none" if preds is None else (f"{preds.dtype} of shape {preds.shape}"
+                                                   if isinstance(preds, h5py.Dataset) else "a group")
+            raise ValueError(f"predictions file {path}: field 'preds' must be (N, K, 2) numbers (x, y per joint), "
+                             f"got {shown}")
+        out = {"preds": preds[()].astype(np.float64)}
+        names = f.get("imgname")
+        if isinstance(names, h5py.Dataset) and names.dtype.kind in "SO":
+            out["imgname"] = np.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+                                       for n in names[()]])
+    if not np.isfinite(out["preds"]).all():
+        raise ValueError(f"predictions file {path}: 'preds' holds NaN or infinite coordinates")
+    return out
+
+
+def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike,
+                           thresholds=(0.5, 0.1), inclusive: bool = False) -> dict:
+    """The PCK table (``evaluate``'s: MPII's skeleton → PCKh with the 14-joint means) of a predictions file
+    against an MPII-style annotation file, row by row in the coordinates both share (no image is read). The file's
+    ``imgname``, where it has one, must match the annotations' row by row (a file of another split or order is
+    refused); ``inclusive``: ``<=`` instead of ``<`` (HRNet's test)."""
+    from .evaluate import scored_pck_table
+
+    preds, ann = read_mpii_predictions(predictions), read_annotations(annotations)
+    n, k = ann["part"].shape[:2]
+    if preds["preds"].shape != (n, k, 2):
+        raise ValueError(f"predictions file {predictions} has 'preds' of shape {preds['preds'].shape}; "
+                         f"{annotations} has {n} samples of {k} joints: ({n}, {k}, 2) expected")
+    names = preds.get("imgname")
+    if names is not None and len(names) != n:
+        raise ValueError(f"predictions file {predictions} has {len(names)} image names for {n} rows")
+    differ = [] if names is None else np.flatnonzero(names != ann["imgname"])
+    if len(differ):
+        i = int(differ[0])
+        raise ValueError(f"predictions file {predictions}: row {i} is image {str(names[i])!r}, {annotations} has "
+                         f"{str(ann['imgname'][i])!r} there (another split, or rows in another order)")
+    skeleton = h5_skeleton(k, ann.get("joint_names"), ann.get("limbs"))
+    table = scored_pck_table(preds["preds"], ann["part"], (ann["part"] != 0).any(-1), ann["normalize"],
+                             thresholds, skeleton, PCKH_JOINTS if skeleton.names == JOINT_NAMES else None,
+                             inclusive)
+    table["samples"] = n
+    return table
