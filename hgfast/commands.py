@@ -165,6 +165,7 @@ def _cmd_eval(args) -> int:
     from .data.mpii import MPII
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table, write_mpii_predictions
+    from .eval.mpii_results import check_results_path
     from .models import StackedHourglass
     from .predict import AMP_DTYPES, check_refine, dark_kernel_for, decoding_conventions, fast_inference
     from .visualize import save_predictions_picture
@@ -172,9 +173,7 @@ def _cmd_eval(args) -> int:
     workdir = Path(args.workdir) if args.workdir else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else (workdir / "best.safetensors" if workdir else None)
     config = args.config or (workdir / "config.yaml" if workdir else None)
-    suffix = "_detections" if args.detections else ""  # a work dir keeps both protocols' results
-    picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
-    out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
+    results = Path(args.results) if args.results else None
     try:
         if checkpoint is None:
             raise ValueError("give --checkpoint (or --workdir holding best.safetensors)")
@@ -182,11 +181,6 @@ def _cmd_eval(args) -> int:
             raise ValueError(f"--workdir {workdir} is a file: give the run's folder ({workdir.parent}), or the "
                              f"weights as --checkpoint")
         checkpoint_file(checkpoint)  # missing, or a folder: named before anything else
-        if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
-            raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
-        for path, flag in ((out, "--json"), (picture, "--picture"),
-                           (Path(args.results) if args.results else None, "--results")):
-            _check_writable(path, flag)
         if args.threads < 0:
             raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
         if args.batch_size < 1:
@@ -198,11 +192,20 @@ def _cmd_eval(args) -> int:
                 raise ValueError(f"no config for {checkpoint} (no config.yaml beside it): give a config file, "
                                  f"--preset or --workdir")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
+        # a work dir keeps the results of both protocols, and of other annotation files, apart from its own
+        suffix = ("_detections" if args.detections else "") + (
+            f"_{Path(cfg.data.val_annotations).stem}" if "data.val_annotations" in _given_keys(args.set) else "")
+        picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
+        out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
+        if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
+            raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
+        for path, flag in ((out, "--json"), (picture, "--picture"), (results, "--results")):
+            _check_writable(path, flag)
         _check_trained_settings(cfg, checkpoint, args.set)
         if args.results and cfg.data.dataset not in ("coco", "mpii"):
             raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "
                              "COCO-format or MPII-format data (data.dataset=coco or mpii)")
-        if args.results and cfg.data.dataset == "mpii" and Path(args.results).suffix not in (".h5", ".hdf5"):
+        if results and cfg.data.dataset == "mpii" and results.suffix.lower() not in (".h5", ".hdf5"):
             raise ValueError(f"--results {args.results}: MPII-format data gets an h5 file of predictions (name it "
                              f"*.h5)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
@@ -217,16 +220,18 @@ def _cmd_eval(args) -> int:
                                                                   cfg.data.input_norm if said_norm else None)
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
-        if isinstance(dataset, MPII) and not dataset.scorable.any() and not args.results:
-            raise ValueError(f"{dataset.annotations} has no sample PCK can score (no annotated joints or no "
-                             f"normaliser: a test split?): give --results preds.h5 to write the predictions")
+        if isinstance(dataset, MPII) and results:
+            check_results_path(results, dataset)
+        elif isinstance(dataset, MPII) and dataset.no_ground_truth():
+            raise ValueError(f"{dataset.no_ground_truth()}: a test split? Give --results preds.h5 to write the "
+                             f"predictions")
         thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
                                 workers=cfg.data.workers, flip=args.flip, flip_shift=flip_shift,
                                 channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
                                 input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate,
                                 refine=args.refine, dark_kernel=dark_kernel)
-        results = coco_predictions(dataset, preds, nms_threshold) if args.results and cfg.data.dataset == "coco" \
+        coco_results = coco_predictions(dataset, preds, nms_threshold) if results and cfg.data.dataset == "coco" \
             else None
     except ValueError as exc:
         return _fail("eval", _as_flag(exc))
@@ -244,7 +249,12 @@ def _cmd_eval(args) -> int:
         table["dark_kernel"] = dark_kernel
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
-    print(f"{cfg.data.dataset} val, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint {checkpoint}")
+    annotations = getattr(dataset, "annotations", None)
+    if annotations is not None:
+        table["annotations"] = str(annotations)
+    split = f"val ({Path(annotations).name})" if annotations is not None else "val"
+    print(f"{cfg.data.dataset} {split}, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint "
+          f"{checkpoint}")
     if model.checkpoint_layout != "hgfast":
         print(f"a {model.checkpoint_layout}-layout checkpoint: decoded as its peers do, half pixel {half_pixel}, flip "
               f"shift {flip_shift}, input norm {input_norm} (--[no-]half-pixel, --[no-]flip-shift to change)")
@@ -253,13 +263,12 @@ def _cmd_eval(args) -> int:
         if out:
             _write_json(table, out)
             print(f"wrote {out}")
-        if results is not None:
-            _write_json(results, args.results)
-            print(f"wrote {args.results} ({_people(len(results))})")
-        elif args.results:
-            write_mpii_predictions(args.results, dataset, preds, checkpoint=str(checkpoint), flip_test=args.flip)
-            print(f"wrote {args.results} ({len(dataset)} samples, image pixels {dataset.origin:g}-based as "
-                  f"{dataset.annotations.name})")
+        if coco_results is not None:
+            _write_json(coco_results, results)
+            print(f"wrote {results} ({_people(len(coco_results))})")
+        elif results:
+            write_mpii_predictions(results, dataset, preds, checkpoint=str(checkpoint), flip_test=args.flip)
+            print(f"wrote {results} ({len(dataset)} samples, in the coordinates of {dataset.annotations.name})")
         if picture:
             save_predictions_picture(dataset, preds, picture)
             print(f"wrote {picture}")

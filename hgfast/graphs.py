@@ -35,7 +35,8 @@ def _device_of(model: nn.Module) -> torch.device:
                          "torch's DDP graph support); train without CUDA graphs under DDP")
     devices = {p.device for p in model.parameters()}
     if len(devices) != 1 or next(iter(devices)).type != "cuda":
-        raise ValueError(f"model: CUDA graphs need all parameters on one CUDA device, found {sorted(map(str, devices))}")
+        raise ValueError(f"model: CUDA graphs need all parameters on one CUDA device, found "
+                         f"{sorted(map(str, devices))}")
     return next(iter(devices))
 
 

@@ -5,6 +5,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from hgfast.cli import main
 from hgfast.data import MPII, write_annotations
@@ -71,19 +72,15 @@ def test_an_h5_without_labels_reads_as_unlabelled_samples(tmp_path):
     assert len(ds) == 3 and not ds.labelled.any() and not ds.scorable.any()
     item = ds[1]
     assert item["annotated"].sum() == 0 and item["visible"].sum() == 0 and item["joints"].abs().sum() == 0
-    assert ds.ann["index"].dtype == np.int64 and ds.ann["index"].tolist() == [7, 8, 9]
+    assert "no annotated joint in the file" in ds.no_ground_truth()
     _unlabelled(tmp_path / "half.h5", names, part=np.zeros((3, 16, 2)))  # some labels but not all: refused
     with pytest.raises(ValueError, match=r"lacks field\(s\) \['visible', 'normalize'\]"):
         MPII(tmp_path / "half.h5", tmp_path / "images")
-    for bad, shown in ((np.array([0, -1, 2]), "-1.0 at sample 1"), (np.array([0, 1.5, 2]), "1.5 at sample 1"),
-                       (np.zeros((3, 2)), r"shape \(3, 2\)")):
-        path = tmp_path / "bad.h5"
-        _unlabelled(path, names)
-        with h5py.File(path, "a") as f:
-            del f["person"]
-            f["person"] = bad
-        with pytest.raises(ValueError, match=rf"field 'person' must be \(3,\) whole numbers >= 0.*{shown}"):
-            MPII(path, tmp_path / "images")
+    # index / person are copied into predictions files as they are, never interpreted: any form loads
+    _labelled(tmp_path / "odd_ids.h5", names, ids=False)
+    with h5py.File(tmp_path / "odd_ids.h5", "a") as f:
+        f["index"], f["person"] = np.arange(3)[None], np.array([b"a", b"b", b"c"])
+    assert MPII(tmp_path / "odd_ids.h5", tmp_path / "images").scorable.all()
 
 
 def test_eval_results_are_the_predictions_in_the_files_coordinates(run, tmp_path):
@@ -95,12 +92,12 @@ def test_eval_results_are_the_predictions_in_the_files_coordinates(run, tmp_path
         preds, scores = f["preds"][()], f["scores"][()]
         assert f["index"][()].tolist() == list(range(100, 100 + N)) and f["person"][()].tolist() == [0, 1, 0, 1, 0]
         assert [s.decode() for s in f["imgname"][()]] == [f"{i:05d}.jpg" for i in range(N)]
-        assert f.attrs["coordinate_base"] == 1.0 and f.attrs["checkpoint"] == str(work / "best.safetensors")
+        assert f.attrs["one_based"] and f.attrs["checkpoint"] == str(work / "best.safetensors")
         assert not f.attrs["flip_test"] and len(f.attrs["joint_names"]) == 16
     assert preds.shape == (N, 16, 2) and preds.dtype == np.float64 and scores.shape == (N, 16)
     # the file's labels and the predictions share one coordinate base: scoring them directly gives eval's table
     again = pck_table(preds, part, np.ones((N, 16)), np.full(N, 10.0), (0.5, 0.1))
-    assert again["pck"] == table["pck"]
+    assert again["pck"] == table["pck"] and table["annotations"] == str(root / "annot" / "valid.h5")
     model = StackedHourglass.from_checkpoint(work / "best.safetensors")
     dataset = MPII(root / "annot" / "valid.h5", root / "images", input_size=32)
     np.testing.assert_allclose(preds, predict_dataset(model, dataset)["pred"] + 1, atol=1e-4)
@@ -108,16 +105,24 @@ def test_eval_results_are_the_predictions_in_the_files_coordinates(run, tmp_path
 
 def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tmp_path, capsys):
     root, work, _ = run
-    test_set = ["--set", f"data.val_annotations={root / 'annot' / 'test.h5'}", "--json", str(tmp_path / "t.json")]
+    test_set = ["--set", f"data.val_annotations={root / 'annot' / 'test.h5'}"]
     assert main(["eval", "--workdir", str(work), *test_set]) == 2
     assert "test.h5 has no sample PCK can score" in capsys.readouterr().err
     assert main(["eval", "--workdir", str(work), *test_set, "--results", str(tmp_path / "p.json")]) == 2
     assert "name it *.h5" in capsys.readouterr().err
-    results = tmp_path / "test_preds.h5"
+    for own in ("valid.h5", "test.h5"):  # never over the annotation file
+        assert main(["eval", "--workdir", str(work), *test_set, "--results", str(root / "annot" / own)]) == 2
+        assert "exists and is not a predictions file" in capsys.readouterr().err
+    assert MPII(root / "annot" / "test.h5", root / "images").ann["imgname"].shape == (N,)
+    results = tmp_path / "test_preds.H5"
+    before = (work / "eval.json").read_bytes() if (work / "eval.json").exists() else None
     assert main(["eval", "--workdir", str(work), *test_set, "--flip", "--results", str(results)]) == 0
-    assert f"PCK: none of the {N} samples has a normaliser" in capsys.readouterr().out
-    table = json.loads((tmp_path / "t.json").read_text())
+    out = capsys.readouterr().out
+    assert f"PCK: none of the {N} samples has ground truth" in out and "mpii val (test.h5)" in out
+    table = json.loads((work / "eval_test.json").read_text())  # the run's own eval.json stays as it was
     assert "pck" not in table and table["unscored"] == N and table["samples"] == N
+    assert (work / "eval_test.jpg").is_file()
+    assert ((work / "eval.json").read_bytes() if (work / "eval.json").exists() else None) == before
     with h5py.File(results) as f:
         assert f["preds"].shape == (N, 16, 2) and np.isfinite(f["preds"][()]).all() and f.attrs["flip_test"]
         assert f["index"][()].tolist() == list(range(7, 7 + N))
@@ -127,13 +132,15 @@ def test_samples_without_a_normaliser_are_left_out_of_pck(run, tmp_path):
     root, work, part = run
     path = tmp_path / "valid.h5"
     _labelled(path, [f"{i:05d}.jpg" for i in range(N)], normalize=np.array([10.0, 0, 10, 0, 10]))
+    with h5py.File(path, "a") as f:  # sample 4: a normaliser, but no annotated joint
+        f["part"][4] = 0
     dataset = MPII(path, root / "images", input_size=32)
-    assert dataset.scorable.tolist() == [True, False, True, False, True]
+    assert dataset.scorable.tolist() == [True, False, True, False, False]
     table, preds = evaluate(StackedHourglass.from_checkpoint(work / "best.safetensors"), dataset, (0.5,))
-    kept = [0, 2, 4]
-    expected = pck_table(preds["pred"][kept], part[kept] - 1, np.ones((3, 16)), np.full(3, 10.0), (0.5,))
-    assert table["pck"] == expected["pck"] and table["count"]["r_ankle"] == 3
-    assert table["unscored"] == 2 and "left out: 2 sample(s) without a normaliser" in format_table(table)
+    kept = [0, 2]
+    expected = pck_table(preds["pred"][kept], part[kept] - 1, np.ones((2, 16)), np.full(2, 10.0), (0.5,))
+    assert table["pck"] == expected["pck"] and table["count"]["r_ankle"] == 2
+    assert table["unscored"] == 3 and "left out: 3 sample(s) without ground truth" in format_table(table)
 
 
 def test_training_refuses_unlabelled_files_before_it_starts(run, tmp_path):
@@ -142,7 +149,7 @@ def test_training_refuses_unlabelled_files_before_it_starts(run, tmp_path):
     base = ["data.dataset=mpii", f"data.root={root}", *TINY]
     with pytest.raises(ValueError, match="training annotations .*test.h5 have no annotated joint"):
         train(resolve(overrides=base + [f"data.train_annotations={test_h5}"], workdir=str(tmp_path / "a")))
-    with pytest.raises(ValueError, match="validation annotations .*test.h5 have no sample PCK can score"):
+    with pytest.raises(ValueError, match="validation: .*test.h5 has no sample PCK can score"):
         train(resolve(overrides=base + [f"data.val_annotations={test_h5}"], workdir=str(tmp_path / "b")))
     assert not (tmp_path / "a" / "last.state.pt").exists() and not (tmp_path / "b" / "last.state.pt").exists()
 
@@ -153,14 +160,17 @@ def test_write_mpii_predictions_orders_rows_by_sample_and_keeps_the_base(run, tm
     order = np.array([3, 0, 4, 1, 2])
     pred = np.random.default_rng(3).uniform(0, 90, (N, 16, 2))
     preds = {"pred": pred[order], "scores": np.zeros((N, 16)), "index": order}
-    write_mpii_predictions(tmp_path / "p.h5", dataset, preds, note="x")
+    write_mpii_predictions(tmp_path / "p.h5", dataset, {**preds, "pred": pred})
+    write_mpii_predictions(tmp_path / "p.h5", dataset, preds, note="x")  # a predictions file is replaced
     with h5py.File(tmp_path / "p.h5") as f:
         np.testing.assert_array_equal(f["preds"][()], pred)  # 0-based file: no shift
-        assert f.attrs["coordinate_base"] == 0.0 and f.attrs["note"] == "x"
+        assert not f.attrs["one_based"] and f.attrs["note"] == "x"
     for index in (order[:4], np.array([0, 0, 1, 2, 3])):
-        with pytest.raises(ValueError, match="every sample of the dataset once"):
+        with pytest.raises(ValueError, match="each of the dataset's 5 samples once"):
             write_mpii_predictions(tmp_path / "q.h5", dataset, {**preds, "index": index, "pred": pred[:len(index)]})
     assert not (tmp_path / "q.h5").exists()
+    with pytest.raises(ValueError, match="needs an MPII-style dataset, got Subset"):
+        write_mpii_predictions(tmp_path / "q.h5", torch.utils.data.Subset(dataset, range(N)), preds)
 
 
 def test_score_gives_evals_table_from_the_predictions_file_alone(run, tmp_path, capsys):

@@ -5,10 +5,9 @@ Fields read: ``imgname`` (N, bytes), ``center`` (N, 2), ``scale`` (N,) (box heig
 (N, K, 2) pixel coordinates (K = 16 for MPII), ``visible`` (N, K) (0 or 1) and ``normalize`` (N,): the PCK normaliser
 (MPII: 0.6 × head-box diagonal, PCKh; 0 where a sample has none, which PCK leaves out). ``center`` and ``scale`` in
 MPII's files are already adjusted (centre moved down by 15·s, scale ×1.25); they are used as they are. A joint is
-annotated unless its coordinates are (0, 0). A file without all three labels (``part``, ``visible``, ``normalize``)
-is unlabelled, like a test split: every joint unannotated, no normaliser (predictions only). ``index`` and
-``person`` (N,), MPII's 0-based ``annolist`` / ``annorect`` numbers, are kept where a file has them (a
-predictions file needs them for a submission).
+annotated unless its coordinates are (0, 0). A file with none of the three labels (``part``, ``visible``,
+``normalize``; one or two of them is refused) is unlabelled, like a test split: every joint unannotated, no
+normaliser (predictions only, ``hgfast.eval.write_mpii_predictions``).
 
 Joints: the file's ``joint_names`` and ``limbs`` attributes where it has them (``write_annotations(names=...)``;
 flip pairs and PCK columns come from the names, ``hgfast.data.Skeleton.from_names``), else MPII's skeleton for 16
@@ -36,7 +35,6 @@ from .topdown import TopDownDataset
 
 FIELDS = {"imgname": (), "center": (2,), "scale": (), "part": ("K", 2), "visible": ("K",), "normalize": ()}
 LABELS = ("part", "visible", "normalize")  # all or none: a file without them is unlabelled
-IDS = ("index", "person")  # optional
 
 
 def _check_shapes(ann: dict, where: str) -> int:
@@ -70,22 +68,6 @@ def _check_values(ann: dict, where: str) -> None:
             name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
             raise ValueError(f"{where}: field {key!r} must be {rule}; sample {i} ({name}) has "
                              f"{ann[key][i].tolist()} ({int(bad.sum())} bad sample(s))")
-
-
-def _check_ids(ann: dict, where: str) -> None:
-    """``IDS`` fields present in ``ann``: (N,) whole numbers >= 0, made int64."""
-    n = len(ann["imgname"])
-    for key in IDS:
-        if key not in ann:
-            continue
-        values = ann[key]
-        bad = ~(np.isfinite(values) & (values >= 0) & (values == np.round(values))) if values.shape == (n,) else None
-        if bad is None or bad.any():
-            shown = (f"shape {values.shape}" if bad is None
-                     else f"{float(values[bad][0])} at sample {int(np.flatnonzero(bad)[0])}")
-            raise ValueError(f"{where}: field {key!r} must be ({n},) whole numbers >= 0 (MPII's 0-based "
-                             f"numbers), got {shown}")
-        ann[key] = values.astype(np.int64)
 
 
 def _read_fields(f, path: Path, keys) -> dict[str, np.ndarray]:
@@ -142,16 +124,15 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                                  f"annot.h5, whose center and scale are raw (its Lua loader moves the centre down "
                                  f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
                                  f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
-            ann = _read_fields(f, path, [k for k in (*FIELDS, *IDS) if k in f])
+            ann = _read_fields(f, path, [k for k in FIELDS if k in f])
             attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
     if missing:
-        n, k = len(ann["imgname"]), len(np.atleast_1d(attrs.get("joint_names", np.empty(NUM_JOINTS))))
+        n, k = len(ann["imgname"]), len(np.atleast_1d(attrs.get("joint_names", ()))) or NUM_JOINTS
         ann.update(part=np.zeros((n, k, 2)), visible=np.zeros((n, k)), normalize=np.zeros(n))
     k = _check_shapes(ann, f"MPII annotation file {path}")
     _check_values(ann, f"MPII annotation file {path}")
-    _check_ids(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
         try:
             names = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
@@ -283,6 +264,13 @@ class MPII(TopDownDataset):
     def scorable(self) -> np.ndarray:
         """(N,) bool: the samples PCK can score, labelled and with a normaliser > 0."""
         return self.labelled & (self.ann["normalize"] > 0)
+
+    def no_ground_truth(self) -> str | None:
+        """Why PCK cannot score any sample of the file (a test split, say), or None where it can score some."""
+        if self.scorable.any():
+            return None
+        return (f"{self.annotations} has no sample PCK can score (an annotated joint and a normaliser > 0: "
+                f"{'no annotated joint' if not self.labelled.any() else 'no normaliser'} in the file)")
 
     def __len__(self) -> int:
         return len(self.ann["imgname"])

@@ -72,8 +72,8 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
     Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
-    Samples without a normaliser (``normalize`` 0) are left out of the table and counted in ``table["unscored"]``;
-    with none left the table has no ``pck`` (predictions only).
+    Samples without ground truth (no annotated joint, or ``normalize`` 0) are left out of the table and counted in
+    ``table["unscored"]`` (``scored_pck_table``); with none left the table has no ``pck`` (predictions only).
     COCO-format data also gets ``table["oks"]``: COCOeval's AP of ``coco_predictions`` (OKS-NMS at
     ``nms_threshold``; ``hgfast.eval.oks``), or ``{"skipped": why}``; detected people (``COCODetections``) get only
     that (no ground truth per sample) and ``table["detections"]``."""
@@ -95,11 +95,11 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
 
 def scored_pck_table(pred, joints, annotated, normalize, thresholds, skeleton=None, mean_joints=None,
                      inclusive: bool = False) -> dict:
-    """``pck_table`` (means over ``mean_joints``, default all) of the samples with a normaliser: those whose
-    ``normalize`` is 0 (MPII-style files: no head box, a test split) are left out and counted in ``unscored``;
-    with none left, only that count."""
+    """``pck_table`` (means over ``mean_joints``, default all) of the samples with ground truth: those without an
+    annotated joint or whose ``normalize`` is 0 (MPII-style files: no head box; a test split) are left out and
+    counted in ``unscored``; with none left, only that count."""
     normalize = np.asarray(normalize)
-    scored = normalize > 0
+    scored = (np.asarray(annotated) > 0).any(1) & (normalize > 0)
     k = np.shape(pred)[1]
     table = pck_table(np.asarray(pred)[scored], np.asarray(joints)[scored], np.asarray(annotated)[scored],
                       normalize[scored], thresholds, tuple(range(k)) if mean_joints is None else mean_joints,

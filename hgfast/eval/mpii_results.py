@@ -1,11 +1,11 @@
 """MPII-style predictions files: the ``preds`` h5 that MPII evaluation and submission scripts read.
 
 One row per sample of the annotation file, in its order: ``preds`` (N, K, 2) float64 image pixels in the file's
-coordinate base (MATLAB's 1-based for ``MPII(one_based=True)``, the same as its ``part`` and as MPII's own
-annotations), which is what anibali/eval-mpii-pose's ``evalMPII.m`` scores and its ``prepareTestResults.m`` turns
-into the benchmark's submission file (with the test split's ``index`` and ``person``). MATLAB's ``h5read`` shows
-the array as 2 × K × N, which those scripts accept. ``score_mpii_predictions`` scores such a file, hgfast's or
-another model's (eval-mpii-pose's reference predictions have this form), against an annotation file.
+own coordinates, those of its ``part`` (MPII's: MATLAB's 1-based ones, read with ``one_based=True``). That is what
+anibali/eval-mpii-pose's ``evalMPII.m`` scores and its ``prepareTestResults.m`` turns into the benchmark's
+submission file (with the test split's ``index`` and ``person``); MATLAB's ``h5read`` shows the array as 2 × K × N,
+which those scripts accept. ``score_mpii_predictions`` scores such a file, hgfast's or another model's
+(eval-mpii-pose's reference predictions have this form), against an annotation file.
 """
 from __future__ import annotations
 
@@ -14,36 +14,55 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.mpii import IDS, MPII, h5_skeleton, read_annotations
+from ..data.mpii import MPII, h5_skeleton, read_annotations
 from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
+
+
+def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
+    """ValueError where ``dataset`` cannot get a predictions file at ``path``: not an MPII-style dataset, or
+    ``path`` is a file other than a predictions file (one with ``preds``), such as an annotation file, which
+    would be lost."""
+    import h5py
+
+    if not isinstance(dataset, MPII):
+        raise ValueError(f"an MPII predictions file needs an MPII-style dataset, got {type(dataset).__name__}")
+    path = Path(path)
+    if path.is_file():
+        ours = h5py.is_hdf5(path)
+        if ours:
+            with h5py.File(path, "r") as f:
+                ours = "preds" in f
+        if not ours:
+            raise ValueError(f"{path} exists and is not a predictions file (an h5 with 'preds'; an annotation "
+                             f"file, say): it is not replaced, write the predictions elsewhere")
 
 
 def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, **attrs) -> None:
     """Write ``predict_dataset``'s arrays for every sample of ``dataset`` as an h5 file (atomically): ``preds``
     (module docstring), ``scores`` (N, K) the heatmap peaks, the file's ``imgname``, ``center`` and ``scale`` as
-    it has them, its ``index`` and ``person`` where it has them; attributes ``coordinate_base`` (1.0 or 0.0), the
+    it has them, and its ``index`` and ``person`` (MPII's 0-based ``annolist`` / ``annorect`` numbers, which a
+    submission needs) copied as they are where it has them; attributes ``one_based`` (how the file was read), the
     annotation file, ``joint_names`` and ``attrs`` (text, numbers or bools, e.g. the checkpoint)."""
     import h5py
 
     from ..checkpoint import atomic_path
 
-    if not isinstance(dataset, MPII):
-        raise ValueError(f"write_mpii_predictions: dataset must be an MPII-style dataset, got {type(dataset).__name__}")
+    check_results_path(path, dataset)
     index = np.asarray(preds["index"], np.int64)
     if np.sort(index).tolist() != list(range(len(dataset))):
-        raise ValueError(f"write_mpii_predictions: preds must hold every sample of the dataset once ({len(dataset)}), "
-                         f"got {len(index)} rows (a subset or a different dataset)")
+        raise ValueError(f"write_mpii_predictions: preds must hold each of the dataset's {len(dataset)} samples "
+                         f"once, got {len(index)} rows (a subset, repeated samples or another dataset)")
     order = np.argsort(index)
     ann = dataset.ann
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, h5py.File(dataset.annotations, "r") as source:
         f["preds"] = np.asarray(preds["pred"], np.float64)[order] + dataset.origin
         f["scores"] = np.asarray(preds["scores"], np.float32)[order]
         f["imgname"] = np.array([name.encode("utf-8") for name in ann["imgname"]])
         f["center"], f["scale"] = ann["center"], ann["scale"]
-        for key in IDS:
-            if key in ann:
-                f[key] = ann[key]
-        f.attrs.update(coordinate_base=dataset.origin, annotations=str(dataset.annotations),
+        for key in ("index", "person"):
+            if isinstance(source.get(key), h5py.Dataset):
+                source.copy(key, f)
+        f.attrs.update(one_based=dataset.origin == 1, annotations=str(dataset.annotations),
                        joint_names=np.array([n.encode("utf-8") for n in dataset.skeleton.names]), **attrs)
 
 

@@ -98,8 +98,9 @@ def format_table(result: dict) -> str:
     that line only)."""
     text = _pck_rows(result["pck"]) if "pck" in result else ""
     if result.get("unscored"):
-        text += (f"\n(left out: {result['unscored']} sample(s) without a normaliser)" if text
-                 else f"PCK: none of the {result['unscored']} samples has a normaliser (no ground truth)")
+        text += (f"\n(left out: {result['unscored']} sample(s) without ground truth: no annotated joint or no "
+                 f"normaliser)" if text else f"PCK: none of the {result['unscored']} samples has ground truth (an "
+                 f"annotated joint and a normaliser)")
     oks = result.get("oks") or {}
     if "AP" in oks:
         text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" if oks[m] >= 0 else f"{m} -"

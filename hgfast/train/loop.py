@@ -341,10 +341,10 @@ def _check_labels(train_set, val_set) -> None:
     if isinstance(train_set, MPII) and not train_set.labelled.any():
         raise ValueError(f"the training annotations {train_set.annotations} have no annotated joint (an unlabelled "
                          f"file, like MPII's test split): nothing to train on")
-    if isinstance(val_set, MPII) and not val_set.scorable.any():
-        raise ValueError(f"the validation annotations {val_set.annotations} have no sample PCK can score (annotated "
-                         f"joints and a normaliser > 0): validate on a labelled file (data.val_annotations); "
-                         f"predict an unlabelled one with hgfast eval --results preds.h5")
+    why = val_set.no_ground_truth() if isinstance(val_set, MPII) else None
+    if why:
+        raise ValueError(f"validation: {why}; validate on a labelled file (data.val_annotations), and predict this "
+                         f"one with hgfast eval --results preds.h5")
 
 
 def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path) -> None:
