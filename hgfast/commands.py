@@ -283,6 +283,9 @@ def _cmd_score(args) -> int:
     out = Path(args.json) if args.json else None
     try:
         _check_writable(out, "--json")
+        if out and out.exists() and any(Path(f).exists() and os.path.samefile(out, f)
+                                        for f in (args.predictions, args.annotations)):
+            raise ValueError(f"--json {out} is one of the files scored: write the table elsewhere")
         thresholds = _thresholds(args.thresholds) if args.thresholds else (0.5, 0.1)
         table = score_mpii_predictions(args.predictions, args.annotations, thresholds, args.inclusive)
     except (ValueError, FileNotFoundError) as exc:

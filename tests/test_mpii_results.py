@@ -221,3 +221,5 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
     refused({"preds": part, "imgname": names[:3]}, "has 3 image names for 5 rows")
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--thresholds", "0"]) == 2
     assert "--thresholds must be" in capsys.readouterr().err
+    assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--json", str(valid)]) == 2
+    assert "is one of the files scored" in capsys.readouterr().err and MPII(valid, root / "images").scorable.all()
