@@ -226,9 +226,9 @@ def _cmd_eval(args) -> int:
             raise ValueError(f"{dataset.no_ground_truth()}: a test split? Give --results preds.h5 to write the "
                              f"predictions")
         thresholds = thresholds or cfg.thresholds()
-        table, preds = evaluate(model, dataset, thresholds, nms_threshold, batch_size=args.batch_size,
-                                workers=cfg.data.workers, flip=args.flip, flip_shift=flip_shift,
-                                channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
+        table, preds = evaluate(model, dataset, thresholds, nms_threshold, args.inclusive,
+                                batch_size=args.batch_size, workers=cfg.data.workers, flip=args.flip,
+                                flip_shift=flip_shift, channels_last=args.fused, autocast_dtype=AMP_DTYPES[args.amp],
                                 input_norm=input_norm, half_pixel=half_pixel, truncate=args.truncate,
                                 refine=args.refine, dark_kernel=dark_kernel)
         coco_results = coco_predictions(dataset, preds, nms_threshold) if results and cfg.data.dataset == "coco" \
@@ -695,6 +695,11 @@ def _add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") ->
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
 
 
+def _add_inclusive_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inclusive", action="store_true", help="PCK: a joint counts at distance <= threshold x "
+                   "normaliser (HRNet's test) instead of < (bearpaw's, mmpose's)")
+
+
 def register(sub) -> None:
     """Add the train / eval / score / predict / video / export subcommands to the ``hgfast`` parser's subparsers."""
     from . import smoothing
@@ -722,6 +727,7 @@ def register(sub) -> None:
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")
     _add_decode_args(p)
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default: the config's)")
+    _add_inclusive_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     _add_speed_args(p)
     p.add_argument("--batch-size", type=int, default=32)
@@ -748,8 +754,7 @@ def register(sub) -> None:
                    "row order (and 'imgname', checked row by row, where it has one)")
     p.add_argument("--annotations", required=True, help="MPII-style h5 annotation file (e.g. annot/valid.h5)")
     p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default 0.5,0.1)")
-    p.add_argument("--inclusive", action="store_true", help="a joint counts at distance <= threshold x normalize "
-                   "(HRNet's test) instead of < (bearpaw's, mmpose's)")
+    _add_inclusive_arg(p)
     p.add_argument("--json", help="write the table here")
     p.set_defaults(func=_cmd_score)
 

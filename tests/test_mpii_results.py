@@ -182,6 +182,8 @@ def test_score_gives_evals_table_from_the_predictions_file_alone(run, tmp_path, 
     scored, evaluated = (json.loads((tmp_path / f"{s}.json").read_text()) for s in "se")
     assert scored["pck"] == evaluated["pck"] and scored["mean_joints"] == evaluated["mean_joints"]
     assert len(scored["mean_joints"]) == 14 and scored["samples"] == N
+    assert main(["eval", "--workdir", str(work), "--inclusive", "--json", str(tmp_path / "i.json")]) == 0
+    assert json.loads((tmp_path / "i.json").read_text())["inclusive"] and not evaluated["inclusive"]
     # strict < by default, <= with --inclusive: every joint exactly 0.5 x normalize (5 px) away
     whole = np.round(part)
     valid = tmp_path / "whole.h5"

@@ -68,10 +68,11 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: float = 0.9,
+def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: float = 0.9, inclusive: bool = False,
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
     Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
+    ``inclusive``: a joint within ``<=`` the threshold counts (HRNet's test; default ``<``, bearpaw's and mmpose's).
     Samples without ground truth (no annotated joint, or ``normalize`` 0) are left out of the table and counted in
     ``table["unscored"]`` (``scored_pck_table``); with none left the table has no ``pck`` (predictions only).
     COCO-format data also gets ``table["oks"]``: COCOeval's AP of ``coco_predictions`` (OKS-NMS at
@@ -85,7 +86,7 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         skeleton = getattr(dataset, "skeleton", None)
         mpii = isinstance(dataset, MPII) and skeleton.names == JOINT_NAMES  # whatever its flip pairs
         table = scored_pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                                 skeleton, PCKH_JOINTS if mpii else None)
+                                 skeleton, PCKH_JOINTS if mpii else None, inclusive)
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     if isinstance(dataset, (COCOKeypoints, COCODetections)):
