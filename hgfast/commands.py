@@ -199,8 +199,13 @@ def _cmd_eval(args) -> int:
         out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
         if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
             raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
-        for path, flag in ((out, "--json"), (picture, "--picture"), (results, "--results")):
+        outputs = {"--json": out, "--picture": picture, "--results": results}
+        for flag, path in outputs.items():
             _check_writable(path, flag)
+        named = [(flag, path.resolve()) for flag, path in outputs.items() if path]
+        clash = next(((a, b) for i, (a, p) in enumerate(named) for b, q in named[i + 1:] if p == q), None)
+        if clash:
+            raise ValueError(f"{clash[0]} and {clash[1]} name one file ({outputs[clash[0]]}): give each its own")
         _check_trained_settings(cfg, checkpoint, args.set)
         if args.results and cfg.data.dataset not in ("coco", "mpii"):
             raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "

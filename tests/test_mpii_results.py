@@ -9,7 +9,8 @@ import torch
 
 from hgfast.cli import main
 from hgfast.data import MPII, write_annotations
-from hgfast.eval import evaluate, format_table, pck_table, predict_dataset, write_mpii_predictions
+from hgfast.eval import (evaluate, format_table, pck_table, predict_dataset, score_mpii_predictions,
+                         write_mpii_predictions)
 from hgfast.models import StackedHourglass
 from hgfast.train.config import resolve
 from hgfast.train.loop import train
@@ -113,6 +114,12 @@ def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tm
     for own in ("valid.h5", "test.h5"):  # never over the annotation file
         assert main(["eval", "--workdir", str(work), *test_set, "--results", str(root / "annot" / own)]) == 2
         assert "exists and is not a predictions file" in capsys.readouterr().err
+    (tmp_path / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))  # an HDF5 signature, then nothing
+    assert main(["eval", "--workdir", str(work), *test_set, "--results", str(tmp_path / "cut.h5")]) == 2
+    assert "exists and is not a predictions file" in capsys.readouterr().err
+    same = str(tmp_path / "same.h5")
+    assert main(["eval", "--workdir", str(work), *test_set, "--results", same, "--json", same]) == 2
+    assert "--json and --results name one file" in capsys.readouterr().err
     assert MPII(root / "annot" / "test.h5", root / "images").ann["imgname"].shape == (N,)
     results = tmp_path / "test_preds.H5"
     before = (work / "eval.json").read_bytes() if (work / "eval.json").exists() else None
@@ -199,6 +206,25 @@ def test_score_gives_evals_table_from_the_predictions_file_alone(run, tmp_path, 
     assert json.loads((tmp_path / "edge.json").read_text())["pck"]["0.5"]["mean_all"] == 1.0
 
 
+def test_score_reads_other_tools_files_as_eval_mpii_pose_does(run, tmp_path):
+    """A (2, K, N) array (MATLAB's n x K x 2 saved -v7.3) is transposed; NaN coordinates count as misses."""
+    root, _, part = run
+    valid = root / "annot" / "valid.h5"
+    near = part + 1.0
+    far = near.copy()
+    far[:, :8] = 1e5
+    missing = near.copy()
+    missing[:, :8] = np.nan
+    tables = []
+    for preds in (far, missing, missing.transpose(2, 1, 0).astype(np.float32)):
+        with h5py.File(tmp_path / "p.h5", "w") as f:
+            f["preds"] = preds
+        tables.append(score_mpii_predictions(tmp_path / "p.h5", valid))
+    assert tables[0]["pck"] == tables[1]["pck"] == tables[2]["pck"]
+    assert tables[0]["pck"]["0.5"]["per_joint"]["r_ankle"] == 0.0 and tables[0]["pck"]["0.5"]["per_joint"][
+        "r_wrist"] == 1.0
+
+
 def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
     root, _, part = run
     valid = root / "annot" / "valid.h5"
@@ -212,15 +238,31 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
         assert message in capsys.readouterr().err
 
     refused(None, "predictions file not found", tmp_path / "none.h5")
+    refused(None, "is a folder", tmp_path)
     (tmp_path / "v5.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
     refused(None, "is not an HDF5 file", tmp_path / "v5.mat")
-    refused({"pred": part}, "field 'preds' must be (N, K, 2) numbers (x, y per joint), got none")
+    with h5py.File(tmp_path / "whole.h5", "w") as f:
+        f["preds"] = np.zeros((N, 16, 2))
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "whole.h5").read_bytes()[:1500])
+    refused(None, "corrupt or unreadable predictions file", tmp_path / "cut.h5")
+    refused({"pred": part}, "field 'preds' must be (N, K, 2) (or (2, K, N)) numbers, x and y per joint, got none")
     refused({"preds": part[..., 0]}, "got float64 of shape (5, 16)")
     refused({"preds": part[:4]}, "has 'preds' of shape (4, 16, 2)")
-    refused({"preds": np.where(part > 70, np.nan, part)}, "NaN or infinite")
+    refused({"preds": part.transpose(1, 0, 2)}, "has 'preds' of shape (16, 5, 2)")
     names = np.array([f"{i:05d}.jpg".encode() for i in (0, 1, 3, 2, 4)])
-    refused({"preds": part, "imgname": names}, "row 2 is image '00003.jpg'")
-    refused({"preds": part, "imgname": names[:3]}, "has 3 image names for 5 rows")
+    refused({"preds": part, "imgname": names}, "row 2 has imgname '00003.jpg'")
+    refused({"preds": part, "imgname": names[:3]}, "has 'imgname' of shape (3,)")
+    refused({"preds": part, "imgname": names[None]}, "field 'imgname' must be 1-D image names, got |S9 of shape")
+    center = np.tile([50.0, 45.0], (N, 1))
+    center[3] += 40  # another person of the same image
+    refused({"preds": part, "center": center}, "row 3 has center [90.0, 85.0]")
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        f["center"][3] = [50.0, 45.0]
+        f.attrs["joint_names"] = np.array([f"j{i}".encode() for i in range(16)])
+    refused(None, "has joints ['j0', 'j1',")
+    assert main(["score", str(tmp_path / "whole.h5"), "--annotations", str(root / "annot" / "test.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to score: " in err and "test.h5 has no sample PCK can score" in err
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--thresholds", "0"]) == 2
     assert "--thresholds must be" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--json", str(valid)]) == 2

@@ -84,24 +84,58 @@ def _read_fields(f, path: Path, keys) -> dict[str, np.ndarray]:
             raise ValueError(f"MPII annotation file {path}: field {key!r} cannot be read ({exc})") from None
         kinds = "SUO" if key == "imgname" else "iufb"
         if not isinstance(field, h5py.Dataset) or field.dtype.kind not in kinds or field.ndim < 1:
-            shown = "a group" if not isinstance(field, h5py.Dataset) else f"{field.dtype} of shape {field.shape}"
             raise ValueError(f"MPII annotation file {path}: field {key!r} must be an array of "
-                             f"{'image names' if key == 'imgname' else 'real numbers'}, got {shown}")
+                             f"{'image names' if key == 'imgname' else 'real numbers'}, got {described_field(field)}")
         values = field[()]
         ann[key] = values if key == "imgname" else values.astype(np.float64)
     if not len(ann["imgname"]):
         raise ValueError(f"MPII annotation file {path} has no samples")
+    ann["imgname"] = image_names(ann["imgname"], f"MPII annotation file {path}")
+    return ann
+
+
+def described_field(field) -> str:
+    """An h5 object as an error message shows it: none, a group, or its dtype and shape."""
+    import h5py
+
+    if field is None:
+        return "none"
+    return f"{field.dtype} of shape {field.shape}" if isinstance(field, h5py.Dataset) else "a group"
+
+
+def image_names(values: np.ndarray, where: str) -> np.ndarray:
+    """An h5 ``imgname`` field's values (bytes or str) as an (N,) str array; ValueError naming ``where`` and the
+    sample for one that is not UTF-8 text."""
     names = []
-    for i, name in enumerate(ann["imgname"]):
+    for i, name in enumerate(values):
         try:
             names.append(name.decode("utf-8") if isinstance(name, bytes) else name)
         except UnicodeDecodeError:
-            raise ValueError(f"MPII annotation file {path}: imgname of sample {i} is not UTF-8 text: "
-                             f"{name[:60]!r}") from None
+            raise ValueError(f"{where}: imgname of sample {i} is not UTF-8 text: {name[:60]!r}") from None
         if not isinstance(names[-1], str):
-            raise ValueError(f"MPII annotation file {path}: imgname of sample {i} is not text: {name!r}")
-    ann["imgname"] = np.array(names)
-    return ann
+            raise ValueError(f"{where}: imgname of sample {i} is not text: {name!r}")
+    return np.array(names)
+
+
+def annotated_joints(part: np.ndarray) -> np.ndarray:
+    """(..., K) bool from ``part`` (..., K, 2): a joint is annotated unless its coordinates are (0, 0)."""
+    return (np.asarray(part) != 0).any(-1)
+
+
+def scorable(annotated: np.ndarray, normalize: np.ndarray) -> np.ndarray:
+    """(N,) bool: the samples PCK can score, those with an annotated joint (``annotated`` (N, K)) and a
+    normaliser > 0 (``normalize`` (N,))."""
+    return (np.asarray(annotated) > 0).any(-1) & (np.asarray(normalize) > 0)
+
+
+def no_ground_truth(ann: dict, path) -> str | None:
+    """Why PCK cannot score any sample of annotation file ``path`` (``read_annotations``' ``ann``; a test split,
+    say), or None where it can score some."""
+    annotated = annotated_joints(ann["part"])
+    if scorable(annotated, ann["normalize"]).any():
+        return None
+    return (f"{path} has no sample PCK can score (an annotated joint and a normaliser > 0: "
+            f"{'no annotated joint' if not annotated.any() else 'no normaliser'} in the file)")
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -258,26 +292,23 @@ class MPII(TopDownDataset):
     @property
     def labelled(self) -> np.ndarray:
         """(N,) bool: the samples with an annotated joint."""
-        return (self.ann["part"] != 0).any(axis=(1, 2))
+        return annotated_joints(self.ann["part"]).any(-1)
 
     @property
     def scorable(self) -> np.ndarray:
-        """(N,) bool: the samples PCK can score, labelled and with a normaliser > 0."""
-        return self.labelled & (self.ann["normalize"] > 0)
+        """(N,) bool: the samples PCK can score (``scorable``)."""
+        return scorable(annotated_joints(self.ann["part"]), self.ann["normalize"])
 
     def no_ground_truth(self) -> str | None:
         """Why PCK cannot score any sample of the file (a test split, say), or None where it can score some."""
-        if self.scorable.any():
-            return None
-        return (f"{self.annotations} has no sample PCK can score (an annotated joint and a normaliser > 0: "
-                f"{'no annotated joint' if not self.labelled.any() else 'no normaliser'} in the file)")
+        return no_ground_truth(self.ann, self.annotations)
 
     def __len__(self) -> int:
         return len(self.ann["imgname"])
 
     def record(self, index: int) -> dict:
         a = {k: v[index] for k, v in self.ann.items()}
-        annotated = (a["part"] != 0).any(-1)
+        annotated = annotated_joints(a["part"])
         joints = np.where(annotated[:, None], a["part"] - self.origin, 0.0).astype(np.float32)
         return dict(image=read_image(self.image_dir / a["imgname"]), joints=joints,
                     visible=(a["visible"] > 0).astype(np.float32), annotated=annotated.astype(np.float32),

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..data.coco import COCOKeypoints
 from ..data.coco_detections import COCODetections
-from ..data.mpii import MPII
+from ..data.mpii import MPII, scorable
 from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import check_refine, decoding_conventions, predict_crops
@@ -86,7 +86,7 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         skeleton = getattr(dataset, "skeleton", None)
         mpii = isinstance(dataset, MPII) and skeleton.names == JOINT_NAMES  # whatever its flip pairs
         table = scored_pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                                 skeleton, PCKH_JOINTS if mpii else None, inclusive)
+                                 skeleton, PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1])), inclusive)
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     if isinstance(dataset, (COCOKeypoints, COCODetections)):
@@ -96,15 +96,12 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
 
 def scored_pck_table(pred, joints, annotated, normalize, thresholds, skeleton=None, mean_joints=None,
                      inclusive: bool = False) -> dict:
-    """``pck_table`` (means over ``mean_joints``, default all) of the samples with ground truth: those without an
-    annotated joint or whose ``normalize`` is 0 (MPII-style files: no head box; a test split) are left out and
+    """``pck_table`` (its arguments) of the samples with ground truth (``hgfast.data.mpii.scorable``): those without
+    an annotated joint or whose ``normalize`` is 0 (MPII-style files: no head box; a test split) are left out and
     counted in ``unscored``; with none left, only that count."""
-    normalize = np.asarray(normalize)
-    scored = (np.asarray(annotated) > 0).any(1) & (normalize > 0)
-    k = np.shape(pred)[1]
-    table = pck_table(np.asarray(pred)[scored], np.asarray(joints)[scored], np.asarray(annotated)[scored],
-                      normalize[scored], thresholds, tuple(range(k)) if mean_joints is None else mean_joints,
-                      inclusive, skeleton) if scored.any() else {}
+    scored = scorable(annotated, normalize)
+    table = pck_table(*(np.asarray(a)[scored] for a in (pred, joints, annotated, normalize)), thresholds,
+                      mean_joints, inclusive, skeleton) if scored.any() else {}
     if not scored.all():
         table["unscored"] = int((~scored).sum())
     return table

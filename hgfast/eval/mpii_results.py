@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.mpii import MPII, h5_skeleton, read_annotations
-from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
+from ..data.mpii import (MPII, annotated_joints, described_field, h5_skeleton, image_names, no_ground_truth,
+                         read_annotations)
 
 
 def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
@@ -28,10 +28,11 @@ def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
         raise ValueError(f"an MPII predictions file needs an MPII-style dataset, got {type(dataset).__name__}")
     path = Path(path)
     if path.is_file():
-        ours = h5py.is_hdf5(path)
-        if ours:
+        try:
             with h5py.File(path, "r") as f:
                 ours = "preds" in f
+        except OSError:  # not HDF5, or corrupt
+            ours = False
         if not ours:
             raise ValueError(f"{path} exists and is not a predictions file (an h5 with 'preds'; an annotation "
                              f"file, say): it is not replaced, write the predictions elsewhere")
@@ -66,41 +67,54 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
                        joint_names=np.array([n.encode("utf-8") for n in dataset.skeleton.names]), **attrs)
 
 
-def read_mpii_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of a predictions file: ``preds`` (N, K, 2) float64, and ``imgname`` (N,) str where it has them;
-    FileNotFoundError / ValueError naming the file and what is wrong with it."""
+def read_mpii_predictions(path: str | os.PathLike) -> dict:
+    """The arrays of a predictions file: ``preds`` (N, K, 2) float64, and where it has them ``imgname`` (N,) str,
+    ``center`` (N, 2), ``scale`` (N,) and ``joint_names`` (its attribute). A (2, K, N) ``preds`` (a MATLAB n × K × 2
+    array saved with -v7.3) is transposed, as eval-mpii-pose does; NaN or infinite coordinates are kept (PCK counts
+    them as misses, as its ``evalMPII.m`` does). FileNotFoundError / ValueError name the file and the problem."""
     import h5py
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"predictions file {path} is a folder")
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
     if not h5py.is_hdf5(path):
         raise ValueError(f"predictions file {path} is not an HDF5 file (MATLAB's .mat files before v7.3 are not: "
                          f"save it with -v7.3, or write its 'preds' to an .h5)")
-    with h5py.File(path, "r") as f:
-        preds = f.get("preds")
-        if not isinstance(preds, h5py.Dataset) or preds.dtype.kind not in "iuf" or preds.ndim != 3 \
-                or preds.shape[2] != 2:
-            shown = "none" if preds is None else (f"{preds.dtype} of shape {preds.shape}"
-                                                   if isinstance(preds, h5py.Dataset) else "a group")
-            raise ValueError(f"predictions file {path}: field 'preds' must be (N, K, 2) numbers (x, y per joint), "
-                             f"got {shown}")
-        out = {"preds": preds[()].astype(np.float64)}
-        names = f.get("imgname")
-        if isinstance(names, h5py.Dataset) and names.dtype.kind in "SO":
-            out["imgname"] = np.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
-                                       for n in names[()]])
-    if not np.isfinite(out["preds"]).all():
-        raise ValueError(f"predictions file {path}: 'preds' holds NaN or infinite coordinates")
+    where = f"predictions file {path}"
+    try:
+        with h5py.File(path, "r") as f:
+            preds = f.get("preds")
+            if not isinstance(preds, h5py.Dataset) or preds.dtype.kind not in "iuf" or preds.ndim != 3 \
+                    or 2 not in (preds.shape[0], preds.shape[2]):
+                raise ValueError(f"{where}: field 'preds' must be (N, K, 2) (or (2, K, N)) numbers, x and y per "
+                                 f"joint, got {described_field(preds)}")
+            values = preds[()].astype(np.float64)
+            out = {"preds": values if values.shape[2] == 2 else values.transpose(2, 1, 0)}
+            for key, kinds, ndim in (("imgname", "SO", 1), ("center", "iuf", 2), ("scale", "iuf", 1)):
+                field = f.get(key)
+                if field is None:
+                    continue
+                if not isinstance(field, h5py.Dataset) or field.dtype.kind not in kinds or field.ndim != ndim:
+                    kind = "image names" if key == "imgname" else "numbers"
+                    raise ValueError(f"{where}: field {key!r} must be {ndim}-D {kind}, got {described_field(field)}")
+                out[key] = image_names(field[()], where) if key == "imgname" else field[()].astype(np.float64)
+            if "joint_names" in f.attrs:
+                out["joint_names"] = image_names(np.atleast_1d(f.attrs["joint_names"]), where)
+    except OSError as exc:
+        raise ValueError(f"corrupt or unreadable {where}: {exc}") from exc
     return out
 
 
 def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike,
                            thresholds=(0.5, 0.1), inclusive: bool = False) -> dict:
     """The PCK table (``evaluate``'s: MPII's skeleton → PCKh with the 14-joint means) of a predictions file
-    against an MPII-style annotation file, row by row in the coordinates both share (no image is read). The file's
-    ``imgname``, where it has one, must match the annotations' row by row (a file of another split or order is
-    refused); ``inclusive``: ``<=`` instead of ``<`` (HRNet's test)."""
+    against an MPII-style annotation file, row by row in the coordinates both share (no image is read);
+    ``inclusive``: ``<=`` instead of ``<`` (HRNet's test). What the predictions file says about its rows must
+    match the annotations (a file of another split, order or skeleton is refused): its ``imgname``, ``center``
+    and ``scale`` (which tell two people of one image apart) and ``joint_names``, where it has them. ValueError
+    too where no sample has ground truth."""
     from .evaluate import scored_pck_table
 
     preds, ann = read_mpii_predictions(predictions), read_annotations(annotations)
@@ -108,17 +122,25 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
     if preds["preds"].shape != (n, k, 2):
         raise ValueError(f"predictions file {predictions} has 'preds' of shape {preds['preds'].shape}; "
                          f"{annotations} has {n} samples of {k} joints: ({n}, {k}, 2) expected")
-    names = preds.get("imgname")
-    if names is not None and len(names) != n:
-        raise ValueError(f"predictions file {predictions} has {len(names)} image names for {n} rows")
-    differ = [] if names is None else np.flatnonzero(names != ann["imgname"])
-    if len(differ):
-        i = int(differ[0])
-        raise ValueError(f"predictions file {predictions}: row {i} is image {str(names[i])!r}, {annotations} has "
-                         f"{str(ann['imgname'][i])!r} there (another split, or rows in another order)")
     skeleton = h5_skeleton(k, ann.get("joint_names"), ann.get("limbs"))
-    table = scored_pck_table(preds["preds"], ann["part"], (ann["part"] != 0).any(-1), ann["normalize"],
-                             thresholds, skeleton, PCKH_JOINTS if skeleton.names == JOINT_NAMES else None,
-                             inclusive)
+    if "joint_names" in preds and tuple(preds["joint_names"]) != skeleton.names:
+        raise ValueError(f"predictions file {predictions} has joints {preds['joint_names'].tolist()}, "
+                         f"{annotations} {list(skeleton.names)}")
+    for key, same in (("imgname", np.equal), ("center", np.isclose), ("scale", np.isclose)):
+        if key not in preds:
+            continue
+        if preds[key].shape != ann[key].shape:
+            raise ValueError(f"predictions file {predictions} has {key!r} of shape {preds[key].shape}, "
+                             f"{annotations} {ann[key].shape}")
+        differ = np.flatnonzero(~same(preds[key], ann[key]).reshape(n, -1).all(1))
+        if len(differ):
+            i = int(differ[0])
+            raise ValueError(f"predictions file {predictions}: row {i} has {key} {preds[key][i].tolist()!r}, "
+                             f"{annotations} {ann[key][i].tolist()!r} (another split, or rows in another order)")
+    why = no_ground_truth(ann, annotations)
+    if why:
+        raise ValueError(f"nothing to score: {why}")
+    table = scored_pck_table(preds["preds"], ann["part"], annotated_joints(ann["part"]), ann["normalize"],
+                             thresholds, skeleton, None, inclusive)  # pck_table's means: PCKh's 14 joints for MPII
     table["samples"] = n
     return table
