@@ -199,13 +199,9 @@ def _cmd_eval(args) -> int:
         out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
         if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
             raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
-        outputs = {"--json": out, "--picture": picture, "--results": results}
-        for flag, path in outputs.items():
-            _check_writable(path, flag)
-        named = [(flag, path.resolve()) for flag, path in outputs.items() if path]
-        clash = next(((a, b) for i, (a, p) in enumerate(named) for b, q in named[i + 1:] if p == q), None)
-        if clash:
-            raise ValueError(f"{clash[0]} and {clash[1]} name one file ({outputs[clash[0]]}): give each its own")
+        _check_outputs([checkpoint, config] if config else [checkpoint],
+                       [(flag, [path]) for flag, path in (("--json", out), ("--picture", picture),
+                                                          ("--results", results)) if path], flag=None)
         _check_trained_settings(cfg, checkpoint, args.set)
         if args.results and cfg.data.dataset not in ("coco", "mpii"):
             raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "
@@ -287,10 +283,7 @@ def _cmd_score(args) -> int:
 
     out = Path(args.json) if args.json else None
     try:
-        _check_writable(out, "--json")
-        if out and out.exists() and any(Path(f).exists() and os.path.samefile(out, f)
-                                        for f in (args.predictions, args.annotations)):
-            raise ValueError(f"--json {out} is one of the files scored: write the table elsewhere")
+        _check_outputs([args.predictions, args.annotations], [("--json", [out])] if out else [], flag=None)
         thresholds = _thresholds(args.thresholds) if args.thresholds else (0.5, 0.1)
         table = score_mpii_predictions(args.predictions, args.annotations, thresholds, args.inclusive)
     except (ValueError, FileNotFoundError) as exc:
@@ -445,19 +438,20 @@ def _cmd_video(args) -> int:
     return 0
 
 
-def _check_outputs(inputs: list, outputs: list[tuple[str, list[Path]]]) -> None:
-    """ValueError where an output file would replace one of ``inputs`` (images, videos, the --boxes file) or another
-    output, or cannot be written (``_check_writable``); ``outputs``: ``(what it is written for, its files)``."""
+def _check_outputs(inputs: list, outputs: list[tuple[str, list[Path]]], flag: str | None = "--out") -> None:
+    """ValueError where an output file would replace one of ``inputs`` (images, videos, the --boxes file, a
+    checkpoint, ...) or another output, or cannot be written (``_check_writable``); ``outputs``: ``(what it is
+    written for, its files)``; ``flag``: the option naming the files (None: each output's own, its "what")."""
     given = {Path(p).resolve() for p in inputs}
     seen: set[Path] = set()
     for owner, files in outputs:
         for f in files:
-            _check_writable(Path(f), "--out")  # a folder where a picture goes, a file where --out's folder is
+            _check_writable(Path(f), flag or owner)  # a folder where a file goes, a file where its folder is
         for f in (Path(f).resolve() for f in files):
             if f in given or f in seen:
                 raise ValueError(f"the output {f} of {owner} would replace " +
                                  ("an input" if f in given else "another output") +
-                                 " (give --out another folder, or rename)")
+                                 (" (give --out another folder, or rename)" if flag == "--out" else ""))
             seen.add(f)
 
 

@@ -119,7 +119,7 @@ def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tm
     assert "exists and is not a predictions file" in capsys.readouterr().err
     same = str(tmp_path / "same.h5")
     assert main(["eval", "--workdir", str(work), *test_set, "--results", same, "--json", same]) == 2
-    assert "--json and --results name one file" in capsys.readouterr().err
+    assert "of --results would replace another output" in capsys.readouterr().err
     assert MPII(root / "annot" / "test.h5", root / "images").ann["imgname"].shape == (N,)
     results = tmp_path / "test_preds.H5"
     before = (work / "eval.json").read_bytes() if (work / "eval.json").exists() else None
@@ -266,4 +266,4 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--thresholds", "0"]) == 2
     assert "--thresholds must be" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--json", str(valid)]) == 2
-    assert "is one of the files scored" in capsys.readouterr().err and MPII(valid, root / "images").scorable.all()
+    assert "of --json would replace an input" in capsys.readouterr().err and MPII(valid, root / "images").scorable.all()
