@@ -105,7 +105,7 @@ def _cmd_train(args) -> int:
 def _detection_args(args, dataset: str) -> tuple[float, float]:
     """``--min-score`` and ``--nms-threshold`` (defaults 0 and 0.9): the first refused without ``--detections``,
     the second without COCO-format data (OKS-NMS thins people in either kind of box); ``--detections`` needs
-    COCO-format data and takes no PCK ``--thresholds``."""
+    COCO-format data and takes no PCK ``--thresholds`` or ``--inclusive``."""
     from .eval.oks import check_nms_threshold
 
     if args.min_score is not None and not args.detections:
@@ -115,8 +115,9 @@ def _detection_args(args, dataset: str) -> tuple[float, float]:
                          f"got data.dataset={dataset!r}")
     if args.detections and dataset != "coco":
         raise ValueError(f"--detections needs COCO-format data (data.dataset=coco), got data.dataset={dataset!r}")
-    if args.detections and args.thresholds:
-        raise ValueError("--thresholds are PCK thresholds: detected boxes have no ground truth each, only OKS AP")
+    if args.detections and (args.thresholds or args.inclusive):
+        raise ValueError(f"{'--thresholds are' if args.thresholds else '--inclusive is'} for PCK: detected boxes "
+                         f"have no ground truth each, only OKS AP")
     min_score = 0.0 if args.min_score is None else args.min_score
     if not math.isfinite(min_score):
         raise ValueError(f"--min-score must be a number, got {min_score}")
@@ -129,6 +130,10 @@ def _dark_kernel(args) -> int | None:
     if args.dark_kernel is not None and args.refine != "dark":
         raise ValueError("--dark-kernel applies to --refine dark")
     return args.dark_kernel
+
+
+# Config keys that make eval --workdir evaluate other data than the run's own (results then go to eval_<file>.json).
+OTHER_DATA_KEYS = {"data.root", "data.val_annotations", "data.image_dir", "data.val_image_dir", "data.dataset"}
 
 
 def _given_keys(overrides) -> set[str]:
@@ -191,17 +196,9 @@ def _cmd_eval(args) -> int:
             if not config.is_file():
                 raise ValueError(f"no config for {checkpoint} (no config.yaml beside it): give a config file, "
                                  f"--preset or --workdir")
+        if args.picture and not cv2.haveImageWriter(args.picture):  # before the evaluation, not after it
+            raise ValueError(f"--picture {args.picture}: not an image format OpenCV writes (use .jpg or .png)")
         cfg = _config(argparse.Namespace(preset=args.preset, config=config, set=args.set))
-        # a work dir keeps the results of both protocols, and of other annotation files, apart from its own
-        suffix = ("_detections" if args.detections else "") + (
-            f"_{Path(cfg.data.val_annotations).stem}" if "data.val_annotations" in _given_keys(args.set) else "")
-        picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
-        out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
-        if picture and not cv2.haveImageWriter(str(picture)):  # before the evaluation, not after it
-            raise ValueError(f"--picture {picture}: not an image format OpenCV writes (use .jpg or .png)")
-        _check_outputs([checkpoint, config] if config else [checkpoint],
-                       [(flag, [path]) for flag, path in (("--json", out), ("--picture", picture),
-                                                          ("--results", results)) if path], flag=None)
         _check_trained_settings(cfg, checkpoint, args.set)
         if args.results and cfg.data.dataset not in ("coco", "mpii"):
             raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "
@@ -221,6 +218,19 @@ def _cmd_eval(args) -> int:
                                                                   cfg.data.input_norm if said_norm else None)
         dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
                    else build_dataset(cfg.data, "val"))
+        annotations = getattr(dataset, "annotations", None)
+        # a work dir keeps the results of both protocols, and of other data than its own, apart from its eval.json
+        other_data = annotations is not None and _given_keys(args.set) & OTHER_DATA_KEYS
+        suffix = ("_detections" if args.detections else "") + (f"_{annotations.stem}" if other_data else "")
+        picture = Path(args.picture) if args.picture else (workdir / f"eval{suffix}.jpg" if workdir else None)
+        out = Path(args.json) if args.json else (workdir / f"eval{suffix}.json" if workdir else None)
+        inputs = [checkpoint, *([config] if config else []), *([annotations] if annotations else []),
+                  *([args.detections] if args.detections else [])]
+        _check_outputs(inputs, [(flag, [path]) for flag, path in (("--json", out), ("--picture", picture),
+                                                                  ("--results", results)) if path], flag=None)
+        image_dir = getattr(dataset, "image_dir", None)
+        if picture and picture.exists() and image_dir and picture.resolve().is_relative_to(image_dir.resolve()):
+            raise ValueError(f"--picture {picture} would replace a file in the dataset's image folder {image_dir}")
         if isinstance(dataset, MPII) and results:
             check_results_path(results, dataset)
         elif isinstance(dataset, MPII) and dataset.no_ground_truth():
@@ -250,7 +260,6 @@ def _cmd_eval(args) -> int:
         table["dark_kernel"] = dark_kernel
     boxes = (f" in the detected boxes of {args.detections} (score >= {min_score:g}; left out: {dataset.skipped}; "
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
-    annotations = getattr(dataset, "annotations", None)
     if annotations is not None:
         table["annotations"] = str(annotations)
     split = f"val ({Path(annotations).name})" if annotations is not None else "val"

@@ -593,7 +593,7 @@ def test_h5_fields_of_the_wrong_kind_are_refused_by_name(tmp_path):
         read_annotations(tmp_path / "broken.h5")
     with h5py.File(variant("scale", np.full(3, 0.6)), "a") as f:
         f.attrs["joint_names"] = np.array([b"\xff"] * 16)
-    with pytest.raises(ValueError, match="attribute 'joint_names' is not UTF-8"):
+    with pytest.raises(ValueError, match="attribute 'joint_names', entry 0 is not UTF-8"):
         read_annotations(tmp_path / "broken.h5")
     with pytest.raises(ValueError, match="write_annotations: no samples"):
         write_annotations(tmp_path / "none.h5", [], np.zeros((0, 2)), np.zeros(0), np.zeros((0, 16, 2)),

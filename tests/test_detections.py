@@ -200,8 +200,10 @@ def test_cli_eval_with_detections(tmp_path):
     assert table["detections"]["file"] == str(detections) and "pck" not in table
     assert not (work / "eval.json").exists()
     assert (work / "eval_detections.jpg").is_file() and not (work / "eval.jpg").exists()
-    for bad in (["--nms-threshold", "0"], ["--min-score", "nan"], ["--thresholds", "0.2"]):
+    for bad in (["--nms-threshold", "0"], ["--min-score", "nan"], ["--thresholds", "0.2"], ["--inclusive"],
+                ["--results", str(detections)], ["--json", str(path)]):  # nor over the data evaluated
         assert main(["eval", "--workdir", str(work), "--detections", str(detections)] + bad) == 2
+    assert json.loads(detections.read_text()) and read_coco(path)
     assert main(["eval", "--workdir", str(work), "--min-score", "0.3"]) == 2  # no --detections
     assert main(["eval", "--workdir", str(work), "--nms-threshold", "1", "--results", str(results)]) == 0  # GT boxes
     assert len(json.loads(results.read_text())) == 3

@@ -47,14 +47,18 @@ def test_stacks_feed_each_other():
 def test_gradients_reach_every_parameter(train):
     """Every parameter gets a gradient; in training mode the biases of the convs that feed a batch-statistics BN
     (a residual's conv1 and conv2) get one that is zero in exact arithmetic (the BN subtracts the batch mean),
-    so only rounding noise, sometimes exactly 0: those are checked to be that small."""
+    so only rounding noise, sometimes exactly 0: those are checked to be that small next to their conv weights'
+    gradient (rounding gives up to ~1e-3 of it, depending on the CPU and threads; a real gradient, as in eval mode,
+    is ~0.2 of it or more)."""
     torch.manual_seed(0)
     model = StackedHourglass(nstack=2, nfeat=16, njoints=4).train(train)
     model(torch.randn(2, 3, 64, 64)).square().mean().backward()
-    for name, param in model.named_parameters():
+    params = dict(model.named_parameters())
+    for name, param in params.items():
         assert param.grad is not None, name
         if train and name.endswith(("conv1.bias", "conv2.bias")):
-            assert param.grad.abs().max() < 1e-6, name
+            weight_grad = params[name.removesuffix("bias") + "weight"].grad
+            assert param.grad.abs().max() < 1e-2 * weight_grad.abs().max(), name
         else:
             assert param.grad.abs().sum() > 0, name
 

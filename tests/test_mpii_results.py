@@ -46,7 +46,7 @@ def _unlabelled(path, names, **extra):
     with h5py.File(path, "w") as f:
         f["imgname"] = np.array([s.encode() for s in names])
         f["center"], f["scale"] = np.tile([50.0, 45.0], (n, 1)), np.full(n, 0.4)
-        f["index"], f["person"] = np.arange(7, 7 + n, dtype=np.float64), np.zeros(n)  # whole floats are accepted
+        f["index"], f["person"] = np.arange(7, 7 + n, dtype=np.float64), np.zeros(n)  # copied as they are
         for key, value in extra.items():
             f[key] = value
 
@@ -111,9 +111,13 @@ def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tm
     assert "test.h5 has no sample PCK can score" in capsys.readouterr().err
     assert main(["eval", "--workdir", str(work), *test_set, "--results", str(tmp_path / "p.json")]) == 2
     assert "name it *.h5" in capsys.readouterr().err
-    for own in ("valid.h5", "test.h5"):  # never over the annotation file
+    for own, why in (("test.h5", "would replace an input"), ("valid.h5", "exists and is not a predictions file")):
         assert main(["eval", "--workdir", str(work), *test_set, "--results", str(root / "annot" / own)]) == 2
-        assert "exists and is not a predictions file" in capsys.readouterr().err
+        assert why in capsys.readouterr().err  # never over an annotation file
+    assert main(["eval", "--workdir", str(work), *test_set, "--json", str(root / "annot" / "test.h5")]) == 2
+    assert "of --json would replace an input" in capsys.readouterr().err
+    assert main(["eval", "--workdir", str(work), "--picture", str(root / "images" / "00001.jpg")]) == 2
+    assert "would replace a file in the dataset's image folder" in capsys.readouterr().err
     (tmp_path / "cut.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))  # an HDF5 signature, then nothing
     assert main(["eval", "--workdir", str(work), *test_set, "--results", str(tmp_path / "cut.h5")]) == 2
     assert "exists and is not a predictions file" in capsys.readouterr().err
@@ -129,6 +133,9 @@ def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tm
     table = json.loads((work / "eval_test.json").read_text())  # the run's own eval.json stays as it was
     assert "pck" not in table and table["unscored"] == N and table["samples"] == N
     assert (work / "eval_test.jpg").is_file()
+    assert ((work / "eval.json").read_bytes() if (work / "eval.json").exists() else None) == before
+    assert main(["eval", "--workdir", str(work), "--set", f"data.root={root}"]) == 0  # other data: eval_valid.json
+    assert json.loads((work / "eval_valid.json").read_text())["annotations"] == str(root / "annot" / "valid.h5")
     assert ((work / "eval.json").read_bytes() if (work / "eval.json").exists() else None) == before
     with h5py.File(results) as f:
         assert f["preds"].shape == (N, 16, 2) and np.isfinite(f["preds"][()]).all() and f.attrs["flip_test"]
@@ -166,11 +173,12 @@ def test_write_mpii_predictions_orders_rows_by_sample_and_keeps_the_base(run, tm
     dataset = MPII(root / "annot" / "valid.h5", root / "images", one_based=False)
     order = np.array([3, 0, 4, 1, 2])
     pred = np.random.default_rng(3).uniform(0, 90, (N, 16, 2))
-    preds = {"pred": pred[order], "scores": np.zeros((N, 16)), "index": order}
+    preds = {"pred": pred[order], "scores": pred[order, :, 0], "index": order}
     write_mpii_predictions(tmp_path / "p.h5", dataset, {**preds, "pred": pred})
     write_mpii_predictions(tmp_path / "p.h5", dataset, preds, note="x")  # a predictions file is replaced
     with h5py.File(tmp_path / "p.h5") as f:
         np.testing.assert_array_equal(f["preds"][()], pred)  # 0-based file: no shift
+        np.testing.assert_allclose(f["scores"][()], pred[..., 0], rtol=1e-6)  # rows in the file's order too
         assert not f.attrs["one_based"] and f.attrs["note"] == "x"
     for index in (order[:4], np.array([0, 0, 1, 2, 3])):
         with pytest.raises(ValueError, match="each of the dataset's 5 samples once"):
@@ -216,9 +224,12 @@ def test_score_reads_other_tools_files_as_eval_mpii_pose_does(run, tmp_path):
     missing = near.copy()
     missing[:, :8] = np.nan
     tables = []
-    for preds in (far, missing, missing.transpose(2, 1, 0).astype(np.float32)):
+    center = np.tile([50.0, 45.0], (N, 1))
+    for preds, extra in ((far, {}), (missing, {"center": center}),
+                         (missing.transpose(2, 1, 0).astype(np.float32), {"center": center.T})):
         with h5py.File(tmp_path / "p.h5", "w") as f:
             f["preds"] = preds
+            f.update(extra)
         tables.append(score_mpii_predictions(tmp_path / "p.h5", valid))
     assert tables[0]["pck"] == tables[1]["pck"] == tables[2]["pck"]
     assert tables[0]["pck"]["0.5"]["per_joint"]["r_ankle"] == 0.0 and tables[0]["pck"]["0.5"]["per_joint"][
@@ -260,6 +271,9 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
         f["center"][3] = [50.0, 45.0]
         f.attrs["joint_names"] = np.array([f"j{i}".encode() for i in range(16)])
     refused(None, "has joints ['j0', 'j1',")
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        f.attrs["joint_names"] = np.array([b"\xff"] * 16)
+    refused(None, "attribute 'joint_names', entry 0 is not UTF-8 text")
     assert main(["score", str(tmp_path / "whole.h5"), "--annotations", str(root / "annot" / "test.h5")]) == 2
     err = capsys.readouterr().err
     assert "nothing to score: " in err and "test.h5 has no sample PCK can score" in err

@@ -90,7 +90,7 @@ def _read_fields(f, path: Path, keys) -> dict[str, np.ndarray]:
         ann[key] = values if key == "imgname" else values.astype(np.float64)
     if not len(ann["imgname"]):
         raise ValueError(f"MPII annotation file {path} has no samples")
-    ann["imgname"] = image_names(ann["imgname"], f"MPII annotation file {path}")
+    ann["imgname"] = decode_texts(ann["imgname"], f"MPII annotation file {path}", "imgname of sample")
     return ann
 
 
@@ -103,18 +103,18 @@ def described_field(field) -> str:
     return f"{field.dtype} of shape {field.shape}" if isinstance(field, h5py.Dataset) else "a group"
 
 
-def image_names(values: np.ndarray, where: str) -> np.ndarray:
-    """An h5 ``imgname`` field's values (bytes or str) as an (N,) str array; ValueError naming ``where`` and the
-    sample for one that is not UTF-8 text."""
-    names = []
-    for i, name in enumerate(values):
+def decode_texts(values, where: str, what: str) -> np.ndarray:
+    """An h5 field's or attribute's values (bytes or str) as an (N,) str array; ValueError naming ``where``,
+    ``what`` ("imgname of sample", ...) and the entry for one that is not UTF-8 text."""
+    texts = []
+    for i, text in enumerate(np.atleast_1d(values)):
         try:
-            names.append(name.decode("utf-8") if isinstance(name, bytes) else name)
+            texts.append(text.decode("utf-8") if isinstance(text, bytes) else text)
         except UnicodeDecodeError:
-            raise ValueError(f"{where}: imgname of sample {i} is not UTF-8 text: {name[:60]!r}") from None
-        if not isinstance(names[-1], str):
-            raise ValueError(f"{where}: imgname of sample {i} is not text: {name!r}")
-    return np.array(names)
+            raise ValueError(f"{where}: {what} {i} is not UTF-8 text: {text[:60]!r}") from None
+        if not isinstance(texts[-1], str):
+            raise ValueError(f"{where}: {what} {i} is not text: {text!r}")
+    return np.array(texts)
 
 
 def annotated_joints(part: np.ndarray) -> np.ndarray:
@@ -168,14 +168,10 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     k = _check_shapes(ann, f"MPII annotation file {path}")
     _check_values(ann, f"MPII annotation file {path}")
     if "joint_names" in attrs:
-        try:
-            names = [s.decode("utf-8") if isinstance(s, bytes) else str(s)
-                     for s in np.atleast_1d(attrs["joint_names"])]
-        except UnicodeDecodeError:
-            raise ValueError(f"MPII annotation file {path}: attribute 'joint_names' is not UTF-8 text") from None
+        names = decode_texts(attrs["joint_names"], f"MPII annotation file {path}", "attribute 'joint_names', entry")
         if len(names) != k:
             raise ValueError(f"MPII annotation file {path}: {len(names)} joint_names for {k} joints")
-        ann["joint_names"] = np.array(names)
+        ann["joint_names"] = names
     if "limbs" in attrs:
         limbs = np.asarray(attrs["limbs"])
         if limbs.size % 2 or not np.issubdtype(limbs.dtype, np.integer):

@@ -86,7 +86,8 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         skeleton = getattr(dataset, "skeleton", None)
         mpii = isinstance(dataset, MPII) and skeleton.names == JOINT_NAMES  # whatever its flip pairs
         table = scored_pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                                 skeleton, PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1])), inclusive)
+                                 skeleton=skeleton, inclusive=inclusive,
+                                 mean_joints=PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1])))
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
     if isinstance(dataset, (COCOKeypoints, COCODetections)):
@@ -94,7 +95,7 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
     return table, preds
 
 
-def scored_pck_table(pred, joints, annotated, normalize, thresholds, skeleton=None, mean_joints=None,
+def scored_pck_table(pred, joints, annotated, normalize, thresholds, *, skeleton=None, mean_joints=None,
                      inclusive: bool = False) -> dict:
     """``pck_table`` (its arguments) of the samples with ground truth (``hgfast.data.mpii.scorable``): those without
     an annotated joint or whose ``normalize`` is 0 (MPII-style files: no head box; a test split) are left out and

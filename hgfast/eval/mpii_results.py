@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.mpii import (MPII, annotated_joints, described_field, h5_skeleton, image_names, no_ground_truth,
+from ..data.mpii import (MPII, annotated_joints, decode_texts, described_field, h5_skeleton, no_ground_truth,
                          read_annotations)
 
 
@@ -70,8 +70,9 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
 def read_mpii_predictions(path: str | os.PathLike) -> dict:
     """The arrays of a predictions file: ``preds`` (N, K, 2) float64, and where it has them ``imgname`` (N,) str,
     ``center`` (N, 2), ``scale`` (N,) and ``joint_names`` (its attribute). A (2, K, N) ``preds`` (a MATLAB n × K × 2
-    array saved with -v7.3) is transposed, as eval-mpii-pose does; NaN or infinite coordinates are kept (PCK counts
-    them as misses, as its ``evalMPII.m`` does). FileNotFoundError / ValueError name the file and the problem."""
+    array saved with -v7.3) is transposed, as eval-mpii-pose does, and a (2, N) ``center`` beside it; NaN or
+    infinite coordinates are kept (PCK counts them as misses, as its ``evalMPII.m`` does). FileNotFoundError /
+    ValueError name the file and the problem."""
     import h5py
 
     path = Path(path)
@@ -91,7 +92,8 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
                 raise ValueError(f"{where}: field 'preds' must be (N, K, 2) (or (2, K, N)) numbers, x and y per "
                                  f"joint, got {described_field(preds)}")
             values = preds[()].astype(np.float64)
-            out = {"preds": values if values.shape[2] == 2 else values.transpose(2, 1, 0)}
+            matlab = values.shape[2] != 2  # (2, K, N): a MATLAB file's n x K x 2, and its centres 2 x n
+            out = {"preds": values.transpose(2, 1, 0) if matlab else values}
             for key, kinds, ndim in (("imgname", "SO", 1), ("center", "iuf", 2), ("scale", "iuf", 1)):
                 field = f.get(key)
                 if field is None:
@@ -99,9 +101,12 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
                 if not isinstance(field, h5py.Dataset) or field.dtype.kind not in kinds or field.ndim != ndim:
                     kind = "image names" if key == "imgname" else "numbers"
                     raise ValueError(f"{where}: field {key!r} must be {ndim}-D {kind}, got {described_field(field)}")
-                out[key] = image_names(field[()], where) if key == "imgname" else field[()].astype(np.float64)
+                out[key] = (decode_texts(field[()], where, "imgname of sample") if key == "imgname"
+                            else field[()].astype(np.float64))
+                if key == "center" and matlab and out[key].shape[0] == 2:
+                    out[key] = out[key].T
             if "joint_names" in f.attrs:
-                out["joint_names"] = image_names(np.atleast_1d(f.attrs["joint_names"]), where)
+                out["joint_names"] = decode_texts(f.attrs["joint_names"], where, "attribute 'joint_names', entry")
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable {where}: {exc}") from exc
     return out
@@ -141,6 +146,6 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
     if why:
         raise ValueError(f"nothing to score: {why}")
     table = scored_pck_table(preds["preds"], ann["part"], annotated_joints(ann["part"]), ann["normalize"],
-                             thresholds, skeleton, None, inclusive)  # pck_table's means: PCKh's 14 joints for MPII
+                             thresholds, skeleton=skeleton, inclusive=inclusive)  # means: PCKh's 14 joints for MPII
     table["samples"] = n
     return table
