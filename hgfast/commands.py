@@ -168,6 +168,7 @@ def _cmd_eval(args) -> int:
     from .checkpoint import checkpoint_file
     from .data.build import build_dataset, build_detections
     from .data.mpii import MPII
+    from .data.skeleton import Skeleton
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table, write_mpii_predictions
     from .eval.mpii_results import check_results_path
@@ -216,8 +217,8 @@ def _cmd_eval(args) -> int:
         said_norm = cfg.data.input_norm != "none" or "data.input_norm" in _given_keys(args.set)
         half_pixel, flip_shift, input_norm = decoding_conventions(model, args.half_pixel, args.flip_shift,
                                                                   cfg.data.input_norm if said_norm else None)
-        dataset = (build_detections(cfg.data, args.detections, min_score) if args.detections
-                   else build_dataset(cfg.data, "val"))
+        dataset = (build_detections(cfg.data, args.detections, min_score, Skeleton.from_checkpoint(checkpoint))
+                   if args.detections else build_dataset(cfg.data, "val"))
         annotations = getattr(dataset, "annotations", None)
         # a work dir keeps the results of both protocols, and of other data than its own, apart from its eval.json
         other_data = annotations is not None and _given_keys(args.set) & OTHER_DATA_KEYS
@@ -236,6 +237,9 @@ def _cmd_eval(args) -> int:
         elif isinstance(dataset, MPII) and dataset.no_ground_truth():
             raise ValueError(f"{dataset.no_ground_truth()}: a test split? Give --results preds.h5 to write the "
                              f"predictions")
+        elif not getattr(dataset, "ground_truth", True) and not results:
+            raise ValueError(f"{annotations} has no annotations (an image-info file, like COCO's test-dev): give "
+                             f"--results r.json to write the predictions (COCO's results format, for its server)")
         thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, args.inclusive,
                                 batch_size=args.batch_size, workers=cfg.data.workers, flip=args.flip,

@@ -215,8 +215,10 @@ def test_coco_bad_inputs(tmp_path):
     bad.write_text('{"images": [')
     with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
         read_coco(bad)
-    with pytest.raises(ValueError, match="'images', 'annotations'"):
+    with pytest.raises(ValueError, match="has no 'annotations': an image-info file"):
         read_coco(variant("list.json", lambda d: d.pop("annotations")))
+    with pytest.raises(ValueError, match="'images', 'annotations'"):
+        read_coco(variant("dict.json", lambda d: d.update(annotations={})))
     with pytest.raises(ValueError, match="no category has 'keypoints'"):
         read_coco(variant("nocat.json", lambda d: d["categories"][0].pop("keypoints")))
     two = variant("two.json", lambda d: d["categories"].append(dict(d["categories"][0], id=2)))

@@ -306,3 +306,46 @@ def test_ground_truth_boxes_warn_where_an_image_has_more_people_than_cocoeval_co
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         oks_ap(path, 1, results)
+
+
+def test_cli_eval_on_an_image_info_file_writes_predictions_only(tmp_path, capsys):
+    """COCO's test-dev: an image-info file (images and detection categories, no annotations nor keypoints); the
+    joints come from the checkpoint and the predictions are those of the same boxes on the annotated file."""
+    path, images, *_ = _write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    info = tmp_path / "image_info_test.json"
+    info.write_text(json.dumps({"images": data["images"], "categories": [
+        {"id": 3, "name": "car", "supercategory": "vehicle"}, {"id": 1, "name": "person", "supercategory": "person"}]}))
+    work = tmp_path / "run"
+    work.mkdir()
+    torch.manual_seed(0)
+    skeleton = COCODetections(path, _detections(tmp_path / "d.json", _gt_detections(read_coco(path))), images,
+                              input_size=32).skeleton
+    StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors", skeleton)
+    sets = ["data.dataset=coco", f"data.train_annotations={path}", f"data.val_annotations={path}",
+            f"data.image_dir={images}", "model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32",
+            "data.workers=0"]
+    save_yaml(resolve(overrides=sets), work / "config.yaml")
+    detections = _detections(tmp_path / "det.json", _gt_detections(read_coco(path)))
+    base = ["eval", "--workdir", str(work), "--detections", str(detections), "--nms-threshold", "1"]
+    assert main(base + ["--results", str(tmp_path / "annotated.json")]) == 0
+    test_dev = base + ["--set", f"data.val_annotations={info}"]
+    assert main(test_dev) == 2
+    assert "has no annotations (an image-info file, like COCO's test-dev): give --results" in capsys.readouterr().err
+    assert main(test_dev + ["--results", str(tmp_path / "test_dev.json")]) == 0
+    assert "OKS AP skipped: " in capsys.readouterr().out
+    annotated, test_dev_results = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("annotated", "test_dev"))
+    assert len(test_dev_results) == 3 and test_dev_results == annotated  # same boxes, same model: same people
+    table = json.loads((work / "eval_detections_image_info_test.json").read_text())
+    assert "image-info file" in table["oks"]["skipped"] and table["samples"] == 3
+    # the image-info file needs detected boxes, a person category and a checkpoint that names its joints
+    with pytest.raises(ValueError, match="has no 'annotations': an image-info file .* only for detected people"):
+        read_coco(info)
+    with pytest.raises(ValueError, match="has no usable detection .*'other category': 3"):
+        COCODetections(info, detections, images, category_id=3, joints=skeleton)  # the cars' category
+    info.write_text(json.dumps({"images": data["images"], "categories": [{"id": 3, "name": "car"}]}))
+    with pytest.raises(ValueError, match="0 categories named 'person' \\(give data.category_id; ids: \\[3\\]\\)"):
+        COCODetections(info, detections, images, joints=skeleton)
+    StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors")  # no skeleton
+    assert main(test_dev + ["--results", str(tmp_path / "test_dev.json")]) == 2
+    assert "with the joints of a checkpoint that names them" in capsys.readouterr().err

@@ -137,8 +137,11 @@ def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[d
 
 
 def _coco_ap(dataset, preds: dict, nms_threshold: float) -> dict:
-    """COCOeval's AP of the predictions, or ``{"skipped": why}``: no pycocotools, no sigmas for this skeleton, or
-    COCOeval failed (warned: a metric must not end a training run)."""
+    """COCOeval's AP of the predictions, or ``{"skipped": why}``: no ground truth (an image-info file), no
+    pycocotools, no sigmas for this skeleton, or COCOeval failed (warned: a metric must not end a training run)."""
+    if not getattr(dataset, "ground_truth", True):
+        return {"skipped": f"{dataset.annotations} has no annotations (an image-info file, like COCO's test-dev): "
+                           f"predictions only"}
     sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
     if sigmas is None:
         return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
