@@ -167,10 +167,11 @@ def _cmd_eval(args) -> int:
 
     from .checkpoint import checkpoint_file
     from .data.build import build_dataset, build_detections
+    from .data.coco_detections import COCODetections
     from .data.mpii import MPII
-    from .data.skeleton import Skeleton
     from .device import resolve_device
     from .eval import coco_predictions, evaluate, format_table, write_mpii_predictions
+    from .eval.evaluate import check_nms_sigmas
     from .eval.mpii_results import check_results_path
     from .models import StackedHourglass
     from .predict import AMP_DTYPES, check_refine, dark_kernel_for, decoding_conventions, fast_inference
@@ -217,7 +218,7 @@ def _cmd_eval(args) -> int:
         said_norm = cfg.data.input_norm != "none" or "data.input_norm" in _given_keys(args.set)
         half_pixel, flip_shift, input_norm = decoding_conventions(model, args.half_pixel, args.flip_shift,
                                                                   cfg.data.input_norm if said_norm else None)
-        dataset = (build_detections(cfg.data, args.detections, min_score, Skeleton.from_checkpoint(checkpoint))
+        dataset = (build_detections(cfg.data, args.detections, min_score, _model_skeleton(model, checkpoint))
                    if args.detections else build_dataset(cfg.data, "val"))
         annotations = getattr(dataset, "annotations", None)
         # a work dir keeps the results of both protocols, and of other data than its own, apart from its eval.json
@@ -234,12 +235,12 @@ def _cmd_eval(args) -> int:
             raise ValueError(f"--picture {picture} would replace a file in the dataset's image folder {image_dir}")
         if isinstance(dataset, MPII) and results:
             check_results_path(results, dataset)
-        elif isinstance(dataset, MPII) and dataset.no_ground_truth():
-            raise ValueError(f"{dataset.no_ground_truth()}: a test split? Give --results preds.h5 to write the "
-                             f"predictions")
-        elif not getattr(dataset, "ground_truth", True) and not results:
-            raise ValueError(f"{annotations} has no annotations (an image-info file, like COCO's test-dev): give "
-                             f"--results r.json to write the predictions (COCO's results format, for its server)")
+        why = dataset.no_ground_truth() if isinstance(dataset, (MPII, COCODetections)) else None
+        if why and not results:
+            raise ValueError(f"{why}; give --results {'preds.h5' if isinstance(dataset, MPII) else 'r.json'} to "
+                             f"write the predictions")
+        if results and args.detections:
+            check_nms_sigmas(dataset, nms_threshold)  # before predicting every box, not after
         thresholds = thresholds or cfg.thresholds()
         table, preds = evaluate(model, dataset, thresholds, nms_threshold, args.inclusive,
                                 batch_size=args.batch_size, workers=cfg.data.workers, flip=args.flip,
@@ -266,7 +267,7 @@ def _cmd_eval(args) -> int:
              f"OKS-NMS {nms_threshold:g})" if args.detections else "")
     if annotations is not None:
         table["annotations"] = str(annotations)
-    split = f"val ({Path(annotations).name})" if annotations is not None else "val"
+    split = Path(annotations).name if annotations is not None else "val"
     print(f"{cfg.data.dataset} {split}, {table['samples']} samples{boxes}, flip test {args.flip}, checkpoint "
           f"{checkpoint}")
     if model.checkpoint_layout != "hgfast":
@@ -289,6 +290,16 @@ def _cmd_eval(args) -> int:
     except OSError as exc:
         return _fail("eval", exc)
     return 0
+
+
+def _model_skeleton(model, checkpoint: Path):
+    """The skeleton stored with ``model``'s checkpoint, or None; a ValueError names the checkpoint."""
+    from .data.skeleton import Skeleton
+
+    try:
+        return Skeleton.from_dict(model.checkpoint_skeleton) if model.checkpoint_skeleton else None
+    except ValueError as exc:
+        raise ValueError(f"checkpoint {checkpoint}: its stored skeleton: {exc}") from exc
 
 
 def _cmd_score(args) -> int:
@@ -752,7 +763,8 @@ def register(sub) -> None:
     p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
     p.add_argument("--detections", metavar="JSON", help="COCO-format data: predict in these detected person boxes "
                    "(COCO results format: image_id, category_id, bbox, score) instead of the ground-truth ones, "
-                   "and report OKS AP over all validation images (COCO's detected-box protocol)")
+                   "and report OKS AP over all validation images (COCO's detected-box protocol); on an image-info "
+                   "file (COCO's test-dev, no annotations) predictions only, with --results")
     p.add_argument("--min-score", type=float, help="with --detections: leave out boxes scored below "
                    "this (default 0, as HRNet and mmpose)")
     p.add_argument("--nms-threshold", type=float, help="COCO-format data: OKS-NMS per image drops a person "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hgfast.cli import main
-from hgfast.data import COCODetections, build_detections, read_coco, read_detections
+from hgfast.data import COCODetections, Skeleton, build_detections, read_coco, read_detections
 from hgfast.eval import coco_predictions, evaluate, format_table
 from hgfast.eval.oks import COCO_OKS_SIGMAS, coco_results, oks_ap, oks_nms, person_scores
 from hgfast.models import StackedHourglass
@@ -331,7 +331,8 @@ def test_cli_eval_on_an_image_info_file_writes_predictions_only(tmp_path, capsys
     assert main(base + ["--results", str(tmp_path / "annotated.json")]) == 0
     test_dev = base + ["--set", f"data.val_annotations={info}"]
     assert main(test_dev) == 2
-    assert "has no annotations (an image-info file, like COCO's test-dev): give --results" in capsys.readouterr().err
+    assert "has no annotations (an image-info file, like COCO's test-dev): predictions only; give --results r.json" \
+        in capsys.readouterr().err
     assert main(test_dev + ["--results", str(tmp_path / "test_dev.json")]) == 0
     assert "OKS AP skipped: " in capsys.readouterr().out
     annotated, test_dev_results = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("annotated", "test_dev"))
@@ -339,13 +340,23 @@ def test_cli_eval_on_an_image_info_file_writes_predictions_only(tmp_path, capsys
     table = json.loads((work / "eval_detections_image_info_test.json").read_text())
     assert "image-info file" in table["oks"]["skipped"] and table["samples"] == 3
     # the image-info file needs detected boxes, a person category and a checkpoint that names its joints
-    with pytest.raises(ValueError, match="has no 'annotations': an image-info file .* only for detected people"):
+    with pytest.raises(ValueError, match="has no 'annotations': an image-info file .* no ground truth to train"):
         read_coco(info)
     with pytest.raises(ValueError, match="has no usable detection .*'other category': 3"):
-        COCODetections(info, detections, images, category_id=3, joints=skeleton)  # the cars' category
-    info.write_text(json.dumps({"images": data["images"], "categories": [{"id": 3, "name": "car"}]}))
-    with pytest.raises(ValueError, match="0 categories named 'person' \\(give data.category_id; ids: \\[3\\]\\)"):
-        COCODetections(info, detections, images, joints=skeleton)
+        COCODetections(info, detections, images, category_id=3, skeleton=skeleton)  # the cars' category
+    for categories, why in (([{"id": 3, "name": "car"}], r"0 categories named 'person' \(give data.category_id; "
+                                                         r"ids: \[3\]\)"),
+                            ([], "has no 'categories' with ids: it needs the person category"),
+                            ([{"id": 1, "name": "person", "keypoints": ["nose"]}], r"lists the joints \['nose'\], "
+                                                                                    r"the model predicts \['nose', ")):
+        info.write_text(json.dumps({"images": data["images"], "categories": categories}))
+        with pytest.raises(ValueError, match=why):
+            COCODetections(info, detections, images, skeleton=skeleton)
+    info.write_text(json.dumps({"images": data["images"], "categories": [{"id": 1, "name": "person"}]}))
+    unnamed = Skeleton.from_names([f"joint_{i}" for i in range(17)], ())  # no OKS sigmas for these joints
+    StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors", unnamed)
+    assert main(test_dev + ["--results", str(tmp_path / "t.json"), "--nms-threshold", "0.9"]) == 2
+    assert "OKS-NMS of detected people needs per-joint OKS sigmas" in capsys.readouterr().err  # before predicting
     StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors")  # no skeleton
     assert main(test_dev + ["--results", str(tmp_path / "test_dev.json")]) == 2
-    assert "with the joints of a checkpoint that names them" in capsys.readouterr().err
+    assert "with the joint names a checkpoint stores" in capsys.readouterr().err

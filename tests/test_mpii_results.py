@@ -129,7 +129,7 @@ def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tm
     before = (work / "eval.json").read_bytes() if (work / "eval.json").exists() else None
     assert main(["eval", "--workdir", str(work), *test_set, "--flip", "--results", str(results)]) == 0
     out = capsys.readouterr().out
-    assert f"PCK: none of the {N} samples has ground truth" in out and "mpii val (test.h5)" in out
+    assert f"PCK: none of the {N} samples has ground truth" in out and "mpii test.h5, 5 samples" in out
     table = json.loads((work / "eval_test.json").read_text())  # the run's own eval.json stays as it was
     assert "pck" not in table and table["unscored"] == N and table["samples"] == N
     assert (work / "eval_test.jpg").is_file()

@@ -35,14 +35,14 @@ def build_dataset(data, split: str) -> TopDownDataset:
     raise ValueError(f"unknown dataset {data.dataset!r}; choose 'synthetic', 'mpii' or 'coco'")
 
 
-def build_detections(data, detections, min_score: float = 0.0, joints=None) -> COCODetections:
+def build_detections(data, detections, min_score: float = 0.0, skeleton=None) -> COCODetections:
     """Detected people (``COCODetections``) on the validation images of COCO-format config section ``data``;
-    ``joints``: the model's ``Skeleton``, for an image-info file (COCO's test-dev)."""
+    ``skeleton``: the model's ``Skeleton``, the joints of an image-info file (COCO's test-dev)."""
     if data.dataset != "coco":
         raise ValueError(f"detected boxes need COCO-format data (data.dataset=coco), got {data.dataset!r}")
     annotations, image_dir = _coco_files(data, "val")
     return COCODetections(annotations, detections, image_dir, data.input_size, data.category_id or None,
-                          _flip_pairs(data), data.box_margin, data.oks_sigmas or None, min_score, joints)
+                          _flip_pairs(data), data.box_margin, data.oks_sigmas or None, min_score, skeleton)
 
 
 def _coco_files(data, split: str) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ with sides of at least a pixel on an image of the keypoint file (overlapping it,
 others are counted in ``skipped``. The crop is ``COCOKeypoints``'s (``margin`` × the box at the input's aspect).
 Samples have no ground truth (``joints`` and flags 0): ``hgfast.eval.evaluate`` scores them by OKS AP over every
 image of the keypoint file, after OKS-NMS. On an image-info file (COCO's test-dev: images, no annotations;
-``hgfast.data.coco_format``) the joints are the model's (``joints``) and there is no AP: predictions only, for
+``hgfast.data.coco_format``) the joints are the model's (``skeleton``) and there is no AP: predictions only, for
 COCO's evaluation server.
 """
 from __future__ import annotations
@@ -78,22 +78,22 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
 class COCODetections(TopDownDataset):
     """Top-down samples, one per detected person (module docstring), of the images of COCO keypoint file
     ``annotations`` in ``image_dir``; ``detections``: COCO results JSON; ``category_id``, ``flip_pairs``,
-    ``margin`` and ``oks_sigmas`` as for ``COCOKeypoints``; ``joints``: the ``Skeleton`` for an image-info file
-    (the model's; module docstring), whose ``ground_truth`` is then False. Never augmented."""
+    ``margin`` and ``oks_sigmas`` as for ``COCOKeypoints``; ``skeleton``: the model's ``Skeleton``, the joints of an
+    image-info file (module docstring; ignored for a keypoint file, whose joints are its own). Never augmented."""
 
     def __init__(self, annotations: str | os.PathLike, detections: str | os.PathLike, image_dir: str | os.PathLike,
                  input_size: int | tuple[int, int] = 256, category_id: int | None = None, flip_pairs=None,
-                 margin: float = 1.25, oks_sigmas=None, min_score: float = 0.0, joints: Skeleton | None = None):
+                 margin: float = 1.25, oks_sigmas=None, min_score: float = 0.0, skeleton: Skeleton | None = None):
         super().__init__(input_size)
         who = type(self).__name__
         self.margin = checked_margin(who, margin)
         if not (isinstance(min_score, numbers.Real) and np.isfinite(min_score)):
             raise ValueError(f"{who}: min_score must be a number, got {min_score!r}")
         self.annotations, self.detections, self.min_score = Path(annotations), Path(detections), float(min_score)
-        data, category, names, edges, files, sizes = read_coco_header(self.annotations, category_id, joints)
-        self.category_id, self.ground_truth = category["id"], "annotations" in data
+        data, category, names, edges, files, sizes = read_coco_header(self.annotations, category_id, skeleton)
+        self.category_id, self._ground_truth = category["id"], "annotations" in data
         self.oks_sigmas = checked_sigmas(who, oks_sigmas, len(names))
-        self.skeleton = (joints if not self.ground_truth and flip_pairs is None
+        self.skeleton = (skeleton if not self._ground_truth and flip_pairs is None
                          else coco_skeleton(self.annotations, names, edges, flip_pairs))
         self.det = read_detections(self.detections, files, self.category_id, self.min_score, sizes)
         self.skipped = self.det.pop("skipped")
@@ -104,6 +104,11 @@ class COCODetections(TopDownDataset):
 
     def __len__(self) -> int:
         return len(self.det["score"])
+
+    def no_ground_truth(self) -> str | None:
+        """Why there is no AP to compute (an image-info file), or None."""
+        return None if self._ground_truth else (f"{self.annotations} has no annotations (an image-info file, like "
+                                                f"COCO's test-dev): predictions only")
 
     def image_ids(self, index) -> list:
         """The COCO image id of each sample in ``index`` (e.g. ``predict_dataset``'s ``index``)."""

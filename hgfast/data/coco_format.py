@@ -14,7 +14,7 @@ category_id, keypoints [x1, y1, v1, x2, ...], bbox [x, y, w, h], area, num_keypo
 A file that breaks these is a ValueError naming it and the entry (image or annotation id), never a quietly wrong
 dataset or AP. An *image-info* file (COCO's ``image_info_test-dev2017.json``: ``images`` and the detection
 ``categories``, no ``annotations`` nor keypoints) has no ground truth; detected people on its images take their
-joints from the model (``read_coco_header(joints=...)``) and are predicted only.
+joints from the model (``read_coco_header(skeleton=...)``) and are predicted only.
 """
 from __future__ import annotations
 
@@ -75,14 +75,22 @@ def read_json(path: str | os.PathLike, what: str):
         raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
 
 
-def _person_category(data: dict, path: Path, category_id) -> dict:
-    """An image-info file's category for detected people: ``category_id``'s, else the one named "person"."""
+def _person_category(data: dict, path: Path, category_id, names) -> dict:
+    """An image-info file's category for detected people: ``category_id``'s, else the one named "person"; one that
+    lists keypoints must list ``names`` (the model's)."""
     cats = [c for c in data.get("categories") or [] if isinstance(c, dict) and is_id(c.get("id"))]
+    if not cats:
+        raise ValueError(f"COCO image-info file {path} has no 'categories' with ids: it needs the person category "
+                         f"(id and name) that the results are written for")
     found = [c for c in cats if (c["id"] == category_id if category_id is not None else c.get("name") == "person")]
     if len(found) != 1:
         which = f"with id {category_id!r}" if category_id is not None else "named 'person'"
         raise ValueError(f"COCO image-info file {path}: {len(found)} categories {which} (give data.category_id; "
                          f"ids: {[c['id'] for c in cats][:20]})")
+    listed = found[0].get("keypoints")
+    if listed and list(listed) != list(names):
+        raise ValueError(f"COCO image-info file {path}: category {found[0]['id']!r} lists the joints "
+                         f"{str(listed)[:200]}, the model predicts {list(names)}")
     return found[0]
 
 
@@ -139,25 +147,26 @@ def _images(path: Path, images: list) -> tuple[dict, dict]:
     return files, sizes
 
 
-def read_coco_header(path: Path, category_id=None, joints=None) -> tuple[dict, dict, list, list, dict, dict]:
+def read_coco_header(path: Path, category_id=None, skeleton=None) -> tuple[dict, dict, list, list, dict, dict]:
     """``(data, category, names, edges, files, sizes)`` of a COCO keypoint file: the parsed JSON, the category with
     keypoints (``category_id``: which, if several), its joint names (K,) and limbs (0-based pairs), ``{image id:
-    file_name}`` and ``{image id: (width, height)}`` (images that give their size). ``joints`` (a ``Skeleton``, the
-    model's) admits an image-info file (module docstring): its category is ``category_id``'s or "person", names
-    and limbs those of ``joints``; ``"annotations" in data`` tells the two kinds apart."""
+    file_name}`` and ``{image id: (width, height)}`` (images that give their size). ``skeleton`` (the model's)
+    admits an image-info file (module docstring): its category is ``category_id``'s or "person", names and limbs
+    those of ``skeleton``; ``"annotations" in data`` tells the two kinds apart."""
     data = read_json(path, "COCO annotation file")
-    info = joints is not None and isinstance(data, dict) and "annotations" not in data
+    info = skeleton is not None and isinstance(data, dict) and "annotations" not in data
     if isinstance(data, dict) and isinstance(data.get("images"), list) and "annotations" not in data and not info:
         raise ValueError(f"COCO annotation file {path} has no 'annotations': an image-info file (like COCO's "
-                         f"test-dev) is read only for detected people (--detections), with the joints of a "
-                         f"checkpoint that names them (one hgfast trained)")
+                         f"test-dev) has no ground truth to train or validate on; its detected people are predicted "
+                         f"with the joint names a checkpoint stores (hgfast eval --detections --results, with a "
+                         f"checkpoint hgfast saved with its skeleton)")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not (info or isinstance(data.get("annotations"), list)):
         raise ValueError(f"COCO annotation file {path} must be an object with 'images', 'annotations' and "
                          f"'categories' lists")
     if info:
-        cat = _person_category(data, path, category_id)
-        return (data, cat, list(joints.names), [tuple(limb[:2]) for limb in joints.limbs],
+        cat = _person_category(data, path, category_id, skeleton.names)
+        return (data, cat, list(skeleton.names), [tuple(limb[:2]) for limb in skeleton.limbs],
                 *_images(path, data["images"]))
     cat = _category(data, path, category_id)
     return (data, cat, list(cat["keypoints"]), _edges(path, cat), *_images(path, data["images"]))

@@ -121,10 +121,7 @@ def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[d
     detected = isinstance(dataset, COCODetections)
     if detected:
         box_scores = dataset.det["score"][index]
-    sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
-    if nms_threshold < 1 and detected and sigmas is None:
-        raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
-                         f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
+    sigmas = check_nms_sigmas(dataset, nms_threshold)
     if nms_threshold < 1 and sigmas is not None:
         w, h = (dataset.det if detected else dataset.ann)["box"][index, 2:].T
         crop_height = dataset.margin * np.maximum(h, w / dataset.aspect)
@@ -136,12 +133,22 @@ def coco_predictions(dataset, preds: dict, nms_threshold: float = 0.9) -> list[d
     return coco_results(image_ids, dataset.category_id, keypoints, scores, box_scores)
 
 
+def check_nms_sigmas(dataset, nms_threshold: float):
+    """The OKS sigmas of ``dataset``'s skeleton (None where unknown); ValueError where OKS-NMS of detected people
+    needs them (``nms_threshold`` < 1), so that a long run is refused before it starts."""
+    sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
+    if nms_threshold < 1 and isinstance(dataset, COCODetections) and sigmas is None:
+        raise ValueError(f"OKS-NMS of detected people needs per-joint OKS sigmas for the skeleton "
+                         f"{dataset.skeleton.names} (config key data.oks_sigmas), or nms_threshold 1 (none)")
+    return sigmas
+
+
 def _coco_ap(dataset, preds: dict, nms_threshold: float) -> dict:
     """COCOeval's AP of the predictions, or ``{"skipped": why}``: no ground truth (an image-info file), no
     pycocotools, no sigmas for this skeleton, or COCOeval failed (warned: a metric must not end a training run)."""
-    if not getattr(dataset, "ground_truth", True):
-        return {"skipped": f"{dataset.annotations} has no annotations (an image-info file, like COCO's test-dev): "
-                           f"predictions only"}
+    why = dataset.no_ground_truth() if isinstance(dataset, COCODetections) else None
+    if why:
+        return {"skipped": why}
     sigmas = default_sigmas(dataset.skeleton.names, dataset.oks_sigmas)
     if sigmas is None:
         return {"skipped": "OKS AP needs per-joint sigmas for a skeleton other than COCO's 17 joints (config key "
