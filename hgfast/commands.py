@@ -304,17 +304,31 @@ def _model_skeleton(model, checkpoint: Path):
 
 def _cmd_score(args) -> int:
     from .eval import format_table, score_mpii_predictions
+    from .eval.coco_score import score_coco_results
 
     out = Path(args.json) if args.json else None
+    coco = Path(args.predictions).suffix.lower() == ".json"
     try:
         _check_outputs([args.predictions, args.annotations], [("--json", [out])] if out else [], flag=None)
-        thresholds = _thresholds(args.thresholds) if args.thresholds else (0.5, 0.1)
-        table = score_mpii_predictions(args.predictions, args.annotations, thresholds, args.inclusive)
-    except (ValueError, FileNotFoundError) as exc:
+        given = [flag for flag, value in (("--thresholds", args.thresholds), ("--inclusive", args.inclusive),
+                                          ("--oks-sigmas", args.oks_sigmas), ("--category-id", args.category_id))
+                 if value not in (None, False)]
+        wrong = [f for f in given if (f in ("--oks-sigmas", "--category-id")) != coco]
+        if wrong:
+            raise ValueError(f"{wrong[0]} applies to {'MPII predictions (.h5)' if coco else 'COCO results (.json)'}"
+                             f", not to {args.predictions}")
+        if coco:
+            sigmas = _thresholds(args.oks_sigmas, "--oks-sigmas") if args.oks_sigmas else None
+            table = score_coco_results(args.predictions, args.annotations, args.category_id, sigmas)
+        else:
+            thresholds = _thresholds(args.thresholds) if args.thresholds else (0.5, 0.1)
+            table = score_mpii_predictions(args.predictions, args.annotations, thresholds, args.inclusive)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         return _fail("score", exc)
     table.update(predictions=str(args.predictions), annotations=str(args.annotations))
-    print(f"{args.predictions} against {args.annotations}, {table['samples']} samples "
-          f"({'<=' if args.inclusive else '<'} threshold x normalize)")
+    print(f"{args.predictions} against {args.annotations}, " + (
+        f"{_people(table['results'])} (OKS AP over every image)" if coco else
+        f"{table['samples']} samples ({'<=' if args.inclusive else '<'} threshold x normalize)"))
     print(format_table(table))
     if out:
         try:
@@ -329,14 +343,15 @@ def _people(n: int) -> str:
     return "1 person" if n == 1 else f"{n} people"
 
 
-def _thresholds(text: str) -> list[float]:
-    """``--thresholds 0.5,0.1``: numbers > 0 (finite); ValueError naming the flag."""
+def _thresholds(text: str, flag: str = "--thresholds") -> list[float]:
+    """``--thresholds 0.5,0.1`` (or another ``flag`` taking such a list): numbers > 0 (finite); ValueError naming
+    the flag."""
     try:
         values = [float(t) for t in text.split(",")]
     except ValueError:
         values = []
     if not values or not all(0 < v < math.inf for v in values):
-        raise ValueError(f"--thresholds must be comma-separated numbers > 0, e.g. 0.5,0.1; got {text!r}")
+        raise ValueError(f"{flag} must be comma-separated numbers > 0, e.g. 0.5,0.1; got {text!r}")
     return values
 
 
@@ -772,13 +787,19 @@ def register(sub) -> None:
                    "and mmpose (default 0.9; 1: no NMS)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("score", help="PCK / PCKh of an MPII-style predictions file (hgfast eval --results, or "
-                       "another model's 'preds' h5) against an annotation file: no model, no images")
-    p.add_argument("predictions", help="h5 file with 'preds' (N, K, 2) in the annotation file's coordinates and "
-                   "row order (and 'imgname', checked row by row, where it has one)")
-    p.add_argument("--annotations", required=True, help="MPII-style h5 annotation file (e.g. annot/valid.h5)")
-    p.add_argument("--thresholds", help="comma-separated, e.g. 0.5,0.1 (default 0.5,0.1)")
+    p = sub.add_parser("score", help="PCK / PCKh of an MPII-style predictions file, or OKS AP of a COCO results "
+                       "file (hgfast eval --results, or another model's) against an annotation file: no model, no "
+                       "images")
+    p.add_argument("predictions", help="an h5 file with 'preds' (N, K, 2) in the annotation file's coordinates and "
+                   "row order (and 'imgname', checked row by row, where it has one), or a .json COCO keypoint "
+                   "results file (image_id, category_id, keypoints, score)")
+    p.add_argument("--annotations", required=True, help="the MPII-style h5 annotation file (e.g. annot/valid.h5) "
+                   "or COCO keypoint file (e.g. person_keypoints_val2017.json)")
+    p.add_argument("--thresholds", help="MPII: PCK thresholds, comma-separated (default 0.5,0.1)")
     _add_inclusive_arg(p)
+    p.add_argument("--oks-sigmas", help="COCO: the joints' OKS sigmas, comma-separated (default COCO's, for its 17 "
+                   "joints)")
+    p.add_argument("--category-id", type=int, help="COCO: the keypoint category, where the file has several")
     p.add_argument("--json", help="write the table here")
     p.set_defaults(func=_cmd_score)
 

@@ -360,3 +360,51 @@ def test_cli_eval_on_an_image_info_file_writes_predictions_only(tmp_path, capsys
     StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors")  # no skeleton
     assert main(test_dev + ["--results", str(tmp_path / "test_dev.json")]) == 2
     assert "with the joint names a checkpoint stores" in capsys.readouterr().err
+
+
+def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
+    """hgfast score on eval's own results file gives eval's AP; perfect predictions give AP 1; bad entries are
+    named. Needs pycocotools."""
+    pytest.importorskip("pycocotools")
+    path, images, kp, *_ = _write_coco(tmp_path)
+    ann = read_coco(path)
+    perfect = [{"image_id": i, "category_id": 1, "keypoints": np.concatenate([k, np.ones((17, 1))], 1).ravel().tolist(),
+                "score": 0.9} for i, k in zip(ann["image_id"], kp)]
+    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
+    assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), "--json",
+                 str(tmp_path / "s.json")]) == 0
+    assert "3 people (OKS AP over every image)" in capsys.readouterr().out
+    table = json.loads((tmp_path / "s.json").read_text())
+    assert table["oks"]["AP"] == pytest.approx(1.0) and table["results"] == 3 and len(table["joints"]) == 17
+    # eval's results file scores as eval scored it (ground-truth boxes, no NMS)
+    work = tmp_path / "run"
+    work.mkdir()
+    torch.manual_seed(0)
+    StackedHourglass(nstack=1, nfeat=16, njoints=17, depth=2).save(work / "best.safetensors")
+    sets = ["data.dataset=coco", f"data.train_annotations={path}", f"data.val_annotations={path}",
+            f"data.image_dir={images}", "model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32",
+            "data.workers=0"]
+    save_yaml(resolve(overrides=sets), work / "config.yaml")
+    assert main(["eval", "--workdir", str(work), "--nms-threshold", "1", "--results", str(tmp_path / "r.json")]) == 0
+    assert main(["score", str(tmp_path / "r.json"), "--annotations", str(path), "--json", str(tmp_path / "s.json")]) \
+        == 0
+    assert json.loads((tmp_path / "s.json").read_text())["oks"] == json.loads((work / "eval.json").read_text())["oks"]
+    # entries that do not fit the keypoint file, and flags of the other format
+    for change, why in (({"image_id": 99}, "image_id 99 is not one of the keypoint file's"),
+                        ({"image_id": str(ann["image_id"][0])}, "(a string for a number, or the reverse)"),
+                        ({"category_id": 2}, "category_id 2 is not one of the keypoint file's"),
+                        ({"keypoints": [1.0] * 50}, "keypoints must be 51 numbers"),
+                        ({"keypoints": [float("nan")] * 51}, "keypoints must be 51 numbers"),
+                        ({"score": True}, "need image_id, category_id, keypoints and a score")):
+        (tmp_path / "bad.json").write_text(json.dumps([perfect[0], {**perfect[1], **change}]))
+        assert main(["score", str(tmp_path / "bad.json"), "--annotations", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "entry 1: " in err and why in err, err
+    (tmp_path / "empty.json").write_text("[]")
+    assert main(["score", str(tmp_path / "empty.json"), "--annotations", str(path)]) == 2
+    assert "must be a non-empty list" in capsys.readouterr().err
+    for flag in (["--thresholds", "0.5"], ["--inclusive"]):
+        assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), *flag]) == 2
+        assert "applies to MPII predictions (.h5)" in capsys.readouterr().err
+    assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), "--oks-sigmas", "0.1"]) == 2
+    assert "sigmas must be 17 numbers > 0" in capsys.readouterr().err

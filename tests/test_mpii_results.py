@@ -277,6 +277,8 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
     assert main(["score", str(tmp_path / "whole.h5"), "--annotations", str(root / "annot" / "test.h5")]) == 2
     err = capsys.readouterr().err
     assert "nothing to score: " in err and "test.h5 has no sample PCK can score" in err
+    assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--oks-sigmas", "0.1"]) == 2
+    assert "--oks-sigmas applies to COCO results (.json)" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--thresholds", "0"]) == 2
     assert "--thresholds must be" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "p.h5"), "--annotations", str(valid), "--json", str(valid)]) == 2
