@@ -310,9 +310,9 @@ def _cmd_score(args) -> int:
     coco = Path(args.predictions).suffix.lower() == ".json"
     try:
         _check_outputs([args.predictions, args.annotations], [("--json", [out])] if out else [], flag=None)
-        given = [flag for flag, value in (("--thresholds", args.thresholds), ("--inclusive", args.inclusive),
+        given = [flag for flag, value in (("--thresholds", args.thresholds), ("--inclusive", args.inclusive or None),
                                           ("--oks-sigmas", args.oks_sigmas), ("--category-id", args.category_id))
-                 if value not in (None, False)]
+                 if value is not None]
         wrong = [f for f in given if (f in ("--oks-sigmas", "--category-id")) != coco]
         if wrong:
             raise ValueError(f"{wrong[0]} applies to {'MPII predictions (.h5)' if coco else 'COCO results (.json)'}"
@@ -327,7 +327,8 @@ def _cmd_score(args) -> int:
         return _fail("score", exc)
     table.update(predictions=str(args.predictions), annotations=str(args.annotations))
     print(f"{args.predictions} against {args.annotations}, " + (
-        f"{_people(table['results'])} (OKS AP over every image)" if coco else
+        f"{_people(table['results'])} (OKS AP over every image; other categories' left out: "
+        f"{table['other_categories']})" if coco else
         f"{table['samples']} samples ({'<=' if args.inclusive else '<'} threshold x normalize)"))
     print(format_table(table))
     if out:
@@ -799,7 +800,8 @@ def register(sub) -> None:
     _add_inclusive_arg(p)
     p.add_argument("--oks-sigmas", help="COCO: the joints' OKS sigmas, comma-separated (default COCO's, for its 17 "
                    "joints)")
-    p.add_argument("--category-id", type=int, help="COCO: the keypoint category, where the file has several")
+    p.add_argument("--category-id", type=int, help="COCO: the keypoint category scored, where the file has "
+                   "several (an integer id; results of the others are left out)")
     p.add_argument("--json", help="write the table here")
     p.set_defaults(func=_cmd_score)
 

@@ -288,3 +288,20 @@ def test_a_training_state_or_a_non_checkpoint_is_refused_by_name(tmp_path):
     misshapen = dict(model.state_dict(), **{"stem.conv.weight": torch.zeros(3)})
     with pytest.raises(ValueError, match=r"stem.conv.weight has shape \(3,\), expected a conv weight"):
         StackedHourglass.from_checkpoint(misshapen)  # was an IndexError
+
+
+def test_a_stored_skeleton_that_does_not_fit_is_ignored_with_a_warning(tmp_path):
+    """A checkpoint whose stored skeleton has no list of K joint names loads without it, saying so."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=2).save(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    for names in (7, "abcd", ["a", "b"], ["a", "b", "c", 4]):
+        save_file(load_file(str(path)), str(path), {**metadata, "hgfast_skeleton": json.dumps({"names": names})})
+        with pytest.warns(UserWarning, match="its stored skeleton is ignored: it needs 'names', 4 joint names"):
+            assert StackedHourglass.from_checkpoint(path).checkpoint_skeleton is None

@@ -373,7 +373,7 @@ def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
     (tmp_path / "perfect.json").write_text(json.dumps(perfect))
     assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), "--json",
                  str(tmp_path / "s.json")]) == 0
-    assert "3 people (OKS AP over every image)" in capsys.readouterr().out
+    assert "3 people (OKS AP over every image; other categories' left out: 0)" in capsys.readouterr().out
     table = json.loads((tmp_path / "s.json").read_text())
     assert table["oks"]["AP"] == pytest.approx(1.0) and table["results"] == 3 and len(table["joints"]) == 17
     # eval's results file scores as eval scored it (ground-truth boxes, no NMS)
@@ -391,8 +391,9 @@ def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
     assert json.loads((tmp_path / "s.json").read_text())["oks"] == json.loads((work / "eval.json").read_text())["oks"]
     # entries that do not fit the keypoint file, and flags of the other format
     for change, why in (({"image_id": 99}, "image_id 99 is not one of the keypoint file's"),
-                        ({"image_id": str(ann["image_id"][0])}, "(a string for a number, or the reverse)"),
+                        ({"image_id": str(ann["image_id"][0])}, "(a string and a number)"),
                         ({"category_id": 2}, "category_id 2 is not one of the keypoint file's"),
+                        ({"category_id": None}, "category_id None is not one of the keypoint file's"),
                         ({"keypoints": [1.0] * 50}, "keypoints must be 51 numbers"),
                         ({"keypoints": [float("nan")] * 51}, "keypoints must be 51 numbers"),
                         ({"score": True}, "need image_id, category_id, keypoints and a score")):
@@ -407,4 +408,15 @@ def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
         assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), *flag]) == 2
         assert "applies to MPII predictions (.h5)" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), "--oks-sigmas", "0.1"]) == 2
-    assert "sigmas must be 17 numbers > 0" in capsys.readouterr().err
+    assert "OKS AP needs 17 per-joint sigmas (hgfast score --oks-sigmas) " in capsys.readouterr().err
+    # what other tools add is not passed on (a bbox in some entries only; pycocotools would take its area), and
+    # results of the file's other categories are left out and counted
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 2, "name": "dog"})
+    (tmp_path / "two.json").write_text(json.dumps(data))
+    extra = [{**perfect[0], "bbox": [0, 0, 1, 1], "area": 1.0}, *perfect[1:], {**perfect[0], "category_id": 2}]
+    (tmp_path / "extra.json").write_text(json.dumps(extra))
+    assert main(["score", str(tmp_path / "extra.json"), "--annotations", str(tmp_path / "two.json"), "--json",
+                 str(tmp_path / "s.json")]) == 0
+    table = json.loads((tmp_path / "s.json").read_text())
+    assert table["oks"]["AP"] == pytest.approx(1.0) and table["results"] == 3 and table["other_categories"] == 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .coco import checked_margin, checked_sigmas, coco_skeleton, read_sized_image
-from .coco_format import image_size_array, is_id, is_number, read_coco_header, read_json
+from .coco_format import IdMatcher, image_size_array, is_number, read_coco_header, read_json
 from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale
 from .mpii import image_folder
 from .skeleton import Skeleton
@@ -41,7 +41,8 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
                          f"(COCO's results format), got {type(entries).__name__}")
     skipped = {"other category": 0, "score below min_score": 0, "box under a pixel": 0,
                "image not in annotations": 0, "box outside image": 0}
-    rows, text_ids, sizes = [], {str(k): k for k in files}, sizes or {}
+    rows, sizes = [], sizes or {}
+    image_of, category_of = IdMatcher(files), IdMatcher([category_id])
     for i, d in enumerate(entries):
         ok = isinstance(d, dict) and "image_id" in d and is_number(d.get("score")) and \
             isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4 and all(map(is_number, d["bbox"]))
@@ -50,19 +51,12 @@ def read_detections(path: str | os.PathLike, files: dict, category_id, min_score
         if not ok:
             raise ValueError(f"detections file {path}, entry {i}: need image_id, bbox [x, y, w, h] (finite numbers, "
                              f"pixels within ±{MAX_PIXEL:g}) and score, got {str(d)[:120]}")
-        image_id = d["image_id"]
-        if isinstance(image_id, float) and image_id.is_integer():  # 397133.0, as numpy's tolist() writes ids
-            image_id = int(image_id)
-        known = is_id(image_id) and image_id in files
-        for what, value, expected in (("image_id", image_id, image_id if known else text_ids.get(str(image_id))),
-                                      ("category_id", d.get("category_id", category_id), category_id)):
-            if value != expected and str(value) == str(expected):  # "1" for 1: not counted as another, refused
-                raise ValueError(f"detections file {path}, entry {i}: {what} {value!r} is not the annotation file's "
-                                 f"{expected!r} (a string and a number)")
-        reason = ("other category" if d.get("category_id", category_id) != category_id else
-                  "score below min_score" if score < min_score else
+        where = f"detections file {path}, entry {i}"
+        image_id = image_of(d["image_id"], where, "image_id")
+        reason = ("other category" if category_of(d.get("category_id", category_id), where, "category_id") is None
+                  else "score below min_score" if score < min_score else
                   "box under a pixel" if not (box[2:] >= MIN_BOX_SIDE).all() else
-                  "image not in annotations" if not known else
+                  "image not in annotations" if image_id is None else
                   "box outside image" if image_id in sizes and not box_overlaps(box, sizes[image_id]) else None)
         if reason:
             skipped[reason] += 1

@@ -45,6 +45,27 @@ def is_number(value) -> bool:
         return False
 
 
+class IdMatcher:
+    """A keypoint file's ids (of images or categories), matched as results and detections files write them: a whole
+    float (397133.0, as numpy's ``tolist()`` writes ids) is the integer; an id the file has only as text, or only
+    as a number ("1" for 1), is a ValueError, never silently another image or category."""
+
+    def __init__(self, ids, whose: str = "the annotation file's"):
+        self.ids, self.texts, self.whose = set(ids), {str(i): i for i in ids}, whose
+
+    def __call__(self, value, where: str, what: str):
+        """``value`` as the file writes it, or None where the file has no such id; ``where``, ``what``
+        ("image_id", ...) name it in the error."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if is_id(value) and value in self.ids:
+            return value
+        if not isinstance(value, bool) and str(value) in self.texts:
+            raise ValueError(f"{where}: {what} {value!r} is not {self.whose} {self.texts[str(value)]!r} (a string "
+                             f"and a number)")
+        return None
+
+
 def keypoint_box(xy) -> np.ndarray | None:
     """The box (x, y, w, h), edge coordinates, of keypoints ``xy`` (M, 2) with pixel centres at integers: the
     pixel at x spans edge coordinates x to x + 1, so the box spans min to max + 1 (its centre, by
@@ -157,9 +178,9 @@ def read_coco_header(path: Path, category_id=None, skeleton=None) -> tuple[dict,
     info = skeleton is not None and isinstance(data, dict) and "annotations" not in data
     if isinstance(data, dict) and isinstance(data.get("images"), list) and "annotations" not in data and not info:
         raise ValueError(f"COCO annotation file {path} has no 'annotations': an image-info file (like COCO's "
-                         f"test-dev) has no ground truth to train or validate on; its detected people are predicted "
-                         f"with the joint names a checkpoint stores (hgfast eval --detections --results, with a "
-                         f"checkpoint hgfast saved with its skeleton)")
+                         f"test-dev) has no ground truth to train, validate or score against; its detected people "
+                         f"are predicted with the joint names a checkpoint stores (hgfast eval --detections "
+                         f"--results, with a checkpoint hgfast saved with its skeleton)")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not (info or isinstance(data.get("annotations"), list)):
         raise ValueError(f"COCO annotation file {path} must be an object with 'images', 'annotations' and "
@@ -210,15 +231,12 @@ def category_annotations(path: Path, data: dict, category: dict) -> dict:
     """The annotations of ``category``, checked: ``annotations`` (N,) the dicts, ``keypoints`` (N, K, 3) float64
     (all 0 for a crowd region without), ``box`` (N, 4) (NaN where there is none) and ``crowd`` (N,) bool; a
     ValueError names the first annotation that breaks the format (module docstring)."""
-    k, cat_id = len(category["keypoints"]), category["id"]
+    k, category_of = len(category["keypoints"]), IdMatcher([category["id"]], "the category's id")
     people = []
     for i, a in enumerate(data["annotations"]):
         if not isinstance(a, dict):
             raise ValueError(f"COCO file {path}: 'annotations' entry {i} is not an object, got {str(a)[:80]}")
-        if a.get("category_id") != cat_id and str(a.get("category_id")) == str(cat_id):
-            raise ValueError(f"{_where(path, a)}: category_id {a['category_id']!r} is not the category's id "
-                             f"{cat_id!r} (a string and a number)")
-        if a.get("category_id") == cat_id:
+        if category_of(a.get("category_id"), _where(path, a), "category_id") is not None:
             people.append(a)
     crowd = np.array([bool(a.get("iscrowd")) for a in people], bool)
     kps = _numbers(path, people, "keypoints", [[0] * 3 * k if c and a.get("keypoints") in (None, []) else

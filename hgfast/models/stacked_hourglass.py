@@ -177,8 +177,12 @@ class StackedHourglass(nn.Module):
             from ..predict import checkpoint_settings
 
             skeleton = metadata.get("skeleton")
-            if isinstance(skeleton, dict) and len(skeleton.get("names", ())) == model.njoints:
+            names = skeleton.get("names") if isinstance(skeleton, dict) else None
+            if isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) == model.njoints:
                 model.checkpoint_skeleton = skeleton
+            elif skeleton is not None:
+                warnings.warn(f"{source}: its stored skeleton is ignored: it needs 'names', {model.njoints} joint "
+                              f"names, got {str(names)[:120]}", stacklevel=2)
             model.checkpoint_inference = checkpoint_settings(source) or None
         return model
 
