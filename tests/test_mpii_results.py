@@ -196,6 +196,7 @@ def test_score_gives_evals_table_from_the_predictions_file_alone(run, tmp_path, 
     assert "Mean(w)" in capsys.readouterr().out
     scored, evaluated = (json.loads((tmp_path / f"{s}.json").read_text()) for s in "se")
     assert scored["pck"] == evaluated["pck"] and scored["mean_joints"] == evaluated["mean_joints"]
+    assert scored["auc"] == evaluated["auc"] is not None and scored["auc_upper"] == 0.5
     assert len(scored["mean_joints"]) == 14 and scored["samples"] == N
     assert main(["eval", "--workdir", str(work), "--inclusive", "--json", str(tmp_path / "i.json")]) == 0
     assert json.loads((tmp_path / "i.json").read_text())["inclusive"] and not evaluated["inclusive"]

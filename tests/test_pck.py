@@ -102,3 +102,19 @@ def test_pck_bad_inputs():
     for thresholds in ((float("nan"),), (0.5, 0.0), ()):  # all 0.0 for perfect predictions, before
         with pytest.raises(ValueError, match="thresholds must be one or more finite numbers > 0"):
             pck_table(gt, gt, mask, norm, thresholds=thresholds)
+
+
+def test_pck_auc_is_the_area_under_the_pooled_curve():
+    """One joint 0.255 normalisers away: the curve steps from 0 to 1 between thresholds 0.25 and 0.26, so the
+    area over [0, 0.5] scaled to [0, 1] is 0.01 (half a step) + 0.48; a second, unannotated joint and a NaN
+    prediction on a third (a miss at every threshold) count as the mean joints say."""
+    from hgfast.eval.pck import pck_auc
+
+    gt = np.zeros((1, 3, 2))
+    pred = np.array([[[2.55, 0.0], [0.0, 0.0], [np.nan, np.nan]]])
+    mask = np.array([[1, 0, 1]])
+    assert pck_auc(pred, gt, mask, np.array([10.0]), [0]) == pytest.approx(0.49)
+    assert pck_auc(pred, gt, mask, np.array([10.0]), [0, 1]) == pytest.approx(0.49)  # joint 1 not annotated
+    assert pck_auc(pred, gt, mask, np.array([10.0]), [0, 2]) == pytest.approx(0.49 / 2)
+    assert pck_auc(pred, gt, mask, np.array([10.0]), [1]) is None
+    assert pck_auc(gt, gt, mask, np.array([10.0]), [0], inclusive=True) == pytest.approx(1.0)  # exact at 0

@@ -15,7 +15,7 @@ from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
 from ..predict import check_refine, decoding_conventions, predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
-from .pck import pck_table
+from .pck import pck_auc, pck_table
 
 
 def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: int = 0, flip: bool = False,
@@ -86,7 +86,7 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
         skeleton = getattr(dataset, "skeleton", None)
         mpii = isinstance(dataset, MPII) and skeleton.names == JOINT_NAMES  # whatever its flip pairs
         table = scored_pck_table(preds["pred"], preds["joints"], preds["annotated"], preds["normalize"], thresholds,
-                                 skeleton=skeleton, inclusive=inclusive,
+                                 skeleton=skeleton, inclusive=inclusive, auc_upper=0.5 if mpii else None,
                                  mean_joints=PCKH_JOINTS if mpii else tuple(range(preds["pred"].shape[1])))
     table["flip_test"] = bool(kwargs.get("flip", False))
     table["samples"] = int(len(preds["pred"]))
@@ -96,13 +96,19 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
 
 
 def scored_pck_table(pred, joints, annotated, normalize, thresholds, *, skeleton=None, mean_joints=None,
-                     inclusive: bool = False) -> dict:
+                     inclusive: bool = False, auc_upper: float | None = None) -> dict:
     """``pck_table`` (its arguments) of the samples with ground truth (``hgfast.data.mpii.scorable``): those without
     an annotated joint or whose ``normalize`` is 0 (MPII-style files: no head box; a test split) are left out and
-    counted in ``unscored``; with none left, only that count."""
+    counted in ``unscored``; with none left, only that count. ``auc_upper``: also ``auc``, ``pck_auc`` of the
+    curve from 0 to it over the table's mean joints (MPII: 0.5)."""
     scored = scorable(annotated, normalize)
-    table = pck_table(*(np.asarray(a)[scored] for a in (pred, joints, annotated, normalize)), thresholds,
-                      mean_joints, inclusive, skeleton) if scored.any() else {}
+    arrays = [np.asarray(a)[scored] for a in (pred, joints, annotated, normalize)]
+    table = pck_table(*arrays, thresholds, mean_joints, inclusive, skeleton) if scored.any() else {}
+    if table and auc_upper is not None:
+        names = list(table["count"])
+        means = [names.index(n) for n in table["mean_joints"]]
+        table.update(auc=pck_auc(arrays[0], arrays[1], arrays[2], arrays[3], means, inclusive, auc_upper),
+                     auc_upper=auc_upper)
     if not scored.all():
         table["unscored"] = int((~scored).sum())
     return table

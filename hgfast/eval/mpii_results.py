@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.mpii import (MPII, annotated_joints, decode_texts, described_field, h5_skeleton, no_ground_truth,
                          read_annotations)
+from ..data.skeleton import JOINT_NAMES
 
 
 def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
@@ -145,7 +146,8 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
     why = no_ground_truth(ann, annotations)
     if why:
         raise ValueError(f"nothing to score: {why}")
+    mpii = skeleton.names == JOINT_NAMES  # means over PCKh's 14 joints (pck_table's default), and the AUC
     table = scored_pck_table(preds["preds"], ann["part"], annotated_joints(ann["part"]), ann["normalize"],
-                             thresholds, skeleton=skeleton, inclusive=inclusive)  # means: PCKh's 14 joints for MPII
+                             thresholds, skeleton=skeleton, inclusive=inclusive, auc_upper=0.5 if mpii else None)
     table["samples"] = n
     return table

@@ -36,6 +36,13 @@ def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) 
     normalize (N,) > 0."""
     if not _is_threshold(threshold):
         raise ValueError(f"threshold must be a finite number > 0 (a fraction of the normaliser), got {threshold!r}")
+    d = normalised_distances(pred, gt, normalize)
+    return d <= threshold if inclusive else d < threshold
+
+
+def normalised_distances(pred, gt, normalize) -> np.ndarray:
+    """(N, K): ``‖pred − gt‖ / normalize`` (NaN or infinite predictions: NaN or inf, never within a threshold);
+    pred, gt (N, K, 2), normalize (N,) > 0."""
     pred, gt, normalize = (np.asarray(a, np.float64) for a in (pred, gt, normalize))
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"pred and gt must both be (N, K, 2), got {pred.shape} and {gt.shape}")
@@ -43,8 +50,22 @@ def pck_correct(pred, gt, normalize, threshold: float, inclusive: bool = False) 
         raise ValueError(f"normalize must have shape ({pred.shape[0]},), got {normalize.shape}")
     if not (normalize > 0).all():
         raise ValueError("normalize must be > 0 for every sample")
-    d = np.linalg.norm(pred - gt, axis=-1) / normalize[:, None]
-    return d <= threshold if inclusive else d < threshold
+    with np.errstate(invalid="ignore"):  # inf - inf
+        return np.linalg.norm(pred - gt, axis=-1) / normalize[:, None]
+
+
+def pck_auc(pred, gt, mask, normalize, mean_joints, inclusive: bool = False, upper: float = 0.5,
+            step: float = 0.01) -> float | None:
+    """The area under the PCK curve of thresholds 0, ``step``, ..., ``upper``, the thresholds scaled to [0, 1]
+    (trapezoids; the kind of figure MPII's Matlab scripts print as "AUC", over PCKh 0 to 0.5): in [0, 1], the curve being the
+    pooled PCK over ``mean_joints`` (correct / annotated, ``mask`` (N, K)); None where none is annotated."""
+    d = normalised_distances(pred, gt, normalize)[:, list(mean_joints)]
+    mask = np.asarray(mask)[:, list(mean_joints)] > 0
+    if not mask.any():
+        return None
+    thresholds = np.linspace(0.0, upper, int(round(upper / step)) + 1)
+    curve = np.array([((d <= t if inclusive else d < t) & mask).sum() for t in thresholds]) / mask.sum()
+    return float(((curve[1:] + curve[:-1]) / 2 * np.diff(thresholds / upper)).sum())
 
 
 def pck_table(pred, gt, mask, normalize, thresholds=(0.5, 0.1), mean_joints=None, inclusive: bool = False,
@@ -94,13 +115,15 @@ def _num(x) -> float | None:
 
 def format_table(result: dict) -> str:
     """A text table: one row per threshold, groups as columns, then both means (and the mean over all joints where
-    it differs: MPII's 14-joint means) and the samples left out; then the OKS AP line, if any (detected people:
-    that line only)."""
+    it differs: MPII's 14-joint means) and the samples left out; then the AUC and OKS AP lines, if any (detected
+    people: that line only)."""
     text = _pck_rows(result["pck"]) if "pck" in result else ""
     if result.get("unscored"):
         text += (f"\n(left out: {result['unscored']} sample(s) without ground truth: no annotated joint or no "
                  f"normaliser)" if text else f"PCK: none of the {result['unscored']} samples has ground truth (an "
                  f"annotated joint and a normaliser)")
+    if result.get("auc") is not None:
+        text += f"\nAUC (PCK 0 to {result['auc_upper']:g}, Mean(w) joints) {100 * result['auc']:.2f}"
     oks = result.get("oks") or {}
     if "AP" in oks:
         text += "\nOKS " + "  ".join(f"{m} {100 * oks[m]:.2f}" if oks[m] >= 0 else f"{m} -"
