@@ -57,8 +57,9 @@ def normalised_distances(pred, gt, normalize) -> np.ndarray:
 def pck_auc(pred, gt, mask, normalize, mean_joints, inclusive: bool = False, upper: float = 0.5,
             step: float = 0.01) -> float | None:
     """The area under the PCK curve of thresholds 0, ``step``, ..., ``upper``, the thresholds scaled to [0, 1]
-    (trapezoids; the kind of figure MPII's Matlab scripts print as "AUC", over PCKh 0 to 0.5): in [0, 1], the curve being the
-    pooled PCK over ``mean_joints`` (correct / annotated, ``mask`` (N, K)); None where none is annotated."""
+    (trapezoids; the kind of figure MPII's Matlab scripts print as "AUC", over PCKh 0 to 0.5): in [0, 1], the
+    curve being the pooled PCK over ``mean_joints`` (correct / annotated, ``mask`` (N, K)); None where none is
+    annotated."""
     d = normalised_distances(pred, gt, normalize)[:, list(mean_joints)]
     mask = np.asarray(mask)[:, list(mean_joints)] > 0
     if not mask.any():
