@@ -297,7 +297,7 @@ def _model_skeleton(model, checkpoint: Path):
     from .data.skeleton import Skeleton
 
     try:
-        return Skeleton.from_dict(model.checkpoint_skeleton) if model.checkpoint_skeleton else None
+        return Skeleton.from_model(model)
     except ValueError as exc:
         raise ValueError(f"checkpoint {checkpoint}: its stored skeleton: {exc}") from exc
 
@@ -327,7 +327,7 @@ def _cmd_score(args) -> int:
         return _fail("score", exc)
     table.update(predictions=str(args.predictions), annotations=str(args.annotations))
     print(f"{args.predictions} against {args.annotations}, " + (
-        f"{_people(table['results'])} (OKS AP over every image; other categories' left out: "
+        f"{_people(table['results'])} (OKS AP over every image; results of other categories left out: "
         f"{table['other_categories']})" if coco else
         f"{table['samples']} samples ({'<=' if args.inclusive else '<'} threshold x normalize)"))
     print(format_table(table))

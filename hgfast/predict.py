@@ -220,8 +220,9 @@ class Predictor:
 
         trained = {}
         if isinstance(model, (str, os.PathLike)):
-            skeleton, trained = skeleton or Skeleton.from_checkpoint(model), checkpoint_settings(model)
+            trained = checkpoint_settings(model)
             model = StackedHourglass.from_checkpoint(Path(model))
+            skeleton = skeleton or Skeleton.from_model(model)
         stored_size = input_size is None and "input_size" in trained
         input_size = trained.get("input_size", 256) if input_size is None else input_size
         input_norm = trained.get("input_norm") if input_norm is None else input_norm

@@ -7,6 +7,7 @@ import torch
 
 from hgfast import StackedHourglass
 from hgfast.checkpoint import atomic_path
+from hgfast.predict import Predictor
 from hgfast.models.convert import detect_layout, strip_wrappers, to_hgfast_layout
 from peer_models import BPHourglassNet, PVPoseNet, randomize_bn_stats
 
@@ -305,3 +306,5 @@ def test_a_stored_skeleton_that_does_not_fit_is_ignored_with_a_warning(tmp_path)
         save_file(load_file(str(path)), str(path), {**metadata, "hgfast_skeleton": json.dumps({"names": names})})
         with pytest.warns(UserWarning, match="its stored skeleton is ignored: it needs 'names', 4 joint names"):
             assert StackedHourglass.from_checkpoint(path).checkpoint_skeleton is None
+        with pytest.warns(UserWarning, match="its stored skeleton is ignored"):  # Predictor too
+            assert Predictor(path, input_size=32).skeleton.names == tuple(f"joint_{i}" for i in range(4))

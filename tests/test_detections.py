@@ -373,7 +373,7 @@ def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
     (tmp_path / "perfect.json").write_text(json.dumps(perfect))
     assert main(["score", str(tmp_path / "perfect.json"), "--annotations", str(path), "--json",
                  str(tmp_path / "s.json")]) == 0
-    assert "3 people (OKS AP over every image; other categories' left out: 0)" in capsys.readouterr().out
+    assert "3 people (OKS AP over every image; results of other categories left out: 0)" in capsys.readouterr().out
     table = json.loads((tmp_path / "s.json").read_text())
     assert table["oks"]["AP"] == pytest.approx(1.0) and table["results"] == 3 and len(table["joints"]) == 17
     # eval's results file scores as eval scored it (ground-truth boxes, no NMS)
@@ -394,6 +394,7 @@ def test_score_gives_the_oks_ap_of_a_coco_results_file(tmp_path, capsys):
                         ({"image_id": str(ann["image_id"][0])}, "(a string and a number)"),
                         ({"category_id": 2}, "category_id 2 is not one of the keypoint file's"),
                         ({"category_id": None}, "category_id None is not one of the keypoint file's"),
+                        ({"category_id": True}, "category_id True is a bool, not an id"),
                         ({"keypoints": [1.0] * 50}, "keypoints must be 51 numbers"),
                         ({"keypoints": [float("nan")] * 51}, "keypoints must be 51 numbers"),
                         ({"score": True}, "need image_id, category_id, keypoints and a score")):

@@ -54,14 +54,17 @@ class IdMatcher:
         self.ids, self.texts, self.whose = set(ids), {str(i): i for i in ids}, whose
 
     def __call__(self, value, where: str, what: str):
-        """``value`` as the file writes it, or None where the file has no such id; ``where``, ``what``
-        ("image_id", ...) name it in the error."""
+        """The id ``value`` stands for, as the file writes it, or None where the file has no such id; ``where``,
+        ``what`` ("image_id", ...) name it in the error (a bool equal to an id, true for 1, is one too)."""
+        given = value
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if is_id(value) and value in self.ids:
             return value
+        if isinstance(value, bool) and value in self.ids:
+            raise ValueError(f"{where}: {what} {given!r} is a bool, not an id")
         if not isinstance(value, bool) and str(value) in self.texts:
-            raise ValueError(f"{where}: {what} {value!r} is not {self.whose} {self.texts[str(value)]!r} (a string "
+            raise ValueError(f"{where}: {what} {given!r} is not {self.whose} {self.texts[str(value)]!r} (a string "
                              f"and a number)")
         return None
 

@@ -149,6 +149,13 @@ class Skeleton:
         return None if stored is None else cls.from_dict(stored)
 
     @classmethod
+    def from_model(cls, model) -> "Skeleton | None":
+        """The skeleton stored with the checkpoint ``model`` was loaded from (``StackedHourglass.from_checkpoint``
+        keeps it where it fits the model: ``checkpoint_skeleton``), or None."""
+        stored = getattr(model, "checkpoint_skeleton", None)
+        return None if stored is None else cls.from_dict(stored)
+
+    @classmethod
     def from_dict(cls, d: dict) -> "Skeleton":
         if not isinstance(d, dict) or "names" not in d:
             raise ValueError(f"not a valid skeleton description (a dict with 'names'): {d!r}")

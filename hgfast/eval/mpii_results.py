@@ -120,7 +120,7 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
     ``inclusive``: ``<=`` instead of ``<`` (HRNet's test). What the predictions file says about its rows must
     match the annotations (a file of another split, order or skeleton is refused): its ``imgname``, ``center``
     and ``scale`` (which tell two people of one image apart) and ``joint_names``, where it has them. ValueError
-    too where no sample has ground truth."""
+    too where no sample has ground truth. MPII's skeleton also gets ``auc`` (``pck_auc``, 0 to 0.5)."""
     from .evaluate import scored_pck_table
 
     preds, ann = read_mpii_predictions(predictions), read_annotations(annotations)
