@@ -70,14 +70,14 @@ def _check_values(ann: dict, where: str) -> None:
                              f"{ann[key][i].tolist()} ({int(bad.sum())} bad sample(s))")
 
 
-def _read_fields(f, path: Path, keys) -> dict[str, np.ndarray]:
-    """Fields ``keys`` of the open h5 file ``f``: ``imgname`` (N,) str, the others float64; a ValueError names a
+def _read_fields(f, path: Path) -> dict[str, np.ndarray]:
+    """The ``FIELDS`` the open h5 file ``f`` has: ``imgname`` (N,) str, the others float64; a ValueError names a
     field that is not a dataset of its kind (names: text, UTF-8; the others: real numbers) or a file without
     samples."""
     import h5py
 
     ann = {}
-    for key in keys:
+    for key in (k for k in FIELDS if k in f):
         try:
             field = f[key]
         except KeyError as exc:  # a dangling link
@@ -158,7 +158,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                                  f"annot.h5, whose center and scale are raw (its Lua loader moves the centre down "
                                  f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
                                  f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
-            ann = _read_fields(f, path, [k for k in FIELDS if k in f])
+            ann = _read_fields(f, path)
             attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
