@@ -58,7 +58,8 @@ def score_coco_results(results: str | os.PathLike, annotations: str | os.PathLik
     ``results`` against the people of COCO keypoint file ``annotations`` (its keypoint category, ``category_id``
     if several); ``sigmas`` (K,): the joints' OKS sigmas, default COCO's for COCO's 17 joints. ImportError
     without pycocotools."""
-    data, category, names, _, files, _ = read_coco_header(Path(annotations), category_id)
+    header = read_coco_header(Path(annotations), category_id)
+    data, category, names, _, files, _ = header
     used = default_sigmas(names, sigmas)
     if used is None or len(used) != len(names):
         raise ValueError(f"OKS AP needs {len(names)} per-joint sigmas (hgfast score --oks-sigmas) for the joints "
@@ -66,5 +67,5 @@ def score_coco_results(results: str | os.PathLike, annotations: str | os.PathLik
                          + (" (COCO's are for its 17 joints)" if used is None else f", got {len(used)}"))
     ids = [c["id"] for c in data.get("categories") or [] if isinstance(c, dict) and is_id(c.get("id"))]
     entries, other = read_coco_results(results, files, ids, category["id"], len(names))
-    return {"oks": oks_ap(annotations, category["id"], entries, used), "results": len(entries),
+    return {"oks": oks_ap(annotations, category["id"], entries, used, header=header), "results": len(entries),
             "other_categories": other, "joints": list(names)}

@@ -104,16 +104,16 @@ def oks_nms(image_ids, keypoints, score, areas, sigmas, threshold: float = 0.9) 
     return np.sort(np.asarray(kept, np.int64))
 
 
-def ground_truth(annotations: str | os.PathLike, category_id):
+def ground_truth(annotations: str | os.PathLike, category_id, header: tuple | None = None):
     """pycocotools ``COCO`` of the file's annotations of ``category_id`` with what COCOeval needs and the format
     leaves optional filled in: ``iscrowd`` 0, ``keypoints`` all unlabelled (crowd regions), ``num_keypoints`` the
     labelled joints, ``bbox`` the labelled joints' box (``keypoint_box``) and ``area`` 0.53 × the box's
     (``box_area``, as mmpose: OKS scales by the area of the person, about half its box); annotation ids renumbered
-    1..n."""
+    1..n. ``header``: the file's ``read_coco_header`` where the caller read it already (not read again)."""
     from pycocotools.coco import COCO
 
     path = Path(annotations)
-    data, category, *_ = read_coco_header(path, category_id)
+    data, category, *_ = header or read_coco_header(path, category_id)
     found = category_annotations(path, data, category)
     people = []
     for a, kp, box in zip(found["annotations"], found["keypoints"], found["box"]):
@@ -133,13 +133,14 @@ def ground_truth(annotations: str | os.PathLike, category_id):
 
 
 def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sigmas=None,
-           image_ids=None, one_per_person: bool = False) -> dict:
+           image_ids=None, one_per_person: bool = False, header: tuple | None = None) -> dict:
     """``{"AP": ..., "AP50": ..., ...}`` (``OKS_METRICS``, COCOeval's ``stats``; -1 where no ground truth counts)
     of ``results`` (``coco_results``; K joints each) against the people of category ``category_id`` in the COCO
     file ``annotations``, over ``image_ids`` (default: every image of the file, so people without a result count
     as misses); ``sigmas`` (K,), default COCO's (for COCO's 17 joints). COCOeval counts the 20 best-scored results
     per image (``one_per_person``: the results are one per annotated person, the ground-truth-box protocol; a
-    warning then says where an image has more). ImportError without pycocotools."""
+    warning then says where an image has more); ``header``: as for ``ground_truth``. ImportError without
+    pycocotools."""
     try:
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:
@@ -163,7 +164,7 @@ def oks_ap(annotations: str | os.PathLike, category_id, results: list[dict], sig
     if crowded and one_per_person:  # (detections: extra boxes, as usual)
         warnings.warn(f"COCOeval counts at most {MAX_PEOPLE} people per image: in {len(crowded)} image(s) with more "
                       f"(e.g. {crowded[0]!r}) the lowest-scored ones count as misses", stacklevel=2)
-    truth = ground_truth(annotations, category_id)
+    truth = ground_truth(annotations, category_id, header)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
         evaluation = COCOeval(truth, truth.loadRes(results), "keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
