@@ -1,4 +1,5 @@
-"""``hgfast train / eval / score / predict / video / export``: argument parsing and the glue to the library.
+"""``hgfast train / eval / score / convert-mpii / predict / video / export``: argument parsing and the glue
+to the library.
 
 Errors the user can fix (missing files, bad config keys, bad boxes) end with ``hgfast <cmd>: error: ...`` and
 exit status 2, without a traceback.
@@ -337,6 +338,23 @@ def _cmd_score(args) -> int:
         except OSError as exc:
             return _fail("score", exc)
         print(f"wrote {out}")
+    return 0
+
+
+def _cmd_convert_mpii(args) -> int:
+    from .data.peer_mpii import convert_peer_annotations
+
+    try:
+        written = convert_peer_annotations(args.annotations, args.out, args.head_boxes, args.overwrite)
+    except (ValueError, OSError, ImportError) as exc:
+        return _fail("convert-mpii", exc)
+    for w in written:
+        notes = [f"{w['scorable']} scorable" + (f" (PCKh normaliser from {args.head_boxes})" if w["scorable"] else
+                                                 " (no head boxes: trainable, not scorable)")] if w["joints"] else \
+            ["no labels (a test split: predictions only)"]
+        notes += [f"{w['left_out']} without a position left out"] if w["left_out"] else []
+        notes += [f"{w['dropped']} joints the head-box file marks missing left unannotated"] if w["dropped"] else []
+        print(f"wrote {w['path']}: {_people(w['people'])}, {w['joints']} annotated joints; {'; '.join(notes)}")
     return 0
 
 
@@ -792,8 +810,9 @@ def register(sub) -> None:
                        "file (hgfast eval --results, or another model's) against an annotation file: no model, no "
                        "images")
     p.add_argument("predictions", help="an h5 file with 'preds' (N, K, 2) in the annotation file's coordinates and "
-                   "row order (and 'imgname', checked row by row, where it has one), or a .json COCO keypoint "
-                   "results file (image_id, category_id, keypoints, score)")
+                   "row order (and 'imgname', checked row by row, where it has one; a MATLAB .mat with 'preds' too, "
+                   "as HRNet's pred.mat and bearpaw's preds_valid.mat), or a .json COCO keypoint results file "
+                   "(image_id, category_id, keypoints, score)")
     p.add_argument("--annotations", required=True, help="the MPII-style h5 annotation file (e.g. annot/valid.h5) "
                    "or COCO keypoint file (e.g. person_keypoints_val2017.json)")
     p.add_argument("--thresholds", help="MPII: PCK thresholds, comma-separated (default 0.5,0.1)")
@@ -804,6 +823,17 @@ def register(sub) -> None:
                    "several (an integer id; results of the others are left out)")
     p.add_argument("--json", help="write the table here")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("convert-mpii", help="MPII annotations in bearpaw's, HRNet's or mmpose's JSON format to "
+                       "the h5 files hgfast trains and scores on (train.h5, valid.h5, ...)")
+    p.add_argument("annotations", help="bearpaw's mpii_annotations.json (.json.gz too: both splits), or HRNet's / "
+                   "mmpose's train.json, valid.json, test.json (mpii_val.json, ...: one split each)")
+    p.add_argument("--head-boxes", help="the evaluation .mat with the validation split's head boxes (HRNet's "
+                   "gt_valid.mat, mmpose's mpii_gt_val.mat, bearpaw's detections_our_format.mat): the PCKh "
+                   "normaliser of the validation split (needs scipy: pip install 'hgfast[mat]')")
+    p.add_argument("--out", required=True, help="folder for the h5 files (e.g. /data/mpii/annot)")
+    p.add_argument("--overwrite", action="store_true", help="replace h5 files already there")
+    p.set_defaults(func=_cmd_convert_mpii)
 
     p = sub.add_parser("predict", help="keypoints for images: JSON and pictures with the skeleton drawn")
     p.add_argument("images", nargs="+", help="image files, or folders of them (their .jpg, .png, ... files, "

@@ -393,6 +393,18 @@ def test_h5_with_another_skeleton_trains_and_evaluates(tmp_path):
         MPII(unnamed, images)
     with pytest.raises(ValueError, match="field 'visible' has shape"):
         write_annotations(path, *args[:4], np.ones((n, 4)), args[5])
+    # a test split: no labels (all or none), with MPII's annolist / annorect numbers
+    write_annotations(unnamed, *args[:3], names=names, index=[3, 1, 2, 0], person=np.zeros(n))
+    with h5py.File(unnamed) as f:
+        assert sorted(f) == ["center", "imgname", "index", "person", "scale"] and f["index"].dtype == np.int64
+    ann = read_annotations(unnamed)
+    assert ann["part"].shape == (n, 5, 2) and not ann["part"].any() and list(ann["joint_names"]) == list(names)
+    with pytest.raises(ValueError, match=r"labels \['part', 'visible', 'normalize'\] go all or none; got only "
+                                         r"\['part'\]"):
+        write_annotations(path, *args[:4])
+    for bad in ([0, 1, 2], [0, 1, 2, -1], [0, 1.5, 2, 3], [True] * 4):
+        with pytest.raises(ValueError, match=f"index must be {n} whole numbers >= 0"):
+            write_annotations(path, *args, index=bad)
     sets = ["data.dataset=mpii", f"data.train_annotations={path}", f"data.val_annotations={path}",
             f"data.image_dir={images}", "data.flip_pairs=[[1, 2], [3, 4]]", "model.nstack=1", "model.nfeat=16",
             "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=2", "steps=2", "val_every=2",

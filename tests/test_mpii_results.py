@@ -252,7 +252,7 @@ def test_score_refuses_files_that_do_not_fit(run, tmp_path, capsys):
     refused(None, "predictions file not found", tmp_path / "none.h5")
     refused(None, "is a folder", tmp_path)
     (tmp_path / "v5.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
-    refused(None, "is not an HDF5 file", tmp_path / "v5.mat")
+    refused(None, "is neither an HDF5 file nor a MATLAB file (", tmp_path / "v5.mat")
     with h5py.File(tmp_path / "whole.h5", "w") as f:
         f["preds"] = np.zeros((N, 16, 2))
     (tmp_path / "cut.h5").write_bytes((tmp_path / "whole.h5").read_bytes()[:1500])

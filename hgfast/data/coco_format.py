@@ -18,10 +18,12 @@ joints from the model (``read_coco_header(skeleton=...)``) and are predicted onl
 """
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import numbers
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +89,17 @@ def box_area(box) -> float:
 
 
 def read_json(path: str | os.PathLike, what: str):
-    """The parsed JSON of ``path``; FileNotFoundError / ValueError name it as ``what`` (e.g. "boxes file")."""
+    """The parsed JSON of ``path`` (gzip-compressed too, ``.json.gz``); FileNotFoundError / ValueError name it as
+    ``what`` (e.g. "boxes file")."""
     if not os.fspath(path):
         raise ValueError(f"{what}: the path is empty")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
 
 

@@ -181,25 +181,35 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return ann
 
 
-def write_annotations(path: str | os.PathLike, imgname, center, scale, part, visible, normalize, names=None,
-                      edges=()) -> None:
+def write_annotations(path: str | os.PathLike, imgname, center, scale, part=None, visible=None, normalize=None,
+                      names=None, edges=(), index=None, person=None) -> None:
     """Write an MPII-style ``.h5`` annotation file (atomically) that ``read_annotations`` / ``MPII`` read: per
     sample ``imgname`` (N,) relative to the image folder, ``center`` (N, 2), ``scale`` (N,) (box height / 200),
     ``part`` (N, K, 2) with (0, 0) for an unannotated joint, ``visible`` (N, K) and ``normalize`` (N,) (the PCK
-    normaliser); joint ``names`` (K,) and limb ``edges`` (0-based pairs), if given, as the file's attributes (needed
-    for K other than MPII's 16 to have flip pairs and PCK columns). Coordinates are written as given: MATLAB's
-    1-based ones for ``MPII(one_based=True)``, the default."""
+    normaliser; the three labels all or none: none writes an unlabelled file, a test split); joint ``names`` (K,)
+    and limb ``edges`` (0-based pairs), if given, as the file's attributes (needed for K other than MPII's 16 to
+    have flip pairs and PCK columns); ``index`` and ``person`` (N,), if given, MPII's 0-based ``annolist`` /
+    ``annorect`` numbers (a submission needs them). Coordinates are written as given: MATLAB's 1-based ones for
+    ``MPII(one_based=True)``, the default."""
     import h5py
 
     from ..checkpoint import atomic_path
 
+    labels = {"part": part, "visible": visible, "normalize": normalize}
+    given = [k for k, v in labels.items() if v is not None]
+    if given and len(given) < len(labels):
+        raise ValueError(f"write_annotations: the labels {list(LABELS)} go all or none; got only {given}")
+    n = len(imgname)
+    if not given:  # unlabelled: K from the names, every joint unannotated (as read_annotations reads such a file)
+        k = NUM_JOINTS if names is None or isinstance(names, str) else len(names)
+        labels = {"part": np.zeros((n, k, 2)), "visible": np.zeros((n, k)), "normalize": np.zeros(n)}
     ann = {"imgname": np.array([str(s).encode("utf-8") for s in imgname]),
-           **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), ("part", part),
-                                                        ("visible", visible), ("normalize", normalize))}}
+           **{k: np.asarray(v, np.float64) for k, v in (("center", center), ("scale", scale), *labels.items())}}
     k = _check_shapes(ann, "write_annotations")
-    if not len(ann["imgname"]):
+    if not n:
         raise ValueError("write_annotations: no samples (a file without any is refused on reading)")
     _check_values(ann, "write_annotations")
+    numbers = {key: _sample_numbers(v, n, key) for key, v in (("index", index), ("person", person)) if v is not None}
     if names is None and len(edges):
         raise ValueError("write_annotations: edges need names (the file stores the skeleton only with its names)")
     if names is not None:
@@ -211,11 +221,22 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part, vis
             raise ValueError(f"write_annotations: {exc}") from exc
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        for key, v in ann.items():
-            f[key] = v
+        for key, v in {**ann, **numbers}.items():
+            if given or key not in LABELS:
+                f[key] = v
         if names is not None:
-            f.attrs["joint_names"] = np.array([str(n).encode("utf-8") for n in names])
+            f.attrs["joint_names"] = np.array([str(name).encode("utf-8") for name in names])
             f.attrs["limbs"] = edges
+
+
+def _sample_numbers(values, n: int, key: str) -> np.ndarray:
+    """``values`` as (n,) int64 whole numbers >= 0 (``index``, ``person``); ValueError naming ``key``."""
+    array = np.asarray(values)
+    if array.shape != (n,) or array.dtype.kind not in "iuf" or not (np.isfinite(array) & (array >= 0)).all() \
+            or not (array == np.round(array)).all():
+        raise ValueError(f"write_annotations: {key} must be {n} whole numbers >= 0 (0-based), got "
+                         f"{str(array.tolist())[:80]}")
+    return array.astype(np.int64)
 
 
 def h5_skeleton(k: int, names=None, limbs=None, flip_pairs=None) -> Skeleton:

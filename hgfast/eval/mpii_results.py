@@ -73,7 +73,8 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
     ``center`` (N, 2), ``scale`` (N,) and ``joint_names`` (its attribute). A (2, K, N) ``preds`` (a MATLAB n × K × 2
     array saved with -v7.3) is transposed, as eval-mpii-pose does, and a (2, N) ``center`` beside it; NaN or
     infinite coordinates are kept (PCK counts them as misses, as its ``evalMPII.m`` does). FileNotFoundError /
-    ValueError name the file and the problem."""
+    ValueError name the file and the problem. A MATLAB file before v7.3 (not HDF5) is read by scipy: its
+    ``preds`` (N, K, 2), as HRNet and bearpaw save them."""
     import h5py
 
     path = Path(path)
@@ -81,10 +82,9 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
         raise ValueError(f"predictions file {path} is a folder")
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"predictions file {path} is not an HDF5 file (MATLAB's .mat files before v7.3 are not: "
-                         f"save it with -v7.3, or write its 'preds' to an .h5)")
     where = f"predictions file {path}"
+    if not h5py.is_hdf5(path):
+        return _matlab_predictions(path, where)
     try:
         with h5py.File(path, "r") as f:
             preds = f.get("preds")
@@ -111,6 +111,20 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable {where}: {exc}") from exc
     return out
+
+
+def _matlab_predictions(path: Path, where: str) -> dict:
+    """``preds`` (N, K, 2) of a MATLAB file before v7.3 (HRNet's ``pred.mat``, bearpaw's ``preds_valid.mat``)."""
+    from ..data.peer_mpii import read_matlab_arrays
+
+    try:
+        preds = read_matlab_arrays(path, ("preds",)).get("preds")
+    except ValueError as exc:
+        raise ValueError(f"{where} is neither an HDF5 file nor a MATLAB file ({exc})") from None
+    if preds is None or preds.dtype.kind not in "iuf" or preds.ndim != 3 or preds.shape[2] != 2:
+        got = "none" if preds is None else f"{preds.dtype} of shape {preds.shape}"
+        raise ValueError(f"{where}: variable 'preds' must be (N, K, 2) numbers, x and y per joint, got {got}")
+    return {"preds": preds.astype(np.float64)}
 
 
 def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike,

@@ -1,0 +1,259 @@
+"""MPII annotations in the peers' JSON formats, converted to the h5 files hgfast reads (``hgfast convert-mpii``).
+
+- bearpaw/pytorch-pose's ``mpii_annotations.json`` (``.json.gz`` too, as anibali's copy): one list of people of
+  both splits of Tompson et al. (``isValidation`` 1: the 2958 validation people); ``img_paths``, ``objpos``,
+  ``scale_provided``, ``joint_self`` (16 × (x, y, is_visible); (0, 0) unannotated), ``annolist_index`` and
+  ``people_index`` (MPII's 1-based numbers; written 0-based as ``index`` and ``person``).
+- HRNet's and mmpose's ``train.json`` / ``valid.json`` / ``test.json`` (mmpose: ``mpii_train.json``,
+  ``mpii_val.json``, ...): one split each; ``image``, ``center``, ``scale``, ``joints`` (16 × (x, y)) and
+  ``joints_vis`` (16; 1: annotated, visible or occluded, which these files do not tell apart, so ``visible`` is
+  written as annotated); a test split has neither of the last two.
+
+Both hold MPII's raw person position and scale; as their loaders do and as ``annot/*.h5`` hold them, the centre moves
+down by 15 × scale and the scale is multiplied by 1.25 (a person without a position, ``-1``, is left out).
+Coordinates stay MATLAB's 1-based ones (``MPII(one_based=True)``, the default).
+
+The PCKh normaliser (``normalize``: 0.6 × the head box's diagonal) comes from the head boxes of the evaluation
+``.mat`` file the peers score the validation split with (``read_head_boxes``); they are matched to the people by
+the joints that file also holds. Without them a split is written with ``normalize`` 0: trainable, not scorable.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .coco_format import is_number, read_json
+from .mpii import annotated_joints, scorable, write_annotations
+from .skeleton import NUM_JOINTS
+
+HEAD_BOX_FACTOR = 0.6  # PCKh's normaliser: this × the head box's diagonal (SC_BIAS of the MATLAB evaluation)
+MATCH_PIXELS = 0.5  # a joint of the head-box file farther than this from the annotation's: not the same person
+FORMATS = {"bearpaw": ("img_paths", "objpos", "scale_provided", "joint_self", "isValidation"),
+           "hrnet": ("image", "center", "scale")}
+HEAD_BOX_KEYS = ("headboxes_src", "pos_gt_src", "jnt_missing")
+
+
+def _numbers(entry: dict, key: str, shape: tuple, where: str):
+    """``entry[key]`` as a float64 array of ``shape`` (a float for ``()``); ValueError naming ``where`` and the key
+    otherwise."""
+    value = entry.get(key)
+    flat = np.asarray(value, dtype=object).ravel() if isinstance(value, list) else [value]
+    try:
+        array = np.array(value, np.float64)
+    except (TypeError, ValueError):  # ragged or not numbers
+        array = np.zeros(0)
+    if array.shape != shape or not all(map(is_number, flat)):
+        what = "a number" if not shape else f"{' × '.join(map(str, shape))} numbers"
+        raise ValueError(f"{where}: {key!r} must be {what}, got {str(value)[:80]}")
+    return float(array) if not shape else array
+
+
+def _entries(path: Path) -> tuple[list, str]:
+    """The file's list of people and its format (``FORMATS``); ValueError where it is neither."""
+    entries = read_json(path, "MPII annotation file")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"MPII annotation file {path}: expected a non-empty list of people (bearpaw's "
+                         f"mpii_annotations.json, HRNet's or mmpose's train/valid/test.json)")
+    for name, keys in FORMATS.items():
+        if all(k in entries[0] for k in keys):
+            missing = [(i, k) for i, e in enumerate(entries) for k in keys if k not in e]
+            if missing:
+                raise ValueError(f"MPII annotation file {path}, person {missing[0][0]}: no {missing[0][1]!r} "
+                                 f"({len(missing)} missing key(s) in all)")
+            return entries, name
+    raise ValueError(f"MPII annotation file {path}: person 0 has keys {sorted(entries[0])[:12]}; expected "
+                     f"bearpaw's {list(FORMATS['bearpaw'])} or HRNet's/mmpose's {list(FORMATS['hrnet'])} (+ "
+                     f"'joints', 'joints_vis')")
+
+
+def _text(entry: dict, key: str, where: str) -> str:
+    if not isinstance(entry[key], str) or not entry[key]:
+        raise ValueError(f"{where}: {key!r} must be an image file name, got {entry[key]!r}")
+    return entry[key]
+
+
+def _bearpaw(entry: dict, where: str) -> dict:
+    joints = _numbers(entry, "joint_self", (NUM_JOINTS, 3), where)
+    split = _numbers(entry, "isValidation", (), where)
+    if split not in (0, 1):
+        raise ValueError(f"{where}: 'isValidation' must be 0 or 1, got {entry['isValidation']!r}")
+    person = {"split": "valid" if split else "train", "imgname": _text(entry, "img_paths", where),
+              "center": _numbers(entry, "objpos", (2,), where),
+              "scale": _numbers(entry, "scale_provided", (), where), "part": joints[:, :2],
+              "visible": np.where(annotated_joints(joints[:, :2]), joints[:, 2] > 0, 0.0)}
+    for key, name in (("annolist_index", "index"), ("people_index", "person")):
+        if key in entry:
+            number = _numbers(entry, key, (), where)
+            if not (number >= 1 and number.is_integer()):  # (MATLAB writes whole numbers as 5.000)
+                raise ValueError(f"{where}: {key!r} must be a whole number >= 1 (MPII's 1-based), got {entry[key]!r}")
+            person[name] = number - 1
+    return person
+
+
+def _hrnet(entry: dict, where: str, split: str) -> dict:
+    person = {"split": split, "imgname": _text(entry, "image", where),
+              "center": _numbers(entry, "center", (2,), where), "scale": _numbers(entry, "scale", (), where)}
+    if "joints" in entry or "joints_vis" in entry:
+        annotated = _numbers(entry, "joints_vis", (NUM_JOINTS,), where) > 0
+        person["part"] = np.where(annotated[:, None], _numbers(entry, "joints", (NUM_JOINTS, 2), where), 0.0)
+        person["visible"] = annotated.astype(np.float64)
+    return person
+
+
+def split_name(path: Path) -> str:
+    """The split an HRNet/mmpose file holds, from its name: ``train``, ``valid`` (``val``), ``test``, ``trainval``
+    (an ``mpii_`` prefix dropped), else the file's stem."""
+    stem = path.name.split(".")[0].lower().removeprefix("mpii_")
+    return "valid" if stem == "val" else stem
+
+
+def read_peer_annotations(path: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
+    """``({split: fields}, left_out)``: the people of a bearpaw or HRNet/mmpose MPII JSON file (module docstring)
+    by split, each split's fields as ``write_annotations`` takes them (``imgname`` (N,), ``center`` (N, 2) and
+    ``scale`` (N,) adjusted, ``part`` (N, 16, 2), ``visible`` (N, 16), ``index`` / ``person`` (N,) where the file
+    has them; no labels for a test split), and per split the people left out for want of a position."""
+    path = Path(path)
+    entries, kind = _entries(path)
+    people = [_bearpaw(e, f"MPII annotation file {path}, person {i}") if kind == "bearpaw" else
+              _hrnet(e, f"MPII annotation file {path}, person {i}", split_name(path)) for i, e in enumerate(entries)]
+    labelled = ["part" in p for p in people]
+    if any(labelled) and not all(labelled):
+        raise ValueError(f"MPII annotation file {path}: person {labelled.index(not labelled[0])} "
+                         f"{'lacks' if labelled[0] else 'has'} 'joints' / 'joints_vis', person 0 "
+                         f"{'has' if labelled[0] else 'lacks'} them (a file is labelled or a test split)")
+    splits, left_out = {}, {}
+    for p in people:
+        split = p.pop("split")
+        if p["center"][0] == -1:  # no position given: the loaders leave it unadjusted, nothing to crop around
+            left_out[split] = left_out.get(split, 0) + 1
+            continue
+        p["center"] = p["center"] + [0.0, 15 * p["scale"]]
+        p["scale"] = p["scale"] * 1.25
+        splits.setdefault(split, []).append(p)
+    fields = {}
+    for split, rows in splits.items():
+        keys = [k for k in rows[0] if all(k in r for r in rows)]
+        fields[split] = {k: np.array([r[k] for r in rows]) for k in keys}
+    return fields, left_out
+
+
+def read_matlab_arrays(path: Path, keys) -> dict[str, np.ndarray]:
+    """``keys`` of a MATLAB file as MATLAB shapes them: v7.3 (HDF5) by h5py, transposed back (HDF5 stores
+    MATLAB's column-major arrays with the dimensions reversed); older versions by scipy."""
+    import h5py
+
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            return {k: np.asarray(f[k]).T for k in keys if isinstance(f.get(k), h5py.Dataset)}
+    try:
+        from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
+    except ImportError as exc:
+        raise ImportError(f"reading {path} (a MATLAB file before v7.3) needs scipy: pip install 'hgfast[mat]'") \
+            from exc
+    try:
+        data = loadmat(path, variable_names=list(keys))
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:  # not a .mat, truncated, ...
+        raise ValueError(f"{path} is not a MATLAB file scipy can read: {exc}") from exc
+    return {k: data[k] for k in keys if k in data}
+
+
+def read_head_boxes(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The MPII validation split's head boxes, joints and missing flags from the evaluation ``.mat`` file (HRNet's
+    ``gt_valid.mat``, mmpose's ``mpii_gt_val.mat``, bearpaw's ``evaluation/data/detections_our_format.mat``):
+    ``boxes`` (N, 2, 2) (top-left, bottom-right corner), ``joints`` (N, K, 2) and ``missing`` (N, K) bool, from the
+    file's ``headboxes_src`` (2, 2, N), ``pos_gt_src`` (K, 2, N) and ``jnt_missing`` (K, N)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"head-box file not found: {path}")
+    data = read_matlab_arrays(path, HEAD_BOX_KEYS)
+    absent = [k for k in HEAD_BOX_KEYS if k not in data]
+    if absent:
+        raise ValueError(f"head-box file {path} has no {absent} (expected {list(HEAD_BOX_KEYS)}, as gt_valid.mat)")
+    boxes, joints, missing = (np.asarray(data[k]) for k in HEAD_BOX_KEYS)
+    n = boxes.shape[-1] if boxes.ndim == 3 else -1
+    shapes_ok = boxes.shape[:2] == (2, 2) and joints.ndim == 3 and joints.shape[1:] == (2, n) and \
+        missing.shape == (joints.shape[0], n) and n > 0
+    if not shapes_ok or any(a.dtype.kind not in "iufb" for a in (boxes, joints, missing)):
+        raise ValueError(f"head-box file {path}: headboxes_src {boxes.shape}, pos_gt_src {joints.shape}, jnt_missing "
+                         f"{missing.shape}; expected numbers of (2, 2, N), (K, 2, N) and (K, N)")
+    boxes, joints = boxes.astype(np.float64).transpose(2, 0, 1), joints.astype(np.float64).transpose(2, 0, 1)
+    if not (np.isfinite(boxes).all() and np.isin(missing, (0, 1)).all()):
+        raise ValueError(f"head-box file {path}: head boxes must be finite and jnt_missing 0 or 1")
+    return {"boxes": boxes, "joints": joints, "missing": missing.T.astype(bool)}
+
+
+def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, int]:
+    """``(fields with normalize, dropped)``: one split's fields (``read_peer_annotations``) with the PCKh normaliser
+    of ``heads`` (``read_head_boxes``), whose people must be the split's in the same order (every joint both
+    annotate within ``MATCH_PIXELS``); joints the head-box file marks missing are left unannotated, as its MATLAB
+    evaluation scores them (``dropped`` counts them). ValueError naming ``where`` and the first mismatch."""
+    part, n = fields["part"], len(fields["imgname"])
+    if len(heads["boxes"]) != n or heads["joints"].shape[1] != part.shape[1]:
+        raise ValueError(f"{where}: the head-box file has {len(heads['boxes'])} people of "
+                         f"{heads['joints'].shape[1]} joints, the split {n} of {part.shape[1]}: not the same split")
+    both = annotated_joints(part) & ~heads["missing"]
+    far = both & (np.abs(part - heads["joints"]).max(-1) > MATCH_PIXELS)
+    if far.any():
+        i, j = np.argwhere(far)[0]
+        raise ValueError(f"{where}: person {i} ({fields['imgname'][i]}), joint {j} is at {part[i, j].tolist()} in "
+                         f"the annotations and at {heads['joints'][i, j].tolist()} in the head-box file: not the same "
+                         f"people in the same order ({int(far.sum())} joint(s) differ)")
+    dropped = annotated_joints(part) & heads["missing"]
+    corners = heads["boxes"]
+    return {**fields, "part": np.where(dropped[..., None], 0.0, part),
+            "visible": np.where(dropped, 0.0, fields["visible"]),
+            "normalize": HEAD_BOX_FACTOR * np.linalg.norm(corners[:, 1] - corners[:, 0], axis=-1)}, int(dropped.sum())
+
+
+def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike, head_boxes=None,
+                             overwrite: bool = False) -> list[dict]:
+    """Write the splits of a peer's MPII JSON file as ``out_dir/<split>.h5`` (``write_annotations``; bearpaw's file:
+    ``train.h5`` and ``valid.h5``); ``head_boxes``: the evaluation ``.mat`` whose head boxes give the validation
+    split (bearpaw's) or the file's one split (HRNet's/mmpose's) its PCKh normaliser. Refuses to replace an
+    existing file unless ``overwrite``; nothing is written before every split is read and checked. Returns per
+    file ``{"path", "split", "people", "joints" (annotated), "scorable", "left_out", "dropped"}``."""
+    path, out_dir = Path(path), Path(out_dir)
+    splits, left_out = read_peer_annotations(path)
+    if not splits:
+        raise ValueError(f"MPII annotation file {path}: no person has a position (every 'objpos'/'center' is -1)")
+    target = next(iter(splits)) if len(splits) == 1 else "valid"
+    if head_boxes is not None:
+        if "part" not in splits[target]:
+            raise ValueError(f"head boxes given for {path}, a split without joints (a test split): nothing to score")
+        heads = read_head_boxes(head_boxes)
+    outputs = {split: out_dir / f"{split}.h5" for split in splits}
+    inputs = {Path(p).resolve() for p in (path, head_boxes) if p is not None}
+    if any(p.resolve() in inputs for p in outputs.values()):
+        raise ValueError(f"an output in {out_dir} would replace an input file ({', '.join(map(str, inputs))})")
+    existing = [str(p) for p in outputs.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist(s); give overwrite=True (--overwrite) to replace")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output folder {out_dir} is a file")
+    written = []
+    for split, fields in splits.items():
+        dropped = 0
+        if head_boxes is not None and split == target:
+            fields, dropped = with_head_boxes(fields, heads, f"{path} ({split}) and head-box file {head_boxes}")
+        elif "part" in fields:
+            fields = {**fields, "normalize": np.zeros(len(fields["imgname"]))}
+        written.append({"path": outputs[split], "split": split, "fields": fields, "dropped": dropped,
+                        "left_out": left_out.get(split, 0)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:  # every split, then all in place
+        for w in written:
+            fields = w.pop("fields")
+            try:
+                write_annotations(Path(tmp) / w["path"].name, **fields)
+            except ValueError as exc:
+                raise ValueError(f"MPII annotation file {path} ({w['split']}): {exc}") from None
+            annotated = annotated_joints(fields.get("part", np.zeros((1, 1, 2))))
+            w.update(people=len(fields["imgname"]), joints=int(annotated.sum()),
+                     scorable=int(scorable(annotated, fields.get("normalize", 0)).sum()))
+        for w in written:
+            os.replace(Path(tmp) / w["path"].name, w["path"])
+    return written

@@ -1,0 +1,233 @@
+"""MPII annotations in bearpaw's, HRNet's and mmpose's formats (``hgfast convert-mpii``) and their MATLAB files."""
+import gzip
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from hgfast.cli import main
+from hgfast.data import read_annotations
+from hgfast.data.peer_mpii import convert_peer_annotations, read_head_boxes, read_peer_annotations
+from hgfast.eval import score_mpii_predictions
+
+scipy_io = pytest.importorskip("scipy.io")
+
+N, K = 7, 16
+
+
+def _people(n=N, seed=0):
+    """Raw MPII people as the peers' files hold them: 1-based joints ((0, 0) unannotated), objpos, scale."""
+    rng = np.random.default_rng(seed)
+    joints = rng.uniform(5, 600, (n, K, 2)).round(3)
+    annotated = rng.random((n, K)) > 0.2
+    annotated[:, 9] = True
+    joints[~annotated] = 0
+    return {"imgname": [f"{100 + i:09d}.jpg" for i in range(n)], "objpos": rng.uniform(100, 500, (n, 2)).round(3),
+            "scale": rng.uniform(1, 5, n).round(3), "joints": joints, "annotated": annotated,
+            "visible": annotated & (rng.random((n, K)) > 0.3)}
+
+
+def _bearpaw(path, train, valid):
+    """bearpaw's mpii_annotations.json: both splits in one list, MATLAB's whole numbers as floats."""
+    entries = []
+    for split, p in ((0, train), (1, valid)):
+        for i in range(len(p["imgname"])):
+            entries.append({"dataset": "MPI", "isValidation": float(split), "img_paths": p["imgname"][i],
+                            "objpos": p["objpos"][i].tolist(), "scale_provided": float(p["scale"][i]),
+                            "joint_self": np.concatenate([p["joints"][i], p["visible"][i, :, None]], 1).tolist(),
+                            "annolist_index": float(10 + i), "people_index": 1.0 + i % 2})
+    text = json.dumps(entries)
+    path.write_bytes(gzip.compress(text.encode()) if path.suffix == ".gz" else text.encode())
+    return path
+
+
+def _hrnet(path, p, labelled=True):
+    """HRNet's / mmpose's train/valid/test.json: joints_vis 1 for every annotated joint, -1 placeholders."""
+    entries = []
+    for i in range(len(p["imgname"])):
+        e = {"image": p["imgname"][i], "center": p["objpos"][i].tolist(), "scale": float(p["scale"][i])}
+        if labelled:
+            e["joints"] = np.where(p["annotated"][i, :, None], p["joints"][i], -1.0).tolist()
+            e["joints_vis"] = p["annotated"][i].astype(int).tolist()
+        entries.append(e)
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def _head_boxes(p, rng=np.random.default_rng(3)):
+    """(N, 2, 2) head boxes and the evaluation file's joints / missing flags for people ``p``."""
+    top_left = rng.uniform(0, 300, (len(p["imgname"]), 2))
+    return np.stack([top_left, top_left + rng.uniform(20, 60, top_left.shape)], 1)
+
+
+def _gt_mat(path, p, boxes, v73=False):
+    """gt_valid.mat: headboxes_src (2, 2, N), pos_gt_src (K, 2, N), jnt_missing (K, N), as MATLAB shapes them."""
+    arrays = {"headboxes_src": boxes.transpose(1, 2, 0), "pos_gt_src": p["joints"].transpose(1, 2, 0),
+              "jnt_missing": (~p["annotated"]).T.astype(np.float64)}
+    if v73:  # MATLAB -v7.3: HDF5 with the dimensions reversed
+        with h5py.File(path, "w") as f:
+            for key, value in arrays.items():
+                f[key] = value.T
+    else:
+        scipy_io.savemat(path, {**arrays, "dataset_joints": np.array([["rank"] * K], dtype=object)})
+    return path
+
+
+def test_bearpaw_json_converts_to_the_adjusted_h5_splits(tmp_path):
+    train, valid = _people(9, seed=1), _people()
+    source = _bearpaw(tmp_path / "mpii_annotations.json.gz", train, valid)
+    written = convert_peer_annotations(source, tmp_path / "annot")
+    assert [(w["split"], w["people"], w["scorable"]) for w in written] == [("train", 9, 0), ("valid", N, 0)]
+    for split, p in (("train", train), ("valid", valid)):
+        ann = read_annotations(tmp_path / "annot" / f"{split}.h5")
+        assert ann["imgname"].tolist() == p["imgname"]
+        np.testing.assert_allclose(ann["center"], p["objpos"] + np.stack([0 * p["scale"], 15 * p["scale"]], 1))
+        np.testing.assert_allclose(ann["scale"], 1.25 * p["scale"])
+        np.testing.assert_array_equal(ann["part"], p["joints"])  # 1-based, (0, 0) unannotated, as annot/*.h5
+        np.testing.assert_array_equal(ann["visible"], p["visible"])
+        np.testing.assert_array_equal(ann["normalize"], 0)  # no head boxes given
+    with h5py.File(tmp_path / "annot" / "valid.h5") as f:
+        assert f["index"][()].tolist() == list(range(9, 9 + N)) and f["person"][()].tolist() == [0, 1] * 3 + [0]
+
+
+def test_head_boxes_give_the_validation_split_its_pckh_normaliser(tmp_path):
+    valid = _people()
+    boxes = _head_boxes(valid)
+    expected = 0.6 * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1)
+    for v73 in (False, True):
+        gt = _gt_mat(tmp_path / f"gt_valid{int(v73)}.mat", valid, boxes, v73)
+        heads = read_head_boxes(gt)
+        np.testing.assert_array_equal(heads["boxes"], boxes)
+        np.testing.assert_array_equal(heads["joints"], valid["joints"])
+        np.testing.assert_array_equal(heads["missing"], ~valid["annotated"])
+        out = tmp_path / f"out{int(v73)}"
+        convert_peer_annotations(_bearpaw(tmp_path / "bp.json", _people(3, 1), valid), out, gt)
+        np.testing.assert_allclose(read_annotations(out / "valid.h5")["normalize"], expected)
+        np.testing.assert_array_equal(read_annotations(out / "train.h5")["normalize"], 0)
+
+
+def test_hrnet_and_bearpaw_files_of_the_same_people_convert_alike(tmp_path):
+    valid = _people()
+    gt = _gt_mat(tmp_path / "gt_valid.mat", valid, _head_boxes(valid))
+    convert_peer_annotations(_bearpaw(tmp_path / "bp.json", _people(2, 1), valid), tmp_path / "bp", gt)
+    written = convert_peer_annotations(_hrnet(tmp_path / "mpii_val.json", valid), tmp_path / "hrnet", gt)
+    assert written[0]["path"].name == "valid.h5" and written[0]["scorable"] == N
+    a, b = read_annotations(tmp_path / "bp" / "valid.h5"), read_annotations(tmp_path / "hrnet" / "valid.h5")
+    for key in ("imgname", "center", "scale", "part", "normalize"):
+        np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(b["visible"], valid["annotated"])  # HRNet's files: annotated, not visibility
+
+
+def test_joints_the_head_box_file_marks_missing_are_not_scored(tmp_path):
+    valid = _people()
+    boxes = _head_boxes(valid)
+    marked = {**valid, "annotated": valid["annotated"].copy()}
+    marked["annotated"][0, 9] = marked["annotated"][3, 9] = False
+    gt = _gt_mat(tmp_path / "gt.mat", marked, boxes)
+    written = convert_peer_annotations(_hrnet(tmp_path / "valid.json", valid), tmp_path / "out", gt)
+    assert written[0]["dropped"] == 2
+    ann = read_annotations(tmp_path / "out" / "valid.h5")
+    assert (ann["part"][[0, 3], 9] == 0).all() and ann["visible"][0, 9] == 0
+    np.testing.assert_array_equal(ann["part"][1:3], valid["joints"][1:3])
+
+
+def test_head_boxes_of_other_people_or_another_split_are_refused(tmp_path):
+    valid = _people()
+    boxes = _head_boxes(valid)
+    source = _hrnet(tmp_path / "valid.json", valid)
+    shuffled = {k: v[::-1] for k, v in valid.items()}
+    with pytest.raises(ValueError, match=r"person 0 \(000000100.jpg\), joint \d+ .* not the same people"):
+        convert_peer_annotations(source, tmp_path / "out", _gt_mat(tmp_path / "a.mat", shuffled, boxes))
+    fewer = {k: v[:5] for k, v in valid.items()}
+    with pytest.raises(ValueError, match="head-box file has 5 people of 16 joints, the split 7 .* not the same"):
+        convert_peer_annotations(source, tmp_path / "out", _gt_mat(tmp_path / "b.mat", fewer, boxes[:5]))
+    scipy_io.savemat(tmp_path / "c.mat", {"headboxes_src": boxes.transpose(1, 2, 0)})
+    with pytest.raises(ValueError, match=r"has no \['pos_gt_src', 'jnt_missing'\]"):
+        read_head_boxes(tmp_path / "c.mat")
+    (tmp_path / "d.mat").write_bytes(b"not a mat file" * 20)
+    with pytest.raises(ValueError, match="d.mat is not a MATLAB file scipy can read"):
+        read_head_boxes(tmp_path / "d.mat")
+    with pytest.raises(FileNotFoundError, match="head-box file not found"):
+        read_head_boxes(tmp_path / "none.mat")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+
+
+def test_a_test_split_converts_to_an_unlabelled_file(tmp_path):
+    people = _people()
+    people["objpos"][2] = -1  # no position: left out, as the loaders cannot crop it
+    written = convert_peer_annotations(_hrnet(tmp_path / "test.json", people, labelled=False), tmp_path / "out")
+    assert [(w["split"], w["people"], w["joints"], w["left_out"]) for w in written] == [("test", N - 1, 0, 1)]
+    with h5py.File(tmp_path / "out" / "test.h5") as f:
+        assert sorted(f) == ["center", "imgname", "scale"]
+    ann = read_annotations(tmp_path / "out" / "test.h5")
+    assert ann["imgname"].tolist() == people["imgname"][:2] + people["imgname"][3:]
+    with pytest.raises(ValueError, match="a split without joints"):
+        convert_peer_annotations(tmp_path / "test.json", tmp_path / "out2", tmp_path / "gt.mat")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda e: e.pop("img_paths"), r"person 1: no 'img_paths'"),
+    (lambda e: e.update(joint_self=[[1, 2, 1]] * 15), r"person 1: 'joint_self' must be 16 × 3 numbers"),
+    (lambda e: e.update(objpos=["1", 2]), r"person 1: 'objpos' must be 2 numbers"),
+    (lambda e: e.update(isValidation=0.5), r"person 1: 'isValidation' must be 0 or 1"),
+    (lambda e: e.update(scale_provided=True), r"person 1: 'scale_provided' must be a number"),
+    (lambda e: e.update(annolist_index=0), r"'annolist_index' must be a whole number >= 1"),
+    (lambda e: e.update(scale_provided=0.0), r"\(train\): write_annotations: field 'scale' must be finite and > 0"),
+])
+def test_bad_entries_are_refused_by_person_and_key(tmp_path, edit, message):
+    source = _bearpaw(tmp_path / "bp.json", _people(3, 1), _people(2))
+    entries = json.loads(source.read_text())
+    edit(entries[1])
+    source.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=message):
+        convert_peer_annotations(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.h5"))
+
+
+def test_files_of_no_known_format_or_mixed_labels_are_refused(tmp_path):
+    bad = tmp_path / "x.json"
+    for content, message in (({"people": []}, "expected a non-empty list of people"),
+                             ([{"file": "a.jpg"}], r"person 0 has keys \['file'\]; expected bearpaw's")):
+        bad.write_text(json.dumps(content))
+        with pytest.raises(ValueError, match=message):
+            read_peer_annotations(bad)
+    source = _hrnet(tmp_path / "train.json", _people())
+    entries = json.loads(source.read_text())
+    del entries[4]["joints"], entries[4]["joints_vis"]
+    source.write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match="person 4 lacks 'joints' / 'joints_vis', person 0 has them"):
+        read_peer_annotations(source)
+    bad.write_bytes(gzip.compress(b"[{"))
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        read_peer_annotations(bad)
+
+
+def test_cli_converts_refuses_to_overwrite_and_scores_peer_predictions(tmp_path, capsys):
+    valid = _people()
+    gt = _gt_mat(tmp_path / "gt_valid.mat", valid, _head_boxes(valid))
+    source = _bearpaw(tmp_path / "mpii_annotations.json", _people(4, 1), valid)
+    out = tmp_path / "annot"
+    assert main(["convert-mpii", str(source), "--head-boxes", str(gt), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'train.h5'}: 4 people" in printed and "not scorable" in printed
+    assert f"wrote {out / 'valid.h5'}: {N} people" in printed and f"{N} scorable (PCKh normaliser from" in printed
+    assert main(["convert-mpii", str(source), "--out", str(out)]) == 2
+    assert "valid.h5 exist(s); give overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert read_annotations(out / "valid.h5")["normalize"].min() > 0  # untouched
+    assert main(["convert-mpii", str(source), "--out", str(out), "--overwrite"]) == 0
+    assert read_annotations(out / "valid.h5")["normalize"].max() == 0
+    convert_peer_annotations(source, out, gt, overwrite=True)
+
+    # a peer's predictions (HRNet's pred.mat: (N, K, 2), 1-based) scored against the converted split
+    preds = valid["joints"] + np.where(np.arange(N)[:, None, None] < 4, 0.5, 100.0)
+    scipy_io.savemat(tmp_path / "pred.mat", {"preds": preds})
+    table = score_mpii_predictions(tmp_path / "pred.mat", out / "valid.h5")
+    assert table["samples"] == N
+    near = (np.arange(N) < 4)[:, None] & valid["annotated"]
+    scored = valid["annotated"].copy()
+    scored[:, [6, 7]] = False  # pelvis and thorax: not in PCKh's mean
+    assert table["pck"]["0.5"]["mean_weighted"] == pytest.approx(near[scored].sum() / scored.sum())
+    scipy_io.savemat(tmp_path / "bad.mat", {"preds": preds[:, :, :1]})
+    assert main(["score", str(tmp_path / "bad.mat"), "--annotations", str(out / "valid.h5")]) == 2
+    assert "variable 'preds' must be (N, K, 2) numbers" in capsys.readouterr().err
