@@ -830,7 +830,8 @@ def register(sub) -> None:
                    "mmpose's train.json, valid.json, test.json (mpii_val.json, ...: one split each)")
     p.add_argument("--head-boxes", help="the evaluation .mat with the validation split's head boxes (HRNet's "
                    "gt_valid.mat, mmpose's mpii_gt_val.mat, bearpaw's detections_our_format.mat): the PCKh "
-                   "normaliser of the validation split (needs scipy: pip install 'hgfast[mat]')")
+                   "normaliser of the validation split (a file before MATLAB v7.3 needs scipy: pip install "
+                   "'hgfast[mat]')")
     p.add_argument("--out", required=True, help="folder for the h5 files (e.g. /data/mpii/annot)")
     p.add_argument("--overwrite", action="store_true", help="replace h5 files already there")
     p.set_defaults(func=_cmd_convert_mpii)

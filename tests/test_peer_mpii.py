@@ -153,6 +153,33 @@ def test_head_boxes_of_other_people_or_another_split_are_refused(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
 
 
+def test_people_without_a_position_are_matched_to_head_boxes_then_left_out(tmp_path):
+    valid = _people()
+    boxes = _head_boxes(valid)
+    gt = _gt_mat(tmp_path / "gt.mat", valid, boxes)
+    valid["objpos"][2] = -1
+    written = convert_peer_annotations(_bearpaw(tmp_path / "bp.json", _people(3, 1), valid), tmp_path / "out", gt)
+    assert [(w["split"], w["people"], w["left_out"]) for w in written] == [("train", 3, 0), ("valid", N - 1, 1)]
+    keep = np.arange(N) != 2
+    ann = read_annotations(tmp_path / "out" / "valid.h5")
+    np.testing.assert_allclose(ann["normalize"], 0.6 * np.linalg.norm(boxes[keep, 1] - boxes[keep, 0], axis=1))
+    np.testing.assert_array_equal(ann["part"], valid["joints"][keep])
+    with pytest.raises(ValueError, match="has no validation people"):  # head boxes never land on train.h5
+        convert_peer_annotations(_bearpaw(tmp_path / "t.json", _people(3, 1), _people(0)), tmp_path / "o2", gt)
+    one = {k: v[:1] for k, v in valid.items()}
+    single = _gt_mat(tmp_path / "one.mat", one, boxes[:1])  # MATLAB drops the last dimension of one person's
+    scipy_io.savemat(single, {"headboxes_src": boxes[0], "pos_gt_src": one["joints"][0],
+                              "jnt_missing": (~one["annotated"][0, :, None]).astype(float)})
+    assert read_head_boxes(single)["boxes"].shape == (1, 2, 2)
+    nan = {**valid, "joints": np.where(valid["annotated"][..., None], np.nan, valid["joints"])}
+    with pytest.raises(ValueError, match="joints not marked missing must be finite"):
+        read_head_boxes(_gt_mat(tmp_path / "nan.mat", nan, boxes))
+    (tmp_path / "o3" / "valid.h5").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="valid.h5: not a file"):
+        convert_peer_annotations(tmp_path / "bp.json", tmp_path / "o3", overwrite=True)
+    assert not (tmp_path / "o3" / "train.h5").exists()
+
+
 def test_a_test_split_converts_to_an_unlabelled_file(tmp_path):
     people = _people()
     people["objpos"][2] = -1  # no position: left out, as the loaders cannot crop it
@@ -173,7 +200,11 @@ def test_a_test_split_converts_to_an_unlabelled_file(tmp_path):
     (lambda e: e.update(isValidation=0.5), r"person 1: 'isValidation' must be 0 or 1"),
     (lambda e: e.update(scale_provided=True), r"person 1: 'scale_provided' must be a number"),
     (lambda e: e.update(annolist_index=0), r"'annolist_index' must be a whole number >= 1"),
-    (lambda e: e.update(scale_provided=0.0), r"\(train\): write_annotations: field 'scale' must be finite and > 0"),
+    (lambda e: e.update(scale_provided=0.0), r"person 1: 'scale_provided' gives the scale 0.0 .* finite and > 0"),
+    (lambda e: e.update(joint_self=[[1e7, 2, 1]] * 16), r"person 1: 'joint_self' gives the part .* within ±"),
+    (lambda e: e.update(joint_self=[[1, 2, 2]] * 16), r"person 1: 'joint_self' must be 0 or 1 per joint"),
+    (lambda e: e.update(objpos=[1, 10**400]), r"person 1: 'objpos' must be 2 numbers"),
+    (lambda e: e.pop("annolist_index"), r"person 1 lacks 'annolist_index' / 'people_index', person 0 has them"),
 ])
 def test_bad_entries_are_refused_by_person_and_key(tmp_path, edit, message):
     source = _bearpaw(tmp_path / "bp.json", _people(3, 1), _people(2))
@@ -182,7 +213,7 @@ def test_bad_entries_are_refused_by_person_and_key(tmp_path, edit, message):
     source.write_text(json.dumps(entries))
     with pytest.raises(ValueError, match=message):
         convert_peer_annotations(source, tmp_path / "out")
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.h5"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_files_of_no_known_format_or_mixed_labels_are_refused(tmp_path):

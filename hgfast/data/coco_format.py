@@ -99,7 +99,7 @@ def read_json(path: str | os.PathLike, what: str):
     raw = path.read_bytes()
     try:
         return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
 
 
