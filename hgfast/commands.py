@@ -206,9 +206,9 @@ def _cmd_eval(args) -> int:
         if args.results and cfg.data.dataset not in ("coco", "mpii"):
             raise ValueError("--results writes COCO's keypoint results format or an MPII predictions h5: it needs "
                              "COCO-format or MPII-format data (data.dataset=coco or mpii)")
-        if results and cfg.data.dataset == "mpii" and results.suffix.lower() not in (".h5", ".hdf5"):
+        if results and cfg.data.dataset == "mpii" and results.suffix.lower() not in (".h5", ".hdf5", ".mat"):
             raise ValueError(f"--results {args.results}: MPII-format data gets an h5 file of predictions (name it "
-                             f"*.h5)")
+                             f"*.h5), or a MATLAB one (*.mat)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
         given_kernel = _dark_kernel(args)
         dark_kernel = check_refine(args.refine, dark_kernel_for(cfg.data.sigma) if given_kernel is None
@@ -793,7 +793,8 @@ def register(sub) -> None:
     p.add_argument("--results", help="write the predictions here: COCO-format data in COCO's keypoint results "
                    "format (JSON); MPII-format data as an h5 'preds' file (N, K, 2) in the annotation file's "
                    "coordinates, for MPII's evaluation and submission scripts (also for an unlabelled test split: "
-                   "--set data.val_annotations=annot/test.h5)")
+                   "--set data.val_annotations=annot/test.h5), or named *.mat as a MATLAB file, HRNet's pred.mat "
+                   "and bearpaw's preds_valid.mat")
     p.add_argument("--picture", help="write predictions on 16 validation images here (.jpg/.png)")
     p.add_argument("--detections", metavar="JSON", help="COCO-format data: predict in these detected person boxes "
                    "(COCO results format: image_id, category_id, bbox, score) instead of the ground-truth ones, "

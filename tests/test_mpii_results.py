@@ -102,6 +102,16 @@ def test_eval_results_are_the_predictions_in_the_files_coordinates(run, tmp_path
     model = StackedHourglass.from_checkpoint(work / "best.safetensors")
     dataset = MPII(root / "annot" / "valid.h5", root / "images", input_size=32)
     np.testing.assert_allclose(preds, predict_dataset(model, dataset)["pred"] + 1, atol=1e-4)
+    # the same predictions as a MATLAB file, as HRNet's pred.mat: what the peers' evaluation scripts read
+    loadmat = pytest.importorskip("scipy.io").loadmat
+    matlab = tmp_path / "pred.mat"
+    assert main(["eval", "--workdir", str(work), "--results", str(matlab), "--json", str(tmp_path / "m.json")]) == 0
+    np.testing.assert_array_equal(loadmat(matlab)["preds"], preds)
+    np.testing.assert_array_equal(loadmat(matlab)["scores"], scores)
+    assert score_mpii_predictions(matlab, root / "annot" / "valid.h5")["pck"] == table["pck"]
+    assert main(["eval", "--workdir", str(work), "--results", str(matlab), "--json", str(tmp_path / "m.json")]) == 0
+    (tmp_path / "not_preds.mat").write_bytes(matlab.read_bytes().replace(b"preds", b"predz"))
+    assert main(["eval", "--workdir", str(work), "--results", str(tmp_path / "not_preds.mat")]) == 2
 
 
 def test_eval_predicts_an_unlabelled_test_split_only_into_a_results_file(run, tmp_path, capsys):

@@ -22,21 +22,42 @@ from ..data.skeleton import JOINT_NAMES
 def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
     """ValueError where ``dataset`` cannot get a predictions file at ``path``: not an MPII-style dataset, or
     ``path`` is a file other than a predictions file (one with ``preds``), such as an annotation file, which
-    would be lost."""
-    import h5py
-
+    would be lost; ImportError for a ``.mat`` without scipy (before an evaluation, not after it)."""
     if not isinstance(dataset, MPII):
         raise ValueError(f"an MPII predictions file needs an MPII-style dataset, got {type(dataset).__name__}")
     path = Path(path)
-    if path.is_file():
-        try:
+    if path.is_file() and not _has_preds(path):
+        raise ValueError(f"{path} exists and is not a predictions file (an h5 or .mat with 'preds'; an annotation "
+                         f"file, say): it is not replaced, write the predictions elsewhere")
+    if _matlab(path):
+        _savemat()
+
+
+def _has_preds(path: Path) -> bool:
+    """Whether the file at ``path`` holds ``preds`` (HDF5, or MATLAB before v7.3)."""
+    import h5py
+
+    from ..data.peer_mpii import read_matlab_arrays
+
+    try:
+        if h5py.is_hdf5(path):
             with h5py.File(path, "r") as f:
-                ours = "preds" in f
-        except OSError:  # not HDF5, or corrupt
-            ours = False
-        if not ours:
-            raise ValueError(f"{path} exists and is not a predictions file (an h5 with 'preds'; an annotation "
-                             f"file, say): it is not replaced, write the predictions elsewhere")
+                return "preds" in f
+        return "preds" in read_matlab_arrays(path, ("preds",))
+    except (OSError, ValueError, ImportError):  # corrupt, neither format, or no scipy to tell
+        return False
+
+
+def _matlab(path: Path) -> bool:
+    return path.suffix.lower() == ".mat"
+
+
+def _savemat():
+    try:
+        from scipy.io import savemat
+    except ImportError as exc:
+        raise ImportError("a .mat predictions file needs scipy: pip install 'hgfast[mat]' (or write an .h5)") from exc
+    return savemat
 
 
 def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, **attrs) -> None:
@@ -44,7 +65,9 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
     (module docstring), ``scores`` (N, K) the heatmap peaks, the file's ``imgname``, ``center`` and ``scale`` as
     it has them, and its ``index`` and ``person`` (MPII's 0-based ``annolist`` / ``annorect`` numbers, which a
     submission needs) copied as they are where it has them; attributes ``one_based`` (how the file was read), the
-    annotation file, ``joint_names`` and ``attrs`` (text, numbers or bools, e.g. the checkpoint)."""
+    annotation file, ``joint_names`` and ``attrs`` (text, numbers or bools, e.g. the checkpoint). A ``.mat`` path
+    gets a MATLAB v5 file (scipy) of ``preds`` (N, K, 2) and ``scores`` only, as HRNet's ``pred.mat`` and bearpaw's
+    ``preds_valid.mat``, which their evaluation scripts read."""
     import h5py
 
     from ..checkpoint import atomic_path
@@ -55,10 +78,15 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
         raise ValueError(f"write_mpii_predictions: preds must hold each of the dataset's {len(dataset)} samples "
                          f"once, got {len(index)} rows (a subset, repeated samples or another dataset)")
     order = np.argsort(index)
+    values = np.asarray(preds["pred"], np.float64)[order] + dataset.origin
+    scores = np.asarray(preds["scores"], np.float32)[order]
+    if _matlab(Path(path)):
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            _savemat()(f, {"preds": values, "scores": scores})
+        return
     ann = dataset.ann
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f, h5py.File(dataset.annotations, "r") as source:
-        f["preds"] = np.asarray(preds["pred"], np.float64)[order] + dataset.origin
-        f["scores"] = np.asarray(preds["scores"], np.float32)[order]
+        f["preds"], f["scores"] = values, scores
         f["imgname"] = np.array([name.encode("utf-8") for name in ann["imgname"]])
         f["center"], f["scale"] = ann["center"], ann["scale"]
         for key in ("index", "person"):
