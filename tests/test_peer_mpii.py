@@ -262,3 +262,34 @@ def test_cli_converts_refuses_to_overwrite_and_scores_peer_predictions(tmp_path,
     scipy_io.savemat(tmp_path / "bad.mat", {"preds": preds[:, :, :1]})
     assert main(["score", str(tmp_path / "bad.mat"), "--annotations", str(out / "valid.h5")]) == 2
     assert "variable 'preds' must be (N, K, 2) numbers" in capsys.readouterr().err
+
+
+def _peer_pckh(preds, heads, threshold=0.5):
+    """PCKh as HRNet's and bearpaw's scripts compute it from a gt_valid.mat (written here from the formula):
+    per joint the share of non-missing joints within threshold × 0.6 × head diagonal (<=), and the mean over the
+    joints but pelvis and thorax weighted by their counts."""
+    scored = ~heads["missing"]
+    head = 0.6 * np.linalg.norm(heads["boxes"][:, 1] - heads["boxes"][:, 0], axis=1)
+    within = (np.linalg.norm(preds - heads["joints"], axis=2) / head[:, None] <= threshold) & scored
+    per_joint, count = within.sum(0) / scored.sum(0), scored.sum(0)
+    used = np.array([j not in (6, 7) for j in range(K)])
+    return per_joint, (per_joint * count)[used].sum() / count[used].sum()
+
+
+def test_hgfast_scores_a_converted_split_as_the_peers_scripts_do(tmp_path):
+    """A peer's files converted, its predictions scored: hgfast's PCKh (--inclusive, HRNet's <=) is theirs."""
+    valid = _people(40, seed=5)
+    boxes = _head_boxes(valid, np.random.default_rng(6))
+    marked = {**valid, "annotated": valid["annotated"] & (np.random.default_rng(7).random((40, K)) > 0.05)}
+    gt = _gt_mat(tmp_path / "gt_valid.mat", marked, boxes)
+    convert_peer_annotations(_hrnet(tmp_path / "valid.json", valid), tmp_path / "annot", gt)
+    head = 0.6 * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1)
+    offsets = np.random.default_rng(8).normal(0, 0.4, (40, K, 2)) * head[:, None, None]
+    preds = valid["joints"] + offsets
+    scipy_io.savemat(tmp_path / "pred.mat", {"preds": preds})
+    table = score_mpii_predictions(tmp_path / "pred.mat", tmp_path / "annot" / "valid.h5", (0.5,), inclusive=True)
+    per_joint, mean = _peer_pckh(preds, read_head_boxes(gt))
+    ours = table["pck"]["0.5"]
+    assert ours["mean_weighted"] == pytest.approx(mean)
+    np.testing.assert_allclose([ours["per_joint"][name] for name in table["count"]], per_joint)
+    assert 0.2 < mean < 0.9  # neither all hits nor all misses
