@@ -209,6 +209,9 @@ def _cmd_eval(args) -> int:
         if results and cfg.data.dataset == "mpii" and results.suffix.lower() not in (".h5", ".hdf5", ".mat"):
             raise ValueError(f"--results {args.results}: MPII-format data gets an h5 file of predictions (name it "
                              f"*.h5), or a MATLAB one (*.mat)")
+        if results and cfg.data.dataset == "coco" and results.suffix.lower() != ".json":
+            raise ValueError(f"--results {args.results}: COCO-format data gets a JSON file of COCO's keypoint "
+                             f"results (name it *.json)")
         min_score, nms_threshold = _detection_args(args, cfg.data.dataset)
         given_kernel = _dark_kernel(args)
         dark_kernel = check_refine(args.refine, dark_kernel_for(cfg.data.sigma) if given_kernel is None
@@ -252,7 +255,7 @@ def _cmd_eval(args) -> int:
             else None
     except ValueError as exc:
         return _fail("eval", _as_flag(exc))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ImportError) as exc:
         return _fail("eval", exc)
     normalisers = {"mpii": "0.6 x head-box diagonal (h5 normalize)", "coco": "longer side of the person box",
                    "synthetic": "figure standing height"}
@@ -354,6 +357,7 @@ def _cmd_convert_mpii(args) -> int:
             ["no labels (a test split: predictions only)"]
         notes += [f"{w['left_out']} without a position left out"] if w["left_out"] else []
         notes += [f"{w['dropped']} joints the head-box file marks missing left unannotated"] if w["dropped"] else []
+        notes += [f"{w['added']} joints only the head-box file has taken from it"] if w["added"] else []
         print(f"wrote {w['path']}: {_people(w['people'])}, {w['joints']} annotated joints; {'; '.join(notes)}")
     return 0
 

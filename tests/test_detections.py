@@ -205,6 +205,9 @@ def test_cli_eval_with_detections(tmp_path):
         assert main(["eval", "--workdir", str(work), "--detections", str(detections)] + bad) == 2
     assert json.loads(detections.read_text()) and read_coco(path)
     assert main(["eval", "--workdir", str(work), "--min-score", "0.3"]) == 2  # no --detections
+    (tmp_path / "gt_valid.mat").write_bytes(b"MATLAB 5.0 MAT-file")
+    assert main(["eval", "--workdir", str(work), "--results", str(tmp_path / "gt_valid.mat")]) == 2  # JSON only
+    assert (tmp_path / "gt_valid.mat").read_bytes() == b"MATLAB 5.0 MAT-file"
     assert main(["eval", "--workdir", str(work), "--nms-threshold", "1", "--results", str(results)]) == 0  # GT boxes
     assert len(json.loads(results.read_text())) == 3
     assert main(["eval", "--workdir", str(work), "--set", "data.dataset=synthetic", "--nms-threshold", "1"]) == 2

@@ -1,5 +1,6 @@
 """MPII test splits (h5 files without labels) and the predictions file of ``hgfast eval --results``."""
 import json
+import sys
 
 import cv2
 import h5py
@@ -176,6 +177,14 @@ def test_training_refuses_unlabelled_files_before_it_starts(run, tmp_path):
     with pytest.raises(ValueError, match="validation: .*test.h5 has no sample PCK can score"):
         train(resolve(overrides=base + [f"data.val_annotations={test_h5}"], workdir=str(tmp_path / "b")))
     assert not (tmp_path / "a" / "last.state.pt").exists() and not (tmp_path / "b" / "last.state.pt").exists()
+
+
+def test_a_mat_results_file_without_scipy_is_refused_before_the_evaluation(run, tmp_path, monkeypatch, capsys):
+    _, work, _ = run
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # as if scipy were not installed
+    assert main(["eval", "--workdir", str(work), "--results", str(tmp_path / "pred.mat")]) == 2
+    assert "needs scipy: pip install 'hgfast[mat]'" in capsys.readouterr().err
+    assert not (tmp_path / "pred.mat").exists()
 
 
 def test_write_mpii_predictions_orders_rows_by_sample_and_keeps_the_base(run, tmp_path):

@@ -122,14 +122,17 @@ def test_hrnet_and_bearpaw_files_of_the_same_people_convert_alike(tmp_path):
 def test_joints_the_head_box_file_marks_missing_are_not_scored(tmp_path):
     valid = _people()
     boxes = _head_boxes(valid)
-    marked = {**valid, "annotated": valid["annotated"].copy()}
+    marked = {**valid, "annotated": valid["annotated"].copy(), "joints": valid["joints"].copy()}
     marked["annotated"][0, 9] = marked["annotated"][3, 9] = False
+    j = int(np.flatnonzero(~valid["annotated"][1])[0])  # a joint only the head-box file has
+    marked["annotated"][1, j], marked["joints"][1, j] = True, [40.0, 50.0]
     gt = _gt_mat(tmp_path / "gt.mat", marked, boxes)
     written = convert_peer_annotations(_hrnet(tmp_path / "valid.json", valid), tmp_path / "out", gt)
-    assert written[0]["dropped"] == 2
+    assert (written[0]["dropped"], written[0]["added"]) == (2, 1)
     ann = read_annotations(tmp_path / "out" / "valid.h5")
     assert (ann["part"][[0, 3], 9] == 0).all() and ann["visible"][0, 9] == 0
-    np.testing.assert_array_equal(ann["part"][1:3], valid["joints"][1:3])
+    assert ann["part"][1, j].tolist() == [40.0, 50.0] and ann["visible"][1, j] == 1
+    np.testing.assert_array_equal(ann["part"][2], valid["joints"][2])
 
 
 def test_head_boxes_of_other_people_or_another_split_are_refused(tmp_path):
@@ -204,7 +207,8 @@ def test_a_test_split_converts_to_an_unlabelled_file(tmp_path):
     (lambda e: e.update(joint_self=[[1e7, 2, 1]] * 16), r"person 1: 'joint_self' gives the part .* within ±"),
     (lambda e: e.update(joint_self=[[1, 2, 2]] * 16), r"person 1: 'joint_self' must be 0 or 1 per joint"),
     (lambda e: e.update(objpos=[1, 10**400]), r"person 1: 'objpos' must be 2 numbers"),
-    (lambda e: e.pop("annolist_index"), r"person 1 lacks 'annolist_index' / 'people_index', person 0 has them"),
+    (lambda e: e.pop("annolist_index"), r"person 1 lacks 'annolist_index', person 0 has them"),
+    (lambda e: e.pop("people_index"), r"person 1 lacks 'people_index', person 0 has them"),
 ])
 def test_bad_entries_are_refused_by_person_and_key(tmp_path, edit, message):
     source = _bearpaw(tmp_path / "bp.json", _people(3, 1), _people(2))
@@ -259,6 +263,17 @@ def test_cli_converts_refuses_to_overwrite_and_scores_peer_predictions(tmp_path,
     scored = valid["annotated"].copy()
     scored[:, [6, 7]] = False  # pelvis and thorax: not in PCKh's mean
     assert table["pck"]["0.5"]["mean_weighted"] == pytest.approx(near[scored].sum() / scored.sum())
+    # MATLAB -v7.3 (HDF5 behind a "MATLAB 7.3" header): stored 2 x K x N, transposed even where N is 2
+    two = tmp_path / "two.mat"
+    with h5py.File(two, "w", userblock_size=512) as f:
+        f["preds"] = preds[:2].T
+    with open(two, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file")
+    from hgfast.eval.mpii_results import read_mpii_predictions
+    np.testing.assert_array_equal(read_mpii_predictions(two)["preds"], preds[:2])
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="text.h5 is not an HDF5 file"):
+        read_mpii_predictions(tmp_path / "text.h5")
     scipy_io.savemat(tmp_path / "bad.mat", {"preds": preds[:, :, :1]})
     assert main(["score", str(tmp_path / "bad.mat"), "--annotations", str(out / "valid.h5")]) == 2
     assert "variable 'preds' must be (N, K, 2) numbers" in capsys.readouterr().err
@@ -293,3 +308,31 @@ def test_hgfast_scores_a_converted_split_as_the_peers_scripts_do(tmp_path):
     assert ours["mean_weighted"] == pytest.approx(mean)
     np.testing.assert_allclose([ours["per_joint"][name] for name in table["count"]], per_joint)
     assert 0.2 < mean < 0.9  # neither all hits nor all misses
+
+
+def test_converted_hrnet_files_train_and_say_their_visible_flag_is_the_annotated_one(tmp_path):
+    """HRNet's joints_vis does not tell occluded joints apart: data.loss_weight=visible says so in train.log."""
+    cv2 = pytest.importorskip("cv2")
+    from hgfast.train.config import resolve
+    from hgfast.train.loop import train
+
+    people = _people(4, seed=9)
+    people["joints"] = np.where(people["annotated"][..., None], np.random.default_rng(1).uniform(5, 60, (4, K, 2)), 0)
+    people["objpos"], people["scale"] = np.full((4, 2), 32.0), np.full(4, 0.3)
+    (tmp_path / "images").mkdir()
+    for name in people["imgname"]:
+        cv2.imwrite(str(tmp_path / "images" / name), np.full((64, 64, 3), 128, np.uint8))
+    gt = _gt_mat(tmp_path / "gt.mat", people, _head_boxes(people))
+    convert_peer_annotations(_hrnet(tmp_path / "train.json", people), tmp_path / "annot")
+    convert_peer_annotations(_hrnet(tmp_path / "valid.json", people), tmp_path / "annot", gt)
+    with h5py.File(tmp_path / "annot" / "valid.h5") as f:
+        assert f.attrs["visible_is_annotated"]
+    bp = convert_peer_annotations(_bearpaw(tmp_path / "bp.json", people, people), tmp_path / "bp")
+    with h5py.File(bp[0]["path"]) as f:
+        assert "visible_is_annotated" not in f.attrs  # bearpaw's files tell them apart
+    sets = ["data.dataset=mpii", f"data.root={tmp_path}", "data.loss_weight=visible", "model.nstack=1",
+            "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.workers=0", "batch_size=2", "steps=1",
+            "val_every=1", "threads=1"]
+    train(resolve(overrides=sets, workdir=str(tmp_path / "run")))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "does not tell visible from occluded joints" in log and "train.h5" in log

@@ -140,7 +140,8 @@ def no_ground_truth(ann: dict, path) -> str | None:
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the fields of an MPII-style ``.h5`` file into numpy arrays, plus ``joint_names`` (K,) and ``limbs``
-    (E, 2) where the file has them; clear errors for a missing or bad file."""
+    (E, 2) where the file has them and ``visible_is_annotated`` (True) where it says so; clear errors for a missing
+    or bad file."""
     import h5py
 
     path = Path(path)
@@ -159,7 +160,7 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
                                  f"by 15·scale and multiplies the scale by 1.25 in code); hgfast reads the adjusted "
                                  f"annot/train.h5 and annot/valid.h5 of the same repository (Tompson's split)")
             ann = _read_fields(f, path)
-            attrs = {k: f.attrs[k] for k in ("joint_names", "limbs") if k in f.attrs}
+            attrs = {k: f.attrs[k] for k in ("joint_names", "limbs", "visible_is_annotated") if k in f.attrs}
     except OSError as exc:
         raise ValueError(f"corrupt or unreadable MPII annotation file {path}: {exc}") from exc
     if missing:
@@ -178,18 +179,22 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"MPII annotation file {path}: attribute 'limbs' must be (E, 2) joint numbers, got "
                              f"{limbs.tolist()}")
         ann["limbs"] = limbs.astype(np.int64).reshape(-1, 2)
+    if bool(attrs.get("visible_is_annotated", False)):
+        ann["visible_is_annotated"] = True
     return ann
 
 
 def write_annotations(path: str | os.PathLike, imgname, center, scale, part=None, visible=None, normalize=None,
-                      names=None, edges=(), index=None, person=None) -> None:
+                      names=None, edges=(), index=None, person=None, visible_is_annotated: bool = False) -> None:
     """Write an MPII-style ``.h5`` annotation file (atomically) that ``read_annotations`` / ``MPII`` read: per
     sample ``imgname`` (N,) relative to the image folder, ``center`` (N, 2), ``scale`` (N,) (box height / 200),
     ``part`` (N, K, 2) with (0, 0) for an unannotated joint, ``visible`` (N, K) and ``normalize`` (N,) (the PCK
     normaliser; the three labels all or none: none writes an unlabelled file, a test split); joint ``names`` (K,)
     and limb ``edges`` (0-based pairs), if given, as the file's attributes (needed for K other than MPII's 16 to
     have flip pairs and PCK columns); ``index`` and ``person`` (N,), if given, MPII's 0-based ``annolist`` /
-    ``annorect`` numbers (a submission needs them). Coordinates are written as given: MATLAB's 1-based ones for
+    ``annorect`` numbers (a submission needs them); ``visible_is_annotated``: ``visible`` only says which joints
+    are annotated (the source did not tell visible from occluded; stored as an attribute, so that training with
+    ``data.loss_weight=visible`` can say so). Coordinates are written as given: MATLAB's 1-based ones for
     ``MPII(one_based=True)``, the default."""
     import h5py
 
@@ -227,6 +232,8 @@ def write_annotations(path: str | os.PathLike, imgname, center, scale, part=None
         if names is not None:
             f.attrs["joint_names"] = np.array([str(name).encode("utf-8") for name in names])
             f.attrs["limbs"] = edges
+        if visible_is_annotated:
+            f.attrs["visible_is_annotated"] = True
 
 
 def _sample_numbers(values, n: int, key: str) -> np.ndarray:
@@ -298,6 +305,7 @@ class MPII(TopDownDataset):
         super().__init__(input_size, augment_preset, seed)
         self.ann = read_annotations(annotations)
         names, limbs = self.ann.pop("joint_names", None), self.ann.pop("limbs", None)
+        self.visible_is_annotated = self.ann.pop("visible_is_annotated", False)  # (write_annotations)
         try:
             self.skeleton = h5_skeleton(self.ann["part"].shape[1], names, limbs, flip_pairs)
         except ValueError as exc:

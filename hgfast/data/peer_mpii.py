@@ -7,7 +7,8 @@
 - HRNet's and mmpose's ``train.json`` / ``valid.json`` / ``test.json`` (mmpose: ``mpii_train.json``,
   ``mpii_val.json``, ...): one split each; ``image``, ``center``, ``scale``, ``joints`` (16 × (x, y)) and
   ``joints_vis`` (16; 1: annotated, visible or occluded, which these files do not tell apart, so ``visible`` is
-  written as annotated); a test split has neither of the last two.
+  written as annotated, and the file says so: ``write_annotations(visible_is_annotated=True)``); a test split has
+  neither of the last two.
 
 Both hold MPII's raw person position and scale; as their loaders do and as ``annot/*.h5`` hold them, the centre moves
 down by 15 × scale and the scale is multiplied by 1.25 (a person without a position, ``-1``, is left out).
@@ -148,10 +149,10 @@ def read_peer_annotations(path: str | os.PathLike) -> tuple[str, dict[str, dict[
         person = _bearpaw(e, where) if kind == "bearpaw" else _hrnet(e, where, split_name(path))
         _adjust(person, keys, where)
         people.append({**person, "entry": i})
-    for key in ("part", "index"):  # labels (a test split has none) and MPII's numbers: in every entry or none
+    given = {"part": "'joints' / 'joints_vis'", "index": "'annolist_index'", "person": "'people_index'"}
+    for key, names in given.items():  # labels (a test split has none) and MPII's numbers: in every entry or none
         has = [key in p for p in people]
         if any(has) and not all(has):
-            names = "'joints' / 'joints_vis'" if key == "part" else "'annolist_index' / 'people_index'"
             raise ValueError(f"MPII annotation file {path}: person {has.index(not has[0])} "
                              f"{'lacks' if has[0] else 'has'} {names}, person 0 {'has' if has[0] else 'lacks'} them "
                              f"(every person or none)")
@@ -216,12 +217,13 @@ def read_head_boxes(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {"boxes": boxes, "joints": joints, "missing": missing}
 
 
-def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, int]:
-    """``(fields with normalize, dropped)``: one split's fields (``read_peer_annotations``) with the PCKh normaliser
+def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, dict[str, int]]:
+    """``(fields with normalize, counts)``: one split's fields (``read_peer_annotations``) with the PCKh normaliser
     of ``heads`` (``read_head_boxes``), whose people must be the split's in the same order (every joint both
-    annotate within ``MATCH_PIXELS``); joints the head-box file marks missing are left unannotated, as its MATLAB
-    evaluation scores them (``dropped`` counts them). ValueError naming ``where`` and the first mismatch (the
-    person by its ``entry`` number)."""
+    annotate within ``MATCH_PIXELS``). The scored joints become those of the head-box file, as the peers' scripts
+    score them: joints it marks missing are left unannotated (``counts["dropped"]``), joints only it has are taken
+    from it (``counts["added"]``, visible 1). ValueError naming ``where`` and the first mismatch (the person by its
+    ``entry`` number)."""
     part, n = fields["part"], len(fields["imgname"])
     if len(heads["boxes"]) != n or heads["joints"].shape[1] != part.shape[1]:
         raise ValueError(f"{where}: the head-box file has {len(heads['boxes'])} people of "
@@ -234,10 +236,12 @@ def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, int]:
                          f"{part[i, j].tolist()} in the annotations and at {heads['joints'][i, j].tolist()} in the "
                          f"head-box file: not the same people in the same order ({int(far.sum())} joint(s) differ)")
     dropped = annotated_joints(part) & heads["missing"]
+    added = ~annotated_joints(part) & ~heads["missing"] & annotated_joints(heads["joints"])
     corners = heads["boxes"]
-    return {**fields, "part": np.where(dropped[..., None], 0.0, part),
-            "visible": np.where(dropped, 0.0, fields["visible"]),
-            "normalize": HEAD_BOX_FACTOR * np.linalg.norm(corners[:, 1] - corners[:, 0], axis=-1)}, int(dropped.sum())
+    return {**fields, "part": np.where(dropped[..., None], 0.0, np.where(added[..., None], heads["joints"], part)),
+            "visible": np.where(dropped, 0.0, np.where(added, 1.0, fields["visible"])),
+            "normalize": HEAD_BOX_FACTOR * np.linalg.norm(corners[:, 1] - corners[:, 0], axis=-1)}, \
+        {"dropped": int(dropped.sum()), "added": int(added.sum())}
 
 
 def _outputs(path: Path, out_dir: Path, splits, head_boxes, overwrite: bool) -> dict[str, Path]:
@@ -264,7 +268,7 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
     whose head boxes give the validation split (bearpaw's) or the file's one split (HRNet's/mmpose's) its PCKh
     normaliser. Refuses to replace an existing file unless ``overwrite``; nothing is written unless every split
     converts. Returns per file ``{"path", "split", "people", "joints" (annotated), "scorable", "left_out",
-    "dropped"}``."""
+    "dropped", "added"}`` (``with_head_boxes``)."""
     path, out_dir = Path(path), Path(out_dir)
     kind, splits = read_peer_annotations(path)
     target = "valid" if kind == "bearpaw" else next(iter(splits))
@@ -277,9 +281,9 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
     outputs = _outputs(path, out_dir, splits, head_boxes, overwrite)
     written = []
     for split, fields in splits.items():
-        dropped = 0
+        counts = {"dropped": 0, "added": 0}
         if head_boxes is not None and split == target:  # matched before people are left out: the file's rows
-            fields, dropped = with_head_boxes(fields, heads, f"{path} ({split}) and head-box file {head_boxes}")
+            fields, counts = with_head_boxes(fields, heads, f"{path} ({split}) and head-box file {head_boxes}")
         elif "part" in fields:
             fields = {**fields, "normalize": np.zeros(len(fields["imgname"]))}
         keep = fields["positioned"]
@@ -287,7 +291,7 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
             raise ValueError(f"MPII annotation file {path}: no person of split {split!r} has a position (every "
                              f"centre is -1)")
         fields = {k: v[keep] for k, v in fields.items() if k not in ("entry", "positioned")}
-        written.append({"path": outputs[split], "split": split, "fields": fields, "dropped": dropped,
+        written.append({"path": outputs[split], "split": split, "fields": fields, **counts,
                         "left_out": int((~keep).sum())})
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,8 +299,9 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:  # every split, then all in place
             for w in written:
                 fields = w.pop("fields")
-                try:
-                    write_annotations(Path(tmp) / w["path"].name, **fields)
+                try:  # HRNet's joints_vis: annotated, visible or not
+                    write_annotations(Path(tmp) / w["path"].name, **fields,
+                                      visible_is_annotated=kind == "hrnet" and "part" in fields)
                 except ValueError as exc:
                     raise ValueError(f"MPII annotation file {path} ({w['split']}): {exc}") from None
                 annotated = annotated_joints(fields.get("part", np.zeros((1, 1, 2))))

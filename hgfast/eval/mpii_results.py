@@ -26,11 +26,11 @@ def check_results_path(path: str | os.PathLike, dataset: MPII) -> None:
     if not isinstance(dataset, MPII):
         raise ValueError(f"an MPII predictions file needs an MPII-style dataset, got {type(dataset).__name__}")
     path = Path(path)
+    if _matlab(path):
+        _savemat()
     if path.is_file() and not _has_preds(path):
         raise ValueError(f"{path} exists and is not a predictions file (an h5 or .mat with 'preds'; an annotation "
                          f"file, say): it is not replaced, write the predictions elsewhere")
-    if _matlab(path):
-        _savemat()
 
 
 def _has_preds(path: Path) -> bool:
@@ -99,7 +99,8 @@ def write_mpii_predictions(path: str | os.PathLike, dataset: MPII, preds: dict, 
 def read_mpii_predictions(path: str | os.PathLike) -> dict:
     """The arrays of a predictions file: ``preds`` (N, K, 2) float64, and where it has them ``imgname`` (N,) str,
     ``center`` (N, 2), ``scale`` (N,) and ``joint_names`` (its attribute). A (2, K, N) ``preds`` (a MATLAB n × K × 2
-    array saved with -v7.3) is transposed, as eval-mpii-pose does, and a (2, N) ``center`` beside it; NaN or
+    array saved with -v7.3; always so in a file with MATLAB's 7.3 header) is transposed, as eval-mpii-pose does,
+    and a (2, N) ``center`` beside it; NaN or
     infinite coordinates are kept (PCK counts them as misses, as its ``evalMPII.m`` does). FileNotFoundError /
     ValueError name the file and the problem. A MATLAB file before v7.3 (not HDF5) is read by scipy: its
     ``preds`` (N, K, 2), as HRNet and bearpaw save them."""
@@ -112,7 +113,11 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"predictions file not found: {path}")
     where = f"predictions file {path}"
     if not h5py.is_hdf5(path):
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            raise ValueError(f"{where} is not an HDF5 file (corrupt, or another format named .h5)")
         return _matlab_predictions(path, where)
+    with open(path, "rb") as f:
+        matlab = f.read(10) == b"MATLAB 7.3"  # MATLAB's -v7.3 header: its arrays are stored transposed
     try:
         with h5py.File(path, "r") as f:
             preds = f.get("preds")
@@ -121,7 +126,7 @@ def read_mpii_predictions(path: str | os.PathLike) -> dict:
                 raise ValueError(f"{where}: field 'preds' must be (N, K, 2) (or (2, K, N)) numbers, x and y per "
                                  f"joint, got {described_field(preds)}")
             values = preds[()].astype(np.float64)
-            matlab = values.shape[2] != 2  # (2, K, N): a MATLAB file's n x K x 2, and its centres 2 x n
+            matlab = matlab or values.shape[2] != 2  # (2, K, N): a MATLAB file's n x K x 2, its centres 2 x n
             out = {"preds": values.transpose(2, 1, 0) if matlab else values}
             for key, kinds, ndim in (("imgname", "SO", 1), ("center", "iuf", 2), ("scale", "iuf", 1)):
                 field = f.get(key)

@@ -533,6 +533,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     for name, ds in (("train", train_set), ("val", val_set)):
         if any(getattr(ds, "skipped", {}).values()):
             log.info("%s set: people left out: %s", name, ds.skipped)
+    if cfg.data.loss_weight == "visible" and getattr(train_set, "visible_is_annotated", False):
+        log.warning("data.loss_weight=visible: %s does not tell visible from occluded joints (its 'visible' is the "
+                    "annotated flag, as HRNet's and mmpose's MPII JSON): occluded joints are trained too",
+                    train_set.annotations)
 
     metrics = _Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
