@@ -777,12 +777,12 @@ def test_cli_export_refuses_a_folder_as_output_and_names_its_flags(workdir, tmp_
 def test_an_error_in_a_dataloader_worker_is_one_line(capsys):
     """PyTorch re-raises a worker's error with the worker's traceback in its message: the CLI prints the error's
     own message and which worker, not the traceback."""
-    from hgfast.commands import _fail
+    from hgfast.commands import fail
 
     wrapped = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                          "last):\n  File \"x.py\", line 1, in f\n    raise ValueError(...)\nValueError: corrupt "
                          "image a.jpg: cannot decode")
-    assert _fail("train", wrapped) == 2
+    assert fail("train", wrapped) == 2
     assert capsys.readouterr().err == ("hgfast train: error: corrupt image a.jpg: cannot decode (ValueError in "
                                        "DataLoader worker process 0)\n")
 
