@@ -14,7 +14,8 @@ from hgfast.data import SyntheticPoses
 from hgfast.checkpoint import non_finite_tensors
 from hgfast.models import StackedHourglass
 from hgfast.train.config import ConfigError, parse_set, resolve, to_dict
-from hgfast.train.loop import learning_rate, schedule_change, train
+from hgfast.train.loop import train
+from hgfast.train.schedule import learning_rate, schedule_change
 from hgfast.train.state import STATE_FILE, load_state, rng_state, set_rng_state
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
@@ -242,9 +243,9 @@ def test_sigterm_and_a_ctrl_c_while_the_interrupts_state_is_written(tmp_path, mo
 def test_signals_after_the_interrupt_wait_until_its_state_is_written():
     import signal
 
-    from hgfast.train.loop import _StopFlag
+    from hgfast.train.interrupt import StopFlag
 
-    flag = _StopFlag()
+    flag = StopFlag()
     flag._handle(signal.SIGINT, None)  # the first: stop after the step
     assert flag.set
     with pytest.raises(KeyboardInterrupt):

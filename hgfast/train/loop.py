@@ -17,37 +17,35 @@ before it propagates, so nothing trained since the last checkpoint is lost.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
-from ..checkpoint import atomic_path, non_finite_tensors
+from ..checkpoint import non_finite_tensors
 from ..data.build import build_dataset, build_detections
 from ..data.crop import crop_size
-from ..data.mpii import MPII
 from ..data.skeleton import Skeleton
-from ..eval.evaluate import evaluate, predict_dataset
 from ..graphs import GraphedTrainStep, release_capturable
 from ..models import StackedHourglass
 from ..models.stacked_hourglass import load_into
 from ..ops import _checks, heatmap_mse_loss, targets_on_map
 from ..predict import AMP_DTYPES, INFERENCE_KEYS, to_input
-from ..visualize import save_predictions_picture
 from . import distributed
-from .config import Config, resolve, save_yaml, to_dict
+from .config import Config, save_yaml, to_dict
+from .interrupt import StopFlag, WholeStepBuffers, save_before_error, stop_requested, write_interrupted
 from .pretrained import apply_pretrained, read_pretrained
+from .rundir import Metrics, carry_best, clear_run, close_logging, remove_stale_temporaries, run_outputs, setup_logging
+from .schedule import build_optimizer, learning_rate, schedule_change
 from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
+from .validation import check_labels, check_val_metric, draw_predictions, validate
 
 log = logging.getLogger("hgfast.train")
 
@@ -56,53 +54,6 @@ def build_model(cfg: Config, njoints: int = 16) -> StackedHourglass:
     """The configured model, ``fused=model.fused`` (the Triton path runs where ``model.fused_active``)."""
     return StackedHourglass(nstack=cfg.model.nstack, nfeat=cfg.model.nfeat, njoints=njoints, depth=cfg.model.depth,
                             stem_channels=cfg.model.stem_channels, fused=cfg.model.fused)
-
-
-def build_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "rmsprop":  # the paper's Lua trainer: alpha 0.99, eps 1e-8, no momentum
-        return torch.optim.RMSprop(params, lr=o.lr, alpha=0.99, eps=1e-8, weight_decay=o.weight_decay)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def learning_rate(cfg: Config, step: int) -> float:
-    """LR for ``step`` (0-based): linear warm-up, then the step / cosine / constant schedule."""
-    o = cfg.optim
-    if step < o.warmup_steps:
-        return o.lr * (step + 1) / o.warmup_steps
-    if o.schedule == "step":
-        return o.lr * o.gamma ** sum(step >= m for m in o.milestones)
-    if o.schedule == "cosine":
-        t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
-        return o.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return o.lr
-
-
-_SCHEDULE_KEYS = ("steps", "optim.lr", "optim.schedule", "optim.milestones", "optim.gamma", "optim.warmup_steps")
-
-
-def schedule_change(saved: dict, cfg: Config, step: int) -> str | None:
-    """A note for a run resumed at ``step`` whose LR there differs from the saved run's schedule (``saved``: the
-    state's config dict), naming the keys that changed (more ``steps`` re-stretch a cosine schedule); None where
-    the LR is the same or the saved schedule cannot be read back."""
-    try:
-        before = resolve(path={"optim": saved.get("optim", {}), "steps": saved.get("steps", cfg.steps)})
-    except ValueError:
-        return None
-    old, new = learning_rate(before, step), learning_rate(cfg, step)
-    if math.isclose(old, new, rel_tol=1e-12):
-        return None
-    values = [(key, *(_get(c, key) for c in (before, cfg))) for key in _SCHEDULE_KEYS]
-    changed = ", ".join(f"{key} {a} -> {b}" for key, a, b in values if a != b)
-    return (f"resumed with another learning-rate schedule ({changed}): step {step} trains at lr {new:.3g}, where "
-            f"the saved run's schedule had {old:.3g}")
-
-
-def _get(cfg: Config, key: str):
-    """The value of a dotted config key."""
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 def heatmap_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -144,251 +95,6 @@ def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) ->
         raise ValueError("config key 'cuda_graphs' runs in one process; train under DDP without it")
 
 
-class _StopFlag:
-    """SIGINT or SIGTERM (a scheduler's preemption, ``docker stop``) sets a flag (the loop stops at the next step
-    boundary); a second one raises at once, or, inside ``critical()``, when it ends: the state the interrupt
-    handler saves is always that of a whole step, and its writing is not cut short."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.set, self._old, self._critical, self._deferred, self._stopping = False, {}, False, False, False
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def _handle(self, signum, frame):
-        if not self.set:
-            self.set = True
-        elif self._critical or self._stopping:  # the interrupt's state is being written, or about to be
-            self._deferred = True
-        else:
-            self.interrupt()
-
-    def interrupt(self):
-        """Raise KeyboardInterrupt; signals from then on wait (the interrupt's state is written next)."""
-        self._stopping = True
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def critical(self):
-        self._critical = True
-        try:
-            yield
-        finally:
-            self._critical = False
-        if self._deferred:
-            self.interrupt()
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
-                signal.signal(sig, handler)
-
-
-class _WholeStepBuffers:
-    """The model's buffers (BN running statistics and counters) as they were before the step in progress: a second
-    Ctrl-C inside a step's forward has updated them already, and the state written then must be that of whole
-    steps, so that the resumed run is the uninterrupted one."""
-
-    def __init__(self, model: nn.Module):
-        self.live = list(model.buffers())
-        self.before = [b.clone() for b in self.live]
-        self.in_step = False
-
-    def start(self) -> None:
-        if self.live:
-            torch._foreach_copy_(self.before, self.live)
-        self.in_step = True
-
-    def undo(self) -> None:
-        """Put back the buffers of the last whole step if a step is in progress."""
-        if self.in_step and self.live:
-            torch._foreach_copy_(self.live, self.before)
-        self.in_step = False
-
-
-def _write_interrupted(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable,
-                       message: str, main: bool) -> None:
-    """Log ``message`` (on the ``main`` process, the one that writes) and write the interrupt's checkpoint: of the
-    last whole step, not cut short by a signal."""
-    with contextlib.suppress(KeyboardInterrupt), stop.critical():  # a signal meanwhile: the caller raises anyway
-        if main:
-            log.warning(message)
-        if whole_step is not None:
-            whole_step.undo()
-        checkpoint()
-
-
-def _save_before_error(stop: _StopFlag, whole_step: _WholeStepBuffers | None, checkpoint: Callable, step: int,
-                       error: Exception, main: bool, loss_sum: torch.Tensor) -> None:
-    """Write the state of the last whole step before ``error`` (bad data found mid-run, a failing callback, ...)
-    propagates, so ``--resume`` goes on from there once it is fixed; not where the loss since the last log step
-    (``loss_sum``; the earlier ones were checked) is not finite: a diverged model does not replace the last
-    checkpoint. A failure to write is logged, not raised over ``error``."""
-    try:
-        if not math.isfinite(loss_sum.item()):
-            log.error("step %d: %s: %s; the loss had diverged, so no checkpoint is written", step,
-                      type(error).__name__, error)
-            return
-        _write_interrupted(stop, whole_step, checkpoint, f"step {step}: {type(error).__name__}: {error}; writing "
-                           f"the checkpoint (fix the cause, then --resume)", main)
-    except FloatingPointError as diverged:  # checkpoint() found the weights no longer finite
-        log.error("%s", diverged)
-    except Exception as save_error:  # e.g. the disk that is full
-        log.error("could not write the checkpoint at step %d: %s", step, save_error)
-
-
-def _remove_stale_temporaries(workdir: Path) -> list[str]:
-    """Remove what writes killed midway (``kill -9``) left of ``atomic_path``'s temporaries of the run's files."""
-    stale = [p for name in RUN_FILES for p in workdir.glob(f".{name}.*.tmp")]
-    stale += [p for folder, pattern in RUN_FOLDERS.items() for p in (workdir / folder).glob(f".{pattern}.*.tmp")]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return [str(p.relative_to(workdir)) for p in stale]
-
-
-def _stop_requested(stop: _StopFlag, info: distributed.Dist, device: torch.device, boundary: bool) -> bool:
-    """Single process: the flag. DDP: agreed by all ranks (all-reduce, at log boundaries only), so every rank
-    stops after the same step."""
-    if not info.enabled:
-        return stop.set
-    if not boundary:
-        return False
-    flag = torch.tensor([float(stop.set)], device=device)
-    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag.item())
-
-
-def _close_logging() -> None:
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-
-
-def _setup_logging(workdir: Path, is_main: bool) -> None:
-    log.setLevel(logging.INFO)
-    _close_logging()
-    if is_main:
-        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-        for handler in (logging.FileHandler(workdir / "train.log"), logging.StreamHandler(sys.stderr)):
-            handler.setFormatter(fmt)
-            log.addHandler(handler)
-    log.propagate = False
-
-
-class _Metrics:
-    """``metrics.csv``: on opening, rows after ``step`` (the starting step: 0 for a fresh run, the checkpoint's
-    step on resume, so rows a crashed run wrote after its last checkpoint) are dropped; then rows are appended."""
-
-    COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold", "val_ap"]
-
-    def __init__(self, path: Path, step: int):
-        self.path = path
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = [r + [""] * (len(self.COLUMNS) - len(r))  # an older run's rows lack the newer columns
-                        for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([self.COLUMNS] + rows)
-
-    def write(self, **row) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
-
-
-def _predict_kwargs(cfg: Config) -> dict:
-    return dict(flip=cfg.val_flip, channels_last=cfg.channels_last, autocast_dtype=AMP_DTYPES[cfg.amp],
-                input_norm=cfg.data.input_norm)
-
-
-def validate(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path, picture: bool) -> dict:
-    """Evaluate on ``dataset``; log the table, write ``val/step_XXXXXXX.json`` and, if ``picture``,
-    ``vis/step_XXXXXXX.jpg``; return the table (``hgfast.eval.evaluate``)."""
-    from ..eval.pck import format_table
-
-    table, preds = evaluate(model, dataset, cfg.thresholds(), batch_size=max(cfg.batch_size, 32),
-                            **_predict_kwargs(cfg))
-    log.info("step %d validation (%d samples, flip=%s):\n%s", step, table["samples"], cfg.val_flip,
-             format_table(table))
-    with atomic_path(workdir / "val" / f"step_{step:07d}.json") as tmp:
-        Path(tmp).write_text(json.dumps(table, indent=1))
-    if picture:
-        save_predictions_picture(dataset, preds, workdir / "vis" / f"step_{step:07d}.jpg")
-    return table
-
-
-def _check_val_metric(cfg: Config, val_set) -> None:
-    """``val_metric: ap`` needs what OKS AP needs (pycocotools, the skeleton's sigmas): refused before training."""
-    if cfg.val_metric != "ap":
-        return
-    import importlib.util
-
-    from ..eval.oks import default_sigmas
-
-    if importlib.util.find_spec("pycocotools") is None:
-        raise ValueError("config key 'val_metric' = 'ap' needs pycocotools: pip install 'hgfast[coco]'")
-    if default_sigmas(val_set.skeleton.names, val_set.oks_sigmas) is None:
-        raise ValueError("config key 'val_metric' = 'ap' needs per-joint OKS sigmas for a skeleton other than "
-                         "COCO's 17 joints (config key data.oks_sigmas)")
-
-
-def _check_labels(train_set, val_set) -> None:
-    """MPII-style files without labels (a test split) cannot train or validate: refused before training."""
-    if isinstance(train_set, MPII) and not train_set.labelled.any():
-        raise ValueError(f"the training annotations {train_set.annotations} have no annotated joint (an unlabelled "
-                         f"file, like MPII's test split): nothing to train on")
-    why = val_set.no_ground_truth() if isinstance(val_set, MPII) else None
-    if why:
-        raise ValueError(f"validation: {why}; validate on a labelled file (data.val_annotations), and predict this "
-                         f"one with hgfast eval --results preds.h5")
-
-
-def draw_predictions(model: nn.Module, cfg: Config, dataset, step: int, workdir: Path) -> None:
-    """``vis/step_XXXXXXX.jpg`` on a step without validation: the model runs on the 16 pictured images only."""
-    subset = Subset(dataset, range(min(16, len(dataset))))
-    subset.flip_permutation = dataset.flip_permutation
-    preds = predict_dataset(model, subset, batch_size=16, **_predict_kwargs(cfg))
-    save_predictions_picture(dataset, preds, workdir / "vis" / f"step_{step:07d}.jpg")
-
-
-# What a run writes in its work dir (and ``hgfast eval --workdir``): files, and folders of step files.
-RUN_FILES = ("config.yaml", "train.log", "metrics.csv", STATE_FILE, "last.safetensors", "best.safetensors",
-             "eval.json", "eval.jpg", "eval_detections.json", "eval_detections.jpg")
-RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
-
-
-# The files that show a work dir holds a run's results (config.yaml may be the user's own; a log and metrics alone
-# are what a run that failed before its first checkpoint leaves, which its rerun replaces).
-_RUN_MARKS = (STATE_FILE, "best.safetensors", "last.safetensors")
-
-
-def _run_outputs(workdir: Path) -> list[str]:
-    """The ``_RUN_MARKS`` and step folders of ``RUN_FOLDERS`` in ``workdir`` that hold files."""
-    found = [name for name in _RUN_MARKS if (workdir / name).is_file()]
-    return found + [f"{folder}/" for folder, pattern in RUN_FOLDERS.items() if any((workdir / folder).glob(pattern))]
-
-
-def _clear_run(workdir: Path) -> list[str]:
-    """Remove an earlier run's outputs from ``workdir``: only ``RUN_FILES`` and the step files in ``RUN_FOLDERS``
-    (the folder too if that empties it); return what was removed, in words."""
-    removed = [name for name in RUN_FILES if (workdir / name).is_file()]
-    for name in removed:
-        (workdir / name).unlink()
-    for folder, pattern in RUN_FOLDERS.items():
-        files = list((workdir / folder).glob(pattern))
-        for path in files:
-            path.unlink()
-        if files:
-            removed.append(f"{folder}/{pattern} ({len(files)})")
-        with contextlib.suppress(OSError):
-            (workdir / folder).rmdir()
-    return removed
-
-
 def train(cfg: Config, resume: str | Path | None = None,
           callbacks: list[Callable[[int, dict], None]] = (), overwrite: bool = False) -> dict:
     """Train with ``cfg``; resume from a work dir or state file if ``resume`` is given.
@@ -406,23 +112,7 @@ def train(cfg: Config, resume: str | Path | None = None,
     try:
         return _train(cfg, resume, callbacks, overwrite)
     finally:
-        _close_logging()
-
-
-def _carry_best(source: Path, workdir: Path, best: float) -> float | None:
-    """A run resumed into another folder keeps the resumed run's best score only with its weights: ``source``'s
-    ``best.safetensors`` is copied to ``workdir`` (atomically) and ``best`` returned, else None (a missing file:
-    the new run's first validation writes its own)."""
-    import shutil
-
-    weights = source / "best.safetensors"
-    if not weights.is_file():
-        log.warning("%s has no best.safetensors: its best score %.5f is dropped", source, best)
-        return None
-    with atomic_path(workdir / "best.safetensors") as tmp:
-        shutil.copyfile(weights, tmp)
-    log.info("best.safetensors (%.5f) copied from %s", best, source)
-    return best
+        close_logging()
 
 
 def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
@@ -446,8 +136,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     if val_set.skeleton.names != skeleton.names:
         raise ValueError(f"the validation set's joints {list(val_set.skeleton.names)} differ from the training "
                          f"set's {list(skeleton.names)}")
-    _check_val_metric(cfg, val_set)
-    _check_labels(train_set, val_set)
+    check_val_metric(cfg, val_set)
+    check_labels(train_set, val_set)
     pretrained = read_pretrained(cfg.model.init, cfg.model, cfg.data.input_norm) if cfg.model.init and \
         state is None else None
     saved = None if state is None or state.get("skeleton") is None else Skeleton.from_dict(state["skeleton"])
@@ -459,7 +149,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     same_run = resume is not None and state_path(resume).parent.resolve() == workdir.resolve()
     if same_run and overwrite:
         raise ValueError(f"--overwrite starts afresh and --resume continues the run in {workdir}: give one")
-    found = [] if same_run or overwrite else _run_outputs(workdir)
+    found = [] if same_run or overwrite else run_outputs(workdir)
     if found:
         what = "an earlier run" if resume is None else f"another run than {state_path(resume)}"
         how = "continue it with --resume, or pass --overwrite to replace it" if STATE_FILE in found else \
@@ -471,11 +161,11 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     if dist_info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            removed = _clear_run(workdir)
-    _setup_logging(workdir, dist_info.is_main)
+            removed = clear_run(workdir)
+    setup_logging(workdir, dist_info.is_main)
     if removed:
         log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
-    stale = _remove_stale_temporaries(workdir) if dist_info.is_main else []
+    stale = remove_stale_temporaries(workdir) if dist_info.is_main else []
     if stale:
         log.info("removed %s, left by writes that were killed", ", ".join(stale))
     if cfg.threads:
@@ -509,7 +199,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
     if dist_info.is_main:
         save_yaml(cfg, workdir / "config.yaml")
         if state is not None and not same_run and best is not None:
-            best = _carry_best(state_path(resume).parent, workdir, best)
+            best = carry_best(state_path(resume).parent, workdir, best)
     net = model
     if dist_info.enabled:
         if cfg.sync_bn:
@@ -538,7 +228,7 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                     "annotated flag, as HRNet's and mmpose's MPII JSON): occluded joints are trained too",
                     train_set.annotations)
 
-    metrics = _Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
+    metrics = Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
     loss_fn = heatmap_loss(cfg)
     graphed = GraphedTrainStep(net, optimizer, loss_fn, amp_dtype) if cfg.cuda_graphs else None
@@ -633,8 +323,8 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                dynamic_ncols=True)
     net.train()
     completed, updating = False, False
-    whole_step = _WholeStepBuffers(model) if graphed is None else None  # a graph replays inside critical()
-    with _StopFlag() as stop:
+    whole_step = WholeStepBuffers(model) if graphed is None else None  # a graph replays inside critical()
+    with StopFlag() as stop:
         try:
             if log_pending:  # the interrupt came between a log step's update and its row
                 write_log_row(distributed.mean(loss_acc, dist_info) / loss_n, learning_rate(cfg, step - 1))
@@ -698,23 +388,23 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
                             draw_predictions(model, cfg, val_set, step, workdir)
                     if last or step % cfg.ckpt_every == 0 or improved:  # the state's best matches best.safetensors
                         checkpoint(final=last)
-                    if _stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
+                    if stop_requested(stop, dist_info, device, last or step % cfg.log_every == 0):
                         stop.interrupt()
                     if step >= cfg.steps:
                         break
             best = distributed.from_main(best, dist_info)  # only the main process validates
             completed = True
         except KeyboardInterrupt:
-            _write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint",
+            write_interrupted(stop, whole_step, checkpoint, f"interrupted at step {step}; writing the checkpoint",
                                dist_info.is_main)
             raise
         except Exception as exc:
             if stop.set:  # e.g. loader workers killed by the same Ctrl-C
-                _write_interrupted(stop, whole_step, checkpoint,
+                write_interrupted(stop, whole_step, checkpoint,
                                    f"interrupted at step {step} ({exc}); writing the checkpoint", dist_info.is_main)
                 raise KeyboardInterrupt from exc
             if step != saved_step and not updating and not isinstance(exc, FloatingPointError):
-                _save_before_error(stop, whole_step, checkpoint, step, exc, dist_info.is_main, loss_acc)
+                save_before_error(stop, whole_step, checkpoint, step, exc, dist_info.is_main, loss_acc)
             raise
         finally:
             bar.close()
