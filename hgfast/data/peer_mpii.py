@@ -15,8 +15,9 @@ down by 15 × scale and the scale is multiplied by 1.25 (a person without a posi
 Coordinates stay MATLAB's 1-based ones (``MPII(one_based=True)``, the default).
 
 The PCKh normaliser (``normalize``: 0.6 × the head box's diagonal) comes from the head boxes of the evaluation
-``.mat`` file the peers score the validation split with (``read_head_boxes``); they are matched to the people by
-the joints that file also holds. Without them a split is written with ``normalize`` 0: trainable, not scorable.
+``.mat`` file the peers score the validation split with (``read_head_boxes``): its rows must be the split's people
+in the file's order, which the joints it also holds confirm, and its joints decide which are scored
+(``with_head_boxes``). Without it a split is written with ``normalize`` 0: trainable, not scorable.
 """
 from __future__ import annotations
 
