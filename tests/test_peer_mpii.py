@@ -336,3 +336,15 @@ def test_converted_hrnet_files_train_and_say_their_visible_flag_is_the_annotated
     train(resolve(overrides=sets, workdir=str(tmp_path / "run")))
     log = (tmp_path / "run" / "train.log").read_text()
     assert "does not tell visible from occluded joints" in log and "train.h5" in log
+
+
+def test_a_peers_layout_without_h5_files_says_how_to_convert(tmp_path):
+    (tmp_path / "annot").mkdir()
+    source = _hrnet(tmp_path / "annot" / "valid.json", _people())
+    with pytest.raises(FileNotFoundError, match=r"valid.h5; .*valid.json is there: convert it first, hgfast "
+                                                r"convert-mpii .*valid.json --out"):
+        read_annotations(tmp_path / "annot" / "valid.h5")
+    with pytest.raises(FileNotFoundError, match=r"not found: \S+train.h5$"):  # no JSON beside it: no hint
+        read_annotations(tmp_path / "annot" / "train.h5")
+    with pytest.raises(ValueError, match="is JSON; MPII-format data reads h5 files: convert a peer's"):
+        read_annotations(source)

@@ -138,6 +138,17 @@ def no_ground_truth(ann: dict, path) -> str | None:
             f"{'no annotated joint' if not annotated.any() else 'no normaliser'} in the file)")
 
 
+def _peer_json_hint(path: Path) -> str:
+    """Where a peer's MPII JSON lies beside a missing h5 file (``data.root`` of HRNet's or bearpaw's layout): how to
+    convert it; else ""."""
+    split = path.stem.lower()
+    names = [f"{split}.json", f"mpii_{'val' if split == 'valid' else split}.json", "mpii_annotations.json",
+             "mpii_annotations.json.gz"]
+    found = [path.parent / n for n in names if (path.parent / n).is_file()] if path.parent.is_dir() else []
+    return (f"; {found[0]} is there: convert it first, hgfast convert-mpii {found[0]} --out {path.parent} "
+            f"[--head-boxes gt_valid.mat]") if found else ""
+
+
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the fields of an MPII-style ``.h5`` file into numpy arrays, plus ``joint_names`` (K,) and ``limbs``
     (E, 2) where the file has them and ``visible_is_annotated`` (True) where it says so; clear errors for a missing
@@ -146,7 +157,10 @@ def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"MPII annotation file not found: {path}")
+        raise FileNotFoundError(f"MPII annotation file not found: {path}{_peer_json_hint(path)}")
+    if path.name.lower().endswith((".json", ".json.gz")):
+        raise ValueError(f"MPII annotation file {path} is JSON; MPII-format data reads h5 files: convert a peer's "
+                         f"(bearpaw's, HRNet's, mmpose's) with hgfast convert-mpii {path} --out {path.parent}")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in FIELDS if k not in f]

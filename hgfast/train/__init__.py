@@ -1,4 +1,5 @@
-"""Training: config (dataclasses, presets, YAML, ``--set``), the loop, resumable state, distributed helpers."""
+"""Training: config (dataclasses, presets, YAML, ``--set``), the loop and its parts (schedule, interrupts, run dir,
+validation), resumable state, distributed helpers."""
 from .config import PRESETS, Config, ConfigError, resolve
 from .loop import train
 
