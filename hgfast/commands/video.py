@@ -80,8 +80,6 @@ def _cmd_video(args) -> int:
 def _smoother_settings(args) -> dict | None:
     """``PeopleSmoother``'s settings from ``--smooth``, ``--smooth-min-cutoff`` and ``--smooth-beta`` (checked);
     None without ``--smooth``."""
-    from .. import smoothing
-
     flags = {"--smooth-min-cutoff": args.smooth_min_cutoff, "--smooth-beta": args.smooth_beta}
     if not args.smooth:
         given = [flag for flag, value in flags.items() if value is not None]

@@ -101,8 +101,9 @@ def train(cfg: Config, resume: str | Path | None = None,
 
     A work dir holding another run's ``last.state.pt`` (an earlier run, for a fresh run; for a resumed one, a run in
     another folder than the resumed state's) is refused unless ``overwrite``: then the earlier run's outputs
-    (``RUN_FILES``, ``RUN_FOLDERS``; nothing else) are removed first. A resumed run's config must keep the keys
-    ``check_resumable`` names (ValueError otherwise); nothing is written before that check and the state load.
+    (``rundir.RUN_FILES``, ``rundir.RUN_FOLDERS``; nothing else) are removed first. A resumed run's config must
+    keep the keys ``check_resumable`` names (ValueError otherwise); nothing is written before that check and the
+    state load.
 
     ``callbacks(step, info)`` run after every step on every process (``info``: loss, lr). Returns a summary
     dict (steps, best validation ``val_metric`` (the main process's, on every process), paths). Raises
