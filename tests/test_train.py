@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -444,8 +445,13 @@ def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
         train(tiny(tmp_path, "optim.warmup_steps=5", name="failed"))
     assert not (tmp_path / "failed").exists()
     with pytest.raises(ValueError, match="smaller than one batch"):
-        train(tiny(tmp_path, "data.train_length=2", name="failed"))  # fails once its log is open
-    assert (tmp_path / "failed" / "train.log").is_file()
+        train(tiny(tmp_path, "data.train_length=2", name="failed"))  # found before the work dir is made
+    assert not (tmp_path / "failed").exists()
+    # --overwrite removes the earlier run only for a run that can start
+    before = {f: (work / f).read_bytes() for f in ("config.yaml", "last.safetensors", "metrics.csv")}
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        train(tiny(tmp_path, "data.train_length=2"), overwrite=True)
+    assert {f: (work / f).read_bytes() for f in before} == before
     assert train(tiny(tmp_path, "optim.warmup_steps=4", name="failed"))["steps"] == 4  # its rerun is no conflict
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -736,3 +742,57 @@ def test_model_init_starts_a_fresh_run_from_weights_and_resume_does_not_reread_t
     from_state = read_pretrained(tmp_path / "tuned" / "last.state.pt", cfg.model)  # a state's weights will do
     assert torch.equal(from_state["heads.0.heatmap.weight"], _weights(tmp_path / "tuned" / "last.safetensors")[
         "heads.0.heatmap.weight"])
+
+
+def test_a_run_that_cannot_start_changes_nothing_and_a_busy_work_dir_is_refused(tmp_path, capsys):
+    from hgfast.cli import main
+    from hgfast.train.rundir import LOCK_FILE
+
+    cfg = tiny(tmp_path, "steps=2")
+    train(cfg)
+    work = Path(cfg.workdir)
+    saved = (work / "config.yaml").read_text()
+    argv = ["train", "--workdir", str(work), "--resume"]
+    assert main(argv + ["--set", "batch_size=64", "--set", "steps=4"]) == 2  # found after the state is read
+    assert "smaller than one batch" in capsys.readouterr().err
+    assert (work / "config.yaml").read_text() == saved  # a plain --resume later reads what the run used
+    holder = subprocess.Popen(  # another process's run holds the work dir
+        [sys.executable, "-c", "import sys; from pathlib import Path; from hgfast.train.rundir import workdir_lock\n"
+         "with workdir_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()", str(work)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(argv + ["--set", "steps=4"]) == 2
+        assert f"is in use by another hgfast train (it holds {work / LOCK_FILE})" in capsys.readouterr().err
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0 and not (work / LOCK_FILE).exists()
+    assert main(argv + ["--set", "steps=3"]) == 0 and not (work / LOCK_FILE).exists()
+    (work / "eval.json").mkdir()
+    assert main(argv + ["--set", "steps=4"]) == 2
+    assert "eval.json must be file(s) the run writes, not folder(s)" in capsys.readouterr().err
+    (work / "eval.json").rmdir()
+    if os.geteuid() != 0:  # root writes anywhere
+        work.chmod(0o500)
+        try:
+            assert main(argv + ["--set", "steps=4"]) == 2
+            assert "Permission denied" in capsys.readouterr().err
+        finally:
+            work.chmod(0o700)
+
+
+def test_yaml_and_set_values_are_read_as_written(tmp_path):
+    assert resolve(overrides=["workdir=007", "model.init=0010"]).workdir == "007"
+    assert resolve(overrides=["model.init=0010"]).model.init == "0010"  # a text key's value, taken as written
+    (tmp_path / "twice.yaml").write_text("model:\n  nstack: 1\nmodel:\n  nfeat: 16\n")
+    with pytest.raises(ConfigError, match="found the key 'model' twice"):
+        resolve(path=tmp_path / "twice.yaml")
+    (tmp_path / "number.yaml").write_text("workdir: 007\n")
+    with pytest.raises(ConfigError, match="'workdir' expects text; YAML read a number, 7, .* quote it"):
+        resolve(path=tmp_path / "number.yaml")
+    (tmp_path / "quoted.yaml").write_text("workdir: '007'\n")
+    assert resolve(path=tmp_path / "quoted.yaml").workdir == "007"
+    for key in ("data.root=/data/mpii", "data.train_annotations=a.h5", "data.category_id=1"):
+        with pytest.raises(ConfigError, match=f"'{key.split('=')[0]}' applies to .* not data.dataset='synthetic': "
+                                              f"it would be ignored"):
+            resolve(overrides=[key])

@@ -47,7 +47,7 @@ def _cmd_train(args) -> int:
             print(f"hgfast train: interrupted before a state was written"
                   f"{f' ({state} is unchanged)' if before is not None else ''}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, ArithmeticError) as exc:
+    except (ValueError, OSError, ArithmeticError) as exc:  # OSError: a folder not writable, a disk full, ...
         return fail("train", exc)
     if main_process():  # once for a torchrun run
         print(json.dumps(summary))

@@ -156,6 +156,13 @@ CHOICES = {"data.dataset": ("synthetic", "mpii", "coco"), "data.encoding": ("unb
            "val_metric": ("pck", "ap")}
 
 
+# Data keys that only some datasets read: set for another, they would be ignored (refused instead).
+DATASET_KEYS = {"root": ("mpii", "coco"), "train_annotations": ("mpii", "coco"), "val_annotations": ("mpii", "coco"),
+                "image_dir": ("mpii", "coco"), "val_image_dir": ("coco",), "one_based": ("mpii",),
+                "category_id": ("coco",), "flip_pairs": ("mpii", "coco"), "oks_sigmas": ("coco",),
+                "val_detections": ("coco",)}
+
+
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -204,8 +211,11 @@ def _coerce(path: str, kind, value):
             except ValueError:
                 pass
     elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):  # 007 -> 7, 1.10 -> 1.1, 12:30 -> 750
+            raise ConfigError(f"config key {path!r} expects text; YAML read a number, {value!r}, which may not be "
+                              f"what was written: quote it")
     elif kind is list or typing.get_origin(kind) is list:  # of numbers; list[list]: also of lists of numbers
         def numbers(v):
             return isinstance(v, (list, tuple)) and all(_number(u) is not None for u in v)
@@ -230,8 +240,41 @@ def _number(value):
     return None
 
 
+def _field_type(dotted: str):
+    """The type of config key ``dotted`` (``"optim.lr"``), or None for an unknown key."""
+    obj, (*sections, leaf) = Config(), dotted.split(".")
+    for section in sections:
+        obj = getattr(obj, section, None)
+        if not dataclasses.is_dataclass(obj):
+            return None
+    return typing.get_type_hints(type(obj)).get(leaf) if dataclasses.is_dataclass(obj) else None
+
+
+def _yaml_load(text: str):
+    """``text`` read as YAML (safe), refusing a mapping that gives a key twice (``ConstructorError``)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                self.flatten_mapping(node)  # (merge keys, <<)
+                seen = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    if not isinstance(key, typing.Hashable):
+                        continue  # (the base class refuses it)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                                f"found the key {key!r} twice", key_node.start_mark)
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
 def parse_set(items: list[str]) -> dict:
-    """``["optim.lr=1e-3", "model.nstack=4"]`` → nested dict (values parsed as YAML scalars / lists)."""
+    """``["optim.lr=1e-3", "model.nstack=4"]`` → nested dict (values parsed as YAML scalars / lists; a text key's
+    value is taken as written, ``workdir=007`` stays "007", unless quoted)."""
     import yaml
 
     out: dict = {}
@@ -247,7 +290,8 @@ def parse_set(items: list[str]) -> dict:
                 raise ConfigError(f"--set {key.strip()}: {'.'.join(parents[:depth + 1])} was set to a value, "
                                   f"{node!r}, not a section")
         try:
-            node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+            text = _field_type(key.strip()) is str and raw.strip()[:1] not in ("'", '"')
+            node[leaf] = raw.strip() if text or not raw.strip() else _yaml_load(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({exc.problem})") from exc
     return out
@@ -262,7 +306,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml_load(path.read_text()) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not a text (YAML) file") from None
     except yaml.YAMLError as exc:
@@ -337,6 +381,13 @@ def validate(cfg: Config) -> None:
     if cfg.val_metric == "ap" and cfg.data.dataset != "coco":
         raise ConfigError(f"config key 'val_metric' = 'ap' (COCO's OKS AP) needs COCO-format data (data.dataset="
                           f"coco), got data.dataset={cfg.data.dataset!r}")
+    defaults = DataConfig()
+    ignored = [key for key, kinds in DATASET_KEYS.items()
+               if cfg.data.dataset not in kinds and getattr(cfg.data, key) != getattr(defaults, key)]
+    if ignored:
+        kinds = " and ".join(f"data.dataset={k}" for k in DATASET_KEYS[ignored[0]])
+        raise ConfigError(f"config key 'data.{ignored[0]}' applies to {kinds}, not data.dataset="
+                          f"{cfg.data.dataset!r}: it would be ignored (set data.dataset, or leave the key out)")
     if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(j, int) and j >= 0 for j in p)
                for p in cfg.data.flip_pairs):
         raise ConfigError(f"config key 'data.flip_pairs' must be a list of [a, b] joint index pairs, "

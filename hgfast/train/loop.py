@@ -42,7 +42,8 @@ from . import distributed
 from .config import Config, save_yaml, to_dict
 from .interrupt import StopFlag, WholeStepBuffers, save_before_error, stop_requested, write_interrupted
 from .pretrained import apply_pretrained, read_pretrained
-from .rundir import Metrics, carry_best, clear_run, close_logging, remove_stale_temporaries, run_outputs, setup_logging
+from .rundir import (Metrics, carry_best, check_run_paths, clear_run, close_logging, remove_stale_temporaries,
+                     run_outputs, setup_logging, workdir_lock)
 from .schedule import build_optimizer, learning_rate, schedule_change
 from .state import STATE_FILE, check_resumable, load_state, save_state, set_rng_state, state_path
 from .validation import check_labels, check_val_metric, draw_predictions, validate
@@ -111,12 +112,13 @@ def train(cfg: Config, resume: str | Path | None = None,
     docstring).
     """
     try:
-        return _train(cfg, resume, callbacks, overwrite)
+        with contextlib.ExitStack() as lock:  # the work dir's lock, held until the run ends
+            return _train(cfg, resume, callbacks, overwrite, lock)
     finally:
         close_logging()
 
 
-def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
+def _train(cfg: Config, resume, callbacks, overwrite: bool, lock: contextlib.ExitStack) -> dict:
     workdir = Path(cfg.workdir)
     existing = next((p for p in (workdir, *workdir.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -158,26 +160,17 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         raise FileExistsError(f"{workdir} holds {what} ({', '.join(found)}): {how} (or choose another --workdir)")
     dist_info, device = distributed.setup(cfg.device)
     _check_runtime(cfg, device, dist_info)
-    removed = []
-    if dist_info.is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            removed = clear_run(workdir)
-    setup_logging(workdir, dist_info.is_main)
-    if removed:
-        log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
-    stale = remove_stale_temporaries(workdir) if dist_info.is_main else []
-    if stale:
-        log.info("removed %s, left by writes that were killed", ", ".join(stale))
+    sampler = distributed.EpochSampler(train_set, dist_info.world_size, dist_info.rank, cfg.seed)
+    steps_per_epoch = sampler.num_samples // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training set ({len(train_set)} samples over {dist_info.world_size} processes) is "
+                         f"smaller than one batch ({cfg.batch_size})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
     model = build_model(cfg, skeleton.num_joints)
-    if pretrained is not None:
-        fresh = apply_pretrained(model, pretrained)
-        log.info("weights from %s%s", cfg.model.init,
-                 f"; {', '.join(fresh)} start fresh (another number of joints)" if fresh else "")
+    fresh = apply_pretrained(model, pretrained) if pretrained is not None else None
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -193,6 +186,26 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
         scaler.load_state_dict(state["scaler"])
         step, best, progress = int(state["step"]), state.get("best"), state.get("progress", {})
         set_rng_state(state["rng"])
+
+    # Everything is checked and loaded: only now does the work dir change (an earlier run is not removed, nor its
+    # config.yaml rewritten, for a run that cannot start).
+    removed = []
+    if dist_info.is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(workdir_lock(workdir))
+        check_run_paths(workdir)
+        if overwrite:
+            removed = clear_run(workdir)
+    setup_logging(workdir, dist_info.is_main)
+    if removed:
+        log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
+    stale = remove_stale_temporaries(workdir) if dist_info.is_main else []
+    if stale:
+        log.info("removed %s, left by writes that were killed", ", ".join(stale))
+    if pretrained is not None:
+        log.info("weights from %s%s", cfg.model.init,
+                 f"; {', '.join(fresh)} start fresh (another number of joints)" if fresh else "")
+    if state is not None:
         log.info("resumed from %s at step %d", resume, step)
         note = schedule_change(state.get("config") or {}, cfg, step)
         if note:
@@ -209,11 +222,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool) -> dict:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    sampler = distributed.EpochSampler(train_set, dist_info.world_size, dist_info.rank, cfg.seed)
-    steps_per_epoch = sampler.num_samples // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"the training set ({len(train_set)} samples over {dist_info.world_size} processes) is "
-                         f"smaller than one batch ({cfg.batch_size})")
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers,
                         drop_last=True, pin_memory=device.type == "cuda")
     log.info("training %s (fused kernels %s) on %s (%d process(es)), %d train / %d val samples, step %d of %d",

@@ -27,6 +27,44 @@ RUN_FOLDERS = {"val": "step_*.json", "vis": "step_*.jpg"}
 _RUN_MARKS = (STATE_FILE, "best.safetensors", "last.safetensors")
 
 
+LOCK_FILE = ".hgfast.lock"  # held (a POSIX lock) while a run writes the work dir; removed when it ends
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path):
+    """Hold the work dir's lock for the run: a second run in it (on this machine) is refused while it is held
+    (BlockingIOError); ``LOCK_FILE`` is removed when the run ends. A POSIX lock, not inherited by DataLoader
+    workers; without ``fcntl`` (not POSIX) there is none."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = workdir / LOCK_FILE
+    with open(path, "a") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise BlockingIOError(f"{workdir} is in use by another hgfast train (it holds {path}): wait for that "
+                                  f"run to end, or choose another --workdir") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def check_run_paths(workdir: Path) -> None:
+    """IsADirectoryError / NotADirectoryError where a file the run writes is a folder, or a folder of its step
+    files is a file (refused before training, not at the first checkpoint)."""
+    folders = [name for name in RUN_FILES if (workdir / name).is_dir()]
+    if folders:
+        raise IsADirectoryError(f"{workdir}: {', '.join(folders)} must be file(s) the run writes, not folder(s)")
+    files = [name for name in RUN_FOLDERS if (workdir / name).exists() and not (workdir / name).is_dir()]
+    if files:
+        raise NotADirectoryError(f"{workdir}: {', '.join(files)} must be the folder(s) of the run's step files, not "
+                                 f"file(s)")
+
+
 def run_outputs(workdir: Path) -> list[str]:
     """The ``_RUN_MARKS`` and step folders of ``RUN_FOLDERS`` in ``workdir`` that hold files."""
     found = [name for name in _RUN_MARKS if (workdir / name).is_file()]
