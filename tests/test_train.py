@@ -790,6 +790,9 @@ def test_yaml_and_set_values_are_read_as_written(tmp_path):
     (tmp_path / "number.yaml").write_text("workdir: 007\n")
     with pytest.raises(ConfigError, match="'workdir' expects text; YAML read a number, 7, .* quote it"):
         resolve(path=tmp_path / "number.yaml")
+    for key, message in (("model.nfeat=15", "'model.nfeat' must be even"), ("seed=1e20", "'seed' must be below 2")):
+        with pytest.raises(ConfigError, match=message):
+            resolve(overrides=[key])
     (tmp_path / "quoted.yaml").write_text("workdir: '007'\n")
     assert resolve(path=tmp_path / "quoted.yaml").workdir == "007"
     for key in ("data.root=/data/mpii", "data.train_annotations=a.h5", "data.category_id=1"):

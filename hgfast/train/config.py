@@ -350,6 +350,12 @@ def validate(cfg: Config) -> None:
                 "data.category_id", "seed", "data.seed"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {flat[key]!r}")
+    for key in ("model.nfeat", "model.stem_channels"):  # (residual bottlenecks are half as wide)
+        if flat[key] % 2:
+            raise ConfigError(f"config key {key!r} must be even, got {flat[key]!r}")
+    for key in ("seed", "data.seed"):
+        if flat[key] >= 2**63:
+            raise ConfigError(f"config key {key!r} must be below 2**63 (a 64-bit seed), got {flat[key]!r}")
     for key, value in flat.items():
         if any(isinstance(v, float) and not math.isfinite(v) for v in _flatten(value)):
             raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
