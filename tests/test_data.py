@@ -510,10 +510,13 @@ def test_read_image_refuses_truncated_files_and_reads_whole_ones(tmp_path):
         files[name + "_cut" + ext] = data[:len(data) // 3]
         files[name + "_no_end" + ext] = data[:-2]
     files["trailing.jpg"] = files["plain.jpg"] + b"\x00" * 16 + b"camera maker notes"
+    # a phone's Motion Photo: a video after the end marker, whose bytes hold start-of-scan markers (ff da)
+    files["motion.jpg"] = files["progressive.jpg"] + b"ftypmp42" + rng.integers(0, 256, 65536, np.uint8).tobytes() \
+        + b"\xff\xda\x00\x08"
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     for name, whole in (("plain.jpg", "plain.jpg"), ("progressive.jpg", "progressive.jpg"),
-                        ("trailing.jpg", "plain.jpg")):
+                        ("trailing.jpg", "plain.jpg"), ("motion.jpg", "progressive.jpg")):
         want = cv2.imdecode(np.frombuffer(files[whole], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
         np.testing.assert_array_equal(read_image(tmp_path / name), want)
     np.testing.assert_array_equal(read_image(tmp_path / "lossless.png"), picture)

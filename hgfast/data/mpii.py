@@ -303,9 +303,29 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _truncated_jpeg(raw: bytes) -> bool:
-    """Whether ``raw`` is a JPEG whose last scan has no end-of-image marker after it (markers cannot occur inside
-    the entropy-coded data, so a complete file has one; bytes after it are allowed)."""
-    return raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
+    """Whether ``raw`` is a JPEG whose data ends before its end-of-image marker. Bytes after that marker are
+    allowed (a phone's Motion Photo appends a video): where the quick test (the last end marker before the last
+    start-of-scan) fails, the file's markers are walked from the start."""
+    if raw[:2] != b"\xff\xd8" or raw.rfind(b"\xff\xd9") > raw.rfind(b"\xff\xda"):
+        return False
+    i, n = 2, len(raw)
+    while i + 1 < n:
+        if raw[i] != 0xFF:
+            return False  # no marker where one must be: not for this test to judge (the decoder does)
+        marker = raw[i + 1]
+        if marker == 0xD9:  # end of image
+            return False
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, RSTn, TEM: no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        i += 2 + int.from_bytes(raw[i + 2:i + 4], "big")
+        if marker == 0xDA:  # a scan: entropy-coded data up to the next marker (not a stuffed 00 or an RSTn)
+            while (i := raw.find(b"\xff", i)) >= 0 and i + 1 < n and (raw[i + 1] in (0x00, 0xFF) or
+                                                                      0xD0 <= raw[i + 1] <= 0xD7):
+                i += 1 if raw[i + 1] == 0xFF else 2
+            if i < 0:
+                return True
+    return True
 
 
 class MPII(TopDownDataset):
