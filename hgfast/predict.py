@@ -123,7 +123,7 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
     """The training data's ``INFERENCE_KEYS`` for an hgfast checkpoint: stored with its weights (``model.save(...,
     inference=)``, as ``hgfast train`` writes them), else, for a ``.safetensors`` file, the ``data`` section of a
     ``config.yaml`` beside it (runs written before they were stored), else ``{}`` (peer checkpoints). A value of
-    the wrong type is a ValueError naming the file."""
+    the wrong type, or a sigma / box margin not finite and > 0, is a ValueError naming the file."""
     from .checkpoint import read_metadata
 
     path = Path(path)
@@ -138,9 +138,13 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
     if not isinstance(stored, dict):
         raise ValueError(f"{source}: the training data settings must be a mapping, got {stored!r}")
     try:
-        return {k: kind(stored[k]) for k, kind in INFERENCE_KEYS.items() if k in stored}
+        settings = {k: kind(stored[k]) for k, kind in INFERENCE_KEYS.items() if k in stored}
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: bad training data setting ({exc})") from exc
+    for key in ("sigma", "box_margin"):
+        if key in settings and not (math.isfinite(settings[key]) and settings[key] > 0):
+            raise ValueError(f"{source}: training data setting {key!r} must be finite and > 0, got {settings[key]!r}")
+    return settings
 
 
 def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:
@@ -310,7 +314,7 @@ def read_boxes_file(path: str | os.PathLike, images: Sequence[str], min_score: f
     entry, or a box that is not ``checked_box``'s, is a ValueError naming it."""
     import collections
 
-    table = read_json(path, "boxes file")
+    table = read_json(path, "boxes file", unique_keys=True)
     path = Path(path)
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map images to lists of boxes, got {type(table).__name__}")

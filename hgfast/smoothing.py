@@ -38,8 +38,9 @@ def check_settings(min_cutoff, beta, d_cutoff, names=("min_cutoff", "beta", "d_c
 
 def _alpha(dt: float, cutoff) -> np.ndarray | float:
     """The smoothing factor of a first-order low-pass filter of ``cutoff`` Hz over a step of ``dt`` seconds."""
-    rate = 2 * math.pi * cutoff * dt
-    return rate / (rate + 1)
+    with np.errstate(divide="ignore", over="ignore"):  # a huge cutoff: rate infinite, alpha 1 (not NaN)
+        rate = 2 * math.pi * cutoff * dt
+        return 1 / (1 + 1 / rate)  # = rate / (rate + 1)
 
 
 class OneEuroFilter:
@@ -74,7 +75,9 @@ class OneEuroFilter:
             dt = (time - self.seen[go])[:, None]
             self.dx[go] += _alpha(dt, self.d_cutoff) * ((x[go] - self.x[go]) / dt - self.dx[go])
             speed = np.linalg.norm(self.dx[go], axis=1, keepdims=True) / box_height
-            self.x[go] += _alpha(dt, self.min_cutoff + self.beta * speed) * (x[go] - self.x[go])
+            with np.errstate(over="ignore"):  # an infinite cutoff: alpha 1
+                cutoff = self.min_cutoff + self.beta * speed
+            self.x[go] += _alpha(dt, cutoff) * (x[go] - self.x[go])
         self.seen[finite], self.t = time, time
         return np.where(finite[:, None], self.x, x)
 

@@ -159,7 +159,7 @@ def read_frame_boxes(path: str | os.PathLike, min_score: float | None = None) ->
     from .data.coco_format import read_json
     from .predict import box_entries
 
-    table = read_json(path, "boxes file")
+    table = read_json(path, "boxes file", unique_keys=True)
     path = Path(path)
     if not isinstance(table, dict):
         raise ValueError(f"boxes file {path} must map frame indices to lists of boxes, got {type(table).__name__}")

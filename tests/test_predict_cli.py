@@ -2,6 +2,7 @@
 import importlib
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -842,14 +843,16 @@ def test_export_refuses_to_replace_a_checkpoint(workdir, tmp_path, capsys):
 
     best = tmp_path / "best.safetensors"
     shutil.copy(workdir / "best.safetensors", best)
-    other = tmp_path / "last.pth"
+    other, config = tmp_path / "pytorch_model.bin", tmp_path / "config.yaml"
     other.write_bytes(b"weights")
+    config.write_text("steps: 1\n")
     before = best.read_bytes()
-    for target, message in ((best, "would replace the --checkpoint it exports"),
-                            (other, "would replace a checkpoint (.pth file)")):
+    for target, message in ((best, "give a .onnx path (it is the --checkpoint it exports)"),
+                            (other, "give a .onnx path (a file of another kind is not replaced)"),
+                            (config, "give a .onnx path (a file of another kind is not replaced)")):
         assert main(["export", "--onnx", str(target), "--checkpoint", str(best), "--no-check"]) == 2
         assert message in capsys.readouterr().err
-    assert best.read_bytes() == before and other.read_bytes() == b"weights"
+    assert best.read_bytes() == before and other.read_bytes() == b"weights" and config.read_text() == "steps: 1\n"
 
 
 def test_export_prints_nothing_but_its_result(workdir, tmp_path):
@@ -1081,3 +1084,40 @@ def test_video_refuses_an_image(workdir, image_file, clip, tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"videos: {image} is an image" in err and "hgfast predict" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_inputs_of_absurd_sizes_and_stored_settings_out_of_range_are_refused(workdir, tmp_path, capsys):
+    """--input-size beyond 4096 px (gigabytes per image) and a config.yaml beside an old checkpoint whose sigma is
+    not a positive number end as errors naming them, not an out-of-memory traceback or NaN keypoints."""
+    import shutil
+
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((40, 30, 3), 90, np.uint8))
+    assert main(["predict", str(image), "--checkpoint", str(workdir / "best.safetensors"), "--input-size",
+                 "1000000", "--out", str(tmp_path / "o")]) == 2
+    assert "--input-size must be S or (height, width), positive multiples of 16 up to 4096" in capsys.readouterr().err
+    old = tmp_path / "old"
+    old.mkdir()
+    from hgfast.checkpoint import save_weights
+    from hgfast.models import StackedHourglass
+
+    save_weights(StackedHourglass.from_checkpoint(workdir / "best.safetensors").state_dict(), old / "m.safetensors")
+    shutil.copy(workdir / "config.yaml", old / "config.yaml")
+    text = (old / "config.yaml").read_text()
+    (old / "config.yaml").write_text(re.sub(r"sigma: .*", "sigma: .inf", text))
+    assert main(["predict", str(image), "--checkpoint", str(old / "m.safetensors"), "--out", str(tmp_path / "p")]) == 2
+    assert "training data setting 'sigma' must be finite and > 0, got inf" in capsys.readouterr().err
+
+
+def test_a_boxes_file_giving_an_image_or_frame_twice_is_refused(tmp_path):
+    """JSON parsers keep the last of two equal keys: one image's (or frame's) people would be lost unseen."""
+    from hgfast.predict import read_boxes_file
+    from hgfast.video import read_frame_boxes
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text('{"a.jpg": [[0, 0, 40, 60, 0.9]], "a.jpg": [[10, 10, 30, 30, 0.8]]}')
+    with pytest.raises(ValueError, match="boxes file .*boxes.json gives the key 'a.jpg' twice"):
+        read_boxes_file(boxes, ["a.jpg"])
+    boxes.write_text('{"0": [[0, 0, 40, 60]], "0": [[1, 1, 5, 5]]}')
+    with pytest.raises(ValueError, match="gives the key '0' twice"):
+        read_frame_boxes(boxes)

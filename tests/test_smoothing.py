@@ -140,3 +140,13 @@ def test_bad_input_names_the_argument():
     smoother(3, 0, np.zeros((3, 2)), (0, 0, 1, 1))
     with pytest.raises(ValueError, match="time must increase"):  # one person twice in a frame
         smoother(3, 0, np.zeros((3, 2)), (0, 0, 1, 1))
+
+
+def test_extreme_settings_give_finite_joints():
+    """A cutoff so high that 2π·f·dt overflows passes the joints through (alpha 1), never NaN."""
+    rng = np.random.default_rng(3)
+    for min_cutoff, beta in ((1e308, 0.0), (1.0, 1e308), (1e308, 1e308)):
+        f = OneEuroFilter(min_cutoff, beta)
+        for t in range(5):
+            joints = rng.uniform(0, 100, (4, 2))
+            np.testing.assert_allclose(f(joints, t / 30, 50.0), joints) if t else f(joints, 0.0, 50.0)

@@ -60,7 +60,7 @@ def test_unsupported_onnx_opset_is_refused(tmp_path, caplog):
 @pytest.mark.parametrize("args,message", [(["--nfeat", "255"], "nfeat"), (["--nstack", "0"], "nstack"),
                                           (["--input", "0"], "--input: expected S or HEIGHTxWIDTH"),
                                           (["--input", "128x96"], "--input must be S or (height, width), positive "
-                                                                  "multiples of 64, got (128, 96)")])
+                                                                  "multiples of 64 up to 4096, got (128, 96)")])
 def test_summary_bad_sizes(args, message):
     proc = subprocess.run([sys.executable, "-m", "hgfast.cli", "summary", *args], capture_output=True, text=True)
     assert proc.returncode != 0 and "hgfast summary: error:" in proc.stderr and message in proc.stderr

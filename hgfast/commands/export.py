@@ -5,9 +5,6 @@ from pathlib import Path
 
 from .common import as_flag, check_writable, fail, parse_input_size
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".tar", ".ckpt")  # what --onnx must not overwrite
-
-
 def _input_size(args, checkpoint: Path):
     """``--input-size``, else the training data's (``checkpoint_settings``), else 256."""
     from ..predict import checkpoint_settings
@@ -22,10 +19,10 @@ def _cmd_export(args) -> int:
     try:
         checkpoint, onnx = Path(args.checkpoint), Path(args.onnx)
         check_writable(onnx, "--onnx")
-        if onnx.resolve() == checkpoint.resolve() or onnx.suffix.lower() in CHECKPOINT_SUFFIXES:
-            raise ValueError(f"--onnx {onnx} would replace " + ("the --checkpoint it exports" if onnx.resolve() ==
-                             checkpoint.resolve() else f"a checkpoint ({onnx.suffix} file)") +
-                             ": give a .onnx path")
+        if onnx.suffix.lower() != ".onnx":  # never over a checkpoint, its config.yaml, an image, ...
+            raise ValueError(f"--onnx {onnx}: give a .onnx path (" + ("it is the --checkpoint it exports" if
+                             onnx.resolve() == checkpoint.resolve() else "a file of another kind is not replaced") +
+                             ")")
         model = StackedHourglass.from_checkpoint(checkpoint)
         diff = export_onnx(model, args.onnx, _input_size(args, checkpoint), args.opset, check=not args.no_check,
                            last_stack=args.last_stack)

@@ -18,6 +18,7 @@ joints from the model (``read_coco_header(skeleton=...)``) and are predicted onl
 """
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import math
@@ -88,9 +89,10 @@ def box_area(box) -> float:
     return max(1.0, 0.53 * float(box[2]) * float(box[3]))
 
 
-def read_json(path: str | os.PathLike, what: str):
+def read_json(path: str | os.PathLike, what: str, unique_keys: bool = False):
     """The parsed JSON of ``path`` (gzip-compressed too, ``.json.gz``); FileNotFoundError / ValueError name it as
-    ``what`` (e.g. "boxes file")."""
+    ``what`` (e.g. "boxes file"); ``unique_keys``: an object giving a key twice is a ValueError (the parser keeps
+    the last; a boxes file's keys are images or frames, so the other would be lost)."""
     if not os.fspath(path):
         raise ValueError(f"{what}: the path is empty")
     path = Path(path)
@@ -98,9 +100,20 @@ def read_json(path: str | os.PathLike, what: str):
         raise FileNotFoundError(f"{what} not found: {path}")
     raw = path.read_bytes()
     try:
-        return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        return json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw,
+                          object_pairs_hook=_unique_keys(path, what) if unique_keys else None)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
+def _unique_keys(path: Path, what: str):
+    def pairs(items: list) -> dict:
+        table = dict(items)
+        if len(table) < len(items):
+            twice = next(k for k, n in collections.Counter(k for k, _ in items).items() if n > 1)
+            raise ValueError(f"{what} {path} gives the key {twice!r} twice")
+        return table
+    return pairs
 
 
 def _person_category(data: dict, path: Path, category_id, names) -> dict:

@@ -19,13 +19,14 @@ from ..ops import crop_matrix, flip_keypoints
 
 def crop_size(value, name: str = "input_size", multiple: int = 1) -> tuple[int, int]:
     """A crop size given as S (S × S) or (height, width) → ``(H, W)``; ValueError naming ``name`` unless both are
-    positive ints and multiples of ``multiple`` (the model's: 64 for depth 4)."""
+    positive ints up to ``MAX_CROP_SIDE`` and multiples of ``multiple`` (the model's: 64 for depth 4)."""
     hw = (value, value) if isinstance(value, numbers.Integral) else value
     if isinstance(hw, (list, tuple)) and len(hw) == 2 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 and v % multiple == 0 for v in hw):
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 < v <= MAX_CROP_SIDE and
+            v % multiple == 0 for v in hw):
         return int(hw[0]), int(hw[1])
     what = f"positive multiples of {multiple}" if multiple > 1 else "positive ints"
-    raise ValueError(f"{name} must be S or (height, width), {what}, got {value!r}")
+    raise ValueError(f"{name} must be S or (height, width), {what} up to {MAX_CROP_SIDE}, got {value!r}")
 
 
 def crop_affine(center, scale: float, rotation: float, size) -> np.ndarray:
@@ -59,6 +60,7 @@ def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: 
 
 
 MAX_PIXEL = 1e6  # no image is a million pixels across: coordinates beyond it are corrupt, not a person
+MAX_CROP_SIDE = 4096  # pixels: hourglass inputs are 256-512; a larger crop is a typo (and gigabytes per image)
 MIN_BOX_SIDE = 1.0  # pixels: a box under a pixel has nothing to crop (and 0..1 image fractions are not pixels)
 
 

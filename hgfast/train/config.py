@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.augment import PRESETS as AUGMENT_PRESETS
-from ..data.crop import crop_size
+from ..data.crop import MAX_CROP_SIDE, crop_size
 from ..predict import INPUT_NORMS
 
 
@@ -370,7 +370,8 @@ def validate(cfg: Config) -> None:
         crop_size(cfg.data.input_size, multiple=multiple)
     except ValueError:
         raise ConfigError(f"config key 'data.input_size' must be S or [height, width], positive multiples of "
-                          f"{multiple} for model.depth={cfg.model.depth}, got {cfg.data.input_size!r}") from None
+                          f"{multiple} for model.depth={cfg.model.depth} up to {MAX_CROP_SIDE}, got "
+                          f"{cfg.data.input_size!r}") from None
     if cfg.cuda_graphs and cfg.amp == "fp16":
         raise ConfigError("config key 'cuda_graphs' needs amp 'bf16' or 'none' (fp16's GradScaler synchronises the "
                           "host every step, which a CUDA graph cannot capture)")
