@@ -793,6 +793,12 @@ def test_yaml_and_set_values_are_read_as_written(tmp_path):
     for key, message in (("model.nfeat=15", "'model.nfeat' must be even"), ("seed=1e20", "'seed' must be below 2")):
         with pytest.raises(ConfigError, match=message):
             resolve(overrides=[key])
+    for key, message in (("workdir=", "'workdir' is empty"), ("threads=100000", "'threads' must be at most 1024"),
+                         ("data.oks_sigmas=[0.1, -1]", "'data.oks_sigmas' must hold numbers > 0")):
+        with pytest.raises(ConfigError, match=message):
+            resolve(overrides=[key, "data.dataset=coco", "data.root=/c"] if "oks" in key else [key])
+    (tmp_path / "empty.yaml").write_text("model:\nsteps: 3\n")  # a section left empty
+    assert resolve(path=tmp_path / "empty.yaml").steps == 3
     (tmp_path / "quoted.yaml").write_text("workdir: '007'\n")
     assert resolve(path=tmp_path / "quoted.yaml").workdir == "007"
     for key in ("data.root=/data/mpii", "data.train_annotations=a.h5", "data.category_id=1"):

@@ -180,7 +180,7 @@ def _merge(obj, updates: dict, prefix: str = "") -> None:
                               f"{', '.join(names)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _merge(current, value, path + ".")
+            _merge(current, {} if value is None else value, path + ".")  # (a YAML section left empty)
         else:
             setattr(obj, key, _coerce(path, hints[key], value))
 
@@ -362,7 +362,11 @@ def validate(cfg: Config) -> None:
     if not cfg.optim.gamma > 0:
         raise ConfigError(f"config key 'optim.gamma' (the step schedule's LR factor) must be > 0, got "
                           f"{cfg.optim.gamma!r}")
-    for key in ("optim.milestones", "val_thresholds"):
+    if not str(cfg.workdir).strip():
+        raise ConfigError("config key 'workdir' is empty: give the folder the run writes (--workdir)")
+    if cfg.threads > 1024:
+        raise ConfigError(f"config key 'threads' must be at most 1024 (torch's CPU threads), got {cfg.threads!r}")
+    for key in ("optim.milestones", "val_thresholds", "data.oks_sigmas"):
         if not all(v > 0 for v in flat[key]):
             raise ConfigError(f"config key {key!r} must hold numbers > 0, got {flat[key]!r}")
     multiple = 4 * 2 ** cfg.model.depth
