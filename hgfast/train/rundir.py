@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -44,9 +45,10 @@ def workdir_lock(workdir: Path):
     with open(path, "a") as f:
         try:
             fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise BlockingIOError(f"{workdir} is in use by another hgfast train (it holds {path}): wait for that "
-                                  f"run to end, or choose another --workdir") from None
+        except OSError as exc:  # held elsewhere; other errors: a file system without locks (ENOLCK), run without
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise BlockingIOError(f"{workdir} is in use by another hgfast train (it holds {path}): wait for "
+                                      f"that run to end, or choose another --workdir") from None
         try:
             yield
         finally:
