@@ -94,6 +94,8 @@ def _check_runtime(cfg: Config, device: torch.device, info: distributed.Dist) ->
         raise ValueError(f"config key 'cuda_graphs' needs a CUDA device, got {device}")
     if cfg.cuda_graphs and info.enabled:
         raise ValueError("config key 'cuda_graphs' runs in one process; train under DDP without it")
+    if cfg.sync_bn and info.enabled and device.type != "cuda":
+        raise ValueError("config key 'sync_bn' needs CUDA GPUs (SyncBatchNorm does not run on CPU)")
 
 
 def train(cfg: Config, resume: str | Path | None = None,
@@ -217,8 +219,6 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool, lock: contextlib.Exi
     net = model
     if dist_info.enabled:
         if cfg.sync_bn:
-            if device.type != "cuda":
-                raise ValueError("config key 'sync_bn' needs CUDA GPUs (SyncBatchNorm does not run on CPU)")
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
