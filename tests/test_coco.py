@@ -1,8 +1,10 @@
 """Skeletons from joint names, COCO-format keypoint files (read, write, bad input) and a custom skeleton end to end:
 train, checkpoint with its skeleton, eval table with its groups, predict with flip test."""
+import csv
 import dataclasses
 import importlib.util
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,6 +23,11 @@ from hgfast.ops import MPII_FLIP_PERMUTATION
 COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
               "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
               "right_knee", "left_ankle", "right_ankle")
+
+
+def _csv_rows(path) -> list[dict]:
+    """The rows of a run's metrics.csv (read whole: no file left open)."""
+    return list(csv.DictReader(Path(path).read_text().splitlines()))
 
 
 def test_skeleton_from_names_finds_mpii_and_coco_pairs():
@@ -567,8 +574,6 @@ def test_oks_ap_by_cocoeval(tmp_path):
 
 
 def test_best_checkpoint_by_oks_ap(tmp_path):
-    import csv
-
     from hgfast.train.config import ConfigError, resolve
     from hgfast.train.loop import train
     from hgfast.train.state import load_state
@@ -592,7 +597,7 @@ def test_best_checkpoint_by_oks_ap(tmp_path):
     assert not work.exists()  # refused before anything is written
     sets.append("data.oks_sigmas=[0.1, 0.06, 0.06, 0.09, 0.09]")
     summary = train(resolve(overrides=sets, workdir=str(work)))
-    rows = [r for r in csv.DictReader(open(work / "metrics.csv")) if r["val_ap"]]
+    rows = [r for r in _csv_rows(work / "metrics.csv") if r["val_ap"]]
     assert len(rows) == 3 and all(r["val_pck"] for r in rows)
     assert summary["best_metric"] == "ap"
     assert load_state(work)["best"] == pytest.approx(max(float(r["val_ap"]) for r in rows), abs=1e-5)
@@ -603,7 +608,7 @@ def test_best_checkpoint_by_oks_ap(tmp_path):
     with open(work / "metrics.csv", "w", newline="") as f:
         csv.writer(f).writerows(old)
     train(resolve(overrides=sets + ["steps=4"], workdir=str(work)), resume=work)
-    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    rows = list(_csv_rows(work / "metrics.csv"))
     assert all(r["val_ap"] is not None for r in rows) and rows[-1]["val_ap"] and not rows[0]["val_ap"]
     ann = read_coco(root / "val.json")  # validation in detected boxes, as mmpose validates: AP only
     detections = tmp_path / "dets.json"
@@ -613,7 +618,7 @@ def test_best_checkpoint_by_oks_ap(tmp_path):
         resolve(overrides=sets[:-2] + [f"data.val_detections={detections}"])
     detected = tmp_path / "detected"
     train(resolve(overrides=sets + ["steps=2", f"data.val_detections={detections}"], workdir=str(detected)))
-    rows = [r for r in csv.DictReader(open(detected / "metrics.csv")) if r["val_ap"]]
+    rows = [r for r in _csv_rows(detected / "metrics.csv") if r["val_ap"]]
     assert len(rows) == 2 and not any(r["val_pck"] or r["val_pck_threshold"] for r in rows)
     table = json.loads((detected / "val" / "step_0000002.json").read_text())
     assert table["detections"]["used"] == 4 and "pck" not in table

@@ -24,6 +24,11 @@ TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32
         "vis_every=2", "ckpt_every=2", "log_every=1", "threads=1", "optim.name=adam", "optim.lr=1e-3"]
 
 
+def _csv_rows(path) -> list[dict]:
+    """The rows of a run's metrics.csv (read whole: no file left open)."""
+    return list(csv.DictReader(Path(path).read_text().splitlines()))
+
+
 def tiny(tmp_path, *extra, name="run"):
     return resolve(path=None, overrides=TINY + list(extra), workdir=str(tmp_path / name))
 
@@ -117,7 +122,7 @@ class _KillAt:
 
 
 def _logged(work):
-    return [(r["step"], r["lr"], r["loss"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["loss"]]
+    return [(r["step"], r["lr"], r["loss"]) for r in _csv_rows(work / "metrics.csv") if r["loss"]]
 
 
 def _assert_same_run(work, other):
@@ -181,7 +186,7 @@ def test_interrupt_and_resume_bit_identical(tmp_path, monkeypatch):
     for f in ("config.yaml", "train.log", "metrics.csv", "last.state.pt", "last.safetensors", "best.safetensors",
               "vis/step_0000002.jpg", "val/step_0000004.json"):
         assert (work / f).is_file(), f
-    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    rows = list(_csv_rows(work / "metrics.csv"))
     assert [r["step"] for r in rows if r["loss"]] == ["2", "4"] and any(r["val_pck"] for r in rows)
     assert not logging.getLogger("hgfast.train").handlers  # train.log is closed when train() returns
 
@@ -274,7 +279,7 @@ def test_resume_with_another_batch_size_goes_on_with_the_epochs_next_samples(tmp
     train(tiny(tmp_path, "steps=4", "batch_size=8", "val_every=100", "vis_every=100", name="resumed"),
           resume=tmp_path / "resumed")
     assert taken == straight  # 2 batches of 4, then 2 of 8: the same 24 samples of epoch 0, in order
-    rows = list(csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")))
+    rows = list(_csv_rows(tmp_path / "resumed" / "metrics.csv"))
     assert {r["epoch"] for r in rows if r["loss"]} == {"0"}
 
 
@@ -291,7 +296,7 @@ def test_logged_throughput_leaves_out_validation_and_stale_temporaries_are_remov
 
     monkeypatch.setattr(loop, "validate", slow_validate)
     train(tiny(tmp_path, "steps=4", "val_every=2", "vis_every=100", "log_every=4"))
-    row = next(r for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv")) if r["step"] == "4" and r["loss"])
+    row = next(r for r in _csv_rows(tmp_path / "run" / "metrics.csv") if r["step"] == "4" and r["loss"])
     # 16 images in elapsed_s, of which step 2's validation took over 2 s: left out, the rate is above
     # 16 / (elapsed_s - 2) whatever the machine's speed; counted in, it would be below 16 / elapsed_s
     assert float(row["images_per_s"]) > 16 / (float(row["elapsed_s"]) - 1.9) > 0
@@ -368,7 +373,7 @@ def test_resume_validates_the_step_whose_validation_an_interrupt_cut_short(tmp_p
     assert loop.validate is validate
     summary = train(cfg, resume=work)
     assert summary["steps"] == 2 and summary["best"] is not None and (work / "best.safetensors").is_file()
-    assert [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]] == ["2"]
+    assert [r["step"] for r in _csv_rows(work / "metrics.csv") if r["val_pck"]] == ["2"]
     assert _loss_steps(work) == ["1", "2"] and not load_state(work)["progress"]["validation_pending"]
 
 
@@ -406,13 +411,13 @@ def test_resume_writes_the_log_row_an_interrupt_cut_short(tmp_path):
     assert load_state(work)["step"] == 6 and load_state(work)["progress"]["log_pending"]
     assert _loss_steps(work) == ["3"]
     train(tiny(tmp_path, *extra), resume=work)
-    rows = {name: [(r["step"], r["loss"], r["lr"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))
+    rows = {name: [(r["step"], r["loss"], r["lr"]) for r in _csv_rows(tmp_path / name / "metrics.csv")
                    if r["loss"]] for name in ("whole", "run")}
     assert [step for step, _, _ in rows["run"]] == ["3", "6", "8"] and rows["run"] == rows["whole"]
 
 
 def _loss_steps(work):
-    return [r["step"] for r in csv.DictReader(open(work / "metrics.csv")) if r["loss"]]
+    return [r["step"] for r in _csv_rows(work / "metrics.csv") if r["loss"]]
 
 
 def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
@@ -475,13 +480,13 @@ def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
     with pytest.raises(SystemExit, match="killed"):
         train(cfg, callbacks=[crash])
     work = tmp_path / "run"
-    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    rows = list(_csv_rows(work / "metrics.csv"))
     state = load_state(work)  # written when best improved, though no periodic checkpoint was due
     assert state["best"] == pytest.approx(max(float(r["val_pck"]) for r in rows if r["val_pck"]), abs=1e-5)
     assert _loss_steps(work)[-1] == "3" and state["step"] <= 3
     train(cfg, resume=work)
     assert _loss_steps(work) == ["1", "2", "3", "4", "5"]  # rows after the state's step are not repeated
-    steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
+    steps = [int(r["step"]) for r in _csv_rows(work / "metrics.csv") if r["val_pck"]]
     assert steps == [1, 2, 3, 4, 5]
 
 
@@ -517,7 +522,7 @@ def test_an_error_mid_run_writes_the_last_whole_step_first(tmp_path, monkeypatch
     assert load_state(work)["step"] == 4
     monkeypatch.setattr(SyntheticPoses, "__getitem__", real_getitem)
     assert train(cfg, resume=work)["steps"] == 6
-    steps = [int(r["step"]) for r in csv.DictReader(open(work / "metrics.csv")) if r["val_pck"]]
+    steps = [int(r["step"]) for r in _csv_rows(work / "metrics.csv") if r["val_pck"]]
     assert steps == [3, 6] and _loss_steps(work) == [str(i) for i in range(1, 7)]
 
 
