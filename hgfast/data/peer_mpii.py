@@ -229,15 +229,15 @@ def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, dict[s
     if len(heads["boxes"]) != n or heads["joints"].shape[1] != part.shape[1]:
         raise ValueError(f"{where}: the head-box file has {len(heads['boxes'])} people of "
                          f"{heads['joints'].shape[1]} joints, the split {n} of {part.shape[1]}: not the same split")
-    both = annotated_joints(part) & ~heads["missing"]
-    far = both & (np.abs(part - heads["joints"]).max(-1) > MATCH_PIXELS)
+    annotated, listed = annotated_joints(part), ~heads["missing"]
+    far = annotated & listed & (np.abs(part - heads["joints"]).max(-1) > MATCH_PIXELS)
     if far.any():
         i, j = np.argwhere(far)[0]
         raise ValueError(f"{where}: person {fields['entry'][i]} ({fields['imgname'][i]}), joint {j} is at "
                          f"{part[i, j].tolist()} in the annotations and at {heads['joints'][i, j].tolist()} in the "
                          f"head-box file: not the same people in the same order ({int(far.sum())} joint(s) differ)")
-    dropped = annotated_joints(part) & heads["missing"]
-    added = ~annotated_joints(part) & ~heads["missing"] & annotated_joints(heads["joints"])
+    dropped = annotated & ~listed
+    added = ~annotated & listed & annotated_joints(heads["joints"])
     corners = heads["boxes"]
     return {**fields, "part": np.where(dropped[..., None], 0.0, np.where(added[..., None], heads["joints"], part)),
             "visible": np.where(dropped, 0.0, np.where(added, 1.0, fields["visible"])),
