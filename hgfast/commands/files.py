@@ -44,19 +44,31 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_convert_mpii(args) -> int:
+    from ..data.mpii_release import convert_release
     from ..data.peer_mpii import convert_peer_annotations
 
+    release = Path(args.annotations).suffix.lower() == ".mat"
     try:
-        written = convert_peer_annotations(args.annotations, args.out, args.head_boxes, args.overwrite)
+        flags = {"--head-boxes": args.head_boxes, "--valid-from": args.valid_from,
+                 "--single-person": args.single_person or None}
+        wrong = [f for f, value in flags.items() if value is not None and (f != "--head-boxes") != release]
+        if wrong:
+            raise ValueError(f"{wrong[0]} applies to " + ("a peer's JSON file" if wrong[0] == "--head-boxes" else
+                                                           "MPII's release (.mat)") + f", not to {args.annotations}")
+        written = convert_release(args.annotations, args.out, args.valid_from, args.single_person,
+                                  args.overwrite) if release else \
+            convert_peer_annotations(args.annotations, args.out, args.head_boxes, args.overwrite)
     except (ValueError, OSError, ImportError) as exc:
         return fail("convert-mpii", exc)
+    source = args.annotations if release else args.head_boxes
     for w in written:
-        notes = [f"{w['scorable']} scorable" + (f" (PCKh normaliser from {args.head_boxes})" if w["scorable"] else
+        notes = [f"{w['scorable']} scorable" + (f" (PCKh normaliser from {source})" if w["scorable"] else
                                                  " (no head boxes: trainable, not scorable)")] if w["joints"] else \
             ["no labels (a test split: predictions only)"]
-        notes += [f"{w['left_out']} without a position left out"] if w["left_out"] else []
-        notes += [f"{w['dropped']} joints the head-box file marks missing left unannotated"] if w["dropped"] else []
-        notes += [f"{w['added']} joints only the head-box file has taken from it"] if w["added"] else []
+        notes += [f"{w['left_out']} without a position{' or joints' if release else ''} left out"] \
+            if w["left_out"] else []
+        notes += [f"{w['dropped']} joints the head-box file marks missing left unannotated"] if w.get("dropped") else []
+        notes += [f"{w['added']} joints only the head-box file has taken from it"] if w.get("added") else []
         print(f"wrote {w['path']}: {people_text(w['people'])}, {w['joints']} annotated joints; {'; '.join(notes)}")
     return 0
 
@@ -79,14 +91,20 @@ def add_parsers(sub) -> None:
                    "several (an integer id; results of the others are left out)")
     p.add_argument("--json", help="write the table here")
     p.set_defaults(func=_cmd_score)
-    p = sub.add_parser("convert-mpii", help="MPII annotations in bearpaw's, HRNet's or mmpose's JSON format to "
-                       "the h5 files hgfast trains and scores on (train.h5, valid.h5, ...)")
-    p.add_argument("annotations", help="bearpaw's mpii_annotations.json (.json.gz too: both splits), or HRNet's / "
+    p = sub.add_parser("convert-mpii", help="MPII's release (.mat) or the annotations in bearpaw's, HRNet's or "
+                       "mmpose's JSON format to the h5 files hgfast trains and scores on (train.h5, valid.h5, ...)")
+    p.add_argument("annotations", help="MPII's mpii_human_pose_v1_u12_1.mat (train.h5, test.h5; needs scipy: pip "
+                   "install 'hgfast[mat]'), bearpaw's mpii_annotations.json (.json.gz too: both splits), or HRNet's / "
                    "mmpose's train.json, valid.json, test.json (mpii_val.json, ...: one split each)")
     p.add_argument("--head-boxes", help="the evaluation .mat with the validation split's head boxes (HRNet's "
                    "gt_valid.mat, mmpose's mpii_gt_val.mat, bearpaw's detections_our_format.mat): the PCKh "
                    "normaliser of the validation split (a file before MATLAB v7.3 needs scipy: pip install "
                    "'hgfast[mat]')")
+    p.add_argument("--valid-from", help="MPII's release: a file listing the validation people by their MPII "
+                   "numbers (pose-hg-train's annot/valid.h5, bearpaw's mpii_annotations.json: Tompson et al.'s "
+                   "split): they go to valid.h5, in its order, the rest stay in train.h5")
+    p.add_argument("--single-person", action="store_true", help="MPII's release: only the people of MPII's "
+                   "single-person benchmark (RELEASE.single_person)")
     p.add_argument("--out", required=True, help="folder for the h5 files (e.g. /data/mpii/annot)")
     p.add_argument("--overwrite", action="store_true", help="replace h5 files already there")
     p.set_defaults(func=_cmd_convert_mpii)

@@ -245,10 +245,11 @@ def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, dict[s
         {"dropped": int(dropped.sum()), "added": int(added.sum())}
 
 
-def _outputs(path: Path, out_dir: Path, splits, head_boxes, overwrite: bool) -> dict[str, Path]:
-    """``{split: out_dir/<split>.h5}``, after refusing what writing them would break (module docstring)."""
+def split_outputs(inputs, out_dir: Path, splits, overwrite: bool) -> dict[str, Path]:
+    """``{split: out_dir/<split>.h5}``, after refusing what writing them would break: replacing one of the
+    ``inputs`` (paths or None), an existing file unless ``overwrite``, a folder or a file in the way."""
     outputs = {split: out_dir / f"{split}.h5" for split in splits}
-    inputs = {Path(p).resolve() for p in (path, head_boxes) if p is not None}
+    inputs = {Path(p).resolve() for p in inputs if p is not None}
     if any(p.resolve() in inputs for p in outputs.values()):
         raise ValueError(f"an output in {out_dir} would replace an input file ({', '.join(map(str, inputs))})")
     if out_dir.exists() and not out_dir.is_dir():
@@ -260,6 +261,33 @@ def _outputs(path: Path, out_dir: Path, splits, head_boxes, overwrite: bool) -> 
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)} exist(s); give overwrite=True (--overwrite) to replace")
     return outputs
+
+
+def write_splits(written: list[dict], out_dir: Path, source: Path, visible_is_annotated: bool = False) -> None:
+    """Write each ``{"path", "split", "fields", ...}`` of ``written`` (``write_annotations``' fields) into
+    ``out_dir``, all or none: every split into a temporary folder there, then each moved in place. ``fields`` is
+    replaced by the counts ``people``, ``joints`` (annotated) and ``scorable``; ``visible_is_annotated`` applies to
+    the labelled splits; errors name ``source`` and the split."""
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:
+            for w in written:
+                fields = w.pop("fields")
+                try:
+                    write_annotations(Path(tmp) / w["path"].name, **fields,
+                                      visible_is_annotated=visible_is_annotated and "part" in fields)
+                except ValueError as exc:
+                    raise ValueError(f"MPII annotation file {source} ({w['split']}): {exc}") from None
+                annotated = annotated_joints(fields.get("part", np.zeros((1, 1, 2))))
+                w.update(people=len(fields["imgname"]), joints=int(annotated.sum()),
+                         scorable=int(scorable(annotated, fields.get("normalize", 0)).sum()))
+            for w in written:
+                os.replace(Path(tmp) / w["path"].name, w["path"])
+    except BaseException:
+        if created:
+            out_dir.rmdir()  # (empty again: the temporary folder is gone)
+        raise
 
 
 def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike, head_boxes=None,
@@ -279,7 +307,7 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
         if "part" not in splits[target]:
             raise ValueError(f"head boxes given for {path}, a split without joints (a test split): nothing to score")
         heads = read_head_boxes(head_boxes)
-    outputs = _outputs(path, out_dir, splits, head_boxes, overwrite)
+    outputs = split_outputs((path, head_boxes), out_dir, splits, overwrite)
     written = []
     for split, fields in splits.items():
         counts = {"dropped": 0, "added": 0}
@@ -294,24 +322,5 @@ def convert_peer_annotations(path: str | os.PathLike, out_dir: str | os.PathLike
         fields = {k: v[keep] for k, v in fields.items() if k not in ("entry", "positioned")}
         written.append({"path": outputs[split], "split": split, "fields": fields, **counts,
                         "left_out": int((~keep).sum())})
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".convert-") as tmp:  # every split, then all in place
-            for w in written:
-                fields = w.pop("fields")
-                try:  # HRNet's joints_vis: annotated, visible or not
-                    write_annotations(Path(tmp) / w["path"].name, **fields,
-                                      visible_is_annotated=kind == "hrnet" and "part" in fields)
-                except ValueError as exc:
-                    raise ValueError(f"MPII annotation file {path} ({w['split']}): {exc}") from None
-                annotated = annotated_joints(fields.get("part", np.zeros((1, 1, 2))))
-                w.update(people=len(fields["imgname"]), joints=int(annotated.sum()),
-                         scorable=int(scorable(annotated, fields.get("normalize", 0)).sum()))
-            for w in written:
-                os.replace(Path(tmp) / w["path"].name, w["path"])
-    except BaseException:
-        if created:
-            out_dir.rmdir()  # (empty again: the temporary folder is gone)
-        raise
+    write_splits(written, out_dir, path, visible_is_annotated=kind == "hrnet")  # joints_vis: annotated, visible or not
     return written

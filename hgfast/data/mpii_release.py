@@ -1,0 +1,226 @@
+"""MPII's own release, ``mpii_human_pose_v1_u12_1.mat``, converted to the h5 files hgfast reads (``hgfast
+convert-mpii``).
+
+The file (MATLAB v5, read by scipy) holds one struct ``RELEASE``: ``annolist`` (one entry per image: ``image.name``
+and ``annorect``, its people), ``img_train`` (1: a training image, whose people have joints; 0: a test image, whose
+people have only a rough position) and ``single_person`` (per image, the 1-based numbers of the people far enough
+from the others for the single-person benchmark). A person (``annorect``) has ``objpos`` (``x``, ``y``) and
+``scale`` (box height / 200), and in a training image the head box ``x1``, ``y1``, ``x2``, ``y2`` and
+``annopoints.point``: the annotated joints, each ``x``, ``y``, ``id`` (MPII's 0-based joint number) and
+``is_visible`` (0 or 1, written as a number, as text, or left empty, which counts as visible).
+
+Written, as pose-hg-train's ``convert_annot.py`` reads the same file: the centre moved down by 15 × scale and the
+scale multiplied by 1.25 (people without a position left out), coordinates as given (MATLAB's 1-based),
+``normalize`` = 0.6 × the head box's diagonal (the PCKh normaliser of MPII's evaluation; 0 where a person has no
+box), ``index`` / ``person`` the 0-based image and person numbers (what a submission needs):
+
+- ``train.h5``: the people of training images with joints; ``valid.h5`` too where ``valid_from`` names the
+  validation people (a file with their ``index`` / ``person`` numbers, such as pose-hg-train's ``valid.h5`` or
+  bearpaw's JSON: Tompson et al.'s split), in that file's order, the rest staying in ``train.h5``;
+- ``test.h5``: the people of test images, unlabelled (predictions only).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .mpii import annotated_joints
+from .peer_mpii import HEAD_BOX_FACTOR, read_peer_annotations, split_outputs, write_splits
+from .skeleton import NUM_JOINTS
+
+SAME_PERSON_PIXELS = 2.0  # a validation file's joint farther than this from the release's: another person
+# (pose-hg-train's h5 files hold the release's joints cut to whole pixels, so up to 1 pixel apart)
+
+
+def _items(value) -> list:
+    """The elements of a MATLAB array as scipy reads it unsqueezed (``[]`` for an empty one)."""
+    return list(np.asarray(value, dtype=object).ravel()) if value is not None else []
+
+
+def _number(value) -> float | None:
+    """A MATLAB scalar (a number, or a number written as text) as a float; None where it is empty."""
+    items = _items(value)
+    if not items:
+        return None
+    if len(items) != 1:
+        raise ValueError(f"expected one number, got {len(items)}")
+    try:
+        return float(items[0])
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {items[0]!r}") from None
+
+
+def _field(struct, name: str):
+    return getattr(struct, name, None)
+
+
+def _image_name(image) -> str:
+    """An ``annolist`` entry's ``image.name`` ("" where it has none)."""
+    names = [n for i in _items(_field(image, "image")) for n in _items(_field(i, "name"))]
+    return str(names[0]) if len(names) == 1 else ""
+
+
+def _joints(annopoints, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(part (16, 2), visible (16,))`` of a person's ``annopoints``; None where it has no joints."""
+    points = [p for a in _items(annopoints) for p in _items(_field(a, "point"))]
+    if not points:
+        return None
+    part, visible, seen = np.zeros((NUM_JOINTS, 2)), np.zeros(NUM_JOINTS), set()
+    for p in points:
+        try:
+            joint, x, y = (_number(_field(p, k)) for k in ("id", "x", "y"))
+            flag = _number(_field(p, "is_visible"))
+        except ValueError as exc:
+            raise ValueError(f"{where}: a joint's id, x, y or is_visible: {exc}") from None
+        if joint is None or not joint.is_integer() or not 0 <= joint < NUM_JOINTS or joint in seen:
+            raise ValueError(f"{where}: joint id {joint} (must be 0 to {NUM_JOINTS - 1}, once each)")
+        if x is None or y is None or flag not in (None, 0, 1):
+            raise ValueError(f"{where}: joint {int(joint)} has x {x}, y {y}, is_visible {flag}")
+        seen.add(joint)
+        part[int(joint)], visible[int(joint)] = (x, y), 1.0 if flag is None else flag
+    return part, visible
+
+
+def _person(rect, where: str, train: bool) -> dict | None:
+    """One ``annorect`` as h5 fields (module docstring); None for a person without a position, or without joints in
+    a training image."""
+    objpos = _items(_field(rect, "objpos"))
+    try:
+        scale = _number(_field(rect, "scale"))
+        x, y = (_number(_field(objpos[0], k)) for k in "xy") if len(objpos) == 1 else (None, None)
+    except ValueError as exc:
+        raise ValueError(f"{where}: objpos / scale: {exc}") from None
+    if scale is None or x is None or y is None:
+        return None
+    person = {"center": np.array([x, y + 15 * scale]), "scale": scale * 1.25}
+    if not train:
+        return person
+    joints = _joints(_field(rect, "annopoints"), where)
+    if joints is None:
+        return None
+    try:
+        box = [_number(_field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
+    except ValueError as exc:
+        raise ValueError(f"{where}: head box: {exc}") from None
+    normalize = 0.0 if None in box else HEAD_BOX_FACTOR * float(np.hypot(box[2] - box[0], box[3] - box[1]))
+    return {**person, "part": joints[0], "visible": joints[1], "normalize": normalize}
+
+
+def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[dict, dict[str, int]]:
+    """``({"train": fields, "test": fields}, left_out)``: the people of MPII's release file by split (module
+    docstring), in the file's order: ``imgname``, ``center``, ``scale``, ``index``, ``person`` and, for ``train``,
+    ``part``, ``visible``, ``normalize``; ``single_person``: only the people ``RELEASE.single_person`` lists.
+    ``left_out`` counts per split the people without a position, or without joints in a training image."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MPII release file not found: {path}")
+    try:
+        from scipy.io import loadmat
+    except ImportError as exc:
+        raise ImportError(f"reading {path} (MPII's MATLAB release) needs scipy: pip install 'hgfast[mat]'") from exc
+    try:
+        data = loadmat(path, variable_names=["RELEASE"], struct_as_record=False)
+    except Exception as exc:  # scipy's for a file it cannot read (a v7.3 file among them)
+        raise ValueError(f"{path} is not a MATLAB v5 file scipy can read (MPII's release is one): {exc!r}") from exc
+    release = _items(data.get("RELEASE"))
+    images = _items(_field(release[0], "annolist")) if len(release) == 1 else []
+    if not images:
+        raise ValueError(f"{path} has no RELEASE.annolist: not MPII's release (mpii_human_pose_v1_u12_1.mat)")
+    flags = np.asarray(_items(_field(release[0], "img_train")), dtype=float)
+    if flags.shape != (len(images),) or not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"{path}: RELEASE.img_train must be 0 or 1 for each of the {len(images)} images")
+    chosen = _items(_field(release[0], "single_person"))
+    if single_person and len(chosen) != len(images):
+        raise ValueError(f"{path}: RELEASE.single_person has {len(chosen)} entries for {len(images)} images")
+    rows, left_out = {"train": [], "test": []}, {"train": 0, "test": 0}
+    for i, image in enumerate(images):
+        split = "train" if flags[i] else "test"
+        name, rects = _image_name(image), _items(_field(image, "annorect"))
+        if rects and not name:
+            raise ValueError(f"{path}: image {i} (0-based) has people but no image.name")
+        keep = {int(n) - 1 for n in _items(chosen[i])} if single_person else range(len(rects))
+        for j, rect in enumerate(rects):
+            if j not in keep:
+                continue
+            person = _person(rect, f"{path}: image {i} ({name}), person {j} (0-based)", split == "train")
+            if person is None:
+                left_out[split] += 1
+            else:
+                rows[split].append({"imgname": name, **person, "index": i, "person": j})
+    return {s: {k: np.array([r[k] for r in people]) for k in people[0]} for s, people in rows.items() if people}, \
+        left_out
+
+
+def _validation_numbers(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(numbers, part)``: (N, 2) 0-based ``(index, person)`` of the validation people a file lists and their
+    (N, 16, 2) joints (None where it has none): an h5 annotation file's ``index`` / ``person`` (pose-hg-train's
+    ``valid.h5``, or one hgfast wrote), or the validation split of bearpaw's JSON."""
+    if path.name.lower().endswith((".json", ".json.gz")):
+        _, splits = read_peer_annotations(path)
+        if "valid" not in splits:
+            raise ValueError(f"validation file {path} has no validation people (isValidation 1)")
+        fields = splits["valid"]
+    else:
+        import h5py
+
+        if not path.is_file():
+            raise FileNotFoundError(f"validation file not found: {path}")
+        try:
+            with h5py.File(path, "r") as f:
+                fields = {k: np.asarray(f[k]) for k in ("index", "person", "part") if k in f}
+        except OSError as exc:
+            raise ValueError(f"validation file {path} is not an h5 file h5py can read: {exc}") from exc
+    if "index" not in fields or "person" not in fields:
+        raise ValueError(f"validation file {path} has no MPII image and person numbers ('index' / 'person', "
+                         f"bearpaw's 'annolist_index' / 'people_index'): it cannot say who the validation people are")
+    numbers = np.stack([np.asarray(fields["index"]).ravel(), np.asarray(fields["person"]).ravel()], 1)
+    return numbers, fields.get("part")
+
+
+def _split_off(train: dict, path: Path, valid_from: Path) -> tuple[dict, dict]:
+    """``(train, valid)``: the people ``valid_from`` lists taken out of ``train``, in that file's order."""
+    numbers, part = _validation_numbers(valid_from)
+    row = {(i, j): r for r, (i, j) in enumerate(zip(train["index"].tolist(), train["person"].tolist()))}
+    missing = [k for k, (i, j) in enumerate(numbers.tolist()) if (i, j) not in row]
+    if missing:
+        i, j = numbers[missing[0]]
+        raise ValueError(f"validation file {valid_from}, person {missing[0]}: index {i:g}, person {j:g} is not a "
+                         f"person with joints of a training image of {path} ({len(missing)} of {len(numbers)} "
+                         f"not found): not the same release")
+    rows = np.array([row[tuple(n)] for n in numbers.tolist()])
+    if len(set(rows.tolist())) != len(rows):
+        raise ValueError(f"validation file {valid_from} lists a person twice")
+    if part is not None:
+        ours, theirs = train["part"][rows], np.asarray(part, np.float64)
+        if theirs.shape != ours.shape:
+            raise ValueError(f"validation file {valid_from}: 'part' is {theirs.shape}, expected {ours.shape}")
+        far = annotated_joints(ours) & annotated_joints(theirs) & \
+            (np.abs(ours - theirs).max(-1) > SAME_PERSON_PIXELS)
+        if far.any():
+            k, joint = np.argwhere(far)[0]
+            raise ValueError(f"validation file {valid_from}, person {k}: joint {joint} is at "
+                             f"{theirs[k, joint].tolist()}, at {ours[k, joint].tolist()} in {path}: not the same people")
+    valid = np.zeros(len(train["index"]), bool)
+    valid[rows] = True
+    return {k: v[~valid] for k, v in train.items()}, {k: v[rows] for k, v in train.items()}
+
+
+def convert_release(path: str | os.PathLike, out_dir: str | os.PathLike, valid_from=None,
+                    single_person: bool = False, overwrite: bool = False) -> list[dict]:
+    """Write MPII's release file as ``out_dir/train.h5``, ``valid.h5`` (with ``valid_from``) and ``test.h5``
+    (module docstring); ``single_person``: only the people of MPII's single-person benchmark. Refuses to replace
+    an existing file unless ``overwrite``; nothing is written unless every split converts. Returns per file
+    ``{"path", "split", "people", "joints" (annotated), "scorable", "left_out"}``."""
+    path, out_dir = Path(path), Path(out_dir)
+    splits, left_out = read_release(path, single_person)
+    if "train" not in splits:
+        raise ValueError(f"{path}: no person of a training image has a position and joints")
+    if valid_from is not None:
+        splits["train"], splits["valid"] = _split_off(splits["train"], path, Path(valid_from))
+    outputs = split_outputs((path, valid_from), out_dir, splits, overwrite)
+    written = [{"path": outputs[split], "split": split, "fields": fields,
+                "left_out": left_out.get(split, 0)} for split, fields in splits.items()]
+    write_splits(written, out_dir, path)
+    return written
