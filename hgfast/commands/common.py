@@ -200,7 +200,8 @@ def add_predictor_args(p: argparse.ArgumentParser, out: str = "predictions") -> 
 
 def add_inclusive_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inclusive", action="store_true", help="PCK: a joint counts at distance <= threshold x "
-                   "normaliser (HRNet's test) instead of < (bearpaw's, mmpose's)")
+                   "normaliser (MPII's Matlab evaluation's, HRNet's, mmpose 0.x's test) instead of < (bearpaw's, "
+                   "mmpose 1.x's)")
 
 
 def boxes_min_score(args) -> float | None:

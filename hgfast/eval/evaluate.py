@@ -72,7 +72,8 @@ def evaluate(model: nn.Module, dataset, thresholds=(0.5, 0.1), nms_threshold: fl
              **kwargs) -> tuple[dict, dict[str, np.ndarray]]:
     """``(table, predictions)``: ``pck_table`` over the dataset with its ``skeleton`` (MPII: PCKh, 14-joint
     Tompson mean; other data and skeletons: all joints), and the arrays of ``predict_dataset`` (``kwargs``).
-    ``inclusive``: a joint within ``<=`` the threshold counts (HRNet's test; default ``<``, bearpaw's and mmpose's).
+    ``inclusive``: a joint within ``<=`` the threshold counts (MPII's Matlab evaluation's, HRNet's and mmpose
+    0.x's test; default ``<``, bearpaw's and mmpose 1.x's).
     MPII's skeleton also gets ``auc`` (``pck_auc`` to ``auc_upper`` 0.5).
     Samples without ground truth (no annotated joint, or ``normalize`` 0) are left out of the table and counted in
     ``table["unscored"]`` (``scored_pck_table``); with none left the table has no ``pck`` (predictions only).

@@ -164,10 +164,10 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
                            thresholds=(0.5, 0.1), inclusive: bool = False) -> dict:
     """The PCK table (``evaluate``'s: MPII's skeleton → PCKh with the 14-joint means) of a predictions file
     against an MPII-style annotation file, row by row in the coordinates both share (no image is read);
-    ``inclusive``: ``<=`` instead of ``<`` (HRNet's test). What the predictions file says about its rows must
-    match the annotations (a file of another split, order or skeleton is refused): its ``imgname``, ``center``
-    and ``scale`` (which tell two people of one image apart) and ``joint_names``, where it has them. ValueError
-    too where no sample has ground truth. MPII's skeleton also gets ``auc`` (``pck_auc``, 0 to 0.5)."""
+    ``inclusive``: ``<=`` instead of ``<`` (HRNet's and MPII's Matlab test). What the predictions file says about
+    its rows must match the annotations (a file of another split, order or skeleton is refused): its ``imgname``,
+    ``center`` and ``scale`` (which tell two people of one image apart) and ``joint_names``, where it has them.
+    ValueError too where no sample has ground truth. MPII's skeleton also gets ``auc`` (``pck_auc``, 0 to 0.5)."""
     from .evaluate import scored_pck_table
 
     preds, ann = read_mpii_predictions(predictions), read_annotations(annotations)

@@ -1,14 +1,16 @@
 """PCK / PCKh: the fraction of joints predicted within ``threshold × normaliser`` of the ground truth.
 
-MPII (Tompson et al. validation convention): the normaliser is the h5 ``normalize`` field, 0.6 × head-box
-diagonal; a joint counts if it is annotated; the test is strict (``d / n < t``, as bearpaw and mmpose; HRNet
-uses ``<=``, see ``inclusive``); the mean is over 14 joints (pelvis and thorax excluded), reported both
-*weighted* (pooled over joints: correct / annotated, as HRNet and mmpose) and *unweighted* (the mean of the 14
-per-joint values, as bearpaw's ``eval_PCKh.py``), plus ``mean_all``: pooled over every joint (princeton-vl's
-``mpii_eval``, whose 16-joint figures are not comparable with the 14-joint means). Thresholds are exact (PCKh@0.1
-is 0.10, not HRNet's 0.11). A group (e.g. "elbow") is the unweighted mean of its two joints' values. These are
-the PyTorch peers' conventions, not a re-implementation of the MPII benchmark's own Matlab evaluation (its
-test-set numbers come from the benchmark's server).
+MPII (Tompson et al. validation convention): the normaliser is the h5 ``normalize`` field, 0.6 × head-box diagonal;
+a joint counts if it is annotated; the test is strict (``d / n < t``, as bearpaw and mmpose 1.x; MPII's Matlab
+``evalMPII.m``, HRNet and mmpose 0.x use ``<=``, see ``inclusive``); the mean is over 14 joints (pelvis and thorax
+excluded), reported both *weighted* (pooled over joints: correct / annotated, as HRNet and mmpose) and *unweighted*
+(the mean of the 14 per-joint values, as bearpaw's ``eval_PCKh.py``), plus ``mean_all``: pooled over every joint
+(princeton-vl's ``mpii_eval``, whose 16-joint figures are not comparable with the 14-joint means). Thresholds are
+exact (PCKh@0.1 is 0.10, not HRNet's 0.11). A group (e.g. "elbow") is the unweighted mean of its two joints' values.
+These are the PyTorch peers' conventions, not a re-implementation of the MPII benchmark's own Matlab evaluation (its
+test-set numbers come from the benchmark's server): ``evalMPII.m``'s "Total" and AUC over the same 14 joints are
+``mean_weighted`` and ``pck_auc`` with ``inclusive``, but its "Head" column is the mean of the upper neck and head
+top (both in ``per_joint``), not the head top alone.
 
 Synthetic figures use the same code with the figure's standing height as the normaliser and all 16 joints;
 COCO-format data the box's longer side, all joints, and the groups of its skeleton (``left_knee`` + ``right_knee``
