@@ -135,6 +135,14 @@ def test_joints_the_head_box_file_marks_missing_are_not_scored(tmp_path):
     np.testing.assert_array_equal(ann["part"][2], valid["joints"][2])
 
 
+def test_joints_take_the_head_box_files_coordinates_the_peers_score_against(tmp_path):
+    valid = _people()
+    nudged = {**valid, "joints": np.where(valid["annotated"][..., None], valid["joints"] + 0.3, 0.0)}
+    gt = _gt_mat(tmp_path / "gt.mat", nudged, _head_boxes(valid))  # within MATCH_PIXELS: the same people
+    convert_peer_annotations(_hrnet(tmp_path / "valid.json", valid), tmp_path / "out", gt)
+    np.testing.assert_array_equal(read_annotations(tmp_path / "out" / "valid.h5")["part"], nudged["joints"])
+
+
 def test_head_boxes_of_other_people_or_another_split_are_refused(tmp_path):
     valid = _people()
     boxes = _head_boxes(valid)

@@ -221,10 +221,10 @@ def read_head_boxes(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, dict[str, int]]:
     """``(fields with normalize, counts)``: one split's fields (``read_peer_annotations``) with the PCKh normaliser
     of ``heads`` (``read_head_boxes``), whose people must be the split's in the same order (every joint both
-    annotate within ``MATCH_PIXELS``). The scored joints become those of the head-box file, as the peers' scripts
-    score them: joints it marks missing are left unannotated (``counts["dropped"]``), joints only it has are taken
-    from it (``counts["added"]``, visible 1). ValueError naming ``where`` and the first mismatch (the person by its
-    ``entry`` number)."""
+    annotate within ``MATCH_PIXELS``). The joints become those of the head-box file, where the peers' scripts
+    score them: joints it marks missing are left unannotated (``counts["dropped"]``), joints only it has are added
+    (``counts["added"]``, visible 1), and the others take its coordinates. ValueError naming ``where`` and the first
+    mismatch (the person by its ``entry`` number)."""
     part, n = fields["part"], len(fields["imgname"])
     if len(heads["boxes"]) != n or heads["joints"].shape[1] != part.shape[1]:
         raise ValueError(f"{where}: the head-box file has {len(heads['boxes'])} people of "
@@ -237,9 +237,10 @@ def with_head_boxes(fields: dict, heads: dict, where: str) -> tuple[dict, dict[s
                          f"{part[i, j].tolist()} in the annotations and at {heads['joints'][i, j].tolist()} in the "
                          f"head-box file: not the same people in the same order ({int(far.sum())} joint(s) differ)")
     dropped = annotated & ~listed
-    added = ~annotated & listed & annotated_joints(heads["joints"])
+    scored = listed & annotated_joints(heads["joints"])
+    added = ~annotated & scored
     corners = heads["boxes"]
-    return {**fields, "part": np.where(dropped[..., None], 0.0, np.where(added[..., None], heads["joints"], part)),
+    return {**fields, "part": np.where(scored[..., None], heads["joints"], 0.0),
             "visible": np.where(dropped, 0.0, np.where(added, 1.0, fields["visible"])),
             "normalize": HEAD_BOX_FACTOR * np.linalg.norm(corners[:, 1] - corners[:, 0], axis=-1)}, \
         {"dropped": int(dropped.sum()), "added": int(added.sum())}
