@@ -35,8 +35,14 @@ SAME_PERSON_PIXELS = 2.0  # a validation file's joint farther than this from the
 
 
 def _items(value) -> list:
-    """The elements of a MATLAB array as scipy reads it unsqueezed (``[]`` for an empty one)."""
-    return list(np.asarray(value, dtype=object).ravel()) if value is not None else []
+    """The elements of a MATLAB array as scipy reads it (unsqueezed; a struct array's as ``np.void`` records;
+    ``[]`` for an empty one)."""
+    if value is None:
+        return []
+    if not isinstance(value, np.ndarray):
+        return [value]
+    flat = value.ravel()
+    return list(flat) if flat.dtype.names else flat.tolist()
 
 
 def _number(value) -> float | None:
@@ -53,7 +59,9 @@ def _number(value) -> float | None:
 
 
 def _field(struct, name: str):
-    return getattr(struct, name, None)
+    """A struct's field (a record's, as scipy reads MATLAB structs); None where it has none."""
+    names = getattr(getattr(struct, "dtype", None), "names", None)
+    return struct[name] if names and name in names else None
 
 
 def _image_name(image) -> str:
@@ -121,7 +129,7 @@ def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[
     except ImportError as exc:
         raise ImportError(f"reading {path} (MPII's MATLAB release) needs scipy: pip install 'hgfast[mat]'") from exc
     try:
-        data = loadmat(path, variable_names=["RELEASE"], struct_as_record=False)
+        data = loadmat(path, variable_names=["RELEASE"])
     except Exception as exc:  # scipy's for a file it cannot read (a v7.3 file among them)
         raise ValueError(f"{path} is not a MATLAB v5 file scipy can read (MPII's release is one): {exc!r}") from exc
     release = _items(data.get("RELEASE"))
