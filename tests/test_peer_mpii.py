@@ -356,3 +356,9 @@ def test_a_peers_layout_without_h5_files_says_how_to_convert(tmp_path):
         read_annotations(tmp_path / "annot" / "train.h5")
     with pytest.raises(ValueError, match="is JSON; MPII-format data reads h5 files: convert a peer's"):
         read_annotations(source)
+    (tmp_path / "mpii_human_pose_v1_u12_1.mat").write_bytes(b"")  # MPII's release in data.root
+    with pytest.raises(FileNotFoundError, match=r"train.h5; MPII's release \S+u12_1.mat is there: convert it first, "
+                                                r"hgfast convert-mpii \S+u12_1.mat --out \S+annot$"):
+        read_annotations(tmp_path / "annot" / "train.h5")
+    with pytest.raises(FileNotFoundError, match=r"valid.json is there"):  # the split's own JSON first
+        read_annotations(tmp_path / "annot" / "valid.h5")

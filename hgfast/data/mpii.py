@@ -138,15 +138,23 @@ def no_ground_truth(ann: dict, path) -> str | None:
             f"{'no annotated joint' if not annotated.any() else 'no normaliser'} in the file)")
 
 
+RELEASE_FILE = "mpii_human_pose_v1_u12_1.mat"  # MPII's own annotations (``hgfast.data.mpii_release``)
+
+
 def _peer_json_hint(path: Path) -> str:
-    """Where a peer's MPII JSON lies beside a missing h5 file (``data.root`` of HRNet's or bearpaw's layout): how to
-    convert it; else ""."""
+    """Where a peer's MPII JSON lies beside a missing h5 file (``data.root`` of HRNet's or bearpaw's layout), or
+    MPII's release file in its folder or the one above: how to convert it; else ""."""
     split = path.stem.lower()
     names = [f"{split}.json", f"mpii_{'val' if split == 'valid' else split}.json", "mpii_annotations.json",
              "mpii_annotations.json.gz"]
     found = [path.parent / n for n in names if (path.parent / n).is_file()] if path.parent.is_dir() else []
-    return (f"; {found[0]} is there: convert it first, hgfast convert-mpii {found[0]} --out {path.parent} "
-            f"[--head-boxes gt_valid.mat]") if found else ""
+    if found:
+        return (f"; {found[0]} is there: convert it first, hgfast convert-mpii {found[0]} --out {path.parent} "
+                f"[--head-boxes gt_valid.mat]")
+    release = next((d / RELEASE_FILE for d in (path.parent, path.parent.parent) if (d / RELEASE_FILE).is_file()), None)
+    return (f"; MPII's release {release} is there: convert it first, hgfast convert-mpii {release} --out "
+            f"{path.parent}" + (" --valid-from <a file of the validation people, e.g. pose-hg-train's valid.h5>"
+                                if split == "valid" else "")) if release else ""
 
 
 def read_annotations(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mpii import annotated_joints
+from .mpii import RELEASE_FILE, annotated_joints
 from .peer_mpii import HEAD_BOX_FACTOR, read_peer_annotations, split_outputs, write_splits
 from .skeleton import NUM_JOINTS
 
@@ -135,7 +135,7 @@ def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[
     release = _items(data.get("RELEASE"))
     images = _items(_field(release[0], "annolist")) if len(release) == 1 else []
     if not images:
-        raise ValueError(f"{path} has no RELEASE.annolist: not MPII's release (mpii_human_pose_v1_u12_1.mat)")
+        raise ValueError(f"{path} has no RELEASE.annolist: not MPII's release ({RELEASE_FILE})")
     flags = np.asarray(_items(_field(release[0], "img_train")), dtype=float)
     if flags.shape != (len(images),) or not np.isin(flags, (0, 1)).all():
         raise ValueError(f"{path}: RELEASE.img_train must be 0 or 1 for each of the {len(images)} images")
