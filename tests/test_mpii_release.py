@@ -1,6 +1,8 @@
 """MPII's release file (``mpii_human_pose_v1_u12_1.mat``) converted by ``hgfast convert-mpii``."""
 import copy
+import json
 
+import h5py
 import numpy as np
 import pytest
 
@@ -122,12 +124,30 @@ def test_convert_writes_train_valid_and_test_h5_in_the_validation_files_order(tm
     got = read_annotations(tmp_path / "annot" / "valid.h5")
     np.testing.assert_array_equal(got["part"], train["part"][rows])
     np.testing.assert_array_equal(got["normalize"], train["normalize"][rows])
-    with __import__("h5py").File(tmp_path / "annot" / "valid.h5") as f:
+    with h5py.File(tmp_path / "annot" / "valid.h5") as f:
         assert f["index"][:].tolist() == [4, 0] and f["person"][:].tolist() == [0, 1]
     assert read_annotations(tmp_path / "annot" / "train.h5")["imgname"].tolist() == ["a.jpg", "b.jpg"]
     test = read_annotations(tmp_path / "annot" / "test.h5")
     assert test["imgname"].tolist() == ["c.jpg", "c.jpg"] and not test["part"].any()
     assert written[2]["scorable"] == 1  # e.jpg has no head box
+
+
+def test_hrnets_valid_json_finds_its_people_by_image_and_centre(tmp_path):
+    source = _release(tmp_path / "release.mat", IMAGES)
+    train = read_release(source)[0]["train"]
+    rows = [1, 0]  # a.jpg's two people, the second first
+    raw = [[100, 150], [300, 200]]  # their objpos; scales 1.5 and 2.0, as HRNet's file holds them (-1 joints: none)
+    entries = [{"image": "a.jpg", "center": c, "scale": s, "joints_vis": [1] * 16,
+                "joints": np.where(train["part"][r] == 0, -1, train["part"][r]).tolist()}
+               for r, c, s in zip(rows, raw, (1.5, 2.0))]
+    (tmp_path / "valid.json").write_text(json.dumps(entries))
+    written = convert_release(source, tmp_path / "annot", valid_from=tmp_path / "valid.json")
+    assert [(w["split"], w["people"]) for w in written] == [("train", 2), ("test", 2), ("valid", 2)]
+    np.testing.assert_array_equal(read_annotations(tmp_path / "annot" / "valid.h5")["part"], train["part"][rows])
+    entries[0]["center"] = [100, 160]  # 10 pixels off: nobody there
+    (tmp_path / "off.json").write_text(json.dumps(entries))
+    with pytest.raises(ValueError, match=r"person 0: a.jpg at \[100.0, 182.5\] is not a person with joints"):
+        convert_release(source, tmp_path / "o", valid_from=tmp_path / "off.json")
 
 
 def test_a_validation_file_of_other_people_is_refused(tmp_path):
@@ -142,7 +162,9 @@ def test_a_validation_file_of_other_people_is_refused(tmp_path):
     with pytest.raises(ValueError, match="index 1, person 2 is not a person with joints"):
         convert_release(source, tmp_path / "o2", valid_from=other)
     write_annotations(other, ["z.jpg"], [[1, 1]], [1.0])
-    with pytest.raises(ValueError, match="no MPII image and person numbers"):
+    with h5py.File(other, "a") as f:
+        del f["imgname"]
+    with pytest.raises(ValueError, match="neither MPII image and person numbers .* nor image names and centres"):
         convert_release(source, tmp_path / "o3", valid_from=other)
     assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
 

@@ -100,9 +100,10 @@ def add_parsers(sub) -> None:
                    "gt_valid.mat, mmpose's mpii_gt_val.mat, bearpaw's detections_our_format.mat): the PCKh "
                    "normaliser of the validation split (a file before MATLAB v7.3 needs scipy: pip install "
                    "'hgfast[mat]')")
-    p.add_argument("--valid-from", help="MPII's release: a file listing the validation people by their MPII "
-                   "numbers (pose-hg-train's annot/valid.h5, bearpaw's mpii_annotations.json: Tompson et al.'s "
-                   "split): they go to valid.h5, in its order, the rest stay in train.h5")
+    p.add_argument("--valid-from", help="MPII's release: a file of the validation people (Tompson et al.'s split: "
+                   "pose-hg-train's annot/valid.h5 or bearpaw's mpii_annotations.json, matched by MPII's numbers; "
+                   "HRNet's / mmpose's valid.json, by image and centre): they go to valid.h5, in its order, the rest "
+                   "stay in train.h5")
     p.add_argument("--single-person", action="store_true", help="MPII's release: only the people of MPII's "
                    "single-person benchmark (RELEASE.single_person)")
     p.add_argument("--out", required=True, help="folder for the h5 files (e.g. /data/mpii/annot)")

@@ -15,8 +15,9 @@ scale multiplied by 1.25 (people without a position left out), coordinates as gi
 box), ``index`` / ``person`` the 0-based image and person numbers (what a submission needs):
 
 - ``train.h5``: the people of training images with joints; ``valid.h5`` too where ``valid_from`` names the
-  validation people (a file with their ``index`` / ``person`` numbers, such as pose-hg-train's ``valid.h5`` or
-  bearpaw's JSON: Tompson et al.'s split), in that file's order, the rest staying in ``train.h5``;
+  validation people (Tompson et al.'s split: pose-hg-train's ``valid.h5`` or bearpaw's JSON by their ``index`` /
+  ``person`` numbers, HRNet's / mmpose's ``valid.json`` by image and centre), in that file's order, the rest
+  staying in ``train.h5``;
 - ``test.h5``: the people of test images, unlabelled (predictions only).
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mpii import RELEASE_FILE, annotated_joints
+from .mpii import RELEASE_FILE, annotated_joints, decode_texts
 from .peer_mpii import HEAD_BOX_FACTOR, read_peer_annotations, split_outputs, write_splits
 from .skeleton import NUM_JOINTS
 
@@ -161,45 +162,66 @@ def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[
         left_out
 
 
-def _validation_numbers(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(numbers, part)``: (N, 2) 0-based ``(index, person)`` of the validation people a file lists and their
-    (N, 16, 2) joints (None where it has none): an h5 annotation file's ``index`` / ``person`` (pose-hg-train's
-    ``valid.h5``, or one hgfast wrote), or the validation split of bearpaw's JSON."""
+def _validation_fields(path: Path) -> dict[str, np.ndarray]:
+    """The fields of the validation people a file lists that can tell who they are: ``index`` / ``person``,
+    ``imgname`` / ``center`` (adjusted), ``part``, where it has them. An h5 annotation file (pose-hg-train's
+    ``valid.h5``, one hgfast wrote), bearpaw's JSON (its validation split) or HRNet's / mmpose's validation JSON."""
     if path.name.lower().endswith((".json", ".json.gz")):
-        _, splits = read_peer_annotations(path)
-        if "valid" not in splits:
+        kind, splits = read_peer_annotations(path)
+        if kind == "bearpaw" and "valid" not in splits:
             raise ValueError(f"validation file {path} has no validation people (isValidation 1)")
-        fields = splits["valid"]
-    else:
-        import h5py
+        return splits["valid"] if kind == "bearpaw" else next(iter(splits.values()))
+    import h5py
 
-        if not path.is_file():
-            raise FileNotFoundError(f"validation file not found: {path}")
-        try:
-            with h5py.File(path, "r") as f:
-                fields = {k: np.asarray(f[k]) for k in ("index", "person", "part") if k in f}
-        except OSError as exc:
-            raise ValueError(f"validation file {path} is not an h5 file h5py can read: {exc}") from exc
-    if "index" not in fields or "person" not in fields:
-        raise ValueError(f"validation file {path} has no MPII image and person numbers ('index' / 'person', "
-                         f"bearpaw's 'annolist_index' / 'people_index'): it cannot say who the validation people are")
-    numbers = np.stack([np.asarray(fields["index"]).ravel(), np.asarray(fields["person"]).ravel()], 1)
-    return numbers, fields.get("part")
+    if not path.is_file():
+        raise FileNotFoundError(f"validation file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            fields = {k: np.asarray(f[k]) for k in ("index", "person", "part", "imgname", "center") if k in f}
+    except OSError as exc:
+        raise ValueError(f"validation file {path} is not an h5 file h5py can read: {exc}") from exc
+    if "imgname" in fields:
+        fields["imgname"] = decode_texts(fields["imgname"], f"validation file {path}", "imgname of sample")
+    return fields
+
+
+def _validation_rows(train: dict, path: Path, valid_from: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rows, part)``: the rows of ``train`` that ``valid_from`` lists, in its order, by their MPII numbers or,
+    where it has none (HRNet's JSON), by image and centre (within ``SAME_PERSON_PIXELS``); its joints, if any."""
+    fields = _validation_fields(valid_from)
+    if "index" in fields and "person" in fields:
+        keys = list(zip(np.ravel(fields["index"]).tolist(), np.ravel(fields["person"]).tolist()))
+        row = {key: r for r, key in enumerate(zip(train["index"].tolist(), train["person"].tolist()))}
+        found = [row.get(key) for key in keys]
+        what = [f"index {i:g}, person {j:g}" for i, j in keys]
+    elif "imgname" in fields and "center" in fields:
+        by_image = {}
+        for r, name in enumerate(train["imgname"].tolist()):
+            by_image.setdefault(name, []).append(r)
+        centers = np.asarray(fields["center"], np.float64).reshape(-1, 2)
+        found = []
+        for name, center in zip(fields["imgname"].tolist(), centers):
+            rows = by_image.get(name, [])
+            gaps = [np.abs(train["center"][r] - center).max() for r in rows]
+            found.append(rows[int(np.argmin(gaps))] if rows and min(gaps) <= SAME_PERSON_PIXELS else None)
+        what = [f"{name} at {center.tolist()}" for name, center in zip(fields["imgname"].tolist(), centers)]
+    else:
+        raise ValueError(f"validation file {valid_from} has neither MPII image and person numbers ('index' / "
+                         f"'person') nor image names and centres: it cannot say who the validation people are")
+    missing = [k for k, r in enumerate(found) if r is None]
+    if missing:
+        raise ValueError(f"validation file {valid_from}, person {missing[0]}: {what[missing[0]]} is not a person with "
+                         f"joints of a training image of {path} ({len(missing)} of {len(found)} not found): not the "
+                         f"same release")
+    if len(set(found)) != len(found):
+        raise ValueError(f"validation file {valid_from} lists a person twice")
+    return np.array(found, np.int64), fields.get("part")
 
 
 def _split_off(train: dict, path: Path, valid_from: Path) -> tuple[dict, dict]:
-    """``(train, valid)``: the people ``valid_from`` lists taken out of ``train``, in that file's order."""
-    numbers, part = _validation_numbers(valid_from)
-    row = {(i, j): r for r, (i, j) in enumerate(zip(train["index"].tolist(), train["person"].tolist()))}
-    missing = [k for k, (i, j) in enumerate(numbers.tolist()) if (i, j) not in row]
-    if missing:
-        i, j = numbers[missing[0]]
-        raise ValueError(f"validation file {valid_from}, person {missing[0]}: index {i:g}, person {j:g} is not a "
-                         f"person with joints of a training image of {path} ({len(missing)} of {len(numbers)} "
-                         f"not found): not the same release")
-    rows = np.array([row[tuple(n)] for n in numbers.tolist()])
-    if len(set(rows.tolist())) != len(rows):
-        raise ValueError(f"validation file {valid_from} lists a person twice")
+    """``(train, valid)``: the people ``valid_from`` lists taken out of ``train``, in that file's order, after
+    checking that the joints both have agree."""
+    rows, part = _validation_rows(train, path, valid_from)
     if part is not None:
         ours, theirs = train["part"][rows], np.asarray(part, np.float64)
         if theirs.shape != ours.shape:
@@ -209,7 +231,8 @@ def _split_off(train: dict, path: Path, valid_from: Path) -> tuple[dict, dict]:
         if far.any():
             k, joint = np.argwhere(far)[0]
             raise ValueError(f"validation file {valid_from}, person {k}: joint {joint} is at "
-                             f"{theirs[k, joint].tolist()}, at {ours[k, joint].tolist()} in {path}: not the same people")
+                             f"{theirs[k, joint].tolist()}, at {ours[k, joint].tolist()} in {path}: not the same "
+                             f"people")
     valid = np.zeros(len(train["index"]), bool)
     valid[rows] = True
     return {k: v[~valid] for k, v in train.items()}, {k: v[rows] for k, v in train.items()}
