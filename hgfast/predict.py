@@ -38,7 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from .data.coco_format import is_number, read_json
-from .data.crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box, crop, crop_size
+from .data.crop import (MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box, checked_margin, crop,
+                         crop_size)
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
@@ -123,7 +124,8 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
     """The training data's ``INFERENCE_KEYS`` for an hgfast checkpoint: stored with its weights (``model.save(...,
     inference=)``, as ``hgfast train`` writes them), else, for a ``.safetensors`` file, the ``data`` section of a
     ``config.yaml`` beside it (runs written before they were stored), else ``{}`` (peer checkpoints). A value of
-    the wrong type, or a sigma / box margin not finite and > 0, is a ValueError naming the file."""
+    the wrong type, a sigma not finite and > 0, or a box margin out of ``checked_margin``'s range, is a ValueError
+    naming the file."""
     from .checkpoint import read_metadata
 
     path = Path(path)
@@ -141,9 +143,10 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
         settings = {k: kind(stored[k]) for k, kind in INFERENCE_KEYS.items() if k in stored}
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: bad training data setting ({exc})") from exc
-    for key in ("sigma", "box_margin"):
-        if key in settings and not (math.isfinite(settings[key]) and settings[key] > 0):
-            raise ValueError(f"{source}: training data setting {key!r} must be finite and > 0, got {settings[key]!r}")
+    if "sigma" in settings and not (math.isfinite(settings["sigma"]) and settings["sigma"] > 0):
+        raise ValueError(f"{source}: training data setting 'sigma' must be finite and > 0, got {settings['sigma']!r}")
+    if "box_margin" in settings:
+        checked_margin(settings["box_margin"], f"{source}: training data setting 'box_margin'")
     return settings
 
 
@@ -239,8 +242,7 @@ class Predictor:
         input_size = crop_size(input_size, size_name, getattr(model, "input_multiple", 1))
         if batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
-        if not 0 < box_margin < math.inf:
-            raise ValueError(f"Predictor: box_margin must be a finite number > 0, got {box_margin!r}")
+        box_margin = checked_margin(box_margin, "Predictor: box_margin")
         njoints = getattr(model, "njoints", None)
         self.skeleton = skeleton or Skeleton.for_joints(njoints or 16)
         if njoints is not None and self.skeleton.num_joints != njoints:
@@ -262,7 +264,7 @@ class Predictor:
         self.autocast_dtype, self.channels_last = AMP_DTYPES[amp], bool(fused)
         self.device = resolve_device(device)
         self.model = fast_inference(model, fused).to(self.device).eval()
-        self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, float(box_margin)
+        self.input_size, self.flip, self.batch_size, self.box_margin = input_size, flip, batch_size, box_margin
         self.truncate = bool(truncate)
         self.refine, self.dark_kernel = check_refine(refine, dark_kernel)
 

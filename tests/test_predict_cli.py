@@ -219,8 +219,8 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         Predictor(tmp_path / "missing.safetensors")
-    for margin in (0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="box_margin must be a finite number > 0"):
+    for margin in (0, float("inf"), float("nan"), 1e300, 1e-300):  # 1e300: the crop's scale overflowed float32
+        with pytest.raises(ValueError, match="box_margin must be a number from 0.01 to 100"):
             Predictor(workdir / "best.safetensors", box_margin=margin)
 
 
@@ -447,6 +447,7 @@ def test_cli_video(workdir, clip, tmp_path, capsys):
                           ([str(clip), "--out", str(tmp_path / "file")], "is a file, not a folder"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
+                          ([str(clip), "--box-margin", "1e300"], "--box-margin must be a number from 0.01 to 100"),
                           ([str(clip), "--no-track", "--track-threshold", "0.5"], "not with --no-track"),
                           ([str(clip), "--box", "64,0,10,10"], "--box (64.0, 0.0, 10.0, 10.0) lies outside"),
                           ([str(clip), "--boxes", str(boxes), "--box", "1,1,5,5"], "not with --box"),
@@ -990,7 +991,8 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
         assert message in err and "Traceback" not in err, err
     # The library's checks of what a flag sets name the flag.
     no_gpu = [(["--device", "cuda"], "--device is 'cuda'")] if not torch.cuda.is_available() else []
-    for argv, message in ((["--box-margin", "0"], "--box-margin must be a finite number > 0"),
+    for argv, message in ((["--box-margin", "0"], "--box-margin must be a number from 0.01 to 100"),
+                          (["--box-margin", "1e300"], "--box-margin must be a number from 0.01 to 100"),
                           (["--input-size", "30"], "--input-size must be"),
                           (["--batch-size", "0"], "--batch-size must be >= 1"),
                           (["--refine", "dark", "--dark-kernel", "4"], "--dark-kernel must be a positive odd int"),
@@ -1088,7 +1090,8 @@ def test_video_refuses_an_image(workdir, image_file, clip, tmp_path, capsys):
 
 def test_inputs_of_absurd_sizes_and_stored_settings_out_of_range_are_refused(workdir, tmp_path, capsys):
     """--input-size beyond 4096 px (gigabytes per image) and a config.yaml beside an old checkpoint whose sigma is
-    not a positive number end as errors naming them, not an out-of-memory traceback or NaN keypoints."""
+    not a positive number, or whose box margin is absurd, end as errors naming them, not an out-of-memory traceback
+    or NaN keypoints."""
     import shutil
 
     image = tmp_path / "a.jpg"
@@ -1107,6 +1110,9 @@ def test_inputs_of_absurd_sizes_and_stored_settings_out_of_range_are_refused(wor
     (old / "config.yaml").write_text(re.sub(r"sigma: .*", "sigma: .inf", text))
     assert main(["predict", str(image), "--checkpoint", str(old / "m.safetensors"), "--out", str(tmp_path / "p")]) == 2
     assert "training data setting 'sigma' must be finite and > 0, got inf" in capsys.readouterr().err
+    (old / "config.yaml").write_text(re.sub(r"box_margin: .*", "box_margin: 1.0e+300", text))
+    assert main(["predict", str(image), "--checkpoint", str(old / "m.safetensors"), "--out", str(tmp_path / "p")]) == 2
+    assert "training data setting 'box_margin' must be a number from 0.01 to 100" in capsys.readouterr().err
 
 
 def test_a_boxes_file_giving_an_image_or_frame_twice_is_refused(tmp_path):

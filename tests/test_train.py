@@ -49,7 +49,9 @@ def test_config_errors_name_the_key(tmp_path):
     for bad, key in (("optim.gamma=-0.1", "'optim.gamma'.*> 0"), ("optim.lr=.inf", "'optim.lr' must be finite"),
                      ("optim.weight_decay=.nan", "'optim.weight_decay' must be finite"), ("seed=-1", "'seed'"),
                      ("data.seed=-1", "'data.seed'"), ("val_thresholds=[0.5, 0]", "'val_thresholds'.*> 0"),
-                     ("optim.milestones=[0]", "'optim.milestones'.*> 0")):
+                     ("optim.milestones=[0]", "'optim.milestones'.*> 0"),
+                     ("data.box_margin=1e300", "'data.box_margin' must be a number from 0.01 to 100"),
+                     ("data.box_margin=0", "'data.box_margin' must be a number from 0.01 to 100")):
         with pytest.raises(ConfigError, match=key):
             resolve(overrides=[bad])
     six = resolve(overrides=["optim.milestones=[6e5, 7.5e5]", "steps=8e5"])  # YAML 1.1 reads 6e5 as a string

@@ -14,15 +14,13 @@ format (``hgfast.data.coco_format`` reads and writes the file, every field check
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .coco_format import read_coco
-from .crop import box_to_center_scale
+from .crop import box_to_center_scale, checked_margin
 from .mpii import image_folder, read_image
 from .skeleton import Skeleton
 from .topdown import TopDownDataset
@@ -37,12 +35,6 @@ def read_sized_image(path: Path, size) -> np.ndarray:
                          f"but its COCO file says {size[0]:g}x{size[1]:g} (width x height): the boxes and keypoints "
                          f"may be of another version of it, or of it unrotated (fix the file's width and height)")
     return image
-
-
-def checked_margin(who: str, margin) -> float:
-    if not (isinstance(margin, numbers.Real) and 0 < margin < math.inf):
-        raise ValueError(f"{who}: margin must be a finite number > 0, got {margin!r}")
-    return float(margin)
 
 
 def checked_sigmas(who: str, oks_sigmas, k: int) -> tuple[float, ...] | None:
@@ -71,7 +63,7 @@ class COCOKeypoints(TopDownDataset):
                  input_size: int | tuple[int, int] = 256, augment_preset: str = "none", seed: int = 0,
                  category_id: int | None = None, flip_pairs=None, margin: float = 1.25, oks_sigmas=None):
         super().__init__(input_size, augment_preset, seed)
-        self.margin = checked_margin(type(self).__name__, margin)
+        self.margin = checked_margin(margin, f"{type(self).__name__}: margin")
         self.annotations = Path(annotations)
         self.ann = read_coco(annotations, category_id)
         self.category_id = self.ann["category_id"]

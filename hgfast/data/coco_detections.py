@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .coco import checked_margin, checked_sigmas, coco_skeleton, read_sized_image
+from .coco import checked_sigmas, coco_skeleton, read_sized_image
 from .coco_format import IdMatcher, image_size_array, is_number, read_coco_header, read_json
-from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale
+from .crop import MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_margin
 from .mpii import image_folder
 from .skeleton import Skeleton
 from .topdown import TopDownDataset
@@ -80,7 +80,7 @@ class COCODetections(TopDownDataset):
                  margin: float = 1.25, oks_sigmas=None, min_score: float = 0.0, skeleton: Skeleton | None = None):
         super().__init__(input_size)
         who = type(self).__name__
-        self.margin = checked_margin(who, margin)
+        self.margin = checked_margin(margin, f"{who}: margin")
         if not (isinstance(min_score, numbers.Real) and np.isfinite(min_score)):
             raise ValueError(f"{who}: min_score must be a number, got {min_score!r}")
         self.annotations, self.detections, self.min_score = Path(annotations), Path(detections), float(min_score)

@@ -62,6 +62,8 @@ def crop(image: np.ndarray, joints: np.ndarray, center, scale: float, rotation: 
 MAX_PIXEL = 1e6  # no image is a million pixels across: coordinates beyond it are corrupt, not a person
 MAX_CROP_SIDE = 4096  # pixels: hourglass inputs are 256-512; a larger crop is a typo (and gigabytes per image)
 MIN_BOX_SIDE = 1.0  # pixels: a box under a pixel has nothing to crop (and 0..1 image fractions are not pixels)
+MAX_BOX_MARGIN = 100.0  # crop / box (1.25 usual): beyond it or below its inverse a typo, whose crop scale could
+                        # overflow (1e300) or underflow float32
 
 
 def checked_box(box) -> tuple[float, float, float, float]:
@@ -79,6 +81,15 @@ def checked_box(box) -> tuple[float, float, float, float]:
     return values
 
 
+def checked_margin(margin, name: str = "margin") -> float:
+    """``margin`` (crop / box) as a float from ``1 / MAX_BOX_MARGIN`` to ``MAX_BOX_MARGIN``; a ValueError naming
+    ``name`` otherwise."""
+    if not (isinstance(margin, numbers.Real) and 1 / MAX_BOX_MARGIN <= margin <= MAX_BOX_MARGIN):
+        raise ValueError(f"{name} must be a number from {1 / MAX_BOX_MARGIN:g} to {MAX_BOX_MARGIN:g} (the crop / "
+                         f"the box), got {margin!r}")
+    return float(margin)
+
+
 def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple[np.ndarray, float]:
     """Person box ``(x, y, w, h)`` in pixels → ``(center (2,), scale)`` for a crop of ``aspect`` = width / height:
     the box widened or heightened to that aspect, times ``margin``, so ``scale = margin · max(h, w / aspect) / 200``
@@ -87,8 +98,7 @@ def box_to_center_scale(box, margin: float = 1.25, aspect: float = 1.0) -> tuple
     The box is in edge coordinates (the whole image is ``(0, 0, W, H)``, as COCO boxes); with pixel centres at
     integers its centre is ``(x + w/2 − 0.5, y + h/2 − 0.5)``, e.g. ``((W − 1)/2, (H − 1)/2)`` for the image."""
     x, y, w, h = checked_box(box)
-    if not 0 < margin < math.inf:
-        raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
+    margin = checked_margin(margin)
     if not 0 < aspect < math.inf:
         raise ValueError(f"aspect (the crop's width / height) must be finite and > 0, got {aspect!r}")
     return np.array([x + w / 2 - 0.5, y + h / 2 - 0.5]), margin * max(h, w / aspect) / 200.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.augment import PRESETS as AUGMENT_PRESETS
-from ..data.crop import MAX_CROP_SIDE, crop_size
+from ..data.crop import MAX_CROP_SIDE, checked_margin, crop_size
 from ..predict import INPUT_NORMS
 
 
@@ -339,8 +339,7 @@ def validate(cfg: Config) -> None:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"config key {key!r} must be one of {options}, got {flat[key]!r}")
-    positive = ("model.nstack", "model.nfeat", "model.depth", "model.stem_channels", "data.sigma", "data.box_margin",
-                "data.train_length",
+    positive = ("model.nstack", "model.nfeat", "model.depth", "model.stem_channels", "data.sigma", "data.train_length",
                 "data.val_length", "data.image_size", "optim.lr", "steps", "batch_size", "log_every", "val_every",
                 "ckpt_every")
     for key in positive:
@@ -359,6 +358,10 @@ def validate(cfg: Config) -> None:
     for key, value in flat.items():
         if any(isinstance(v, float) and not math.isfinite(v) for v in _flatten(value)):
             raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
+    try:
+        checked_margin(cfg.data.box_margin, "config key 'data.box_margin'")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if not cfg.optim.gamma > 0:
         raise ConfigError(f"config key 'optim.gamma' (the step schedule's LR factor) must be > 0, got "
                           f"{cfg.optim.gamma!r}")
