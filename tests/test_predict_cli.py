@@ -354,7 +354,7 @@ def test_cli_predict_streams_batches_of_images(workdir, image_file, tmp_path, ca
 
 def test_cli_predict_takes_folders(workdir, image_file, tmp_path, capsys):
     """A folder stands for its image files (any case of the suffix), sorted by name; not its other files or
-    subfolders; a folder without images is refused."""
+    subfolders; a folder without images, or one that is the output folder, is refused."""
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
     for name in ("b.PNG", "a.jpg", "sub/c.png"):
@@ -373,11 +373,20 @@ def test_cli_predict_takes_folders(workdir, image_file, tmp_path, capsys):
     boxes = tmp_path / "out" / "predictions.json"
     boxes.write_text(json.dumps({str(image_file): [[0, 0, 64, 64]]}))
     before = {p: p.read_bytes() for p in (folder / "a_pose.jpg", boxes)}
-    for argv in ([str(folder), "--out", str(folder)],
+    for argv in ([str(folder / "a.jpg"), str(folder / "a_pose.jpg"), "--out", str(folder)],
                  [str(image_file), "--boxes", str(boxes), "--out", str(tmp_path / "out")]):
         assert main(["predict", *argv, *checkpoint]) == 2
         assert "would replace an input" in capsys.readouterr().err
     assert all(p.read_bytes() == data for p, data in before.items())
+    # The output folder given as an input folder: its pictures would be the next run's images.
+    (folder / "a_pose.jpg").unlink()
+    assert main(["predict", str(folder), *checkpoint, "--out", str(folder / ".." / "photos")]) == 2
+    assert f"--out {folder / '..' / 'photos'} is the input folder {folder}: a later run" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "b.PNG", "notes.txt", "sub"]
+    for _ in range(2):  # a folder inside it is not listed: the second run reads the same images
+        assert main(["predict", str(folder), *checkpoint, "--out", str(folder / "sub")]) == 0
+        images = [r["image"] for r in json.loads((folder / "sub" / "predictions.json").read_text())]
+        assert images == [str(folder / "a.jpg"), str(folder / "b.PNG")]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ def _cmd_predict(args) -> int:
     from ..visualize import draw_skeleton, save_image
 
     try:
-        args.images = _image_paths(args.images)
+        args.images = _image_paths(args.images, Path(args.out))
         people = _people_boxes(args)
         for path in args.images:  # every file, before any work: its existence and a decoder for its header
             if not Path(path).is_file():
@@ -63,14 +63,18 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _image_paths(given: list[str]) -> list[str]:
+def _image_paths(given: list[str], out_folder: Path) -> list[str]:
     """``given`` with each folder replaced by its image files (``IMAGE_SUFFIXES``, any case; not its subfolders),
-    sorted by name; ValueError for a folder without any."""
+    sorted by name; ValueError for a folder without any, and for ``out_folder`` (``--out``) given as one: the
+    pictures written there would be a later run's images (a folder inside it is not listed)."""
     out = []
     for path in given:
         if not Path(path).is_dir():
             out.append(path)
             continue
+        if Path(path).resolve() == out_folder.resolve():
+            raise ValueError(f"--out {out_folder} is the input folder {path}: a later run would take the pictures "
+                             f"written there as images (give --out another folder, e.g. a subfolder)")
         found = sorted(str(f) for f in Path(path).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not found:
             raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in the folder {path}")
