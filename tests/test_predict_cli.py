@@ -943,6 +943,9 @@ def test_cli_resume_refuses_a_changed_model_without_writing(workdir, tmp_path, c
     assert main(["train", "--workdir", str(run), "--resume", "--set", "model.nfeat=32"]) == 2
     assert "'model.nfeat' = 32" in capsys.readouterr().err
     assert (run / "config.yaml").read_text() == config
+    assert main(["train", "--workdir", str(run), "--resume", "--set", "data.input_norm=bearpaw"]) == 2
+    assert "'data.input_norm' = 'bearpaw': the saved run has 'none'" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config
 
 
 def test_cli_train_nonfinite_loss_and_early_ctrl_c(tmp_path, monkeypatch, capsys):

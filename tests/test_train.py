@@ -321,10 +321,17 @@ def test_resume_refuses_config_changes_that_break_the_state(tmp_path):
                         ("val_thresholds=[0.05]", r"'val_thresholds \(its first.*' = 0.05.*0.2"),
                         ("val_flip=true", "'val_flip'"), ("data.val_length=4", "'data.val_length'"),
                         ("data.seed=1", "'data.seed'"), ("data.image_size=64", "'data.image_size' = 64"),
+                        ("data.input_norm=bearpaw", "'data.input_norm' = 'bearpaw': the saved run has 'none'"),
                         ("steps=1", "'steps' = 1: the saved run is at step 2")):
         with pytest.raises(ValueError, match=key):
             train(tiny(tmp_path, "steps=3", change), resume=work)
         assert (work / "config.yaml").read_bytes() == config and (work / "last.state.pt").read_bytes() == state
+    from hgfast.train.state import check_resumable
+
+    older = {"data": {"dataset": "synthetic"}}  # a state from before data.input_norm: its inputs were in [0, 1]
+    check_resumable(older, {"data": {"dataset": "synthetic", "input_norm": "none"}})
+    with pytest.raises(ValueError, match="'data.input_norm' = 'anibali': the saved run has 'none'"):
+        check_resumable(older, {"data": {"dataset": "synthetic", "input_norm": "anibali"}})
     old = torch.load(work / "last.state.pt", weights_only=True)
     del old["progress"]  # a state written before the log sums were saved
     torch.save(old, work / "last.state.pt")

@@ -61,7 +61,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--resume", nargs="?", const="auto", help="continue from <workdir>/last.state.pt, or the "
                    "given work dir / state file (its folder is then the work dir unless --workdir); without a config "
                    "or preset, the run's config.yaml (else the state's config) is used; the model section, "
-                   "optim.name, amp and data.input_size must not change")
+                   "optim.name, amp, data.input_size and data.input_norm must not change")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a work dir that holds an earlier run "
                    "(its checkpoints, config, log, metrics, val/ and vis/ step files and eval results are removed "
                    "first; nothing else); without it such a work dir is refused")

@@ -68,8 +68,9 @@ def state_path(path: str | os.PathLike) -> Path:
 _RUNTIME_MODEL_KEYS = {"fused", "init"}  # a resumed run takes its weights from the state
 
 
-# What a run saved before a key existed had: its value then (best.safetensors was chosen by PCK, in GT boxes).
-_BEFORE_KEY = {"val_metric": "pck", "val_detections": ""}
+# What a run saved before a key existed had: its value then (best.safetensors was chosen by PCK, in GT boxes; the
+# inputs were RGB in [0, 1]).
+_BEFORE_KEY = {"val_metric": "pck", "val_detections": "", "input_norm": "none"}
 
 
 def _first_threshold(config: dict) -> float | None:
@@ -97,13 +98,15 @@ def _validation_keys(saved: dict) -> list[tuple[str, str]]:
 def check_resumable(saved: dict, config: dict) -> None:
     """Raise ValueError naming the first config key whose change from ``saved`` (the state's config) to
     ``config`` makes the state unloadable or the continuation another run: the model (its shapes), optim.name
-    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, and what the
-    state's best value measures: val_metric, its first PCK threshold (val_thresholds), val_flip and the
-    validation set (data.val_detections, data.val_annotations and ``_validation_keys``)."""
+    (the optimiser state's layout), amp (the fp16 scaler's state), data.dataset, data.input_size, data.input_norm
+    (the inputs the weights learnt from), and what the state's best value measures: val_metric, its first PCK
+    threshold (val_thresholds), val_flip and the validation set (data.val_detections, data.val_annotations and
+    ``_validation_keys``)."""
     keys = [("model", k) for k in saved.get("model", {}) if k not in _RUNTIME_MODEL_KEYS]
-    for section, key in keys + [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"),
-                                (None, "val_metric"), (None, "val_thresholds"), (None, "val_flip"),
-                                ("data", "val_detections"), ("data", "val_annotations")] + _validation_keys(saved):
+    keys += [("optim", "name"), (None, "amp"), ("data", "dataset"), ("data", "input_size"), ("data", "input_norm"),
+             (None, "val_metric"), (None, "val_thresholds"), (None, "val_flip"), ("data", "val_detections"),
+             ("data", "val_annotations")] + _validation_keys(saved)
+    for section, key in keys:
         old, new = ((c.get(section, {}) if section else c).get(key, _BEFORE_KEY.get(key)) for c in (saved, config))
         name = f"{section}.{key}" if section else key
         if key == "input_size" and old is not None:  # 256 is [256, 256]
