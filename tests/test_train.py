@@ -499,6 +499,22 @@ def test_resume_after_a_crash_drops_later_metrics_and_keeps_best(tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_a_malformed_metrics_row_is_named_by_file_and_line(tmp_path):
+    from hgfast.train.rundir import Metrics
+
+    train(tiny(tmp_path, "steps=2"))
+    work = tmp_path / "run"
+    lines = (work / "metrics.csv").read_text().splitlines()
+    good = lines[1].split(",")
+    for bad in (["two", *good[1:]], ["", *good[1:]], [*good, "x", "y"]):  # no step, or more fields than columns
+        (work / "metrics.csv").write_text("\n".join([*lines[:2], ",".join(bad), *lines[2:]]) + "\n")
+        with pytest.raises(ValueError, match=rf"{work / 'metrics.csv'}, line 3: not a row of metrics.csv"):
+            train(tiny(tmp_path, "steps=3"), resume=work)
+    (work / "metrics.csv").write_text("\n".join(lines[:2] + [good[0]]))  # an older run's row: fewer fields
+    Metrics(work / "metrics.csv", 2)
+    assert _csv_rows(work / "metrics.csv")[1] == dict.fromkeys(Metrics.COLUMNS, "") | {"step": good[0]}
+
+
 def test_an_error_mid_run_writes_the_last_whole_step_first(tmp_path, monkeypatch):
     """Bad data found mid-run (here an image of the validation set, then a training sample) stops the run with its
     error, after writing the state of the last whole step: fixed, --resume goes on from there, the validation the

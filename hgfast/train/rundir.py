@@ -134,7 +134,9 @@ def setup_logging(workdir: Path, is_main: bool) -> None:
 
 class Metrics:
     """``metrics.csv``: on opening, rows after ``step`` (the starting step: 0 for a fresh run, the checkpoint's
-    step on resume, so rows a crashed run wrote after its last checkpoint) are dropped; then rows are appended."""
+    step on resume, so rows a crashed run wrote after its last checkpoint) are dropped; then rows are appended. A
+    row that is not one of its rows (a step that is not an int, more fields than ``COLUMNS``, bad CSV) is a
+    ValueError naming the file and the line."""
 
     COLUMNS = ["step", "epoch", "lr", "loss", "images_per_s", "elapsed_s", "val_pck", "val_pck_threshold", "val_ap"]
 
@@ -143,8 +145,17 @@ class Metrics:
         rows = []
         if path.exists():
             with open(path, newline="") as f:
-                rows = [r + [""] * (len(self.COLUMNS) - len(r))  # an older run's rows lack the newer columns
-                        for r in list(csv.reader(f))[1:] if r and int(r[0]) <= step]
+                reader = csv.reader(f)
+                try:
+                    next(reader, None)  # the header
+                    for r in reader:
+                        if r and len(r) > len(self.COLUMNS):
+                            raise ValueError(f"{len(r)} fields, not at most {len(self.COLUMNS)}")
+                        if r and int(r[0]) <= step:  # (an older run's rows lack the newer columns: padded)
+                            rows.append(r + [""] * (len(self.COLUMNS) - len(r)))
+                except (ValueError, csv.Error) as exc:
+                    raise ValueError(f"{path}, line {reader.line_num}: not a row of metrics.csv ({exc}); fix or "
+                                     f"remove that line") from None
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([self.COLUMNS] + rows)
 
