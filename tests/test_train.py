@@ -473,6 +473,16 @@ def test_fresh_run_refuses_an_earlier_run_unless_overwrite(tmp_path, capsys):
     assert train(tiny(tmp_path, "steps=1", name="mine"))["steps"] == 1
 
 
+def test_milestones_at_or_after_the_last_step_are_warned_about(tmp_path):
+    warning = "config key 'optim.milestones' has [2, 5] at or after 'steps' (2): the LR does not drop there"
+    train(tiny(tmp_path, "steps=2", "optim.milestones=[1, 2, 5]"))
+    assert warning in (tmp_path / "run" / "train.log").read_text()
+    train(tiny(tmp_path, "steps=6", "optim.milestones=[1, 2, 5]"), resume=tmp_path / "run")  # more steps: in reach
+    assert (tmp_path / "run" / "train.log").read_text().count("'optim.milestones' has") == 1  # the first run's
+    train(tiny(tmp_path, "steps=2", "optim.milestones=[5]", "optim.schedule=cosine", name="cosine"))
+    assert "optim.milestones" not in (tmp_path / "cosine" / "train.log").read_text()  # only the step schedule's
+
+
 def test_vis_every_draws_between_validations(tmp_path):
     train(tiny(tmp_path, "steps=3", "val_every=3", "vis_every=1", "log_every=3"))
     work = tmp_path / "run"

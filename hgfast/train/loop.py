@@ -236,6 +236,10 @@ def _train(cfg: Config, resume, callbacks, overwrite: bool, lock: contextlib.Exi
         log.warning("data.loss_weight=visible: %s does not tell visible from occluded joints (its 'visible' is the "
                     "annotated flag, as HRNet's and mmpose's MPII JSON): occluded joints are trained too",
                     train_set.annotations)
+    late = [m for m in cfg.optim.milestones if m >= cfg.steps] if cfg.optim.schedule == "step" else []
+    if late:  # not an error: a resumed run may give more steps
+        log.warning("config key 'optim.milestones' has %s at or after 'steps' (%d): the LR does not drop there in "
+                    "this run", late, cfg.steps)
 
     metrics = Metrics(workdir / "metrics.csv", step) if dist_info.is_main else None
     amp_dtype = AMP_DTYPES[cfg.amp]
