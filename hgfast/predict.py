@@ -38,8 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from .data.coco_format import is_number, read_json
-from .data.crop import (MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box, checked_margin, crop,
-                         crop_size)
+from .data.crop import (MAX_CROP_SIDE, MAX_PIXEL, MIN_BOX_SIDE, box_overlaps, box_to_center_scale, checked_box,
+                         checked_margin, crop, crop_size)
 from .device import resolve_device
 from .ops import MPII_FLIP_PERMUTATION, argmax_decode, flip_test, heatmap_to_image
 from .ops.decode import REFINE
@@ -150,20 +150,32 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
     return settings
 
 
+MAX_BATCH_SIZE = 2 ** 16  # crops at a time: more is a typo (that many 256² crops are 50 GB of model input)
+MAX_DARK_KERNEL = MAX_CROP_SIDE // 4 - 1  # odd, one under the heatmap side of the largest crop
+
+
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
+    """``batch_size`` as an int from 1 to ``MAX_BATCH_SIZE``; a ValueError naming ``name`` otherwise."""
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and
+            1 <= batch_size <= MAX_BATCH_SIZE):
+        raise ValueError(f"{name} must be >= 1 and at most {MAX_BATCH_SIZE} (an int), got {batch_size!r}")
+    return int(batch_size)
+
+
 def check_refine(refine: str, dark_kernel: int) -> tuple[str, int]:
     """``(refine, dark_kernel)`` checked before any work: a ValueError names the bad one."""
     if refine not in REFINE:
         raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
-    if not (isinstance(dark_kernel, numbers.Integral) and not isinstance(dark_kernel, bool) and dark_kernel > 0
-            and dark_kernel % 2):
-        raise ValueError(f"dark_kernel must be a positive odd int, got {dark_kernel!r}")
+    if not (isinstance(dark_kernel, numbers.Integral) and not isinstance(dark_kernel, bool) and
+            0 < dark_kernel <= MAX_DARK_KERNEL and dark_kernel % 2):
+        raise ValueError(f"dark_kernel must be a positive odd int up to {MAX_DARK_KERNEL}, got {dark_kernel!r}")
     return refine, int(dark_kernel)
 
 
 def dark_kernel_for(sigma: float) -> int:
     """The DARK blur size for targets of std ``sigma`` heatmap pixels: the odd ``2·round(3σ) − 1``, at least 3
-    (11 for σ = 2 and 17 for σ = 3, as DarkPose and mmpose configure it)."""
-    return max(3, 2 * round(3 * float(sigma)) - 1)
+    and at most ``MAX_DARK_KERNEL`` (11 for σ = 2 and 17 for σ = 3, as DarkPose and mmpose configure it)."""
+    return min(MAX_DARK_KERNEL, max(3, 2 * round(3 * float(sigma)) - 1))
 
 
 def fast_inference(model: nn.Module, fused: bool) -> nn.Module:
@@ -240,8 +252,7 @@ class Predictor:
             raise TypeError(f"Predictor: model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
         size_name = "Predictor: the checkpoint's stored input_size" if stored_size else "Predictor: input_size"
         input_size = crop_size(input_size, size_name, getattr(model, "input_multiple", 1))
-        if batch_size < 1:
-            raise ValueError(f"Predictor: batch_size must be >= 1, got {batch_size}")
+        batch_size = check_batch_size(batch_size, "Predictor: batch_size")
         box_margin = checked_margin(box_margin, "Predictor: box_margin")
         njoints = getattr(model, "njoints", None)
         self.skeleton = skeleton or Skeleton.for_joints(njoints or 16)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .checkpoint import atomic_path
 from .data.coco_format import keypoint_box
+from .predict import check_batch_size
 
 CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # MPEG-4 part 2 (players, not browsers) and Motion-JPEG
 
@@ -127,8 +128,7 @@ def predict_video(predictor: Callable, frames: Iterable[np.ndarray], box=None, t
     frames go to the predictor ``batch_size`` at a time."""
     if not (isinstance(threshold, numbers.Real) and 0 <= threshold <= 1):
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_batch_size(batch_size)
     if not (isinstance(padding, numbers.Real) and 0 < padding < math.inf):
         raise ValueError(f"padding must be a finite number > 0, got {padding!r}")
     box = None if box is None else tuple(float(v) for v in box)

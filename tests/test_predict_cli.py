@@ -17,7 +17,7 @@ from hgfast.cli import main
 from hgfast.data import crop, render
 from hgfast.models import StackedHourglass
 from hgfast.ops import MPII_FLIP_PERMUTATION, gaussian_heatmaps
-from hgfast.predict import Predictor, predict_crops
+from hgfast.predict import MAX_DARK_KERNEL, Predictor, dark_kernel_for, predict_crops
 
 TINY = ["model.nstack=1", "model.nfeat=16", "model.depth=2", "data.input_size=32", "data.image_size=48",
         "data.train_length=16", "data.val_length=8", "data.workers=0", "batch_size=4", "steps=2", "val_every=2",
@@ -62,6 +62,8 @@ def test_predictor_shapes_batching_and_boxes(workdir, image_file):
         Predictor(workdir / "best.safetensors", 32, "cpu", amp="fp8")
     with pytest.raises(ValueError, match="dark_kernel must be a positive odd int"):
         Predictor(workdir / "best.safetensors", 32, "cpu", refine="dark", dark_kernel=4)
+    # the kernel of a checkpoint's stored sigma: an absurd sigma gives the largest one, not an int too big for torch
+    assert [dark_kernel_for(s) for s in (0.1, 2, 3, 1e300)] == [3, 11, 17, MAX_DARK_KERNEL]
     dark, _ = Predictor(workdir / "best.safetensors", 32, "cpu", refine="dark", dark_kernel=3)(images)
     assert dark.shape == kp[:3].shape and np.isfinite(dark).all()
     with pytest.raises(ValueError, match="fused=True needs a hgfast StackedHourglass"):
@@ -455,6 +457,8 @@ def test_cli_video(workdir, clip, tmp_path, capsys):
                            "would replace an input"),  # the boxes file where the output JSON goes
                           ([str(clip), "--out", str(tmp_path / "file")], "is a file, not a folder"),
                           ([str(clip), "--batch-size", "0"], "--batch-size must be >= 1"),
+                          ([str(clip), "--no-track", "--batch-size", str(10 ** 23)], "--batch-size must be >= 1 and "
+                           "at most 65536"),
                           ([str(clip), "--track-threshold", "nan"], "--track-threshold must be in [0, 1]"),
                           ([str(clip), "--box-margin", "1e300"], "--box-margin must be a number from 0.01 to 100"),
                           ([str(clip), "--no-track", "--track-threshold", "0.5"], "not with --no-track"),
@@ -991,8 +995,12 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
     capsys.readouterr()
     (tmp_path / "plain").write_text("")
     (tmp_path / "folder.jpg").mkdir()
+    huge = str(10 ** 23 + 1)  # a number no int64 holds: it overflowed in torch or islice, or a traceback
     for argv, message in ((["--threads", "-1"], "--threads must be >= 0"),
+                          (["--threads", huge], "--threads must be >= 0 (0: torch's default) and at most 1024"),
                           (["--batch-size", "0"], "--batch-size must be >= 1"),
+                          (["--batch-size", huge], "--batch-size must be >= 1 and at most 65536"),
+                          (["--refine", "dark", "--dark-kernel", huge], "--dark-kernel must be a positive odd int"),
                           (["--thresholds", "0.5,abc"], "--thresholds must be comma-separated numbers > 0"),
                           (["--thresholds", "0"], "--thresholds must be"),
                           (["--json", str(tmp_path / "plain" / "e.json")], "plain is a file, not a folder"),
@@ -1007,7 +1015,10 @@ def test_cli_bad_inputs(workdir, tmp_path, capsys):
                           (["--box-margin", "1e300"], "--box-margin must be a number from 0.01 to 100"),
                           (["--input-size", "30"], "--input-size must be"),
                           (["--batch-size", "0"], "--batch-size must be >= 1"),
+                          (["--batch-size", huge], "--batch-size must be >= 1 and at most 65536"),
                           (["--refine", "dark", "--dark-kernel", "4"], "--dark-kernel must be a positive odd int"),
+                          (["--refine", "dark", "--dark-kernel", huge],
+                           "--dark-kernel must be a positive odd int up to 1023"),
                           *no_gpu):
         assert main(["predict", str(image), "--checkpoint", str(workdir / "best.safetensors"), *argv]) == 2
         assert f"hgfast predict: error: {message}" in capsys.readouterr().err, argv

@@ -84,7 +84,9 @@ def _cmd_eval(args) -> int:
     from ..eval.evaluate import check_nms_sigmas
     from ..eval.mpii_results import check_results_path
     from ..models import StackedHourglass
-    from ..predict import AMP_DTYPES, check_refine, dark_kernel_for, decoding_conventions, fast_inference
+    from ..predict import (AMP_DTYPES, check_batch_size, check_refine, dark_kernel_for, decoding_conventions,
+                           fast_inference)
+    from ..train.config import MAX_THREADS
     from ..visualize import save_predictions_picture
 
     workdir = Path(args.workdir) if args.workdir else None
@@ -98,10 +100,10 @@ def _cmd_eval(args) -> int:
             raise ValueError(f"--workdir {workdir} is a file: give the run's folder ({workdir.parent}), or the "
                              f"weights as --checkpoint")
         checkpoint_file(checkpoint)  # missing, or a folder: named before anything else
-        if args.threads < 0:
-            raise ValueError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if not 0 <= args.threads <= MAX_THREADS:
+            raise ValueError(f"--threads must be >= 0 (0: torch's default) and at most {MAX_THREADS}, got "
+                             f"{args.threads}")
+        check_batch_size(args.batch_size, "--batch-size")
         thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
         if config is None and args.preset is None:
             config = checkpoint.parent / "config.yaml"  # the training run's config beside its weights

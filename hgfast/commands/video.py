@@ -10,6 +10,7 @@ from .common import (IMAGE_SUFFIXES, add_predictor_args, boxes_min_score, build_
 
 def _cmd_video(args) -> int:
     from ..data.crop import box_overlaps
+    from ..predict import check_batch_size
     from ..smoothing import PeopleSmoother
     from ..video import VideoFrames, predict_video, predict_video_boxes, read_frame_boxes
 
@@ -18,8 +19,7 @@ def _cmd_video(args) -> int:
         threshold = 0.2 if args.track_threshold is None else args.track_threshold
         if not 0 <= threshold <= 1:
             raise ValueError(f"--track-threshold must be in [0, 1], got {threshold}")
-        if args.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        check_batch_size(args.batch_size, "--batch-size")
         images = [path for path in args.videos if Path(path).suffix.lower() in IMAGE_SUFFIXES]
         if images:
             raise ValueError(f"videos: {images[0]} is an image, not a video (OpenCV would read it as one frame, "

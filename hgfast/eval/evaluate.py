@@ -13,7 +13,7 @@ from ..data.coco_detections import COCODetections
 from ..data.mpii import MPII, scorable
 from ..data.skeleton import JOINT_NAMES, PCKH_JOINTS
 from ..ops import MPII_FLIP_PERMUTATION
-from ..predict import check_refine, decoding_conventions, predict_crops
+from ..predict import check_batch_size, check_refine, decoding_conventions, predict_crops
 from .oks import check_nms_threshold, coco_results, default_sigmas, oks_ap, oks_nms, person_scores
 from .pck import pck_auc, pck_table
 
@@ -37,9 +37,9 @@ def predict_dataset(model: nn.Module, dataset, batch_size: int = 32, workers: in
                          f"{dataset.augment_preset!r}): build it with augment_preset='none'")
     if len(dataset) == 0:
         raise ValueError("predict_dataset: dataset is empty")
-    if batch_size < 1 or workers < 0:
-        raise ValueError(f"predict_dataset: batch_size must be >= 1 and workers >= 0, got {batch_size} and "
-                         f"{workers}")
+    check_batch_size(batch_size, "predict_dataset: batch_size")
+    if workers < 0:
+        raise ValueError(f"predict_dataset: workers must be >= 0, got {workers}")
     permutation = getattr(dataset, "flip_permutation", MPII_FLIP_PERMUTATION)
     if flip and permutation is None:
         raise ValueError("predict_dataset: flip=True, but the dataset's skeleton has no flip permutation")

@@ -19,6 +19,9 @@ from ..data.crop import MAX_CROP_SIDE, checked_margin, crop_size
 from ..predict import INPUT_NORMS
 
 
+MAX_THREADS = 1024  # torch.set_num_threads: more is a typo (and overflows its int past 2**63)
+
+
 class ConfigError(ValueError):
     """A bad configuration key or value (the message names the key)."""
 
@@ -367,8 +370,9 @@ def validate(cfg: Config) -> None:
                           f"{cfg.optim.gamma!r}")
     if not str(cfg.workdir).strip():
         raise ConfigError("config key 'workdir' is empty: give the folder the run writes (--workdir)")
-    if cfg.threads > 1024:
-        raise ConfigError(f"config key 'threads' must be at most 1024 (torch's CPU threads), got {cfg.threads!r}")
+    if cfg.threads > MAX_THREADS:
+        raise ConfigError(f"config key 'threads' must be at most {MAX_THREADS} (torch's CPU threads), got "
+                          f"{cfg.threads!r}")
     for key in ("optim.milestones", "val_thresholds", "data.oks_sigmas"):
         if not all(v > 0 for v in flat[key]):
             raise ConfigError(f"config key {key!r} must hold numbers > 0, got {flat[key]!r}")
