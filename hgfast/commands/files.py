@@ -1,4 +1,5 @@
-"""Commands on files alone, no model: ``hgfast score`` (predictions against annotations) and ``hgfast convert-mpii``."""
+"""Commands on files alone, no model: ``hgfast score`` (predictions against annotations), ``hgfast convert-mpii``
+and ``hgfast mpii-submission``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,6 +74,27 @@ def _cmd_convert_mpii(args) -> int:
     return 0
 
 
+def _cmd_mpii_submission(args) -> int:
+    from ..eval.mpii_submission import MIN_CORRELATION, write_mpii_submission
+
+    out = Path(args.out)
+    try:
+        if out.suffix.lower() != ".mat":
+            raise ValueError(f"--out {out} must be a .mat file (MPII's server reads MATLAB files)")
+        check_outputs([args.predictions, args.annotations, args.release], [("--out", [out])])
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"--out {out} exists; give --overwrite to replace it")
+        written = write_mpii_submission(args.predictions, args.annotations, args.release, out)
+    except (ValueError, OSError, ImportError) as exc:
+        return fail("mpii-submission", exc)
+    print(f"wrote {out}: {people_text(written['people'])} in {written['images']} test images")
+    low = [f"{axis} {c:.2f}" for axis, c in zip("xy", written["correlation"]) if not c >= MIN_CORRELATION]
+    if low:
+        print(f"warning: the thorax predictions correlate little with the people's positions ({', '.join(low)}): "
+              f"are the predictions in {args.annotations}' row order, and for that split?")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("score", help="PCK / PCKh of an MPII-style predictions file, or OKS AP of a COCO results "
                        "file (hgfast eval --results, or another model's) against an annotation file: no model, no "
@@ -109,3 +131,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the h5 files (e.g. /data/mpii/annot)")
     p.add_argument("--overwrite", action="store_true", help="replace h5 files already there")
     p.set_defaults(func=_cmd_convert_mpii)
+    p = sub.add_parser("mpii-submission", help="MPII's test-set submission file (pred_keypoints_mpii.mat) from "
+                       "predictions of the test split (hgfast eval --results test_preds.h5): no model, no images")
+    p.add_argument("predictions", help="predictions of every row of --annotations ('preds' (N, 16, 2) in its "
+                   "coordinates and row order, checked as hgfast score checks them)")
+    p.add_argument("--annotations", required=True, help="the test split's h5 file, with MPII's 'index' / 'person' "
+                   "numbers (pose-hg-train's annot/test.h5, or convert-mpii's)")
+    p.add_argument("--release", required=True, help="MPII's mpii_human_pose_v1_u12_1.mat (needs scipy: pip install "
+                   "'hgfast[mat]')")
+    p.add_argument("--out", required=True, help="the submission file to write (e.g. pred_keypoints_mpii.mat)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_mpii_submission)

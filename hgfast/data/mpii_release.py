@@ -35,7 +35,7 @@ SAME_PERSON_PIXELS = 2.0  # a validation file's joint farther than this from the
 # (pose-hg-train's h5 files hold the release's joints cut to whole pixels, so up to 1 pixel apart)
 
 
-def _items(value) -> list:
+def matlab_items(value) -> list:
     """The elements of a MATLAB array as scipy reads it (unsqueezed; a struct array's as ``np.void`` records;
     ``[]`` for an empty one)."""
     if value is None:
@@ -48,7 +48,7 @@ def _items(value) -> list:
 
 def _number(value) -> float | None:
     """A MATLAB scalar (a number, or a number written as text) as a float; None where it is empty."""
-    items = _items(value)
+    items = matlab_items(value)
     if not items:
         return None
     if len(items) != 1:
@@ -59,7 +59,7 @@ def _number(value) -> float | None:
         raise ValueError(f"expected a number, got {items[0]!r}") from None
 
 
-def _field(struct, name: str):
+def matlab_field(struct, name: str):
     """A struct's field (a record's, as scipy reads MATLAB structs); None where it has none."""
     names = getattr(getattr(struct, "dtype", None), "names", None)
     return struct[name] if names and name in names else None
@@ -67,20 +67,20 @@ def _field(struct, name: str):
 
 def _image_name(image) -> str:
     """An ``annolist`` entry's ``image.name`` ("" where it has none)."""
-    names = [n for i in _items(_field(image, "image")) for n in _items(_field(i, "name"))]
+    names = [n for i in matlab_items(matlab_field(image, "image")) for n in matlab_items(matlab_field(i, "name"))]
     return str(names[0]) if len(names) == 1 else ""
 
 
 def _joints(annopoints, where: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``(part (16, 2), visible (16,))`` of a person's ``annopoints``; None where it has no joints."""
-    points = [p for a in _items(annopoints) for p in _items(_field(a, "point"))]
+    points = [p for a in matlab_items(annopoints) for p in matlab_items(matlab_field(a, "point"))]
     if not points:
         return None
     part, visible, seen = np.zeros((NUM_JOINTS, 2)), np.zeros(NUM_JOINTS), set()
     for p in points:
         try:
-            joint, x, y = (_number(_field(p, k)) for k in ("id", "x", "y"))
-            flag = _number(_field(p, "is_visible"))
+            joint, x, y = (_number(matlab_field(p, k)) for k in ("id", "x", "y"))
+            flag = _number(matlab_field(p, "is_visible"))
         except ValueError as exc:
             raise ValueError(f"{where}: a joint's id, x, y or is_visible: {exc}") from None
         if joint is None or not joint.is_integer() or not 0 <= joint < NUM_JOINTS or joint in seen:
@@ -95,10 +95,10 @@ def _joints(annopoints, where: str) -> tuple[np.ndarray, np.ndarray] | None:
 def _person(rect, where: str, train: bool) -> dict | None:
     """One ``annorect`` as h5 fields (module docstring); None for a person without a position, or without joints in
     a training image."""
-    objpos = _items(_field(rect, "objpos"))
+    objpos = matlab_items(matlab_field(rect, "objpos"))
     try:
-        scale = _number(_field(rect, "scale"))
-        x, y = (_number(_field(objpos[0], k)) for k in "xy") if len(objpos) == 1 else (None, None)
+        scale = _number(matlab_field(rect, "scale"))
+        x, y = (_number(matlab_field(objpos[0], k)) for k in "xy") if len(objpos) == 1 else (None, None)
     except ValueError as exc:
         raise ValueError(f"{where}: objpos / scale: {exc}") from None
     if scale is None or x is None or y is None:
@@ -106,22 +106,21 @@ def _person(rect, where: str, train: bool) -> dict | None:
     person = {"center": np.array([x, y + 15 * scale]), "scale": scale * 1.25}
     if not train:
         return person
-    joints = _joints(_field(rect, "annopoints"), where)
+    joints = _joints(matlab_field(rect, "annopoints"), where)
     if joints is None:
         return None
     try:
-        box = [_number(_field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
+        box = [_number(matlab_field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
     except ValueError as exc:
         raise ValueError(f"{where}: head box: {exc}") from None
     normalize = 0.0 if None in box else HEAD_BOX_FACTOR * float(np.hypot(box[2] - box[0], box[3] - box[1]))
     return {**person, "part": joints[0], "visible": joints[1], "normalize": normalize}
 
 
-def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[dict, dict[str, int]]:
-    """``({"train": fields, "test": fields}, left_out)``: the people of MPII's release file by split (module
-    docstring), in the file's order: ``imgname``, ``center``, ``scale``, ``index``, ``person`` and, for ``train``,
-    ``part``, ``visible``, ``normalize``; ``single_person``: only the people ``RELEASE.single_person`` lists.
-    ``left_out`` counts per split the people without a position, or without joints in a training image."""
+def load_release(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.void]:
+    """``(annolist, img_train, release)``: MPII's release file as scipy reads it (``annolist`` the (1, N) struct
+    array of images, ``img_train`` (N,) 0 / 1, ``release`` the ``RELEASE`` record); FileNotFoundError,
+    ImportError (no scipy) or ValueError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MPII release file not found: {path}")
@@ -133,23 +132,33 @@ def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[
         data = loadmat(path, variable_names=["RELEASE"])
     except Exception as exc:  # scipy's for a file it cannot read (a v7.3 file among them)
         raise ValueError(f"{path} is not a MATLAB v5 file scipy can read (MPII's release is one): {exc!r}") from exc
-    release = _items(data.get("RELEASE"))
-    images = _items(_field(release[0], "annolist")) if len(release) == 1 else []
-    if not images:
+    release = matlab_items(data.get("RELEASE"))
+    annolist = matlab_field(release[0], "annolist") if len(release) == 1 else None
+    if not matlab_items(annolist) or annolist.dtype.names is None:
         raise ValueError(f"{path} has no RELEASE.annolist: not MPII's release ({RELEASE_FILE})")
-    flags = np.asarray(_items(_field(release[0], "img_train")), dtype=float)
-    if flags.shape != (len(images),) or not np.isin(flags, (0, 1)).all():
-        raise ValueError(f"{path}: RELEASE.img_train must be 0 or 1 for each of the {len(images)} images")
-    chosen = _items(_field(release[0], "single_person"))
+    flags = np.asarray(matlab_items(matlab_field(release[0], "img_train")), dtype=float)
+    if flags.shape != (annolist.size,) or not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"{path}: RELEASE.img_train must be 0 or 1 for each of the {annolist.size} images")
+    return annolist, flags, release[0]
+
+
+def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[dict, dict[str, int]]:
+    """``({"train": fields, "test": fields}, left_out)``: the people of MPII's release file by split (module
+    docstring), in the file's order: ``imgname``, ``center``, ``scale``, ``index``, ``person`` and, for ``train``,
+    ``part``, ``visible``, ``normalize``; ``single_person``: only the people ``RELEASE.single_person`` lists.
+    ``left_out`` counts per split the people without a position, or without joints in a training image."""
+    annolist, flags, release = load_release(path)
+    images = matlab_items(annolist)
+    chosen = matlab_items(matlab_field(release, "single_person"))
     if single_person and len(chosen) != len(images):
         raise ValueError(f"{path}: RELEASE.single_person has {len(chosen)} entries for {len(images)} images")
     rows, left_out = {"train": [], "test": []}, {"train": 0, "test": 0}
     for i, image in enumerate(images):
         split = "train" if flags[i] else "test"
-        name, rects = _image_name(image), _items(_field(image, "annorect"))
+        name, rects = _image_name(image), matlab_items(matlab_field(image, "annorect"))
         if rects and not name:
             raise ValueError(f"{path}: image {i} (0-based) has people but no image.name")
-        keep = {int(n) - 1 for n in _items(chosen[i])} if single_person else range(len(rects))
+        keep = {int(n) - 1 for n in matlab_items(chosen[i])} if single_person else range(len(rects))
         for j, rect in enumerate(rects):
             if j not in keep:
                 continue

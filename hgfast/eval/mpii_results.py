@@ -160,16 +160,11 @@ def _matlab_predictions(path: Path, where: str) -> dict:
     return {"preds": preds.astype(np.float64)}
 
 
-def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike,
-                           thresholds=(0.5, 0.1), inclusive: bool = False) -> dict:
-    """The PCK table (``evaluate``'s: MPII's skeleton → PCKh with the 14-joint means) of a predictions file
-    against an MPII-style annotation file, row by row in the coordinates both share (no image is read);
-    ``inclusive``: ``<=`` instead of ``<`` (HRNet's and MPII's Matlab test). What the predictions file says about
-    its rows must match the annotations (a file of another split, order or skeleton is refused): its ``imgname``,
-    ``center`` and ``scale`` (which tell two people of one image apart) and ``joint_names``, where it has them.
-    ValueError too where no sample has ground truth. MPII's skeleton also gets ``auc`` (``pck_auc``, 0 to 0.5)."""
-    from .evaluate import scored_pck_table
-
+def matched_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike):
+    """``(preds (N, K, 2), annotations' fields, skeleton)`` of a predictions file whose rows are checked against an
+    MPII-style annotation file: what the predictions file says about them must match (a file of another split,
+    order or skeleton is refused): its ``imgname``, ``center`` and ``scale`` (which tell two people of one image
+    apart) and ``joint_names``, where it has them."""
     preds, ann = read_mpii_predictions(predictions), read_annotations(annotations)
     n, k = ann["part"].shape[:2]
     if preds["preds"].shape != (n, k, 2):
@@ -190,11 +185,23 @@ def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os
             i = int(differ[0])
             raise ValueError(f"predictions file {predictions}: row {i} has {key} {preds[key][i].tolist()!r}, "
                              f"{annotations} {ann[key][i].tolist()!r} (another split, or rows in another order)")
+    return preds["preds"], ann, skeleton
+
+
+def score_mpii_predictions(predictions: str | os.PathLike, annotations: str | os.PathLike,
+                           thresholds=(0.5, 0.1), inclusive: bool = False) -> dict:
+    """The PCK table (``evaluate``'s: MPII's skeleton → PCKh with the 14-joint means) of a predictions file
+    against an MPII-style annotation file, row by row in the coordinates both share (no image is read; rows
+    checked by ``matched_predictions``); ``inclusive``: ``<=`` instead of ``<`` (HRNet's and MPII's Matlab test).
+    ValueError too where no sample has ground truth. MPII's skeleton also gets ``auc`` (``pck_auc``, 0 to 0.5)."""
+    from .evaluate import scored_pck_table
+
+    preds, ann, skeleton = matched_predictions(predictions, annotations)
     why = no_ground_truth(ann, annotations)
     if why:
         raise ValueError(f"nothing to score: {why}")
     mpii = skeleton.names == JOINT_NAMES  # means over PCKh's 14 joints (pck_table's default), and the AUC
-    table = scored_pck_table(preds["preds"], ann["part"], annotated_joints(ann["part"]), ann["normalize"],
+    table = scored_pck_table(preds, ann["part"], annotated_joints(ann["part"]), ann["normalize"],
                              thresholds, skeleton=skeleton, inclusive=inclusive, auc_upper=0.5 if mpii else None)
-    table["samples"] = n
+    table["samples"] = len(preds)
     return table
