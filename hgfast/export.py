@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -70,6 +71,10 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"ONNX export needs onnx and onnxscript (pip install 'hgfast[onnx]'): {exc}") from exc
+    if not isinstance(model, StackedHourglass):
+        raise TypeError(f"export_onnx: model must be a StackedHourglass, got {type(model).__name__}")
+    if not isinstance(opset, numbers.Integral) or isinstance(opset, bool):  # a float opset breaks the exporter
+        raise TypeError(f"export_onnx: opset must be an int, got {opset!r}")
     height, width = crop_size(input_size, "input_size", model.input_multiple)
     plain = unfused(model)  # a CPU copy: the caller's model stays where it is
     if last_stack:
@@ -79,7 +84,7 @@ def export_onnx(model: StackedHourglass, path: str | os.PathLike, input_size=256
     with atomic_path(path) as tmp:
         with _quiet_exporter():
             program = torch.onnx.export(plain, (example,), input_names=["image"], output_names=["heatmaps"],
-                                        dynamo=True, opset_version=opset, verbose=False,
+                                        dynamo=True, opset_version=int(opset), verbose=False,
                                         dynamic_shapes=({0: torch.export.Dim("batch")},))
         program.save(tmp)
         written = next((o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")), None)

@@ -57,6 +57,20 @@ def test_unsupported_onnx_opset_is_refused(tmp_path, caplog):
     assert not [r for r in caplog.records if r.exc_info], "a logged traceback"
 
 
+@pytest.mark.parametrize("model,opset,message", [("linear", 18, "model must be a StackedHourglass, got Linear"),
+                                                  ("hg", 18.0, "opset must be an int, got 18.0"),
+                                                  ("hg", "18", "opset must be an int, got '18'")])
+def test_export_onnx_bad_arguments_are_named(tmp_path, model, opset, message):
+    """Before any export: a float opset used to fail deep in the exporter and break every later export."""
+    from hgfast import StackedHourglass
+    from hgfast.export import export_onnx
+
+    net = torch.nn.Linear(2, 2) if model == "linear" else StackedHourglass(nstack=1, nfeat=16, depth=2)
+    with pytest.raises(TypeError, match=message):
+        export_onnx(net, tmp_path / "m.onnx", 64, opset=opset, check=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 @pytest.mark.parametrize("args,message", [(["--nfeat", "255"], "nfeat"), (["--nstack", "0"], "nstack"),
                                           (["--input", "0"], "--input: expected S or HEIGHTxWIDTH"),
                                           (["--input", "128x96"], "--input must be S or (height, width), positive "
