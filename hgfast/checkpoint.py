@@ -34,9 +34,12 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     temporary name ends in ``path``'s suffix, for writers that choose the format by it (OpenCV's video writer);
     otherwise in ``.tmp`` (so that, e.g., onnx writes its binary format whatever ``path`` is called).
 
-    The result gets the permissions a normal write would (mkstemp alone would leave it at 0600).
+    The result gets the permissions a normal write would (mkstemp alone would leave it at 0600). A folder at
+    ``path`` is an IsADirectoryError naming it, before anything is written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder (give a file path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)

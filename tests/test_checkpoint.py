@@ -231,6 +231,14 @@ def test_partial_hgfast_file_reports_missing_keys_using_the_stored_config(tmp_pa
     assert StackedHourglass.from_checkpoint(state, strict=False, **older).config == model.config
 
 
+def test_saving_onto_a_folder_names_it_and_leaves_no_temporary_file(tmp_path):
+    """Was an IsADirectoryError naming the temporary file beside it, raised after the whole write."""
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*out: it is a folder \(give a file path\)"):
+        StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1).save(tmp_path / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not list((tmp_path / "out").iterdir())
+
+
 def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
     """onnx and others choose a format by the name they write to: the temporary file ends in .tmp unless a writer
     (OpenCV's video writer) needs the suffix."""
