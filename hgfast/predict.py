@@ -135,8 +135,11 @@ def checkpoint_settings(path: str | os.PathLike) -> dict:
 
         source = path.parent / "config.yaml"
         stored = load_yaml(source).get("data", {})
-    if not stored:
-        return {}
+    return checked_settings(stored, source) if stored else {}
+
+
+def checked_settings(stored, source) -> dict:
+    """The ``INFERENCE_KEYS`` of the mapping ``stored``, converted and checked (a ValueError naming ``source``)."""
     if not isinstance(stored, dict):
         raise ValueError(f"{source}: the training data settings must be a mapping, got {stored!r}")
     try:

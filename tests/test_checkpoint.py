@@ -239,6 +239,21 @@ def test_saving_onto_a_folder_names_it_and_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(inference={"input_size": -3}), ValueError, r"save: inference: bad training data setting \(input_size"),
+    (dict(inference={"input_size": 100}), ValueError, "save: inference input_size must be .* multiples of 8"),
+    (dict(inference={"sigma": float("nan")}), ValueError, "training data setting 'sigma' must be finite"),
+    (dict(inference={"input_norm": "imagenet"}), ValueError, "input_norm must be one of"),
+    (dict(inference={"size": object()}), ValueError, "inference must be a mapping with keys among"),
+    (dict(inference=[1, 2]), ValueError, "inference must be a mapping"),
+    (dict(skeleton="mpii"), TypeError, "skeleton must be a hgfast.data.Skeleton, got str")])
+def test_save_refuses_settings_that_from_checkpoint_would_refuse(tmp_path, kwargs, error, message):
+    """Was: written (input_size -3: a file from_checkpoint then refused), or an AttributeError / a JSON TypeError."""
+    with pytest.raises(error, match=message):
+        StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1).save(tmp_path / "m.safetensors", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
 def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
     """onnx and others choose a format by the name they write to: the temporary file ends in .tmp unless a writer
     (OpenCV's video writer) needs the suffix."""

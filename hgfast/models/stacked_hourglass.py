@@ -128,9 +128,23 @@ class StackedHourglass(nn.Module):
         (``checkpoint_skeleton``, ``checkpoint_inference``), so a loaded model saved elsewhere keeps them. A peer's
         ``checkpoint_layout`` is stored too, so its converted weights still decode as the peer's."""
         from ..checkpoint import save_weights
+        from ..data.crop import crop_size
+        from ..data.skeleton import Skeleton
+        from ..predict import INFERENCE_KEYS, check_input_norm, checked_settings
 
+        if skeleton is not None and not isinstance(skeleton, Skeleton):
+            raise TypeError(f"save: skeleton must be a hgfast.data.Skeleton, got {type(skeleton).__name__}")
         if skeleton is not None and skeleton.num_joints != self.njoints:
             raise ValueError(f"save: skeleton has {skeleton.num_joints} joints, the model {self.njoints}")
+        if inference is not None:  # what from_checkpoint and Predictor will accept
+            if not isinstance(inference, Mapping) or not set(inference) <= set(INFERENCE_KEYS):
+                raise ValueError(f"save: inference must be a mapping with keys among {sorted(INFERENCE_KEYS)}, "
+                                 f"got {inference!r}")
+            settings = checked_settings(dict(inference), "save: inference")
+            if "input_size" in settings:
+                crop_size(settings["input_size"], "save: inference input_size", self.input_multiple)
+            if "input_norm" in settings:
+                check_input_norm(settings["input_norm"])
         layout = getattr(self, "checkpoint_layout", "hgfast")
         save_weights(self.state_dict(), path, config=self.config,
                      skeleton=getattr(self, "checkpoint_skeleton", None) if skeleton is None else skeleton.to_dict(),
