@@ -254,6 +254,21 @@ def test_save_refuses_settings_that_from_checkpoint_would_refuse(tmp_path, kwarg
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("bad", ["str", "complex", "none", "int"])
+def test_from_checkpoint_names_a_source_that_is_no_state_dict(bad):
+    """Was: TypeError "'NoneType' object is not iterable", AttributeError, or complex weights loaded silently."""
+    state = StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1).state_dict()
+    if bad in ("none", "int"):
+        with pytest.raises(TypeError, match="source must be a checkpoint path or a state dict, got " +
+                           ("NoneType" if bad == "none" else "int")):
+            StackedHourglass.from_checkpoint(None if bad == "none" else 5)
+        return
+    w = state["stem.conv.weight"]
+    state["stem.conv.weight"] = "weights" if bad == "str" else w.to(torch.complex64)
+    with pytest.raises(ValueError, match=r"source must map names to real tensors, got .* for \['stem.conv.weight'\]"):
+        StackedHourglass.from_checkpoint(state)
+
+
 def test_atomic_path_keeps_the_suffix_only_when_asked(tmp_path):
     """onnx and others choose a format by the name they write to: the temporary file ends in .tmp unless a writer
     (OpenCV's video writer) needs the suffix."""

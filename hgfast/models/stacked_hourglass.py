@@ -172,6 +172,14 @@ class StackedHourglass(nn.Module):
                               to_hgfast_layout)
 
         from_file = isinstance(source, (str, os.PathLike))
+        if not from_file:
+            if not isinstance(source, Mapping):
+                raise TypeError(f"from_checkpoint: source must be a checkpoint path or a state dict, got "
+                                f"{type(source).__name__}")
+            bad = [k for k, v in source.items() if not isinstance(v, Tensor) or v.is_complex()]
+            if bad:
+                raise ValueError(f"from_checkpoint: source must map names to real tensors, got "
+                                 f"{type(source[bad[0]]).__name__} {str(source[bad[0]])[:40]!r} for {bad[:5]}")
         state, stored_config = load_state_dict(source) if from_file else (dict(source), {})
         metadata = read_metadata(source) if from_file else {}
         layout = detect_layout(strip_wrappers(state))
