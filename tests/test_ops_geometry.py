@@ -142,6 +142,8 @@ NAN, INF = float("nan"), float("inf")
     (dict(center=[[0.0, 0.0], [NAN, 1.0]]), "center must be finite"),
     (dict(center=[[0.0, -INF], [0.0, 1.0]]), "center"),
     (dict(pixel_std=0.0), "pixel_std"),
+    (dict(scale=1e-320), "scale 1e-320 is too small or too large for torch.float64"),  # a NaN matrix before
+    (dict(scale=1e306), "scale 1e[+]306 is too small or too large"),  # a zero matrix, a linalg error before
 ])
 def test_transforms_reject_degenerate_boxes(device, kwargs, match):
     if device == "cuda" and not torch.cuda.is_available():
@@ -157,3 +159,5 @@ def test_transforms_reject_degenerate_boxes(device, kwargs, match):
     ok = dict(box, center=torch.zeros(2, 2, device=device), scale=torch.full((2,), 1e-6, device=device),
               rotation=torch.full((2,), 1e6, device=device), pixel_std=200.0)
     assert crop_matrix(**ok).isfinite().all()  # tiny boxes and big angles are fine
+    with pytest.raises(ValueError, match="scale 1e-40 is too small"):  # fine in float64, not in float32
+        crop_matrix(torch.zeros(2, 2, device=device), 1e-40)

@@ -23,17 +23,22 @@ def _batch(name, value, B, shape, ref):
     return t
 
 
-def _finite(c, s, r):
-    """ValueError unless center and rotation are finite and 0 < scale < inf. One reduction (log s is finite iff
-    0 < s < inf): one host sync on CUDA; skipped while a CUDA graph is captured (it cannot sync)."""
+def _finite(c, s, r, k):
+    """ValueError unless center and rotation are finite and 0 < scale < inf with the zoom k = H / (pixel_std ·
+    scale) and 1 / k finite in c's dtype (else the matrix or its inverse has NaN/Inf). One reduction (log k +
+    log 1/k is finite iff 0 < k < inf and 1/k < inf): one host sync on CUDA; skipped while a CUDA graph is captured
+    (it cannot sync)."""
     if c.is_cuda and torch.cuda.is_current_stream_capturing():
         return
-    if math.isfinite((c.sum() + r.sum() + s.log().sum()).item()):
+    if math.isfinite((c.sum() + r.sum() + k.log().sum() + k.reciprocal().log().sum()).item()):
         return
-    for name, v, ok in (("center", c, torch.isfinite(c)), ("scale", s, torch.isfinite(s) & (s > 0)),
-                        ("rotation", r, torch.isfinite(r))):
+    for name, v, ok in (("center", c, torch.isfinite(c)), ("rotation", r, torch.isfinite(r)),
+                        ("scale", s, torch.isfinite(s) & (s > 0))):
         if not ok.all():
             raise ValueError(f"{name} must be finite{' and > 0' if name == 'scale' else ''}, got {v[~ok][0].item()}")
+    bad = s[~(torch.isfinite(k) & torch.isfinite(k.reciprocal()) & (k > 0))][0].item()
+    raise ValueError(f"scale {bad:.3g} is too small or too large for {c.dtype}: the crop's zoom size / (pixel_std · "
+                     f"scale) or its inverse overflows")
 
 
 def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
@@ -44,13 +49,13 @@ def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
     B = c.shape[0]
     s = _batch("scale", scale, B, (), c)
     r = _batch("rotation", rotation, B, (), c)
-    _finite(c, s, r)
     H, W = _checks.size(size)
     if not (isinstance(pixel_std, (int, float)) and 0 < pixel_std < math.inf):
         raise ValueError(f"pixel_std must be a finite number > 0, got {pixel_std!r}")
+    k = H / (pixel_std * s)
+    _finite(c, s, r, k)
     theta = -r * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
-    k = H / (pixel_std * s)
     A = k[:, None, None] * torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     t = torch.tensor([W / 2.0, H / 2.0], dtype=c.dtype, device=c.device) - (A @ c.unsqueeze(-1)).squeeze(-1)
     return torch.cat([A, t.unsqueeze(-1)], dim=-1)
