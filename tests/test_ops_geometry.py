@@ -1,5 +1,6 @@
 """Affine maps between image and heatmap coordinates, and flip-test helpers."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -119,6 +120,9 @@ def test_flip_permutation_and_errors():
         flip_test(np.zeros((1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
     with pytest.raises(ValueError, match="matrix"):
         transform_points(torch.zeros(2, 3, 2), torch.zeros(3, 2, 3))
+    for shape in ((2, 2, 2), (2, 2, 4), (2, 3, 3)):  # (B, 2, 2) and (B, 2, 4) were returned "inverted" as such
+        with pytest.raises(ValueError, match=rf"matrix must have shape \(B, 2, 3\), got {re.escape(str(shape))}"):
+            invert_affine(torch.eye(*shape[1:]).expand(shape))
     with pytest.raises(ValueError, match="scale"):
         crop_matrix(torch.zeros(2, 2), torch.ones(3))
     with pytest.raises(ValueError, match="center"):

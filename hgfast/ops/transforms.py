@@ -61,9 +61,17 @@ def crop_matrix(center, scale, rotation=0.0, size=(64, 64), pixel_std=200.0):
     return torch.cat([A, t.unsqueeze(-1)], dim=-1)
 
 
+def _affine(matrix, B=None):
+    """Check that ``matrix`` is a float tensor of shape (B, 2, 3) (any B when None)."""
+    _checks.tensor("matrix", matrix, (3,))
+    if matrix.shape[1:] != (2, 3) or B is not None and matrix.shape[0] != B:
+        raise ValueError(f"matrix must have shape ({'B' if B is None else B}, 2, 3), got {tuple(matrix.shape)}")
+    return matrix
+
+
 def invert_affine(matrix):
     """Inverse of (B,2,3) affine maps."""
-    _checks.tensor("matrix", matrix, (3,))
+    _affine(matrix)
     A, t = matrix[..., :2], matrix[..., 2:]
     Ai = torch.linalg.inv(A)
     return torch.cat([Ai, -Ai @ t], dim=-1)
@@ -72,9 +80,7 @@ def invert_affine(matrix):
 def transform_points(points, matrix):
     """Apply (B,2,3) affine maps to points (B,...,2) → (B,...,2)."""
     _checks.tensor("points", points, range(2, 8), last=2)
-    _checks.tensor("matrix", matrix, (3,))
-    if matrix.shape[1:] != (2, 3) or matrix.shape[0] != points.shape[0]:
-        raise ValueError(f"matrix must have shape ({points.shape[0]}, 2, 3), got {tuple(matrix.shape)}")
+    _affine(matrix, points.shape[0])
     p = points.reshape(points.shape[0], math.prod(points.shape[1:-1]), 2).to(matrix.dtype)  # -1 fails for B = 0
     out = p @ matrix[:, :, :2].transpose(1, 2) + matrix[:, None, :, 2]
     return out.reshape(points.shape)
