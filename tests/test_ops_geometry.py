@@ -111,7 +111,8 @@ def test_flip_permutation_and_errors():
     for bad in ([(0, 1), (1, 2)], [(0, 5)], [(1, 1)], [(0, 1, 2)], [(0.0, 1)], [3]):  # was garbage or an IndexError
         with pytest.raises(ValueError, match=r"flip pairs must be pairs of two different joints in range\(3\)"):
             flip_permutation(bad, 3)
-    for bad in ((0, 0, 1), (1, 2, 0)):  # not a permutation; a cycle, not pairs swapped
+    # not a permutation; a cycle, not pairs swapped; not ints (were truncated to (1, 0, 2), or a TypeError)
+    for bad in ((0, 0, 1), (1, 2, 0), (1.5, 0.5, 2.5), torch.tensor([1.0, 0.0, 2.0]), "abc", None, [[1, 0, 2]]):
         with pytest.raises(ValueError, match=r"permutation must swap pairs of range\(3\)"):
             flip_heatmaps(torch.zeros(1, 3, 4, 4), bad)
     with pytest.raises(ValueError, match="heatmaps_flipped"):

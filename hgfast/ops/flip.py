@@ -30,11 +30,16 @@ def flip_permutation(pairs, num_joints):
 
 
 def checked_flip_permutation(permutation, K, device="cpu", name: str = "permutation") -> torch.Tensor:
-    """``permutation`` as a long tensor on ``device``: it must swap pairs of range(K) (an involution), else a
+    """``permutation`` as a long tensor on ``device``: integers that swap pairs of range(K) (an involution), else a
     ValueError naming it as ``name``."""
-    p = torch.as_tensor(permutation, dtype=torch.long, device="cpu")  # checked on the host: no device sync
+    try:
+        p = torch.as_tensor(permutation, device="cpu")  # checked on the host: no device sync
+    except (TypeError, ValueError, RuntimeError):
+        p = None
+    ints = p is not None and (p.numel() == 0 or not (p.is_floating_point() or p.is_complex() or p.dtype == torch.bool))
+    p = p.long() if ints else None  # 1.5 would be truncated to 1
     identity = torch.arange(K)
-    if p.dim() != 1 or p.shape[0] != K or not torch.equal(p.sort().values, identity) or \
+    if p is None or p.dim() != 1 or p.shape[0] != K or not torch.equal(p.sort().values, identity) or \
             not torch.equal(p[p], identity):
         raise ValueError(f"{name} must swap pairs of range({K}) (a left/right flip's joint order, an "
                          f"involution), got {permutation!r}")
