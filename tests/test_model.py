@@ -103,6 +103,24 @@ def test_integer_input_raises():
         StackedHourglass(nstack=1, nfeat=8, njoints=2)(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_input_of_another_dtype_than_the_model_raises(dtype):
+    """Was torch's "Input type (double) and bias type (float) should be the same" from inside the stem."""
+    model = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1).eval()
+    with pytest.raises(TypeError, match=f"x is {dtype} but the model's parameters are torch.float32"):
+        model(torch.rand(1, 3, 64, 64, dtype=dtype))
+    assert model.to(dtype)(torch.rand(1, 3, 64, 64, dtype=dtype)).dtype == dtype  # matching dtypes run
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts, as for a plain convolution
+        assert model.float()(torch.rand(1, 3, 64, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_input_on_another_device_than_the_model_raises():
+    """Was torch's "Tensor on device cpu is not on the expected device meta!" (or cuda vs cpu) from the stem."""
+    model = StackedHourglass(nstack=1, nfeat=8, njoints=2, depth=1)
+    with pytest.raises(ValueError, match="x is on meta but the model on cpu: move one of them"):
+        model(torch.rand(1, 3, 64, 64, device="meta"))
+
+
 @pytest.mark.parametrize("kwargs,match", [({"nstack": 0}, "nstack"), ({"nfeat": 7}, "nfeat"),
                                           ({"njoints": 2.5}, "njoints")])
 def test_bad_constructor_arguments_raise(kwargs, match):

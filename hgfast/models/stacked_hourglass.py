@@ -101,6 +101,13 @@ class StackedHourglass(nn.Module):
                              f"(stride-4 stem, then {self.depth} halvings), got {h}x{w}")
         if x.shape[0] == 0:
             raise ValueError("StackedHourglass: x is an empty batch (B = 0)")
+        weight = self.stem.conv.weight
+        if x.device != weight.device:
+            raise ValueError(f"StackedHourglass: x is on {x.device} but the model on {weight.device}: move one of "
+                             f"them (x.to(device) or model.to(device))")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"StackedHourglass: x is {x.dtype} but the model's parameters are {weight.dtype}: convert "
+                            f"one of them (x.to(dtype) or model.to(dtype)) or run under torch.autocast")
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
