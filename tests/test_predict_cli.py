@@ -221,9 +221,12 @@ def test_predictor_bad_inputs(workdir, tmp_path):
         Predictor(workdir / "best.safetensors", input_size=30)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         Predictor(tmp_path / "missing.safetensors")
-    for margin in (0, float("inf"), float("nan"), 1e300, 1e-300):  # 1e300: the crop's scale overflowed float32
-        with pytest.raises(ValueError, match="box_margin must be a number from 0.01 to 100"):
+    for margin in (0, float("inf"), float("nan"), 1e300, 1e-300, "1.25", [1.25]):  # 1e300: its crop scale
+        with pytest.raises(ValueError, match="box_margin must be a number from 0.01 to 100"):  # overflowed float32
             Predictor(workdir / "best.safetensors", box_margin=margin)
+    for size in (0, 2.5, "8", True):  # 2.5 was a TypeError at the first call, "8" one from a comparison
+        with pytest.raises(ValueError, match=r"batch_size must be >= 1 and at most 65536 \(an int\), got "):
+            Predictor(workdir / "best.safetensors", batch_size=size)
 
 
 def test_cli_eval(workdir, capsys):
