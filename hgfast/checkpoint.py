@@ -58,8 +58,13 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
 def save_weights(state: Mapping[str, Tensor], path: str | os.PathLike, config: Mapping | None = None,
                  **metadata) -> None:
     """Save a state dict as safetensors (contiguous CPU copies), with an optional JSON ``config`` and further
-    JSON-ready ``metadata`` entries (e.g. ``skeleton=``) that ``read_metadata`` returns."""
+    JSON-ready ``metadata`` entries (e.g. ``skeleton=``) that ``read_metadata`` returns. ``path`` must end in
+    ``.safetensors``: files are read by their suffix, and any other is taken for a torch pickle."""
     from safetensors.torch import save_file
+
+    if Path(path).suffix != ".safetensors":
+        raise ValueError(f"save: {path} must end in .safetensors (the weights are written as safetensors, and a "
+                         f"checkpoint of another suffix is read as a torch pickle)")
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     entries = {"config": dict(config) if config else None, **metadata}

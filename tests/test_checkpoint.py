@@ -233,10 +233,20 @@ def test_partial_hgfast_file_reports_missing_keys_using_the_stored_config(tmp_pa
 
 def test_saving_onto_a_folder_names_it_and_leaves_no_temporary_file(tmp_path):
     """Was an IsADirectoryError naming the temporary file beside it, raised after the whole write."""
-    (tmp_path / "out").mkdir()
-    with pytest.raises(IsADirectoryError, match=r"cannot write .*out: it is a folder \(give a file path\)"):
-        StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1).save(tmp_path / "out")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not list((tmp_path / "out").iterdir())
+    (tmp_path / "out.safetensors").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*out.safetensors: it is a folder \(give a file"):
+        StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1).save(tmp_path / "out.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.safetensors"]
+    assert not list((tmp_path / "out.safetensors").iterdir())
+
+
+def test_saving_under_another_suffix_than_safetensors_is_refused(tmp_path):
+    """A model.pt written as safetensors was then read by from_checkpoint as a torch pickle and called corrupt."""
+    model = StackedHourglass(nstack=1, nfeat=16, njoints=4, depth=1)
+    for name in ("model.pt", "model", "model.safetensors.bak"):
+        with pytest.raises(ValueError, match=f"save: .*{name} must end in .safetensors"):
+            model.save(tmp_path / name)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
