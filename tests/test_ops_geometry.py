@@ -111,6 +111,12 @@ def test_flip_permutation_and_errors():
     for bad in ([(0, 1), (1, 2)], [(0, 5)], [(1, 1)], [(0, 1, 2)], [(0.0, 1)], [3]):  # was garbage or an IndexError
         with pytest.raises(ValueError, match=r"flip pairs must be pairs of two different joints in range\(3\)"):
             flip_permutation(bad, 3)
+    for bad in (-1, 4.0, True, None):  # -1 gave (), 4.0 a TypeError, True (0,)
+        with pytest.raises(ValueError, match="num_joints must be an int >= 0"):
+            flip_permutation([], bad)
+    for bad in (float("nan"), "48", None, torch.tensor([48.0, 48.0])):  # NaN gave NaN keypoints, the others bare
+        with pytest.raises(ValueError, match="width must be a finite number"):  # errors
+            flip_keypoints(torch.zeros(1, 3, 2), bad, (0, 1, 2))
     # not a permutation; a cycle, not pairs swapped; not ints (were truncated to (1, 0, 2), or a TypeError)
     for bad in ((0, 0, 1), (1, 2, 0), (1.5, 0.5, 2.5), torch.tensor([1.0, 0.0, 2.0]), "abc", None, [[1, 0, 2]]):
         with pytest.raises(ValueError, match=r"permutation must swap pairs of range\(3\)"):

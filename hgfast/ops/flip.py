@@ -13,6 +13,8 @@ MPII_FLIP_PERMUTATION = (5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10)
 def flip_permutation(pairs, num_joints):
     """Permutation (tuple of length num_joints) swapping each (left, right) pair in `pairs`: two different joint
     indices in range(num_joints), each joint in one pair at most (else a ValueError naming the pair)."""
+    if not (isinstance(num_joints, numbers.Integral) and not isinstance(num_joints, bool) and num_joints >= 0):
+        raise ValueError(f"num_joints must be an int >= 0, got {num_joints!r}")
     perm, paired = list(range(num_joints)), set()
     for pair in pairs:
         try:
@@ -77,9 +79,11 @@ def flip_test(heatmaps, heatmaps_flipped, permutation=MPII_FLIP_PERMUTATION, shi
 
 
 def flip_keypoints(keypoints, width, permutation=MPII_FLIP_PERMUTATION):
-    """Keypoints (...,K,2) in pixel coordinates of an image of `width` → mirrored: x ↦ width − 1 − x, joints
-    permuted."""
+    """Keypoints (...,K,2) in pixel coordinates of an image of `width` (a finite number) → mirrored:
+    x ↦ width − 1 − x, joints permuted."""
     _checks.tensor("keypoints", keypoints, range(2, 8), last=2)
+    if not (isinstance(width, numbers.Real) and not isinstance(width, bool) and math.isfinite(width)):
+        raise ValueError(f"width must be a finite number (the image's width in pixels), got {width!r}")
     order = checked_flip_permutation(permutation, keypoints.shape[-2], keypoints.device)
     out = keypoints.index_select(-2, order).clone()
     out[..., 0] = (width - 1) - out[..., 0]
