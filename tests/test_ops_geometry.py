@@ -155,6 +155,9 @@ NAN, INF = float("nan"), float("inf")
     (dict(pixel_std=0.0), "pixel_std"),
     (dict(scale=1e-320), "scale 1e-320 is too small or too large for torch.float64"),  # a NaN matrix before
     (dict(scale=1e306), "scale 1e[+]306 is too small or too large"),  # a zero matrix, a linalg error before
+    (dict(scale="1"), "scale must be a number or a tensor of numbers"),  # torch's "invalid data type 'str'"
+    (dict(rotation=None), "rotation must be a number or a tensor of numbers"),
+    (dict(scale=((1.0,), 2.0)), "scale must be a number or a tensor of numbers"),  # ragged
 ])
 def test_transforms_reject_degenerate_boxes(device, kwargs, match):
     if device == "cuda" and not torch.cuda.is_available():

@@ -15,7 +15,13 @@ from . import _checks
 
 
 def _batch(name, value, B, shape, ref):
-    t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+    """``value`` as a (B, *shape) tensor of ``ref``'s dtype and device (a scalar broadcast); ValueError naming it."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a number or a tensor of numbers, got {value!r}")
+    try:
+        t = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a number or a tensor of numbers, got {str(value)[:60]!r} ({exc})") from None
     if t.dim() == 0:
         t = t.expand(B, *shape)
     if tuple(t.shape) != (B, *shape):
