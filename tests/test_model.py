@@ -1,4 +1,5 @@
 """Reference StackedHourglass: sizes, shapes, gradients, autocast, channels_last and bad input."""
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,11 @@ def test_input_on_another_device_than_the_model_raises():
 def test_bad_constructor_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StackedHourglass(**kwargs)
+
+
+def test_numpy_ints_are_sizes_and_the_config_holds_ints():
+    """Were refused as "must be a positive int" (np.int64 is not an int)."""
+    import json
+
+    model = StackedHourglass(nstack=np.int64(1), nfeat=np.int32(16), njoints=np.int64(4), depth=np.int64(2))
+    assert json.loads(json.dumps(model.config)) == model.config and model.nstack == 1 and type(model.nstack) is int

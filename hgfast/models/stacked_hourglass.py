@@ -1,6 +1,7 @@
 """The Stacked Hourglass network (Newell, Yang, Deng, ECCV 2016)."""
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from typing import Mapping
@@ -36,10 +37,12 @@ class StackedHourglass(nn.Module):
     def __init__(self, nstack: int = 8, nfeat: int = 256, njoints: int = 16, depth: int = 4, in_channels: int = 3,
                  stem_channels: int = 128, fused: bool | None = None):
         super().__init__()
-        for name, value in (("nstack", nstack), ("nfeat", nfeat), ("njoints", njoints), ("depth", depth),
-                            ("in_channels", in_channels), ("stem_channels", stem_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        sizes = {"nstack": nstack, "nfeat": nfeat, "njoints": njoints, "depth": depth, "in_channels": in_channels,
+                 "stem_channels": stem_channels}
+        for name, value in sizes.items():
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"StackedHourglass: {name} must be a positive int, got {value!r}")
+        nstack, nfeat, njoints, depth, in_channels, stem_channels = map(int, sizes.values())  # numpy's too
         for name, value in (("nfeat", nfeat), ("stem_channels", stem_channels)):
             if value % 2:
                 raise ValueError(f"StackedHourglass: {name} must be even, got {value}")
