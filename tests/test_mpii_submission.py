@@ -86,3 +86,12 @@ def test_cli_writes_the_submission_and_warns_of_rows_out_of_order(files, tmp_pat
     assert "must be a .mat file" in capsys.readouterr().err
     assert main(args[:-1] + [str(release), "--overwrite"]) == 2
     assert "would replace an input" in capsys.readouterr().err
+
+
+def test_the_submission_never_replaces_an_input(files):
+    release, annot, predictions, _ = files
+    before = release.read_bytes()
+    for out in (release, annot / "test.h5", predictions):
+        with pytest.raises(ValueError, match="would replace an input"):
+            write_mpii_submission(predictions, annot / "test.h5", release, out)
+    assert release.read_bytes() == before

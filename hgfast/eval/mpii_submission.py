@@ -71,10 +71,13 @@ def write_mpii_submission(predictions: str | os.PathLike, annotations: str | os.
     ``predictions`` (``hgfast eval --results``' file, or any with ``preds`` (N, 16, 2) in ``annotations``' row
     order, checked as ``hgfast score`` checks it), ``annotations`` (the test split's h5 file, with ``index`` /
     ``person``) and MPII's ``release`` file. Every row must be a different person of a test image, with finite
-    coordinates. Returns ``{"people", "images", "correlation"}``: the x and y correlations of the thorax
-    predictions with the people's positions (below ``MIN_CORRELATION``: rows likely in another order)."""
+    coordinates; ``out`` must be none of the inputs. Returns ``{"people", "images", "correlation"}``: the x and y
+    correlations of the thorax predictions with the people's positions (below ``MIN_CORRELATION``: rows likely in
+    another order)."""
     from ..checkpoint import atomic_path
 
+    if Path(out).resolve() in {Path(p).resolve() for p in (predictions, annotations, release)}:
+        raise ValueError(f"the submission file {out} would replace an input: write it elsewhere")
     preds, ann, skeleton = matched_predictions(predictions, annotations)
     if skeleton.names != JOINT_NAMES:
         raise ValueError(f"{annotations} has joints {list(skeleton.names)}: a submission needs MPII's 16")
@@ -104,4 +107,5 @@ def write_mpii_submission(predictions: str | os.PathLike, annotations: str | os.
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
         savemat(f, {"pred": out_list[:, flags == 0]}, do_compression=True)
     thorax, centres = preds[:, THORAX], np.array(centres)
-    return {"people": len(preds), "images": len(people), "correlation": [_correlation(thorax[:, a], centres[:, a]) for a in (0, 1)]}
+    return {"people": len(preds), "images": len(people),
+            "correlation": [_correlation(thorax[:, a], centres[:, a]) for a in (0, 1)]}
