@@ -132,6 +132,20 @@ def test_convert_writes_train_valid_and_test_h5_in_the_validation_files_order(tm
     assert written[2]["scorable"] == 1  # e.jpg has no head box
 
 
+def test_a_validation_file_left_in_the_output_folder_is_refused(tmp_path):
+    source = _release(tmp_path / "release.mat", IMAGES)
+    train = read_release(source)[0]["train"]
+    valid = tmp_path / "peer_valid.h5"
+    first = {k: v[:1] for k, v in train.items()}
+    write_annotations(valid, first["imgname"], first["center"], first["scale"], first["part"], first["visible"],
+                      first["normalize"], index=first["index"], person=first["person"])
+    convert_release(source, tmp_path / "annot", valid_from=valid)
+    before = (tmp_path / "annot" / "train.h5").read_bytes()
+    with pytest.raises(ValueError, match="valid.h5 exists.*train.h5 would hold its people"):  # without --valid-from
+        convert_release(source, tmp_path / "annot", overwrite=True)
+    assert (tmp_path / "annot" / "train.h5").read_bytes() == before
+
+
 def test_hrnets_valid_json_finds_its_people_by_image_and_centre(tmp_path):
     source = _release(tmp_path / "release.mat", IMAGES)
     train = read_release(source)[0]["train"]

@@ -251,9 +251,13 @@ def convert_release(path: str | os.PathLike, out_dir: str | os.PathLike, valid_f
                     single_person: bool = False, overwrite: bool = False) -> list[dict]:
     """Write MPII's release file as ``out_dir/train.h5``, ``valid.h5`` (with ``valid_from``) and ``test.h5``
     (module docstring); ``single_person``: only the people of MPII's single-person benchmark. Refuses to replace
-    an existing file unless ``overwrite``; nothing is written unless every split converts. Returns per file
+    an existing file unless ``overwrite``, and, without ``valid_from``, an ``out_dir`` holding a ``valid.h5`` (whose
+    people the new ``train.h5`` would hold too); nothing is written unless every split converts. Returns per file
     ``{"path", "split", "people", "joints" (annotated), "scorable", "left_out"}``."""
     path, out_dir = Path(path), Path(out_dir)
+    if valid_from is None and (out_dir / "valid.h5").exists():
+        raise ValueError(f"{out_dir / 'valid.h5'} exists and no validation file is given: train.h5 would hold its "
+                         f"people too (give it as valid_from / --valid-from, moved out of {out_dir}, or remove it)")
     splits, left_out = read_release(path, single_person)
     if "train" not in splits:
         raise ValueError(f"{path}: no person of a training image has a position and joints")
