@@ -95,3 +95,18 @@ def test_the_submission_never_replaces_an_input(files):
         with pytest.raises(ValueError, match="would replace an input"):
             write_mpii_submission(predictions, annot / "test.h5", release, out)
     assert release.read_bytes() == before
+
+
+def test_rows_whose_numbers_name_another_image_or_person_are_refused(files, tmp_path):
+    _, annot, predictions, _ = files
+    release = _release(tmp_path / "release2.mat", IMAGES + [  # g.jpg: a test image with people where c.jpg's go
+        {"name": "g.jpg", "train": False, "people": [{"objpos": (400, 300), "scale": 4.0},
+                                                     {"objpos": (10, 20), "scale": 0.5}]}])
+    with h5py.File(annot / "test.h5", "a") as f:
+        f["index"][:] = 5  # (as if 1-based or of another release)
+    with pytest.raises(ValueError, match="row 0: index 5 is g.jpg in .*, c.jpg in"):
+        write_mpii_submission(predictions, annot / "test.h5", release, tmp_path / "pred.mat")
+    with h5py.File(annot / "test.h5", "a") as f:
+        f["index"][:], f["person"][:] = 2, [1, 0]
+    with pytest.raises(ValueError, match="row 0: person 1 of c.jpg is at x 10 in .*, at x 400 in"):
+        write_mpii_submission(predictions, annot / "test.h5", release, tmp_path / "pred.mat")

@@ -65,7 +65,7 @@ def matlab_field(struct, name: str):
     return struct[name] if names and name in names else None
 
 
-def _image_name(image) -> str:
+def image_name(image) -> str:
     """An ``annolist`` entry's ``image.name`` ("" where it has none)."""
     names = [n for i in matlab_items(matlab_field(image, "image")) for n in matlab_items(matlab_field(i, "name"))]
     return str(names[0]) if len(names) == 1 else ""
@@ -92,7 +92,7 @@ def _joints(annopoints, where: str) -> tuple[np.ndarray, np.ndarray] | None:
     return part, visible
 
 
-def _person(rect, where: str, train: bool) -> dict | None:
+def release_person(rect, where: str, train: bool) -> dict | None:
     """One ``annorect`` as h5 fields (module docstring); None for a person without a position, or without joints in
     a training image."""
     objpos = matlab_items(matlab_field(rect, "objpos"))
@@ -155,14 +155,14 @@ def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[
     rows, left_out = {"train": [], "test": []}, {"train": 0, "test": 0}
     for i, image in enumerate(images):
         split = "train" if flags[i] else "test"
-        name, rects = _image_name(image), matlab_items(matlab_field(image, "annorect"))
+        name, rects = image_name(image), matlab_items(matlab_field(image, "annorect"))
         if rects and not name:
             raise ValueError(f"{path}: image {i} (0-based) has people but no image.name")
         keep = {int(n) - 1 for n in matlab_items(chosen[i])} if single_person else range(len(rects))
         for j, rect in enumerate(rects):
             if j not in keep:
                 continue
-            person = _person(rect, f"{path}: image {i} ({name}), person {j} (0-based)", split == "train")
+            person = release_person(rect, f"{path}: image {i} ({name}), person {j} (0-based)", split == "train")
             if person is None:
                 left_out[split] += 1
             else:

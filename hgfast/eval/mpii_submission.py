@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.mpii_release import load_release, matlab_items
+from ..data.mpii_release import SAME_PERSON_PIXELS, image_name, load_release, matlab_items, release_person
 from ..data.skeleton import JOINT_NAMES
 from .mpii_results import matched_predictions
 
@@ -70,7 +70,8 @@ def write_mpii_submission(predictions: str | os.PathLike, annotations: str | os.
     """Write MPII's submission file ``out`` (module docstring; atomically, MATLAB v5 by scipy) from
     ``predictions`` (``hgfast eval --results``' file, or any with ``preds`` (N, 16, 2) in ``annotations``' row
     order, checked as ``hgfast score`` checks it), ``annotations`` (the test split's h5 file, with ``index`` /
-    ``person``) and MPII's ``release`` file. Every row must be a different person of a test image, with finite
+    ``person``) and MPII's ``release`` file. Every row must be a different person of a test image, whose image name
+    and centre x the release confirms (numbers of another release, or 1-based, are refused), with finite
     coordinates; ``out`` must be none of the inputs. Returns ``{"people", "images", "correlation"}``: the x and y
     correlations of the thorax predictions with the people's positions (below ``MIN_CORRELATION``: rows likely in
     another order)."""
@@ -91,14 +92,23 @@ def write_mpii_submission(predictions: str | os.PathLike, annotations: str | os.
     people: dict[int, dict[int, np.ndarray]] = {}
     centres = []
     for row, (i, p) in enumerate(numbers.tolist()):
-        rects = annolist["annorect"][0, i] if i < annolist.size else EMPTY
-        if i >= annolist.size or flags[i] or p >= len(matlab_items(rects)):
+        rects = matlab_items(annolist["annorect"][0, i]) if i < annolist.size else []
+        if i >= annolist.size or flags[i] or p >= len(rects):
             what = "not an image of" if i >= annolist.size else "a training image of" if flags[i] else \
-                f"an image of {len(matlab_items(rects))} people in"
+                f"an image of {len(rects)} people in"
             raise ValueError(f"{annotations}, row {row}: index {i}, person {p} is {what} {release} (the test split's "
                              f"h5 file of this release is needed)")
         if p in people.setdefault(i, {}):
             raise ValueError(f"{annotations}, row {row}: index {i}, person {p} again")
+        name, x = image_name(annolist[0, i]), ann["center"][row][0]
+        if name != ann["imgname"][row]:
+            raise ValueError(f"{annotations}, row {row}: index {i} is {name} in {release}, {ann['imgname'][row]} in "
+                             f"{annotations} (MPII's 0-based numbers of this release are needed)")
+        person = release_person(rects[p], f"{release}: image {i} ({name}), person {p} (0-based)", False)
+        if person is None or abs(person["center"][0] - x) > SAME_PERSON_PIXELS:
+            at = "has no position" if person is None else f"is at x {person['center'][0]:g}"
+            raise ValueError(f"{annotations}, row {row}: person {p} of {name} {at} in {release}, at x {x:g} in "
+                             f"{annotations} (MPII's 0-based numbers of this release are needed)")
         people[i][p] = preds[row]
         centres.append(ann["center"][row])
     out_list = annolist.copy()
