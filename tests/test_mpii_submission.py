@@ -110,3 +110,18 @@ def test_rows_whose_numbers_name_another_image_or_person_are_refused(files, tmp_
         f["index"][:], f["person"][:] = 2, [1, 0]
     with pytest.raises(ValueError, match="row 0: person 1 of c.jpg is at x 10 in .*, at x 400 in"):
         write_mpii_submission(predictions, annot / "test.h5", release, tmp_path / "pred.mat")
+
+
+def test_struct_arrays_stored_as_columns_take_the_points(files, tmp_path):
+    release, annot, predictions, preds = files
+    data = scipy_io.loadmat(release)["RELEASE"]
+    annolist = data[0, 0]["annolist"]
+    annolist[0, 2]["annorect"] = annolist[0, 2]["annorect"].reshape(2, 1)  # c.jpg's people: 2 x 1
+    data[0, 0]["annolist"] = annolist.reshape(-1, 1)  # the images: N x 1
+    scipy_io.savemat(tmp_path / "columns.mat", {"RELEASE": data})
+    write_mpii_submission(predictions, annot / "test.h5", tmp_path / "columns.mat", tmp_path / "pred.mat")
+    rects = scipy_io.loadmat(tmp_path / "pred.mat")["pred"][0, 0]["annorect"]
+    assert rects.shape == (2, 1)
+    for p in range(2):
+        point = rects[p, 0]["annopoints"][0, 0]["point"]
+        np.testing.assert_allclose([[float(point[0, j][k][0, 0]) for k in "xy"] for j in range(16)], preds[p])

@@ -119,8 +119,8 @@ def release_person(rect, where: str, train: bool) -> dict | None:
 
 def load_release(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.void]:
     """``(annolist, img_train, release)``: MPII's release file as scipy reads it (``annolist`` the (1, N) struct
-    array of images, ``img_train`` (N,) 0 / 1, ``release`` the ``RELEASE`` record); FileNotFoundError,
-    ImportError (no scipy) or ValueError naming the file otherwise."""
+    array of images, an N × 1 one made 1 × N, ``img_train`` (N,) 0 / 1, ``release`` the ``RELEASE`` record);
+    FileNotFoundError, ImportError (no scipy) or ValueError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MPII release file not found: {path}")
@@ -139,7 +139,7 @@ def load_release(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.vo
     flags = np.asarray(matlab_items(matlab_field(release[0], "img_train")), dtype=float)
     if flags.shape != (annolist.size,) or not np.isin(flags, (0, 1)).all():
         raise ValueError(f"{path}: RELEASE.img_train must be 0 or 1 for each of the {annolist.size} images")
-    return annolist, flags, release[0]
+    return annolist.reshape(1, -1), flags, release[0]
 
 
 def read_release(path: str | os.PathLike, single_person: bool = False) -> tuple[dict, dict[str, int]]:

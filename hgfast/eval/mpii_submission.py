@@ -35,12 +35,14 @@ def _points(joints: np.ndarray) -> np.ndarray:
 
 
 def _with_points(rects: np.ndarray, people: dict[int, np.ndarray]) -> np.ndarray:
-    """An image's ``annorect`` struct array with ``annopoints`` (empty for the people not in ``people``)."""
+    """An image's ``annorect`` struct array (1 × n or n × 1) with ``annopoints`` (empty for the people not in
+    ``people``)."""
     names = [n for n in rects.dtype.names if n != "annopoints"]
     out = np.empty(rects.shape, dtype=[(n, object) for n in names] + [("annopoints", object)])
     for n in names:
         out[n] = rects[n]
-    out["annopoints"] = [[_points(people[p]) if p in people else EMPTY for p in range(rects.size)]]
+    for p, index in enumerate(np.ndindex(rects.shape)):
+        out[index]["annopoints"] = _points(people[p]) if p in people else EMPTY
     return out
 
 
