@@ -13,7 +13,7 @@ MPII_FLIP_PERMUTATION = (5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10)
 def flip_permutation(pairs, num_joints):
     """Permutation (tuple of length num_joints) swapping each (left, right) pair in `pairs`: two different joint
     indices in range(num_joints), each joint in one pair at most (else a ValueError naming the pair)."""
-    if not (isinstance(num_joints, numbers.Integral) and not isinstance(num_joints, bool) and num_joints >= 0):
+    if not (_checks._integer(num_joints) and num_joints >= 0):
         raise ValueError(f"num_joints must be an int >= 0, got {num_joints!r}")
     perm, paired = list(range(num_joints)), set()
     for pair in pairs:
